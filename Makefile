@@ -1,0 +1,91 @@
+# Alama: `make demo` runs the system, `make test` runs the tests. `make help` lists every target.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON_VERSION := 3.11
+UV_VERSION := 0.13.9
+UV := .tools/uv/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+KAFKA_LIB := infra/kafka/lib
+export UV_PYTHON := python$(PYTHON_VERSION)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+SYSTEM_PACKAGES := redis-server postgresql-15 openjdk-17-jre-headless maven
+
+.PHONY: help setup system-packages lock protos infra-up infra-down infra-status test test-unit \
+        test-integration test-e2e lint format demo down clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+setup: system-packages $(VENV)/.synced $(KAFKA_LIB)/.fetched ## Install everything: Debian packages, pinned Python packages, Kafka jars (idempotent)
+
+system-packages: ## Install Redis, PostgreSQL 15, Java 17 and Maven from Debian's packages when missing
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	test -x /usr/lib/postgresql/15/bin/postgres || missing="$$missing postgresql-15"; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(UV):
+	python$(PYTHON_VERSION) -m venv .tools/uv
+	.tools/uv/bin/pip install -q uv==$(UV_VERSION)
+
+# Only the lock decides what is installed; uv's cache keeps PyTorch's 3 GB of wheels, so a
+# re-sync (or a fresh clone on the same machine) links them instead of downloading them again.
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen
+	touch $@
+
+$(KAFKA_LIB)/.fetched: infra/kafka/pom.xml
+	rm -rf $(KAFKA_LIB)
+	mvn -q -B -f infra/kafka/pom.xml dependency:copy-dependencies
+	touch $@
+
+lock: | $(UV) ## Re-resolve the pinned dependency set after editing pyproject.toml
+	$(UV) lock
+
+protos: $(VENV)/.synced ## Regenerate services/common/protos from protos/
+	$(PY) -m infra.protogen
+
+infra-up: setup ## Start Kafka (KRaft), Redis and PostgreSQL and create the topics; waits for readiness
+	$(PY) -m infra.local up
+
+infra-down: ## Stop the local servers (data under .run/ is kept)
+	@if [ -x $(PY) ]; then $(PY) -m infra.local down; else echo "nothing installed, nothing running"; fi
+
+infra-status: ## Show whether each local server is up
+	$(PY) -m infra.local status
+
+test: infra-up ## Run unit, integration and e2e tests against the real servers
+	$(PY) -m pytest tests/unit tests/integration tests/e2e
+
+test-unit: setup ## Unit tests only (no servers)
+	$(PY) -m pytest tests/unit
+
+lint: setup ## ruff and mypy
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy services infra
+
+format: setup ## Apply ruff's fixes and formatting
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+demo: infra-up ## Run the whole system end to end (today: what exists so far, and what is missing)
+	$(PY) -m infra.demo
+
+down: infra-down ## Stop everything Alama started
+
+clean: down ## Stop everything and delete the run folder and installed environments
+	rm -rf .run $(VENV) .tools $(KAFKA_LIB)

@@ -1,0 +1,608 @@
+"""Start, stop and check the local Kafka (KRaft), Redis and PostgreSQL servers.
+
+Each server runs as its own process on a project port with its data under the run folder
+(``.run/`` by default, ``ALAMA_RUN_DIR`` to move it), never the machine's default instances.
+``up`` is idempotent: it starts only what is not running (a server that died comes back with its
+data), waits for real readiness, creates the project database and the declared Kafka topics.
+
+    python -m infra.local up|down|status
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+import asyncpg
+import redis
+from aiokafka import AIOKafkaClient
+from rich.console import Console
+from rich.table import Table
+
+from services.common.settings import (
+    KAFKA_CONTROLLER_PORT,
+    KAFKA_PORT,
+    POSTGRES_PORT,
+    REDIS_PORT,
+)
+from services.common.topics import ensure_topics
+
+REPO = Path(__file__).resolve().parent.parent
+KAFKA_HOME = REPO / "infra" / "kafka"
+PG_BIN = Path(os.environ.get("ALAMA_PG_BIN", "/usr/lib/postgresql/15/bin"))
+PG_USER, PG_PASSWORD, PG_DATABASE = "alama", "alama", "alama"
+
+console = Console(stderr=False, highlight=False)
+
+
+class InfraError(RuntimeError):
+    """A server could not be started or did not become ready; the message says where to look."""
+
+
+def run_dir() -> Path:
+    return Path(os.environ.get("ALAMA_RUN_DIR", REPO / ".run")).resolve()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(") ", 1)[-1].startswith("Z"))
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    if not path.exists():
+        return f"(no log at {path})"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass
+class Status:
+    name: str
+    running: bool
+    ready: bool
+    pid: int | None
+    port: int
+    detail: str
+
+
+class Server(ABC):
+    name: str
+    port: int
+
+    def __init__(self, root: Path) -> None:
+        self.root = root / self.name
+
+    @property
+    @abstractmethod
+    def log_path(self) -> Path: ...
+
+    @abstractmethod
+    def pid(self) -> int | None:
+        """The server's pid if it is running, else None."""
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def ready(self) -> str | None:
+        """None when the server answers like a client needs it to, else why not."""
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    def owned_pids(self) -> list[int]:
+        """Every live process whose command line points into this server's run folder."""
+        marker = str(self.root)
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and marker in _cmdline(int(entry.name)):
+                if int(entry.name) != os.getpid() and _pid_alive(int(entry.name)):
+                    pids.append(int(entry.name))
+        return pids
+
+    def kill_leftovers(self, timeout: float = 20.0) -> None:
+        pids = self.owned_pids()
+        for pid in pids:
+            with _suppress_lookup():
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while any(_pid_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for pid in pids:
+            if _pid_alive(pid):
+                with _suppress_lookup():
+                    os.kill(pid, signal.SIGKILL)
+
+    def status(self) -> Status:
+        pid = self.pid()
+        reason = self.ready() if pid else "not running"
+        return Status(self.name, pid is not None, reason is None, pid, self.port, reason or "ready")
+
+
+class _suppress_lookup:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
+        return exc_type is ProcessLookupError
+
+
+class PidFileServer(Server):
+    """A server we launch ourselves and track by pid file."""
+
+    process_marker: str
+
+    @property
+    def pid_path(self) -> Path:
+        return self.root / f"{self.name}.pid"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if _pid_alive(pid) and self.process_marker in _cmdline(pid):
+            return pid
+        return None
+
+    def stop(self) -> None:
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 60
+            while _pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        self.kill_leftovers()
+        self.pid_path.unlink(missing_ok=True)
+
+
+class Kafka(PidFileServer):
+    name = "kafka"
+    port = KAFKA_PORT
+    process_marker = "kafka.Kafka"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "logs" / "server.log"
+
+    @property
+    def stdout_path(self) -> Path:
+        return self.root / "logs" / "stdout.log"
+
+    def _java(self) -> list[str]:
+        java = shutil.which("java")
+        if java is None:
+            raise InfraError(
+                "kafka: no `java` on PATH; Kafka 4 needs Java 17 (make setup installs it)"
+            )
+        jars = KAFKA_HOME / "lib"
+        if not any(jars.glob("kafka_2.13-*.jar")):
+            raise InfraError(f"kafka: no broker jars in {jars}; run `make setup` (it runs Maven)")
+        return [
+            java,
+            "-Xms256m",
+            "-Xmx1g",
+            "-XX:+UseG1GC",
+            f"-Dlog4j2.configurationFile={KAFKA_HOME / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={self.root / 'logs'}",
+            "-cp",
+            f"{jars}/*",
+        ]
+
+    def _write_config(self) -> Path:
+        props = self.root / "server.properties"
+        template = Template((KAFKA_HOME / "server.properties.template").read_text())
+        props.write_text(
+            template.substitute(
+                KAFKA_PORT=self.port,
+                CONTROLLER_PORT=KAFKA_CONTROLLER_PORT,
+                DATA_DIR=self.root / "data",
+            )
+        )
+        return props
+
+    def start(self) -> None:
+        (self.root / "logs").mkdir(parents=True, exist_ok=True)
+        self.kill_leftovers()
+        props = self._write_config()
+        java = self._java()
+        if not (self.root / "data" / "meta.properties").exists():
+            id_path = self.root / "cluster.id"
+            if not id_path.exists():
+                cluster_id = subprocess.run(
+                    [*java, "kafka.tools.StorageTool", "random-uuid"],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout.strip()
+                id_path.write_text(cluster_id)
+            fmt = subprocess.run(
+                [
+                    *java,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--standalone",
+                    "-t",
+                    id_path.read_text().strip(),
+                    "-c",
+                    str(props),
+                ],
+                capture_output=True,
+                text=True,
+            )
+            if fmt.returncode != 0:
+                raise InfraError(f"kafka: formatting storage failed:\n{fmt.stdout}{fmt.stderr}")
+        with self.stdout_path.open("ab") as out:
+            proc = subprocess.Popen(
+                [*java, "kafka.Kafka", str(props)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.root,
+            )
+        self.pid_path.write_text(str(proc.pid))
+
+    def ready(self) -> str | None:
+        async def probe() -> str | None:
+            client = AIOKafkaClient(
+                bootstrap_servers=f"127.0.0.1:{self.port}", request_timeout_ms=3000
+            )
+            try:
+                await client.bootstrap()  # a Metadata request against the broker
+                return None if client.cluster.brokers() else "metadata has no broker"
+            except Exception as exc:  # the probe reports any failure as not-ready
+                return f"metadata request failed: {exc!r}"
+            finally:
+                await client.close()
+
+        return asyncio.run(probe())
+
+
+class Redis(PidFileServer):
+    name = "redis"
+    port = REDIS_PORT
+    process_marker = "redis-server"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "redis.log"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise InfraError(
+                "redis: no `redis-server`; run `make setup` (installs Debian's redis-server)"
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.kill_leftovers()
+        subprocess.run(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.root),
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(self.pid_path),
+                "--logfile",
+                str(self.log_path),
+                "--appendonly",
+                "yes",
+                "--save",
+                "60 1000",
+                "--protected-mode",
+                "yes",
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    def ready(self) -> str | None:
+        try:
+            client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
+            try:
+                return None if client.ping() else "PING got no PONG"
+            finally:
+                client.close()
+        except redis.RedisError as exc:
+            return f"PING failed: {exc}"
+
+
+class Postgres(Server):
+    name = "postgres"
+    port = POSTGRES_PORT
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "postgres.log"
+
+    def _as_owner(self, *args: str) -> list[str]:
+        """PostgreSQL refuses to run as root: run it as the Debian package's postgres user."""
+        if os.geteuid() != 0:
+            return list(args)
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError as exc:
+            raise InfraError("postgres: no `postgres` user; run `make setup`") from exc
+        return ["runuser", "-u", "postgres", "--", *args]
+
+    def _bin(self, name: str) -> str:
+        path = PG_BIN / name
+        if not path.exists():
+            raise InfraError(f"postgres: {path} missing; run `make setup` (installs postgresql-15)")
+        return str(path)
+
+    def _prepare_root(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+            reach = subprocess.run(self._as_owner("test", "-w", str(self.root)))
+            if reach.returncode != 0:
+                raise InfraError(
+                    f"postgres: the postgres user cannot write {self.root}; give its parent "
+                    "folders o+x or set ALAMA_RUN_DIR to a folder it can reach"
+                )
+
+    def pid(self) -> int | None:
+        pid_file = self.data_dir / "postmaster.pid"
+        try:
+            pid = int(pid_file.read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if _pid_alive(pid) and "postgres" in _cmdline(pid) else None
+
+    def start(self) -> None:
+        self._prepare_root()
+        if not (self.data_dir / "PG_VERSION").exists():
+            result = subprocess.run(
+                self._as_owner(
+                    self._bin("initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                ),
+                capture_output=True,
+                text=True,
+            )
+            if result.returncode != 0:
+                raise InfraError(f"postgres: initdb failed:\n{result.stdout}{result.stderr}")
+        self.kill_leftovers()
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} "
+            "-c max_connections=200 -c shared_buffers=256MB -c fsync=on"
+        )
+        result = subprocess.run(
+            self._as_owner(
+                self._bin("pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_path),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ),
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise InfraError(f"postgres: pg_ctl start failed:\n{result.stdout}{result.stderr}")
+
+    def stop(self) -> None:
+        if self.pid() is not None:
+            subprocess.run(
+                self._as_owner(
+                    self._bin("pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    "60",
+                    "stop",
+                ),
+                capture_output=True,
+            )
+        self.kill_leftovers()
+
+    def ready(self) -> str | None:
+        async def probe() -> str | None:
+            try:
+                conn = await asyncpg.connect(
+                    host="127.0.0.1",
+                    port=self.port,
+                    user=PG_USER,
+                    password=PG_PASSWORD,
+                    database=PG_DATABASE,
+                    timeout=3,
+                )
+            except Exception as exc:  # the probe reports any failure as not-ready
+                return f"cannot connect to database {PG_DATABASE!r}: {exc}"
+            try:
+                await conn.fetchval("SELECT 1")
+            finally:
+                await conn.close()
+            return None
+
+        return asyncio.run(probe())
+
+    def bootstrap(self) -> None:
+        """Create the project role and database once the server accepts connections."""
+
+        async def create() -> None:
+            conn = await asyncpg.connect(
+                host="127.0.0.1", port=self.port, user="postgres", database="postgres", timeout=5
+            )
+            try:
+                if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname=$1", PG_USER):
+                    await conn.execute(
+                        f"CREATE ROLE {PG_USER} LOGIN PASSWORD '{PG_PASSWORD}' CREATEDB"
+                    )
+                if not await conn.fetchval(
+                    "SELECT 1 FROM pg_database WHERE datname=$1", PG_DATABASE
+                ):
+                    await conn.execute(f"CREATE DATABASE {PG_DATABASE} OWNER {PG_USER}")
+            finally:
+                await conn.close()
+
+        asyncio.run(create())
+
+
+def servers() -> list[Server]:
+    root = run_dir()
+    return [Kafka(root), Redis(root), Postgres(root)]
+
+
+def _wait(server: Server, deadline: float) -> None:
+    reason = "not checked"
+    while time.monotonic() < deadline:
+        if server.pid() is None:
+            raise InfraError(
+                f"{server.name}: the process exited during start-up; log: {server.log_path}\n"
+                + _tail(getattr(server, "stdout_path", server.log_path))
+            )
+        reason = server.ready()
+        if reason is None:
+            return
+        time.sleep(0.5)
+    raise InfraError(
+        f"{server.name} not ready on port {server.port} ({reason}); log: {server.log_path}\n"
+        + _tail(server.log_path)
+    )
+
+
+def up(timeout: float = 120.0, echo: Callable[[str], None] = console.print) -> None:
+    deadline = time.monotonic() + timeout
+    all_servers = servers()
+    for server in all_servers:
+        if server.pid() is None:
+            echo(f"starting {server.name} on port {server.port}")
+            server.start()
+    for server in all_servers:
+        if isinstance(server, Postgres) and server.ready() is not None and server.pid():
+            _wait_accepting(server, deadline)
+            server.bootstrap()
+        _wait(server, deadline)
+    changes = asyncio.run(ensure_topics(f"127.0.0.1:{KAFKA_PORT}"))
+    for change in changes:
+        echo(f"topic {change.topic}: {change.action}")
+
+
+def _wait_accepting(server: Postgres, deadline: float) -> None:
+    """Wait until the superuser can connect, so bootstrap can create the project database."""
+
+    async def probe() -> bool:
+        try:
+            conn = await asyncpg.connect(
+                host="127.0.0.1", port=server.port, user="postgres", database="postgres", timeout=3
+            )
+        except Exception:  # not accepting yet
+            return False
+        await conn.close()
+        return True
+
+    while time.monotonic() < deadline:
+        if asyncio.run(probe()):
+            return
+        time.sleep(0.5)
+    raise InfraError(
+        f"postgres not accepting connections; log: {server.log_path}\n" + _tail(server.log_path)
+    )
+
+
+def down(echo: Callable[[str], None] = console.print) -> None:
+    for server in reversed(servers()):
+        running = server.pid() is not None or server.owned_pids()
+        server.stop()
+        if running:
+            echo(f"stopped {server.name}")
+    left = [(s.name, p) for s in servers() for p in s.owned_pids()]
+    if left:
+        raise InfraError(f"processes still running after stop: {left}")
+
+
+def status() -> list[Status]:
+    return [server.status() for server in servers()]
+
+
+def _print_status(rows: list[Status]) -> None:
+    table = Table(title=f"Alama local infrastructure ({run_dir()})")
+    for column in ("server", "state", "pid", "port", "detail"):
+        table.add_column(column)
+    for row in rows:
+        state = (
+            "[green]up[/]"
+            if row.ready
+            else ("[yellow]starting[/]" if row.running else "[red]down[/]")
+        )
+        table.add_row(row.name, state, str(row.pid or "-"), str(row.port), row.detail)
+    console.print(table)
+
+
+def main(argv: list[str]) -> int:
+    command = argv[1] if len(argv) > 1 else "status"
+    try:
+        if command == "up":
+            up()
+            rows = status()
+            _print_status(rows)
+            return 0 if all(r.ready for r in rows) else 1
+        if command == "down":
+            down()
+            _print_status(status())
+            return 0
+        if command == "status":
+            rows = status()
+            _print_status(rows)
+            return 0 if all(r.ready for r in rows) else 3
+    except InfraError as exc:
+        console.print(f"[bold red]infra {command} failed:[/] {exc}")
+        return 1
+    console.print(f"unknown command {command!r}; use up, down or status")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

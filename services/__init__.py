@@ -1,0 +1,1 @@
+"""Alama's deployable services and the shared library they all build on."""

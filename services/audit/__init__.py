@@ -1,0 +1,1 @@
+"""Append-only, idempotent, hash-chained audit log of every event in PostgreSQL."""

@@ -1,0 +1,1 @@
+"""Shared internal library: what every Alama service needs and no single service owns."""

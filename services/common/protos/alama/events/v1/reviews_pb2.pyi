@@ -1,0 +1,30 @@
+import datetime
+
+from services.common.protos.alama.events.v1 import decisions_pb2 as _decisions_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ReviewOutcome(_message.Message):
+    __slots__ = ("review_id", "decision_id", "application_id", "reviewer_id", "original_band", "final_band", "justification", "reviewed_at")
+    REVIEW_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    REVIEWER_ID_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_BAND_FIELD_NUMBER: _ClassVar[int]
+    FINAL_BAND_FIELD_NUMBER: _ClassVar[int]
+    JUSTIFICATION_FIELD_NUMBER: _ClassVar[int]
+    REVIEWED_AT_FIELD_NUMBER: _ClassVar[int]
+    review_id: str
+    decision_id: str
+    application_id: str
+    reviewer_id: str
+    original_band: _decisions_pb2.DecisionBand
+    final_band: _decisions_pb2.DecisionBand
+    justification: str
+    reviewed_at: _timestamp_pb2.Timestamp
+    def __init__(self, review_id: _Optional[str] = ..., decision_id: _Optional[str] = ..., application_id: _Optional[str] = ..., reviewer_id: _Optional[str] = ..., original_band: _Optional[_Union[_decisions_pb2.DecisionBand, str]] = ..., final_band: _Optional[_Union[_decisions_pb2.DecisionBand, str]] = ..., justification: _Optional[str] = ..., reviewed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

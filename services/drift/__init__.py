@@ -1,0 +1,1 @@
+"""Population stability of features and scores against the training reference; drift alerts."""

@@ -1,0 +1,1 @@
+"""SHAP and attention explanations of decisions, turned into plain-language reason codes."""

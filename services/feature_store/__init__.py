@@ -1,0 +1,1 @@
+"""Streaming ingestion of mobile-money and repayment events into Feast (online and offline)."""

@@ -1,0 +1,1 @@
+"""REST front door: auth, signed mobile-money webhooks, synchronous scoring over gRPC."""

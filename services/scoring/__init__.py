@@ -1,0 +1,1 @@
+"""The ONNX GBM + LSTM ensemble behind a gRPC server and a Kafka consumer of applications."""

@@ -1,0 +1,21 @@
+"""Scoring settings (environment prefix ``ALAMA_SCORING_``)."""
+
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import ServiceSettings
+
+
+class ScoringSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="ALAMA_SCORING_", extra="ignore")
+
+    service_name: str = "scoring"
+    metrics_port: int = 9103
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    bundle_dir: str = "artifacts/bundles/current"
+    feature_repo: str = "feature_repo"
+    micro_batch_size: int = 256
+    micro_batch_wait_ms: int = 5
+    model_threads: int = 2
