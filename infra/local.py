@@ -11,6 +11,7 @@ data), waits for real readiness, creates the project database and the declared K
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import pwd
 import shutil
@@ -54,7 +55,7 @@ def run_dir() -> Path:
     return Path(os.environ.get("ALAMA_RUN_DIR", REPO / ".run")).resolve()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -119,7 +120,7 @@ class Server(ABC):
         pids = []
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit() and marker in _cmdline(int(entry.name)):
-                if int(entry.name) != os.getpid() and _pid_alive(int(entry.name)):
+                if int(entry.name) != os.getpid() and pid_alive(int(entry.name)):
                     pids.append(int(entry.name))
         return pids
 
@@ -129,10 +130,10 @@ class Server(ABC):
             with _suppress_lookup():
                 os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while any(_pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.2)
         for pid in pids:
-            if _pid_alive(pid):
+            if pid_alive(pid):
                 with _suppress_lookup():
                     os.kill(pid, signal.SIGKILL)
 
@@ -164,7 +165,7 @@ class PidFileServer(Server):
             pid = int(self.pid_path.read_text().strip())
         except (OSError, ValueError):
             return None
-        if _pid_alive(pid) and self.process_marker in _cmdline(pid):
+        if pid_alive(pid) and self.process_marker in _cmdline(pid):
             return pid
         return None
 
@@ -173,7 +174,7 @@ class PidFileServer(Server):
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + 60
-            while _pid_alive(pid) and time.monotonic() < deadline:
+            while pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.2)
         self.kill_leftovers()
         self.pid_path.unlink(missing_ok=True)
@@ -271,12 +272,16 @@ class Kafka(PidFileServer):
             client = AIOKafkaClient(
                 bootstrap_servers=f"127.0.0.1:{self.port}", request_timeout_ms=3000
             )
+            quiet = logging.getLogger("aiokafka")
+            level = quiet.level
+            quiet.setLevel(logging.CRITICAL)  # a refused probe is expected while starting
             try:
                 await client.bootstrap()  # a Metadata request against the broker
                 return None if client.cluster.brokers() else "metadata has no broker"
             except Exception as exc:  # the probe reports any failure as not-ready
                 return f"metadata request failed: {exc!r}"
             finally:
+                quiet.setLevel(level)
                 await client.close()
 
         return asyncio.run(probe())
@@ -381,7 +386,7 @@ class Postgres(Server):
             pid = int(pid_file.read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return None
-        return pid if _pid_alive(pid) and "postgres" in _cmdline(pid) else None
+        return pid if pid_alive(pid) and "postgres" in _cmdline(pid) else None
 
     def start(self) -> None:
         self._prepare_root()
@@ -496,7 +501,7 @@ def servers() -> list[Server]:
 
 
 def _wait(server: Server, deadline: float) -> None:
-    reason = "not checked"
+    reason: str | None = "not checked"
     while time.monotonic() < deadline:
         if server.pid() is None:
             raise InfraError(
