@@ -12,6 +12,14 @@ KAFKA_LIB := infra/kafka/lib
 export UV_PYTHON := python$(PYTHON_VERSION)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# Feast reads hosts and ports from these (feature_repo/feature_store.yaml); defaults are the
+# local servers' project ports.
+export ALAMA_FEAST_PG_HOST ?= 127.0.0.1
+export ALAMA_FEAST_PG_PORT ?= 15432
+export ALAMA_FEAST_PG_DB ?= alama
+export ALAMA_FEAST_PG_USER ?= alama
+export ALAMA_FEAST_PG_PASSWORD ?= alama
+export ALAMA_FEAST_REDIS ?= 127.0.0.1:16379
 
 SYSTEM_PACKAGES := redis-server postgresql-15 openjdk-17-jre-headless maven
 
@@ -67,8 +75,9 @@ infra-down: ## Stop the local servers (data under .run/ is kept)
 infra-status: ## Show whether each local server is up
 	$(PY) -m infra.local status
 
-test: infra-up ## Run unit, integration and e2e tests against the real servers
+test: infra-up ## Run unit, integration and e2e tests against the real servers, then lint
 	$(PY) -m pytest tests/unit tests/integration tests/e2e
+	$(MAKE) --no-print-directory lint
 
 test-unit: setup ## Unit tests only (no servers)
 	$(PY) -m pytest tests/unit
