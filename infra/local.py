@@ -11,6 +11,7 @@ data), waits for real readiness, creates the project database and the declared K
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import pwd
@@ -87,6 +88,7 @@ class Status:
     pid: int | None
     port: int
     detail: str
+    data: Path
 
 
 class Server(ABC):
@@ -140,7 +142,9 @@ class Server(ABC):
     def status(self) -> Status:
         pid = self.pid()
         reason = self.ready() if pid else "not running"
-        return Status(self.name, pid is not None, reason is None, pid, self.port, reason or "ready")
+        return Status(
+            self.name, pid is not None, reason is None, pid, self.port, reason or "ready", self.root
+        )
 
 
 class _suppress_lookup:
@@ -345,6 +349,14 @@ class Postgres(Server):
     name = "postgres"
     port = POSTGRES_PORT
 
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        if os.geteuid() == 0 and not _postgres_user_reaches(root):
+            # A checkout under a private folder (/root is 0700): keep the cluster where the
+            # postgres user can reach it, one folder per checkout, and say where it is.
+            digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+            self.root = Path("/var/tmp") / f"alama-{digest}" / self.name
+
     @property
     def data_dir(self) -> Path:
         return self.root / "data"
@@ -376,8 +388,8 @@ class Postgres(Server):
             reach = subprocess.run(self._as_owner("test", "-w", str(self.root)))
             if reach.returncode != 0:
                 raise InfraError(
-                    f"postgres: the postgres user cannot write {self.root}; give its parent "
-                    "folders o+x or set ALAMA_RUN_DIR to a folder it can reach"
+                    f"postgres: the postgres user cannot write {self.root}; "
+                    "set ALAMA_RUN_DIR to a folder it can reach"
                 )
 
     def pid(self) -> int | None:
@@ -495,6 +507,16 @@ class Postgres(Server):
         asyncio.run(create())
 
 
+def _postgres_user_reaches(folder: Path) -> bool:
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        return True  # nothing to check yet; start() reports the missing package
+    probe = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(folder)])
+    return probe.returncode == 0
+
+
 def servers() -> list[Server]:
     root = run_dir()
     return [Kafka(root), Redis(root), Postgres(root)]
@@ -574,7 +596,7 @@ def status() -> list[Status]:
 
 def _print_status(rows: list[Status]) -> None:
     table = Table(title=f"Alama local infrastructure ({run_dir()})")
-    for column in ("server", "state", "pid", "port", "detail"):
+    for column in ("server", "state", "pid", "port", "detail", "data"):
         table.add_column(column)
     for row in rows:
         state = (
@@ -582,7 +604,9 @@ def _print_status(rows: list[Status]) -> None:
             if row.ready
             else ("[yellow]starting[/]" if row.running else "[red]down[/]")
         )
-        table.add_row(row.name, state, str(row.pid or "-"), str(row.port), row.detail)
+        table.add_row(
+            row.name, state, str(row.pid or "-"), str(row.port), row.detail, str(row.data)
+        )
     console.print(table)
 
 
