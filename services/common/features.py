@@ -1,0 +1,363 @@
+"""The one definition of every model feature, for training (offline) and scoring (online).
+
+Training computes these over the whole synthetic world at each application time; the
+feature_store service computes them for one member from its recent events; both call the same
+functions, so the model never sees a feature computed two ways. Every function takes an explicit
+``as_of`` per member and uses only data strictly before it (no look-ahead).
+
+Protected attributes (gender, age, age band, county) are never model inputs; they are kept
+beside the data for fairness audits only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+REPAYMENT_MONTHS = 24
+MOBILE_MONEY_WEEKS = 13
+WINDOWS_DAYS = (7, 30, 90)
+MOBILE_MONEY_HISTORY_DAYS = MOBILE_MONEY_WEEKS * 7
+
+PROTECTED_ATTRIBUTES = ("gender", "age", "age_band", "county")
+EMPLOYMENT_TYPES = ("salaried", "self_employed", "farmer", "casual")
+PRODUCTS = ("development", "emergency", "school_fees", "business", "asset")
+OUTGOING_KINDS = ("outflow", "airtime", "bill_payment", "betting")
+
+PROFILE_FEATURES = (
+    "tenure_months",
+    "deposits_kes",
+    "share_capital_kes",
+    "n_guarantors",
+    "existing_loans",
+    "existing_loan_balance_kes",
+    "bureau_listed",
+    "monthly_income_kes",
+    *(f"employment_{e}" for e in EMPLOYMENT_TYPES),
+)
+MOBILE_MONEY_AGGREGATES = (
+    *(
+        f"mm_{name}_{w}d"
+        for w in WINDOWS_DAYS
+        for name in (
+            "inflow_sum",
+            "outflow_sum",
+            "airtime_sum",
+            "bill_payment_sum",
+            "betting_sum",
+            "overdraft_draw_count",
+            "txn_count",
+        )
+    ),
+    "mm_balance_last",
+    "mm_balance_min_30d",
+    "mm_betting_share_30d",
+    "mm_net_flow_30d",
+)
+REPAYMENT_AGGREGATES = (
+    "rp_months_observed",
+    "rp_late_count_6m",
+    "rp_late30_count_12m",
+    "rp_max_days_late_12m",
+    "rp_mean_days_late_24m",
+    "rp_paid_ratio_6m",
+    "rp_paid_ratio_24m",
+    "rp_missed_count_12m",
+)
+APPLICATION_FEATURES = (
+    "amount_kes",
+    "term_months",
+    "loan_to_income",
+    "instalment_to_income",
+    "loan_to_deposits",
+    *(f"product_{p}" for p in PRODUCTS),
+)
+TABULAR_FEATURES: tuple[str, ...] = (
+    *PROFILE_FEATURES,
+    *MOBILE_MONEY_AGGREGATES,
+    *REPAYMENT_AGGREGATES,
+    *APPLICATION_FEATURES,
+)
+MONEY_FEATURES = frozenset(
+    f for f in TABULAR_FEATURES if f.endswith(("_kes", "_sum_7d", "_sum_30d", "_sum_90d"))
+) | {"mm_balance_last", "mm_balance_min_30d", "mm_net_flow_30d"}
+
+# Sequence arrays (oldest first; left-padded, mask 0 where nothing is observed yet).
+REPAYMENT_SEQUENCES = ("rp_amount_due_seq", "rp_amount_paid_seq", "rp_days_late_seq", "rp_mask_seq")
+REPAYMENT_CHANNELS = ("paid_ratio", "log_days_late", "log_amount_due", "missed")
+MOBILE_MONEY_SEQUENCES = (
+    "mm_inflow_seq",
+    "mm_outflow_seq",
+    "mm_betting_seq",
+    "mm_overdraft_draw_seq",
+    "mm_txn_count_seq",
+    "mm_balance_seq",
+    "mm_mask_seq",
+)
+MOBILE_MONEY_CHANNELS = ("inflow", "outflow", "betting", "overdraft_draws", "txn_count", "balance")
+
+
+def _as_of_series(as_of: pd.Series) -> pd.Series:
+    """Member id -> as-of instant (UTC); one instant per member per call."""
+    if not as_of.index.is_unique:
+        raise ValueError("one as-of time per member per call")
+    return pd.to_datetime(as_of, utc=True)
+
+
+def _month_number(ts: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    return np.asarray(ts.year * 12 + ts.month - 1, dtype=np.int64)  # type: ignore[union-attr]
+
+
+def profile_features(snapshots: pd.DataFrame, as_of: pd.Series) -> pd.DataFrame:
+    """The latest profile snapshot at or before each member's as-of time, as model features."""
+    as_of = _as_of_series(as_of)
+    rows = snapshots[snapshots["member_id"].isin(as_of.index)]
+    cutoff = rows["member_id"].map(as_of)
+    rows = rows[rows["snapshot_at"] <= cutoff].sort_values("snapshot_at")
+    latest = rows.groupby("member_id", observed=True).tail(1).set_index("member_id")
+    return profile_from_snapshot(latest.reindex(as_of.index))
+
+
+def profile_from_snapshot(profile: pd.DataFrame) -> pd.DataFrame:
+    """Profile columns (one row per member) to numeric features; unknown members give NaN rows."""
+    out = pd.DataFrame(index=profile.index)
+    for name in PROFILE_FEATURES[:8]:
+        out[name] = pd.to_numeric(profile[name], errors="coerce").astype("float64")
+    employment = profile["employment_type"].astype("string")
+    for e in EMPLOYMENT_TYPES:
+        out[f"employment_{e}"] = (employment == e).astype("float64")
+    return out
+
+
+def mobile_money_features(txns: pd.DataFrame, as_of: pd.Series) -> pd.DataFrame:
+    """Window aggregates over 7, 30 and 90 days and the 13-week sequence, per member."""
+    as_of = _as_of_series(as_of)
+    members = as_of.index
+    rows = txns[txns["member_id"].isin(members)]
+    cutoff = rows["member_id"].map(as_of)
+    age_days = (cutoff - rows["occurred_at"]).dt.total_seconds().to_numpy() / 86400.0
+    keep = (age_days > 0) & (age_days <= MOBILE_MONEY_HISTORY_DAYS)
+    rows = rows[keep]
+    age_days = age_days[keep]
+    idx = members.get_indexer(rows["member_id"].astype(str))
+    kind = rows["kind"].astype(str).to_numpy()
+    amount = rows["amount_kes"].to_numpy(dtype=np.float64)
+    balance = rows["balance_kes"].to_numpy(dtype=np.float64)
+    n = len(members)
+    out: dict[str, np.ndarray] = {}
+
+    def total(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
+        acc = np.zeros(n)
+        np.add.at(acc, idx[mask], values[mask])
+        return acc
+
+    ones = np.ones_like(amount)
+    for w in WINDOWS_DAYS:
+        inside = age_days <= w
+        for k in ("inflow", "outflow", "airtime", "bill_payment", "betting"):
+            out[f"mm_{k}_sum_{w}d"] = total(inside & (kind == k), amount)
+        out[f"mm_overdraft_draw_count_{w}d"] = total(inside & (kind == "overdraft_draw"), ones)
+        out[f"mm_txn_count_{w}d"] = total(inside, ones)
+
+    out["mm_balance_last"] = _last_by_group(idx, age_days, balance, n, default=0.0)
+    in30 = age_days <= 30
+    min30 = np.full(n, np.inf)
+    np.minimum.at(min30, idx[in30], balance[in30])
+    out["mm_balance_min_30d"] = np.where(np.isfinite(min30), min30, out["mm_balance_last"])
+    spent30 = sum(out[f"mm_{k}_sum_30d"] for k in OUTGOING_KINDS)
+    out["mm_betting_share_30d"] = np.divide(
+        out["mm_betting_sum_30d"], spent30, out=np.zeros(n), where=spent30 > 0
+    )
+    out["mm_net_flow_30d"] = out["mm_inflow_sum_30d"] - spent30
+
+    # Weekly sequence, oldest week first (position 0 = 13 weeks ago).
+    week = np.minimum((age_days // 7).astype(np.int64), MOBILE_MONEY_WEEKS - 1)
+    pos = MOBILE_MONEY_WEEKS - 1 - week
+    shape = (n, MOBILE_MONEY_WEEKS)
+    seq: dict[str, np.ndarray] = {}
+    for name, mask, values in (
+        ("mm_inflow_seq", kind == "inflow", amount),
+        ("mm_outflow_seq", np.isin(kind, OUTGOING_KINDS), amount),
+        ("mm_betting_seq", kind == "betting", amount),
+        ("mm_overdraft_draw_seq", kind == "overdraft_draw", ones),
+        ("mm_txn_count_seq", np.ones_like(kind, dtype=bool), ones),
+    ):
+        acc = np.zeros(shape)
+        np.add.at(acc, (idx[mask], pos[mask]), values[mask])
+        seq[name] = acc
+    cell = idx * MOBILE_MONEY_WEEKS + pos
+    week_balance = _last_by_group(cell, age_days, balance, n * MOBILE_MONEY_WEEKS, np.nan)
+    week_balance = pd.DataFrame(week_balance.reshape(shape)).ffill(axis=1).to_numpy()
+    observed = np.cumsum(seq["mm_txn_count_seq"] > 0, axis=1) > 0
+    seq["mm_balance_seq"] = np.where(observed, np.nan_to_num(week_balance), 0.0)
+    seq["mm_mask_seq"] = observed.astype(np.float64)
+
+    frame = pd.DataFrame(out, index=members)
+    for name, values in seq.items():
+        frame[name] = list(values)
+    return frame
+
+
+def _last_by_group(
+    group: np.ndarray, age_days: np.ndarray, values: np.ndarray, size: int, default: float
+) -> np.ndarray:
+    """The newest value per group (smallest age), `default` where a group has none."""
+    result = np.full(size, default, dtype=np.float64)
+    if len(group) == 0:
+        return result
+    order = np.lexsort((age_days, group))  # per group, newest first
+    g = group[order]
+    first = np.ones(len(g), dtype=bool)
+    first[1:] = g[1:] != g[:-1]
+    result[g[first]] = values[order][first]
+    return result
+
+
+def repayment_features(repayments: pd.DataFrame, as_of: pd.Series) -> pd.DataFrame:
+    """The 24-month repayment sequence known at as-of time, and aggregates derived from it."""
+    as_of = _as_of_series(as_of)
+    members = as_of.index
+    rows = repayments[repayments["member_id"].isin(members)]
+    cutoff = rows["member_id"].map(as_of)
+    rows = rows[(rows["recorded_at"] < cutoff) & (rows["due_date"] < cutoff)]
+    cutoff = cutoff.loc[rows.index]
+    months_back = _month_number(pd.DatetimeIndex(cutoff)) - _month_number(
+        pd.DatetimeIndex(rows["due_date"])
+    )
+    keep = (months_back >= 1) & (months_back <= REPAYMENT_MONTHS)
+    rows = rows[keep]
+    pos = REPAYMENT_MONTHS - months_back[keep]
+    idx = members.get_indexer(rows["member_id"].astype(str))
+    shape = (len(members), REPAYMENT_MONTHS)
+    due = np.zeros(shape)
+    paid = np.zeros(shape)
+    late = np.zeros(shape)
+    mask = np.zeros(shape)
+    due[idx, pos] = rows["amount_due_kes"].to_numpy(dtype=np.float64)
+    paid[idx, pos] = rows["amount_paid_kes"].to_numpy(dtype=np.float64)
+    late[idx, pos] = rows["days_late"].to_numpy(dtype=np.float64)
+    mask[idx, pos] = 1.0
+    frame = repayment_aggregates(due, paid, late, mask)
+    frame.index = members
+    for name, values in zip(REPAYMENT_SEQUENCES, (due, paid, late, mask), strict=True):
+        frame[name] = list(values)
+    return frame
+
+
+def repayment_aggregates(
+    due: np.ndarray, paid: np.ndarray, late: np.ndarray, mask: np.ndarray
+) -> pd.DataFrame:
+    """Aggregates from the sequence arrays [N, 24], so both always agree."""
+    observed = mask > 0
+    months = observed.sum(axis=1).astype(np.float64)
+
+    def ratio(k: int) -> np.ndarray:
+        d = (due * observed)[:, -k:].sum(axis=1)
+        p = (paid * observed)[:, -k:].sum(axis=1)
+        return np.divide(p, d, out=np.ones(len(d)), where=d > 0)
+
+    missed = observed & (paid < 0.5 * due)
+    return pd.DataFrame(
+        {
+            "rp_months_observed": months,
+            "rp_late_count_6m": ((late > 0) & observed)[:, -6:].sum(axis=1).astype(np.float64),
+            "rp_late30_count_12m": ((late >= 30) & observed)[:, -12:].sum(axis=1).astype(float),
+            "rp_max_days_late_12m": (late * observed)[:, -12:].max(axis=1),
+            "rp_mean_days_late_24m": np.divide(
+                (late * observed).sum(axis=1), months, out=np.zeros(len(months)), where=months > 0
+            ),
+            "rp_paid_ratio_6m": ratio(6),
+            "rp_paid_ratio_24m": ratio(REPAYMENT_MONTHS),
+            "rp_missed_count_12m": missed[:, -12:].sum(axis=1).astype(np.float64),
+        }
+    )
+
+
+def application_features(
+    amount_kes: np.ndarray | pd.Series,
+    term_months: np.ndarray | pd.Series,
+    product: np.ndarray | pd.Series,
+    monthly_income_kes: np.ndarray | pd.Series,
+    deposits_kes: np.ndarray | pd.Series,
+) -> pd.DataFrame:
+    """Application-time ratios (Feast on-demand features) and the product indicator."""
+    amount = np.asarray(amount_kes, dtype=np.float64)
+    term = np.maximum(np.asarray(term_months, dtype=np.float64), 1.0)
+    income = np.maximum(np.nan_to_num(np.asarray(monthly_income_kes, dtype=np.float64)), 1.0)
+    deposits = np.maximum(np.nan_to_num(np.asarray(deposits_kes, dtype=np.float64)), 1.0)
+    out = pd.DataFrame(
+        {
+            "amount_kes": amount,
+            "term_months": term,
+            "loan_to_income": amount / (12.0 * income),
+            "instalment_to_income": amount / term / income,
+            "loan_to_deposits": amount / deposits,
+        }
+    )
+    products = np.asarray(product).astype(str)
+    for p in PRODUCTS:
+        out[f"product_{p}"] = (products == p).astype(np.float64)
+    return out
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """Arrays in the order the model bundle records; names match the ONNX graphs' inputs."""
+
+    tabular: np.ndarray  # float32 [N, len(TABULAR_FEATURES)]
+    static: np.ndarray  # float32 [N, len(TABULAR_FEATURES)], money columns log-scaled
+    repayments: np.ndarray  # float32 [N, 24, len(REPAYMENT_CHANNELS)]
+    repayment_mask: np.ndarray  # float32 [N, 24]
+    mobile_money: np.ndarray  # float32 [N, 13, len(MOBILE_MONEY_CHANNELS)]
+    mobile_money_mask: np.ndarray  # float32 [N, 13]
+
+
+def _stack(column: pd.Series, width: int) -> np.ndarray:
+    values = [np.zeros(width) if v is None else np.asarray(v, dtype=np.float64) for v in column]
+    return np.vstack(values) if values else np.zeros((0, width))
+
+
+def model_inputs(features: pd.DataFrame) -> ModelInputs:
+    """Build both models' inputs from one row per application of named features."""
+    missing = [
+        f
+        for f in (*TABULAR_FEATURES, *REPAYMENT_SEQUENCES, *MOBILE_MONEY_SEQUENCES)
+        if f not in features.columns
+    ]
+    if missing:
+        raise KeyError(f"features missing: {missing}")
+    tabular = features[list(TABULAR_FEATURES)].to_numpy(dtype=np.float64)
+    static = tabular.copy()
+    for j, name in enumerate(TABULAR_FEATURES):
+        if name in MONEY_FEATURES:
+            static[:, j] = np.sign(static[:, j]) * np.log1p(np.abs(static[:, j]))
+    due, paid, late, rmask = (_stack(features[c], REPAYMENT_MONTHS) for c in REPAYMENT_SEQUENCES)
+    paid_ratio = np.divide(paid, due, out=np.ones_like(due), where=due > 0).clip(0.0, 2.0)
+    repayments = np.stack(
+        [
+            paid_ratio * rmask,
+            np.log1p(late) * rmask,
+            np.log1p(due) * rmask,
+            ((paid < 0.5 * due) & (rmask > 0)).astype(np.float64),
+        ],
+        axis=-1,
+    )
+    mm = [_stack(features[c], MOBILE_MONEY_WEEKS) for c in MOBILE_MONEY_SEQUENCES]
+    mmask = mm[-1]
+    mobile_money = (
+        np.stack(
+            [np.log1p(mm[0]), np.log1p(mm[1]), np.log1p(mm[2]), mm[3], mm[4], np.log1p(mm[5])],
+            axis=-1,
+        )
+        * mmask[..., None]
+    )
+    return ModelInputs(
+        tabular=np.nan_to_num(tabular).astype(np.float32),
+        static=np.nan_to_num(static).astype(np.float32),
+        repayments=repayments.astype(np.float32),
+        repayment_mask=rmask.astype(np.float32),
+        mobile_money=mobile_money.astype(np.float32),
+        mobile_money_mask=mmask.astype(np.float32),
+    )

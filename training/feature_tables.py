@@ -1,0 +1,151 @@
+"""Load the synthetic world into Feast and take training sets out of it, point-in-time.
+
+The offline tables hold feature snapshots computed by `services.common.features` at several
+instants per member (before, at and after the application), so the point-in-time join has later
+values to ignore; the training set comes only from `get_historical_features`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterable
+from datetime import timedelta
+
+import asyncpg
+import numpy as np
+import pandas as pd
+
+from services.common import features as F
+from services.common.feast_config import (
+    FEATURE_REPO,
+    FEATURE_SERVICE,
+    REPO_ROOT,
+    feast_environment,
+    open_feature_store,
+)
+from services.common.settings import InfraSettings
+from training.world import World
+
+SCHEMA = "feast"
+SNAPSHOT_OFFSETS = (timedelta(days=-30), timedelta(0), timedelta(days=14))
+ENTITY_COLUMNS = ("application_id", "member_id", "amount_kes", "term_months", "product")
+
+
+def snapshot_times(
+    applied_at: pd.Series, offsets: Iterable[timedelta] = SNAPSHOT_OFFSETS
+) -> list[pd.Series]:
+    return [applied_at + offset for offset in offsets]
+
+
+def build_tables(world: World) -> dict[str, pd.DataFrame]:
+    """The three offline tables, each with member_id and event_timestamp."""
+    apps = world.applications.set_index("member_id")
+    applied_at = pd.to_datetime(apps["applied_at"], utc=True)
+
+    profiles = F.profile_from_snapshot(world.profile_snapshots.reset_index(drop=True))
+    profiles.insert(0, "member_id", world.profile_snapshots["member_id"].astype(str).to_numpy())
+    profiles.insert(1, "event_timestamp", world.profile_snapshots["snapshot_at"].to_numpy())
+
+    mobile, repay = [], []
+    for as_of in snapshot_times(applied_at):
+        mm = F.mobile_money_features(world.mobile_money, as_of)
+        mm.insert(0, "event_timestamp", as_of.to_numpy())
+        mobile.append(mm.reset_index(names="member_id"))
+        rp = F.repayment_features(world.repayments, as_of)
+        rp.insert(0, "event_timestamp", as_of.to_numpy())
+        repay.append(rp.reset_index(names="member_id"))
+    return {
+        "member_profile": profiles,
+        "mobile_money_features": pd.concat(mobile, ignore_index=True),
+        "repayment_features": pd.concat(repay, ignore_index=True),
+    }
+
+
+def _pg_type(series: pd.Series) -> str:
+    if series.name == "member_id":
+        return "text"
+    if series.name == "event_timestamp":
+        return "timestamptz"
+    if series.dtype == object:
+        return "double precision[]"
+    return "double precision"
+
+
+async def _write(dsn: str, tables: dict[str, pd.DataFrame]) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        for name, frame in tables.items():
+            columns = ", ".join(f'"{c}" {_pg_type(frame[c])}' for c in frame.columns)
+            async with conn.transaction():
+                await conn.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{name}")
+                await conn.execute(f"CREATE TABLE {SCHEMA}.{name} ({columns})")
+                records = _records(frame)
+                await conn.copy_records_to_table(
+                    name, schema_name=SCHEMA, records=records, columns=list(frame.columns)
+                )
+                await conn.execute(f"CREATE INDEX ON {SCHEMA}.{name} (member_id, event_timestamp)")
+            await conn.execute(f"ANALYZE {SCHEMA}.{name}")
+    finally:
+        await conn.close()
+
+
+def _records(frame: pd.DataFrame) -> list[tuple[object, ...]]:
+    cols = []
+    for c in frame.columns:
+        s = frame[c]
+        if c == "event_timestamp":
+            cols.append(pd.to_datetime(s, utc=True).dt.to_pydatetime().tolist())
+        elif s.dtype == object and c != "member_id":
+            cols.append([np.asarray(v, dtype=np.float64).tolist() for v in s])
+        elif c == "member_id":
+            cols.append(s.astype(str).tolist())
+        else:
+            cols.append(s.astype(np.float64).tolist())
+    return list(zip(*cols, strict=True))
+
+
+def write_offline_tables(infra: InfraSettings, tables: dict[str, pd.DataFrame]) -> None:
+    asyncio.run(_write(infra.postgres_dsn, tables))
+
+
+def apply_repo(infra: InfraSettings) -> None:
+    """`feast apply`, exactly as a data scientist would run it in feature_repo/."""
+    env = os.environ | feast_environment(infra) | {"PYTHONPATH": str(REPO_ROOT)}
+    feast = os.path.join(os.path.dirname(sys.executable), "feast")
+    result = subprocess.run(
+        [feast, "apply"], cwd=FEATURE_REPO, env=env, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"feast apply failed:\n{result.stdout}\n{result.stderr}")
+
+
+def entity_frame(world: World) -> pd.DataFrame:
+    apps = world.applications
+    frame = apps[list(ENTITY_COLUMNS)].copy()
+    frame["member_id"] = frame["member_id"].astype(str)
+    frame["term_months"] = frame["term_months"].astype(np.float64)
+    frame["product"] = frame["product"].astype(str)
+    frame["event_timestamp"] = pd.to_datetime(apps["applied_at"], utc=True)
+    return frame
+
+
+def training_set(infra: InfraSettings, world: World) -> pd.DataFrame:
+    """Point-in-time training set for every application, from Feast's offline store."""
+    store = open_feature_store(infra)
+    service = store.get_feature_service(FEATURE_SERVICE)
+    frame = store.get_historical_features(entity_df=entity_frame(world), features=service).to_df()
+    order = pd.Index(world.applications["application_id"].astype(str))
+    frame = frame.set_index("application_id").loc[order].reset_index()
+    return frame
+
+
+def materialize_online(infra: InfraSettings, end: pd.Timestamp) -> None:
+    """Copy the latest offline values up to `end` into the Redis online store."""
+    store = open_feature_store(infra)
+    store.materialize(
+        start_date=(end - pd.Timedelta(days=120)).to_pydatetime(), end_date=end.to_pydatetime()
+    )

@@ -1,0 +1,37 @@
+"""Run sizes: `tiny` for tests, `quick` for the demo (10 minutes on 2 cores), `full` for real."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    n_members: int
+    seed: int
+    gbm_trials: int
+    gbm_timeout_seconds: float
+    lstm_epochs: int
+    lstm_hidden: int
+    out_of_time_months: int = 2  # the latest application months form the out-of-time test
+
+
+PROFILES: dict[str, Profile] = {
+    "tiny": Profile(
+        "tiny", 3_000, 11, gbm_trials=3, gbm_timeout_seconds=20, lstm_epochs=4, lstm_hidden=16
+    ),
+    "quick": Profile(
+        "quick", 30_000, 7, gbm_trials=15, gbm_timeout_seconds=90, lstm_epochs=20, lstm_hidden=32
+    ),
+    "full": Profile(
+        "full", 200_000, 7, gbm_trials=40, gbm_timeout_seconds=900, lstm_epochs=30, lstm_hidden=48
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}") from None
