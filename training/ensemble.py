@@ -6,34 +6,12 @@ single weight on a grid cannot overfit the validation set the way a free stacker
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import numpy as np
 from sklearn.metrics import log_loss
 
+from services.common.decision import EnsembleWeights
+
 EPS = 1e-6
-
-
-def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=np.float64), EPS, 1 - EPS)
-    return np.log(p / (1 - p))
-
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-@dataclass(frozen=True)
-class EnsembleWeights:
-    gbm: float
-    lstm: float
-
-    def combine(self, p_gbm: np.ndarray, p_lstm: np.ndarray) -> np.ndarray:
-        return sigmoid(self.gbm * logit(p_gbm) + self.lstm * logit(p_lstm))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def fit_ensemble(p_gbm: np.ndarray, p_lstm: np.ndarray, y: np.ndarray) -> EnsembleWeights:
