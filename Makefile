@@ -20,10 +20,11 @@ export ALAMA_FEAST_PG_DB ?= alama
 export ALAMA_FEAST_PG_USER ?= alama
 export ALAMA_FEAST_PG_PASSWORD ?= alama
 export ALAMA_FEAST_REDIS ?= 127.0.0.1:16379
+export ALAMA_FEAST_PG_SSLMODE ?= disable
 
 SYSTEM_PACKAGES := redis-server postgresql-15 openjdk-17-jre-headless maven
 
-.PHONY: help setup system-packages lock protos infra-up infra-down infra-status test test-unit \
+.PHONY: help setup system-packages lock protos infra-up infra-down infra-status test test-unit train \
         test-integration test-e2e lint format demo down clean
 
 help: ## List the targets
@@ -90,6 +91,10 @@ lint: setup ## ruff and mypy
 format: setup ## Apply ruff's fixes and formatting
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
+
+PROFILE ?= quick
+train: infra-up ## Train on PROFILE=tiny|quick|full: world, Feast, models, ONNX bundle, report
+	$(PY) -m training all --profile $(PROFILE)
 
 demo: infra-up ## Run the whole system end to end (today: what exists so far, and what is missing)
 	$(PY) -m infra.demo

@@ -6,7 +6,7 @@ from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, String
 from member_profile import member_profile
 
-from services.common.features import PRODUCTS, application_features
+from services.common.features import PRODUCTS
 
 application_request = RequestSource(
     name="application_request",
@@ -29,6 +29,9 @@ RATIOS = ("loan_to_income", "instalment_to_income", "loan_to_deposits")
     mode="pandas",
 )
 def application_ratios(inputs: pd.DataFrame) -> pd.DataFrame:
+    # Feast stores this function's source and runs it elsewhere: import inside the body.
+    from services.common.features import application_features
+
     features = application_features(
         inputs["amount_kes"],
         inputs["term_months"],

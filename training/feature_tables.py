@@ -98,7 +98,7 @@ def _records(frame: pd.DataFrame) -> list[tuple[object, ...]]:
     for c in frame.columns:
         s = frame[c]
         if c == "event_timestamp":
-            cols.append(pd.to_datetime(s, utc=True).dt.to_pydatetime().tolist())
+            cols.append(list(pd.DatetimeIndex(pd.to_datetime(s, utc=True)).to_pydatetime()))
         elif s.dtype == object and c != "member_id":
             cols.append([np.asarray(v, dtype=np.float64).tolist() for v in s])
         elif c == "member_id":

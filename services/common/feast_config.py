@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FEATURE_REPO = REPO_ROOT / "feature_repo"
 FEATURE_SERVICE = "credit_scoring_v1"
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def feast_environment(infra: InfraSettings) -> dict[str, str]:
@@ -33,6 +34,7 @@ def feast_environment(infra: InfraSettings) -> dict[str, str]:
         "ALAMA_FEAST_PG_DB": pg.path.lstrip("/") or "alama",
         "ALAMA_FEAST_PG_USER": pg.username or "alama",
         "ALAMA_FEAST_PG_PASSWORD": pg.password or "",
+        "ALAMA_FEAST_PG_SSLMODE": "disable" if pg.hostname in LOCAL_HOSTS else "require",
         "ALAMA_FEAST_REDIS": f"{redis.hostname or '127.0.0.1'}:{redis.port or 6379}",
     }
     return {key: os.environ.get(key, value) for key, value in defaults.items()}

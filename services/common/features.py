@@ -106,17 +106,41 @@ def _as_of_series(as_of: pd.Series) -> pd.Series:
     return pd.to_datetime(as_of, utc=True)
 
 
-def _month_number(ts: pd.Series | pd.DatetimeIndex) -> np.ndarray:
-    return np.asarray(ts.year * 12 + ts.month - 1, dtype=np.int64)  # type: ignore[union-attr]
+NS_PER_DAY = 86_400 * 10**9
+
+
+def _ns(values: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    """UTC instants as int64 nanoseconds since the epoch (fast, tz-safe arithmetic)."""
+    return np.asarray(pd.DatetimeIndex(pd.to_datetime(values, utc=True)).asi8)
+
+
+def _month_number(ns: np.ndarray) -> np.ndarray:
+    """Months since 1970-01 of UTC instants given in nanoseconds."""
+    return ns.astype("datetime64[ns]").astype("datetime64[M]").astype(np.int64)
+
+
+def _rows_for(table: pd.DataFrame, as_of: pd.Series) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The table's rows for these members, each row's member position and its as-of (ns)."""
+    keys = table["member_id"]
+    codes = as_of.index.get_indexer(np.asarray(keys.astype(str)))
+    keep = codes >= 0
+    rows = table[keep]
+    idx = codes[keep]
+    return rows, idx, _ns(as_of)[idx]
 
 
 def profile_features(snapshots: pd.DataFrame, as_of: pd.Series) -> pd.DataFrame:
     """The latest profile snapshot at or before each member's as-of time, as model features."""
     as_of = _as_of_series(as_of)
-    rows = snapshots[snapshots["member_id"].isin(as_of.index)]
-    cutoff = rows["member_id"].map(as_of)
-    rows = rows[rows["snapshot_at"] <= cutoff].sort_values("snapshot_at")
-    latest = rows.groupby("member_id", observed=True).tail(1).set_index("member_id")
+    rows, idx, cutoff = _rows_for(snapshots, as_of)
+    at = _ns(rows["snapshot_at"])
+    keep = at <= cutoff
+    rows, idx, at = rows[keep], idx[keep], at[keep]
+    order = np.lexsort((-at, idx))  # per member, newest first
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = idx[order][1:] != idx[order][:-1]
+    latest = rows.iloc[order[first]].copy()
+    latest.index = as_of.index[idx[order[first]]]
     return profile_from_snapshot(latest.reindex(as_of.index))
 
 
@@ -135,13 +159,10 @@ def mobile_money_features(txns: pd.DataFrame, as_of: pd.Series) -> pd.DataFrame:
     """Window aggregates over 7, 30 and 90 days and the 13-week sequence, per member."""
     as_of = _as_of_series(as_of)
     members = as_of.index
-    rows = txns[txns["member_id"].isin(members)]
-    cutoff = rows["member_id"].map(as_of)
-    age_days = (cutoff - rows["occurred_at"]).dt.total_seconds().to_numpy() / 86400.0
+    rows, idx, cutoff = _rows_for(txns, as_of)
+    age_days = (cutoff - _ns(rows["occurred_at"])) / NS_PER_DAY
     keep = (age_days > 0) & (age_days <= MOBILE_MONEY_HISTORY_DAYS)
-    rows = rows[keep]
-    age_days = age_days[keep]
-    idx = members.get_indexer(rows["member_id"].astype(str))
+    rows, idx, age_days = rows[keep], idx[keep], age_days[keep]
     kind = rows["kind"].astype(str).to_numpy()
     amount = rows["amount_kes"].to_numpy(dtype=np.float64)
     balance = rows["balance_kes"].to_numpy(dtype=np.float64)
@@ -219,17 +240,17 @@ def repayment_features(repayments: pd.DataFrame, as_of: pd.Series) -> pd.DataFra
     """The 24-month repayment sequence known at as-of time, and aggregates derived from it."""
     as_of = _as_of_series(as_of)
     members = as_of.index
-    rows = repayments[repayments["member_id"].isin(members)]
-    cutoff = rows["member_id"].map(as_of)
-    rows = rows[(rows["recorded_at"] < cutoff) & (rows["due_date"] < cutoff)]
-    cutoff = cutoff.loc[rows.index]
-    months_back = _month_number(pd.DatetimeIndex(cutoff)) - _month_number(
-        pd.DatetimeIndex(rows["due_date"])
+    rows, idx, cutoff = _rows_for(repayments, as_of)
+    due_ns = _ns(rows["due_date"])
+    months_back = _month_number(cutoff) - _month_number(due_ns)
+    keep = (
+        (_ns(rows["recorded_at"]) < cutoff)
+        & (due_ns < cutoff)
+        & (months_back >= 1)
+        & (months_back <= REPAYMENT_MONTHS)
     )
-    keep = (months_back >= 1) & (months_back <= REPAYMENT_MONTHS)
-    rows = rows[keep]
+    rows, idx = rows[keep], idx[keep]
     pos = REPAYMENT_MONTHS - months_back[keep]
-    idx = members.get_indexer(rows["member_id"].astype(str))
     shape = (len(members), REPAYMENT_MONTHS)
     due = np.zeros(shape)
     paid = np.zeros(shape)

@@ -1,0 +1,149 @@
+"""Write a versioned model bundle and promote it: artifacts/bundles/<version>/ and `current`.
+
+The bundle is everything serving needs and everything an auditor asks for: both ONNX graphs,
+the native LightGBM model (for TreeSHAP), the manifest (feature order, sequence shapes, ensemble
+weights, calibrator, scorecard, bands, training-data hashes, metrics) and the drift reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.common import features as F
+from services.common.feast_config import FEATURE_SERVICE
+from training.gbm import export_gbm_onnx, predict_gbm, predict_gbm_onnx
+from training.lstm import export_lstm_onnx, predict_lstm, predict_onnx
+from training.pipeline import ARTIFACTS, TrainedModels, sequence_inputs, training_data_hash
+
+BUNDLE_FORMAT = 1
+BUNDLES = ARTIFACTS / "bundles"
+PARITY_ROWS = 1000
+PARITY_TOLERANCE = 1e-5
+REFERENCE_BINS = 10
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def reference_distribution(
+    values: np.ndarray, bins: int = REFERENCE_BINS
+) -> dict[str, list[float]]:
+    """Quantile bin edges and the training share in each bin: the PSI baseline for drift."""
+    values = np.asarray(values, dtype=np.float64)
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]))
+    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+    return {"edges": edges.tolist(), "proportions": (counts / counts.sum()).tolist()}
+
+
+def write_bundle(trained: TrainedModels, metrics: dict[str, Any], *, promote: bool = True) -> Path:
+    created = datetime.now(UTC)
+    data_hash = training_data_hash(trained.frame)
+    version = f"{trained.profile.name}-{created:%Y%m%d%H%M%S}-{data_hash[:8]}"
+    folder = BUNDLES / version
+    folder.mkdir(parents=True, exist_ok=False)
+
+    export_gbm_onnx(trained.gbm, folder / "gbm.onnx")
+    (folder / "gbm.txt").write_text(
+        trained.gbm.booster.model_to_string(num_iteration=trained.gbm.best_iteration)
+    )
+    export_lstm_onnx(trained.lstm, folder / "lstm.onnx")
+
+    rows = trained.splits.test[:PARITY_ROWS]
+    gbm_gap = float(
+        np.abs(
+            predict_gbm(trained.gbm, trained.inputs.tabular[rows])
+            - predict_gbm_onnx(folder / "gbm.onnx", trained.inputs.tabular[rows])
+        ).max()
+    )
+    seq = sequence_inputs(trained.inputs, rows)
+    lstm_gap = float(
+        np.abs(predict_lstm(trained.lstm, seq) - predict_onnx(folder / "lstm.onnx", seq)).max()
+    )
+    if max(gbm_gap, lstm_gap) > PARITY_TOLERANCE:
+        raise RuntimeError(f"ONNX disagrees with the native models: gbm {gbm_gap}, lstm {lstm_gap}")
+
+    train_rows = trained.splits.train
+    reference = {
+        name: reference_distribution(trained.inputs.tabular[train_rows, j])
+        for j, name in enumerate(F.TABULAR_FEATURES)
+    }
+    scores = trained.scorecard.points(trained.final_pd(train_rows))
+    reference["score"] = reference_distribution(scores)
+
+    manifest = {
+        "bundle_format": BUNDLE_FORMAT,
+        "version": version,
+        "created_at": created.isoformat(),
+        "profile": trained.profile.name,
+        "feature_service": FEATURE_SERVICE,
+        "tabular_features": list(F.TABULAR_FEATURES),
+        "protected_attributes_excluded": list(F.PROTECTED_ATTRIBUTES),
+        "sequences": {
+            "repayments": {"steps": F.REPAYMENT_MONTHS, "channels": list(F.REPAYMENT_CHANNELS)},
+            "mobile_money": {
+                "steps": F.MOBILE_MONEY_WEEKS,
+                "channels": list(F.MOBILE_MONEY_CHANNELS),
+            },
+        },
+        "models": {
+            "gbm": {
+                "file": "gbm.onnx",
+                "sha256": _sha256(folder / "gbm.onnx"),
+                "inputs": ["tabular"],
+                "output": "probabilities[:, 1]",
+            },
+            "gbm_native": {"file": "gbm.txt", "sha256": _sha256(folder / "gbm.txt")},
+            "lstm": {
+                "file": "lstm.onnx",
+                "sha256": _sha256(folder / "lstm.onnx"),
+                "inputs": [
+                    "static",
+                    "repayments",
+                    "repayment_mask",
+                    "mobile_money",
+                    "mobile_money_mask",
+                ],
+                "output": "probability",
+            },
+        },
+        "onnx_parity_max_abs_diff": {"gbm": gbm_gap, "lstm": lstm_gap, "rows": len(rows)},
+        "ensemble": trained.weights.to_dict(),
+        "calibrator": trained.calibrator.to_dict(),
+        "scorecard": trained.scorecard.to_dict(),
+        "bands": trained.bands.to_dict(),
+        "business_cost": trained.cost.__dict__,
+        "gbm_params": trained.gbm.params | {"best_iteration": trained.gbm.best_iteration},
+        "training_data": {
+            "world_seed": trained.world.seed,
+            "members": len(trained.world.members),
+            "world_fingerprint": trained.world.fingerprint(),
+            "training_set_sha256": data_hash,
+            "splits": trained.splits.sizes(),
+        },
+        "metrics": {k: metrics[k] for k in ("test", "out_of_time", "fairness") if k in metrics},
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=float))
+    (folder / "reference.json").write_text(json.dumps(reference))
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    if promote:
+        promote_bundle(version)
+    return folder
+
+
+def promote_bundle(version: str) -> None:
+    """Point artifacts/bundles/current at `version` atomically (scoring watches this link)."""
+    target = BUNDLES / version
+    if not (target / "manifest.json").exists():
+        raise FileNotFoundError(f"no bundle {version} in {BUNDLES}")
+    tmp = BUNDLES / f".current-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(version)
+    os.replace(tmp, BUNDLES / "current")

@@ -1,0 +1,255 @@
+"""The training run: world -> Feast -> splits -> models -> ensemble -> calibration -> bundle.
+
+Each step is a function the CLI calls on its own or in sequence (`make train`). The run is
+deterministic for a profile's seed, and everything it concludes is written into the bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from services.common import features as F
+from services.common.decision import DecisionBands, EnsembleWeights, Scorecard
+from services.common.settings import InfraSettings
+from training import feature_tables
+from training.baseline import fit_logistic_scorecard, predict_logistic_scorecard
+from training.calibration import choose_calibrator
+from training.ensemble import fit_ensemble
+from training.evaluate import classification_metrics, fairness_report
+from training.gbm import FittedGBM, GBMParams, fit_gbm, predict_gbm
+from training.lstm import FittedLSTM, LSTMParams, SequenceInputs, fit_lstm, predict_lstm
+from training.profiles import Profile
+from training.scorecard import BusinessCost, choose_bands
+from training.world import World, generate_world
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+Echo = Callable[[str], None]
+
+
+def world_dir(profile: Profile) -> Path:
+    return ARTIFACTS / "world" / profile.name
+
+
+def generate(profile: Profile, *, force: bool = False, echo: Echo = print) -> World:
+    """Generate (or reuse) the profile's synthetic world under artifacts/world/<profile>/."""
+    folder = world_dir(profile)
+    meta = folder / "world.json"
+    if meta.exists() and not force:
+        info = json.loads(meta.read_text())
+        if info.get("seed") == profile.seed and info.get("n_members") == profile.n_members:
+            echo(f"reusing the {profile.name} world in {folder}")
+            return World.load(folder)
+    started = time.perf_counter()
+    world = generate_world(profile.n_members, profile.seed, progress=True)
+    world.save(folder)
+    echo(f"generated {profile.n_members:,} members in {time.perf_counter() - started:.1f}s")
+    return world
+
+
+def load_into_feast(infra: InfraSettings, world: World, *, echo: Echo = print) -> None:
+    started = time.perf_counter()
+    tables = feature_tables.build_tables(world)
+    echo("computed feature snapshots: " + ", ".join(f"{k} {len(v):,}" for k, v in tables.items()))
+    feature_tables.write_offline_tables(infra, tables)
+    feature_tables.apply_repo(infra)
+    echo(f"offline store loaded and `feast apply` done in {time.perf_counter() - started:.1f}s")
+
+
+@dataclass
+class Splits:
+    train: np.ndarray
+    valid: np.ndarray
+    test: np.ndarray
+    out_of_time: np.ndarray
+
+    def sizes(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.__dict__.items()}
+
+
+def split(applications: pd.DataFrame, profile: Profile) -> Splits:
+    """Out-of-time test = the latest months of applications; the rest stratified 60/20/20."""
+    applied = pd.to_datetime(applications["applied_at"], utc=True)
+    cutoff = (applied.max().to_period("M") - (profile.out_of_time_months - 1)).to_timestamp()
+    cutoff = cutoff.tz_localize("UTC")
+    oot = np.flatnonzero(applied >= cutoff)
+    rest = np.flatnonzero(applied < cutoff)
+    y = applications["default_12m"].to_numpy()
+    train, hold = train_test_split(rest, test_size=0.4, stratify=y[rest], random_state=profile.seed)
+    valid, test = train_test_split(hold, test_size=0.5, stratify=y[hold], random_state=profile.seed)
+    return Splits(np.sort(train), np.sort(valid), np.sort(test), oot)
+
+
+def sequence_inputs(inputs: F.ModelInputs, index: np.ndarray) -> SequenceInputs:
+    return SequenceInputs(
+        static=inputs.static[index],
+        repayments=inputs.repayments[index],
+        repayment_mask=inputs.repayment_mask[index],
+        mobile_money=inputs.mobile_money[index],
+        mobile_money_mask=inputs.mobile_money_mask[index],
+    )
+
+
+@dataclass
+class TrainedModels:
+    profile: Profile
+    world: World
+    frame: pd.DataFrame
+    inputs: F.ModelInputs
+    splits: Splits
+    gbm: FittedGBM
+    lstm: FittedLSTM
+    baseline: Any
+    weights: EnsembleWeights
+    calibrator: Any
+    scorecard: Scorecard
+    bands: DecisionBands
+    band_summary: dict[str, float]
+    cost: BusinessCost
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def final_pd(self, index: np.ndarray) -> np.ndarray:
+        p = self.weights.combine(
+            self.predictions["lightgbm"][index], self.predictions["lstm"][index]
+        )
+        return self.calibrator.apply(p)
+
+
+def training_data_hash(frame: pd.DataFrame) -> str:
+    digest = hashlib.sha256()
+    digest.update(pd.util.hash_pandas_object(frame[list(F.TABULAR_FEATURES)], index=False).values)
+    return digest.hexdigest()
+
+
+def train(
+    infra: InfraSettings, profile: Profile, world: World, *, echo: Echo = print
+) -> TrainedModels:
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    frame = feature_tables.training_set(infra, world)
+    timings["feast_training_set"] = time.perf_counter() - clock
+    took = timings["feast_training_set"]
+    echo(f"training set from Feast (point-in-time): {len(frame):,} rows in {took:.1f}s")
+    inputs = F.model_inputs(frame)
+    apps = world.applications.reset_index(drop=True)
+    y = apps["default_12m"].to_numpy().astype(int)
+    splits = split(apps, profile)
+    echo(f"splits: {splits.sizes()}")
+    tr, va = splits.train, splits.valid
+    names = F.TABULAR_FEATURES
+
+    clock = time.perf_counter()
+    baseline = fit_logistic_scorecard(inputs.tabular[tr], y[tr], names)
+    timings["logistic_scorecard"] = time.perf_counter() - clock
+    echo(f"logistic scorecard baseline fitted in {timings['logistic_scorecard']:.1f}s")
+
+    clock = time.perf_counter()
+    gbm = fit_gbm(
+        inputs.tabular[tr],
+        y[tr],
+        inputs.tabular[va],
+        y[va],
+        names,
+        GBMParams(
+            n_trials=profile.gbm_trials,
+            timeout_seconds=profile.gbm_timeout_seconds,
+            seed=profile.seed,
+        ),
+        progress=True,
+    )
+    timings["lightgbm"] = time.perf_counter() - clock
+    echo(
+        f"LightGBM: {len(gbm.trials)} Optuna trials, best iteration {gbm.best_iteration}, "
+        f"validation AUC {gbm.valid_auc:.4f} ({timings['lightgbm']:.1f}s)"
+    )
+
+    clock = time.perf_counter()
+    lstm = fit_lstm(
+        sequence_inputs(inputs, tr),
+        y[tr],
+        sequence_inputs(inputs, va),
+        y[va],
+        LSTMParams(hidden=profile.lstm_hidden, epochs=profile.lstm_epochs, seed=profile.seed),
+        progress=True,
+    )
+    timings["lstm"] = time.perf_counter() - clock
+    echo(f"LSTM: best epoch {lstm.best_epoch}, {timings['lstm']:.1f}s")
+
+    everything = np.arange(len(apps))
+    predictions = {
+        "logistic_scorecard": predict_logistic_scorecard(baseline, inputs.tabular, names),
+        "lightgbm": predict_gbm(gbm, inputs.tabular),
+        "lstm": predict_lstm(lstm, sequence_inputs(inputs, everything)),
+        "oracle": apps["true_pd"].to_numpy(),
+    }
+    weights = fit_ensemble(predictions["lightgbm"][va], predictions["lstm"][va], y[va])
+    raw = weights.combine(predictions["lightgbm"], predictions["lstm"])
+    predictions["ensemble_uncalibrated"] = raw
+    calibrator, calibration_scores = choose_calibrator(raw[va], y[va], seed=profile.seed)
+    predictions["ensemble"] = calibrator.apply(raw)
+    cost = BusinessCost()
+    bands, band_summary = choose_bands(
+        predictions["ensemble"][va], y[va], apps["amount_kes"].to_numpy()[va], cost
+    )
+    echo(
+        f"ensemble weights {weights.to_dict()}, calibration {calibrator.method} "
+        f"({calibration_scores}), bands {bands.to_dict()}"
+    )
+    return TrainedModels(
+        profile=profile,
+        world=world,
+        frame=frame,
+        inputs=inputs,
+        splits=splits,
+        gbm=gbm,
+        lstm=lstm,
+        baseline=baseline,
+        weights=weights,
+        calibrator=calibrator,
+        scorecard=Scorecard(),
+        bands=bands,
+        band_summary=band_summary | {"calibration_" + k: v for k, v in calibration_scores.items()},
+        cost=cost,
+        predictions=predictions,
+        timings=timings,
+    )
+
+
+MODELS = ("oracle", "logistic_scorecard", "lightgbm", "lstm", "ensemble_uncalibrated", "ensemble")
+
+
+def evaluate(trained: TrainedModels) -> dict[str, Any]:
+    """metrics.json: test and out-of-time metrics per model, and fairness by gender and age."""
+    apps = trained.world.applications.reset_index(drop=True)
+    y = apps["default_12m"].to_numpy().astype(int)
+    result: dict[str, Any] = {"profile": trained.profile.name, "splits": trained.splits.sizes()}
+    for split_name in ("test", "out_of_time"):
+        index = getattr(trained.splits, split_name)
+        result[split_name] = {
+            model: classification_metrics(y[index], trained.predictions[model][index])
+            for model in MODELS
+        }
+    test = trained.splits.test
+    approved = trained.bands.band(trained.predictions["ensemble"][test]) == "approve"
+    members = trained.world.members.set_index("member_id").loc[apps["member_id"].iloc[test]]
+    result["fairness"] = fairness_report(
+        y[test],
+        approved,
+        {
+            "gender": members["gender"].astype(str).to_numpy(),
+            "age_band": members["age_band"].astype(str).to_numpy(),
+        },
+    )
+    result["bands"] = trained.bands.to_dict() | {"validation": trained.band_summary}
+    result["timings_seconds"] = trained.timings
+    return result
