@@ -12,6 +12,8 @@ KAFKA_LIB := infra/kafka/lib
 export UV_PYTHON := python$(PYTHON_VERSION)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# torch's OpenMP threads busy-wait on a shared 2-core machine; passive waiting keeps them fast.
+export OMP_WAIT_POLICY ?= PASSIVE
 # Feast reads hosts and ports from these (feature_repo/feature_store.yaml); defaults are the
 # local servers' project ports.
 export ALAMA_FEAST_PG_HOST ?= 127.0.0.1
@@ -21,6 +23,8 @@ export ALAMA_FEAST_PG_USER ?= alama
 export ALAMA_FEAST_PG_PASSWORD ?= alama
 export ALAMA_FEAST_REDIS ?= 127.0.0.1:16379
 export ALAMA_FEAST_PG_SSLMODE ?= disable
+export ALAMA_FEAST_PROJECT ?= alama
+export ALAMA_FEAST_OFFLINE_SCHEMA ?= feast
 
 SYSTEM_PACKAGES := redis-server postgresql-15 openjdk-17-jre-headless maven
 

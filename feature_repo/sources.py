@@ -3,12 +3,15 @@
 The training CLI writes the offline tables; the feature_store service pushes online updates.
 """
 
+import os
+
 from feast import PushSource
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
     PostgreSQLSource,
 )
 
-OFFLINE_SCHEMA = "feast"
+# A separate schema (and Feast project) lets tests load their own world beside the real one.
+OFFLINE_SCHEMA = os.environ.get("ALAMA_FEAST_OFFLINE_SCHEMA", "feast")
 
 member_profile_source = PostgreSQLSource(
     name="member_profile_source",

@@ -43,11 +43,17 @@ def reference_distribution(
     return {"edges": edges.tolist(), "proportions": (counts / counts.sum()).tolist()}
 
 
-def write_bundle(trained: TrainedModels, metrics: dict[str, Any], *, promote: bool = True) -> Path:
+def write_bundle(
+    trained: TrainedModels,
+    metrics: dict[str, Any],
+    *,
+    promote: bool = True,
+    root: Path = BUNDLES,
+) -> Path:
     created = datetime.now(UTC)
     data_hash = training_data_hash(trained.frame)
     version = f"{trained.profile.name}-{created:%Y%m%d%H%M%S}-{data_hash[:8]}"
-    folder = BUNDLES / version
+    folder = root / version
     folder.mkdir(parents=True, exist_ok=False)
 
     export_gbm_onnx(trained.gbm, folder / "gbm.onnx")
@@ -134,16 +140,16 @@ def write_bundle(trained: TrainedModels, metrics: dict[str, Any], *, promote: bo
     (folder / "reference.json").write_text(json.dumps(reference))
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     if promote:
-        promote_bundle(version)
+        promote_bundle(version, root)
     return folder
 
 
-def promote_bundle(version: str) -> None:
-    """Point artifacts/bundles/current at `version` atomically (scoring watches this link)."""
-    target = BUNDLES / version
+def promote_bundle(version: str, root: Path = BUNDLES) -> None:
+    """Point <root>/current at `version` atomically (scoring watches this link)."""
+    target = root / version
     if not (target / "manifest.json").exists():
-        raise FileNotFoundError(f"no bundle {version} in {BUNDLES}")
-    tmp = BUNDLES / f".current-{os.getpid()}"
+        raise FileNotFoundError(f"no bundle {version} in {root}")
+    tmp = root / f".current-{os.getpid()}"
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(version)
-    os.replace(tmp, BUNDLES / "current")
+    os.replace(tmp, root / "current")

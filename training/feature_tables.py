@@ -29,7 +29,6 @@ from services.common.feast_config import (
 from services.common.settings import InfraSettings
 from training.world import World
 
-SCHEMA = "feast"
 SNAPSHOT_OFFSETS = (timedelta(days=-30), timedelta(0), timedelta(days=14))
 ENTITY_COLUMNS = ("application_id", "member_id", "amount_kes", "term_months", "product")
 
@@ -74,21 +73,25 @@ def _pg_type(series: pd.Series) -> str:
     return "double precision"
 
 
-async def _write(dsn: str, tables: dict[str, pd.DataFrame]) -> None:
+def offline_schema(infra: InfraSettings) -> str:
+    return feast_environment(infra)["ALAMA_FEAST_OFFLINE_SCHEMA"]
+
+
+async def _write(dsn: str, schema: str, tables: dict[str, pd.DataFrame]) -> None:
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         for name, frame in tables.items():
             columns = ", ".join(f'"{c}" {_pg_type(frame[c])}' for c in frame.columns)
             async with conn.transaction():
-                await conn.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{name}")
-                await conn.execute(f"CREATE TABLE {SCHEMA}.{name} ({columns})")
+                await conn.execute(f"DROP TABLE IF EXISTS {schema}.{name}")
+                await conn.execute(f"CREATE TABLE {schema}.{name} ({columns})")
                 records = _records(frame)
                 await conn.copy_records_to_table(
-                    name, schema_name=SCHEMA, records=records, columns=list(frame.columns)
+                    name, schema_name=schema, records=records, columns=list(frame.columns)
                 )
-                await conn.execute(f"CREATE INDEX ON {SCHEMA}.{name} (member_id, event_timestamp)")
-            await conn.execute(f"ANALYZE {SCHEMA}.{name}")
+                await conn.execute(f"CREATE INDEX ON {schema}.{name} (member_id, event_timestamp)")
+            await conn.execute(f"ANALYZE {schema}.{name}")
     finally:
         await conn.close()
 
@@ -109,7 +112,7 @@ def _records(frame: pd.DataFrame) -> list[tuple[object, ...]]:
 
 
 def write_offline_tables(infra: InfraSettings, tables: dict[str, pd.DataFrame]) -> None:
-    asyncio.run(_write(infra.postgres_dsn, tables))
+    asyncio.run(_write(infra.postgres_dsn, offline_schema(infra), tables))
 
 
 def apply_repo(infra: InfraSettings) -> None:

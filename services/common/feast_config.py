@@ -35,6 +35,8 @@ def feast_environment(infra: InfraSettings) -> dict[str, str]:
         "ALAMA_FEAST_PG_USER": pg.username or "alama",
         "ALAMA_FEAST_PG_PASSWORD": pg.password or "",
         "ALAMA_FEAST_PG_SSLMODE": "disable" if pg.hostname in LOCAL_HOSTS else "require",
+        "ALAMA_FEAST_PROJECT": "alama",
+        "ALAMA_FEAST_OFFLINE_SCHEMA": "feast",
         "ALAMA_FEAST_REDIS": f"{redis.hostname or '127.0.0.1'}:{redis.port or 6379}",
     }
     return {key: os.environ.get(key, value) for key, value in defaults.items()}

@@ -1,0 +1,114 @@
+"""The one feature definition: no look-ahead, and one member alone equals the batch (serving)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from services.common import features as F
+from training.world import World, generate_world
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return generate_world(400, seed=5)
+
+
+@pytest.fixture(scope="module")
+def as_of(world: World) -> pd.Series:
+    apps = world.applications
+    return pd.Series(
+        pd.to_datetime(apps["applied_at"], utc=True).to_numpy(),
+        index=pd.Index(apps["member_id"].astype(str)),
+    )
+
+
+def test_protected_attributes_are_never_model_inputs() -> None:
+    inputs = set(F.TABULAR_FEATURES) | set(F.REPAYMENT_SEQUENCES) | set(F.MOBILE_MONEY_SEQUENCES)
+    for attribute in F.PROTECTED_ATTRIBUTES:
+        assert not any(attribute in name for name in inputs), attribute
+
+
+def test_mobile_money_features_ignore_everything_at_or_after_as_of(
+    world: World, as_of: pd.Series
+) -> None:
+    before = F.mobile_money_features(world.mobile_money, as_of)
+    later = world.mobile_money[
+        world.mobile_money["occurred_at"].to_numpy()
+        >= world.mobile_money["member_id"].astype(str).map(as_of).to_numpy()
+    ]
+    assert len(later) > 0, "the world must hold post-application transactions for this to bite"
+    only_past = world.mobile_money.drop(index=later.index)
+    pd.testing.assert_frame_equal(before, F.mobile_money_features(only_past, as_of))
+
+
+def test_repayment_features_ignore_records_not_yet_recorded(world: World, as_of: pd.Series) -> None:
+    full = F.repayment_features(world.repayments, as_of)
+    # pretend every record were only recorded after the application: nothing may remain
+    late = world.repayments.assign(
+        recorded_at=world.repayments["member_id"].astype(str).map(as_of).to_numpy()
+    )
+    empty = F.repayment_features(late, as_of)
+    assert (empty["rp_months_observed"] == 0).all()
+    assert (full["rp_months_observed"] > 0).mean() > 0.5
+
+
+def test_one_member_alone_gets_the_same_features_as_in_the_batch(
+    world: World, as_of: pd.Series
+) -> None:
+    batch_mm = F.mobile_money_features(world.mobile_money, as_of)
+    batch_rp = F.repayment_features(world.repayments, as_of)
+    for member in as_of.index[:25]:
+        one = as_of.loc[[member]]
+        mine_mm = world.mobile_money[world.mobile_money["member_id"].astype(str) == member]
+        mine_rp = world.repayments[world.repayments["member_id"].astype(str) == member]
+        pd.testing.assert_frame_equal(
+            F.mobile_money_features(mine_mm, one), batch_mm.loc[[member]], check_exact=False
+        )
+        pd.testing.assert_frame_equal(
+            F.repayment_features(mine_rp, one), batch_rp.loc[[member]], check_exact=False
+        )
+
+
+def test_model_inputs_have_the_bundle_shapes(world: World, as_of: pd.Series) -> None:
+    apps = world.applications.set_index(world.applications["member_id"].astype(str))
+    profile = F.profile_features(world.profile_snapshots, as_of)
+    frame = pd.concat(
+        [
+            profile,
+            F.mobile_money_features(world.mobile_money, as_of),
+            F.repayment_features(world.repayments, as_of),
+            F.application_features(
+                apps["amount_kes"],
+                apps["term_months"],
+                apps["product"],
+                profile["monthly_income_kes"],
+                profile["deposits_kes"],
+            ).set_index(as_of.index),
+        ],
+        axis=1,
+    )
+    inputs = F.model_inputs(frame)
+    n = len(as_of)
+    assert inputs.tabular.shape == (n, len(F.TABULAR_FEATURES))
+    assert inputs.repayments.shape == (n, F.REPAYMENT_MONTHS, len(F.REPAYMENT_CHANNELS))
+    assert inputs.mobile_money.shape == (n, F.MOBILE_MONEY_WEEKS, len(F.MOBILE_MONEY_CHANNELS))
+    assert np.isfinite(inputs.tabular).all() and np.isfinite(inputs.mobile_money).all()
+    # masks: left-padded (once observed, every later step is observed)
+    for mask in (inputs.repayment_mask, inputs.mobile_money_mask):
+        assert set(np.unique(mask)) <= {0.0, 1.0}
+    assert (np.diff(inputs.mobile_money_mask, axis=1) >= 0).all()
+    with pytest.raises(KeyError, match="features missing"):
+        F.model_inputs(frame.drop(columns=["rp_mask_seq"]))
+
+
+def test_profile_features_take_the_latest_snapshot_not_after_as_of(
+    world: World, as_of: pd.Series
+) -> None:
+    profile = F.profile_features(world.profile_snapshots, as_of)
+    snaps = world.profile_snapshots.assign(member_id=world.profile_snapshots["member_id"].astype(str))
+    for member in as_of.index[:20]:
+        mine = snaps[(snaps["member_id"] == member) & (snaps["snapshot_at"] <= as_of[member])]
+        expected = mine.sort_values("snapshot_at").iloc[-1]
+        assert profile.loc[member, "deposits_kes"] == pytest.approx(expected["deposits_kes"])
