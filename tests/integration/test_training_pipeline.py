@@ -91,7 +91,13 @@ def test_tiny_training_writes_a_bundle_that_scores_like_training(
     trained = pipeline.train(infra, profile, world, echo=lambda _line: None)
     metrics = pipeline.evaluate(trained)
     for split in ("test", "out_of_time"):
-        assert set(metrics[split]) >= {"oracle", "logistic_scorecard", "lightgbm", "lstm", "ensemble"}
+        assert set(metrics[split]) >= {
+            "oracle",
+            "logistic_scorecard",
+            "lightgbm",
+            "lstm",
+            "ensemble",
+        }
         for values in metrics[split].values():
             assert set(values) == {"auc", "ks", "brier", "ece"}
     assert set(metrics["fairness"]) == {"gender", "age_band"}

@@ -107,7 +107,9 @@ def test_profile_features_take_the_latest_snapshot_not_after_as_of(
     world: World, as_of: pd.Series
 ) -> None:
     profile = F.profile_features(world.profile_snapshots, as_of)
-    snaps = world.profile_snapshots.assign(member_id=world.profile_snapshots["member_id"].astype(str))
+    snaps = world.profile_snapshots.assign(
+        member_id=world.profile_snapshots["member_id"].astype(str)
+    )
     for member in as_of.index[:20]:
         mine = snaps[(snaps["member_id"] == member) & (snaps["snapshot_at"] <= as_of[member])]
         expected = mine.sort_values("snapshot_at").iloc[-1]
