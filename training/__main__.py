@@ -106,15 +106,29 @@ def report(profile: ProfileOption = "quick") -> None:
     _echo(f"report and model card written to {folder}")
 
 
+@app.command()
+def track(profile: ProfileOption = "quick") -> None:
+    """Log the run to MLflow (local store) and register the current bundle as a model version."""
+    import json
+
+    from training.export import BUNDLES
+    from training.tracking import REGISTERED_MODEL, track_run
+
+    metrics = json.loads((run_dir(profile) / "metrics.json").read_text())
+    version = track_run(_load_trained(profile), metrics, BUNDLES / "current")
+    _echo(f"MLflow: registered {REGISTERED_MODEL} version {version}")
+
+
 @app.command(name="all")
 def run_all(profile: ProfileOption = "quick") -> None:
-    """Every step in order: generate, load, train, evaluate, export, report."""
+    """Every step in order: generate, load, train, evaluate, export, report, track."""
     generate(profile)
     load(profile)
     train(profile)
     evaluate(profile)
     export(profile)
     report(profile)
+    track(profile)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,84 @@
+"""MLflow tracking: every training run logged, its bundle registered as a model version.
+
+The store is local (SQLite plus an artifact folder under artifacts/mlflow), so it works on a
+machine with no server; point MLFLOW_TRACKING_URI elsewhere to use a shared one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.pyfunc import PythonModel, PythonModelContext
+
+from training.pipeline import ARTIFACTS, TrainedModels
+
+EXPERIMENT = "alama-credit-scoring"
+REGISTERED_MODEL = "alama-credit-ensemble"
+
+
+class BundleModel(PythonModel):  # type: ignore[misc]
+    """The bundle as an MLflow pyfunc: feature rows in, calibrated PD out (ONNX Runtime)."""
+
+    def load_context(self, context: PythonModelContext) -> None:
+        from services.common.bundle import load_bundle
+
+        self.bundle = load_bundle(context.artifacts["bundle"])
+
+    def predict(self, context: PythonModelContext, model_input: pd.DataFrame) -> pd.Series:
+        from services.common.features import model_inputs
+
+        scores = self.bundle.score(model_inputs(model_input))
+        return pd.Series(scores.probability_of_default, index=model_input.index, name="pd")
+
+
+def _configure() -> None:
+    store = ARTIFACTS / "mlflow"
+    store.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{store}/mlflow.db"))
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        mlflow.create_experiment(EXPERIMENT, artifact_location=(store / "artifacts").as_uri())
+    mlflow.set_experiment(EXPERIMENT)
+
+
+def _flatten(prefix: str, block: dict[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in block.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            out |= _flatten(name, value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out
+
+
+def track_run(trained: TrainedModels, metrics: dict[str, Any], bundle: Path) -> str:
+    """Log the run and register the bundle; returns the registered model version."""
+    _configure()
+    manifest_version = bundle.resolve().name
+    with mlflow.start_run(run_name=manifest_version):
+        mlflow.log_params(
+            {
+                "profile": trained.profile.name,
+                "members": trained.profile.n_members,
+                "seed": trained.profile.seed,
+                "bundle_version": manifest_version,
+                "calibrator": trained.calibrator.method,
+                "ensemble_gbm_weight": trained.weights.gbm,
+                **{f"gbm.{k}": v for k, v in trained.gbm.params.items() if k != "seed"},
+            }
+        )
+        mlflow.log_metrics(_flatten("", {k: metrics[k] for k in ("test", "out_of_time")}))
+        mlflow.log_artifacts(str(bundle.resolve()), artifact_path="bundle")
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=BundleModel(),
+            artifacts={"bundle": str(bundle.resolve())},
+            code_paths=None,
+            pip_requirements=["onnxruntime", "numpy", "pandas"],
+            registered_model_name=REGISTERED_MODEL,
+        )
+    return str(info.registered_model_version)
