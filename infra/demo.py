@@ -6,9 +6,11 @@ Everything shown is measured live against the local servers; nothing is invented
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 import uuid
+from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 from opentelemetry import trace
@@ -30,8 +32,8 @@ from services.common.topics import TopicSpec, all_topics, ensure_topics
 
 console = Console()
 
+BUNDLE = Path(__file__).resolve().parents[1] / "artifacts" / "bundles" / "current"
 MISSING = [
-    ("synthetic SACCO world, Feast repo, GBM + LSTM ensemble, bundle", "issue 3 (`make train`)"),
     ("gateway, scoring, feature_store, explanation, audit, drift services", "issue 4"),
     ("simulator, live terminal view, compose stack, Helm charts, benchmarks", "issue 5"),
 ]
@@ -109,6 +111,22 @@ async def stores(settings: ServiceSettings) -> tuple[str, str]:
     return redis_answer, version
 
 
+def show_bundle() -> None:
+    """The promoted model bundle's measured test metrics, or how to make one."""
+    if not (BUNDLE / "metrics.json").exists():
+        console.print("No model bundle yet: `make train` (PROFILE=quick by default) builds one.")
+        return
+    manifest = json.loads((BUNDLE / "manifest.json").read_text())
+    metrics = json.loads((BUNDLE / "metrics.json").read_text())["test"]
+    table = Table(title=f"Promoted model bundle {manifest['version']} (test split)")
+    for col in ("model", "AUC", "KS", "Brier", "ECE"):
+        table.add_column(col)
+    for model, m in metrics.items():
+        table.add_row(model, *(f"{m[k]:.4f}" for k in ("auc", "ks", "brier", "ece")))
+    console.print(table)
+    console.print(f"  report: {BUNDLE.resolve() / 'report.md'}")
+
+
 def main() -> int:
     settings = ServiceSettings(service_name="demo")
     setup_tracing(settings)
@@ -141,6 +159,8 @@ def main() -> int:
     console.print(
         f"  Redis answered {redis_answer!r}; PostgreSQL {pg_version} holds database 'alama'"
     )
+
+    show_bundle()
 
     missing = Table(title="Not built yet (the demo will run these once they exist)")
     missing.add_column("capability")
