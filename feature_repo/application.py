@@ -5,8 +5,9 @@ from feast import Field, RequestSource
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, String
 from member_profile import member_profile
+from mobile_money import mobile_money_aggregates
 
-from services.common.features import PRODUCTS
+from services.common.features import ON_DEMAND_FEATURES
 
 application_request = RequestSource(
     name="application_request",
@@ -17,15 +18,10 @@ application_request = RequestSource(
     ],
 )
 
-RATIOS = ("loan_to_income", "instalment_to_income", "loan_to_deposits")
-
 
 @on_demand_feature_view(
-    sources=[member_profile, application_request],
-    schema=[
-        *(Field(name=name, dtype=Float64) for name in RATIOS),
-        *(Field(name=f"product_{p}", dtype=Float64) for p in PRODUCTS),
-    ],
+    sources=[member_profile, mobile_money_aggregates, application_request],
+    schema=[Field(name=name, dtype=Float64) for name in ON_DEMAND_FEATURES],
     mode="pandas",
 )
 def application_ratios(inputs: pd.DataFrame) -> pd.DataFrame:
@@ -36,7 +32,7 @@ def application_ratios(inputs: pd.DataFrame) -> pd.DataFrame:
         inputs["amount_kes"],
         inputs["term_months"],
         inputs["product"],
-        inputs["monthly_income_kes"],
-        inputs["deposits_kes"],
+        inputs,
+        inputs["mm_inflow_sum_90d"],
     )
     return features.drop(columns=["amount_kes", "term_months"]).set_index(inputs.index)

@@ -44,9 +44,20 @@ def build_tables(world: World) -> dict[str, pd.DataFrame]:
     apps = world.applications.set_index("member_id")
     applied_at = pd.to_datetime(apps["applied_at"], utc=True)
 
-    profiles = F.profile_from_snapshot(world.profile_snapshots.reset_index(drop=True))
-    profiles.insert(0, "member_id", world.profile_snapshots["member_id"].astype(str).to_numpy())
-    profiles.insert(1, "event_timestamp", world.profile_snapshots["snapshot_at"].to_numpy())
+    # one profile row per snapshot, as it was known at that snapshot's time
+    snaps = world.profile_snapshots
+    rank = snaps.groupby("member_id", observed=True).cumcount().to_numpy()
+    profile_rows = []
+    for r in range(int(rank.max()) + 1):
+        sub = snaps[rank == r]
+        as_of = pd.Series(
+            pd.to_datetime(sub["snapshot_at"], utc=True).to_numpy(),
+            index=pd.Index(sub["member_id"].astype(str)),
+        )
+        frame = F.profile_features(snaps, as_of)
+        frame.insert(0, "event_timestamp", as_of.to_numpy())
+        profile_rows.append(frame.reset_index(names="member_id"))
+    profiles = pd.concat(profile_rows, ignore_index=True)
 
     mobile, repay = [], []
     for as_of in snapshot_times(applied_at):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 REPAYMENT_MONTHS = 24
 MOBILE_MONEY_WEEKS = 13
@@ -35,8 +36,12 @@ PROFILE_FEATURES = (
     "existing_loan_balance_kes",
     "bureau_listed",
     "monthly_income_kes",
+    "deposits_change_6m_kes",
     *(f"employment_{e}" for e in EMPLOYMENT_TYPES),
 )
+SNAPSHOT_COLUMNS = PROFILE_FEATURES[:8]
+FLAT_ANNUAL_INTEREST = 0.12  # SACCO loans are priced flat on the principal
+DEPOSIT_CHANGE_DAYS = 182
 MOBILE_MONEY_AGGREGATES = (
     *(
         f"mm_{name}_{w}d"
@@ -65,6 +70,7 @@ REPAYMENT_AGGREGATES = (
     "rp_paid_ratio_6m",
     "rp_paid_ratio_24m",
     "rp_missed_count_12m",
+    "rp_mean_days_late_3m",
 )
 APPLICATION_FEATURES = (
     "amount_kes",
@@ -72,8 +78,13 @@ APPLICATION_FEATURES = (
     "loan_to_income",
     "instalment_to_income",
     "loan_to_deposits",
+    "loan_to_savings",
+    "debt_service_ratio",
+    "inflow_90d_to_income",
+    "deposits_change_6m_to_income",
     *(f"product_{p}" for p in PRODUCTS),
 )
+ON_DEMAND_FEATURES = APPLICATION_FEATURES[2:]  # all but the request's own amount and term
 TABULAR_FEATURES: tuple[str, ...] = (
     *PROFILE_FEATURES,
     *MOBILE_MONEY_AGGREGATES,
@@ -136,19 +147,34 @@ def profile_features(snapshots: pd.DataFrame, as_of: pd.Series) -> pd.DataFrame:
     at = _ns(rows["snapshot_at"])
     keep = at <= cutoff
     rows, idx, at = rows[keep], idx[keep], at[keep]
-    order = np.lexsort((-at, idx))  # per member, newest first
+    latest = _pick(rows, idx, at, as_of.index, newest=True)
+    # deposits then: the newest snapshot at least six months back, else the oldest one known
+    back = at <= cutoff[keep] - DEPOSIT_CHANGE_DAYS * NS_PER_DAY
+    then = _pick(rows[back], idx[back], at[back], as_of.index, newest=True)
+    oldest = _pick(rows, idx, at, as_of.index, newest=False)
+    deposits_then = then["deposits_kes"].fillna(oldest["deposits_kes"])
+    change = latest["deposits_kes"].astype("float64") - deposits_then.astype("float64")
+    return profile_from_snapshot(latest, change)
+
+
+def _pick(
+    rows: pd.DataFrame, idx: np.ndarray, at: np.ndarray, members: pd.Index, *, newest: bool
+) -> pd.DataFrame:
+    """One snapshot per member (the newest or the oldest of `rows`), NaN rows where none."""
+    order = np.lexsort((-at if newest else at, idx))
     first = np.ones(len(order), dtype=bool)
     first[1:] = idx[order][1:] != idx[order][:-1]
-    latest = rows.iloc[order[first]].copy()
-    latest.index = as_of.index[idx[order[first]]]
-    return profile_from_snapshot(latest.reindex(as_of.index))
+    picked = rows.iloc[order[first]].copy()
+    picked.index = members[idx[order[first]]]
+    return picked.reindex(members)
 
 
-def profile_from_snapshot(profile: pd.DataFrame) -> pd.DataFrame:
+def profile_from_snapshot(profile: pd.DataFrame, deposits_change: pd.Series) -> pd.DataFrame:
     """Profile columns (one row per member) to numeric features; unknown members give NaN rows."""
     out = pd.DataFrame(index=profile.index)
-    for name in PROFILE_FEATURES[:8]:
+    for name in SNAPSHOT_COLUMNS:
         out[name] = pd.to_numeric(profile[name], errors="coerce").astype("float64")
+    out["deposits_change_6m_kes"] = deposits_change.astype("float64").to_numpy()
     employment = profile["employment_type"].astype("string")
     for e in EMPLOYMENT_TYPES:
         out[f"employment_{e}"] = (employment == e).astype("float64")
@@ -292,22 +318,39 @@ def repayment_aggregates(
             "rp_paid_ratio_6m": ratio(6),
             "rp_paid_ratio_24m": ratio(REPAYMENT_MONTHS),
             "rp_missed_count_12m": missed[:, -12:].sum(axis=1).astype(np.float64),
+            "rp_mean_days_late_3m": np.divide(
+                (late * observed)[:, -3:].sum(axis=1),
+                observed[:, -3:].sum(axis=1),
+                out=np.zeros(len(months)),
+                where=observed[:, -3:].sum(axis=1) > 0,
+            ),
         }
     )
 
 
 def application_features(
-    amount_kes: np.ndarray | pd.Series,
-    term_months: np.ndarray | pd.Series,
-    product: np.ndarray | pd.Series,
-    monthly_income_kes: np.ndarray | pd.Series,
-    deposits_kes: np.ndarray | pd.Series,
+    amount_kes: ArrayLike,
+    term_months: ArrayLike,
+    product: ArrayLike,
+    profile: pd.DataFrame,
+    mm_inflow_sum_90d: ArrayLike,
 ) -> pd.DataFrame:
-    """Application-time ratios (Feast on-demand features) and the product indicator."""
-    amount = np.asarray(amount_kes, dtype=np.float64)
-    term = np.maximum(np.asarray(term_months, dtype=np.float64), 1.0)
-    income = np.maximum(np.nan_to_num(np.asarray(monthly_income_kes, dtype=np.float64)), 1.0)
-    deposits = np.maximum(np.nan_to_num(np.asarray(deposits_kes, dtype=np.float64)), 1.0)
+    """Application-time ratios (Feast on-demand features) and the product indicator.
+
+    `profile` holds the member-profile features (income, deposits, share capital, existing
+    balance, deposit change), row-aligned with the application arrays.
+    """
+
+    def col(values: ArrayLike, floor: float | None = None) -> np.ndarray:
+        arr = np.nan_to_num(np.asarray(values, dtype=np.float64))
+        return arr if floor is None else np.maximum(arr, floor)
+
+    amount = col(amount_kes)
+    term = col(term_months, 1.0)
+    income = col(profile["monthly_income_kes"], 1.0)
+    deposits = col(profile["deposits_kes"], 1.0)
+    savings = col(profile["deposits_kes"]) + col(profile["share_capital_kes"])
+    instalment = amount * (1.0 + FLAT_ANNUAL_INTEREST * term / 12.0) / term
     out = pd.DataFrame(
         {
             "amount_kes": amount,
@@ -315,6 +358,11 @@ def application_features(
             "loan_to_income": amount / (12.0 * income),
             "instalment_to_income": amount / term / income,
             "loan_to_deposits": amount / deposits,
+            "loan_to_savings": amount / np.maximum(savings, 1.0),
+            "debt_service_ratio": (instalment + col(profile["existing_loan_balance_kes"]) / 12.0)
+            / income,
+            "inflow_90d_to_income": col(mm_inflow_sum_90d) / income,
+            "deposits_change_6m_to_income": col(profile["deposits_change_6m_kes"]) / income,
         }
     )
     products = np.asarray(product).astype(str)

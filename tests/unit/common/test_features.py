@@ -74,17 +74,18 @@ def test_one_member_alone_gets_the_same_features_as_in_the_batch(
 def test_model_inputs_have_the_bundle_shapes(world: World, as_of: pd.Series) -> None:
     apps = world.applications.set_index(world.applications["member_id"].astype(str))
     profile = F.profile_features(world.profile_snapshots, as_of)
+    mobile = F.mobile_money_features(world.mobile_money, as_of)
     frame = pd.concat(
         [
             profile,
-            F.mobile_money_features(world.mobile_money, as_of),
+            mobile,
             F.repayment_features(world.repayments, as_of),
             F.application_features(
                 apps["amount_kes"],
                 apps["term_months"],
                 apps["product"],
-                profile["monthly_income_kes"],
-                profile["deposits_kes"],
+                profile,
+                mobile["mm_inflow_sum_90d"],
             ).set_index(as_of.index),
         ],
         axis=1,
