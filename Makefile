@@ -21,6 +21,7 @@ export ALAMA_FEAST_PG_PORT ?= 15432
 export ALAMA_FEAST_PG_DB ?= alama
 export ALAMA_FEAST_PG_USER ?= alama
 export ALAMA_FEAST_PG_PASSWORD ?= alama
+export ALAMA_FEAST_OFFLINE_USER ?= alama_feast
 export ALAMA_FEAST_REDIS ?= 127.0.0.1:16379
 export ALAMA_FEAST_PG_SSLMODE ?= disable
 export ALAMA_FEAST_PROJECT ?= alama

@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 KAFKA_HOME = REPO / "infra" / "kafka"
 PG_BIN = Path(os.environ.get("ALAMA_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_USER, PG_PASSWORD, PG_DATABASE = "alama", "alama", "alama"
+FEAST_USER = "alama_feast"  # the role Feast's offline store queries as
 
 console = Console(stderr=False, highlight=False)
 
@@ -497,6 +498,13 @@ class Postgres(Server):
                     await conn.execute(
                         f"CREATE ROLE {PG_USER} LOGIN PASSWORD '{PG_PASSWORD}' CREATEDB"
                     )
+                if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname=$1", FEAST_USER):
+                    # Feast's point-in-time SQL defeats the planner's row estimates (CTEs filtered
+                    # by sub-query parameters); with nested loops it takes minutes, not seconds.
+                    await conn.execute(
+                        f"CREATE ROLE {FEAST_USER} LOGIN PASSWORD '{PG_PASSWORD}' IN ROLE {PG_USER}"
+                    )
+                    await conn.execute(f"ALTER ROLE {FEAST_USER} SET enable_nestloop = off")
                 if not await conn.fetchval(
                     "SELECT 1 FROM pg_database WHERE datname=$1", PG_DATABASE
                 ):
@@ -548,9 +556,9 @@ def up(timeout: float = 120.0, echo: Callable[[str], None] = console.print) -> N
             echo(f"starting {server.name} on port {server.port}")
             server.start()
     for server in all_servers:
-        if isinstance(server, Postgres) and server.ready() is not None and server.pid():
+        if isinstance(server, Postgres) and server.pid():
             _wait_accepting(server, deadline)
-            server.bootstrap()
+            server.bootstrap()  # idempotent: roles and database the project needs
         _wait(server, deadline)
     changes = asyncio.run(ensure_topics(f"127.0.0.1:{KAFKA_PORT}"))
     for change in changes:

@@ -34,6 +34,8 @@ def feast_environment(infra: InfraSettings) -> dict[str, str]:
         "ALAMA_FEAST_PG_DB": pg.path.lstrip("/") or "alama",
         "ALAMA_FEAST_PG_USER": pg.username or "alama",
         "ALAMA_FEAST_PG_PASSWORD": pg.password or "",
+        # a role whose planner settings suit Feast's point-in-time SQL (infra/local.py)
+        "ALAMA_FEAST_OFFLINE_USER": "alama_feast",
         "ALAMA_FEAST_PG_SSLMODE": "disable" if pg.hostname in LOCAL_HOSTS else "require",
         "ALAMA_FEAST_PROJECT": "alama",
         "ALAMA_FEAST_OFFLINE_SCHEMA": "feast",
