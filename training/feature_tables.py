@@ -157,9 +157,11 @@ def training_set(infra: InfraSettings, world: World) -> pd.DataFrame:
     return frame
 
 
-def materialize_online(infra: InfraSettings, end: pd.Timestamp) -> None:
-    """Copy the latest offline values up to `end` into the Redis online store."""
+def materialize_online(infra: InfraSettings, tables: dict[str, pd.DataFrame]) -> None:
+    """Copy each member's latest offline values into the Redis online store (materialize)."""
+    stamps = pd.concat([pd.to_datetime(t["event_timestamp"], utc=True) for t in tables.values()])
     store = open_feature_store(infra)
     store.materialize(
-        start_date=(end - pd.Timedelta(days=120)).to_pydatetime(), end_date=end.to_pydatetime()
+        start_date=(stamps.min() - pd.Timedelta(seconds=1)).to_pydatetime(),
+        end_date=(stamps.max() + pd.Timedelta(seconds=1)).to_pydatetime(),
     )

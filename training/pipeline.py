@@ -63,6 +63,12 @@ def load_into_feast(infra: InfraSettings, world: World, *, echo: Echo = print) -
     feature_tables.write_offline_tables(infra, tables)
     feature_tables.apply_repo(infra)
     echo(f"offline store loaded and `feast apply` done in {time.perf_counter() - started:.1f}s")
+    started = time.perf_counter()
+    feature_tables.materialize_online(infra, tables)
+    echo(
+        f"latest features materialized to the Redis online store in "
+        f"{time.perf_counter() - started:.1f}s"
+    )
 
 
 @dataclass
@@ -79,8 +85,8 @@ class Splits:
 def split(applications: pd.DataFrame, profile: Profile) -> Splits:
     """Out-of-time test = the latest months of applications; the rest stratified 60/20/20."""
     applied = pd.to_datetime(applications["applied_at"], utc=True)
-    cutoff = (applied.max().to_period("M") - (profile.out_of_time_months - 1)).to_timestamp()
-    cutoff = cutoff.tz_localize("UTC")
+    latest_month = applied.max().tz_convert(None).to_period("M")
+    cutoff = (latest_month - (profile.out_of_time_months - 1)).to_timestamp().tz_localize("UTC")
     oot = np.flatnonzero(applied >= cutoff)
     rest = np.flatnonzero(applied < cutoff)
     y = applications["default_12m"].to_numpy()

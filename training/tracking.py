@@ -35,10 +35,10 @@ class BundleModel(PythonModel):  # type: ignore[misc]
         return pd.Series(scores.probability_of_default, index=model_input.index, name="pd")
 
 
-def _configure() -> None:
-    store = ARTIFACTS / "mlflow"
+def _configure(store: Path) -> None:
     store.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{store}/mlflow.db"))
+    uri = os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{store}/mlflow.db")
+    mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
         mlflow.create_experiment(EXPERIMENT, artifact_location=(store / "artifacts").as_uri())
     mlflow.set_experiment(EXPERIMENT)
@@ -55,9 +55,14 @@ def _flatten(prefix: str, block: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def track_run(trained: TrainedModels, metrics: dict[str, Any], bundle: Path) -> str:
+def track_run(
+    trained: TrainedModels,
+    metrics: dict[str, Any],
+    bundle: Path,
+    store: Path = ARTIFACTS / "mlflow",
+) -> str:
     """Log the run and register the bundle; returns the registered model version."""
-    _configure()
+    _configure(store)
     manifest_version = bundle.resolve().name
     with mlflow.start_run(run_name=manifest_version):
         mlflow.log_params(

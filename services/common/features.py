@@ -133,7 +133,12 @@ def _month_number(ns: np.ndarray) -> np.ndarray:
 def _rows_for(table: pd.DataFrame, as_of: pd.Series) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """The table's rows for these members, each row's member position and its as-of (ns)."""
     keys = table["member_id"]
-    codes = as_of.index.get_indexer(np.asarray(keys.astype(str)))
+    if isinstance(keys.dtype, pd.CategoricalDtype):  # millions of rows: map categories once
+        per_category = as_of.index.get_indexer(keys.cat.categories.astype(str))
+        raw = keys.cat.codes.to_numpy()
+        codes = np.where(raw >= 0, per_category[raw], -1)
+    else:
+        codes = as_of.index.get_indexer(np.asarray(keys.astype(str)))
     keep = codes >= 0
     rows = table[keep]
     idx = codes[keep]

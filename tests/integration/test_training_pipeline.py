@@ -84,6 +84,37 @@ def test_feast_training_set_is_point_in_time_correct(
     np.testing.assert_allclose(sequences, np.vstack(at["mm_inflow_seq"].to_numpy()))
 
 
+def test_online_store_serves_each_members_latest_features(
+    infra: InfraSettings, world: World, training_frame: pd.DataFrame
+) -> None:
+    from services.common.feast_config import FEATURE_SERVICE, open_feature_store
+
+    store = open_feature_store(infra)
+    apps = world.applications.head(20)
+    rows = [
+        {
+            "member_id": str(a.member_id),
+            "amount_kes": float(a.amount_kes),
+            "term_months": float(a.term_months),
+            "product": str(a.product),
+        }
+        for a in apps.itertuples()
+    ]
+    online = store.get_online_features(
+        features=store.get_feature_service(FEATURE_SERVICE), entity_rows=rows
+    ).to_df()
+    latest = direct_features(world, pd.Timedelta(days=14)).loc[apps["member_id"].astype(str)]
+    np.testing.assert_allclose(
+        online["mm_inflow_sum_30d"].to_numpy(dtype=float),
+        latest["mm_inflow_sum_30d"].to_numpy(dtype=float),
+    )
+    np.testing.assert_allclose(
+        np.vstack(online["rp_days_late_seq"].to_numpy()),
+        np.vstack(latest["rp_days_late_seq"].to_numpy()),
+    )
+    assert np.isfinite(online["debt_service_ratio"].to_numpy(dtype=float)).all()
+
+
 def test_tiny_training_writes_a_bundle_that_scores_like_training(
     infra: InfraSettings, world: World, training_frame: pd.DataFrame, tmp_path: Path
 ) -> None:
@@ -122,3 +153,13 @@ def test_tiny_training_writes_a_bundle_that_scores_like_training(
     order = np.argsort(scores.probability_of_default)
     assert (np.diff(scores.score[order]) <= 0).all(), "score must fall as PD rises"
     assert set(np.unique(scores.band)) <= {"approve", "review", "decline"}
+
+    # the run is tracked in MLflow and the bundle registered as a model version that predicts
+    import mlflow
+
+    from training.tracking import REGISTERED_MODEL, track_run
+
+    version = track_run(trained, metrics, tmp_path / "current", store=tmp_path / "mlflow")
+    model = mlflow.pyfunc.load_model(f"models:/{REGISTERED_MODEL}/{version}")
+    predicted = np.asarray(model.predict(training_frame.iloc[:50]))
+    np.testing.assert_allclose(predicted, trained.final_pd(np.arange(50)), atol=1e-5)
