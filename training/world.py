@@ -28,6 +28,7 @@ import pandas as pd
 
 from services.common import topics
 from services.common.envelope import wrap
+from services.common.features import EMPLOYMENT_TYPES, PRODUCTS, TRANSACTION_KINDS
 from services.common.protos.alama.events.v1 import (
     applications_pb2,
     mobile_money_pb2,
@@ -40,18 +41,7 @@ IntArray = npt.NDArray[np.int64]
 
 GENDERS = ("female", "male")
 AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55+")
-EMPLOYMENT_TYPES = ("salaried", "self_employed", "farmer", "casual")
-PRODUCTS = ("development", "emergency", "school_fees", "business", "asset")
 CHANNELS = ("branch", "mobile_app", "ussd", "partner_api")
-TRANSACTION_KINDS = (
-    "inflow",
-    "outflow",
-    "airtime",
-    "bill_payment",
-    "betting",
-    "overdraft_draw",
-    "overdraft_repay",
-)
 SACCO_IDS = tuple(f"S{i:02d}" for i in range(1, 9))
 # county: (population weight, urban share, drought proneness)
 COUNTIES: dict[str, tuple[float, float, float]] = {

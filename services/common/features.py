@@ -25,6 +25,15 @@ MOBILE_MONEY_HISTORY_DAYS = MOBILE_MONEY_WEEKS * 7
 PROTECTED_ATTRIBUTES = ("gender", "age", "age_band", "county")
 EMPLOYMENT_TYPES = ("salaried", "self_employed", "farmer", "casual")
 PRODUCTS = ("development", "emergency", "school_fees", "business", "asset")
+TRANSACTION_KINDS = (
+    "inflow",
+    "outflow",
+    "airtime",
+    "bill_payment",
+    "betting",
+    "overdraft_draw",
+    "overdraft_repay",
+)
 OUTGOING_KINDS = ("outflow", "airtime", "bill_payment", "betting")
 
 PROFILE_FEATURES = (

@@ -14,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 
 from services.common import topics
 from services.common.envelope import decode, encode
+from services.common.features import TRANSACTION_KINDS
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.mobile_money_pb2 import MobileMoneyTransaction
 from services.common.protos.alama.events.v1.repayments_pb2 import RepaymentRecorded
@@ -204,15 +205,7 @@ def test_mobile_money_balances_follow_the_wallet_arithmetic(world: World) -> Non
     sign = mm["kind"].map({"inflow": 1, "overdraft_draw": 1}).fillna(-1).astype(float).to_numpy()
     change = np.diff(mm["balance_kes"].to_numpy())
     assert np.allclose(change[same], (sign * mm["amount_kes"].to_numpy())[1:][same])
-    assert set(mm["kind"]) == {
-        "inflow",
-        "outflow",
-        "airtime",
-        "bill_payment",
-        "betting",
-        "overdraft_draw",
-        "overdraft_repay",
-    }
+    assert set(mm["kind"]) == set(TRANSACTION_KINDS)
 
 
 def test_mobile_money_covers_91_days_before_and_30_after(world: World) -> None:
