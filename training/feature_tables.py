@@ -17,6 +17,7 @@ from datetime import timedelta
 import asyncpg
 import numpy as np
 import pandas as pd
+from rich.progress import track
 
 from services.common import features as F
 from services.common.feast_config import (
@@ -48,7 +49,7 @@ def build_tables(world: World) -> dict[str, pd.DataFrame]:
     snaps = world.profile_snapshots
     rank = snaps.groupby("member_id", observed=True).cumcount().to_numpy()
     profile_rows = []
-    for r in range(int(rank.max()) + 1):
+    for r in track(range(int(rank.max()) + 1), description="profile snapshots"):
         sub = snaps[rank == r]
         as_of = pd.Series(
             pd.to_datetime(sub["snapshot_at"], utc=True).to_numpy(),
@@ -60,7 +61,7 @@ def build_tables(world: World) -> dict[str, pd.DataFrame]:
     profiles = pd.concat(profile_rows, ignore_index=True)
 
     mobile, repay = [], []
-    for as_of in snapshot_times(applied_at):
+    for as_of in track(snapshot_times(applied_at), description="activity snapshots"):
         mm = F.mobile_money_features(world.mobile_money, as_of)
         mm.insert(0, "event_timestamp", as_of.to_numpy())
         mobile.append(mm.reset_index(names="member_id"))
