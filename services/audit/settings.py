@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
@@ -13,3 +14,7 @@ class AuditSettings(ServiceSettings):
     service_name: str = "audit"
     metrics_port: int = 9105
     retention_days: int = 7 * 365
+    db_schema: str = Field(
+        default="audit", description="PostgreSQL schema of the audit tables (tests use a fresh one)"
+    )
+    group_id: str = "audit"

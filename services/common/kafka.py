@@ -108,7 +108,11 @@ class EventConsumer:
         group_id: str,
         routes: Mapping[str, Route],
         consumer_options: Mapping[str, Any] | None = None,
+        on_batch: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """`on_batch` runs after each polled batch is handled and before its offsets are
+        committed: the place to flush work that handlers only buffered (micro-batching)."""
+        self.on_batch = on_batch
         self.service = settings.service_name
         self.group_id = group_id
         self.routes = dict(routes)
@@ -144,6 +148,8 @@ class EventConsumer:
                 for records in batches.values():
                     for record in records:
                         await self.handle(record)
+                if self.on_batch is not None:
+                    await self.on_batch()
                 await self.consumer.commit()
         finally:
             await self.close()

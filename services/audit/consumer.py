@@ -1,0 +1,97 @@
+"""Wiring: consume the decision pipeline's topics and append every event to the audit chain.
+
+The handler only buffers rows; the consumer's `on_batch` hook writes the whole polled batch in
+one transaction before the offsets are committed, so a crash replays the batch (duplicates are then
+skipped by event id) and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from aiokafka import ConsumerRecord
+from google.protobuf.message import Message
+from prometheus_client import Counter
+
+from services.audit.chain import EntryDraft, draft_from_event
+from services.audit.settings import AuditSettings
+from services.audit.store import AuditStore
+from services.common.envelope import Event
+from services.common.kafka import EventConsumer, Route
+from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
+from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
+from services.common.protos.alama.events.v1.explanations_pb2 import CreditExplanation
+from services.common.protos.alama.events.v1.reviews_pb2 import ReviewOutcome
+from services.common.topics import (
+    CREDIT_DECISIONS,
+    CREDIT_EXPLANATIONS,
+    LOAN_APPLICATIONS,
+    REVIEW_OUTCOMES,
+)
+
+log = logging.getLogger(__name__)
+
+ROWS_APPENDED = Counter("alama_audit_rows_appended_total", "Audit rows appended to the chain")
+DUPLICATES = Counter("alama_audit_duplicates_total", "Events skipped as already audited")
+FLUSH_BATCHES = Counter("alama_audit_batches_total", "Transactions that appended a batch")
+
+AUDITED_TOPICS: Mapping[str, tuple[type[Message], ...]] = {
+    LOAN_APPLICATIONS: (LoanApplicationSubmitted,),
+    CREDIT_DECISIONS: (CreditDecision,),
+    CREDIT_EXPLANATIONS: (CreditExplanation,),
+    REVIEW_OUTCOMES: (ReviewOutcome,),
+}
+
+
+class AuditWriter:
+    """Buffers the drafts of one polled batch and appends them together."""
+
+    def __init__(self, store: AuditStore) -> None:
+        self.store = store
+        self.pending: list[EntryDraft] = []
+
+    async def handle(self, event: Event[Any], record: ConsumerRecord) -> None:
+        self.pending.append(draft_from_event(event, record.topic, record.headers))
+
+    async def flush(self) -> None:
+        if not self.pending:
+            return
+        result = await self.store.append(self.pending)
+        self.pending = []
+        ROWS_APPENDED.inc(result.appended)
+        DUPLICATES.inc(result.duplicates)
+        FLUSH_BATCHES.inc()
+        log.debug(
+            "audit batch appended",
+            extra={"appended": result.appended, "duplicates": result.duplicates},
+        )
+
+
+def build_consumer(
+    settings: AuditSettings,
+    store: AuditStore,
+    topics: Mapping[str, tuple[type[Message], ...]] = AUDITED_TOPICS,
+) -> EventConsumer:
+    writer = AuditWriter(store)
+    return EventConsumer(
+        settings,
+        group_id=settings.group_id,
+        routes={topic: Route(types, writer.handle) for topic, types in topics.items()},
+        on_batch=writer.flush,
+    )
+
+
+async def run_consumer(settings: AuditSettings, store: AuditStore, stop: asyncio.Event) -> None:
+    """Consume until `stop` is set, then finish the batch in hand and leave the group."""
+    consumer = build_consumer(settings, store)
+    await consumer.start()
+    task = asyncio.create_task(consumer.run())
+    log.info("audit consumer started", extra={"group_id": settings.group_id})
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    await consumer.stop()
+    stopped.cancel()
+    await task
