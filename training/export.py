@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from services.common import features as F
 from services.common.feast_config import FEATURE_SERVICE
@@ -27,6 +28,7 @@ BUNDLES = ARTIFACTS / "bundles"
 PARITY_ROWS = 1000
 PARITY_TOLERANCE = 1e-5
 REFERENCE_BINS = 10
+REFERENCE_SAMPLE_ROWS = 2000
 
 
 def _sha256(path: Path) -> str:
@@ -120,6 +122,7 @@ def write_bundle(
                 "output": "probability",
             },
         },
+        "reference": {"bins": "reference.json", "sample": "reference_sample.parquet"},
         "onnx_parity_max_abs_diff": {"gbm": gbm_gap, "lstm": lstm_gap, "rows": len(rows)},
         "ensemble": trained.weights.to_dict(),
         "calibrator": trained.calibrator.to_dict(),
@@ -138,6 +141,11 @@ def write_bundle(
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=float))
     (folder / "reference.json").write_text(json.dumps(reference))
+    # a sample of training rows, for drift reports that compare whole distributions (Evidently)
+    sample = train_rows[:: max(1, len(train_rows) // REFERENCE_SAMPLE_ROWS)][:REFERENCE_SAMPLE_ROWS]
+    frame = pd.DataFrame(trained.inputs.tabular[sample], columns=list(F.TABULAR_FEATURES))
+    frame["score"] = trained.scorecard.points(trained.final_pd(sample))
+    frame.to_parquet(folder / "reference_sample.parquet", index=False)
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     if promote:
         promote_bundle(version, root)
