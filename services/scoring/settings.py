@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
+from services.common.topics import CREDIT_DECISIONS, LOAN_APPLICATIONS
 
 
 class ScoringSettings(ServiceSettings):
@@ -19,3 +20,10 @@ class ScoringSettings(ServiceSettings):
     micro_batch_size: int = 256
     micro_batch_wait_ms: int = 5
     model_threads: int = 2
+    applications_topic: str = LOAN_APPLICATIONS
+    decisions_topic: str = CREDIT_DECISIONS
+    consumer_group: str = "scoring"
+    max_batch_applications: int = 1000
+    max_reasons: int = 4
+    bundle_check_seconds: float = 5.0
+    shutdown_grace_seconds: float = 5.0

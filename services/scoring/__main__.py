@@ -1,0 +1,96 @@
+"""Start scoring: `python -m services.scoring` serves gRPC and consumes applications together.
+
+SIGTERM or SIGINT stops both gracefully: health goes NOT_SERVING, the consumer finishes and
+commits the batch in hand, the gRPC server lets in-flight calls complete within the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from services.common.feast_config import REPO_ROOT, open_feature_store
+from services.common.logs import configure_logging
+from services.common.telemetry import setup_tracing, start_metrics
+from services.scoring.consumer import build_consumer
+from services.scoring.online_features import OnlineFeatures
+from services.scoring.scorer import LoadedModel, Scorer
+from services.scoring.server import start_server
+from services.scoring.settings import ScoringSettings
+
+log = logging.getLogger("services.scoring")
+
+
+def build_scorer(settings: ScoringSettings) -> Scorer:
+    """Load the promoted bundle and open Feast; fails at start-up rather than at first request."""
+    repo = Path(settings.feature_repo)
+    store = open_feature_store(settings.infra, repo if repo.is_absolute() else REPO_ROOT / repo)
+    return Scorer(
+        OnlineFeatures(store),
+        LoadedModel.load(settings.bundle_dir, settings.model_threads),
+        bundle_dir=settings.bundle_dir,
+        threads=settings.model_threads,
+        max_reasons=settings.max_reasons,
+    )
+
+
+async def serve(settings: ScoringSettings, stop: asyncio.Event) -> None:
+    """Run the gRPC server, the Kafka consumer and the bundle watcher until `stop` is set."""
+    scorer = build_scorer(settings)
+    server, health_servicer, port = await start_server(
+        scorer,
+        host=settings.grpc_host,
+        port=settings.grpc_port,
+        max_batch=settings.max_batch_applications,
+    )
+    consumer = build_consumer(settings, scorer)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        try:
+            await consumer.start()
+        except BaseException:
+            await consumer.close()
+            raise
+        consuming = asyncio.create_task(consumer.run(), name="scoring-consumer")
+        consuming.add_done_callback(lambda _task: stop.set())  # a dead consumer stops the service
+        tasks = [
+            consuming,
+            asyncio.create_task(scorer.watch_bundle(stop, settings.bundle_check_seconds)),
+        ]
+        log.info(
+            "scoring started",
+            extra={"grpc_port": port, "model_version": scorer.model_version},
+        )
+        await stop.wait()
+    finally:
+        log.info("scoring stopping")
+        stop.set()
+        await health_servicer.enter_graceful_shutdown()
+        await consumer.stop()  # run() finishes and commits the batch in hand, then closes
+        await server.stop(settings.shutdown_grace_seconds)
+        for result in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(result, BaseException):
+                log.error("a scoring task failed", exc_info=result)
+        scorer.close()
+
+
+def main() -> None:
+    settings = ScoringSettings()
+    configure_logging(settings.service_name, settings.log_level)
+    setup_tracing(settings)
+    start_metrics(settings)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop)
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

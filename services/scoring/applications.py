@@ -1,0 +1,64 @@
+"""What makes a loan application scoreable, and why one is not (per-application rejections)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from services.common.protos.alama.events.v1.applications_pb2 import (
+    LoanApplicationSubmitted,
+    LoanProduct,
+)
+
+#: The proto enum to the product names the feature definitions use (features.PRODUCTS).
+PRODUCT_NAMES: dict[int, str] = {
+    LoanProduct.LOAN_PRODUCT_DEVELOPMENT: "development",
+    LoanProduct.LOAN_PRODUCT_EMERGENCY: "emergency",
+    LoanProduct.LOAN_PRODUCT_SCHOOL_FEES: "school_fees",
+    LoanProduct.LOAN_PRODUCT_BUSINESS: "business",
+    LoanProduct.LOAN_PRODUCT_ASSET: "asset",
+}
+
+
+class RejectionCode(StrEnum):
+    """Also the dead-letter reason on the Kafka path."""
+
+    UNKNOWN_MEMBER = "unknown_member"
+    INVALID_APPLICATION = "invalid_application"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An application that cannot be scored; retrying it unchanged fails the same way."""
+
+    application_id: str
+    code: RejectionCode
+    message: str
+
+
+def invalid_reasons(application: LoanApplicationSubmitted) -> list[str]:
+    """Everything wrong with an application, in words a caller can act on; empty when valid."""
+    problems = []
+    if not application.application_id.strip():
+        problems.append("application_id is missing")
+    if not application.member_id.strip():
+        problems.append("member_id is missing")
+    if not application.amount_kes > 0:  # also catches NaN
+        problems.append(f"amount_kes must be positive, got {application.amount_kes}")
+    if application.term_months <= 0:
+        problems.append(f"term_months must be positive, got {application.term_months}")
+    if application.product not in PRODUCT_NAMES:
+        problems.append("product is missing or unknown")
+    return problems
+
+
+def validate(application: LoanApplicationSubmitted) -> Rejection | None:
+    """A rejection for an invalid application, None for one worth a feature lookup."""
+    problems = invalid_reasons(application)
+    if not problems:
+        return None
+    return Rejection(
+        application_id=application.application_id,
+        code=RejectionCode.INVALID_APPLICATION,
+        message="; ".join(problems),
+    )

@@ -1,0 +1,116 @@
+"""Kafka wiring: micro-batch `loan.applications` into the scorer, publish `credit.decisions`.
+
+Handlers only validate and buffer; the shared consumer's `on_batch` hook scores the polled batch
+in one call and awaits every delivery before the offsets are committed, so a crash replays the
+batch and the deterministic decision id (the event id) lets consumers downstream deduplicate.
+Invalid applications and unknown members go to the dead-letter topic with their reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
+
+from services.common.envelope import Event, wrap
+from services.common.errors import InvalidEvent
+from services.common.kafka import EventConsumer, Route, publish
+from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
+from services.scoring.applications import RejectionCode, invalid_reasons
+from services.scoring.scorer import Scorer
+from services.scoring.settings import ScoringSettings
+
+tracer = trace.get_tracer("alama.scoring")
+
+
+@dataclass(frozen=True)
+class Pending:
+    application: LoanApplicationSubmitted
+    record: ConsumerRecord
+    trace_context: Context  # the consumer span of this record, continued when publishing
+
+
+class DecisionPipeline:
+    """Buffers one polled batch of applications and turns it into decision events."""
+
+    def __init__(self, settings: ScoringSettings, scorer: Scorer) -> None:
+        self.settings = settings
+        self.scorer = scorer
+        self.pending: list[Pending] = []
+        self.consumer: EventConsumer | None = None
+
+    async def handle(self, event: Event[Any], record: ConsumerRecord) -> None:
+        application: LoanApplicationSubmitted = event.payload
+        problems = invalid_reasons(application)
+        if problems:
+            raise InvalidEvent(RejectionCode.INVALID_APPLICATION.value, "; ".join(problems))
+        self.pending.append(Pending(application, record, otel_context.get_current()))
+
+    async def flush(self) -> None:
+        if not self.pending:
+            return
+        batch, self.pending = self.pending, []
+        size = self.settings.micro_batch_size
+        for start in range(0, len(batch), size):
+            await self._flush_chunk(batch[start : start + size])
+
+    async def _flush_chunk(self, chunk: list[Pending]) -> None:
+        assert self.consumer is not None, "build_consumer wires the pipeline to its consumer"
+        outcomes = await self.scorer.score([p.application for p in chunk], path="kafka")
+        deliveries = []
+        for item, outcome in zip(chunk, outcomes, strict=True):
+            token = otel_context.attach(item.trace_context)
+            try:
+                if outcome.rejection is not None:
+                    await self.consumer.dead_letter(
+                        item.record, outcome.rejection.code.value, outcome.rejection.message
+                    )
+                    continue
+                decision = outcome.decision
+                assert decision is not None
+                with tracer.start_as_current_span(
+                    f"{self.settings.decisions_topic} publish",
+                    kind=SpanKind.PRODUCER,
+                    attributes={
+                        "messaging.system": "kafka",
+                        "messaging.destination.name": self.settings.decisions_topic,
+                        "messaging.message.id": decision.decision_id,
+                    },
+                ):
+                    envelope = wrap(
+                        decision,
+                        producer=self.settings.service_name,
+                        subject=decision.member_id,
+                        event_id=decision.decision_id,
+                    )
+                    deliveries.append(
+                        await publish(self.producer, self.settings.decisions_topic, envelope)
+                    )
+            finally:
+                otel_context.detach(token)
+        for delivery in deliveries:
+            await delivery  # every decision is on the broker before the offsets commit
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        assert self.consumer is not None
+        return self.consumer.producer
+
+
+def build_consumer(settings: ScoringSettings, scorer: Scorer) -> EventConsumer:
+    """The shared consumer with scoring's route; its idempotent producer also carries decisions."""
+    pipeline = DecisionPipeline(settings, scorer)
+    consumer = EventConsumer(
+        settings,
+        group_id=settings.consumer_group,
+        routes={settings.applications_topic: Route((LoanApplicationSubmitted,), pipeline.handle)},
+        consumer_options={"max_poll_records": settings.micro_batch_size},
+        on_batch=pipeline.flush,
+    )
+    pipeline.consumer = consumer
+    return consumer

@@ -1,0 +1,64 @@
+"""Turn a batch of model scores into `CreditDecision` messages (the event and the gRPC answer).
+
+The decision id is a UUID5 of the application id and model version, so a replayed application
+gets the same id and downstream consumers deduplicate it; a new model gives a new decision.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+import numpy as np
+
+from services.common.bundle import Scores
+from services.common.features import TABULAR_FEATURES
+from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
+from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, DecisionBand
+from services.scoring.reasons import reason_codes
+
+#: Fixed forever: changing it would change every decision id.
+DECISION_NAMESPACE = uuid.UUID("6f1c2a7e-3b5d-5e8a-9c41-a1a3a0c0de01")
+
+BANDS: dict[str, DecisionBand] = {
+    "approve": DecisionBand.DECISION_BAND_APPROVE,
+    "review": DecisionBand.DECISION_BAND_REVIEW,
+    "decline": DecisionBand.DECISION_BAND_DECLINE,
+}
+
+
+def decision_id(application_id: str, model_version: str) -> str:
+    """Same application and model, same id: replays deduplicate downstream."""
+    return str(uuid.uuid5(DECISION_NAMESPACE, f"{application_id}\x1f{model_version}"))
+
+
+def build_decisions(
+    applications: Sequence[LoanApplicationSubmitted],
+    scores: Scores,
+    tabular: np.ndarray,
+    contributions: np.ndarray,
+    *,
+    model_version: str,
+    decided_at: datetime,
+    max_reasons: int = 4,
+) -> list[CreditDecision]:
+    """One decision per application, row-aligned with the scores and feature arrays."""
+    decisions = []
+    for i, application in enumerate(applications):
+        decision = CreditDecision(
+            decision_id=decision_id(application.application_id, model_version),
+            application_id=application.application_id,
+            member_id=application.member_id,
+            model_version=model_version,
+            probability_of_default=float(scores.probability_of_default[i]),
+            score=int(scores.score[i]),
+            band=BANDS[str(scores.band[i])],
+            reasons=reason_codes(contributions[i], tabular[i], limit=max_reasons),
+            features={name: float(v) for name, v in zip(TABULAR_FEATURES, tabular[i], strict=True)},
+            gbm_probability=float(scores.gbm_probability[i]),
+            lstm_probability=float(scores.lstm_probability[i]),
+        )
+        decision.decided_at.FromDatetime(decided_at)
+        decisions.append(decision)
+    return decisions

@@ -1,0 +1,180 @@
+"""The one scoring path behind both gRPC and Kafka: applications -> features -> model -> decisions.
+
+Feature reads and model work run in a small thread pool so the event loop never blocks. The
+loaded model is swapped whole when the `current` bundle link moves; a request keeps the model it
+started with, so a swap never drops or mixes an in-flight batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from services.common.bundle import ModelBundle, load_bundle
+from services.common.features import model_inputs
+from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
+from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
+from services.scoring.applications import Rejection, RejectionCode, validate
+from services.scoring.decisions import build_decisions
+from services.scoring.metrics import (
+    BATCH_SIZE,
+    BUNDLE_SWAPS,
+    DECISIONS,
+    REJECTIONS,
+    SCORING_SECONDS,
+)
+from services.scoring.online_features import FeatureSource
+from services.scoring.reasons import ReasonModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A bundle and its reason model, replaced together."""
+
+    bundle: ModelBundle
+    reasons: ReasonModel
+
+    @classmethod
+    def load(cls, path: Path | str, threads: int) -> LoadedModel:
+        bundle = load_bundle(path, threads=threads)
+        return cls(bundle=bundle, reasons=ReasonModel.load(bundle.path))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Exactly one of decision or rejection, for one application."""
+
+    application: LoanApplicationSubmitted
+    decision: CreditDecision | None = None
+    rejection: Rejection | None = None
+
+
+class Scorer:
+    def __init__(
+        self,
+        features: FeatureSource,
+        model: LoadedModel,
+        *,
+        bundle_dir: Path | str,
+        threads: int = 2,
+        max_reasons: int = 4,
+    ) -> None:
+        self.features = features
+        self.model = model
+        self.bundle_dir = Path(bundle_dir)
+        self.threads = threads
+        self.max_reasons = max_reasons
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="scoring")
+
+    @property
+    def model_version(self) -> str:
+        return self.model.bundle.version
+
+    async def score(
+        self, applications: Sequence[LoanApplicationSubmitted], *, path: str
+    ) -> list[Outcome]:
+        """One outcome per application, in order; never raises for a bad application."""
+        started = time.perf_counter()
+        model = self.model  # pinned for the whole batch, whatever a swap does meanwhile
+        outcomes = await asyncio.get_running_loop().run_in_executor(
+            self.pool, self._score_sync, list(applications), model
+        )
+        SCORING_SECONDS.labels(path).observe(time.perf_counter() - started)
+        BATCH_SIZE.labels(path).observe(len(applications))
+        for outcome in outcomes:
+            if outcome.decision is not None:
+                DECISIONS.labels(path, _band_name(outcome.decision)).inc()
+            elif outcome.rejection is not None:
+                REJECTIONS.labels(path, outcome.rejection.code.value).inc()
+        return outcomes
+
+    def _score_sync(
+        self, applications: list[LoanApplicationSubmitted], model: LoadedModel
+    ) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(applications)
+        valid: list[int] = []
+        for i, application in enumerate(applications):
+            rejection = validate(application)
+            if rejection is None:
+                valid.append(i)
+            else:
+                outcomes[i] = Outcome(application, rejection=rejection)
+        if valid:
+            online = self.features.fetch([applications[i] for i in valid])
+            scoreable = []
+            for k, i in enumerate(valid):
+                if online.known[k]:
+                    scoreable.append(k)
+                else:
+                    member = applications[i].member_id
+                    outcomes[i] = Outcome(
+                        applications[i],
+                        rejection=Rejection(
+                            application_id=applications[i].application_id,
+                            code=RejectionCode.UNKNOWN_MEMBER,
+                            message=f"member {member} has no features in the online store",
+                        ),
+                    )
+            if scoreable:
+                frame = online.features.iloc[scoreable].reset_index(drop=True)
+                inputs = model_inputs(frame)
+                scores = model.bundle.score(inputs)
+                contributions = model.reasons.contributions(inputs.tabular)
+                chosen = [applications[valid[k]] for k in scoreable]
+                decisions = build_decisions(
+                    chosen,
+                    scores,
+                    inputs.tabular.astype(np.float64),
+                    contributions,
+                    model_version=model.bundle.version,
+                    decided_at=datetime.now(UTC),
+                    max_reasons=self.max_reasons,
+                )
+                for k, decision in zip(scoreable, decisions, strict=True):
+                    outcomes[valid[k]] = Outcome(applications[valid[k]], decision=decision)
+        return [o for o in outcomes if o is not None]
+
+    async def reload_if_promoted(self) -> bool:
+        """Load the bundle `current` now points at, if it moved; True when swapped."""
+        target = self.bundle_dir.resolve()
+        if target == self.model.bundle.path:
+            return False
+        loop = asyncio.get_running_loop()
+        model = await loop.run_in_executor(self.pool, LoadedModel.load, target, self.threads)
+        previous, self.model = self.model.bundle.version, model
+        BUNDLE_SWAPS.inc()
+        log.info(
+            "model bundle swapped", extra={"previous": previous, "current": model.bundle.version}
+        )
+        return True
+
+    async def watch_bundle(self, stop: asyncio.Event, every: float) -> None:
+        """Poll the `current` link until stop; a broken new bundle keeps the old one serving."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=every)
+            except TimeoutError:
+                pass
+            if stop.is_set():
+                return
+            try:
+                await self.reload_if_promoted()
+            except Exception:
+                log.exception("could not load the newly promoted bundle; keeping the old one")
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+def _band_name(decision: CreditDecision) -> str:
+    return {1: "approve", 2: "review", 3: "decline"}.get(int(decision.band), "unspecified")

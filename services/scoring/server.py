@@ -1,0 +1,133 @@
+"""gRPC wiring: `alama.scoring.v1.ScoringService` and the standard health service on grpc.aio.
+
+Trace context arrives in the call metadata (W3C traceparent), so a gateway's trace continues
+here; errors about one application go in its result, never fail the whole batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
+
+from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
+from services.common.protos.alama.scoring.v1 import scoring_pb2, scoring_pb2_grpc
+from services.scoring.applications import Rejection, RejectionCode
+from services.scoring.scorer import Scorer
+
+tracer = trace.get_tracer("alama.scoring")
+
+SERVICE_NAME = scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_name
+ERROR_CODES = {
+    RejectionCode.UNKNOWN_MEMBER: scoring_pb2.SCORE_ERROR_CODE_UNKNOWN_MEMBER,
+    RejectionCode.INVALID_APPLICATION: scoring_pb2.SCORE_ERROR_CODE_INVALID_APPLICATION,
+}
+STATUS_CODES = {
+    RejectionCode.UNKNOWN_MEMBER: grpc.StatusCode.NOT_FOUND,
+    RejectionCode.INVALID_APPLICATION: grpc.StatusCode.INVALID_ARGUMENT,
+}
+
+
+class BatchTooLarge(ValueError):
+    """More applications in one ScoreBatch than the service accepts."""
+
+
+def check_batch_size(applications: Sequence[LoanApplicationSubmitted], limit: int) -> None:
+    if len(applications) > limit:
+        raise BatchTooLarge(
+            f"ScoreBatch accepts at most {limit:,} applications, got {len(applications):,};"
+            " split the request"
+        )
+
+
+def incoming_context(metadata: Sequence[tuple[str, str | bytes]] | None) -> Context:
+    """The caller's trace context from text metadata (binary `-bin` entries are skipped)."""
+    carrier = {k.lower(): v for k, v in metadata or () if isinstance(v, str)}
+    return propagate.extract(carrier)
+
+
+def outgoing_metadata(metadata: Iterator[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+    """Metadata for a client call carrying the current trace context."""
+    carrier: dict[str, str] = dict(metadata or ())
+    propagate.inject(carrier)
+    return list(carrier.items())
+
+
+def _error(rejection: Rejection) -> scoring_pb2.ScoreError:
+    return scoring_pb2.ScoreError(
+        application_id=rejection.application_id,
+        code=ERROR_CODES[rejection.code],
+        message=rejection.message,
+    )
+
+
+class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
+    def __init__(self, scorer: Scorer, *, max_batch: int = 1000) -> None:
+        self.scorer = scorer
+        self.max_batch = max_batch
+
+    async def Score(
+        self, request: scoring_pb2.ScoreRequest, context: grpc.aio.ServicerContext
+    ) -> scoring_pb2.ScoreResponse:
+        with tracer.start_as_current_span(
+            f"{SERVICE_NAME}/Score",
+            context=incoming_context(context.invocation_metadata()),
+            kind=SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.method": "Score"},
+        ):
+            (outcome,) = await self.scorer.score([request.application], path="grpc")
+            if outcome.rejection is not None:
+                rejection = outcome.rejection
+                await context.abort(
+                    STATUS_CODES[rejection.code], f"{rejection.code.name}: {rejection.message}"
+                )
+            return scoring_pb2.ScoreResponse(decision=outcome.decision)
+
+    async def ScoreBatch(
+        self, request: scoring_pb2.ScoreBatchRequest, context: grpc.aio.ServicerContext
+    ) -> scoring_pb2.ScoreBatchResponse:
+        with tracer.start_as_current_span(
+            f"{SERVICE_NAME}/ScoreBatch",
+            context=incoming_context(context.invocation_metadata()),
+            kind=SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.method": "ScoreBatch"},
+        ):
+            try:
+                check_batch_size(request.applications, self.max_batch)
+            except BatchTooLarge as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            outcomes = await self.scorer.score(request.applications, path="grpc")
+            return scoring_pb2.ScoreBatchResponse(
+                results=[
+                    scoring_pb2.ScoreResult(decision=o.decision)
+                    if o.decision is not None
+                    else scoring_pb2.ScoreResult(error=_error(o.rejection))  # type: ignore[arg-type]
+                    for o in outcomes
+                ]
+            )
+
+
+async def start_server(
+    scorer: Scorer, *, host: str, port: int, max_batch: int = 1000
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
+    """Start serving; returns the server, its health servicer and the bound port (0 picks one)."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", 32 * 1024 * 1024),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ]
+    )
+    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(
+        ScoringServicer(scorer, max_batch=max_batch), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, health_servicer, bound

@@ -1,0 +1,306 @@
+"""The scoring service on the real Kafka, Redis and PostgreSQL: gRPC and Kafka give one decision.
+
+A tiny world is loaded into its own Feast project and offline schema (never the demo's), a tiny
+model is trained once into a temporary bundle, and the same applications are scored through a
+real grpc.aio channel and through the Kafka consumer; both must agree exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry import trace
+
+from services.common.envelope import decode, wrap
+from services.common.kafka import create_producer, publish
+from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
+from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
+from services.common.protos.alama.events.v1.envelope_pb2 import DeadLetter
+from services.common.protos.alama.scoring.v1 import scoring_pb2, scoring_pb2_grpc
+from services.common.settings import InfraSettings
+from services.common.telemetry import extract_kafka_context
+from services.common.topics import TopicSpec, dead_letter_topic, ensure_topics
+from services.scoring.__main__ import build_scorer
+from services.scoring.applications import PRODUCT_NAMES
+from services.scoring.consumer import build_consumer
+from services.scoring.scorer import Scorer
+from services.scoring.server import outgoing_metadata, start_server
+from services.scoring.settings import ScoringSettings
+from tests.integration.kafka_helpers import read_topic
+from training import pipeline
+from training.export import promote_bundle, write_bundle
+from training.profiles import get_profile
+from training.world import World, generate_world
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+pytestmark = pytest.mark.integration
+TEST_FEAST = {
+    "ALAMA_FEAST_PROJECT": "alama_scoring_test",
+    "ALAMA_FEAST_OFFLINE_SCHEMA": "feast_scoring_test",
+}
+PRODUCTS = {name: number for number, name in PRODUCT_NAMES.items()}
+N_APPLICATIONS = 40
+UNKNOWN_MEMBER = "M-nobody-knows"
+
+
+@pytest.fixture(scope="module")
+def feast_env() -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in TEST_FEAST}
+    os.environ.update(TEST_FEAST)
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def world(infra: InfraSettings, feast_env: None) -> World:
+    profile = get_profile("tiny")
+    world = generate_world(profile.n_members, profile.seed)
+    pipeline.load_into_feast(infra, world, echo=lambda _line: None)
+    return world
+
+
+@pytest.fixture(scope="module")
+def bundle_root(
+    infra: InfraSettings, world: World, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """Trained once for the module: a tiny model promoted in a temporary bundle folder."""
+    trained = pipeline.train(infra, get_profile("tiny"), world, echo=lambda _line: None)
+    root = tmp_path_factory.mktemp("bundles")
+    write_bundle(trained, pipeline.evaluate(trained), promote=True, root=root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def settings(infra: InfraSettings, bundle_root: Path) -> ScoringSettings:
+    return ScoringSettings(
+        infra=infra,
+        bundle_dir=str(bundle_root / "current"),
+        metrics_port=0,
+        model_threads=1,
+        consumer_group=f"scoring-test-{uuid.uuid4().hex[:8]}",
+    )
+
+
+@pytest.fixture(scope="module")
+def scorer(settings: ScoringSettings) -> Iterator[Scorer]:
+    scorer = build_scorer(settings)
+    yield scorer
+    scorer.close()
+
+
+@dataclass
+class Grpc:
+    channel: grpc.aio.Channel
+    scoring: scoring_pb2_grpc.ScoringServiceStub
+
+
+@pytest.fixture
+async def client(scorer: Scorer, settings: ScoringSettings) -> AsyncIterator[Grpc]:
+    server, _health, port = await start_server(scorer, host="127.0.0.1", port=0)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield Grpc(channel, scoring_pb2_grpc.ScoringServiceStub(channel))
+    finally:
+        await channel.close()
+        await server.stop(None)
+
+
+def applications(world: World) -> list[LoanApplicationSubmitted]:
+    rows = world.applications.head(N_APPLICATIONS)
+    return [
+        LoanApplicationSubmitted(
+            application_id=f"scoring-test-{a.application_id}",
+            member_id=str(a.member_id),
+            sacco_id=str(a.sacco_id),
+            product=PRODUCTS[str(a.product)],
+            amount_kes=float(a.amount_kes),
+            term_months=int(a.term_months),
+        )
+        for a in rows.itertuples()
+    ]
+
+
+def unknown_member() -> LoanApplicationSubmitted:
+    return LoanApplicationSubmitted(
+        application_id="scoring-test-unknown",
+        member_id=UNKNOWN_MEMBER,
+        product=PRODUCTS["emergency"],
+        amount_kes=10_000.0,
+        term_months=6,
+    )
+
+
+def assert_same(sync: CreditDecision, asynchronous: CreditDecision) -> None:
+    assert sync.decision_id == asynchronous.decision_id
+    assert sync.model_version == asynchronous.model_version
+    assert abs(sync.probability_of_default - asynchronous.probability_of_default) < 1e-9
+    assert sync.score == asynchronous.score
+    assert sync.band == asynchronous.band
+    assert [r.code for r in sync.reasons] == [r.code for r in asynchronous.reasons]
+
+
+async def test_grpc_scores_batches_and_single_applications(
+    client: Grpc, world: World, scorer: Scorer, spans: InMemorySpanExporter
+) -> None:
+    apps = applications(world)
+    request = scoring_pb2.ScoreBatchRequest(applications=[*apps, unknown_member()])
+    response = await client.scoring.ScoreBatch(request)
+    assert len(response.results) == len(apps) + 1
+    decisions = [r.decision for r in response.results[:-1]]
+    assert all(r.WhichOneof("outcome") == "decision" for r in response.results[:-1])
+    for app, decision in zip(apps, decisions, strict=True):
+        assert decision.application_id == app.application_id
+        assert decision.model_version == scorer.model_version
+        assert 0 < decision.probability_of_default < 1 and 300 <= decision.score <= 900
+        assert decision.band != 0 and len(decision.reasons) <= 4
+        assert decision.features["amount_kes"] == pytest.approx(app.amount_kes)
+    assert any(d.reasons for d in decisions)
+    error = response.results[-1].error
+    assert error.code == scoring_pb2.SCORE_ERROR_CODE_UNKNOWN_MEMBER
+    assert error.application_id == "scoring-test-unknown"
+
+    # a single Score continues the caller's trace and equals the batch answer
+    with trace.get_tracer("test").start_as_current_span("gateway call") as parent:
+        single = await client.scoring.Score(
+            scoring_pb2.ScoreRequest(application=apps[0]), metadata=outgoing_metadata()
+        )
+    assert_same(single.decision, decisions[0])
+    trace.get_tracer_provider().force_flush()  # type: ignore[attr-defined]
+    server_spans = [s for s in spans.get_finished_spans() if s.name.endswith("/Score")]
+    assert any(s.context.trace_id == parent.get_span_context().trace_id for s in server_spans), (
+        "the server span must continue the caller's trace"
+    )
+
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await client.scoring.Score(scoring_pb2.ScoreRequest(application=unknown_member()))
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "UNKNOWN_MEMBER" in (raised.value.details() or "")
+
+
+async def test_grpc_rejects_oversized_batches_and_reports_health(
+    client: Grpc, world: World
+) -> None:
+    app = applications(world)[0]
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await client.scoring.ScoreBatch(scoring_pb2.ScoreBatchRequest(applications=[app] * 1001))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "at most 1,000" in (raised.value.details() or "")
+    health = health_pb2_grpc.HealthStub(client.channel)
+    for service in ("", "alama.scoring.v1.ScoringService"):
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_kafka_decisions_equal_grpc_decisions(
+    client: Grpc,
+    world: World,
+    scorer: Scorer,
+    settings: ScoringSettings,
+    infra: InfraSettings,
+    scratch_topic: TopicSpec,
+    spans: InMemorySpanExporter,
+) -> None:
+    decisions_spec = TopicSpec(
+        f"test.decisions.{uuid.uuid4().hex[:12]}", partitions=3, retention_days=1
+    )
+    await ensure_topics(infra.kafka_bootstrap, [decisions_spec])
+    apps = applications(world)
+    invalid = LoanApplicationSubmitted(
+        application_id="scoring-test-invalid", member_id=apps[0].member_id, amount_kes=-1.0
+    )
+    producer = create_producer(infra, client_id="scoring-test")
+    await producer.start()
+    trace_ids: dict[str, int] = {}
+    tracer = trace.get_tracer("test")
+    try:
+        for app in [*apps, unknown_member(), invalid]:
+            with tracer.start_as_current_span("core banking submit") as span:
+                trace_ids[app.application_id] = span.get_span_context().trace_id
+                envelope = wrap(app, producer="core-banking", subject=app.member_id)
+                await (await publish(producer, scratch_topic.name, envelope))
+    finally:
+        await producer.stop()
+
+    kafka_settings = settings.model_copy(
+        update={
+            "applications_topic": scratch_topic.name,
+            "decisions_topic": decisions_spec.name,
+            "consumer_group": f"scoring-test-{uuid.uuid4().hex[:8]}",
+        }
+    )
+    consumer = build_consumer(kafka_settings, scorer)
+    await consumer.start()
+    running = asyncio.create_task(consumer.run())
+    try:
+        records = await read_topic(infra, decisions_spec.name, len(apps), within=60)
+        letters = await read_topic(infra, dead_letter_topic(scratch_topic.name), 2, within=30)
+    finally:
+        await consumer.stop()
+        await asyncio.wait_for(running, timeout=30)
+
+    events = [decode(r.value, CreditDecision) for r in records]
+    by_application = {
+        e.payload.application_id: (e, r) for e, r in zip(events, records, strict=True)
+    }
+    assert len(by_application) == len(apps)
+    for event, record in by_application.values():
+        assert event.event_id == event.payload.decision_id  # a replay deduplicates downstream
+        assert event.envelope.producer == "scoring"
+        carried = trace.get_current_span(extract_kafka_context(record.headers)).get_span_context()
+        assert carried.trace_id == trace_ids[event.payload.application_id]
+
+    sync = await client.scoring.ScoreBatch(scoring_pb2.ScoreBatchRequest(applications=apps))
+    for result in sync.results:
+        assert_same(result.decision, by_application[result.decision.application_id][0].payload)
+
+    reasons = {}
+    for record in letters:
+        letter = decode(record.value, DeadLetter).payload
+        inner = decode(letter.source_value, LoanApplicationSubmitted).payload
+        reasons[inner.application_id] = letter.reason
+    assert reasons == {
+        "scoring-test-unknown": "unknown_member",
+        "scoring-test-invalid": "invalid_application",
+    }
+
+
+async def test_a_newly_promoted_bundle_is_swapped_in(
+    scorer: Scorer, bundle_root: Path, world: World
+) -> None:
+    old = scorer.model_version
+    app = applications(world)[0]
+    (before,) = await scorer.score([app], path="grpc")
+    copy = bundle_root / f"{old}-next"
+    shutil.copytree(bundle_root / old, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["version"] = copy.name
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    in_flight = asyncio.create_task(scorer.score([app] * 50, path="grpc"))
+    await asyncio.sleep(0)  # the batch has started and pinned its model
+    promote_bundle(copy.name, root=bundle_root)
+    assert await scorer.reload_if_promoted()
+    assert scorer.model_version == copy.name
+    assert all(o.decision and o.decision.model_version == old for o in await in_flight)
+    (after,) = await scorer.score([app], path="grpc")
+    assert before.decision and after.decision
+    assert after.decision.decision_id != before.decision.decision_id
+    assert after.decision.probability_of_default == pytest.approx(
+        before.decision.probability_of_default, abs=1e-12
+    )
