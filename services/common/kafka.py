@@ -128,7 +128,11 @@ class EventConsumer:
 
     async def start(self) -> None:
         await self.producer.start()
-        await self.consumer.start()
+        try:
+            await self.consumer.start()
+        except BaseException:
+            await self.producer.stop()  # leave nothing half-open when the broker is away
+            raise
 
     async def stop(self) -> None:
         """Finish the batch in hand (run() commits it), then leave the group."""

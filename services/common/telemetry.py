@@ -65,6 +65,21 @@ def extract_kafka_context(headers: Iterable[tuple[str, bytes]] | None) -> Contex
     return propagate.extract(list(headers or []), getter=_HeaderGetter())
 
 
+def extract_grpc_context(metadata: Sequence[tuple[str, str | bytes]] | None) -> Context:
+    """The caller's trace context from gRPC text metadata (binary `-bin` entries are skipped)."""
+    carrier = {k.lower(): v for k, v in metadata or () if isinstance(v, str)}
+    return propagate.extract(carrier)
+
+
+def inject_grpc_metadata(
+    metadata: Iterable[tuple[str, str]] | None = None,
+) -> list[tuple[str, str]]:
+    """Metadata for a gRPC client call carrying the current trace context."""
+    carrier: dict[str, str] = dict(metadata or ())
+    propagate.inject(carrier)
+    return list(carrier.items())
+
+
 def setup_tracing(
     settings: ServiceSettings, exporter: SpanExporter | None = None
 ) -> TracerProvider:

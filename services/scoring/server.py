@@ -6,16 +6,16 @@ here; errors about one application go in its result, never fail the whole batch.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from opentelemetry import propagate, trace
-from opentelemetry.context import Context
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.scoring.v1 import scoring_pb2, scoring_pb2_grpc
+from services.common.telemetry import extract_grpc_context
 from services.scoring.applications import Rejection, RejectionCode
 from services.scoring.scorer import Scorer
 
@@ -44,19 +44,6 @@ def check_batch_size(applications: Sequence[LoanApplicationSubmitted], limit: in
         )
 
 
-def incoming_context(metadata: Sequence[tuple[str, str | bytes]] | None) -> Context:
-    """The caller's trace context from text metadata (binary `-bin` entries are skipped)."""
-    carrier = {k.lower(): v for k, v in metadata or () if isinstance(v, str)}
-    return propagate.extract(carrier)
-
-
-def outgoing_metadata(metadata: Iterator[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
-    """Metadata for a client call carrying the current trace context."""
-    carrier: dict[str, str] = dict(metadata or ())
-    propagate.inject(carrier)
-    return list(carrier.items())
-
-
 def _error(rejection: Rejection) -> scoring_pb2.ScoreError:
     return scoring_pb2.ScoreError(
         application_id=rejection.application_id,
@@ -75,7 +62,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
     ) -> scoring_pb2.ScoreResponse:
         with tracer.start_as_current_span(
             f"{SERVICE_NAME}/Score",
-            context=incoming_context(context.invocation_metadata()),
+            context=extract_grpc_context(context.invocation_metadata()),
             kind=SpanKind.SERVER,
             attributes={"rpc.system": "grpc", "rpc.method": "Score"},
         ):
@@ -92,7 +79,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
     ) -> scoring_pb2.ScoreBatchResponse:
         with tracer.start_as_current_span(
             f"{SERVICE_NAME}/ScoreBatch",
-            context=incoming_context(context.invocation_metadata()),
+            context=extract_grpc_context(context.invocation_metadata()),
             kind=SpanKind.SERVER,
             attributes={"rpc.system": "grpc", "rpc.method": "ScoreBatch"},
         ):

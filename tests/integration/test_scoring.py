@@ -29,13 +29,13 @@ from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.protos.alama.events.v1.envelope_pb2 import DeadLetter
 from services.common.protos.alama.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from services.common.settings import InfraSettings
-from services.common.telemetry import extract_kafka_context
+from services.common.telemetry import extract_kafka_context, inject_grpc_metadata
 from services.common.topics import TopicSpec, dead_letter_topic, ensure_topics
 from services.scoring.__main__ import build_scorer
 from services.scoring.applications import PRODUCT_NAMES
 from services.scoring.consumer import build_consumer
 from services.scoring.scorer import Scorer
-from services.scoring.server import outgoing_metadata, start_server
+from services.scoring.server import start_server
 from services.scoring.settings import ScoringSettings
 from tests.integration.kafka_helpers import read_topic
 from training import pipeline
@@ -179,7 +179,7 @@ async def test_grpc_scores_batches_and_single_applications(
     # a single Score continues the caller's trace and equals the batch answer
     with trace.get_tracer("test").start_as_current_span("gateway call") as parent:
         single = await client.scoring.Score(
-            scoring_pb2.ScoreRequest(application=apps[0]), metadata=outgoing_metadata()
+            scoring_pb2.ScoreRequest(application=apps[0]), metadata=inject_grpc_metadata()
         )
     assert_same(single.decision, decisions[0])
     trace.get_tracer_provider().force_flush()  # type: ignore[attr-defined]
