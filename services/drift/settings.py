@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
+from services.common.topics import CREDIT_DECISIONS, DRIFT_ALERTS
 
 
 class DriftSettings(ServiceSettings):
@@ -13,5 +15,12 @@ class DriftSettings(ServiceSettings):
     service_name: str = "drift"
     metrics_port: int = 9106
     bundle_dir: str = "artifacts/bundles/current"
-    window_size: int = 1000
+    window_size: int = Field(default=1000, ge=1)
     psi_alert_threshold: float = 0.25
+    evaluate_every: int = Field(
+        default=100, ge=1, description="decisions between PSI checks once the window is full"
+    )
+    app_id: str = Field(default="alama-drift", description="Faust app id (the consumer group)")
+    publish_timeout_s: float = Field(default=30.0, gt=0, description="bound on one alert send")
+    decisions_topic: str = CREDIT_DECISIONS
+    alerts_topic: str = DRIFT_ALERTS

@@ -1,0 +1,75 @@
+"""Drift service CLI: `run` watches credit decisions; `report` writes an Evidently HTML report."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from services.common.logs import configure_logging
+from services.common.telemetry import setup_tracing, start_metrics
+from services.drift.reference import ReferenceMissing, load_reference
+from services.drift.settings import DriftSettings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+
+
+def _settings() -> DriftSettings:
+    settings = DriftSettings()
+    configure_logging(settings.service_name, settings.log_level)
+    return settings
+
+
+@app.command()
+def run() -> None:
+    """Consume credit.decisions, export PSI gauges and publish drift alerts until stopped."""
+    import faust
+
+    from services.drift.agents import create_drift_app
+
+    settings = _settings()
+    try:
+        service = create_drift_app(settings)
+    except ReferenceMissing as exc:
+        console.print(f"[red]cannot start drift[/red]: {exc}")
+        raise typer.Exit(1) from exc
+    setup_tracing(settings)
+    start_metrics(settings)
+    worker = faust.Worker(service.app, loglevel=settings.log_level)
+    worker.execute_from_commandline()
+
+
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write")],
+    window: Annotated[
+        int | None, typer.Option(help="recent decisions to compare (default: window size)")
+    ] = None,
+) -> None:
+    """Compare the most recent decisions with the bundle's training sample (Evidently)."""
+    from services.drift.report import recent_decisions, write_report
+
+    settings = _settings()
+    try:
+        reference = load_reference(settings.bundle_dir)
+    except ReferenceMissing as exc:
+        console.print(f"[red]no reference[/red]: {exc}")
+        raise typer.Exit(1) from exc
+    count = window or settings.window_size
+    current = asyncio.run(recent_decisions(settings, count))
+    if current.empty:
+        console.print(f"[red]no decisions[/red] on {settings.decisions_topic}: nothing to compare")
+        raise typer.Exit(1)
+    columns = write_report(reference, current, out)
+    console.print(
+        f"wrote {out}: {len(current)} recent decisions vs the {reference.model_version}"
+        f" reference over {len(columns)} columns"
+    )
+
+
+if __name__ == "__main__":
+    app()

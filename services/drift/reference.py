@@ -1,0 +1,52 @@
+"""The drift reference of the promoted model bundle: PSI bins, the training sample, the version."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.drift.psi import ReferenceBins
+
+SCORE = "score"
+
+
+class ReferenceMissing(RuntimeError):
+    """No usable bundle reference: the service cannot say what "no drift" looks like."""
+
+
+@dataclass(frozen=True)
+class DriftReference:
+    model_version: str
+    bins: dict[str, ReferenceBins]  # tabular feature name or "score" -> training bins
+    sample_path: Path  # reference_sample.parquet: training rows for Evidently reports
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        return tuple(self.bins)
+
+
+def load_reference(bundle_dir: str | Path) -> DriftReference:
+    """Read manifest.json and reference.json of a bundle; fail with what to do when absent."""
+    folder = Path(bundle_dir)
+    manifest_path, bins_path = folder / "manifest.json", folder / "reference.json"
+    for path in (manifest_path, bins_path):
+        if not path.is_file():
+            raise ReferenceMissing(
+                f"drift reference not found: {path} is missing. Train and promote a model"
+                " (`make train`) or point ALAMA_DRIFT_BUNDLE_DIR at a bundle folder."
+            )
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        raw = json.loads(bins_path.read_text())
+        bins = {
+            name: ReferenceBins.from_lists(spec["edges"], spec["proportions"])
+            for name, spec in raw.items()
+        }
+        version = str(manifest["version"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ReferenceMissing(f"malformed drift reference in {folder}: {exc}") from exc
+    if SCORE not in bins:
+        raise ReferenceMissing(f"{bins_path} has no reference for {SCORE!r}")
+    sample = manifest.get("reference", {}).get("sample", "reference_sample.parquet")
+    return DriftReference(model_version=version, bins=bins, sample_path=folder / sample)
