@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -85,6 +85,35 @@ async def publish(
     )
     EVENTS_PUBLISHED.labels(envelope.producer, topic).inc()
     return future
+
+
+def dead_letter_envelope(
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Iterable[tuple[str, bytes]] | None,
+    reason: str,
+    detail: str,
+    group: str,
+    producer: str,
+) -> EventEnvelope:
+    """The envelope a dead-letter topic holds: the original record and why it failed."""
+    letter = DeadLetter(
+        source_topic=topic,
+        source_partition=partition,
+        source_offset=offset,
+        source_key=key or b"",
+        source_value=value or b"",
+        reason=reason,
+        detail=detail,
+        consumer_group=group,
+        source_headers={k: v.decode(errors="replace") for k, v in headers or ()},
+    )
+    letter.failed_at.FromDatetime(datetime.now(UTC))
+    return wrap(letter, producer=producer, subject=(key or b"").decode(errors="replace"))
 
 
 Handler = Callable[[Event[Any], ConsumerRecord], Awaitable[None]]
@@ -191,22 +220,17 @@ class EventConsumer:
             "dead-lettering record",
             extra={"topic": record.topic, "offset": record.offset, "reason": reason},
         )
-        letter = DeadLetter(
-            source_topic=record.topic,
-            source_partition=record.partition,
-            source_offset=record.offset,
-            source_key=record.key or b"",
-            source_value=record.value or b"",
+        envelope = dead_letter_envelope(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            headers=record.headers,
             reason=reason,
             detail=detail,
-            consumer_group=self.group_id,
-            source_headers={k: v.decode(errors="replace") for k, v in record.headers or ()},
-        )
-        letter.failed_at.FromDatetime(datetime.now(UTC))
-        envelope = wrap(
-            letter,
+            group=self.group_id,
             producer=self.service,
-            subject=(record.key or b"").decode(errors="replace"),
         )
         delivery = await publish(
             self.producer,

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import faust
@@ -21,11 +21,12 @@ from faust.types import AgentT, EventT, StreamT
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from services.common.envelope import decode, encode, wrap
+from services.common.envelope import decode, encode
 from services.common.errors import InvalidEvent
 from services.common.faust_app import create_faust_app
+from services.common.kafka import dead_letter_envelope
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
-from services.common.protos.alama.events.v1.envelope_pb2 import DeadLetter, EventEnvelope
+from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 from services.common.telemetry import (
     EVENTS_CONSUMED,
     EVENTS_PUBLISHED,
@@ -122,21 +123,19 @@ class DriftService:
         detail: str,
     ) -> None:
         log.warning("dead-lettering record", extra={"reason": reason, **source})
-        letter = DeadLetter(
-            source_topic=self.settings.decisions_topic,
-            source_partition=int(source.get("partition") or 0),
-            source_offset=int(source.get("offset") or 0),
-            source_value=value or b"",
+        envelope = dead_letter_envelope(
+            topic=self.settings.decisions_topic,
+            partition=int(source.get("partition") or 0),
+            offset=int(source.get("offset") or 0),
+            key=None,
+            value=value,
+            headers=headers,
             reason=reason,
             detail=detail,
-            consumer_group=self.settings.app_id,
-            source_headers={k: v.decode(errors="replace") for k, v in headers},
+            group=self.settings.app_id,
+            producer=self.settings.service_name,
         )
-        letter.failed_at.FromDatetime(datetime.now(UTC))
-        await self.publish(
-            dead_letter_topic(self.settings.decisions_topic),
-            wrap(letter, producer=self.settings.service_name),
-        )
+        await self.publish(dead_letter_topic(self.settings.decisions_topic), envelope)
 
 
 def create_drift_app(
