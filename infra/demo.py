@@ -34,7 +34,7 @@ console = Console()
 
 BUNDLE = Path(__file__).resolve().parents[1] / "artifacts" / "bundles" / "current"
 MISSING = [
-    ("gateway, scoring, feature_store, explanation, audit, drift services", "issue 4"),
+    ("gateway, feature_store and explanation services; the demo running all six", "issue 4"),
     ("simulator, live terminal view, compose stack, Helm charts, benchmarks", "issue 5"),
 ]
 
