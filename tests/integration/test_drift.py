@@ -28,7 +28,6 @@ from tests.integration.kafka_helpers import read_topic
 
 pytestmark = pytest.mark.integration
 
-BUNDLE = Path(__file__).resolve().parents[2] / "artifacts" / "bundles" / "current"
 SHIFTED = "monthly_income_kes"
 
 
@@ -90,21 +89,21 @@ def _alerts_counted(version: str) -> float:
 
 
 async def test_shifted_decisions_raise_a_drift_alert(
-    service_settings: ServiceSettings, scratch_topic: TopicSpec
+    service_settings: ServiceSettings, scratch_topic: TopicSpec, tiny_bundle: Path
 ) -> None:
     alerts = TopicSpec(f"test.alerts.{uuid.uuid4().hex[:12]}", 1, 1, consumed=False)
     await ensure_topics(service_settings.infra.kafka_bootstrap, [alerts])
     settings = DriftSettings(
         infra=service_settings.infra,
         metrics_port=0,
-        bundle_dir=str(BUNDLE),
+        bundle_dir=str(tiny_bundle),
         window_size=500,
         evaluate_every=100,
         app_id=f"alama-drift-it-{uuid.uuid4().hex[:8]}",
         decisions_topic=scratch_topic.name,
         alerts_topic=alerts.name,
     )
-    reference = load_reference(BUNDLE)
+    reference = load_reference(tiny_bundle)
     sample = pd.read_parquet(reference.sample_path)
     service = create_drift_app(settings, reference)
     window = service.monitor.window
@@ -135,14 +134,15 @@ async def test_shifted_decisions_raise_a_drift_alert(
 def test_report_writes_html_with_the_feature_names(
     service_settings: ServiceSettings,
     scratch_topic: TopicSpec,
+    tiny_bundle: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    reference = load_reference(BUNDLE)
+    reference = load_reference(tiny_bundle)
     sample = pd.read_parquet(reference.sample_path).iloc[:300]
     asyncio.run(_publish_all(service_settings.infra, scratch_topic.name, _decisions(sample, "v")))
     monkeypatch.setenv("ALAMA_KAFKA_BOOTSTRAP", service_settings.infra.kafka_bootstrap)
-    monkeypatch.setenv("ALAMA_DRIFT_BUNDLE_DIR", str(BUNDLE))
+    monkeypatch.setenv("ALAMA_DRIFT_BUNDLE_DIR", str(tiny_bundle))
     monkeypatch.setenv("ALAMA_DRIFT_DECISIONS_TOPIC", scratch_topic.name)
     out = tmp_path / "drift.html"
 
