@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -37,6 +36,7 @@ from services.scoring.consumer import build_consumer
 from services.scoring.scorer import Scorer
 from services.scoring.server import start_server
 from services.scoring.settings import ScoringSettings
+from tests.integration.feast_projects import feast_project
 from tests.integration.kafka_helpers import read_topic
 from training import pipeline
 from training.export import promote_bundle, write_bundle
@@ -47,10 +47,6 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 pytestmark = pytest.mark.integration
-TEST_FEAST = {
-    "ALAMA_FEAST_PROJECT": "alama_scoring_test",
-    "ALAMA_FEAST_OFFLINE_SCHEMA": "feast_scoring_test",
-}
 PRODUCTS = {name: number for number, name in PRODUCT_NAMES.items()}
 N_APPLICATIONS = 40
 UNKNOWN_MEMBER = "M-nobody-knows"
@@ -58,14 +54,8 @@ UNKNOWN_MEMBER = "M-nobody-knows"
 
 @pytest.fixture(scope="module")
 def feast_env() -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in TEST_FEAST}
-    os.environ.update(TEST_FEAST)
-    yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with feast_project("scoring_test"):
+        yield
 
 
 @pytest.fixture(scope="module")

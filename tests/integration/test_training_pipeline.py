@@ -5,7 +5,6 @@ Runs in its own Feast project and offline schema so it never touches the demo's 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 from services.common import features as F
 from services.common.bundle import load_bundle
 from services.common.settings import InfraSettings
+from tests.integration.feast_projects import feast_project
 from training import feature_tables, pipeline
 from training.export import write_bundle
 from training.gbm import predict_gbm, predict_gbm_onnx
@@ -24,19 +24,12 @@ from training.profiles import get_profile
 from training.world import World, generate_world
 
 pytestmark = pytest.mark.integration
-TEST_FEAST = {"ALAMA_FEAST_PROJECT": "alama_test", "ALAMA_FEAST_OFFLINE_SCHEMA": "feast_test"}
 
 
 @pytest.fixture(scope="module")
 def feast_env() -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in TEST_FEAST}
-    os.environ.update(TEST_FEAST)
-    yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with feast_project("test"):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,23 @@
+"""Run a test's Feast work in its own project and offline schema, apart from the demo's data."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def feast_project(name: str) -> Iterator[None]:
+    """Point Feast at project `alama_<name>` and offline schema `feast_<name>` while inside."""
+    env = {"ALAMA_FEAST_PROJECT": f"alama_{name}", "ALAMA_FEAST_OFFLINE_SCHEMA": f"feast_{name}"}
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
