@@ -11,6 +11,7 @@ data), waits for real readiness, creates the project database and the declared K
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import logging
 import os
@@ -218,6 +219,27 @@ class Kafka(PidFileServer):
             f"{jars}/*",
         ]
 
+    def _wait_for_released_lock(self, within: float = 60.0) -> None:
+        """A killed broker's threads can outlive its pid for a moment, still holding the log
+        directory's lock; a broker started then exits at once. Wait until the lock is free."""
+        lock = self.root / "data" / ".lock"
+        if not lock.exists():
+            return
+        deadline = time.monotonic() + within
+        with lock.open("a") as handle:
+            while True:
+                try:
+                    fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise InfraError(
+                            f"kafka: {lock} is still locked by another process"
+                        ) from None
+                    time.sleep(0.2)
+                    continue
+                fcntl.lockf(handle, fcntl.LOCK_UN)
+                return
+
     def _write_config(self) -> Path:
         props = self.root / "server.properties"
         template = Template((KAFKA_HOME / "server.properties.template").read_text())
@@ -233,6 +255,7 @@ class Kafka(PidFileServer):
     def start(self) -> None:
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
         self.kill_leftovers()
+        self._wait_for_released_lock()
         props = self._write_config()
         java = self._java()
         if not (self.root / "data" / "meta.properties").exists():
