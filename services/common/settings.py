@@ -29,6 +29,10 @@ class InfraSettings(BaseSettings):
         default=None, description="OTLP/gRPC collector address; spans are not exported when unset"
     )
     environment: str = "local"
+    trace_file: str | None = Field(
+        default=None,
+        description="append every finished span to this file as JSON lines (local runs, tests)",
+    )
 
 
 class ServiceSettings(BaseSettings):

@@ -7,7 +7,9 @@ and every consumer continues the trace it extracts.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
@@ -80,6 +82,17 @@ def inject_grpc_metadata(
     return list(carrier.items())
 
 
+def json_lines_exporter(path: str) -> SpanExporter:
+    """Spans as JSON lines: how local runs and tests see traces without a collector."""
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    stream = open(path, "a", buffering=1)
+    return ConsoleSpanExporter(
+        out=stream, formatter=lambda span: json.dumps(json.loads(span.to_json())) + "\n"
+    )
+
+
 def setup_tracing(
     settings: ServiceSettings, exporter: SpanExporter | None = None
 ) -> TracerProvider:
@@ -99,6 +112,10 @@ def setup_tracing(
         exporter = OTLPSpanExporter(endpoint=settings.infra.otlp_endpoint, insecure=True)
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
+    if settings.infra.trace_file:
+        provider.add_span_processor(
+            BatchSpanProcessor(json_lines_exporter(settings.infra.trace_file))
+        )
     trace.set_tracer_provider(provider)
     return provider
 

@@ -16,6 +16,7 @@ from services.common.logs import configure_logging
 from services.common.telemetry import setup_tracing, start_metrics
 from services.scoring.consumer import build_consumer
 from services.scoring.online_features import OnlineFeatures
+from services.scoring.publisher import DecisionPublisher
 from services.scoring.scorer import LoadedModel, Scorer
 from services.scoring.server import start_server
 from services.scoring.settings import ScoringSettings
@@ -39,13 +40,16 @@ def build_scorer(settings: ScoringSettings) -> Scorer:
 async def serve(settings: ScoringSettings, stop: asyncio.Event) -> None:
     """Run the gRPC server, the Kafka consumer and the bundle watcher until `stop` is set."""
     scorer = build_scorer(settings)
+    publisher = DecisionPublisher(settings)
+    await publisher.start()
     server, health_servicer, port = await start_server(
         scorer,
         host=settings.grpc_host,
         port=settings.grpc_port,
         max_batch=settings.max_batch_applications,
+        publisher=publisher,
     )
-    consumer = build_consumer(settings, scorer)
+    consumer = build_consumer(settings, scorer, publisher)
     tasks: list[asyncio.Task[None]] = []
     try:
         try:
@@ -70,6 +74,7 @@ async def serve(settings: ScoringSettings, stop: asyncio.Event) -> None:
         await health_servicer.enter_graceful_shutdown()
         await consumer.stop()  # run() finishes and commits the batch in hand, then closes
         await server.stop(settings.shutdown_grace_seconds)
+        await publisher.stop()  # after both paths: every queued decision is delivered
         for result in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(result, BaseException):
                 log.error("a scoring task failed", exc_info=result)

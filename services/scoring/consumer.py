@@ -11,17 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import ConsumerRecord
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import SpanKind
 
-from services.common.envelope import Event, wrap
+from services.common.envelope import Event
 from services.common.errors import InvalidEvent
-from services.common.kafka import EventConsumer, Route, publish
+from services.common.kafka import EventConsumer, Route
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.scoring.applications import RejectionCode, invalid_reasons
+from services.scoring.publisher import DecisionPublisher
 from services.scoring.scorer import Scorer
 from services.scoring.settings import ScoringSettings
 
@@ -38,9 +38,12 @@ class Pending:
 class DecisionPipeline:
     """Buffers one polled batch of applications and turns it into decision events."""
 
-    def __init__(self, settings: ScoringSettings, scorer: Scorer) -> None:
+    def __init__(
+        self, settings: ScoringSettings, scorer: Scorer, publisher: DecisionPublisher
+    ) -> None:
         self.settings = settings
         self.scorer = scorer
+        self.publisher = publisher
         self.pending: list[Pending] = []
         self.consumer: EventConsumer | None = None
 
@@ -73,38 +76,18 @@ class DecisionPipeline:
                     continue
                 decision = outcome.decision
                 assert decision is not None
-                with tracer.start_as_current_span(
-                    f"{self.settings.decisions_topic} publish",
-                    kind=SpanKind.PRODUCER,
-                    attributes={
-                        "messaging.system": "kafka",
-                        "messaging.destination.name": self.settings.decisions_topic,
-                        "messaging.message.id": decision.decision_id,
-                    },
-                ):
-                    envelope = wrap(
-                        decision,
-                        producer=self.settings.service_name,
-                        subject=decision.member_id,
-                        event_id=decision.decision_id,
-                    )
-                    deliveries.append(
-                        await publish(self.producer, self.settings.decisions_topic, envelope)
-                    )
+                deliveries.append(await self.publisher.publish(decision))
             finally:
                 otel_context.detach(token)
         for delivery in deliveries:
             await delivery  # every decision is on the broker before the offsets commit
 
-    @property
-    def producer(self) -> AIOKafkaProducer:
-        assert self.consumer is not None
-        return self.consumer.producer
 
-
-def build_consumer(settings: ScoringSettings, scorer: Scorer) -> EventConsumer:
-    """The shared consumer with scoring's route; its idempotent producer also carries decisions."""
-    pipeline = DecisionPipeline(settings, scorer)
+def build_consumer(
+    settings: ScoringSettings, scorer: Scorer, publisher: DecisionPublisher
+) -> EventConsumer:
+    """The shared consumer with scoring's route, publishing through the service's publisher."""
+    pipeline = DecisionPipeline(settings, scorer, publisher)
     consumer = EventConsumer(
         settings,
         group_id=settings.consumer_group,

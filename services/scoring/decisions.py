@@ -16,7 +16,7 @@ from services.common.bundle import Scores
 from services.common.features import TABULAR_FEATURES
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, DecisionBand
-from services.scoring.reasons import reason_codes
+from services.common.reasons import reason_codes
 
 #: Fixed forever: changing it would change every decision id.
 DECISION_NAMESPACE = uuid.UUID("6f1c2a7e-3b5d-5e8a-9c41-a1a3a0c0de01")
@@ -58,6 +58,8 @@ def build_decisions(
             features={name: float(v) for name, v in zip(TABULAR_FEATURES, tabular[i], strict=True)},
             gbm_probability=float(scores.gbm_probability[i]),
             lstm_probability=float(scores.lstm_probability[i]),
+            repayment_attention=scores.repayment_attention[i].astype(float).tolist(),
+            mobile_money_attention=scores.mobile_money_attention[i].astype(float).tolist(),
         )
         decision.decided_at.FromDatetime(decided_at)
         decisions.append(decision)

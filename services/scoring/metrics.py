@@ -23,3 +23,7 @@ BATCH_SIZE = Histogram(
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
 )
 BUNDLE_SWAPS = Counter("alama_scoring_bundle_swaps_total", "Newly promoted bundles loaded")
+UNDELIVERED = Counter(
+    "alama_scoring_undelivered_decisions_total",
+    "Synchronous decisions whose event the broker did not accept",
+)

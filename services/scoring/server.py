@@ -1,7 +1,8 @@
 """gRPC wiring: `alama.scoring.v1.ScoringService` and the standard health service on grpc.aio.
 
 Trace context arrives in the call metadata (W3C traceparent), so a gateway's trace continues
-here; errors about one application go in its result, never fail the whole batch.
+here; errors about one application go in its result, never fail the whole batch. Every decision
+is also queued to `credit.decisions` (without waiting), so it is explained and audited.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicat
 from services.common.protos.alama.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from services.common.telemetry import extract_grpc_context
 from services.scoring.applications import Rejection, RejectionCode
-from services.scoring.scorer import Scorer
+from services.scoring.publisher import DecisionPublisher
+from services.scoring.scorer import Outcome, Scorer
 
 tracer = trace.get_tracer("alama.scoring")
 
@@ -53,9 +55,18 @@ def _error(rejection: Rejection) -> scoring_pb2.ScoreError:
 
 
 class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
-    def __init__(self, scorer: Scorer, *, max_batch: int = 1000) -> None:
+    def __init__(
+        self, scorer: Scorer, publisher: DecisionPublisher | None, *, max_batch: int = 1000
+    ) -> None:
         self.scorer = scorer
+        self.publisher = publisher
         self.max_batch = max_batch
+
+    async def _publish(self, outcomes: Sequence[Outcome]) -> None:
+        if self.publisher is not None:
+            await self.publisher.publish_detached(
+                o.decision for o in outcomes if o.decision is not None
+            )
 
     async def Score(
         self, request: scoring_pb2.ScoreRequest, context: grpc.aio.ServicerContext
@@ -67,6 +78,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             attributes={"rpc.system": "grpc", "rpc.method": "Score"},
         ):
             (outcome,) = await self.scorer.score([request.application], path="grpc")
+            await self._publish([outcome])
             if outcome.rejection is not None:
                 rejection = outcome.rejection
                 await context.abort(
@@ -88,6 +100,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             except BatchTooLarge as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             outcomes = await self.scorer.score(request.applications, path="grpc")
+            await self._publish(outcomes)
             return scoring_pb2.ScoreBatchResponse(
                 results=[
                     scoring_pb2.ScoreResult(decision=o.decision)
@@ -99,7 +112,12 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
 
 
 async def start_server(
-    scorer: Scorer, *, host: str, port: int, max_batch: int = 1000
+    scorer: Scorer,
+    *,
+    host: str,
+    port: int,
+    max_batch: int = 1000,
+    publisher: DecisionPublisher | None = None,
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
     """Start serving; returns the server, its health servicer and the bound port (0 picks one)."""
     server = grpc.aio.server(
@@ -109,7 +127,7 @@ async def start_server(
         ]
     )
     scoring_pb2_grpc.add_ScoringServiceServicer_to_server(
-        ScoringServicer(scorer, max_batch=max_batch), server
+        ScoringServicer(scorer, publisher, max_batch=max_batch), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -33,6 +33,7 @@ from services.common.topics import TopicSpec, dead_letter_topic, ensure_topics
 from services.scoring.__main__ import build_scorer
 from services.scoring.applications import PRODUCT_NAMES
 from services.scoring.consumer import build_consumer
+from services.scoring.publisher import DecisionPublisher
 from services.scoring.scorer import Scorer
 from services.scoring.server import start_server
 from services.scoring.settings import ScoringSettings
@@ -235,7 +236,9 @@ async def test_kafka_decisions_equal_grpc_decisions(
             "consumer_group": f"scoring-test-{uuid.uuid4().hex[:8]}",
         }
     )
-    consumer = build_consumer(kafka_settings, scorer)
+    publisher = DecisionPublisher(kafka_settings)
+    await publisher.start()
+    consumer = build_consumer(kafka_settings, scorer, publisher)
     await consumer.start()
     running = asyncio.create_task(consumer.run())
     try:
@@ -255,10 +258,27 @@ async def test_kafka_decisions_equal_grpc_decisions(
         assert event.envelope.producer == "scoring"
         carried = trace.get_current_span(extract_kafka_context(record.headers)).get_span_context()
         assert carried.trace_id == trace_ids[event.payload.application_id]
+        assert len(event.payload.repayment_attention) == 24
+        assert sum(event.payload.repayment_attention) == pytest.approx(1.0, abs=1e-4)
 
-    sync = await client.scoring.ScoreBatch(scoring_pb2.ScoreBatchRequest(applications=apps))
+    # the synchronous path gives the same decisions and queues them as events too
+    server, _health, port = await start_server(
+        scorer, host="127.0.0.1", port=0, publisher=publisher
+    )
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        sync = await scoring_pb2_grpc.ScoringServiceStub(channel).ScoreBatch(
+            scoring_pb2.ScoreBatchRequest(applications=apps)
+        )
+    finally:
+        await channel.close()
+        await server.stop(None)
+        await publisher.stop()  # flushes the queued synchronous decisions
     for result in sync.results:
         assert_same(result.decision, by_application[result.decision.application_id][0].payload)
+    both = await read_topic(infra, decisions_spec.name, 2 * len(apps), within=30)
+    ids = [decode(r.value, CreditDecision).event_id for r in both]
+    assert sorted(ids) == sorted(2 * [e.event_id for e, _ in by_application.values()])
 
     reasons = {}
     for record in letters:

@@ -96,7 +96,7 @@ async def test_scorer_returns_rejections_in_request_order() -> None:
 async def test_kafka_handler_dead_letters_an_invalid_application() -> None:
     from services.common.envelope import Event, wrap
 
-    pipeline = DecisionPipeline(ScoringSettings(), scorer=None)  # type: ignore[arg-type]
+    pipeline = DecisionPipeline(ScoringSettings(), scorer=None, publisher=None)  # type: ignore[arg-type]
     bad = application(term_months=0)
     event = Event(envelope=wrap(bad, producer="test"), payload=bad)
     with pytest.raises(InvalidEvent) as raised:

@@ -32,7 +32,7 @@ class ReasonCode(_message.Message):
     def __init__(self, code: _Optional[str] = ..., description: _Optional[str] = ..., contribution: _Optional[float] = ...) -> None: ...
 
 class CreditDecision(_message.Message):
-    __slots__ = ("decision_id", "application_id", "member_id", "model_version", "probability_of_default", "score", "band", "reasons", "decided_at", "features", "gbm_probability", "lstm_probability")
+    __slots__ = ("decision_id", "application_id", "member_id", "model_version", "probability_of_default", "score", "band", "reasons", "decided_at", "features", "gbm_probability", "lstm_probability", "repayment_attention", "mobile_money_attention")
     class FeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,8 @@ class CreditDecision(_message.Message):
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     GBM_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     LSTM_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    REPAYMENT_ATTENTION_FIELD_NUMBER: _ClassVar[int]
+    MOBILE_MONEY_ATTENTION_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     application_id: str
     member_id: str
@@ -64,4 +66,6 @@ class CreditDecision(_message.Message):
     features: _containers.ScalarMap[str, float]
     gbm_probability: float
     lstm_probability: float
-    def __init__(self, decision_id: _Optional[str] = ..., application_id: _Optional[str] = ..., member_id: _Optional[str] = ..., model_version: _Optional[str] = ..., probability_of_default: _Optional[float] = ..., score: _Optional[int] = ..., band: _Optional[_Union[DecisionBand, str]] = ..., reasons: _Optional[_Iterable[_Union[ReasonCode, _Mapping]]] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., features: _Optional[_Mapping[str, float]] = ..., gbm_probability: _Optional[float] = ..., lstm_probability: _Optional[float] = ...) -> None: ...
+    repayment_attention: _containers.RepeatedScalarFieldContainer[float]
+    mobile_money_attention: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, decision_id: _Optional[str] = ..., application_id: _Optional[str] = ..., member_id: _Optional[str] = ..., model_version: _Optional[str] = ..., probability_of_default: _Optional[float] = ..., score: _Optional[int] = ..., band: _Optional[_Union[DecisionBand, str]] = ..., reasons: _Optional[_Iterable[_Union[ReasonCode, _Mapping]]] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., features: _Optional[_Mapping[str, float]] = ..., gbm_probability: _Optional[float] = ..., lstm_probability: _Optional[float] = ..., repayment_attention: _Optional[_Iterable[float]] = ..., mobile_money_attention: _Optional[_Iterable[float]] = ...) -> None: ...

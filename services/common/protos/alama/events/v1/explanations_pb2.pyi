@@ -35,7 +35,7 @@ class FeatureContribution(_message.Message):
     def __init__(self, feature: _Optional[str] = ..., value: _Optional[float] = ..., contribution: _Optional[float] = ..., explainer: _Optional[_Union[Explainer, str]] = ...) -> None: ...
 
 class CreditExplanation(_message.Message):
-    __slots__ = ("decision_id", "application_id", "model_version", "contributions", "reasons", "repayment_attention", "explained_at")
+    __slots__ = ("decision_id", "application_id", "model_version", "contributions", "reasons", "repayment_attention", "explained_at", "mobile_money_attention")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,7 @@ class CreditExplanation(_message.Message):
     REASONS_FIELD_NUMBER: _ClassVar[int]
     REPAYMENT_ATTENTION_FIELD_NUMBER: _ClassVar[int]
     EXPLAINED_AT_FIELD_NUMBER: _ClassVar[int]
+    MOBILE_MONEY_ATTENTION_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     application_id: str
     model_version: str
@@ -50,4 +51,5 @@ class CreditExplanation(_message.Message):
     reasons: _containers.RepeatedCompositeFieldContainer[_decisions_pb2.ReasonCode]
     repayment_attention: _containers.RepeatedScalarFieldContainer[float]
     explained_at: _timestamp_pb2.Timestamp
-    def __init__(self, decision_id: _Optional[str] = ..., application_id: _Optional[str] = ..., model_version: _Optional[str] = ..., contributions: _Optional[_Iterable[_Union[FeatureContribution, _Mapping]]] = ..., reasons: _Optional[_Iterable[_Union[_decisions_pb2.ReasonCode, _Mapping]]] = ..., repayment_attention: _Optional[_Iterable[float]] = ..., explained_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    mobile_money_attention: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, decision_id: _Optional[str] = ..., application_id: _Optional[str] = ..., model_version: _Optional[str] = ..., contributions: _Optional[_Iterable[_Union[FeatureContribution, _Mapping]]] = ..., reasons: _Optional[_Iterable[_Union[_decisions_pb2.ReasonCode, _Mapping]]] = ..., repayment_attention: _Optional[_Iterable[float]] = ..., explained_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., mobile_money_attention: _Optional[_Iterable[float]] = ...) -> None: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from services.common.features import TABULAR_FEATURES
-from services.scoring.reasons import REASON_TEXT, describe, reason_codes
+from services.common.reasons import REASON_TEXT, describe, reason_codes
 
 
 def test_reason_text_reads_like_a_sentence() -> None:

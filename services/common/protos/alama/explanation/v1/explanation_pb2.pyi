@@ -1,0 +1,34 @@
+from services.common.protos.alama.events.v1 import decisions_pb2 as _decisions_pb2
+from services.common.protos.alama.events.v1 import explanations_pb2 as _explanations_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class GetDecisionRequest(_message.Message):
+    __slots__ = ("decision_id", "application_id")
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    application_id: str
+    def __init__(self, decision_id: _Optional[str] = ..., application_id: _Optional[str] = ...) -> None: ...
+
+class GetDecisionResponse(_message.Message):
+    __slots__ = ("decision",)
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    decision: _decisions_pb2.CreditDecision
+    def __init__(self, decision: _Optional[_Union[_decisions_pb2.CreditDecision, _Mapping]] = ...) -> None: ...
+
+class GetExplanationRequest(_message.Message):
+    __slots__ = ("decision_id",)
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    def __init__(self, decision_id: _Optional[str] = ...) -> None: ...
+
+class GetExplanationResponse(_message.Message):
+    __slots__ = ("explanation",)
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    explanation: _explanations_pb2.CreditExplanation
+    def __init__(self, explanation: _Optional[_Union[_explanations_pb2.CreditExplanation, _Mapping]] = ...) -> None: ...
