@@ -30,7 +30,7 @@ export ALAMA_FEAST_OFFLINE_SCHEMA ?= feast
 SYSTEM_PACKAGES := redis-server postgresql-15 openjdk-17-jre-headless maven
 
 .PHONY: help setup system-packages lock protos infra-up infra-down infra-status test test-unit train \
-        test-integration test-e2e lint format demo down clean
+        test-integration test-e2e lint format demo up services-status services-down down clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -104,7 +104,16 @@ train: infra-up ## Train on PROFILE=tiny|quick|full: world, Feast, models, ONNX 
 demo: infra-up ## Run the whole system end to end (today: what exists so far, and what is missing)
 	$(PY) -m infra.demo
 
-down: infra-down ## Stop everything Alama started
+up: infra-up ## Start the servers and the six services (needs a promoted bundle: make train)
+	$(PY) -m infra.supervisor up
+
+services-status: ## Show whether each service is up and ready
+	$(PY) -m infra.supervisor status
+
+services-down: ## Stop the six services (SIGTERM: they finish and commit their work)
+	@if [ -x $(PY) ]; then $(PY) -m infra.supervisor down; fi
+
+down: services-down infra-down ## Stop everything Alama started
 
 clean: down ## Stop everything and delete the run folder and installed environments
 	rm -rf .run $(VENV) .tools $(KAFKA_LIB)

@@ -45,6 +45,21 @@ def reference_distribution(
     return {"edges": edges.tolist(), "proportions": (counts / counts.sum()).tolist()}
 
 
+#: DecisionBand numbers (decisions.proto): how a decision's band reaches the drift monitor.
+BAND_CODES = {"approve": 1, "review": 2, "decline": 3}
+
+
+def band_distribution(bands: np.ndarray) -> dict[str, list[float]]:
+    """The training share of each decision band, as bins over the band numbers 1, 2 and 3.
+
+    PSI over these bins says whether the mix of approvals, reviews and declines has moved, which
+    a risk officer feels first (a review queue filling up) before any single feature looks odd.
+    """
+    codes = np.array([BAND_CODES[str(b)] for b in bands], dtype=np.float64)
+    counts = np.array([(codes == c).sum() for c in (1, 2, 3)], dtype=np.float64)
+    return {"edges": [1.5, 2.5], "proportions": (counts / max(counts.sum(), 1)).tolist()}
+
+
 def write_bundle(
     trained: TrainedModels,
     metrics: dict[str, Any],
@@ -83,8 +98,9 @@ def write_bundle(
         name: reference_distribution(trained.inputs.tabular[train_rows, j])
         for j, name in enumerate(F.TABULAR_FEATURES)
     }
-    scores = trained.scorecard.points(trained.final_pd(train_rows))
-    reference["score"] = reference_distribution(scores)
+    train_pd = trained.final_pd(train_rows)
+    reference["score"] = reference_distribution(trained.scorecard.points(train_pd))
+    reference["band"] = band_distribution(trained.bands.band(train_pd))
 
     manifest = {
         "bundle_format": BUNDLE_FORMAT,

@@ -94,7 +94,9 @@ class DriftService:
                 if decision.HasField("decided_at")
                 else event.occurred_at
             )
-            check = self.monitor.observe(dict(decision.features), float(decision.score), at)
+            check = self.monitor.observe(
+                dict(decision.features), float(decision.score), at, band=int(decision.band)
+            )
             await self._report(check)
         EVENTS_CONSUMED.labels(self.settings.service_name, topic, "processed").inc()
         return check

@@ -1,8 +1,9 @@
 """The drift monitor: feeds decisions into the window and checks PSI against the reference.
 
 Pure domain logic (no Kafka, no metrics) so it is tested directly; `agents.py` wires it to the
-stream. PSI is checked every `evaluate_every` decisions once the window is full: a half-empty
-window would give noisy PSIs, and checking ~60 subjects on every decision wastes CPU.
+stream. Subjects are every model feature, the score and the decision band mix. PSI is checked
+every `evaluate_every` decisions once the window is full: a half-empty window would give noisy
+PSIs, and checking ~60 subjects on every decision wastes CPU.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import datetime
 from services.common.protos.alama.events.v1.drift_pb2 import DriftAlert
 from services.drift.alerts import AlertGate, build_alert
 from services.drift.psi import population_stability
-from services.drift.reference import SCORE, DriftReference
+from services.drift.reference import BAND, SCORE, DriftReference
 from services.drift.windows import SlidingWindow
 
 
@@ -42,9 +43,21 @@ class DriftMonitor:
         self.window = SlidingWindow(reference.subjects, window_size)
         self.gate = AlertGate(threshold=threshold, cooldown=window_size)
 
-    def observe(self, features: Mapping[str, float], score: float, at: datetime) -> DriftCheck:
-        """Add one decision; check every subject when the window is full and a check is due."""
-        self.window.append({**features, SCORE: score}, at)
+    def observe(
+        self,
+        features: Mapping[str, float],
+        score: float,
+        at: datetime,
+        band: int | None = None,
+    ) -> DriftCheck:
+        """Add one decision; check every subject when the window is full and a check is due.
+
+        `band` (the DecisionBand number) feeds the PSI of the band mix when the reference has one.
+        """
+        values = {**features, SCORE: score}
+        if band is not None:
+            values[BAND] = float(band)
+        self.window.append(values, at)
         if not self.window.full or self.window.seen % self.evaluate_every:
             return DriftCheck()
         return self.check()

@@ -9,6 +9,8 @@ from pathlib import Path
 from services.drift.psi import ReferenceBins
 
 SCORE = "score"
+#: the decision band's number (1 approve, 2 review, 3 decline); older bundles lack its reference
+BAND = "band"
 
 
 class ReferenceMissing(RuntimeError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -55,3 +56,36 @@ def test_alert_describes_its_window(reference: DriftReference) -> None:
 def test_missing_bundle_fails_clearly(tmp_path: Path) -> None:
     with pytest.raises(ReferenceMissing, match="ALAMA_DRIFT_BUNDLE_DIR"):
         load_reference(tmp_path / "nowhere")
+
+
+def test_a_shifted_band_mix_alerts_on_the_band_subject(tmp_path: Path) -> None:
+    """PSI by decision band: a review queue filling up is drift even when scores look alike."""
+    import json
+
+    from services.drift.psi import ReferenceBins
+    from training.export import band_distribution
+
+    rng = np.random.default_rng(3)
+    training_bands = rng.choice(["approve", "review", "decline"], 5000, p=[0.7, 0.2, 0.1])
+    spec = band_distribution(training_bands)
+    assert spec["edges"] == [1.5, 2.5] and sum(spec["proportions"]) == pytest.approx(1.0)
+    reference = DriftReference(
+        model_version=VERSION,
+        bins={
+            "score": ReferenceBins.from_lists([600.0], [0.5, 0.5]),
+            "band": ReferenceBins.from_lists(spec["edges"], spec["proportions"]),
+        },
+        sample_path=tmp_path / "none.parquet",
+    )
+    monitor = DriftMonitor(reference, window_size=400, threshold=0.25, evaluate_every=400)
+    codes = {"approve": 1, "review": 2, "decline": 3}
+    same = rng.choice(["approve", "review", "decline"], 400, p=[0.7, 0.2, 0.1])
+    scores = rng.choice([550.0, 650.0], 400)
+    for i, (band, score) in enumerate(zip(same, scores, strict=True)):
+        check = monitor.observe({}, score, T0 + timedelta(seconds=i), band=codes[band])
+    assert check.psi["band"] < 0.05 and not check.alerts
+    shifted = rng.choice(["approve", "review", "decline"], 400, p=[0.3, 0.6, 0.1])
+    for i, (band, score) in enumerate(zip(shifted, scores, strict=True)):
+        check = monitor.observe({}, score, T0 + timedelta(seconds=400 + i), band=codes[band])
+    assert [a.subject for a in check.alerts] == ["band"]
+    assert json.dumps(spec)  # what reference.json stores

@@ -1,0 +1,295 @@
+"""Run the six services as supervised local processes (no Docker): start, check, stop, kill.
+
+Each service is ``python -m services.<name>`` in its own session, its output in
+``<run folder>/services/<name>.log`` and its pid in ``<name>.pid``. ``up`` starts what is not
+running, in dependency order, and waits until each one answers like a client needs it to (gRPC
+health, the gateway's /readyz, a consumer's metrics endpoint); a service that dies or never gets
+ready fails the command with the end of its log. ``down`` sends SIGTERM (the services commit their
+work and leave their groups), then SIGKILL after a grace period.
+
+    python -m infra.supervisor up|down|status [service ...]
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from rich.console import Console
+from rich.table import Table
+
+from infra.local import REPO, pid_alive, run_dir
+
+console = Console()
+PYTHON = sys.executable
+
+
+class SupervisorError(RuntimeError):
+    """A service did not start or did not become ready; the message shows its log."""
+
+
+def _http_ok(url: str) -> str | None:
+    try:
+        response = httpx.get(url, timeout=2.0)
+    except httpx.HTTPError as exc:
+        return f"{url}: {type(exc).__name__}"
+    return None if response.status_code == 200 else f"{url}: HTTP {response.status_code}"
+
+
+def _grpc_serving(target: str) -> str | None:
+    with grpc.insecure_channel(target) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=2.0
+            )
+        except grpc.RpcError as exc:
+            return f"gRPC health at {target}: {exc.code().name}"  # type: ignore[attr-defined]
+    if reply.status != health_pb2.HealthCheckResponse.SERVING:
+        state = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        return f"gRPC health at {target}: {state}"
+    return None
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    args: tuple[str, ...]
+    #: None when the service answers like a client needs it to, else why not
+    probe: Callable[[Mapping[str, str]], str | None]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def command(self) -> list[str]:
+        return [PYTHON, "-m", f"services.{self.name}", *self.args]
+
+
+def _env(env: Mapping[str, str], key: str, default: str) -> str:
+    return env.get(key, os.environ.get(key, default))
+
+
+def _metrics_probe(key: str, default: int) -> Callable[[Mapping[str, str]], str | None]:
+    return lambda env: _http_ok(f"http://127.0.0.1:{_env(env, key, str(default))}/metrics")
+
+
+def _grpc_probe(key: str, default: int) -> Callable[[Mapping[str, str]], str | None]:
+    return lambda env: _grpc_serving(f"127.0.0.1:{_env(env, key, str(default))}")
+
+
+#: In start order: a service comes after what it calls.
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("feature_store", (), _metrics_probe("ALAMA_FEATURE_STORE_METRICS_PORT", 9102)),
+    ServiceSpec("scoring", (), _grpc_probe("ALAMA_SCORING_GRPC_PORT", 50051)),
+    ServiceSpec("explanation", (), _grpc_probe("ALAMA_EXPLANATION_GRPC_PORT", 50052)),
+    ServiceSpec("audit", ("run",), _metrics_probe("ALAMA_AUDIT_METRICS_PORT", 9105)),
+    ServiceSpec("drift", ("run",), _metrics_probe("ALAMA_DRIFT_METRICS_PORT", 9106)),
+    ServiceSpec(
+        "gateway",
+        (),
+        lambda env: _http_ok(f"http://127.0.0.1:{_env(env, 'ALAMA_GATEWAY_PORT', '8080')}/readyz"),
+    ),
+)
+BY_NAME = {s.name: s for s in SERVICES}
+
+
+def services_dir() -> Path:
+    return run_dir() / "services"
+
+
+def log_path(name: str) -> Path:
+    return services_dir() / f"{name}.log"
+
+
+def _pid_path(name: str) -> Path:
+    return services_dir() / f"{name}.pid"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def pid_of(name: str) -> int | None:
+    """The live pid of a supervised service, None when it is not running."""
+    try:
+        pid = int(_pid_path(name).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if pid_alive(pid) and f"services.{name}" in _cmdline(pid):
+        return pid
+    return None
+
+
+def _tail(name: str, lines: int = 25) -> str:
+    path = log_path(name)
+    if not path.exists():
+        return f"(no log at {path})"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _select(names: Sequence[str] | None) -> list[ServiceSpec]:
+    if not names:
+        return list(SERVICES)
+    unknown = sorted(set(names) - set(BY_NAME))
+    if unknown:
+        raise SupervisorError(
+            f"unknown service(s) {', '.join(unknown)}; known: {', '.join(BY_NAME)}"
+        )
+    return [s for s in SERVICES if s.name in names]
+
+
+def start(
+    spec: ServiceSpec, env: Mapping[str, str] | None = None, *, timeout: float = 120.0
+) -> int:
+    """Start one service (unless running) and wait until its probe passes; returns the pid."""
+    overrides = dict(env or {})
+    pid = pid_of(spec.name)
+    if pid is None:
+        services_dir().mkdir(parents=True, exist_ok=True)
+        with log_path(spec.name).open("ab") as log:
+            process = subprocess.Popen(
+                spec.command,
+                cwd=REPO,
+                env={**os.environ, **spec.env, **overrides},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        pid = process.pid
+        _pid_path(spec.name).write_text(str(pid))
+    deadline = time.monotonic() + timeout
+    reason: str | None = "not checked yet"
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            raise SupervisorError(
+                f"{spec.name} exited during start-up; the end of {log_path(spec.name)}:\n"
+                + _tail(spec.name)
+            )
+        reason = spec.probe(overrides)
+        if reason is None:
+            return pid
+        time.sleep(0.5)
+    raise SupervisorError(
+        f"{spec.name} not ready after {timeout:.0f}s ({reason}); the end of "
+        f"{log_path(spec.name)}:\n{_tail(spec.name)}"
+    )
+
+
+def stop(name: str, *, grace: float = 30.0) -> None:
+    """SIGTERM the service's process group, SIGKILL whatever is left after the grace period."""
+    pid = pid_of(name)
+    if pid is not None:
+        _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if pid_alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+            while pid_alive(pid):
+                time.sleep(0.1)
+    _pid_path(name).unlink(missing_ok=True)
+
+
+def kill(name: str) -> None:
+    """SIGKILL a service mid-flight, as a crash would (reliability tests)."""
+    pid = pid_of(name)
+    if pid is None:
+        raise SupervisorError(f"{name} is not running")
+    _signal_group(pid, signal.SIGKILL)
+    while pid_alive(pid):
+        time.sleep(0.05)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def up(
+    names: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    timeout: float = 120.0,
+    echo: Callable[[str], None] = console.print,
+) -> None:
+    for spec in _select(names):
+        began = time.monotonic()
+        pid = start(spec, env, timeout=timeout)
+        echo(f"  {spec.name:<13} ready (pid {pid}, {time.monotonic() - began:.1f}s)")
+
+
+def down(
+    names: Sequence[str] | None = None, *, echo: Callable[[str], None] = console.print
+) -> None:
+    for spec in reversed(_select(names)):
+        if pid_of(spec.name) is not None:
+            stop(spec.name)
+            echo(f"  {spec.name:<13} stopped")
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    pid: int | None
+    detail: str
+
+    @property
+    def ready(self) -> bool:
+        return self.pid is not None and self.detail == "ready"
+
+
+def status(env: Mapping[str, str] | None = None) -> list[ServiceStatus]:
+    rows = []
+    for spec in SERVICES:
+        pid = pid_of(spec.name)
+        detail = "not running" if pid is None else (spec.probe(env or {}) or "ready")
+        rows.append(ServiceStatus(spec.name, pid, detail))
+    return rows
+
+
+def _print_status(rows: list[ServiceStatus]) -> None:
+    table = Table("service", "pid", "state", "log")
+    for row in rows:
+        colour = "green" if row.ready else "red"
+        table.add_row(
+            row.name, str(row.pid or "-"), f"[{colour}]{row.detail}[/]", str(log_path(row.name))
+        )
+    console.print(table)
+
+
+def main(argv: list[str]) -> int:
+    command = argv[1] if len(argv) > 1 else "status"
+    names = argv[2:] or None
+    try:
+        if command == "up":
+            up(names)
+            return 0
+        if command == "down":
+            down(names)
+            return 0
+        if command == "status":
+            rows = status()
+            _print_status(rows)
+            return 0 if all(r.ready for r in rows) else 3
+    except SupervisorError as exc:
+        console.print(f"[bold red]services {command} failed:[/] {exc}")
+        return 1
+    console.print(f"unknown command {command!r}; use up, down or status")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
