@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.structs import RecordMetadata
 from google.protobuf.message import Message
 from opentelemetry import trace
@@ -26,6 +26,7 @@ from services.common.errors import InvalidEvent
 from services.common.protos.alama.events.v1.envelope_pb2 import DeadLetter, EventEnvelope
 from services.common.settings import InfraSettings, ServiceSettings
 from services.common.telemetry import (
+    CONSUMER_LAG,
     EVENTS_CONSUMED,
     EVENTS_PUBLISHED,
     HANDLE_SECONDS,
@@ -184,8 +185,18 @@ class EventConsumer:
                 if self.on_batch is not None:
                     await self.on_batch()
                 await self.consumer.commit()
+                self._export_lag(batches)
         finally:
             await self.close()
+
+    def _export_lag(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Lag as of the batch just committed: the partition's end minus the next offset."""
+        for tp, records in batches.items():
+            end = self.consumer.highwater(tp)
+            if end is not None and records:
+                CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(
+                    max(0, end - records[-1].offset - 1)
+                )
 
     async def handle(self, record: ConsumerRecord) -> None:
         route = self.routes[record.topic]

@@ -17,7 +17,7 @@ from opentelemetry.propagators.textmap import Getter, Setter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from services.common.settings import ServiceSettings
 
@@ -36,6 +36,11 @@ HANDLE_SECONDS = Histogram(
     "Time to handle one Kafka record",
     ["service", "topic"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+CONSUMER_LAG = Gauge(
+    "alama_consumer_lag",
+    "Records behind the end of the partition after the last handled batch",
+    ["service", "topic", "partition"],
 )
 
 

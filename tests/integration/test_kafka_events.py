@@ -10,6 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import REGISTRY
 
 from services.common.envelope import Event, decode, wrap
 from services.common.errors import InvalidEvent
@@ -142,3 +143,12 @@ async def test_bad_records_go_to_the_dead_letter_topic_and_the_consumer_goes_on(
     assert letters[0].source_key == b"k"
     assert "amount_kes must be positive" in letters[1].detail
     assert dict(records[1].headers)[REASON_HEADER] == b"invalid_amount"
+    # the consumer exported its lag for the partition it read: caught up, so zero
+    lags = [
+        REGISTRY.get_sample_value(
+            "alama_consumer_lag",
+            {"service": service_settings.service_name, "topic": scratch_topic.name, "partition": p},
+        )
+        for p in ("0", "1", "2")
+    ]
+    assert [lag for lag in lags if lag is not None] == [0.0]
