@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -18,6 +20,8 @@ from services.common.topics import TopicSpec, ensure_topics
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+    from training.world import World
+
 
 @pytest.fixture(scope="session")
 def infra() -> InfraSettings:
@@ -26,6 +30,41 @@ def infra() -> InfraSettings:
     except local.InfraError as exc:
         pytest.fail(f"local infrastructure is not available: {exc}", pytrace=False)
     return InfraSettings()
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    """A tiny world loaded into its own Feast project and a model trained and promoted on it."""
+
+    world: World
+    bundle: Path  # the promoted `current` link; its parent is the bundle root
+    feast_env: dict[str, str]  # what puts a process (a service under test) in that project
+
+
+@pytest.fixture(scope="session")
+def tiny_model(infra: InfraSettings, tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    """Built once per run through the real pipeline (world, Feast, training, export), so a fresh
+    clone needs no `make train` before the tests."""
+    from tests.integration.feast_projects import feast_env, feast_project
+    from training import pipeline
+    from training.export import write_bundle
+    from training.profiles import get_profile
+    from training.world import generate_world
+
+    with feast_project("bundle_test"):
+        profile = get_profile("tiny")
+        world = generate_world(profile.n_members, profile.seed)
+        pipeline.load_into_feast(infra, world, echo=lambda _line: None)
+        trained = pipeline.train(infra, profile, world, echo=lambda _line: None)
+        root = tmp_path_factory.mktemp("bundles")
+        write_bundle(trained, pipeline.evaluate(trained), promote=True, root=root)
+    return TinyModel(world=world, bundle=root / "current", feast_env=feast_env("bundle_test"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_model: TinyModel) -> Path:
+    """The tiny model's promoted bundle (`current` link)."""
+    return tiny_model.bundle
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
+def feast_env(name: str) -> dict[str, str]:
+    """The variables that put a process (a test, or a service it starts) in the project."""
+    return {"ALAMA_FEAST_PROJECT": f"alama_{name}", "ALAMA_FEAST_OFFLINE_SCHEMA": f"feast_{name}"}
+
+
 @contextmanager
 def feast_project(name: str) -> Iterator[None]:
     """Point Feast at project `alama_<name>` and offline schema `feast_<name>` while inside."""
-    env = {"ALAMA_FEAST_PROJECT": f"alama_{name}", "ALAMA_FEAST_OFFLINE_SCHEMA": f"feast_{name}"}
+    env = feast_env(name)
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     try:
