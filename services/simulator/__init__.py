@@ -1,0 +1,1 @@
+"""The simulator: plays the SACCO core banking system and the mobile-money provider."""

@@ -1,0 +1,397 @@
+"""One simulation run: history, an optional wait for the feature store, then paced applications.
+
+`simulate` is the whole run as a coroutine, so the CLI, `make demo` and end-to-end tests drive the
+same code; it returns a `Summary` and never raises for a failed send (those are counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections import Counter
+from collections.abc import Coroutine
+from contextlib import AsyncExitStack
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaProducer
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
+from rich.text import Text
+
+from services.common.kafka import create_producer
+from services.simulator.events import world_namespace
+from services.simulator.lag import LagWait, wait_for_group
+from services.simulator.pacing import Clock, Pacer, achieved_rate
+from services.simulator.payloads import MAX_WEBHOOK_BATCH, count_deliveries, lane_deliveries
+from services.simulator.scenario import ApplicationRequest, Scenario, build_scenario
+from services.simulator.senders import ApplicationSender, GatewayClient, KafkaCoreBanking, Outcome
+from services.simulator.settings import SimulatorSettings
+from training.world import World, generate_world
+
+tracer = trace.get_tracer("alama.simulator")
+# where `python -m training` keeps each profile's world (training.pipeline.world_dir)
+SAVED_WORLDS = Path(__file__).resolve().parents[2] / "artifacts" / "world"
+
+
+class Via(StrEnum):
+    GATEWAY = "gateway"
+    KAFKA = "kafka"
+
+
+@dataclass(frozen=True)
+class SimulationOptions:
+    applications: int = 500
+    rate: float | None = 50.0  # applications per second; None sends as fast as allowed
+    via: Via = Via.GATEWAY
+    run_id: str | None = None  # random short id when unset
+    history: bool = True
+    webhook_batch: int = MAX_WEBHOOK_BATCH
+    wait_for_features: bool = True
+    wait_timeout_seconds: float = 120.0
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+@dataclass
+class PhaseStats:
+    """Live counters of one phase; `planned` is what it will send."""
+
+    name: str
+    planned: int = 0
+    sent: int = 0
+    accepted: int = 0
+    items_accepted: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    def start(self) -> None:
+        self.started_at = time.monotonic()
+
+    def finish(self) -> None:
+        self.finished_at = time.monotonic()
+
+    def record(self, outcome: Outcome) -> None:
+        self.sent += 1
+        if outcome.accepted:
+            self.accepted += 1
+            self.items_accepted += outcome.count
+        else:
+            self.errors[outcome.status] += 1
+
+    @property
+    def seconds(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        return (self.finished_at or time.monotonic()) - self.started_at
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> PhaseSummary:
+        return PhaseSummary(
+            sent=self.sent,
+            accepted=self.accepted,
+            items_accepted=self.items_accepted,
+            errors=dict(sorted(self.errors.items())),
+            seconds=round(self.seconds, 3),
+        )
+
+
+@dataclass(frozen=True)
+class PhaseSummary:
+    sent: int
+    accepted: int
+    items_accepted: int
+    errors: dict[str, int]
+    seconds: float
+
+
+class LiveStatus:
+    """What the CLI's live view shows, a line per phase; rich calls `__rich__` on each refresh."""
+
+    def __init__(self) -> None:
+        self.phases: list[PhaseStats] = []
+        self.note = "loading the world"
+
+    def show(self, stats: PhaseStats) -> None:
+        if stats not in self.phases:
+            self.phases.append(stats)
+
+    def __rich__(self) -> Text:
+        view = Text()
+        for stats in self.phases:
+            view.append(f"{stats.name:<13}", style="bold")
+            view.append(f" sent {stats.sent:>7}/{stats.planned:<7}")
+            view.append(f" accepted {stats.accepted:>7}", style="green")
+            errors = sum(stats.errors.values())
+            view.append(f" errors {errors:>5}", style="red" if errors else "")
+            view.append(f" {stats.rate:8.1f}/s")
+            view.append(" done\n" if stats.finished_at is not None else "\n", style="dim")
+        if self.note:
+            view.append(self.note, style="dim")
+        return view
+
+
+@dataclass(frozen=True)
+class FeaturesWait:
+    group: str
+    caught_up: bool
+    seconds: float
+    lag: int  # records the group had not committed when the wait ended
+
+
+@dataclass(frozen=True)
+class Summary:
+    run_id: str
+    via: str
+    world_seed: int
+    world_members: int
+    members: int
+    webhooks: PhaseSummary
+    transactions_sent: int
+    repayments: PhaseSummary
+    features_wait: FeaturesWait | None
+    applications: PhaseSummary
+    target_rate: float | None
+    achieved_rate: float | None
+    max_schedule_lag_seconds: float
+    first_application_id: str | None
+    last_application_id: str | None
+    application_ids: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def write_json(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+
+def load_world(settings: SimulatorSettings) -> World:
+    """The configured world folder, else the profile's saved world when it matches, else a fresh
+    one (generation is deterministic, so all three give the same tables)."""
+    if settings.world_dir is not None:
+        return World.load(settings.world_dir)
+    saved = SAVED_WORLDS / settings.profile
+    if (saved / "world.json").exists():
+        meta = json.loads((saved / "world.json").read_text())
+        if meta.get("seed") == settings.world_seed() and meta.get("n_members") == (
+            settings.world_size()
+        ):
+            return World.load(saved)
+    return generate_world(settings.world_size(), settings.world_seed())
+
+
+async def simulate(
+    settings: SimulatorSettings,
+    options: SimulationOptions,
+    *,
+    world: World | None = None,
+    http_client: httpx.AsyncClient | None = None,
+    live: LiveStatus | None = None,
+    clock: Clock | None = None,
+) -> Summary:
+    """Play core banking and the mobile-money provider for one run; see the module docstring."""
+    live = live or LiveStatus()
+    run_id = options.run_id or new_run_id()
+    if world is None:
+        live.note = "loading the world"
+        world = await asyncio.to_thread(load_world, settings)
+    live.note = "choosing applications and their history"
+    scenario = await asyncio.to_thread(build_scenario, world, options.applications, run_id)
+    namespace = world_namespace(world.seed, len(world.members))
+    if not options.history:
+        scenario = Scenario(
+            run_id, scenario.applications, scenario.transactions[0:0], scenario.repayments[0:0]
+        )
+
+    webhooks = PhaseStats("webhooks")
+    repayments = PhaseStats("repayments", planned=len(scenario.repayments))
+    applications = PhaseStats("applications", planned=len(scenario.applications))
+    waited: LagWait | None = None
+    pacer = Pacer(options.rate, clock)
+    send_times: list[float] = []
+
+    async with AsyncExitStack() as stack:
+        needs_http = options.via is Via.GATEWAY or not scenario.transactions.empty
+        needs_kafka = options.via is Via.KAFKA or not scenario.repayments.empty
+        client = http_client
+        if client is None and needs_http:
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=settings.gateway_url,
+                    timeout=settings.http_timeout_seconds,
+                    limits=httpx.Limits(
+                        max_connections=settings.concurrency + settings.webhook_lanes
+                    ),
+                )
+            )
+        gateway = (
+            GatewayClient(
+                client,
+                api_key=settings.api_key.get_secret_value(),
+                webhook_secret=settings.webhook_secret.get_secret_value(),
+            )
+            if client is not None
+            else None
+        )
+        core_banking: KafkaCoreBanking | None = None
+        if needs_kafka:
+            producer = create_producer(settings.infra, client_id="simulator-core-banking")
+            await producer.start()
+            stack.push_async_callback(producer.stop)
+            core_banking = _core_banking(producer, namespace, settings)
+
+        # phase 1: history (webhooks and repayments go side by side)
+        live.note = ""
+        history: list[Coroutine[Any, Any, None]] = []
+        if not scenario.transactions.empty and gateway is not None:
+            history.append(_send_webhooks(gateway, scenario, options, settings, webhooks, live))
+        if not scenario.repayments.empty and core_banking is not None:
+            history.append(_publish_repayments(core_banking, scenario, repayments, live))
+        await asyncio.gather(*history)
+
+        # phase 2: let the feature store catch up
+        if options.wait_for_features and options.history:
+            live.note = f"waiting for consumer group {settings.feature_group} to catch up"
+            waited = await wait_for_group(
+                settings.infra,
+                settings.feature_group,
+                [settings.mobile_money_topic, settings.repayments_topic],
+                within=options.wait_timeout_seconds,
+            )
+
+        # phase 3: applications at the target rate
+        sender: ApplicationSender | None = core_banking if options.via is Via.KAFKA else gateway
+        assert sender is not None
+        live.note = ""
+        live.show(applications)
+        applications.start()
+        await _send_applications(
+            sender, scenario.applications, pacer, settings.concurrency, applications, send_times
+        )
+        applications.finish()
+
+    ids = [a.application_id for a in scenario.applications]
+    return Summary(
+        run_id=run_id,
+        via=str(options.via),
+        world_seed=world.seed,
+        world_members=len(world.members),
+        members=len(scenario.members),
+        webhooks=webhooks.summary(),
+        transactions_sent=len(scenario.transactions),
+        repayments=repayments.summary(),
+        features_wait=None
+        if waited is None
+        else FeaturesWait(
+            group=settings.feature_group,
+            caught_up=waited.caught_up,
+            seconds=round(waited.seconds, 3),
+            lag=waited.lag.total,
+        ),
+        applications=applications.summary(),
+        target_rate=pacer.rate,
+        achieved_rate=achieved_rate(send_times),
+        max_schedule_lag_seconds=round(pacer.max_lag_seconds, 3),
+        first_application_id=ids[0] if ids else None,
+        last_application_id=ids[-1] if ids else None,
+        application_ids=ids,
+    )
+
+
+def _core_banking(
+    producer: AIOKafkaProducer, namespace: uuid.UUID, settings: SimulatorSettings
+) -> KafkaCoreBanking:
+    return KafkaCoreBanking(
+        producer,
+        namespace,
+        applications_topic=settings.applications_topic,
+        repayments_topic=settings.repayments_topic,
+    )
+
+
+async def _send_webhooks(
+    gateway: GatewayClient,
+    scenario: Scenario,
+    options: SimulationOptions,
+    settings: SimulatorSettings,
+    stats: PhaseStats,
+    live: LiveStatus,
+) -> None:
+    """Each lane sends its deliveries in order, so a member's transactions arrive in order."""
+    lanes = settings.webhook_lanes
+    stats.planned = count_deliveries(
+        scenario.transactions, batch_size=options.webhook_batch, lanes=lanes
+    )
+    lane_streams = lane_deliveries(
+        scenario.transactions, batch_size=options.webhook_batch, lanes=lanes
+    )
+    live.show(stats)
+    stats.start()
+
+    async def run_lane(lane: int) -> None:
+        for delivery in lane_streams[lane]:
+            stats.record(await gateway.deliver(delivery))
+
+    await asyncio.gather(*(run_lane(lane) for lane in range(lanes)))
+    stats.finish()
+
+
+async def _publish_repayments(
+    core_banking: KafkaCoreBanking, scenario: Scenario, stats: PhaseStats, live: LiveStatus
+) -> None:
+    live.show(stats)
+    stats.start()
+    await core_banking.publish_repayments(scenario.repayments, on_outcome=stats.record)
+    stats.finish()
+
+
+async def _send_applications(
+    sender: ApplicationSender,
+    applications: list[ApplicationRequest],
+    pacer: Pacer,
+    concurrency: int,
+    stats: PhaseStats,
+    send_times: list[float],
+) -> None:
+    """Open loop: each application goes at its due time (or as soon as a slot frees up)."""
+    slots = asyncio.Semaphore(concurrency)
+    in_flight: set[asyncio.Task[None]] = set()
+
+    async def submit(application: ApplicationRequest) -> None:
+        try:
+            # a fresh root context: every application starts its own trace
+            with tracer.start_as_current_span(
+                "submit application",
+                context=Context(),
+                kind=SpanKind.PRODUCER,
+                attributes={"alama.application_id": application.application_id},
+            ) as span:
+                outcome = await sender.submit(application)
+                span.set_attribute("alama.outcome", outcome.status)
+            stats.record(outcome)
+        finally:
+            slots.release()
+
+    pacer.start()
+    for index, application in enumerate(applications):
+        await pacer.wait_turn(index)
+        await slots.acquire()
+        send_times.append(pacer.clock.now())
+        task = asyncio.create_task(submit(application))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+    if in_flight:
+        await asyncio.gather(*in_flight)

@@ -1,0 +1,47 @@
+"""Simulator settings (environment prefix ``ALAMA_SIMULATOR_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from services.common import topics
+from services.common.settings import ServiceSettings
+from training.profiles import get_profile
+
+
+class SimulatorSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="ALAMA_SIMULATOR_", extra="ignore")
+
+    service_name: str = "simulator"
+    gateway_url: str = "http://127.0.0.1:8080"
+    api_key: SecretStr = SecretStr("dev-partner-key")
+    webhook_secret: SecretStr = SecretStr("dev-only-webhook-secret-change-me")
+    profile: str = Field(default="tiny", description="training profile whose world is played")
+    seed: int | None = Field(default=None, description="world seed; the profile's when unset")
+    n_members: int | None = Field(default=None, description="world size; the profile's when unset")
+    world_dir: Path | None = Field(
+        default=None, description="load a saved world (World.save) instead of generating one"
+    )
+    applications_topic: str = topics.LOAN_APPLICATIONS
+    repayments_topic: str = topics.REPAYMENTS
+    mobile_money_topic: str = Field(
+        default=topics.MOBILE_MONEY_TRANSACTIONS,
+        description="where the gateway publishes webhooks; read only to wait for the lag",
+    )
+    feature_group: str = Field(
+        default="feature_store", description="consumer group whose lag the features wait tracks"
+    )
+    http_timeout_seconds: float = 30.0
+    concurrency: int = Field(default=64, ge=1, description="applications in flight at most")
+    webhook_lanes: int = Field(
+        default=4, ge=1, description="webhook deliveries in flight; a member stays in one lane"
+    )
+
+    def world_seed(self) -> int:
+        return self.seed if self.seed is not None else get_profile(self.profile).seed
+
+    def world_size(self) -> int:
+        return self.n_members if self.n_members is not None else get_profile(self.profile).n_members
