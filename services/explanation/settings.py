@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
+from services.common.topics import CREDIT_DECISIONS, CREDIT_EXPLANATIONS
 
 
 class ExplanationSettings(ServiceSettings):
@@ -12,6 +14,20 @@ class ExplanationSettings(ServiceSettings):
 
     service_name: str = "explanation"
     metrics_port: int = 9104
+    grpc_host: str = "127.0.0.1"
     grpc_port: int = 50052
-    bundle_dir: str = "artifacts/bundles/current"
+    bundle_root: str = Field(
+        default="artifacts/bundles",
+        description="folder of bundles named by version; a decision is explained by its own",
+    )
+    max_cached_bundles: int = Field(default=3, ge=1)
+    consumer_group: str = "explanation"
+    decisions_topic: str = CREDIT_DECISIONS
+    explanations_topic: str = CREDIT_EXPLANATIONS
+    db_schema: str = Field(
+        default="explanation", description="PostgreSQL schema of the stored decisions"
+    )
+    micro_batch_size: int = Field(default=256, ge=1, description="records polled per batch")
+    explain_threads: int = Field(default=1, ge=1, description="worker threads running SHAP")
     top_reasons: int = 4
+    shutdown_grace_seconds: float = 5.0

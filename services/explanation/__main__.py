@@ -1,0 +1,94 @@
+"""Start explanation: `python -m services.explanation` consumes decisions and serves gRPC together.
+
+SIGTERM or SIGINT stops both gracefully: health goes NOT_SERVING, the consumer finishes, stores,
+publishes and commits the batch in hand, the gRPC server lets in-flight calls complete within the
+grace period, and the producer is flushed last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from services.common.logs import configure_logging
+from services.common.postgres import create_pool
+from services.common.telemetry import setup_tracing, start_metrics
+from services.explanation.consumer import build_consumer
+from services.explanation.explainer import BundleCache, DecisionExplainer, ExplainerPool
+from services.explanation.publisher import ExplanationPublisher
+from services.explanation.server import start_server
+from services.explanation.settings import ExplanationSettings
+from services.explanation.store import DecisionStore
+
+log = logging.getLogger("services.explanation")
+
+
+def build_explainer(settings: ExplanationSettings) -> ExplainerPool:
+    """The explainer over the bundle root (a relative root is from the working directory)."""
+    cache = BundleCache(Path(settings.bundle_root), settings.max_cached_bundles)
+    return ExplainerPool(
+        DecisionExplainer(cache, top_reasons=settings.top_reasons),
+        threads=settings.explain_threads,
+    )
+
+
+async def serve(settings: ExplanationSettings, stop: asyncio.Event) -> None:
+    """Run the gRPC server and the Kafka consumer until `stop` is set."""
+    explainer = build_explainer(settings)
+    pool = await create_pool(settings.infra, max_size=4)
+    publisher = ExplanationPublisher(settings)
+    try:
+        store = DecisionStore(pool, settings.db_schema)
+        await store.create_schema()
+        await publisher.start()
+        server, health_servicer, port = await start_server(
+            store, explainer, host=settings.grpc_host, port=settings.grpc_port
+        )
+        consumer = build_consumer(settings, explainer, store, publisher)
+        consuming: asyncio.Task[None] | None = None
+        try:
+            try:
+                await consumer.start()
+            except BaseException:
+                await consumer.close()
+                raise
+            consuming = asyncio.create_task(consumer.run(), name="explanation-consumer")
+            consuming.add_done_callback(lambda _task: stop.set())  # a dead consumer stops all
+            log.info("explanation started", extra={"grpc_port": port})
+            await stop.wait()
+        finally:
+            log.info("explanation stopping")
+            stop.set()
+            await health_servicer.enter_graceful_shutdown()
+            await consumer.stop()  # run() finishes and commits the batch in hand, then closes
+            if consuming is not None:
+                for result in await asyncio.gather(consuming, return_exceptions=True):
+                    if isinstance(result, BaseException):
+                        log.error("the explanation consumer failed", exc_info=result)
+            await server.stop(settings.shutdown_grace_seconds)
+    finally:
+        await publisher.stop()  # after both paths: every queued explanation is delivered
+        await pool.close()
+        explainer.close()
+
+
+def main() -> None:
+    settings = ExplanationSettings()
+    configure_logging(settings.service_name, settings.log_level)
+    setup_tracing(settings)
+    start_metrics(settings)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop)
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,391 @@
+"""The explanation domain: TreeSHAP for the GBM, attention for the LSTM, plain-language reasons.
+
+A decision is explained by the model that made it: its `model_version` names a bundle folder
+under the bundle root, loaded once and kept in a small cache. The GBM part is exact TreeSHAP
+(`shap.TreeExplainer` on the bundle's native `gbm.txt`) in log-odds, over the features the
+scoring service recorded in the decision, so contributions plus the expected value equal the
+booster's raw score. The LSTM part is the attention the scoring service already put in the
+decision; when it concentrates on a few months (or weeks) one more reason says so in words.
+Everything here is synchronous and CPU-bound: `ExplainerPool` runs it off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+import lightgbm
+import numpy as np
+import shap
+
+from services.common.bundle import BundleError, load_bundle
+from services.common.errors import InvalidEvent
+from services.common.features import MOBILE_MONEY_WEEKS, REPAYMENT_MONTHS, TABULAR_FEATURES
+from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, ReasonCode
+from services.common.protos.alama.events.v1.explanations_pb2 import (
+    CreditExplanation,
+    Explainer,
+    FeatureContribution,
+)
+from services.common.reasons import reason_codes
+from services.explanation.metrics import BUNDLE_LOADS, EXPLAIN_SECONDS, EXPLANATIONS
+
+#: Fixed forever: changing it would change every explanation's event id.
+EXPLANATION_NAMESPACE = uuid.UUID("0b7e3c52-9d4f-5a61-8e2b-e1a2a0c0de02")
+
+UNKNOWN_MODEL_VERSION = "unknown_model_version"
+UNUSABLE_MODEL_BUNDLE = "unusable_model_bundle"
+MALFORMED_FEATURES = "malformed_features"
+MALFORMED_ATTENTION = "malformed_attention"
+MISSING_FIELD = "missing_field"
+
+#: Attention "concentrates" when this many neighbouring steps hold at least this share of it.
+ATTENTION_WINDOW = 3
+ATTENTION_MIN_SHARE = 0.5
+#: Steps at the window's edges holding less than this share of the attention are left out.
+ATTENTION_EDGE_SHARE = 0.05
+
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def explanation_id(decision_id: str) -> str:
+    """The explanation's event id: one decision, one id, so replays deduplicate downstream."""
+    return str(uuid.uuid5(EXPLANATION_NAMESPACE, decision_id))
+
+
+@dataclass(frozen=True)
+class TreeModel:
+    """A bundle's native GBM and its TreeSHAP explainer."""
+
+    version: str
+    booster: lightgbm.Booster
+    explainer: shap.TreeExplainer
+
+    @classmethod
+    def from_booster(cls, version: str, booster: lightgbm.Booster) -> TreeModel:
+        if tuple(booster.feature_name()) != TABULAR_FEATURES:
+            raise BundleError(f"the GBM of {version} was trained on other features")
+        return cls(version, booster, shap.TreeExplainer(booster))
+
+    def contributions(self, tabular: np.ndarray) -> tuple[np.ndarray, float]:
+        """[N, n_features] log-odds contributions and the expected log-odds (the bias)."""
+        x = np.asarray(tabular, dtype=np.float64).reshape(-1, len(TABULAR_FEATURES))
+        explained = self.explainer(x)
+        values = np.asarray(explained.values, dtype=np.float64)
+        if values.ndim == 3:  # one slice per class in some shap versions: class 1 is default
+            values = values[..., -1]
+        expected = np.asarray(self.explainer.expected_value, dtype=np.float64).reshape(-1)[-1]
+        return values, float(expected)
+
+
+def load_tree_model(folder: Path) -> TreeModel:
+    """Verify a bundle (format, features, hashes) and load its native GBM for TreeSHAP."""
+    bundle = load_bundle(folder)
+    native = bundle.path / "gbm.txt"
+    if not native.exists():
+        raise BundleError(f"{native} is missing")
+    expected = bundle.manifest.get("models", {}).get("gbm_native", {}).get("sha256")
+    if expected and hashlib.sha256(native.read_bytes()).hexdigest() != expected:
+        raise BundleError(f"{native} does not match the manifest's sha256")
+    return TreeModel.from_booster(bundle.version, lightgbm.Booster(model_file=str(native)))
+
+
+class ModelSource(Protocol):
+    def get(self, version: str) -> TreeModel:
+        """The model of `version`; raises `InvalidEvent` when it cannot be had."""
+        ...
+
+    def cached(self, version: str) -> bool: ...
+
+
+class BundleCache:
+    """The last few bundles used, by version, loaded from `<root>/<version>` on first use."""
+
+    def __init__(
+        self,
+        root: Path | str,
+        max_cached: int = 3,
+        loader: Callable[[Path], TreeModel] = load_tree_model,
+    ) -> None:
+        self.root = Path(root)
+        self.max_cached = max(1, max_cached)
+        self.loader = loader
+        self._models: OrderedDict[str, TreeModel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def cached(self, version: str) -> bool:
+        with self._lock:
+            return version in self._models
+
+    def get(self, version: str) -> TreeModel:
+        with self._lock:
+            model = self._models.get(version)
+            if model is not None:
+                self._models.move_to_end(version)
+                return model
+            model = self._load(version)
+            self._models[version] = model
+            while len(self._models) > self.max_cached:
+                self._models.popitem(last=False)
+            return model
+
+    def _load(self, version: str) -> TreeModel:
+        folder = self.root / version
+        if not _VERSION.match(version) or not (folder / "manifest.json").exists():
+            raise InvalidEvent(UNKNOWN_MODEL_VERSION, f"no model bundle {version!r} here")
+        try:
+            model = self.loader(folder)
+        except Exception as exc:  # whatever breaks loading, the bundle cannot explain
+            raise InvalidEvent(UNUSABLE_MODEL_BUNDLE, f"bundle {version!r}: {exc}") from exc
+        if model.version != version:  # e.g. the `current` link, or a renamed folder
+            raise InvalidEvent(
+                UNKNOWN_MODEL_VERSION, f"folder {version!r} holds bundle {model.version!r}"
+            )
+        BUNDLE_LOADS.inc()
+        return model
+
+
+def tabular_row(decision: CreditDecision) -> np.ndarray:
+    """The decision's model inputs in the bundle's feature order; raises when they are unusable."""
+    features = decision.features
+    missing = [name for name in TABULAR_FEATURES if name not in features]
+    if missing:
+        shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
+        raise InvalidEvent(MALFORMED_FEATURES, f"{len(missing)} features missing: {shown}")
+    row = np.array([features[name] for name in TABULAR_FEATURES], dtype=np.float64)
+    if not np.all(np.isfinite(row)):
+        bad = [n for n, v in zip(TABULAR_FEATURES, row, strict=True) if not np.isfinite(v)]
+        raise InvalidEvent(MALFORMED_FEATURES, f"non-finite values: {', '.join(bad[:5])}")
+    return row
+
+
+def _check_attention(name: str, weights: Sequence[float], steps: int) -> None:
+    if len(weights) not in (0, steps):
+        raise InvalidEvent(MALFORMED_ATTENTION, f"{name} has {len(weights)} steps, not {steps}")
+    arr = np.asarray(weights, dtype=np.float64)
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise InvalidEvent(MALFORMED_ATTENTION, f"{name} must be finite and non-negative")
+
+
+def validate(decision: CreditDecision) -> None:
+    """Everything about one decision that would make it unexplainable, short of its bundle."""
+    for field in ("decision_id", "application_id", "model_version"):
+        if not getattr(decision, field):
+            raise InvalidEvent(MISSING_FIELD, f"the decision has no {field}")
+    tabular_row(decision)
+    _check_attention("repayment_attention", decision.repayment_attention, REPAYMENT_MONTHS)
+    _check_attention("mobile_money_attention", decision.mobile_money_attention, MOBILE_MONEY_WEEKS)
+
+
+@dataclass(frozen=True)
+class AttentionFocus:
+    """Where a sequence's attention concentrates: steps `start`..`end` (oldest first)."""
+
+    start: int
+    end: int
+    share: float  # of the sequence's attention inside the window
+    steps: int
+
+    @property
+    def lift(self) -> float:
+        """How many times more attention the window holds than an even spread would give it."""
+        return self.share * self.steps / (self.end - self.start + 1)
+
+
+def attention_focus(
+    weights: Sequence[float],
+    *,
+    window: int = ATTENTION_WINDOW,
+    min_share: float = ATTENTION_MIN_SHARE,
+) -> AttentionFocus | None:
+    """The window of `window` neighbouring steps with the most attention, if it holds enough."""
+    arr = np.asarray(weights, dtype=np.float64)
+    total = float(arr.sum()) if arr.size else 0.0
+    if arr.size == 0 or total <= 0:
+        return None
+    share = arr / total
+    width = min(window, arr.size)
+    sums = np.convolve(share, np.ones(width), mode="valid")
+    start = int(np.argmax(sums))  # the earliest of equal windows
+    if sums[start] < min_share:
+        return None
+    end = start + width - 1
+    while end > start and share[end] < ATTENTION_EDGE_SHARE:
+        end -= 1
+    while start < end and share[start] < ATTENTION_EDGE_SHARE:
+        start += 1
+    return AttentionFocus(start, end, float(share[start : end + 1].sum()), int(arr.size))
+
+
+def _months(n: int) -> str:
+    return "1 month" if n == 1 else f"{n} months"
+
+
+def repayment_attention_text(focus: AttentionFocus) -> str:
+    """Step 0 is 24 months back and the last step last month (oldest first)."""
+    newest, oldest = focus.steps - focus.end, focus.steps - focus.start
+    if newest == oldest:
+        when = "of last month" if newest == 1 else f"from {newest} months ago"
+    elif newest == 1:
+        when = f"of the last {_months(oldest)}"
+    else:
+        when = f"from {newest} to {oldest} months ago"
+    return f"your repayment record {when} weighed most in the assessment"
+
+
+def mobile_money_attention_text(focus: AttentionFocus) -> str:
+    """Step 0 is the 13th week back and the last step the past 7 days (oldest first)."""
+    newest, oldest = focus.steps - 1 - focus.end, focus.steps - 1 - focus.start
+    if newest == 0:
+        when = "of the last week" if oldest == 0 else f"of the last {oldest + 1} weeks"
+    else:
+        when = f"from {newest} to {oldest + 1} weeks ago"
+    return f"your mobile-money activity {when} weighed most in the assessment"
+
+
+def attention_reason(
+    repayment_attention: Sequence[float], mobile_money_attention: Sequence[float]
+) -> ReasonCode | None:
+    """One sentence about the LSTM's focus, for the sequence where it concentrates most.
+
+    Attention says where the model looked, not which way it pushed the risk, so the sentence is
+    neutral and its contribution 0 (it is not a log-odds contribution).
+    """
+    candidates = []
+    for code, weights, text in (
+        ("repayment_attention", repayment_attention, repayment_attention_text),
+        ("mobile_money_attention", mobile_money_attention, mobile_money_attention_text),
+    ):
+        focus = attention_focus(weights)
+        if focus is not None:
+            candidates.append((focus.lift, code, text(focus)))
+    if not candidates:
+        return None
+    _lift, code, description = max(candidates, key=lambda c: c[0])
+    return ReasonCode(code=code, description=description, contribution=0.0)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Exactly one of explanation or error, for one decision."""
+
+    decision: CreditDecision
+    explanation: CreditExplanation | None = None
+    error: InvalidEvent | None = None
+
+
+class DecisionExplainer:
+    """Explains decisions with the model that made each of them."""
+
+    def __init__(self, models: ModelSource, *, top_reasons: int = 4) -> None:
+        self.models = models
+        self.top_reasons = top_reasons
+
+    def check(self, decision: CreditDecision) -> None:
+        """Raise `InvalidEvent` unless the decision can be explained (loads its bundle once)."""
+        validate(decision)
+        self.models.get(decision.model_version)
+
+    def explain(
+        self, decisions: Sequence[CreditDecision], *, explained_at: datetime
+    ) -> list[Outcome]:
+        """One outcome per decision, in order; TreeSHAP runs once per model version."""
+        outcomes: list[Outcome | None] = [None] * len(decisions)
+        groups: dict[str, list[tuple[int, np.ndarray]]] = {}
+        for i, decision in enumerate(decisions):
+            try:
+                validate(decision)
+                row = tabular_row(decision)
+            except InvalidEvent as exc:
+                outcomes[i] = Outcome(decision, error=exc)
+                continue
+            groups.setdefault(decision.model_version, []).append((i, row))
+        for version, members in groups.items():
+            try:
+                model = self.models.get(version)
+            except InvalidEvent as exc:
+                for i, _row in members:
+                    outcomes[i] = Outcome(decisions[i], error=exc)
+                continue
+            tabular = np.vstack([row for _i, row in members])
+            contributions, _expected = model.contributions(tabular)
+            for k, (i, row) in enumerate(members):
+                outcomes[i] = Outcome(
+                    decisions[i],
+                    explanation=self._explanation(
+                        decisions[i], row, contributions[k], explained_at
+                    ),
+                )
+        return [o for o in outcomes if o is not None]
+
+    def _explanation(
+        self,
+        decision: CreditDecision,
+        values: np.ndarray,
+        contributions: np.ndarray,
+        explained_at: datetime,
+    ) -> CreditExplanation:
+        order = np.argsort(-np.abs(contributions), kind="stable")
+        reasons = reason_codes(contributions, values, limit=self.top_reasons)
+        focus = attention_reason(decision.repayment_attention, decision.mobile_money_attention)
+        if focus is not None:
+            reasons.append(focus)
+        explanation = CreditExplanation(
+            decision_id=decision.decision_id,
+            application_id=decision.application_id,
+            model_version=decision.model_version,
+            contributions=[
+                FeatureContribution(
+                    feature=TABULAR_FEATURES[j],
+                    value=float(values[j]),
+                    contribution=float(contributions[j]),
+                    explainer=Explainer.EXPLAINER_TREE_SHAP,
+                )
+                for j in order
+            ],
+            reasons=reasons,
+            repayment_attention=list(decision.repayment_attention),
+            mobile_money_attention=list(decision.mobile_money_attention),
+        )
+        explanation.explained_at.FromDatetime(explained_at)
+        return explanation
+
+
+class ExplainerPool:
+    """Runs the explainer in worker threads so the event loop never waits on SHAP or loading."""
+
+    def __init__(self, explainer: DecisionExplainer, *, threads: int = 1) -> None:
+        self.explainer = explainer
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="explanation")
+
+    async def check(self, decision: CreditDecision) -> None:
+        validate(decision)  # cheap: on the loop
+        if not self.explainer.models.cached(decision.model_version):
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self.pool, self.explainer.check, decision)
+
+    async def explain(
+        self, decisions: Sequence[CreditDecision], *, explained_at: datetime, path: str
+    ) -> list[Outcome]:
+        started = time.perf_counter()
+        outcomes = await asyncio.get_running_loop().run_in_executor(
+            self.pool,
+            lambda: self.explainer.explain(list(decisions), explained_at=explained_at),
+        )
+        EXPLAIN_SECONDS.labels(path).observe(time.perf_counter() - started)
+        EXPLANATIONS.labels(path).inc(sum(o.explanation is not None for o in outcomes))
+        return outcomes
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)

@@ -1,0 +1,184 @@
+"""The stored decisions and their explanations in PostgreSQL, and every query on them (asyncpg).
+
+Inserts ignore rows already there (the decision id is deterministic), and a consumed batch is
+written in one transaction, so a replayed batch stores nothing twice. Writing an explanation
+returns the one stored first, so a replay republishes the very same event.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC
+
+import asyncpg
+
+from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, DecisionBand
+from services.common.protos.alama.events.v1.explanations_pb2 import CreditExplanation
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+SCHEMA_SQL = """
+CREATE SCHEMA IF NOT EXISTS {s};
+CREATE TABLE IF NOT EXISTS {s}.decisions (
+    decision_id text PRIMARY KEY,
+    application_id text NOT NULL,
+    member_id text NOT NULL,
+    model_version text NOT NULL,
+    decided_at timestamptz NOT NULL,
+    band text NOT NULL,
+    score integer NOT NULL,
+    probability_of_default double precision NOT NULL,
+    payload bytea NOT NULL,
+    trace_id text NOT NULL,
+    stored_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS decisions_application_id
+    ON {s}.decisions (application_id, decided_at DESC);
+CREATE TABLE IF NOT EXISTS {s}.explanations (
+    decision_id text PRIMARY KEY REFERENCES {s}.decisions (decision_id) ON DELETE CASCADE,
+    payload bytea NOT NULL,
+    explained_at timestamptz NOT NULL
+);
+"""
+
+BAND_NAMES = {
+    DecisionBand.DECISION_BAND_APPROVE: "approve",
+    DecisionBand.DECISION_BAND_REVIEW: "review",
+    DecisionBand.DECISION_BAND_DECLINE: "decline",
+}
+
+
+@dataclass(frozen=True)
+class StoredDecision:
+    """A decision as it arrived, with the trace it arrived in."""
+
+    decision: CreditDecision
+    trace_id: str = ""
+
+
+def _decision_row(item: StoredDecision) -> tuple[object, ...]:
+    d = item.decision
+    return (
+        d.decision_id,
+        d.application_id,
+        d.member_id,
+        d.model_version,
+        d.decided_at.ToDatetime(tzinfo=UTC),
+        BAND_NAMES.get(d.band, "unspecified"),
+        int(d.score),
+        float(d.probability_of_default),
+        d.SerializeToString(deterministic=True),
+        item.trace_id,
+    )
+
+
+def _explanation_row(e: CreditExplanation) -> tuple[object, ...]:
+    return (
+        e.decision_id,
+        e.SerializeToString(deterministic=True),
+        e.explained_at.ToDatetime(tzinfo=UTC),
+    )
+
+
+def _decision(payload: bytes) -> CreditDecision:
+    decision = CreditDecision()
+    decision.ParseFromString(payload)
+    return decision
+
+
+def _explanation(payload: bytes) -> CreditExplanation:
+    explanation = CreditExplanation()
+    explanation.ParseFromString(payload)
+    return explanation
+
+
+class DecisionStore:
+    """Decisions and explanations in one PostgreSQL schema (tests use a fresh one each run)."""
+
+    def __init__(self, pool: asyncpg.Pool, schema: str = "explanation") -> None:
+        if not _IDENTIFIER.match(schema):
+            raise ValueError(f"invalid schema name {schema!r}")
+        self.pool = pool
+        self.schema = schema
+        self.lock_key = zlib.crc32(f"alama-explanation:{schema}".encode())
+
+    async def create_schema(self) -> None:
+        """Create what is missing; the lock keeps concurrent starters from racing on DDL."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", self.lock_key)
+            await conn.execute(SCHEMA_SQL.format(s=self.schema))
+
+    async def save_batch(
+        self, decisions: Sequence[StoredDecision], explanations: Sequence[CreditExplanation]
+    ) -> dict[str, CreditExplanation]:
+        """Store a batch in one transaction; returns the stored explanation of each decision id."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if decisions:
+                await self._insert_decisions(conn, decisions)
+            return await self._insert_explanations(conn, explanations)
+
+    async def save_decisions(self, decisions: Sequence[StoredDecision]) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._insert_decisions(conn, decisions)
+
+    async def save_explanation(self, explanation: CreditExplanation) -> CreditExplanation:
+        """Store one explanation unless one is there; returns the stored one."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            stored = await self._insert_explanations(conn, [explanation])
+        return stored[explanation.decision_id]
+
+    async def _insert_decisions(
+        self, conn: asyncpg.Connection, decisions: Sequence[StoredDecision]
+    ) -> None:
+        await conn.executemany(
+            f"INSERT INTO {self.schema}.decisions (decision_id, application_id, member_id,"
+            " model_version, decided_at, band, score, probability_of_default, payload, trace_id)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            " ON CONFLICT (decision_id) DO NOTHING",
+            [_decision_row(d) for d in decisions],
+        )
+
+    async def _insert_explanations(
+        self, conn: asyncpg.Connection, explanations: Sequence[CreditExplanation]
+    ) -> dict[str, CreditExplanation]:
+        if not explanations:
+            return {}
+        await conn.executemany(
+            f"INSERT INTO {self.schema}.explanations (decision_id, payload, explained_at)"
+            " VALUES ($1, $2, $3) ON CONFLICT (decision_id) DO NOTHING",
+            [_explanation_row(e) for e in explanations],
+        )
+        rows = await conn.fetch(
+            f"SELECT decision_id, payload FROM {self.schema}.explanations"
+            " WHERE decision_id = ANY($1::text[])",
+            [e.decision_id for e in explanations],
+        )
+        return {r["decision_id"]: _explanation(r["payload"]) for r in rows}
+
+    async def decision(self, decision_id: str) -> CreditDecision | None:
+        async with self.pool.acquire() as conn:
+            payload = await conn.fetchval(
+                f"SELECT payload FROM {self.schema}.decisions WHERE decision_id = $1", decision_id
+            )
+        return None if payload is None else _decision(payload)
+
+    async def latest_decision(self, application_id: str) -> CreditDecision | None:
+        """The application's most recent decision (a new model or a re-score makes another)."""
+        async with self.pool.acquire() as conn:
+            payload = await conn.fetchval(
+                f"SELECT payload FROM {self.schema}.decisions WHERE application_id = $1"
+                " ORDER BY decided_at DESC, stored_at DESC LIMIT 1",
+                application_id,
+            )
+        return None if payload is None else _decision(payload)
+
+    async def explanation(self, decision_id: str) -> CreditExplanation | None:
+        async with self.pool.acquire() as conn:
+            payload = await conn.fetchval(
+                f"SELECT payload FROM {self.schema}.explanations WHERE decision_id = $1",
+                decision_id,
+            )
+        return None if payload is None else _explanation(payload)
