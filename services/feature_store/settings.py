@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.common.feast_config import FEATURE_REPO, REPO_ROOT
 from services.common.settings import ServiceSettings
+from services.common.topics import MOBILE_MONEY_TRANSACTIONS, REPAYMENTS
+
+
+class PushTarget(StrEnum):
+    """Where recomputed rows go; mirrors Feast's PushMode without importing Feast here."""
+
+    ONLINE = "online"
+    ONLINE_AND_OFFLINE = "online_and_offline"
 
 
 class FeatureStoreSettings(ServiceSettings):
@@ -12,5 +25,40 @@ class FeatureStoreSettings(ServiceSettings):
 
     service_name: str = "feature_store"
     metrics_port: int = 9102
-    feature_repo: str = "feature_repo"
-    push_source: str = "member_activity_push"
+    app_id: str = Field(default="feature_store", description="Faust app id (the consumer group)")
+    mobile_money_topic: str = MOBILE_MONEY_TRANSACTIONS
+    repayments_topic: str = REPAYMENTS
+    topic_partitions: int = Field(
+        default=6, ge=1, description="partitions of the source topics; the state tables match"
+    )
+    batch_size: int = Field(default=500, ge=1, description="most events per stream.take batch")
+    batch_max_wait_ms: int = Field(
+        default=200, ge=1, description="longest wait for a batch to fill before processing it"
+    )
+    feature_repo: str = Field(
+        default=str(FEATURE_REPO.relative_to(REPO_ROOT)),
+        description="Feast repo folder, relative to the project root unless absolute",
+    )
+    mobile_money_push_source: str = "mobile_money_push"
+    repayment_push_source: str = "repayment_push"
+    push_target: PushTarget = Field(
+        default=PushTarget.ONLINE,
+        description=(
+            "online_and_offline also appends the rows to the offline store; the service refuses"
+            " to start with it when the configured offline store cannot take pushes"
+            " (PostgreSQL cannot in Feast 0.67)"
+        ),
+    )
+    retry_pending_every_s: float = Field(
+        default=10.0, gt=0, description="how often members whose push failed are pushed again"
+    )
+    lag_every_s: float = Field(default=5.0, gt=0, description="consumer lag sampling period")
+    publish_timeout_s: float = Field(default=30.0, gt=0, description="bound on one dead letter")
+    shutdown_grace_s: float = Field(
+        default=20.0, gt=0, description="time a batch in hand gets to finish when stopping"
+    )
+
+    @property
+    def feature_repo_path(self) -> Path:
+        path = Path(self.feature_repo)
+        return path if path.is_absolute() else REPO_ROOT / path

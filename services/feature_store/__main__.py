@@ -1,0 +1,60 @@
+"""Feature-store service CLI: `run` streams mobile-money and repayment events into Feast.
+
+`python -m services.feature_store run` starts the Faust worker. SIGTERM or SIGINT stops it
+gracefully: the worker stops fetching, lets the batches in hand finish (their members' state
+written, their features pushed), commits only the offsets of processed records and leaves.
+"""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from services.common.logs import configure_logging
+from services.common.telemetry import setup_tracing, start_metrics
+from services.feature_store.settings import FeatureStoreSettings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+
+
+@app.command()
+def run() -> None:
+    """Consume mobile_money.transactions and core.repayments and push features until stopped."""
+    import faust
+
+    from services.feature_store.agents import create_feature_store_app
+    from services.feature_store.push import OfflinePushUnsupported
+
+    settings = FeatureStoreSettings()
+    configure_logging(settings.service_name, settings.log_level)
+    try:
+        service = create_feature_store_app(settings)
+    except OfflinePushUnsupported as exc:
+        console.print(f"[red]cannot start feature_store[/red]: {exc}")
+        raise typer.Exit(1) from exc
+    setup_tracing(settings)
+    start_metrics(settings)
+    worker = faust.Worker(service.app, loglevel=settings.log_level)
+    worker.execute_from_commandline()
+
+
+@app.command()
+def check() -> None:
+    """Open the Feast repo and say where pushes go (online, and offline when supported)."""
+    from services.feature_store.push import FeastPusher, offline_push_supported
+
+    settings = FeatureStoreSettings()
+    pusher = FeastPusher.open(settings)
+    try:
+        offline = "yes" if offline_push_supported(pusher.store) else "no"
+        console.print(
+            f"project {pusher.store.project}: pushing {pusher.mode.name};"
+            f" offline store takes pushes: {offline}"
+        )
+    finally:
+        pusher.close()
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,212 @@
+"""Per-member activity kept in the Faust tables: recent wallet transactions and repayments.
+
+Each member's history is keyed by transaction id / repayment id, so a redelivered event
+changes nothing, and pruned to what the feature definitions can still use (the mobile-money
+history window, 24 repayment months), so the state stays small. Histories serialise to plain
+JSON for the changelog topics that let a restarted worker restore them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, Generic, Self, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from services.common.features import (
+    MOBILE_MONEY_HISTORY_DAYS,
+    NS_PER_DAY,
+    REPAYMENT_MONTHS,
+)
+
+NS_PER_MICROSECOND = 1_000
+
+
+class Outcome(StrEnum):
+    """What adding one event did to a member's history."""
+
+    ADDED = "processed"
+    DUPLICATE = "duplicate"
+    STALE = "stale"  # older than anything the features at the member's as-of can use
+
+
+@dataclass(frozen=True)
+class WalletTransaction:
+    """One mobile-money transaction, in the columns training's world table has."""
+
+    transaction_id: str
+    member_id: str
+    occurred_at_ns: int
+    kind: str
+    amount_kes: float
+    balance_kes: float
+
+    @property
+    def key(self) -> str:
+        return self.transaction_id
+
+    @property
+    def at_ns(self) -> int:
+        return self.occurred_at_ns
+
+
+@dataclass(frozen=True)
+class RecordedRepayment:
+    """One instalment's outcome, in the columns training's world table has.
+
+    The world's ``month_offset`` (months before the member's application) has no meaning in a
+    stream and `repayment_features` does not read it, so it is not kept.
+    """
+
+    repayment_id: str
+    member_id: str
+    loan_id: str
+    due_date_ns: int
+    amount_due_kes: float
+    amount_paid_kes: float
+    days_late: int
+    recorded_at_ns: int
+
+    @property
+    def key(self) -> str:
+        return self.repayment_id
+
+    @property
+    def at_ns(self) -> int:
+        return self.recorded_at_ns
+
+
+RowT = TypeVar("RowT", WalletTransaction, RecordedRepayment)
+
+
+@dataclass
+class History(ABC, Generic[RowT]):
+    """A member's rows by id, the as-of time last pushed and whether a push is owed."""
+
+    member_id: str
+    rows: dict[str, RowT] = field(default_factory=dict)
+    pushed_as_of_ns: int = 0
+    pending: bool = False
+
+    ROW: ClassVar[type]
+
+    def add(self, row: RowT) -> Outcome:
+        if row.key in self.rows:
+            return Outcome.DUPLICATE
+        if self.pushed_as_of_ns and not self.usable_at(row, self.pushed_as_of_ns):
+            return Outcome.STALE
+        self.rows[row.key] = row
+        self.pending = True
+        return Outcome.ADDED
+
+    @property
+    def latest_ns(self) -> int:
+        return max((r.at_ns for r in self.rows.values()), default=0)
+
+    def next_as_of_ns(self) -> int:
+        """Just after the member's latest event, and always after the last pushed as-of.
+
+        The feature functions use only data strictly before ``as_of``, so as-of one microsecond
+        after the latest event includes it. Feast's Redis store drops a write whose timestamp is
+        not newer than the stored one, so a late (older) event still moves as-of forward by a
+        microsecond, the smallest step a Feast timestamp keeps.
+        """
+        after_latest = _ceil_us(self.latest_ns) + NS_PER_MICROSECOND
+        return max(after_latest, self.pushed_as_of_ns + NS_PER_MICROSECOND)
+
+    def mark_pushed(self, as_of_ns: int) -> None:
+        """Record a successful push and forget rows no later as-of can use."""
+        self.pushed_as_of_ns = as_of_ns
+        self.pending = False
+        self.rows = {k: r for k, r in self.rows.items() if self.usable_at(r, as_of_ns)}
+
+    @staticmethod
+    @abstractmethod
+    def usable_at(row: RowT, as_of_ns: int) -> bool:
+        """Whether the features at this as-of (or any later one) can still see the row."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "member_id": self.member_id,
+            "rows": [_row_values(r) for r in self.rows.values()],
+            "pushed_as_of_ns": self.pushed_as_of_ns,
+            "pending": self.pending,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        rows = [cls.ROW(*values) for values in data.get("rows", [])]
+        return cls(
+            member_id=str(data["member_id"]),
+            rows={r.key: r for r in rows},
+            pushed_as_of_ns=int(data.get("pushed_as_of_ns", 0)),
+            pending=bool(data.get("pending", False)),
+        )
+
+
+class WalletHistory(History[WalletTransaction]):
+    ROW = WalletTransaction
+
+    @staticmethod
+    def usable_at(row: WalletTransaction, as_of_ns: int) -> bool:
+        return as_of_ns - row.occurred_at_ns <= MOBILE_MONEY_HISTORY_DAYS * NS_PER_DAY
+
+
+class RepaymentHistory(History[RecordedRepayment]):
+    ROW = RecordedRepayment
+
+    @staticmethod
+    def usable_at(row: RecordedRepayment, as_of_ns: int) -> bool:
+        return _month_number(as_of_ns) - _month_number(row.due_date_ns) <= REPAYMENT_MONTHS
+
+
+def transactions_frame(histories: Iterable[WalletHistory]) -> pd.DataFrame:
+    """The members' transactions as the world's mobile-money table (what training reads)."""
+    rows = [r for h in histories for r in h.rows.values()]
+    return pd.DataFrame(
+        {
+            "transaction_id": pd.Series([r.transaction_id for r in rows], dtype="object"),
+            "member_id": pd.Series([r.member_id for r in rows], dtype="object"),
+            "occurred_at": _utc([r.occurred_at_ns for r in rows]),
+            "kind": pd.Series([r.kind for r in rows], dtype="object"),
+            "amount_kes": np.array([r.amount_kes for r in rows], dtype=np.float64),
+            "balance_kes": np.array([r.balance_kes for r in rows], dtype=np.float64),
+        }
+    )
+
+
+def repayments_frame(histories: Iterable[RepaymentHistory]) -> pd.DataFrame:
+    """The members' repayments as the world's repayments table (what training reads)."""
+    rows = [r for h in histories for r in h.rows.values()]
+    return pd.DataFrame(
+        {
+            "member_id": pd.Series([r.member_id for r in rows], dtype="object"),
+            "loan_id": pd.Series([r.loan_id for r in rows], dtype="object"),
+            "due_date": _utc([r.due_date_ns for r in rows]),
+            "amount_due_kes": np.array([r.amount_due_kes for r in rows], dtype=np.float64),
+            "amount_paid_kes": np.array([r.amount_paid_kes for r in rows], dtype=np.float64),
+            "days_late": np.array([r.days_late for r in rows], dtype=np.int64),
+            "recorded_at": _utc([r.recorded_at_ns for r in rows]),
+        }
+    )
+
+
+def _row_values(row: WalletTransaction | RecordedRepayment) -> list[Any]:
+    return list(row.__dict__.values())
+
+
+def _utc(ns: list[int]) -> pd.Series:
+    return pd.Series(pd.to_datetime(np.asarray(ns, dtype=np.int64), unit="ns", utc=True))
+
+
+def _ceil_us(ns: int) -> int:
+    return -(-ns // NS_PER_MICROSECOND) * NS_PER_MICROSECOND
+
+
+def _month_number(ns: int) -> int:
+    month = np.datetime64(ns, "ns").astype("datetime64[M]")
+    return int(month.astype(np.int64))

@@ -1,0 +1,88 @@
+"""Mobile-money and repayment payloads to validated activity rows, or `InvalidEvent` and why.
+
+The reasons raised here become dead-letter reasons, so they name the defect plainly.
+"""
+
+from __future__ import annotations
+
+import math
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.common.envelope import Event
+from services.common.errors import InvalidEvent
+from services.common.features import TRANSACTION_KINDS
+from services.common.protos.alama.events.v1.mobile_money_pb2 import (
+    MobileMoneyTransaction,
+    TransactionKind,
+)
+from services.common.protos.alama.events.v1.repayments_pb2 import RepaymentRecorded
+from services.feature_store.activity import RecordedRepayment, WalletTransaction
+
+# TRANSACTION_KIND_BILL_PAYMENT <-> "bill_payment": the proto enum and the feature names agree.
+KIND_NAMES: dict[int, str] = {
+    TransactionKind.Value(f"TRANSACTION_KIND_{name.upper()}"): name for name in TRANSACTION_KINDS
+}
+
+
+def wallet_transaction(event: Event[MobileMoneyTransaction]) -> WalletTransaction:
+    """The transaction as a row; its time is the payload's, else the envelope's."""
+    txn = event.payload
+    _require(txn.transaction_id, "missing_transaction_id", "transaction_id is empty")
+    _require(txn.member_id, "missing_member_id", f"transaction {txn.transaction_id}")
+    kind = KIND_NAMES.get(txn.kind)
+    if kind is None:
+        raise InvalidEvent(
+            "unknown_transaction_kind", f"transaction {txn.transaction_id}: kind {txn.kind}"
+        )
+    _non_negative(txn.amount_kes, "amount_kes", txn.transaction_id)
+    _non_negative(txn.balance_kes, "balance_kes", txn.transaction_id)
+    return WalletTransaction(
+        transaction_id=txn.transaction_id,
+        member_id=txn.member_id,
+        occurred_at_ns=_instant(txn, "occurred_at", event.envelope.occurred_at),
+        kind=kind,
+        amount_kes=float(txn.amount_kes),
+        balance_kes=float(txn.balance_kes),
+    )
+
+
+def recorded_repayment(event: Event[RepaymentRecorded]) -> RecordedRepayment:
+    """The instalment as a row: it needs a due date; its record time defaults to the envelope."""
+    rp = event.payload
+    _require(rp.repayment_id, "missing_repayment_id", "repayment_id is empty")
+    _require(rp.member_id, "missing_member_id", f"repayment {rp.repayment_id}")
+    _require(rp.loan_id, "missing_loan_id", f"repayment {rp.repayment_id}")
+    if not rp.HasField("due_date"):
+        raise InvalidEvent("missing_due_date", f"repayment {rp.repayment_id}")
+    _non_negative(rp.amount_due_kes, "amount_due_kes", rp.repayment_id)
+    _non_negative(rp.amount_paid_kes, "amount_paid_kes", rp.repayment_id)
+    return RecordedRepayment(
+        repayment_id=rp.repayment_id,
+        member_id=rp.member_id,
+        loan_id=rp.loan_id,
+        due_date_ns=rp.due_date.ToNanoseconds(),
+        amount_due_kes=float(rp.amount_due_kes),
+        amount_paid_kes=float(rp.amount_paid_kes),
+        days_late=int(rp.days_late),
+        recorded_at_ns=_instant(rp, "recorded_at", event.envelope.occurred_at),
+    )
+
+
+def _require(value: str, reason: str, detail: str) -> None:
+    if not value:
+        raise InvalidEvent(reason, detail)
+
+
+def _non_negative(value: float, name: str, row_id: str) -> None:
+    if not math.isfinite(value):
+        raise InvalidEvent("invalid_amount", f"{row_id}: {name} is {value}")
+    if value < 0:
+        raise InvalidEvent("negative_amount", f"{row_id}: {name} is {value}")
+
+
+def _instant(
+    message: MobileMoneyTransaction | RepaymentRecorded, name: str, fallback: Timestamp
+) -> int:
+    stamp: Timestamp = getattr(message, name) if message.HasField(name) else fallback
+    return int(stamp.ToNanoseconds())

@@ -1,0 +1,56 @@
+"""Feature rows for Feast push sources, computed by the one shared feature definition.
+
+Training builds its offline tables with `services.common.features.mobile_money_features` and
+`repayment_features`; this module calls the same functions on the members' streamed activity,
+so a pushed row is exactly what training would compute from the same events at the same as-of.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from services.common import features as F
+from services.feature_store.activity import (
+    RepaymentHistory,
+    WalletHistory,
+    repayments_frame,
+    transactions_frame,
+)
+
+SEQUENCE_COLUMNS = frozenset((*F.MOBILE_MONEY_SEQUENCES, *F.REPAYMENT_SEQUENCES))
+
+
+def as_of_series(as_of_ns: Mapping[str, int]) -> pd.Series:
+    """Member id -> as-of instant (UTC), the shape the feature functions take."""
+    members = list(as_of_ns)
+    stamps = pd.to_datetime(np.array([as_of_ns[m] for m in members], dtype=np.int64), utc=True)
+    return pd.Series(stamps, index=pd.Index(members, dtype="object"))
+
+
+def mobile_money_rows(
+    histories: Sequence[WalletHistory], as_of_ns: Mapping[str, int]
+) -> pd.DataFrame:
+    """One mobile_money_push row per member: member_id, event_timestamp (= as-of), features."""
+    as_of = as_of_series(as_of_ns)
+    return _rows(F.mobile_money_features(transactions_frame(histories), as_of), as_of)
+
+
+def repayment_rows(
+    histories: Sequence[RepaymentHistory], as_of_ns: Mapping[str, int]
+) -> pd.DataFrame:
+    """One repayment_push row per member: member_id, event_timestamp (= as-of), features."""
+    as_of = as_of_series(as_of_ns)
+    return _rows(F.repayment_features(repayments_frame(histories), as_of), as_of)
+
+
+def _rows(features: pd.DataFrame, as_of: pd.Series) -> pd.DataFrame:
+    """The layout of training's offline tables, sequences as plain lists of floats."""
+    frame = features.copy()
+    for name in frame.columns:
+        if name in SEQUENCE_COLUMNS:
+            frame[name] = [np.asarray(v, dtype=np.float64).tolist() for v in frame[name]]
+    frame.insert(0, "event_timestamp", as_of.to_numpy())
+    return frame.reset_index(names="member_id")

@@ -1,0 +1,92 @@
+"""Writes of recomputed feature rows to Feast push sources, off the event loop.
+
+Feast's SDK is blocking (Redis and PostgreSQL clients), so every push runs in a one-thread
+executor: the event loop keeps consuming, and pushes stay in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Protocol
+
+import pandas as pd
+
+from services.common.feast_config import open_feature_store
+from services.feature_store.metrics import MEMBERS_UPDATED, PUSH_SECONDS, PUSHES
+from services.feature_store.settings import FeatureStoreSettings, PushTarget
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+log = logging.getLogger(__name__)
+
+
+class OfflinePushUnsupported(RuntimeError):
+    """The configured offline store cannot take pushed rows."""
+
+
+class FeaturePusher(Protocol):
+    async def push(self, push_source: str, rows: pd.DataFrame) -> None:
+        """Write one DataFrame of member rows to a push source; raise when it failed."""
+
+    def close(self) -> None: ...
+
+
+def offline_push_supported(store: FeatureStore) -> bool:
+    """Whether the store's offline store implements `offline_write_batch` (Feast's push path).
+
+    Feast 0.67's PostgreSQL offline store does not: its pushes fail with NotImplementedError.
+    """
+    from feast.infra.offline_stores.offline_store import OfflineStore
+    from feast.infra.offline_stores.offline_utils import get_offline_store_from_config
+
+    offline = get_offline_store_from_config(store.config.offline_store)
+    return type(offline).offline_write_batch is not OfflineStore.offline_write_batch
+
+
+class FeastPusher:
+    """`FeatureStore.push` in a thread, timed and counted per push source."""
+
+    def __init__(self, store: FeatureStore, target: PushTarget) -> None:
+        from feast.data_source import PushMode
+
+        if target is PushTarget.ONLINE_AND_OFFLINE and not offline_push_supported(store):
+            raise OfflinePushUnsupported(
+                f"the {store.config.offline_store.type} offline store cannot take pushes;"
+                " set ALAMA_FEATURE_STORE_PUSH_TARGET=online"
+            )
+        self.store = store
+        self.mode = (
+            PushMode.ONLINE_AND_OFFLINE
+            if target is PushTarget.ONLINE_AND_OFFLINE
+            else (PushMode.ONLINE)
+        )
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feast-push")
+
+    @classmethod
+    def open(cls, settings: FeatureStoreSettings) -> FeastPusher:
+        return cls(
+            open_feature_store(settings.infra, settings.feature_repo_path), settings.push_target
+        )
+
+    async def push(self, push_source: str, rows: pd.DataFrame) -> None:
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self.pool, self._push, push_source, rows)
+        except Exception:
+            PUSHES.labels(push_source, "failed").inc()
+            raise
+        finally:
+            PUSH_SECONDS.labels(push_source).observe(time.perf_counter() - started)
+        PUSHES.labels(push_source, "ok").inc()
+        MEMBERS_UPDATED.labels(push_source).inc(len(rows))
+
+    def _push(self, push_source: str, rows: pd.DataFrame) -> None:
+        self.store.push(push_source, rows, to=self.mode)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)

@@ -1,0 +1,343 @@
+"""The feature_store worker on the real Kafka, Redis and PostgreSQL.
+
+A tiny world is loaded into its own Feast project (training's offline tables, materialized
+online); a member's wallet transactions and repayments are then published as envelopes with
+timestamps after everything training stored, and the worker must leave in Feast's online store
+exactly what `services.common.features` computes from those events, ignore a redelivered
+transaction id, dead-letter a bad record without stopping, restore its state after a restart
+and report a consumer lag of 0 once the stream is consumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+from prometheus_client import REGISTRY
+
+from services.common import features as F
+from services.common.envelope import decode, wrap
+from services.common.feast_config import FEATURE_SERVICE, open_feature_store
+from services.common.kafka import create_producer, publish
+from services.common.protos.alama.events.v1.envelope_pb2 import DeadLetter, EventEnvelope
+from services.common.protos.alama.events.v1.mobile_money_pb2 import (
+    MobileMoneyTransaction,
+    TransactionKind,
+)
+from services.common.protos.alama.events.v1.repayments_pb2 import RepaymentRecorded
+from services.common.settings import InfraSettings
+from services.common.topics import TopicSpec, dead_letter_topic, ensure_topics
+from services.feature_store.activity import NS_PER_MICROSECOND
+from services.feature_store.agents import create_feature_store_app
+from services.feature_store.push import FeastPusher, OfflinePushUnsupported
+from services.feature_store.settings import FeatureStoreSettings, PushTarget
+from tests.integration.feast_projects import feast_project
+from tests.integration.kafka_helpers import read_topic
+from training import pipeline
+from training.profiles import get_profile
+from training.world import World, generate_world
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 6
+FEATURES = (
+    *F.MOBILE_MONEY_AGGREGATES,
+    *F.MOBILE_MONEY_SEQUENCES,
+    *F.REPAYMENT_AGGREGATES,
+    *F.REPAYMENT_SEQUENCES,
+)
+
+
+@pytest.fixture(scope="module")
+def feast_env() -> Iterator[None]:
+    with feast_project("feature_store_test"):
+        yield
+
+
+@pytest.fixture(scope="module")
+def world(infra: InfraSettings, feast_env: None) -> World:
+    profile = get_profile("tiny")
+    world = generate_world(profile.n_members, profile.seed)
+    pipeline.load_into_feast(infra, world, echo=lambda _line: None)
+    return world
+
+
+@dataclass
+class MemberStream:
+    """One member's world rows moved forward in time, and the envelopes that carry them."""
+
+    member_id: str
+    transactions: pd.DataFrame
+    repayments: pd.DataFrame
+
+    def transaction_envelopes(self, rows: pd.DataFrame | None = None) -> list[EventEnvelope]:
+        out = []
+        for r in (self.transactions if rows is None else rows).itertuples():
+            txn = MobileMoneyTransaction(
+                transaction_id=str(r.transaction_id),
+                member_id=self.member_id,
+                kind=TransactionKind.Value(f"TRANSACTION_KIND_{str(r.kind).upper()}"),
+                amount_kes=float(r.amount_kes),
+                balance_kes=float(r.balance_kes),
+            )
+            txn.occurred_at.FromNanoseconds(pd.Timestamp(r.occurred_at).value)
+            out.append(wrap(txn, producer="mobile-money", subject=self.member_id))
+        return out
+
+    def repayment_envelopes(self) -> list[EventEnvelope]:
+        out = []
+        for r in self.repayments.itertuples():
+            due = pd.Timestamp(r.due_date)
+            rp = RepaymentRecorded(
+                repayment_id=f"{r.loan_id}:{due:%Y%m}",
+                member_id=self.member_id,
+                loan_id=str(r.loan_id),
+                amount_due_kes=float(r.amount_due_kes),
+                amount_paid_kes=float(r.amount_paid_kes),
+                days_late=int(r.days_late),
+            )
+            rp.due_date.FromNanoseconds(due.value)
+            rp.recorded_at.FromNanoseconds(pd.Timestamp(r.recorded_at).value)
+            out.append(wrap(rp, producer="core-banking", subject=self.member_id))
+        return out
+
+    def expected(self, transactions: pd.DataFrame | None = None) -> pd.Series:
+        """Training's computation on these rows, as of just after each stream's latest event."""
+        txns = self.transactions if transactions is None else transactions
+        mm_at = txns["occurred_at"].max() + pd.Timedelta(NS_PER_MICROSECOND, "ns")
+        rp_at = self.repayments["recorded_at"].max() + pd.Timedelta(NS_PER_MICROSECOND, "ns")
+        index = pd.Index([self.member_id])
+        mm = F.mobile_money_features(txns, pd.Series([mm_at], index=index))
+        rp = F.repayment_features(self.repayments, pd.Series([rp_at], index=index))
+        return pd.concat([mm, rp], axis=1).iloc[0]
+
+
+def member_stream(world: World) -> MemberStream:
+    """A member with both histories, shifted so the latest event is an hour ago (after every
+    snapshot training stored, and after whatever an earlier run of this test pushed: Redis keeps
+    only writes newer than what it holds)."""
+    txns = world.mobile_money[
+        world.mobile_money["member_id"].isin(world.repayments["member_id"].unique())
+    ]
+    member = str(txns["member_id"].iloc[0])
+    mine = world.mobile_money[world.mobile_money["member_id"] == member].copy()
+    repay = world.repayments[world.repayments["member_id"] == member].copy()
+    latest = max(mine["occurred_at"].max(), repay["recorded_at"].max())
+    shift = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=1) - latest).floor("s")
+    stored = pd.to_datetime(world.applications["applied_at"], utc=True).max() + pd.Timedelta(
+        days=14
+    )
+    assert latest + shift > stored, "the member's events must be newer than training's rows"
+    for frame, columns in ((mine, ["occurred_at"]), (repay, ["due_date", "recorded_at"])):
+        for column in columns:
+            frame[column] = pd.to_datetime(frame[column], utc=True) + shift
+        frame["member_id"] = frame["member_id"].astype(str)
+    mine["kind"] = mine["kind"].astype(str)
+    repay["loan_id"] = repay["loan_id"].astype(str)
+    return MemberStream(member, mine.reset_index(drop=True), repay.reset_index(drop=True))
+
+
+async def _publish(infra: InfraSettings, topic: str, values: list[EventEnvelope | bytes]) -> None:
+    producer = create_producer(infra, client_id="feature-store-test")
+    await producer.start()
+    try:
+        pending = []
+        for value in values:
+            if isinstance(value, EventEnvelope):
+                pending.append(await publish(producer, topic, value))
+            else:
+                pending.append(await producer.send(topic, value, key=b"M-bad"))
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def _until(condition: Callable[[], bool], within: float = 90.0) -> None:
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - polled state has no event to await
+            await asyncio.sleep(0.1)
+
+
+def _forget_online(infra: InfraSettings, member_id: str) -> None:
+    """Drop what earlier runs of this test pushed for the member: Redis keeps only newer writes,
+    and a rerun minutes later replays events older than the previous run's last push."""
+    import redis
+    from feast.infra.online_stores.helpers import _redis_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    store = open_feature_store(infra)
+    key = _redis_key(
+        store.project,
+        EntityKey(join_keys=["member_id"], entity_values=[Value(string_val=member_id)]),
+        store.config.entity_key_serialization_version,
+    )
+    client = redis.Redis.from_url(infra.redis_url)
+    try:
+        client.delete(key)
+    finally:
+        client.close()
+
+
+def _online(member: MemberStream) -> pd.Series:
+    """What scoring would read: the credit_scoring_v1 feature service for this member."""
+    store = open_feature_store(InfraSettings())
+    service = store.get_feature_service(FEATURE_SERVICE)
+    row = {
+        "member_id": member.member_id,
+        "amount_kes": 10_000.0,
+        "term_months": 6.0,
+        "product": "emergency",
+    }
+    return store.get_online_features(features=service, entity_rows=[row]).to_df().iloc[0]
+
+
+def _same(online: pd.Series, expected: pd.Series) -> bool:
+    for name in FEATURES:
+        got, want = online[name], expected[name]
+        if got is None or not np.allclose(
+            np.asarray(got, dtype=float), np.asarray(want), rtol=0, atol=1e-9
+        ):
+            return False
+    return True
+
+
+async def _online_equals(member: MemberStream, expected: pd.Series, within: float = 90) -> None:
+    loop = asyncio.get_running_loop()
+    online = pd.Series(dtype=object)
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                online = await loop.run_in_executor(None, _online, member)
+                if _same(online, expected):
+                    return
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        diff = {
+            n: (online.get(n), expected[n])
+            for n in F.MOBILE_MONEY_AGGREGATES
+            if not np.isclose(online.get(n) or np.nan, expected[n])
+        }
+        raise AssertionError(f"online features never matched; aggregates off: {diff}") from None
+
+
+def _lag(topics: list[str]) -> list[float | None]:
+    return [
+        REGISTRY.get_sample_value(
+            "alama_consumer_lag",
+            {"service": "feature_store", "topic": t, "partition": str(p)},
+        )
+        for t in topics
+        for p in range(PARTITIONS)
+    ]
+
+
+def _consumed(topic: str, outcome: str) -> float:
+    labels = {"service": "feature_store", "topic": topic, "outcome": outcome}
+    return REGISTRY.get_sample_value("alama_events_consumed_total", labels) or 0.0
+
+
+def _settings(infra: InfraSettings, app_id: str, mm: str, rp: str) -> FeatureStoreSettings:
+    return FeatureStoreSettings(
+        infra=infra,
+        app_id=app_id,
+        mobile_money_topic=mm,
+        repayments_topic=rp,
+        topic_partitions=PARTITIONS,
+        batch_max_wait_ms=100,
+        lag_every_s=0.5,
+        retry_pending_every_s=1.0,
+        metrics_port=0,
+    )
+
+
+async def test_streamed_events_reach_feast_exactly_as_training_computes_them(
+    infra: InfraSettings, world: World
+) -> None:
+    suffix = uuid.uuid4().hex[:10]
+    mm_topic, rp_topic = f"test.fs.mm.{suffix}", f"test.fs.rp.{suffix}"
+    await ensure_topics(
+        infra.kafka_bootstrap,
+        [TopicSpec(mm_topic, PARTITIONS, 1), TopicSpec(rp_topic, PARTITIONS, 1)],
+    )
+    settings = _settings(infra, f"feature-store-it-{suffix}", mm_topic, rp_topic)
+    member = member_stream(world)
+    _forget_online(infra, member.member_id)
+    held_back = member.transactions.tail(3)  # sent after a restart
+    first = member.transactions.iloc[: -len(held_back)]
+    envelopes = member.transaction_envelopes(first)
+    half = len(envelopes) // 2
+    bad = MobileMoneyTransaction(
+        transaction_id="bad-1",
+        member_id=member.member_id,
+        kind=TransactionKind.TRANSACTION_KIND_OUTFLOW,
+        amount_kes=-50.0,
+    )
+    await _publish(
+        infra,
+        mm_topic,
+        [
+            *envelopes[:half],
+            wrap(bad, producer="mobile-money", subject=member.member_id),
+            *envelopes[half:],
+        ],
+    )
+    await _publish(infra, rp_topic, list(member.repayment_envelopes()))
+
+    service = create_feature_store_app(settings)
+    waiting = await service.lag.sample()  # before the worker starts: everything published
+    assert sum(waiting.values()) == len(envelopes) + 1 + len(member.repayments)
+    await service.app.start()
+    try:
+        expected = member.expected(first)
+        await _online_equals(member, expected)
+
+        # a bad record is dead-lettered with its reason; the records after it were processed
+        letters = await read_topic(infra, dead_letter_topic(mm_topic), 1, within=30)
+        assert decode(letters[0].value, DeadLetter).payload.reason == "negative_amount"
+
+        # a redelivered transaction id (even with another amount) changes nothing
+        duplicates = member.transaction_envelopes(first.tail(4).assign(amount_kes=1.0))
+        before = _consumed(mm_topic, "duplicate")
+        await _publish(infra, mm_topic, list(duplicates))
+        await _until(lambda: _consumed(mm_topic, "duplicate") == before + len(duplicates))
+        assert _same(
+            await asyncio.get_running_loop().run_in_executor(None, _online, member), expected
+        )
+
+        # once everything is consumed and committed, the lag gauges read 0 on every partition
+        await _until(lambda: _lag([mm_topic, rp_topic]) == [0.0] * 2 * PARTITIONS)
+    finally:
+        await service.app.stop()
+        service.pusher.close()
+        await service.lag.close()
+
+    # a restarted worker restores the member's history from the changelog: three more
+    # transactions give features over all of them, not just the three
+    restarted = create_feature_store_app(settings)
+    await _publish(infra, mm_topic, list(member.transaction_envelopes(held_back)))
+    await restarted.app.start()
+    try:
+        await _online_equals(member, member.expected())
+    finally:
+        await restarted.app.stop()
+        restarted.pusher.close()
+        await restarted.lag.close()
+
+
+def test_the_postgres_offline_store_cannot_take_pushes(infra: InfraSettings, world: World) -> None:
+    """Feast 0.67's PostgreSQL offline store has no offline_write_batch: the service pushes
+    online only, and refuses to start when asked for offline pushes it could not make."""
+    settings = FeatureStoreSettings(infra=infra, metrics_port=0)
+    pusher = FeastPusher.open(settings)
+    try:
+        assert pusher.mode.name == "ONLINE"
+    finally:
+        pusher.close()
+    with pytest.raises(OfflinePushUnsupported, match="postgres"):
+        FeastPusher.open(settings.model_copy(update={"push_target": PushTarget.ONLINE_AND_OFFLINE}))
