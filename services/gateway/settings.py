@@ -1,11 +1,38 @@
-"""Gateway settings (environment prefix ``ALAMA_GATEWAY_``)."""
+"""Gateway settings (environment prefix ``ALAMA_GATEWAY_``).
+
+API keys are configured by their SHA-256 only (``ALAMA_GATEWAY_API_KEYS`` as a JSON list of
+``{"name", "sha256", "scopes"}``), so a leaked settings dump does not leak a key. The default is
+one development key, ``dev-partner-key``, with every partner scope: replace it outside a laptop.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
+from services.common.topics import LOAN_APPLICATIONS, MOBILE_MONEY_TRANSACTIONS
+
+#: sha256("dev-partner-key"): the documented development key, never the key itself.
+DEV_PARTNER_KEY_SHA256 = "6d3f12bf21b1659b487e01cb811640b5279d34a8a0675ca88c93f0ccfa7ae8dc"
+
+
+class ApiKey(BaseModel):
+    """One partner's API key: who it is, the key's SHA-256 (hex) and what it may do."""
+
+    name: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scopes: list[str] = Field(default_factory=list)
+
+
+def _dev_api_keys() -> list[ApiKey]:
+    return [
+        ApiKey(
+            name="dev-partner",
+            sha256=DEV_PARTNER_KEY_SHA256,
+            scopes=["score:write", "decisions:read", "explanations:read"],
+        )
+    ]
 
 
 class GatewaySettings(ServiceSettings):
@@ -16,9 +43,17 @@ class GatewaySettings(ServiceSettings):
     port: int = 8080
     metrics_port: int = 0  # /metrics is served by the app itself
     scoring_target: str = "127.0.0.1:50051"
-    jwt_secret: SecretStr = SecretStr("dev-only-jwt-secret-change-me")
+    explanation_target: str = "127.0.0.1:50052"
+    grpc_timeout_seconds: float = Field(default=2.0, gt=0, description="deadline of every call")
+    applications_topic: str = LOAN_APPLICATIONS
+    transactions_topic: str = MOBILE_MONEY_TRANSACTIONS
+    jwt_secret: SecretStr = SecretStr("dev-only-jwt-secret-change-me-before-deploying")
     jwt_issuer: str = "alama"
+    api_keys: list[ApiKey] = Field(default_factory=_dev_api_keys)
     webhook_secret: SecretStr = SecretStr("dev-only-webhook-secret-change-me")
     webhook_tolerance_seconds: int = Field(default=300, description="oldest accepted delivery")
+    max_webhook_transactions: int = 500
     pseudonym_key: SecretStr = SecretStr("dev-only-pseudonym-key-change-me")
     max_batch: int = 1000
+    readiness_timeout_seconds: float = 2.0
+    shutdown_grace_seconds: float = 5.0

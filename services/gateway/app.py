@@ -1,0 +1,191 @@
+"""The FastAPI application: routers, the one error-to-status table, metrics and tracing.
+
+`create_app` takes the backends to use (tests pass fakes); without them the lifespan opens the
+real ones (Kafka producer, Redis, gRPC channels) and closes them on shutdown. Tracing is installed
+by __main__, not here, so tests keep their own tracer provider; the FastAPI instrumentation
+continues an incoming traceparent and makes the request span the parent of every gRPC call and
+Kafka record the request causes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+from services.common.signatures import SIGNATURE_HEADER
+from services.gateway.clients import Backends, open_backends
+from services.gateway.errors import (
+    BadSignature,
+    GatewayError,
+    InsufficientScope,
+    InvalidRequest,
+    NotAuthenticated,
+    NotFound,
+    ReplayedDelivery,
+    StaleDelivery,
+    UpstreamFailed,
+    UpstreamUnavailable,
+)
+from services.gateway.metrics import MetricsMiddleware
+from services.gateway.routes import applications, decisions, health, scores, webhooks
+from services.gateway.schemas import WebhookDelivery
+from services.gateway.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+#: The one place a domain error becomes an HTTP status (most specific class first).
+STATUS_CODES: dict[type[GatewayError], int] = {
+    NotAuthenticated: 401,
+    BadSignature: 401,
+    InsufficientScope: 403,
+    NotFound: 404,
+    StaleDelivery: 409,
+    ReplayedDelivery: 409,
+    InvalidRequest: 422,
+    UpstreamFailed: 502,
+    UpstreamUnavailable: 503,
+}
+REALM = 'Bearer realm="alama"'
+
+
+def status_code_for(exc: GatewayError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_CODES:
+            return STATUS_CODES[cls]  # type: ignore[index]
+    return 500
+
+
+def _headers(exc: GatewayError) -> dict[str, str]:
+    if isinstance(exc, NotAuthenticated):
+        return {"WWW-Authenticate": f'{REALM}, APIKey header="X-API-Key"'}
+    if isinstance(exc, InsufficientScope):
+        scope = " ".join(exc.required)
+        return {"WWW-Authenticate": f'{REALM}, error="insufficient_scope", scope="{scope}"'}
+    if isinstance(exc, BadSignature):
+        return {"WWW-Authenticate": f'HMAC-SHA256 header="{SIGNATURE_HEADER}"'}
+    if isinstance(exc, UpstreamUnavailable):
+        return {"Retry-After": "1"}
+    return {}
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSON that cannot fail on what a caller sent: non-ASCII escaped, no NaN."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False).encode("ascii")
+
+
+async def handle_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 shape without echoing the input: it may hold personal data, NaN or lone
+    surrogates, and a 422 must never turn into a 500 while being serialised."""
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for error in exc.errors():
+        item = {
+            "type": error.get("type"),
+            "loc": list(error.get("loc", ())),
+            "msg": error.get("msg"),
+        }
+        raw_ctx = error.get("ctx") or {}
+        ctx = jsonable_encoder(
+            {k: str(v) if isinstance(v, Exception) else v for k, v in raw_ctx.items()}
+        )
+        if ctx:
+            try:
+                json.dumps(ctx, allow_nan=False)
+                item["ctx"] = ctx
+            except ValueError:
+                pass
+        errors.append(item)
+    return SafeJSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
+async def handle_gateway_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, GatewayError)
+    status = status_code_for(exc)
+    if isinstance(exc, InvalidRequest):
+        content: Any = {
+            "detail": [{"type": "value_error", "loc": list(exc.loc), "msg": exc.detail}]
+        }
+    else:
+        content = {"detail": exc.detail}
+    if status >= 500:
+        log.warning("request failed upstream", extra={"status": status, "detail": exc.detail})
+    return SafeJSONResponse(content, status_code=status, headers=_headers(exc))
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    if app.state.backends is not None:  # injected: the caller owns them
+        yield
+        return
+    settings: GatewaySettings = app.state.settings
+    backends = await open_backends(settings)
+    app.state.backends = backends
+    log.info("gateway started", extra={"scoring": settings.scoring_target})
+    try:
+        yield
+    finally:
+        log.info("gateway stopping")
+        await backends.close()
+        app.state.backends = None
+
+
+def _with_webhook_schemas(app: FastAPI) -> dict[str, Any]:
+    """The generated OpenAPI plus the webhook body, which is parsed by hand after verification."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        body = WebhookDelivery.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(body.pop("$defs", {}))
+        components["WebhookDelivery"] = body
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def create_app(
+    settings: GatewaySettings | None = None, *, backends: Backends | None = None
+) -> FastAPI:
+    """The gateway; pass `backends` to use them instead of connecting the real ones."""
+    app = FastAPI(
+        title="Alama gateway",
+        version="1.0.0",
+        description=(
+            "Credit scoring for SACCOs: synchronous and asynchronous scoring, decisions and"
+            " their explanations, and the signed mobile-money webhook."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings or GatewaySettings()
+    app.state.backends = backends
+    for router in (
+        scores.router,
+        applications.router,
+        decisions.router,
+        webhooks.router,
+        health.router,
+    ):
+        app.include_router(router)
+    app.add_exception_handler(GatewayError, handle_gateway_error)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_middleware(MetricsMiddleware)
+    app.openapi = lambda: _with_webhook_schemas(app)  # type: ignore[method-assign]
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"]
+    )
+    return app

@@ -1,0 +1,297 @@
+"""The gateway's backends: scoring and explanation over gRPC, Kafka events, the replay store.
+
+Each backend turns its transport's failures into the gateway's domain errors, so routes never see
+a gRPC status or a Kafka exception. `Backends` bundles them; app.py opens real ones in its
+lifespan, tests inject fakes that satisfy the same protocols.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import grpc
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from services.common.kafka import create_producer, publish
+from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
+from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
+from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
+from services.common.protos.alama.events.v1.explanations_pb2 import CreditExplanation
+from services.common.protos.alama.explanation.v1 import explanation_pb2, explanation_pb2_grpc
+from services.common.protos.alama.scoring.v1 import scoring_pb2, scoring_pb2_grpc
+from services.common.redis_store import create_redis
+from services.common.telemetry import inject_grpc_metadata
+from services.gateway.errors import (
+    InvalidRequest,
+    NotFound,
+    UpstreamFailed,
+    UpstreamUnavailable,
+)
+from services.gateway.metrics import UPSTREAM_SECONDS
+from services.gateway.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("alama.gateway")
+
+SCORING_SERVICE = scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_name
+EXPLANATION_SERVICE = explanation_pb2.DESCRIPTOR.services_by_name["ExplanationService"].full_name
+_UNAVAILABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.CANCELLED,
+}
+
+
+class Scoring(Protocol):
+    async def score(self, application: LoanApplicationSubmitted) -> CreditDecision: ...
+
+    async def score_batch(
+        self, applications: Sequence[LoanApplicationSubmitted]
+    ) -> list[scoring_pb2.ScoreResult]: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Explanations(Protocol):
+    async def decision(
+        self, *, decision_id: str | None = None, application_id: str | None = None
+    ) -> CreditDecision: ...
+
+    async def explanation(self, decision_id: str) -> CreditExplanation: ...
+
+    async def close(self) -> None: ...
+
+
+class Events(Protocol):
+    async def publish(self, topic: str, envelopes: Sequence[EventEnvelope]) -> None: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class ReplayStore(Protocol):
+    async def claim(self, key: str, ttl_seconds: int) -> bool: ...
+
+    async def release(self, key: str) -> None: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def _translate(exc: grpc.aio.AioRpcError, service: str) -> Exception:
+    code, details = exc.code(), exc.details() or ""
+    if code == grpc.StatusCode.NOT_FOUND:
+        return NotFound(details)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidRequest(details)
+    if code in _UNAVAILABLE:
+        return UpstreamUnavailable(f"{service} is unavailable ({code.name}); retry later")
+    return UpstreamFailed(f"{service} failed ({code.name})")
+
+
+class _GrpcClient:
+    """A channel, a deadline and a client span per call carrying the trace to the server."""
+
+    service: str
+
+    def __init__(self, channel: grpc.aio.Channel, timeout: float) -> None:
+        self.channel = channel
+        self.timeout = timeout
+
+    async def _call(self, method: str, call: _Unary, request: object) -> object:
+        started = time.perf_counter()
+        outcome = "ok"
+        with tracer.start_as_current_span(
+            f"{self.service}/{method}",
+            kind=SpanKind.CLIENT,
+            attributes={"rpc.system": "grpc", "rpc.service": self.service, "rpc.method": method},
+        ) as span:
+            try:
+                return await call(request, timeout=self.timeout, metadata=inject_grpc_metadata())
+            except grpc.aio.AioRpcError as exc:
+                outcome = exc.code().name.lower()
+                span.set_attribute("rpc.grpc.status_code", exc.code().value[0])
+                if exc.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                    span.set_status(Status(StatusCode.ERROR, exc.code().name))
+                raise _translate(exc, self.service) from exc
+            finally:
+                UPSTREAM_SECONDS.labels(self.service, method, outcome).observe(
+                    time.perf_counter() - started
+                )
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+
+class _Unary(Protocol):
+    async def __call__(
+        self,
+        request: object,
+        *,
+        timeout: float,  # noqa: ASYNC109 - gRPC's own deadline argument
+        metadata: list[tuple[str, str]],
+    ) -> object: ...
+
+
+class GrpcScoring(_GrpcClient):
+    service = SCORING_SERVICE
+
+    def __init__(self, channel: grpc.aio.Channel, timeout: float) -> None:
+        super().__init__(channel, timeout)
+        self.stub = scoring_pb2_grpc.ScoringServiceStub(channel)
+        self.health = health_pb2_grpc.HealthStub(channel)
+
+    async def score(self, application: LoanApplicationSubmitted) -> CreditDecision:
+        request = scoring_pb2.ScoreRequest(application=application)
+        response = await self._call("Score", self.stub.Score, request)
+        assert isinstance(response, scoring_pb2.ScoreResponse)
+        return response.decision
+
+    async def score_batch(
+        self, applications: Sequence[LoanApplicationSubmitted]
+    ) -> list[scoring_pb2.ScoreResult]:
+        request = scoring_pb2.ScoreBatchRequest(applications=applications)
+        response = await self._call("ScoreBatch", self.stub.ScoreBatch, request)
+        assert isinstance(response, scoring_pb2.ScoreBatchResponse)
+        return list(response.results)
+
+    async def ping(self) -> None:
+        """The standard gRPC health check of the scoring service."""
+        try:
+            reply = await self.health.Check(
+                health_pb2.HealthCheckRequest(service=SCORING_SERVICE), timeout=self.timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise UpstreamUnavailable(f"health check failed: {exc.code().name}") from exc
+        if reply.status != health_pb2.HealthCheckResponse.SERVING:
+            status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+            raise UpstreamUnavailable(f"scoring reports {status}")
+
+
+class GrpcExplanations(_GrpcClient):
+    service = EXPLANATION_SERVICE
+
+    def __init__(self, channel: grpc.aio.Channel, timeout: float) -> None:
+        super().__init__(channel, timeout)
+        self.stub = explanation_pb2_grpc.ExplanationServiceStub(channel)
+
+    async def decision(
+        self, *, decision_id: str | None = None, application_id: str | None = None
+    ) -> CreditDecision:
+        if (decision_id is None) == (application_id is None):
+            raise ValueError("pass exactly one of decision_id and application_id")
+        request = (
+            explanation_pb2.GetDecisionRequest(decision_id=decision_id)
+            if decision_id is not None
+            else explanation_pb2.GetDecisionRequest(application_id=application_id)
+        )
+        response = await self._call("GetDecision", self.stub.GetDecision, request)
+        assert isinstance(response, explanation_pb2.GetDecisionResponse)
+        return response.decision
+
+    async def explanation(self, decision_id: str) -> CreditExplanation:
+        request = explanation_pb2.GetExplanationRequest(decision_id=decision_id)
+        response = await self._call("GetExplanation", self.stub.GetExplanation, request)
+        assert isinstance(response, explanation_pb2.GetExplanationResponse)
+        return response.explanation
+
+
+class KafkaEvents:
+    """Publishes envelopes (with the current trace context) and waits for every delivery."""
+
+    def __init__(self, producer: AIOKafkaProducer, timeout: float) -> None:
+        self.producer = producer
+        self.timeout = timeout
+
+    async def publish(self, topic: str, envelopes: Sequence[EventEnvelope]) -> None:
+        try:
+            deliveries = [await publish(self.producer, topic, e) for e in envelopes]
+            await asyncio.gather(*deliveries)
+        except KafkaError as exc:
+            log.warning("kafka publish failed", extra={"topic": topic, "error": repr(exc)})
+            raise UpstreamUnavailable("the event log is unavailable; retry later") from exc
+
+    async def ping(self) -> None:
+        try:
+            await asyncio.wait_for(self.producer.client.fetch_all_metadata(), self.timeout)
+        except (KafkaError, TimeoutError) as exc:
+            raise UpstreamUnavailable(f"kafka unreachable: {exc!r}") from exc
+
+    async def close(self) -> None:
+        await self.producer.stop()
+
+
+class RedisReplayStore:
+    """Remembers webhook deliveries with SET NX and a TTL (the freshness window)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def claim(self, key: str, ttl_seconds: int) -> bool:
+        try:
+            return bool(await self.redis.set(key, b"1", nx=True, ex=max(ttl_seconds, 1)))
+        except RedisError as exc:
+            raise UpstreamUnavailable("the replay store is unavailable; retry later") from exc
+
+    async def release(self, key: str) -> None:
+        try:
+            await self.redis.delete(key)
+        except RedisError:
+            log.warning("could not release a webhook replay slot", extra={"key": key})
+
+    async def ping(self) -> None:
+        try:
+            await self.redis.ping()  # type: ignore[misc]
+        except RedisError as exc:
+            raise UpstreamUnavailable(f"redis unreachable: {exc!r}") from exc
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+@dataclass
+class Backends:
+    scoring: Scoring
+    explanations: Explanations
+    events: Events
+    replay: ReplayStore
+
+    async def close(self) -> None:
+        for name in ("scoring", "explanations", "events", "replay"):
+            try:
+                await getattr(self, name).close()
+            except Exception:
+                log.exception("closing a backend failed", extra={"backend": name})
+
+
+async def open_backends(settings: GatewaySettings) -> Backends:
+    """Connect everything the gateway needs; the Kafka producer must reach a broker."""
+    producer = create_producer(settings.infra, client_id=settings.service_name)
+    await producer.start()
+    return Backends(
+        scoring=GrpcScoring(
+            grpc.aio.insecure_channel(settings.scoring_target), settings.grpc_timeout_seconds
+        ),
+        explanations=GrpcExplanations(
+            grpc.aio.insecure_channel(settings.explanation_target),
+            settings.grpc_timeout_seconds,
+        ),
+        events=KafkaEvents(producer, settings.readiness_timeout_seconds),
+        replay=RedisReplayStore(create_redis(settings.infra)),
+    )

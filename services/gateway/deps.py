@@ -1,0 +1,75 @@
+"""FastAPI dependencies: the settings, the backends, and who the caller is.
+
+Authentication accepts an OAuth2-style bearer JWT or an ``X-API-Key``; FastAPI's security
+schemes read the headers (and document them in OpenAPI), `SecurityScopes` carries what the route
+needs. Failures raise domain errors; app.py turns them into 401 or 403.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+
+from services.gateway.clients import Backends
+from services.gateway.errors import InsufficientScope, NotAuthenticated
+from services.gateway.security import (
+    SCOPES,
+    Principal,
+    authenticate_api_key,
+    decode_token,
+)
+from services.gateway.settings import GatewaySettings
+
+_scope_list = ", ".join(f"`{name}` ({text})" for name, text in SCOPES.items())
+bearer_scheme = HTTPBearer(
+    bearerFormat="JWT",
+    scheme_name="bearer",
+    description=f"HS256 JWT with a space-separated `scope` claim; scopes: {_scope_list}",
+    auto_error=False,
+)
+api_key_scheme = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="apiKey",
+    description="A partner API key; its scopes are configured with the key",
+    auto_error=False,
+)
+
+
+def get_settings(request: Request) -> GatewaySettings:
+    settings: GatewaySettings = request.app.state.settings
+    return settings
+
+
+def get_backends(request: Request) -> Backends:
+    backends: Backends | None = getattr(request.app.state, "backends", None)
+    if backends is None:
+        raise RuntimeError("the gateway's backends are not open: the lifespan did not run")
+    return backends
+
+
+SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
+BackendsDep = Annotated[Backends, Depends(get_backends)]
+
+
+def authenticate(
+    security_scopes: SecurityScopes,
+    settings: SettingsDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
+    api_key: Annotated[str | None, Security(api_key_scheme)],
+) -> Principal:
+    """The caller, with every scope the route asks for (``admin`` implies them all)."""
+    if bearer is not None:
+        principal = decode_token(settings, bearer.credentials)
+    elif api_key:
+        principal = authenticate_api_key(settings, api_key)
+    else:
+        raise NotAuthenticated("authenticate with a bearer token or an X-API-Key header")
+    missing = principal.missing(security_scopes.scopes)
+    if missing:
+        raise InsufficientScope(
+            f"this operation needs the scope(s) {' '.join(missing)}",
+            required=security_scopes.scopes,
+        )
+    return principal

@@ -1,0 +1,61 @@
+"""The events the gateway publishes, built from validated requests with personal data hashed.
+
+Event ids are deterministic (uuid5 of what identifies the event), so a client's or provider's
+retry of the same application or transaction is deduplicated by every idempotent consumer.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC
+
+from services.common.envelope import wrap
+from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
+from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
+from services.gateway.schemas import Application, Transaction
+from services.gateway.security import normalise_national_id, normalise_phone, pseudonymise
+from services.gateway.settings import GatewaySettings
+
+PRODUCER = "gateway"
+EVENT_NAMESPACE = uuid.UUID("0b7c3d52-9f4e-5a61-8e2d-6a1f0c9b4e17")
+
+
+def application_message(
+    settings: GatewaySettings, application: Application
+) -> LoanApplicationSubmitted:
+    """The protobuf application; the national id only as its keyed hash."""
+    national_id_hash = (
+        pseudonymise(settings, normalise_national_id(application.national_id))
+        if application.national_id
+        else ""
+    )
+    return application.to_proto(national_id_hash)
+
+
+def application_envelope(settings: GatewaySettings, application: Application) -> EventEnvelope:
+    message = application_message(settings, application)
+    return wrap(
+        message,
+        producer=PRODUCER,
+        subject=message.member_id,
+        event_id=str(uuid.uuid5(EVENT_NAMESPACE, f"application/{message.application_id}")),
+        occurred_at=message.applied_at.ToDatetime(tzinfo=UTC),
+    )
+
+
+def transaction_envelope(settings: GatewaySettings, transaction: Transaction) -> EventEnvelope:
+    """One MobileMoneyTransaction; the counterparty's phone only as the hash of its one form."""
+    counterparty_hash = (
+        pseudonymise(settings, normalise_phone(transaction.counterparty_phone))
+        if transaction.counterparty_phone
+        else ""
+    )
+    message = transaction.to_proto(counterparty_hash)
+    key = f"mobile-money/{transaction.provider}/{transaction.transaction_id}"
+    return wrap(
+        message,
+        producer=PRODUCER,
+        subject=message.member_id,
+        event_id=str(uuid.uuid5(EVENT_NAMESPACE, key)),
+        occurred_at=transaction.occurred_at,
+    )

@@ -1,0 +1,1 @@
+"""One router per resource: scores, applications, decisions, webhooks, health."""

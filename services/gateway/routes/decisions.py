@@ -1,0 +1,67 @@
+"""Stored decisions and their explanations, served by the explanation service over gRPC."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Security
+
+from services.gateway.deps import BackendsDep, authenticate
+from services.gateway.errors import NotFound
+from services.gateway.schemas import ID_PATTERN, Decision, Explanation
+from services.gateway.security import DECISIONS_READ, EXPLANATIONS_READ, Principal
+
+router = APIRouter(prefix="/v1", tags=["decisions"])
+ApplicationId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
+DecisionId = Annotated[str, Path(min_length=1, max_length=128, pattern=ID_PATTERN)]
+Reader = Annotated[Principal, Security(authenticate, scopes=[DECISIONS_READ])]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "Not known (or, for an application, not decided yet)"},
+    503: {"description": "The explanation service is unavailable"},
+}
+
+
+@router.get(
+    "/applications/{application_id}/decision",
+    response_model=Decision,
+    responses=ERRORS,
+)
+async def application_decision(
+    application_id: ApplicationId, backends: BackendsDep, _caller: Reader
+) -> Decision:
+    """The latest decision for an application submitted asynchronously."""
+    try:
+        decision = await backends.explanations.decision(application_id=application_id)
+    except NotFound as exc:
+        raise NotFound(
+            f"no decision for application {application_id!r} yet: it is still being scored,"
+            " or the application id is unknown"
+        ) from exc
+    return Decision.from_proto(decision)
+
+
+@router.get("/decisions/{decision_id}", response_model=Decision, responses=ERRORS)
+async def get_decision(decision_id: DecisionId, backends: BackendsDep, _caller: Reader) -> Decision:
+    try:
+        decision = await backends.explanations.decision(decision_id=decision_id)
+    except NotFound as exc:
+        raise NotFound(f"decision {decision_id!r} is unknown") from exc
+    return Decision.from_proto(decision)
+
+
+@router.get(
+    "/decisions/{decision_id}/explanation",
+    response_model=Explanation,
+    responses=ERRORS,
+)
+async def get_explanation(
+    decision_id: DecisionId,
+    backends: BackendsDep,
+    _caller: Annotated[Principal, Security(authenticate, scopes=[EXPLANATIONS_READ])],
+) -> Explanation:
+    """Feature contributions (SHAP, attention), reasons and the LSTM's attention weights."""
+    try:
+        explanation = await backends.explanations.explanation(decision_id)
+    except NotFound as exc:
+        raise NotFound(f"decision {decision_id!r} is unknown, so it has no explanation") from exc
+    return Explanation.from_proto(explanation)

@@ -1,0 +1,307 @@
+"""Request and response models of the REST API, and their translation to and from protobuf.
+
+Every free-text field rejects lone surrogates and control characters and every number rejects
+NaN and infinity, so whatever passes validation can be serialised to protobuf and JSON: bad input
+is a 422, never a 500 further down.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, cast
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+from services.common.protos.alama.events.v1.applications_pb2 import (
+    Channel,
+    LoanApplicationSubmitted,
+    LoanProduct,
+)
+from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, DecisionBand
+from services.common.protos.alama.events.v1.explanations_pb2 import CreditExplanation, Explainer
+from services.common.protos.alama.events.v1.mobile_money_pb2 import (
+    MobileMoneyTransaction,
+    TransactionKind,
+)
+from services.gateway.security import normalise_phone
+
+ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+MAX_AMOUNT_KES = 10_000_000
+
+
+def _clean_text(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode text (no lone surrogates)") from exc
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+def _event_time(value: datetime) -> datetime:
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = EARLIEST - timedelta(days=1) if value.year < 2000 else LATEST
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError(f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
+    return utc
+
+
+def _phone(value: str) -> str:
+    normalise_phone(value)  # raises ValueError with the reason
+    return value
+
+
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
+Text = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_clean_text)]
+EventTime = Annotated[AwareDatetime, AfterValidator(_event_time)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class Product(StrEnum):
+    DEVELOPMENT = "development"
+    EMERGENCY = "emergency"
+    SCHOOL_FEES = "school_fees"
+    BUSINESS = "business"
+    ASSET = "asset"
+
+    def to_proto(self) -> LoanProduct:
+        return cast(LoanProduct, LoanProduct.Value(f"LOAN_PRODUCT_{self.name}"))
+
+
+class ApplicationChannel(StrEnum):
+    BRANCH = "branch"
+    MOBILE_APP = "mobile_app"
+    USSD = "ussd"
+    PARTNER_API = "partner_api"
+
+    def to_proto(self) -> Channel:
+        return cast(Channel, Channel.Value(f"CHANNEL_{self.name}"))
+
+
+class Band(StrEnum):
+    APPROVE = "approve"
+    REVIEW = "review"
+    DECLINE = "decline"
+    UNSPECIFIED = "unspecified"
+
+    @classmethod
+    def from_proto(cls, band: int) -> Band:
+        return cls(DecisionBand.Name(band).removeprefix("DECISION_BAND_").lower())
+
+
+class Kind(StrEnum):
+    INFLOW = "inflow"
+    OUTFLOW = "outflow"
+    AIRTIME = "airtime"
+    BILL_PAYMENT = "bill_payment"
+    BETTING = "betting"
+    OVERDRAFT_DRAW = "overdraft_draw"
+    OVERDRAFT_REPAY = "overdraft_repay"
+
+    def to_proto(self) -> TransactionKind:
+        return cast(TransactionKind, TransactionKind.Value(f"TRANSACTION_KIND_{self.name}"))
+
+
+def _timestamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def _datetime(stamp: Timestamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+class Application(Model):
+    """One loan application, as a partner submits it."""
+
+    application_id: Identifier
+    member_id: Text
+    sacco_id: Text | None = None
+    product: Product
+    amount_kes: float = Field(gt=0, le=MAX_AMOUNT_KES)
+    term_months: int = Field(ge=1, le=120)
+    applied_at: EventTime | None = Field(default=None, description="defaults to now")
+    channel: ApplicationChannel = ApplicationChannel.PARTNER_API
+    declared_monthly_income_kes: float | None = Field(default=None, ge=0, le=1e9)
+    national_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=32,
+        pattern=r"^\s*[A-Za-z0-9/-]+\s*$",
+        description="pseudonymised before it leaves the gateway; never stored or forwarded raw",
+    )
+
+    def to_proto(self, national_id_hash: str = "") -> LoanApplicationSubmitted:
+        message = LoanApplicationSubmitted(
+            application_id=self.application_id,
+            member_id=self.member_id,
+            sacco_id=self.sacco_id or "",
+            product=self.product.to_proto(),
+            amount_kes=self.amount_kes,
+            term_months=self.term_months,
+            channel=self.channel.to_proto(),
+            declared_monthly_income_kes=self.declared_monthly_income_kes or 0.0,
+            national_id_hash=national_id_hash,
+        )
+        message.applied_at.CopyFrom(_timestamp(self.applied_at or datetime.now(UTC)))
+        return message
+
+
+class BatchRequest(Model):
+    applications: list[Application] = Field(min_length=1)
+
+
+class Reason(Model):
+    code: str
+    description: str
+    contribution: float
+
+
+class Decision(Model):
+    decision_id: str
+    application_id: str
+    member_id: str
+    probability_of_default: float
+    score: int
+    band: Band
+    reasons: list[Reason]
+    model_version: str
+    decided_at: datetime
+
+    @classmethod
+    def from_proto(cls, decision: CreditDecision) -> Decision:
+        return cls(
+            decision_id=decision.decision_id,
+            application_id=decision.application_id,
+            member_id=decision.member_id,
+            probability_of_default=decision.probability_of_default,
+            score=decision.score,
+            band=Band.from_proto(decision.band),
+            reasons=[
+                Reason(code=r.code, description=r.description, contribution=r.contribution)
+                for r in decision.reasons
+            ],
+            model_version=decision.model_version,
+            decided_at=_datetime(decision.decided_at),
+        )
+
+
+class ResultError(Model):
+    code: str
+    message: str
+
+
+class BatchResult(Model):
+    application_id: str
+    decision: Decision | None = None
+    error: ResultError | None = None
+
+
+class BatchResponse(Model):
+    results: list[BatchResult]
+
+
+class Accepted(Model):
+    application_id: str
+    status: str = "accepted"
+    decision_url: str
+
+
+class Contribution(Model):
+    feature: str
+    value: float
+    contribution: float
+    explainer: str
+
+
+class Explanation(Model):
+    decision_id: str
+    application_id: str
+    model_version: str
+    reasons: list[Reason]
+    contributions: list[Contribution]
+    repayment_attention: list[float]
+    mobile_money_attention: list[float]
+    explained_at: datetime
+
+    @classmethod
+    def from_proto(cls, explanation: CreditExplanation) -> Explanation:
+        return cls(
+            decision_id=explanation.decision_id,
+            application_id=explanation.application_id,
+            model_version=explanation.model_version,
+            reasons=[
+                Reason(code=r.code, description=r.description, contribution=r.contribution)
+                for r in explanation.reasons
+            ],
+            contributions=[
+                Contribution(
+                    feature=c.feature,
+                    value=c.value,
+                    contribution=c.contribution,
+                    explainer=Explainer.Name(c.explainer).removeprefix("EXPLAINER_").lower(),
+                )
+                for c in explanation.contributions
+            ],
+            repayment_attention=list(explanation.repayment_attention),
+            mobile_money_attention=list(explanation.mobile_money_attention),
+            explained_at=_datetime(explanation.explained_at),
+        )
+
+
+class Transaction(Model):
+    """One mobile-money transaction from the provider's webhook."""
+
+    transaction_id: Identifier
+    member_id: Text
+    kind: Kind
+    amount_kes: float = Field(ge=0, le=1e9)
+    balance_kes: float = Field(ge=-1e9, le=1e12, description="wallet balance after it")
+    occurred_at: EventTime
+    provider: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")] = (
+        "mpesa"
+    )
+    counterparty_phone: Annotated[str, Field(max_length=32), AfterValidator(_phone)] | None = Field(
+        default=None, description="pseudonymised before it leaves the gateway"
+    )
+
+    def to_proto(self, counterparty_hash: str = "") -> MobileMoneyTransaction:
+        message = MobileMoneyTransaction(
+            transaction_id=self.transaction_id,
+            member_id=self.member_id,
+            kind=self.kind.to_proto(),
+            amount_kes=self.amount_kes,
+            balance_kes=self.balance_kes,
+            provider=self.provider,
+            counterparty_hash=counterparty_hash,
+        )
+        message.occurred_at.CopyFrom(_timestamp(self.occurred_at))
+        return message
+
+
+class WebhookDelivery(Model):
+    transactions: list[Transaction] = Field(min_length=1)
+
+
+class WebhookAccepted(Model):
+    accepted: int
+
+
+class DependencyStatus(Model):
+    status: str
+    checks: dict[str, str]

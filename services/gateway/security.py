@@ -1,0 +1,184 @@
+"""Credentials and keyed hashes: JWTs, API keys, webhook signatures, pseudonymisation.
+
+Pure functions over the settings, so they are tested without an app; deps.py wires them into
+FastAPI's security dependencies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+
+from services.common.signatures import signature_matches
+from services.gateway.errors import BadSignature, NotAuthenticated, StaleDelivery
+from services.gateway.settings import GatewaySettings
+
+ALGORITHM = "HS256"
+SCORE_WRITE = "score:write"
+DECISIONS_READ = "decisions:read"
+EXPLANATIONS_READ = "explanations:read"
+ADMIN = "admin"
+SCOPES: dict[str, str] = {
+    SCORE_WRITE: "Score loan applications, synchronously or through Kafka",
+    DECISIONS_READ: "Read credit decisions",
+    EXPLANATIONS_READ: "Read decision explanations",
+    ADMIN: "Every scope",
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling (JWT subject or API key name) and what they may do."""
+
+    subject: str
+    scopes: frozenset[str]
+    method: str  # "jwt" or "api_key"
+
+    def allows(self, scope: str) -> bool:
+        return ADMIN in self.scopes or scope in self.scopes
+
+    def missing(self, required: Iterable[str]) -> list[str]:
+        return [s for s in required if not self.allows(s)]
+
+
+def issue_token(
+    settings: GatewaySettings,
+    subject: str,
+    scopes: Iterable[str],
+    ttl: timedelta = timedelta(hours=1),
+    *,
+    now: datetime | None = None,
+) -> str:
+    """A signed HS256 bearer token for `subject` with a space-separated `scope` claim."""
+    issued = now or datetime.now(UTC)
+    claims = {
+        "sub": subject,
+        "iss": settings.jwt_issuer,
+        "iat": issued,
+        "exp": issued + ttl,
+        "scope": " ".join(dict.fromkeys(scopes)),
+    }
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
+
+
+def decode_token(settings: GatewaySettings, token: str) -> Principal:
+    """The principal of a valid token; `NotAuthenticated` saying why for any other."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            settings.jwt_secret.get_secret_value(),
+            algorithms=[ALGORITHM],
+            issuer=settings.jwt_issuer,
+            options={"require": ["exp", "iss", "sub"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise NotAuthenticated("the bearer token has expired") from exc
+    except jwt.InvalidIssuerError as exc:
+        raise NotAuthenticated("the bearer token was not issued by this gateway") from exc
+    except jwt.InvalidSignatureError as exc:
+        raise NotAuthenticated("the bearer token's signature does not verify") from exc
+    except jwt.MissingRequiredClaimError as exc:
+        raise NotAuthenticated(f"the bearer token lacks the {exc.claim!r} claim") from exc
+    except jwt.PyJWTError as exc:
+        raise NotAuthenticated("the bearer token is malformed or invalid") from exc
+    scope = claims.get("scope", "")
+    if not isinstance(scope, str) or not isinstance(claims["sub"], str):
+        raise NotAuthenticated("the bearer token's scope or subject claim is malformed")
+    return Principal(subject=claims["sub"], scopes=frozenset(scope.split()), method="jwt")
+
+
+def hash_api_key(key: str) -> str:
+    """The SHA-256 (hex) that settings store in place of an API key."""
+    return hashlib.sha256(key.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+def authenticate_api_key(settings: GatewaySettings, key: str) -> Principal:
+    """The principal of a configured key; compares every configured hash in constant time."""
+    digest = hash_api_key(key)
+    found = None
+    for configured in settings.api_keys:
+        if hmac.compare_digest(digest, configured.sha256) and found is None:
+            found = configured
+    if found is None:
+        raise NotAuthenticated("the API key is not recognised")
+    return Principal(
+        subject=f"api-key:{found.name}", scopes=frozenset(found.scopes), method="api_key"
+    )
+
+
+def verify_webhook(
+    settings: GatewaySettings,
+    *,
+    timestamp: str | None,
+    signature: str | None,
+    body: bytes,
+    now: datetime | None = None,
+) -> int:
+    """Signature first (401), then freshness (409): an unsigned request learns nothing else.
+
+    Returns the delivery's timestamp (unix seconds).
+    """
+    if not timestamp or not signature:
+        raise BadSignature("the delivery lacks its X-Alama-Timestamp or X-Alama-Signature header")
+    secret = settings.webhook_secret.get_secret_value()
+    if not signature_matches(secret, timestamp, body, signature):
+        raise BadSignature("the X-Alama-Signature does not match the timestamp and body")
+    try:
+        sent = int(timestamp.strip())
+    except ValueError as exc:
+        raise BadSignature("X-Alama-Timestamp must be unix seconds") from exc
+    moment = (now or datetime.now(UTC)).timestamp()
+    skew = moment - sent
+    if abs(skew) > settings.webhook_tolerance_seconds:
+        when = "old" if skew > 0 else "far in the future"
+        raise StaleDelivery(
+            f"the delivery is {abs(skew):.0f}s {when}; deliveries are accepted within"
+            f" {settings.webhook_tolerance_seconds}s of their timestamp"
+        )
+    return sent
+
+
+def replay_key(signature: str) -> str:
+    """The Redis key that remembers a delivery: its signature covers timestamp and body."""
+    return "gateway:webhook:seen:" + hashlib.sha256(signature.strip().encode()).hexdigest()
+
+
+def pseudonymise(settings: GatewaySettings, value: str) -> str:
+    """HMAC-SHA256 (hex) under the pseudonym key: stable per value, not reversible."""
+    key = settings.pseudonym_key.get_secret_value().encode()
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+
+
+_SEPARATORS = re.compile(r"[\s().-]")
+_PHONE = re.compile(r"\+?\d{6,15}")
+
+
+def normalise_phone(raw: str) -> str:
+    """One form per Kenyan number (``2547XXXXXXXX``); others become their bare digits.
+
+    ``0712 345 678``, ``+254712345678``, ``254712345678`` and ``712345678`` are the same
+    subscriber and must hash the same, or counterparty features would split one person in two.
+    """
+    compact = _SEPARATORS.sub("", raw)
+    if not _PHONE.fullmatch(compact):
+        raise ValueError("not a phone number: expected 6 to 15 digits, optionally after '+'")
+    digits = compact.removeprefix("+")
+    if digits.startswith("00"):
+        digits = digits[2:]  # international dialling prefix
+    if len(digits) == 10 and digits[0] == "0" and digits[1] in "17":
+        return "254" + digits[1:]
+    if len(digits) == 9 and digits[0] in "17":
+        return "254" + digits
+    return digits
+
+
+def normalise_national_id(raw: str) -> str:
+    """Trim and upper-case, so the same id typed twice hashes the same."""
+    return raw.strip().upper()
