@@ -30,7 +30,7 @@ export ALAMA_FEAST_OFFLINE_SCHEMA ?= feast
 SYSTEM_PACKAGES := redis-server postgresql-15 openjdk-17-jre-headless maven
 
 .PHONY: help setup system-packages lock protos infra-up infra-down infra-status test test-unit train \
-        test-integration test-e2e lint format demo up services-status services-down down clean
+        test-integration test-e2e lint format demo up deploy-tools charts-check services-status services-down down clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -87,6 +87,12 @@ test: infra-up ## Run unit, integration and e2e tests against the real servers, 
 
 test-unit: setup ## Unit tests only (no servers)
 	$(PY) -m pytest tests/unit
+
+deploy-tools: setup ## Install the pinned helm and kubeconform (and offline Kubernetes schemas) into .tools
+	$(PY) -m infra.deploy_tools
+
+charts-check: deploy-tools ## Lint, render and validate the Helm charts (kubeconform, offline)
+	$(PY) -m pytest -q tests/unit/deploy/test_charts.py
 
 lint: setup ## ruff and mypy
 	$(PY) -m ruff check .

@@ -1,0 +1,413 @@
+"""The Helm charts: lint, render, validate offline with kubeconform, and check what matters.
+
+The pinned helm and kubeconform (and the schemas kubeconform reads) come from
+`infra.deploy_tools`; a tool that cannot be installed fails the run, it never skips it. The charts
+are copied to a temporary folder and their file:// dependencies built there, so the checkout gets
+no vendored archives and a fresh clone needs nothing but this test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra import deploy_tools
+
+CHARTS = Path(__file__).resolve().parents[3] / "charts"
+SERVICES = ("gateway", "scoring", "explanation", "feature-store", "audit", "drift")
+GRPC_PORTS = {"scoring": 50051, "explanation": 50052}
+METRICS_PORTS = {
+    "scoring": 9103,
+    "explanation": 9104,
+    "feature-store": 9102,
+    "audit": 9105,
+    "drift": 9106,
+}
+WITH_HPA = {"gateway", "scoring"}
+WITH_PDB = {"gateway", "scoring", "explanation", "feature-store", "audit"}
+RELEASE = "alama"
+
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Helm:
+    tools: deploy_tools.DeployTools
+    charts: Path
+    env: dict[str, str]
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(self.tools.helm), *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=self.charts,
+            check=False,
+            timeout=120,
+        )
+        if check and result.returncode != 0:
+            pytest.fail(f"helm {' '.join(args)} failed:\n{result.stderr}", pytrace=False)
+        return result
+
+    def template(self, chart: str = "alama", *sets: str) -> str:
+        args = ["template", RELEASE, chart, "--namespace", "credit"]
+        for item in sets:
+            args += ["--set", item]
+        return self.run(*args).stdout
+
+    def render(self, chart: str = "alama", *sets: str) -> list[Manifest]:
+        return [doc for doc in yaml.safe_load_all(self.template(chart, *sets)) if doc]
+
+
+@pytest.fixture(scope="module")
+def tools() -> deploy_tools.DeployTools:
+    try:
+        return deploy_tools.ensure_tools()
+    except deploy_tools.ToolInstallError as exc:
+        pytest.fail(f"the deployment tools could not be installed: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def helm(tools: deploy_tools.DeployTools, tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    root = tmp_path_factory.mktemp("helm")
+    charts = root / "charts"
+    shutil.copytree(CHARTS, charts, ignore=shutil.ignore_patterns("charts", "*.tgz"))
+    env = dict(os.environ)
+    for name in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
+        env[name] = str(root / name.lower())
+    runner = Helm(tools, charts, env)
+    # Services first: the umbrella packages each service chart together with its library.
+    for chart in (*SERVICES, "alama"):
+        runner.run("dependency", "build", chart)
+    return runner
+
+
+@pytest.fixture(scope="module")
+def manifests(helm: Helm) -> list[Manifest]:
+    return helm.render()
+
+
+def of_kind(docs: list[Manifest], kind: str) -> dict[str, Manifest]:
+    """name label (the chart) -> resource."""
+    return {d["metadata"]["labels"]["app.kubernetes.io/name"]: d for d in docs if d["kind"] == kind}
+
+
+def containers(deployment: Manifest) -> Iterator[Manifest]:
+    spec = deployment["spec"]["template"]["spec"]
+    yield from spec.get("initContainers", [])
+    yield from spec["containers"]
+
+
+def env_of(deployment: Manifest) -> dict[str, Manifest]:
+    return {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+@pytest.mark.parametrize("chart", ["alama-lib", *SERVICES, "alama"])
+def test_lint(helm: Helm, chart: str) -> None:
+    result = helm.run("lint", "--strict", chart)
+    assert "0 chart(s) failed" in result.stdout
+
+
+def test_kubeconform_accepts_every_rendering(
+    helm: Helm, tools: deploy_tools.DeployTools, tmp_path: Path
+) -> None:
+    renderings = {
+        "umbrella": helm.template(),
+        "umbrella-monitored": helm.template(
+            "alama",
+            "global.serviceMonitor.enabled=true",
+            "global.otlp.endpoint=http://otel-collector:4317",
+            "scoring.bundle.initContainer.enabled=true",
+            "scoring.bundle.initContainer.image=registry.example/alama-bundle:1",
+        ),
+        **{service: helm.template(service) for service in SERVICES},
+    }
+    files = []
+    for name, text in renderings.items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        files.append(str(path))
+    result = subprocess.run(
+        [*tools.kubeconform_args(), "-summary", "-output", "text", *files],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Invalid: 0, Errors: 0, Skipped: 0" in result.stdout, result.stdout
+
+
+def test_umbrella_renders_every_service(manifests: list[Manifest]) -> None:
+    for kind in ("Deployment", "Service", "ServiceAccount", "ConfigMap", "NetworkPolicy"):
+        assert set(of_kind(manifests, kind)) == set(SERVICES), kind
+    assert set(of_kind(manifests, "HorizontalPodAutoscaler")) == WITH_HPA
+    assert set(of_kind(manifests, "PodDisruptionBudget")) == WITH_PDB
+    assert not of_kind(manifests, "ServiceMonitor"), "ServiceMonitors are off by default"
+    assert not [d for d in manifests if d["kind"] == "Secret"], "the charts never hold secrets"
+
+
+def test_pods_run_non_root_on_a_read_only_root(manifests: list[Manifest]) -> None:
+    for name, deployment in of_kind(manifests, "Deployment").items():
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert pod["automountServiceAccountToken"] is False, name
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert "emptyDir" in volumes["tmp"], name
+        for container in containers(deployment):
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True, name
+            assert security["runAsNonRoot"] is True, name
+            assert security["allowPrivilegeEscalation"] is False, name
+            assert security["capabilities"]["drop"] == ["ALL"], name
+            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+            assert mounts["/tmp"] == "tmp", name
+
+
+def test_images_default_to_the_app_version(helm: Helm, manifests: list[Manifest]) -> None:
+    for name, deployment in of_kind(manifests, "Deployment").items():
+        image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image == f"ghcr.io/alama/alama-{name}:0.1.0", image
+    pinned = of_kind(
+        helm.render("alama", "global.image.repository=r.example/x", "global.image.tag=1.2.3"),
+        "Deployment",
+    )
+    assert pinned["audit"]["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "r.example/x/alama-audit:1.2.3"
+    )
+
+
+def test_commands_match_the_services(manifests: list[Manifest]) -> None:
+    deployments = of_kind(manifests, "Deployment")
+    for name, deployment in deployments.items():
+        command = deployment["spec"]["template"]["spec"]["containers"][0]["command"]
+        assert command[:3] == ["python", "-m", f"services.{name.replace('-', '_')}"], command
+    assert deployments["audit"]["spec"]["template"]["spec"]["containers"][0]["command"][3] == "run"
+    assert deployments["drift"]["spec"]["template"]["spec"]["containers"][0]["command"][3] == "run"
+
+
+def test_grpc_services_are_probed_natively(manifests: list[Manifest]) -> None:
+    deployments = of_kind(manifests, "Deployment")
+    for name, port in GRPC_PORTS.items():
+        container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            assert container[probe]["grpc"]["port"] == port, (name, probe)
+            assert "httpGet" not in container[probe]
+    gateway = deployments["gateway"]["spec"]["template"]["spec"]["containers"][0]
+    assert gateway["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert gateway["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    for name in ("feature-store", "audit", "drift"):
+        worker = deployments[name]["spec"]["template"]["spec"]["containers"][0]
+        assert worker["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+
+
+def test_ports_and_services(manifests: list[Manifest]) -> None:
+    services = of_kind(manifests, "Service")
+    for name, metrics in METRICS_PORTS.items():
+        ports = {p["name"]: p["port"] for p in services[name]["spec"]["ports"]}
+        assert ports["metrics"] == metrics, name
+        if name in GRPC_PORTS:
+            assert ports["grpc"] == GRPC_PORTS[name]
+        else:
+            assert set(ports) == {"metrics"}, f"{name} is a worker: only its metrics port"
+    assert {p["name"]: p["port"] for p in services["gateway"]["spec"]["ports"]} == {"http": 8080}
+
+
+def test_gateway_reaches_the_grpc_services_by_their_service_names(
+    manifests: list[Manifest],
+) -> None:
+    config = of_kind(manifests, "ConfigMap")["gateway"]["data"]
+    services = {s["metadata"]["name"]: s for s in manifests if s["kind"] == "Service"}
+    for key, name in (("SCORING", "scoring"), ("EXPLANATION", "explanation")):
+        host, port = config[f"ALAMA_GATEWAY_{key}_TARGET"].split(":")
+        assert host == f"{RELEASE}-{name}"
+        assert int(port) in {p["port"] for p in services[host]["spec"]["ports"]}
+    assert config["ALAMA_GATEWAY_HOST"] == "0.0.0.0"
+
+
+def test_settings_reach_every_service(manifests: list[Manifest]) -> None:
+    configs = of_kind(manifests, "ConfigMap")
+    for name, deployment in of_kind(manifests, "Deployment").items():
+        data = configs[name]["data"]
+        for key in ("ALAMA_KAFKA_BOOTSTRAP", "ALAMA_REDIS_URL", "ALAMA_ENVIRONMENT"):
+            assert data[key], (name, key)
+        assert data["HOME"] == "/tmp"
+        env_from = deployment["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+        assert env_from == [{"configMapRef": {"name": configs[name]["metadata"]["name"]}}]
+    for name in ("scoring", "feature-store"):
+        data = configs[name]["data"]
+        for key in ("HOST", "PORT", "DB", "USER"):
+            assert data[f"ALAMA_FEAST_PG_{key}"], name
+        assert data["ALAMA_FEAST_REDIS"] and data["ALAMA_FEAST_PROJECT"], name
+    assert (
+        configs["scoring"]["data"]["ALAMA_SCORING_BUNDLE_DIR"] == "/app/artifacts/bundles/current"
+    )
+    assert (
+        configs["explanation"]["data"]["ALAMA_EXPLANATION_BUNDLE_ROOT"] == "/app/artifacts/bundles"
+    )
+    assert configs["drift"]["data"]["ALAMA_DRIFT_BUNDLE_DIR"] == "/app/artifacts/bundles/current"
+    assert configs["drift"]["data"]["FAUST_DATADIR"].startswith("/tmp/")
+
+
+def test_secrets_come_only_from_secret_key_refs(manifests: list[Manifest]) -> None:
+    expected = {
+        "gateway": {
+            "ALAMA_POSTGRES_DSN",
+            "ALAMA_GATEWAY_JWT_SECRET",
+            "ALAMA_GATEWAY_WEBHOOK_SECRET",
+            "ALAMA_GATEWAY_PSEUDONYM_KEY",
+            "ALAMA_GATEWAY_API_KEYS",
+        },
+        "scoring": {"ALAMA_POSTGRES_DSN", "ALAMA_FEAST_PG_PASSWORD"},
+        "feature-store": {"ALAMA_POSTGRES_DSN", "ALAMA_FEAST_PG_PASSWORD"},
+    }
+    configs = of_kind(manifests, "ConfigMap")
+    for name, deployment in of_kind(manifests, "Deployment").items():
+        env = env_of(deployment)
+        secret = {k for k, e in env.items() if "secretKeyRef" in e.get("valueFrom", {})}
+        assert secret == expected.get(name, {"ALAMA_POSTGRES_DSN"}), name
+        assert all("value" not in env[k] for k in secret), name
+        leaked = [
+            k for k in configs[name]["data"] if k in secret or k.endswith(("_DSN", "_SECRET"))
+        ]
+        assert not leaked, f"{name}: secret settings in the ConfigMap: {leaked}"
+    gateway = env_of(of_kind(manifests, "Deployment")["gateway"])
+    assert gateway["ALAMA_GATEWAY_JWT_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "alama-gateway",
+        "key": "jwt-secret",
+    }
+
+
+def test_secret_references_are_values(helm: Helm) -> None:
+    docs = helm.render(
+        "alama",
+        "global.secrets.postgresDsn.name=vault-pg",
+        "global.secrets.postgresDsn.key=url",
+    )
+    for name, deployment in of_kind(docs, "Deployment").items():
+        ref = env_of(deployment)["ALAMA_POSTGRES_DSN"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "vault-pg", "key": "url"}, name
+    missing = helm.run(
+        "template", RELEASE, "alama", "--set", "global.secrets.postgresDsn.name=", check=False
+    )
+    assert missing.returncode != 0
+    assert "Secret name for ALAMA_POSTGRES_DSN is required" in missing.stderr
+
+
+def test_network_policies(manifests: list[Manifest]) -> None:
+    policies = of_kind(manifests, "NetworkPolicy")
+    for name, policy in policies.items():
+        spec = policy["spec"]
+        assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == name
+        assert spec["policyTypes"] == ["Ingress", "Egress"]
+        metrics_rule = spec["ingress"][-1]
+        assert metrics_rule["from"] == [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+        ]
+        egress_ports = {p["port"] for rule in spec["egress"] for p in rule.get("ports", [])}
+        assert {53, 9092, 6379, 5432} <= egress_ports, name
+    for name in GRPC_PORTS:
+        app_rule = policies[name]["spec"]["ingress"][0]
+        assert app_rule["ports"] == [{"port": "grpc", "protocol": "TCP"}]
+        labels = [peer["podSelector"]["matchLabels"] for peer in app_rule["from"]]
+        assert labels == [
+            {"app.kubernetes.io/instance": RELEASE, "app.kubernetes.io/name": "gateway"}
+        ]
+    assert "from" not in policies["gateway"]["spec"]["ingress"][0], "the gateway is public"
+    for name in ("feature-store", "audit", "drift"):
+        assert len(policies[name]["spec"]["ingress"]) == 1, f"{name}: only metrics comes in"
+
+
+def test_network_policies_can_be_turned_off(helm: Helm) -> None:
+    docs = helm.render(
+        "alama", "global.networkPolicy.enabled=false", "gateway.networkPolicy.enabled=true"
+    )
+    assert set(of_kind(docs, "NetworkPolicy")) == {"gateway"}
+
+
+def test_autoscalers_and_disruption_budgets(manifests: list[Manifest]) -> None:
+    deployments = of_kind(manifests, "Deployment")
+    for name, hpa in of_kind(manifests, "HorizontalPodAutoscaler").items():
+        assert hpa["spec"]["scaleTargetRef"]["name"] == deployments[name]["metadata"]["name"]
+        assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+        assert "replicas" not in deployments[name]["spec"], "the autoscaler owns the replicas"
+    pdbs = of_kind(manifests, "PodDisruptionBudget")
+    assert pdbs["audit"]["spec"]["minAvailable"] == 1
+    for name, pdb in pdbs.items():
+        assert deployments[name]["spec"].get("replicas", 2) > pdb["spec"]["minAvailable"], name
+
+
+def test_service_monitors_render_when_enabled(helm: Helm) -> None:
+    docs = helm.render(
+        "alama",
+        "global.serviceMonitor.enabled=true",
+        "global.serviceMonitor.labels.release=prometheus",
+        "drift.serviceMonitor.enabled=false",
+    )
+    monitors = of_kind(docs, "ServiceMonitor")
+    services = of_kind(docs, "Service")
+    assert set(monitors) == set(SERVICES) - {"drift"}
+    for name, monitor in monitors.items():
+        assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+        assert monitor["metadata"]["labels"]["release"] == "prometheus"
+        endpoint = monitor["spec"]["endpoints"][0]
+        assert endpoint["port"] in {p["name"] for p in services[name]["spec"]["ports"]}, name
+        assert endpoint["path"] == "/metrics"
+    alone = of_kind(helm.render("scoring", "serviceMonitor.enabled=true"), "ServiceMonitor")
+    assert set(alone) == {"scoring"}
+
+
+def test_bundle_location_is_a_value(helm: Helm) -> None:
+    docs = helm.render(
+        "alama",
+        "scoring.bundle.mountPath=/models",
+        "scoring.bundle.subPath=v7",
+        "scoring.bundle.volume.persistentVolumeClaim.claimName=bundles-v7",
+    )
+    assert of_kind(docs, "ConfigMap")["scoring"]["data"]["ALAMA_SCORING_BUNDLE_DIR"] == (
+        "/models/v7"
+    )
+    pod = of_kind(docs, "Deployment")["scoring"]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["bundle"]["persistentVolumeClaim"]["claimName"] == "bundles-v7"
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "bundle")
+    assert mount == {"name": "bundle", "mountPath": "/models", "readOnly": True}
+
+    docs = helm.render(
+        "alama",
+        "scoring.bundle.initContainer.enabled=true",
+        "scoring.bundle.initContainer.image=registry.example/alama-bundle:1",
+    )
+    pod = of_kind(docs, "Deployment")["scoring"]["spec"]["template"]["spec"]
+    assert pod["initContainers"][0]["image"] == "registry.example/alama-bundle:1"
+    assert "emptyDir" in {v["name"]: v for v in pod["volumes"]}["bundle"]
+
+
+def test_config_change_rolls_the_pods(helm: Helm, manifests: list[Manifest]) -> None:
+    def checksums(docs: list[Manifest]) -> dict[str, str]:
+        return {
+            name: d["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+            for name, d in of_kind(docs, "Deployment").items()
+        }
+
+    before = checksums(manifests)
+    after = checksums(helm.render("alama", "global.kafka.bootstrap=kafka-0.kafka:9092"))
+    assert all(len(value) == 64 for value in before.values())
+    assert all(before[name] != after[name] for name in SERVICES)
+    only_scoring = checksums(helm.render("alama", "scoring.env.ALAMA_SCORING_MODEL_THREADS=4"))
+    assert {n for n in SERVICES if only_scoring[n] != before[n]} == {"scoring"}
+
+
+def test_services_can_be_left_out(helm: Helm) -> None:
+    docs = helm.render("alama", "drift.enabled=false", "audit.enabled=false")
+    assert set(of_kind(docs, "Deployment")) == set(SERVICES) - {"drift", "audit"}

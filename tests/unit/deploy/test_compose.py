@@ -1,0 +1,504 @@
+"""docker-compose.yml and the service Dockerfiles, checked without Docker.
+
+The Compose file is validated against the Compose Specification's JSON schema as shipped by the
+reference implementation, the Go module github.com/compose-spec/compose-go/v2 (its
+`schema/compose-spec.json`), fetched once from the Go module proxy (`GOPROXY`, default
+https://proxy.golang.org), checked against a pinned SHA-256 and cached under the run folder.
+No network there fails the test, as a missing server does; it never skips.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import io
+import json
+import os
+import re
+import tomllib
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from fnmatch import fnmatchcase
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from infra.local import FEAST_USER, PG_DATABASE, PG_USER
+from infra.supervisor import BY_NAME
+
+REPO = Path(__file__).resolve().parents[3]
+COMPOSE_FILE = REPO / "docker-compose.yml"
+
+COMPOSE_GO_MODULE = "github.com/compose-spec/compose-go/v2"
+COMPOSE_GO_VERSION = "v2.16.2"
+COMPOSE_GO_ZIP_SHA256 = "75410c9723430b920592093014fc53641f6207e01b52c016c848ba62bf2da805"
+COMPOSE_SPEC_SHA256 = "f266dcbb043229405d7cedd5aec918f9102c2b3d5e3850808fdd8edd564a43ff"
+
+#: the six deployables, as the supervisor knows them (a seventh needs a Dockerfile too)
+SERVICES = tuple(BY_NAME)
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("ALAMA_RUN_DIR", REPO / ".run")).resolve() / "cache"
+
+
+def _module_proxy() -> str:
+    for entry in re.split(r"[,|]", os.environ.get("GOPROXY", "")):
+        if entry.startswith(("https://", "http://")):
+            return entry.rstrip("/")
+    return "https://proxy.golang.org"
+
+
+def compose_spec_schema() -> dict[str, Any]:
+    """The Compose Specification schema of compose-go at the pinned version (cached)."""
+    cached = _cache_dir() / f"compose-spec-{COMPOSE_GO_VERSION}.json"
+    if cached.exists() and hashlib.sha256(cached.read_bytes()).hexdigest() == COMPOSE_SPEC_SHA256:
+        return json.loads(cached.read_bytes())
+    url = f"{_module_proxy()}/{COMPOSE_GO_MODULE}/@v/{COMPOSE_GO_VERSION}.zip"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            archive = response.read()
+    except OSError as exc:
+        pytest.fail(f"cannot fetch the Compose Specification schema from {url}: {exc}")
+    assert hashlib.sha256(archive).hexdigest() == COMPOSE_GO_ZIP_SHA256, f"{url} changed"
+    member = f"{COMPOSE_GO_MODULE}@{COMPOSE_GO_VERSION}/schema/compose-spec.json"
+    schema = zipfile.ZipFile(io.BytesIO(archive)).read(member)
+    assert hashlib.sha256(schema).hexdigest() == COMPOSE_SPEC_SHA256
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(schema)
+    return json.loads(schema)
+
+
+@cache
+def compose() -> dict[str, Any]:
+    loaded = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def compose_services() -> dict[str, dict[str, Any]]:
+    return compose()["services"]
+
+
+def dockerfile(name: str) -> Path:
+    return REPO / "services" / name / "Dockerfile"
+
+
+def compose_service_of(name: str) -> tuple[str, dict[str, Any]]:
+    """The one compose service that runs `name` (an image tag, not the one-shot jobs)."""
+    wanted = f"services/{name}/Dockerfile"
+    found = [
+        (key, svc)
+        for key, svc in compose_services().items()
+        if svc.get("build", {}).get("dockerfile") == wanted and "image" in svc
+    ]
+    assert len(found) == 1, f"expected one compose service built from {wanted}, got {found}"
+    return found[0]
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
+    result: list[tuple[str, str]] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line = pending + line
+        pending = ""
+        keyword, _, args = line.partition(" ")
+        result.append((keyword.upper(), args.strip()))
+    return result
+
+
+def stage_instructions(path: Path, stage: str) -> list[tuple[str, str]]:
+    """The instructions of the last stage (`runtime` section and the service's own part)."""
+    found: list[tuple[str, str]] = []
+    inside = False
+    for keyword, args in instructions(path):
+        if keyword == "FROM":
+            inside = args.endswith(f" AS {stage}") or args.endswith(f" as {stage}")
+        if inside:
+            found.append((keyword, args))
+    return found
+
+
+def cmd(path: Path) -> list[str]:
+    commands = [json.loads(args) for keyword, args in instructions(path) if keyword == "CMD"]
+    assert len(commands) == 1, f"{path}: expected one CMD in exec form"
+    return commands[0]
+
+
+def service_settings_defaults(name: str) -> dict[str, Any]:
+    """Defaults of the service's settings class (its ports), read from the class, not the env."""
+    from pydantic_settings import BaseSettings
+
+    from services.common.settings import ServiceSettings
+
+    module = __import__(f"services.{name}.settings", fromlist=["_"])
+    classes = [
+        obj
+        for obj in vars(module).values()
+        if isinstance(obj, type)
+        and issubclass(obj, ServiceSettings)
+        and obj is not ServiceSettings
+        and issubclass(obj, BaseSettings)
+    ]
+    assert len(classes) == 1, f"services.{name}.settings: expected one settings class"
+    return {key: field.default for key, field in classes[0].model_fields.items()}
+
+
+def service_ports(name: str) -> set[int]:
+    defaults = service_settings_defaults(name)
+    return {
+        int(defaults[key]) for key in ("port", "grpc_port", "metrics_port") if defaults.get(key)
+    }
+
+
+# ---- the Compose file -------------------------------------------------------------------------
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    schema = compose_spec_schema()
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    errors = sorted(
+        validator_class(schema).iter_errors(compose()), key=lambda e: list(e.absolute_path)
+    )
+    assert not errors, "\n".join(
+        f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors
+    )
+
+
+def test_every_service_is_built_from_its_own_dockerfile() -> None:
+    on_disk = {p.parent.name for p in (REPO / "services").glob("*/Dockerfile")}
+    assert on_disk == set(SERVICES), "one Dockerfile per deployable service, no strays"
+    for name in SERVICES:
+        key, svc = compose_service_of(name)
+        assert svc["build"]["context"] == ".", f"{key}: the build context is the repository root"
+        assert dockerfile(name).is_file()
+
+
+def test_every_build_points_at_an_existing_dockerfile() -> None:
+    for key, svc in compose_services().items():
+        if "build" in svc:
+            build = svc["build"]
+            context = (REPO / build.get("context", ".")).resolve()
+            assert context == REPO, f"{key}: build from the repository root"
+            assert (context / build.get("dockerfile", "Dockerfile")).is_file(), key
+        else:
+            image = svc.get("image", "")
+            assert re.search(r":[\w][\w.-]*$", image) and not image.endswith(":latest"), (
+                f"{key}: pin the image tag ({image!r})"
+            )
+
+
+def test_depends_on_names_real_services_with_the_state_they_wait_for() -> None:
+    services = compose_services()
+    for key, svc in services.items():
+        for target, rule in svc.get("depends_on", {}).items():
+            assert target in services, f"{key} depends on unknown service {target}"
+            assert target != key
+            condition = rule["condition"]
+            other = services[target]
+            if condition == "service_healthy":
+                image_check = "build" in other and any(
+                    k == "HEALTHCHECK" for k, _ in instructions(REPO / other["build"]["dockerfile"])
+                )
+                assert ("healthcheck" in other and not other["healthcheck"].get("disable")) or (
+                    image_check
+                ), f"{key} waits for {target} to be healthy, but it has no healthcheck"
+            elif condition == "service_completed_successfully":
+                assert other.get("restart") == "no", f"{target} is a one-shot job"
+            else:
+                assert condition == "service_started", f"{key} -> {target}: {condition}"
+
+
+def test_the_services_wait_for_their_servers_and_the_topics() -> None:
+    for name in SERVICES:
+        key, svc = compose_service_of(name)
+        needs = svc["depends_on"]
+        assert needs["kafka"]["condition"] == "service_healthy", key
+        assert needs["topics-init"]["condition"] == "service_completed_successfully", key
+    _, gateway = compose_service_of("gateway")
+    for upstream in ("scoring", "explanation"):
+        key, _ = compose_service_of(upstream)
+        assert gateway["depends_on"][key]["condition"] == "service_healthy"
+
+
+def test_services_reach_each_other_by_compose_name() -> None:
+    services = compose_services()
+    for name in SERVICES:
+        key, svc = compose_service_of(name)
+        env = svc["environment"]
+        host, port = env["ALAMA_KAFKA_BOOTSTRAP"].split(":")
+        assert host in services and host == "kafka", key
+        assert env["ALAMA_OTLP_ENDPOINT"].split(":")[0] in services, key
+    _, gateway = compose_service_of("gateway")
+    for target, upstream in (("SCORING", "scoring"), ("EXPLANATION", "explanation")):
+        host, port = gateway["environment"][f"ALAMA_GATEWAY_{target}_TARGET"].split(":")
+        key, _ = compose_service_of(upstream)
+        assert host == key
+        assert int(port) == service_settings_defaults(upstream)["grpc_port"]
+
+
+def test_topics_job_runs_the_declared_topic_list() -> None:
+    job = compose_services()["topics-init"]
+    script = " ".join(job["command"])
+    assert "from services.common.topics import ensure_topics" in script
+    from services.common.topics import ensure_topics  # noqa: F401  (the import the job runs)
+
+
+def test_postgres_init_creates_what_infra_local_bootstraps() -> None:
+    sql = compose()["configs"]["postgres-init"]["content"]
+    assert f"CREATE ROLE {PG_USER} LOGIN" in sql
+    assert re.search(rf"CREATE ROLE {FEAST_USER} LOGIN .* IN ROLE {PG_USER};", sql)
+    assert f"ALTER ROLE {FEAST_USER} SET enable_nestloop = off;" in sql
+    assert f"CREATE DATABASE {PG_DATABASE} OWNER {PG_USER};" in sql
+    postgres = compose_services()["postgres"]
+    assert any(
+        c["source"] == "postgres-init" and c["target"].startswith("/docker-entrypoint-initdb.d/")
+        for c in postgres["configs"]
+    )
+
+
+def test_bind_mounted_files_exist() -> None:
+    for key, svc in compose_services().items():
+        for volume in svc.get("volumes", []):
+            source = volume["source"] if isinstance(volume, dict) else volume.split(":")[0]
+            if source.startswith("./"):
+                assert (REPO / source).exists(), f"{key} mounts missing {source}"
+
+
+def test_bundle_mount_matches_the_image_paths() -> None:
+    for name, setting in (
+        ("scoring", "ALAMA_SCORING_BUNDLE_DIR"),
+        ("explanation", "ALAMA_EXPLANATION_BUNDLE_ROOT"),
+        ("drift", "ALAMA_DRIFT_BUNDLE_DIR"),
+    ):
+        _, svc = compose_service_of(name)
+        targets = [v["target"] for v in svc["volumes"] if isinstance(v, dict)]
+        assert any(svc["environment"][setting].startswith(t) for t in targets), name
+        assert all(v.get("read_only") for v in svc["volumes"] if isinstance(v, dict)), name
+
+
+# ---- the Dockerfiles --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_dockerfile_cmd_runs_the_service_module(name: str) -> None:
+    command = cmd(dockerfile(name))
+    assert command[:2] == ["python", "-m"], command
+    module = command[2]
+    assert module == f"services.{name}"
+    main = REPO / "services" / name / "__main__.py"
+    assert main.is_file()
+    needs_command, commands = cli_commands(main)
+    if needs_command:
+        assert command[3:4] and command[3] in commands, f"{command} names no command of {main}"
+    else:
+        assert not command[3:] or command[3] in commands, command
+
+
+def cli_commands(main: Path) -> tuple[bool, set[str]]:
+    """Whether the module's typer app needs a command (no_args_is_help), and the commands it has."""
+    tree = ast.parse(main.read_text())
+    needs_command = False
+    commands: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "Typer":
+            needs_command |= any(
+                k.arg == "no_args_is_help" and getattr(k.value, "value", False)
+                for k in node.keywords
+            )
+        if isinstance(node, ast.FunctionDef):
+            for decorator in node.decorator_list:
+                if (
+                    isinstance(decorator, ast.Call)
+                    and getattr(decorator.func, "attr", "") == "command"
+                ):
+                    named = [
+                        a.value
+                        for a in decorator.args
+                        if isinstance(a, ast.Constant) and isinstance(a.value, str)
+                    ]
+                    commands.add(named[0] if named else node.name.replace("_", "-"))
+    return needs_command, commands
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_runtime_image_is_non_root_exposes_its_ports_and_checks_health(name: str) -> None:
+    runtime = stage_instructions(dockerfile(name), "runtime")
+    users = [args for keyword, args in runtime if keyword == "USER"]
+    assert users and users[-1].split(":")[0] not in {"0", "root"}, "run as a non-root user"
+    exposed = {int(p) for k, args in runtime if k == "EXPOSE" for p in args.split()}
+    assert exposed == service_ports(name)
+    checks = [args for keyword, args in runtime if keyword == "HEALTHCHECK"]
+    assert len(checks) == 1 and "CMD" in checks[0]
+    assert any(str(port) in checks[0] for port in exposed)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_runtime_image_copies_only_what_the_service_imports(name: str) -> None:
+    copies = [args for k, args in stage_instructions(dockerfile(name), "runtime") if k == "COPY"]
+    sources = {args.split()[0] for args in copies if not args.startswith("--from")}
+    wanted = {"services/__init__.py", "services/common", f"services/{name}"}
+    if "services.common.feast_config" in imported_modules(REPO / "services" / name):
+        wanted.add("feature_repo")
+    assert sources == wanted
+    # a service may import the shared library and itself only: nothing else is in its image
+    for module in imported_modules(REPO / "services" / name):
+        if module.startswith("services."):
+            assert module.split(".")[1] in {"common", name}, f"services.{name} imports {module}"
+    assert any(args.startswith("--from=deps /opt/venv") for args in copies)
+
+
+def test_dockerfiles_share_everything_but_the_service_section() -> None:
+    def common_part(name: str) -> str:
+        text = dockerfile(name).read_text()
+        start = text.index("ARG PYTHON_IMAGE")
+        end = text.index(f"# ---- {name}\n")
+        return text[start:end]
+
+    first, *rest = SERVICES
+    for name in rest:
+        assert common_part(name) == common_part(first), f"{name}'s shared stages drifted"
+
+
+def test_dockerfiles_pin_the_makefiles_uv_and_install_the_lock() -> None:
+    makefile_uv = re.search(r"^UV_VERSION := (\S+)$", (REPO / "Makefile").read_text(), re.M)
+    assert makefile_uv
+    for name in SERVICES:
+        steps = instructions(dockerfile(name))
+        assert ("ARG", f"UV_VERSION={makefile_uv.group(1)}") in steps, name
+        syncs = [args for k, args in steps if k == "RUN" and "uv sync" in args]
+        assert len(syncs) == 1 and "--frozen" in syncs[0] and "--no-dev" in syncs[0], name
+        base = [args for k, args in steps if k == "ARG" and args.startswith("PYTHON_IMAGE=")]
+        assert base and re.fullmatch(r"PYTHON_IMAGE=python:3\.11\.\d+-slim-\w+", base[0]), name
+
+
+def _lock_graph() -> dict[str, list[tuple[str, tuple[str, ...]]]]:
+    lock = tomllib.loads((REPO / "uv.lock").read_text())
+    graph: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    for package in lock["package"]:
+        edges = [(d["name"], tuple(d.get("extra", []))) for d in package.get("dependencies", [])]
+        for extra, deps in package.get("optional-dependencies", {}).items():
+            edges += [(d["name"], (f"@{extra}", *d.get("extra", []))) for d in deps]
+        graph[package["name"]] = edges
+    return graph
+
+
+def _runtime_closure(
+    graph: dict[str, list[tuple[str, tuple[str, ...]]]], skip: set[str]
+) -> set[str]:
+    """Packages `uv sync --no-dev` installs (all platforms' markers kept), minus `skip`'s."""
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    stack = list(graph["alama"])
+    while stack:
+        name, extras = stack.pop()
+        if name in skip or (name, extras) in seen:
+            continue
+        seen.add((name, extras))
+        for dep, dep_extras in graph[name]:
+            if dep_extras[:1] and dep_extras[0].startswith("@"):
+                if dep_extras[0][1:] not in extras:
+                    continue
+                dep_extras = dep_extras[1:]
+            stack.append((dep, dep_extras))
+    return {name for name, _ in seen}
+
+
+def training_only_packages() -> set[str]:
+    common = dockerfile(SERVICES[0]).read_text()
+    match = re.search(r'ARG TRAINING_ONLY_PACKAGES="([^"]*)"', common)
+    assert match
+    return set(match.group(1).replace("\\", " ").split())
+
+
+def test_images_leave_out_exactly_what_only_pytorch_needs() -> None:
+    graph = _lock_graph()
+    everything = _runtime_closure(graph, set())
+    without_torch = _runtime_closure(graph, {"torch"})
+    assert training_only_packages() == everything - without_torch
+
+
+def test_no_service_imports_a_package_the_images_leave_out() -> None:
+    left_out = {name.split("-")[0].replace("-", "_") for name in training_only_packages()}
+    for name in SERVICES:
+        for root in (REPO / "services" / name, REPO / "services" / "common"):
+            imported = {m.split(".")[0] for m in imported_modules(root)}
+            assert not imported & left_out, f"{root} imports {imported & left_out}"
+    assert not {m.split(".")[0] for m in imported_modules(REPO / "feature_repo")} & left_out
+
+
+def imported_modules(root: Path) -> set[str]:
+    """Every module imported anywhere under `root` (lazy imports inside functions included)."""
+    found: set[str] = set()
+    for path in _python_files(root):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module)
+    return found
+
+
+def _python_files(root: Path) -> Iterator[Path]:
+    for path in sorted(root.rglob("*.py")):
+        if "protos" not in path.relative_to(REPO).parts:
+            yield path
+
+
+# ---- .dockerignore ----------------------------------------------------------------------------
+
+
+def _ignored(path: str, patterns: list[str]) -> bool:
+    """Docker's rule: the last pattern matching the path or one of its parents decides."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    verdict = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        glob = pattern.lstrip("!").strip("/")
+        if any(fnmatchcase(c, glob) or fnmatchcase(c, glob.replace("**/", "")) for c in candidates):
+            verdict = not negate
+    return verdict
+
+
+def test_dockerignore_sends_the_build_only_what_the_images_copy() -> None:
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    needed = [
+        "pyproject.toml",
+        "uv.lock",
+        "services/__init__.py",
+        "feature_repo/feature_store.yaml",
+    ]
+    needed += [str(p.relative_to(REPO)) for p in _python_files(REPO / "services" / "common")]
+    for name in SERVICES:
+        needed += [f"services/{name}/__main__.py", f"services/{name}/settings.py"]
+    for path in needed:
+        assert not _ignored(path, patterns), f".dockerignore drops {path}"
+    for path in (
+        ".git/HEAD",
+        ".venv/bin/python",
+        "artifacts/bundles/current/gbm.onnx",
+        "tests/conftest.py",
+        "training/lstm.py",
+        "services/common/__pycache__/settings.cpython-311.pyc",
+        "alama-drift-it-1-data/v1/tables",
+    ):
+        assert _ignored(path, patterns), f".dockerignore sends {path} to the builder"
