@@ -86,7 +86,9 @@ def _grpc_probe(key: str, default: int) -> Callable[[Mapping[str, str]], str | N
 
 #: In start order: a service comes after what it calls.
 SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec("feature_store", ("run",), _metrics_probe("ALAMA_FEATURE_STORE_METRICS_PORT", 9102)),
+    ServiceSpec(
+        "feature_store", ("run",), _metrics_probe("ALAMA_FEATURE_STORE_METRICS_PORT", 9102)
+    ),
     ServiceSpec("scoring", (), _grpc_probe("ALAMA_SCORING_GRPC_PORT", 50051)),
     ServiceSpec("explanation", (), _grpc_probe("ALAMA_EXPLANATION_GRPC_PORT", 50052)),
     ServiceSpec("audit", ("run",), _metrics_probe("ALAMA_AUDIT_METRICS_PORT", 9105)),
