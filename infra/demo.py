@@ -1,175 +1,411 @@
-"""`make demo` until the main job exists: exercise what is built, say plainly what is not.
+"""`make demo`: the whole system end to end on this machine, with a live view and a summary.
 
-Everything shown is measured live against the local servers; nothing is invented.
+Servers up, a promoted model (trained on the quick profile when none exists), the six services as
+supervised processes, then the simulator plays core banking and the mobile-money provider at a
+steady rate while the terminal shows what the services report. Every number on screen is read
+back from the services themselves (their Prometheus endpoints, the audit chain, the gateway's
+API, the trace file), never from the simulator's own counts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 import sys
 import time
-import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient
-from opentelemetry import trace
-from rich.console import Console
+import asyncpg
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
 from rich.table import Table
 
-from infra import local
-from services.common.envelope import wrap
-from services.common.kafka import EventConsumer, Route, create_producer, publish
-from services.common.postgres import create_pool
-from services.common.protos.alama.events.v1.applications_pb2 import (
-    LOAN_PRODUCT_DEVELOPMENT,
-    LoanApplicationSubmitted,
-)
-from services.common.redis_store import create_redis
-from services.common.settings import ServiceSettings
-from services.common.telemetry import setup_tracing
-from services.common.topics import TopicSpec, all_topics, ensure_topics
+from infra import local, supervisor
+from services.common.settings import InfraSettings
+from services.common.topics import CREDIT_DECISIONS, CREDIT_EXPLANATIONS, LOAN_APPLICATIONS
 
 console = Console()
-
-BUNDLE = Path(__file__).resolve().parents[1] / "artifacts" / "bundles" / "current"
-MISSING = [
-    ("gateway, feature_store and explanation services; the demo running all six", "issue 4"),
-    ("simulator, live terminal view, compose stack, Helm charts, benchmarks", "issue 5"),
-]
-
-
-async def round_trip(settings: ServiceSettings, count: int) -> tuple[int, float, str]:
-    """Publish `count` applications to a demo topic and consume them back through a group."""
-    spec = TopicSpec(f"demo.roundtrip.{uuid.uuid4().hex[:8]}", partitions=3, retention_days=1)
-    await ensure_topics(settings.infra.kafka_bootstrap, [spec])
-    producer = create_producer(settings.infra, client_id="demo")
-    await producer.start()
-    tracer = trace.get_tracer("demo")
-    started = time.perf_counter()
-    with tracer.start_as_current_span("demo submit") as span:
-        trace_id = f"{span.get_span_context().trace_id:032x}"
-        futures = [
-            await publish(
-                producer,
-                spec.name,
-                wrap(
-                    LoanApplicationSubmitted(
-                        application_id=f"demo-{i}",
-                        member_id=f"demo-member-{i % 50}",
-                        product=LOAN_PRODUCT_DEVELOPMENT,
-                        amount_kes=10_000 + 250 * i,
-                        term_months=12,
-                    ),
-                    producer="demo",
-                    subject=f"demo-{i}",
-                ),
-            )
-            for i in range(count)
-        ]
-        await asyncio.gather(*futures)
-    await producer.stop()
-
-    seen: set[str] = set()
-    traced = 0
-    done = asyncio.Event()
-
-    async def handle(event, record) -> None:  # type: ignore[no-untyped-def]
-        nonlocal traced
-        seen.add(event.event_id)
-        if f"{trace.get_current_span().get_span_context().trace_id:032x}" == trace_id:
-            traced += 1
-        if len(seen) >= count:
-            done.set()
-
-    consumer = EventConsumer(
-        settings,
-        group_id=f"demo-{uuid.uuid4().hex[:8]}",
-        routes={spec.name: Route((LoanApplicationSubmitted,), handle)},
-    )
-    await consumer.start()
-    task = asyncio.create_task(consumer.run())
-    await asyncio.wait_for(done.wait(), timeout=60)
-    await consumer.stop()
-    await task
-    elapsed = time.perf_counter() - started
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.infra.kafka_bootstrap)
-    await admin.start()
-    await admin.delete_topics([spec.name, spec.dead_letter.name])
-    await admin.close()
-    return traced, elapsed, trace_id
+REPO = local.REPO
+BUNDLE = REPO / "artifacts" / "bundles" / "current"
+GATEWAY = os.environ.get("ALAMA_DEMO_GATEWAY", "http://127.0.0.1:8080")
+API_KEY = {"X-API-Key": os.environ.get("ALAMA_DEMO_API_KEY", "dev-partner-key")}
+METRICS = {
+    "gateway": f"{GATEWAY}/metrics",
+    "feature_store": "http://127.0.0.1:9102/metrics",
+    "scoring": "http://127.0.0.1:9103/metrics",
+    "explanation": "http://127.0.0.1:9104/metrics",
+    "audit": "http://127.0.0.1:9105/metrics",
+    "drift": "http://127.0.0.1:9106/metrics",
+}
+AUDIT_SCHEMA = "audit"
+BANDS = ("approve", "review", "decline")
 
 
-async def stores(settings: ServiceSettings) -> tuple[str, str]:
-    redis = create_redis(settings.infra)
-    await redis.set("demo:ping", "pong", ex=30)
-    redis_answer = (await redis.get("demo:ping")).decode()
-    await redis.aclose()
-    pool = await create_pool(settings.infra, max_size=1)
-    version = await pool.fetchval("SHOW server_version")
-    await pool.close()
-    return redis_answer, version
+def _step(title: str) -> None:
+    console.rule(f"[bold cyan]{title}")
 
 
-def show_bundle() -> None:
-    """The promoted model bundle's measured test metrics, or how to make one."""
-    if not (BUNDLE / "metrics.json").exists():
-        console.print("No model bundle yet: `make train` (PROFILE=quick by default) builds one.")
-        return
+def _run(command: list[str], what: str) -> None:
+    """Run a set-up command with its output streaming to the terminal; stop the demo if it fails."""
+    console.print(f"[dim]$ {' '.join(command)}[/]")
+    result = subprocess.run(command, cwd=REPO)
+    if result.returncode != 0:
+        console.print(f"[bold red]{what} failed (exit {result.returncode}); see the output above")
+        sys.exit(result.returncode)
+
+
+def ensure_model() -> dict[str, Any]:
+    """The promoted bundle's manifest; trains the quick profile first when there is none."""
+    if not (BUNDLE / "manifest.json").exists():
+        console.print("no promoted model yet: training the quick profile (a few minutes)")
+        _run([sys.executable, "-m", "training", "all", "--profile", "quick"], "training")
     manifest = json.loads((BUNDLE / "manifest.json").read_text())
-    metrics = json.loads((BUNDLE / "metrics.json").read_text())["test"]
-    table = Table(title=f"Promoted model bundle {manifest['version']} (test split)")
-    for col in ("model", "AUC", "KS", "Brier", "ECE"):
-        table.add_column(col)
-    for model, m in metrics.items():
-        table.add_row(model, *(f"{m[k]:.4f}" for k in ("auc", "ks", "brier", "ece")))
+    metrics = json.loads((BUNDLE / "metrics.json").read_text())
+    test = metrics.get("test", {})
+    auc = test.get("ensemble", {}).get("auc")
+    oracle = test.get("oracle", {}).get("auc")
+    console.print(
+        f"model [bold]{manifest['version']}[/]"
+        + (f": test AUC {auc:.4f} (oracle {oracle:.4f})" if auc and oracle else "")
+    )
+    return manifest
+
+
+# ---------------------------------------------------------------------------------------- live
+
+
+def _scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    try:
+        text = httpx.get(url, timeout=1.0).text
+    except httpx.HTTPError:
+        return {}
+    samples: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[sample.name].append((dict(sample.labels), float(sample.value)))
+    return samples
+
+
+def _histogram_quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
+    """Prometheus' histogram_quantile on cumulative (le, count) pairs, in the buckets' unit."""
+    buckets = sorted(buckets)
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    rank = q * buckets[-1][1]
+    previous_le, previous_count = 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if le == float("inf"):
+                return previous_le
+            width = le - previous_le
+            inside = count - previous_count
+            return previous_le + width * ((rank - previous_count) / inside if inside else 0.0)
+        previous_le, previous_count = le, count
+    return previous_le
+
+
+@dataclass
+class Snapshot:
+    """What the services report right now."""
+
+    decisions: dict[str, float] = field(default_factory=dict)
+    gateway_p50_ms: float | None = None
+    gateway_p99_ms: float | None = None
+    lag: dict[str, float] = field(default_factory=dict)
+    psi: dict[str, float] = field(default_factory=dict)
+    dead_letters: float = 0.0
+    audited: int = 0
+    explained: int = 0
+    pipeline_p50_ms: float | None = None
+    pipeline_p99_ms: float | None = None
+
+
+def read_metrics(snapshot: Snapshot) -> None:
+    scoring = _scrape(METRICS["scoring"])
+    snapshot.decisions = defaultdict(float)
+    for labels, value in scoring.get("alama_scoring_decisions_total", []):
+        snapshot.decisions[labels.get("band", "?")] += value
+    gateway = _scrape(METRICS["gateway"])
+    buckets: dict[float, float] = defaultdict(float)
+    for labels, value in gateway.get("alama_http_request_seconds_bucket", []):
+        if labels.get("route", "").startswith("/v1/"):
+            buckets[float(labels["le"])] += value
+    pairs = list(buckets.items())
+    p50, p99 = _histogram_quantile(pairs, 0.5), _histogram_quantile(pairs, 0.99)
+    snapshot.gateway_p50_ms = None if p50 is None else p50 * 1e3
+    snapshot.gateway_p99_ms = None if p99 is None else p99 * 1e3
+    snapshot.lag, snapshot.dead_letters = {}, 0.0
+    for service in ("feature_store", "scoring", "explanation", "audit"):
+        samples = scoring if service == "scoring" else _scrape(METRICS[service])
+        lags = samples.get("alama_consumer_lag", [])
+        snapshot.lag[service] = sum(v for _l, v in lags)
+        snapshot.dead_letters += sum(
+            v
+            for labels, v in samples.get("alama_events_consumed_total", [])
+            if labels.get("outcome") == "dead_lettered"
+        )
+    drift = _scrape(METRICS["drift"])
+    snapshot.psi = {
+        labels["subject"]: value
+        for labels, value in drift.get("alama_drift_psi", [])
+        if "subject" in labels
+    }
+
+
+async def read_audit(snapshot: Snapshot, infra: InfraSettings, run_id: str) -> None:
+    conn = await asyncpg.connect(infra.postgres_dsn)
+    try:
+        counts = dict(
+            await conn.fetch(
+                f"SELECT topic, count(*) FROM {AUDIT_SCHEMA}.events"
+                " WHERE application_id LIKE $1 GROUP BY topic",
+                run_id + "-%",
+            )
+        )
+        snapshot.audited = int(counts.get(CREDIT_DECISIONS, 0))
+        snapshot.explained = int(counts.get(CREDIT_EXPLANATIONS, 0))
+        row = await conn.fetchrow(
+            f"""
+            SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50,
+                   percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99
+            FROM (SELECT extract(epoch FROM d.recorded_at - a.occurred_at) * 1000 AS ms
+                  FROM {AUDIT_SCHEMA}.events d
+                  JOIN {AUDIT_SCHEMA}.events a
+                    ON a.application_id = d.application_id AND a.topic = $1
+                  WHERE d.topic = $2 AND d.application_id LIKE $3) AS latencies
+            """,
+            LOAN_APPLICATIONS,
+            CREDIT_DECISIONS,
+            run_id + "-%",
+        )
+    except asyncpg.UndefinedTableError:
+        return
+    finally:
+        await conn.close()
+    if row is not None:
+        snapshot.pipeline_p50_ms, snapshot.pipeline_p99_ms = row["p50"], row["p99"]
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f} ms"
+
+
+def render(snapshot: Snapshot, simulator: Any, sent: int) -> Group:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold", width=28)
+    table.add_column()
+    table.add_row("applications sent", f"{sent:,}")
+    bands = " · ".join(f"{b} {int(snapshot.decisions.get(b, 0)):,}" for b in BANDS)
+    table.add_row("decisions by band (scoring)", bands)
+    table.add_row("decisions audited", f"{snapshot.audited:,} (explained {snapshot.explained:,})")
+    table.add_row(
+        "gateway latency p50 / p99",
+        f"{_ms(snapshot.gateway_p50_ms)} / {_ms(snapshot.gateway_p99_ms)}",
+    )
+    table.add_row(
+        "application→audit p50 / p99",
+        f"{_ms(snapshot.pipeline_p50_ms)} / {_ms(snapshot.pipeline_p99_ms)}",
+    )
+    table.add_row("consumer lag", " · ".join(f"{k} {int(v):,}" for k, v in snapshot.lag.items()))
+    score_psi = snapshot.psi.get("score")
+    band_psi = snapshot.psi.get("band")
+    table.add_row(
+        "PSI score / band mix",
+        ("-" if score_psi is None else f"{score_psi:.3f}")
+        + " / "
+        + ("-" if band_psi is None else f"{band_psi:.3f}")
+        + ("  (drift fills a window first)" if score_psi is None else ""),
+    )
+    table.add_row("dead letters", f"{int(snapshot.dead_letters):,}")
+    return Group(simulator, Panel(table, title="what the services report", border_style="cyan"))
+
+
+# ------------------------------------------------------------------------------------- phases
+
+
+async def simulate_live(
+    infra: InfraSettings, profile: str, applications: int, rate: float
+) -> tuple[Any, Snapshot]:
+    """Run the simulator and refresh the live view every second until everything is audited."""
+    from services.simulator.run import LiveStatus, SimulationOptions, simulate
+    from services.simulator.settings import SimulatorSettings
+
+    settings = SimulatorSettings(profile=profile, infra=infra)
+    status = LiveStatus()
+    snapshot = Snapshot()
+    options = SimulationOptions(applications=applications, rate=rate)
+    run = asyncio.create_task(simulate(settings, options, live=status))
+    run_id = ""
+    deadline: float | None = None
+    with Live(render(snapshot, status, 0), console=console, refresh_per_second=2) as live:
+        while True:
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(read_metrics, snapshot)
+            sent = sum(p.accepted for p in status.phases if p.name == "applications")
+            if run.done():
+                summary = run.result()
+                run_id = summary.run_id
+                await read_audit(snapshot, infra, run_id)
+                sent = summary.applications.accepted
+                deadline = deadline or time.monotonic() + 120
+                done = snapshot.audited >= sent and snapshot.explained >= sent
+                live.update(render(snapshot, status, sent))
+                if done or time.monotonic() > deadline:
+                    return summary, snapshot
+            else:
+                live.update(render(snapshot, status, sent))
+
+
+async def example(infra: InfraSettings, run_id: str, trace_file: Path) -> None:
+    """One application followed through the API and through its trace."""
+    conn = await asyncpg.connect(infra.postgres_dsn)
+    try:
+        row = await conn.fetchrow(
+            f"SELECT application_id, trace_id, payload_doc->>'decision_id' AS decision_id"
+            f" FROM {AUDIT_SCHEMA}.events WHERE topic = $1 AND application_id LIKE $2"
+            " ORDER BY seq LIMIT 1",
+            CREDIT_DECISIONS,
+            run_id + "-%",
+        )
+    finally:
+        await conn.close()
+    if row is None:
+        console.print("[red]no decision was audited, so there is no example to show")
+        return
+    async with httpx.AsyncClient(base_url=GATEWAY, headers=API_KEY, timeout=5) as client:
+        decision = (await client.get(f"/v1/decisions/{row['decision_id']}")).json()
+        explanation = (await client.get(f"/v1/decisions/{row['decision_id']}/explanation")).json()
+    console.print(
+        f"application [bold]{row['application_id']}[/]: score {decision.get('score')},"
+        f" PD {decision.get('probability_of_default', 0):.3f}, band {decision.get('band')}"
+    )
+    for reason in explanation.get("reasons", [])[:4]:
+        console.print(f"  • {reason.get('description')}")
+    spans = await asyncio.to_thread(trace_spans, trace_file, row["trace_id"])
+    table = Table("service", "span", "start", "ms", title=f"trace {row['trace_id']}")
+    spans.sort(key=lambda s: s["start_time"])
+    first = spans[0]["start_time"] if spans else ""
+    for span in spans:
+        service = span["resource"]["attributes"].get("service.name", "?")
+        start = _iso_seconds(span["start_time"]) - _iso_seconds(first)
+        took = _iso_seconds(span["end_time"]) - _iso_seconds(span["start_time"])
+        table.add_row(service, span["name"], f"+{start * 1e3:,.1f} ms", f"{took * 1e3:,.2f}")
     console.print(table)
-    console.print(f"  report: {BUNDLE.resolve() / 'report.md'}")
+
+
+def trace_spans(trace_file: Path, trace_id: str) -> list[dict[str, Any]]:
+    """Every span of one trace that the services appended to the trace file."""
+    if not trace_file.exists():
+        return []
+    spans = []
+    for line in trace_file.read_text().splitlines():
+        span = json.loads(line)
+        if span["context"]["trace_id"] == f"0x{trace_id}":
+            spans.append(span)
+    return spans
+
+
+def _iso_seconds(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def verify_chain() -> bool:
+    result = subprocess.run(
+        [sys.executable, "-m", "services.audit", "verify"], cwd=REPO, capture_output=True, text=True
+    )
+    console.print(result.stdout.strip() or result.stderr.strip())
+    return result.returncode == 0
+
+
+def print_summary(
+    summary: Any, snapshot: Snapshot, manifest: dict[str, Any], chain_ok: bool
+) -> None:
+    table = Table(title="what happened", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("model", manifest["version"])
+    table.add_row(
+        "mobile-money history",
+        f"{summary.transactions_sent:,} transactions in {summary.webhooks.accepted:,} signed"
+        f" webhooks; {summary.repayments.accepted:,} repayments",
+    )
+    table.add_row(
+        "applications",
+        f"{summary.applications.accepted:,} accepted by the gateway at"
+        f" {summary.achieved_rate or 0:.1f}/s (errors: {summary.applications.errors or 'none'})",
+    )
+    table.add_row("decisions audited", f"{snapshot.audited:,}")
+    table.add_row("explanations audited", f"{snapshot.explained:,}")
+    table.add_row(
+        "by band (scoring's counters)",
+        ", ".join(f"{b} {int(snapshot.decisions.get(b, 0)):,}" for b in BANDS),
+    )
+    table.add_row(
+        "application→audit latency",
+        f"p50 {_ms(snapshot.pipeline_p50_ms)}, p99 {_ms(snapshot.pipeline_p99_ms)}",
+    )
+    table.add_row("dead letters", f"{int(snapshot.dead_letters):,}")
+    psi = ", ".join(f"{k} {snapshot.psi[k]:.3f}" for k in ("score", "band") if k in snapshot.psi)
+    table.add_row("PSI", psi or "window not full yet")
+    table.add_row("audit chain", "verified" if chain_ok else "[red]verification FAILED")
+    console.print(table)
+
+
+def where_next(trace_file: Path) -> None:
+    lines = [
+        f"API docs        {GATEWAY}/docs",
+        "metrics         " + ", ".join(METRICS.values()),
+        f"model report    {BUNDLE / 'report.md'}",
+        f"traces          {trace_file} (one JSON span per line)",
+        f"service logs    {supervisor.services_dir()}/<service>.log",
+        "audit           .venv/bin/python -m services.audit lookup --application-id <id>",
+        "stop everything make down",
+    ]
+    console.print(Panel("\n".join(lines), title="where to look next", border_style="green"))
 
 
 def main() -> int:
-    settings = ServiceSettings(service_name="demo")
-    setup_tracing(settings)
-    console.rule("[bold]Alama demo: what is built so far")
-    rows = local.status()
-    local._print_status(rows)
-    if not all(r.ready for r in rows):
-        console.print("[red]infrastructure is not up; run `make infra-up` and read its message[/]")
+    began = time.monotonic()
+    infra = InfraSettings()
+    _step("1/5 servers")
+    local.up()
+    _step("2/5 model")
+    manifest = ensure_model()
+    _step("3/5 services")
+    trace_file = local.run_dir() / "traces" / "spans.jsonl"
+    os.environ["ALAMA_TRACE_FILE"] = str(trace_file)
+    try:
+        supervisor.down()  # a fresh start, so every service writes to this run's trace file
+        supervisor.up()
+    except supervisor.SupervisorError as exc:
+        console.print(f"[bold red]{exc}")
         return 1
-
-    topics = Table(title="Kafka topics (services/common/topics.py)")
-    for col in ("topic", "partitions", "retention (days)", "cleanup"):
-        topics.add_column(col)
-    for spec in all_topics():
-        topics.add_row(
-            spec.name, str(spec.partitions), str(spec.retention_days), spec.cleanup_policy
-        )
-    console.print(topics)
-
-    count = 2000
-    console.print(
-        f"publishing {count} LoanApplicationSubmitted envelopes and consuming them back..."
+    applications = int(os.environ.get("ALAMA_DEMO_APPLICATIONS", "1200"))
+    rate = float(os.environ.get("ALAMA_DEMO_RATE", "10"))
+    _step(f"4/5 simulator: {applications:,} applications at {rate:g}/s with their history")
+    summary, snapshot = asyncio.run(
+        simulate_live(infra, str(manifest.get("profile", "quick")), applications, rate)
     )
-    traced, elapsed, trace_id = asyncio.run(round_trip(settings, count))
-    console.print(
-        f"  {count} events produced and consumed by a consumer group in {elapsed:.2f}s "
-        f"({count / elapsed:,.0f} events/s end to end); {traced} carried trace {trace_id}"
-    )
-    redis_answer, pg_version = asyncio.run(stores(settings))
-    console.print(
-        f"  Redis answered {redis_answer!r}; PostgreSQL {pg_version} holds database 'alama'"
-    )
-
-    show_bundle()
-
-    missing = Table(title="Not built yet (the demo will run these once they exist)")
-    missing.add_column("capability")
-    missing.add_column("tracked in")
-    for what, where in MISSING:
-        missing.add_row(what, where)
-    console.print(missing)
-    console.print("Stop everything with [bold]make down[/]; run the tests with [bold]make test[/].")
-    return 0
+    _step("5/5 summary")
+    read_metrics(snapshot)
+    asyncio.run(read_audit(snapshot, infra, summary.run_id))
+    chain_ok = verify_chain()
+    print_summary(summary, snapshot, manifest, chain_ok)
+    asyncio.run(example(infra, summary.run_id, trace_file))
+    where_next(trace_file)
+    console.print(f"demo finished in {time.monotonic() - began:,.0f} s; the services keep running")
+    complete = snapshot.audited >= summary.applications.accepted > 0
+    return 0 if complete and chain_ok else 1
 
 
 if __name__ == "__main__":
