@@ -1,0 +1,411 @@
+"""The whole system as separate processes on the real Kafka, Redis and PostgreSQL.
+
+Fresh consumer groups start at the topics' current end, so whatever the demo or earlier runs
+left on the shared topics never reaches the services under test or the counts below.
+
+The six services run under the supervisor exactly as `make up` starts them; the simulator plays
+core banking and the mobile-money provider. One module-scoped system serves every test here:
+500 applications end to end, one trace per application, the audit chain's verification, and a
+SIGKILL of scoring in the middle of a stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from infra import supervisor
+from services.common.envelope import decode, wrap
+from services.common.kafka import create_producer, publish
+from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
+from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
+from services.common.protos.alama.events.v1.envelope_pb2 import DeadLetter
+from services.common.settings import InfraSettings
+from services.common.topics import (
+    CREDIT_DECISIONS,
+    CREDIT_EXPLANATIONS,
+    LOAN_APPLICATIONS,
+    MOBILE_MONEY_TRANSACTIONS,
+    REPAYMENTS,
+    REVIEW_OUTCOMES,
+    all_topics,
+    ensure_topics,
+)
+from services.simulator.lag import wait_for_group
+from services.simulator.payloads import application_body
+from services.simulator.run import SimulationOptions, Summary, simulate
+from services.simulator.scenario import build_scenario
+from services.simulator.settings import SimulatorSettings
+from tests.conftest import TinyModel
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[2]
+N_APPLICATIONS = 500
+API_KEY = {"X-API-Key": "dev-partner-key"}
+GATEWAY = "http://127.0.0.1:8080"
+PRODUCTS = {"development": 1, "emergency": 2, "school_fees": 3, "business": 4, "asset": 5}
+BAND_NAMES = {1: "approve", 2: "review", 3: "decline"}
+
+
+@dataclass
+class System:
+    model: TinyModel
+    env: dict[str, str]
+    audit_schema: str
+    trace_file: Path
+    infra: InfraSettings
+    run: str
+    baseline: dict[TopicPartition, int]  # every topic's end offsets before the services started
+
+    @property
+    def scoring_group(self) -> str:
+        return self.env["ALAMA_SCORING_CONSUMER_GROUP"]
+
+
+def _partitions(topic: str) -> list[TopicPartition]:
+    spec = next(t for t in all_topics() if t.name == topic)
+    return [TopicPartition(topic, p) for p in range(spec.partitions)]
+
+
+async def _end_offsets(infra: InfraSettings, topics: list[str]) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka_bootstrap)
+    await consumer.start()
+    try:
+        return dict(await consumer.end_offsets([tp for t in topics for tp in _partitions(t)]))
+    finally:
+        await consumer.stop()
+
+
+async def _start_groups_at_the_end(infra: InfraSettings, groups: dict[str, list[str]]) -> None:
+    """Commit each fresh consumer group at the topics' current end, so the services under test
+    see only this module's events, not what the demo or earlier runs left on the topics."""
+    await ensure_topics(infra.kafka_bootstrap, all_topics())
+    for group, topics in groups.items():
+        ends = await _end_offsets(infra, topics)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=infra.kafka_bootstrap, group_id=group, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            consumer.assign(list(ends))
+            await consumer.commit({tp: offset for tp, offset in ends.items()})
+        finally:
+            await consumer.stop()
+
+
+@pytest.fixture(scope="module")
+def system(
+    infra: InfraSettings, tiny_model: TinyModel, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[System]:
+    run = uuid.uuid4().hex[:8]
+    folder = tmp_path_factory.mktemp("e2e")
+    trace_file = folder / "spans.jsonl"
+    audit_schema = f"audit_e2e_{run}"
+    env = {
+        **tiny_model.feast_env,
+        "ALAMA_TRACE_FILE": str(trace_file),
+        "ALAMA_SCORING_BUNDLE_DIR": str(tiny_model.bundle),
+        "ALAMA_DRIFT_BUNDLE_DIR": str(tiny_model.bundle),
+        "ALAMA_EXPLANATION_BUNDLE_ROOT": str(tiny_model.bundle.parent),
+        "ALAMA_AUDIT_DB_SCHEMA": audit_schema,
+        "ALAMA_EXPLANATION_DB_SCHEMA": f"explanation_e2e_{run}",
+        "ALAMA_AUDIT_GROUP_ID": f"audit-e2e-{run}",
+        "ALAMA_SCORING_CONSUMER_GROUP": f"scoring-e2e-{run}",
+        "ALAMA_EXPLANATION_CONSUMER_GROUP": f"explanation-e2e-{run}",
+        "ALAMA_DRIFT_APP_ID": f"drift-e2e-{run}",
+        "ALAMA_FEATURE_STORE_APP_ID": f"feature-store-e2e-{run}",
+        "ALAMA_DRIFT_WINDOW_SIZE": "200",
+    }
+    supervisor.down(echo=lambda _line: None)
+    asyncio.run(
+        _start_groups_at_the_end(
+            infra,
+            {
+                env["ALAMA_SCORING_CONSUMER_GROUP"]: [LOAN_APPLICATIONS],
+                env["ALAMA_EXPLANATION_CONSUMER_GROUP"]: [CREDIT_DECISIONS],
+                env["ALAMA_AUDIT_GROUP_ID"]: [
+                    LOAN_APPLICATIONS,
+                    CREDIT_DECISIONS,
+                    CREDIT_EXPLANATIONS,
+                    REVIEW_OUTCOMES,
+                ],
+                env["ALAMA_DRIFT_APP_ID"]: [CREDIT_DECISIONS],
+                env["ALAMA_FEATURE_STORE_APP_ID"]: [MOBILE_MONEY_TRANSACTIONS, REPAYMENTS],
+            },
+        )
+    )
+    baseline = asyncio.run(_end_offsets(infra, [t.name for t in all_topics()]))
+    supervisor.up(env=env, echo=lambda _line: None)
+    try:
+        yield System(tiny_model, env, audit_schema, trace_file, infra, run, baseline)
+    finally:
+        supervisor.down(echo=lambda _line: None)
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+async def _until(check: Any, within: float, what: str, every: float = 0.5) -> Any:
+    """Poll an async check until it returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + within
+    last = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(every)
+    raise AssertionError(f"{what} not reached in {within:.0f}s (last: {last!r})")
+
+
+async def _audit_rows(system: System, prefix: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(system.infra.postgres_dsn)
+    try:
+        return await conn.fetch(
+            f"SELECT topic, application_id, event_id, trace_id FROM {system.audit_schema}.events"
+            " WHERE application_id LIKE $1",
+            prefix + "%",
+        )
+    finally:
+        await conn.close()
+
+
+async def _decided(system: System, prefix: str, n: int) -> bool:
+    rows = await _audit_rows(system, prefix)
+    topics = Counter(r["topic"] for r in rows)
+    return topics[CREDIT_DECISIONS] >= n and topics[CREDIT_EXPLANATIONS] >= n
+
+
+async def _records_on(system: System, topic: str) -> int:
+    """How many records reached a topic since the services under test started."""
+    ends = await _end_offsets(system.infra, [topic])
+    return sum(end - system.baseline[tp] for tp, end in ends.items())
+
+
+async def _read_new(system: System, topic: str, count: int) -> list[ConsumerRecord]:
+    """`count` records written to a topic since the services under test started."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=system.infra.kafka_bootstrap)
+    await consumer.start()
+    records: list[ConsumerRecord] = []
+    try:
+        partitions = _partitions(topic)
+        consumer.assign(partitions)
+        for tp in partitions:
+            consumer.seek(tp, system.baseline[tp])
+        async with asyncio.timeout(60):
+            while len(records) < count:
+                for batch in (await consumer.getmany(timeout_ms=200)).values():
+                    records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
+
+
+def _spans_by_trace(trace_file: Path) -> dict[str, set[str]]:
+    services: dict[str, set[str]] = defaultdict(set)
+    if trace_file.exists():
+        for line in trace_file.read_text().splitlines():
+            span = json.loads(line)
+            trace_id = span["context"]["trace_id"].removeprefix("0x")
+            services[trace_id].add(span["resource"]["attributes"]["service.name"])
+    return services
+
+
+def _audit_verify(system: System) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.audit", "verify"],
+        cwd=REPO,
+        env={**os.environ, **system.env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _same_decision(sync: dict[str, Any], event: CreditDecision) -> None:
+    assert sync["decision_id"] == event.decision_id
+    assert sync["score"] == event.score
+    assert sync["probability_of_default"] == pytest.approx(event.probability_of_default, abs=1e-12)
+    assert sync["band"] == BAND_NAMES[event.band]
+    assert [r["code"] for r in sync["reasons"]] == [r.code for r in event.reasons]
+
+
+# -------------------------------------------------------------------------------------- tests
+
+
+async def test_500_applications_become_one_decision_explanation_and_audit_trail_each(
+    system: System,
+) -> None:
+    settings = SimulatorSettings(
+        infra=system.infra,
+        feature_group=system.env["ALAMA_FEATURE_STORE_APP_ID"],
+        profile="tiny",
+    )
+    run_id = f"e2e{system.run}"
+    summary: Summary = await simulate(
+        settings,
+        SimulationOptions(applications=N_APPLICATIONS, rate=100.0, run_id=run_id),
+        world=system.model.world,
+    )
+    assert summary.applications.accepted == N_APPLICATIONS, summary.applications
+    assert not summary.webhooks.errors and not summary.repayments.errors
+    assert summary.features_wait is not None and summary.features_wait.caught_up
+
+    await _until(lambda: _decided(system, run_id, N_APPLICATIONS), 240, "every application audited")
+    # everything scoring was given is processed: the topics now hold all they ever will
+    lag = await wait_for_group(system.infra, system.scoring_group, [LOAN_APPLICATIONS], within=60)
+    assert lag.caught_up
+
+    # exactly one decision event and one explanation event per application
+    assert await _records_on(system, CREDIT_DECISIONS) == N_APPLICATIONS
+    assert await _records_on(system, CREDIT_EXPLANATIONS) == N_APPLICATIONS
+    records = await _read_new(system, CREDIT_DECISIONS, N_APPLICATIONS)
+    decisions = {
+        d.application_id: d for d in (decode(r.value, CreditDecision).payload for r in records)
+    }
+    assert sorted(decisions) == sorted(summary.application_ids)
+
+    # its audit rows: the application, the decision, the explanation; one trace across them
+    rows = await _audit_rows(system, run_id)
+    by_application: dict[str, list[asyncpg.Record]] = defaultdict(list)
+    for row in rows:
+        by_application[row["application_id"]].append(row)
+    assert len(by_application) == N_APPLICATIONS
+    for application_id, trail in by_application.items():
+        assert sorted(r["topic"] for r in trail) == sorted(
+            [LOAN_APPLICATIONS, CREDIT_DECISIONS, CREDIT_EXPLANATIONS]
+        ), application_id
+        assert len({r["trace_id"] for r in trail}) == 1 and trail[0]["trace_id"]
+
+    # the same trace id spans gateway, scoring, explanation and audit (spans from each process)
+    traces = {trail[0]["trace_id"] for trail in by_application.values()}
+    wanted = {"gateway", "scoring", "explanation", "audit"}
+
+    async def all_traced() -> bool:
+        seen = await asyncio.to_thread(_spans_by_trace, system.trace_file)
+        return all(wanted <= seen.get(t, set()) for t in traces)
+
+    await _until(all_traced, 60, "every trace carries spans of all four services", every=1.0)
+
+    # the synchronous score of the same application equals the asynchronous decision
+    scenario = build_scenario(system.model.world, N_APPLICATIONS, run_id)
+    async with httpx.AsyncClient(base_url=GATEWAY, headers=API_KEY, timeout=30) as client:
+        for application in scenario.applications[:50]:
+            response = await client.post("/v1/scores", json=application_body(application))
+            assert response.status_code == 200, response.text
+            _same_decision(response.json(), decisions[application.application_id])
+        # and the gateway serves the stored decision and its explanation
+        some = decisions[scenario.applications[0].application_id]
+        got = await client.get(f"/v1/decisions/{some.decision_id}")
+        assert got.status_code == 200 and got.json()["score"] == some.score
+        explained = await client.get(f"/v1/decisions/{some.decision_id}/explanation")
+        assert explained.status_code == 200 and explained.json()["reasons"]
+
+    # the chain verifies, and stops verifying once one row is altered in the database
+    verified = await asyncio.to_thread(_audit_verify, system)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    conn = await asyncpg.connect(system.infra.postgres_dsn)
+    events = f"{system.audit_schema}.events"
+    try:
+        await conn.execute(f"ALTER TABLE {events} DISABLE TRIGGER events_append_only")
+        await conn.execute(
+            f"UPDATE {events} SET payload = (payload::jsonb || '{{\"score\": 900}}')::text"
+            f" WHERE seq = (SELECT min(seq) FROM {events} WHERE topic = $1)",
+            CREDIT_DECISIONS,
+        )
+        await conn.execute(f"ALTER TABLE {events} ENABLE TRIGGER events_append_only")
+    finally:
+        await conn.close()
+    tampered = await asyncio.to_thread(_audit_verify, system)
+    assert tampered.returncode != 0, tampered.stdout
+
+
+async def test_an_undecodable_event_is_dead_lettered_and_the_pipeline_goes_on(
+    system: System,
+) -> None:
+    garbage = b"\x08\x96\x01 not an envelope"
+    producer = create_producer(system.infra, client_id="e2e-core-banking")
+    await producer.start()
+    member = str(system.model.world.applications["member_id"].iloc[0])
+    application = LoanApplicationSubmitted(
+        application_id=f"dlq{system.run}-1",
+        member_id=member,
+        product=1,
+        amount_kes=20_000.0,
+        term_months=6,
+    )
+    try:
+        await producer.send_and_wait(LOAN_APPLICATIONS, garbage, key=member.encode())
+        await (
+            await publish(
+                producer, LOAN_APPLICATIONS, wrap(application, producer="e2e", subject=member)
+            )
+        )
+    finally:
+        await producer.stop()
+    await _until(lambda: _decided(system, f"dlq{system.run}-", 1), 60, "the good one decided")
+    letters = await _read_new(system, LOAN_APPLICATIONS + ".dlq", 1)
+    reasons = {}
+    for record in letters:
+        letter = decode(record.value, DeadLetter).payload
+        reasons[letter.source_value] = (letter.reason, letter.consumer_group)
+    assert reasons[garbage][0] == "undecodable_envelope"
+
+
+async def test_scoring_killed_mid_stream_loses_and_duplicates_no_decision(
+    system: System,
+) -> None:
+    """SIGKILL scoring while a backlog streams through it; restart it; count the decisions."""
+    n = 3000
+    prefix = f"kill{system.run}-"
+    apps = system.model.world.applications
+    producer = create_producer(system.infra, client_id="e2e-core-banking", linger_ms=20)
+    await producer.start()
+    try:
+        pending = []
+        for i in range(n):
+            row = apps.iloc[i % len(apps)]
+            application = LoanApplicationSubmitted(
+                application_id=f"{prefix}{i}",
+                member_id=str(row["member_id"]),
+                product=PRODUCTS[str(row["product"])],
+                amount_kes=float(row["amount_kes"]),
+                term_months=int(row["term_months"]),
+            )
+            envelope = wrap(application, producer="e2e", subject=application.member_id)
+            pending.append(await publish(producer, LOAN_APPLICATIONS, envelope))
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+    async def some_decided() -> int:
+        rows = await _audit_rows(system, prefix)
+        decided = sum(1 for r in rows if r["topic"] == CREDIT_DECISIONS)
+        return decided if decided >= 200 else 0
+
+    at_kill = await _until(some_decided, 120, "scoring under way", every=0.05)
+    await asyncio.to_thread(supervisor.kill, "scoring")
+    assert at_kill < n, "scoring finished before it could be killed: raise n"
+    await asyncio.to_thread(supervisor.start, supervisor.BY_NAME["scoring"], system.env)
+
+    await _until(lambda: _decided(system, prefix, n), 300, "every application decided")
+    lag = await wait_for_group(system.infra, system.scoring_group, [LOAN_APPLICATIONS], within=60)
+    assert lag.caught_up
+    rows = await _audit_rows(system, prefix)
+    decided = Counter(r["application_id"] for r in rows if r["topic"] == CREDIT_DECISIONS)
+    explained = Counter(r["application_id"] for r in rows if r["topic"] == CREDIT_EXPLANATIONS)
+    assert len(decided) == n and set(decided.values()) == {1}  # none lost, none twice
+    assert len(explained) == n and set(explained.values()) == {1}
