@@ -30,7 +30,7 @@ export ALAMA_FEAST_OFFLINE_SCHEMA ?= feast
 SYSTEM_PACKAGES := redis-server postgresql-15 openjdk-17-jre-headless maven
 
 .PHONY: help setup system-packages lock protos infra-up infra-down infra-status test test-unit train \
-        test-integration test-e2e lint format demo up deploy-tools charts-check services-status services-down down clean
+        test-integration test-e2e lint format demo bench up deploy-tools charts-check services-status services-down down clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -97,7 +97,7 @@ charts-check: deploy-tools ## Lint, render and validate the Helm charts (kubecon
 lint: setup ## ruff and mypy
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy services infra
+	$(PY) -m mypy services infra bench
 
 format: setup ## Apply ruff's fixes and formatting
 	$(PY) -m ruff check --fix .
@@ -118,6 +118,9 @@ services-status: ## Show whether each service is up and ready
 
 services-down: ## Stop the six services (SIGTERM: they finish and commit their work)
 	@if [ -x $(PY) ]; then $(PY) -m infra.supervisor down; fi
+
+bench: infra-up ## Measure the running system (API at 50/200/500 req/s, ONNX floor, pipeline); writes bench/results/latest.json and .md
+	$(PY) -m bench
 
 down: services-down infra-down ## Stop everything Alama started
 

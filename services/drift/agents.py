@@ -95,7 +95,10 @@ class DriftService:
                 else event.occurred_at
             )
             check = self.monitor.observe(
-                dict(decision.features), float(decision.score), at, band=int(decision.band)
+                dict(decision.features),
+                float(decision.score),
+                at,
+                band=int(decision.band) or None,  # UNSPECIFIED: no band to compare
             )
             await self._report(check)
         EVENTS_CONSUMED.labels(self.settings.service_name, topic, "processed").inc()

@@ -1,0 +1,1 @@
+"""`make bench`: the latency and throughput measurements the README quotes (not tests)."""

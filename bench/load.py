@@ -1,0 +1,86 @@
+"""Open-loop HTTP load: requests leave on a fixed schedule whatever the server does.
+
+A closed loop (send, wait, send) slows down with the server and hides its queueing; here each
+request's latency is measured from the moment it was due, so a stall shows up in the tail
+(no coordinated omission).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RateResult:
+    rate_per_s: float
+    duration_s: float
+    sent: int
+    ok: int
+    errors: dict[str, int]
+    achieved_per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def _percentile(values: np.ndarray, q: float) -> float:
+    return round(float(np.percentile(values, q)), 2) if len(values) else float("nan")
+
+
+async def open_loop(
+    client: httpx.AsyncClient,
+    url: str,
+    bodies: Sequence[dict[str, Any]],
+    *,
+    rate: float,
+    duration: float,
+    headers: dict[str, str],
+    ok: Callable[[httpx.Response], bool] = lambda r: r.status_code == 200,
+) -> RateResult:
+    total = int(rate * duration)
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    started = time.perf_counter()
+
+    async def one(i: int) -> None:
+        due = started + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        try:
+            response = await client.post(url, json=bodies[i % len(bodies)], headers=headers)
+        except httpx.HTTPError as exc:
+            errors[type(exc).__name__] += 1
+            return
+        if ok(response):
+            latencies.append((time.perf_counter() - due) * 1e3)
+        else:
+            errors[str(response.status_code)] += 1
+
+    await asyncio.gather(*(one(i) for i in range(total)))
+    elapsed = time.perf_counter() - started
+    lat = np.array(latencies)
+    return RateResult(
+        rate_per_s=rate,
+        duration_s=duration,
+        sent=total,
+        ok=len(latencies),
+        errors=dict(errors),
+        achieved_per_s=round(len(latencies) / elapsed, 1),
+        p50_ms=_percentile(lat, 50),
+        p95_ms=_percentile(lat, 95),
+        p99_ms=_percentile(lat, 99),
+        max_ms=_percentile(lat, 100),
+    )
