@@ -18,6 +18,7 @@ from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicat
 from services.common.protos.alama.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from services.common.telemetry import extract_grpc_context
 from services.scoring.applications import Rejection, RejectionCode
+from services.scoring.batching import ScoreBatcher
 from services.scoring.publisher import DecisionPublisher
 from services.scoring.scorer import Outcome, Scorer
 
@@ -59,6 +60,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         self, scorer: Scorer, publisher: DecisionPublisher | None, *, max_batch: int = 1000
     ) -> None:
         self.scorer = scorer
+        self.batcher = ScoreBatcher(scorer, in_flight=getattr(scorer, "threads", 1))
         self.publisher = publisher
         self.max_batch = max_batch
 
@@ -77,7 +79,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             kind=SpanKind.SERVER,
             attributes={"rpc.system": "grpc", "rpc.method": "Score"},
         ):
-            (outcome,) = await self.scorer.score([request.application], path="grpc")
+            outcome = await self.batcher.score(request.application)
             await self._publish([outcome])
             if outcome.rejection is not None:
                 rejection = outcome.rejection

@@ -18,7 +18,6 @@ class ScoringSettings(ServiceSettings):
     bundle_dir: str = "artifacts/bundles/current"
     feature_repo: str = "feature_repo"
     micro_batch_size: int = 256
-    micro_batch_wait_ms: int = 5
     model_threads: int = 2
     applications_topic: str = LOAN_APPLICATIONS
     decisions_topic: str = CREDIT_DECISIONS

@@ -314,3 +314,24 @@ async def test_a_newly_promoted_bundle_is_swapped_in(
     assert after.decision.probability_of_default == pytest.approx(
         before.decision.probability_of_default, abs=1e-12
     )
+
+
+def test_fast_online_path_equals_feasts_on_demand_path(
+    settings: ScoringSettings, world: World
+) -> None:
+    """Scoring applies the on-demand view's function itself; the inputs must not change."""
+    import numpy as np
+
+    from services.common.feast_config import open_feature_store
+    from services.common.features import model_inputs
+    from services.scoring.online_features import FeastOnDemandFeatures, OnlineFeatures
+
+    store = open_feature_store(settings.infra)
+    apps = [*applications(world), unknown_member()]
+    fast, reference = OnlineFeatures(store).fetch(apps), FeastOnDemandFeatures(store).fetch(apps)
+    assert list(fast.known) == list(reference.known) and not fast.known[-1]
+    rows = fast.known
+    ours = model_inputs(fast.features[rows].reset_index(drop=True))
+    feasts = model_inputs(reference.features[rows].reset_index(drop=True))
+    for name in ("tabular", "static", "repayments", "mobile_money"):
+        np.testing.assert_allclose(getattr(ours, name), getattr(feasts, name), rtol=0, atol=1e-9)
