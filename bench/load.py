@@ -48,7 +48,10 @@ async def open_loop(
     duration: float,
     headers: dict[str, str],
     ok: Callable[[httpx.Response], bool] = lambda r: r.status_code == 200,
+    deadline_s: float = 5.0,
 ) -> RateResult:
+    """Requests not answered `deadline_s` after they were due count as errors ("deadline"), so
+    an overloaded server ends the run on time instead of draining a backlog for minutes."""
     total = int(rate * duration)
     latencies: list[float] = []
     errors: Counter[str] = Counter()
@@ -60,7 +63,11 @@ async def open_loop(
         if delay > 0:
             await asyncio.sleep(delay)
         try:
-            response = await client.post(url, json=bodies[i % len(bodies)], headers=headers)
+            async with asyncio.timeout_at(asyncio.get_running_loop().time() + deadline_s):
+                response = await client.post(url, json=bodies[i % len(bodies)], headers=headers)
+        except TimeoutError:
+            errors["deadline"] += 1
+            return
         except httpx.HTTPError as exc:
             errors[type(exc).__name__] += 1
             return
