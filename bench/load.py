@@ -49,6 +49,7 @@ async def open_loop(
     headers: dict[str, str],
     ok: Callable[[httpx.Response], bool] = lambda r: r.status_code == 200,
     deadline_s: float = 5.0,
+    max_in_flight: int = 256,
 ) -> RateResult:
     """Requests not answered `deadline_s` after they were due count as errors ("deadline"), so
     an overloaded server ends the run on time instead of draining a backlog for minutes."""
@@ -57,11 +58,18 @@ async def open_loop(
     errors: Counter[str] = Counter()
     started = time.perf_counter()
 
+    in_flight = 0
+
     async def one(i: int) -> None:
+        nonlocal in_flight
         due = started + i / rate
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
+        if time.perf_counter() - due > deadline_s or in_flight >= max_in_flight:
+            errors["not_sent_overloaded"] += 1  # the server is this far behind: stop feeding it
+            return
+        in_flight += 1
         try:
             async with asyncio.timeout_at(asyncio.get_running_loop().time() + deadline_s):
                 response = await client.post(url, json=bodies[i % len(bodies)], headers=headers)
@@ -71,6 +79,8 @@ async def open_loop(
         except httpx.HTTPError as exc:
             errors[type(exc).__name__] += 1
             return
+        finally:
+            in_flight -= 1
         if ok(response):
             latencies.append((time.perf_counter() - due) * 1e3)
         else:
