@@ -352,6 +352,19 @@ def create_feature_store_app(
     return service
 
 
+async def _changelog_metadata(app: faust.App, table: TableT[str, Any]) -> None:
+    """Wait until the producer knows the table's changelog partitions.
+
+    Faust picks a changelog partition from the producer's metadata; a changelog topic this worker
+    has just created is not in it yet, and the first write to the table would crash the agent.
+    """
+    from faust.transport.drivers.aiokafka import Producer as KafkaProducer
+
+    if isinstance(app.producer, KafkaProducer) and app.producer.started:  # not in test contexts
+        producer = app.producer._ensure_producer()  # Faust exposes no public way
+        await producer.partitions_for(table.changelog_topic.get_topic_name())
+
+
 def _batch_agent(
     service: FeatureStoreService, stream: ActivityStream[Any]
 ) -> Callable[[StreamT[bytes]], AsyncIterator[BatchReport]]:
@@ -360,6 +373,7 @@ def _batch_agent(
     async def ingest(events: StreamT[bytes]) -> AsyncIterator[BatchReport]:
         within = settings.batch_max_wait_ms / 1000
         batches = cast(faust.Stream[bytes], events).take_events(settings.batch_size, within)
+        await _changelog_metadata(service.app, stream.table)
         async for batch in batches:
             records = [SourceRecord.of(e) for e in batch]
             # take_events acks the batch once this body returns (or is torn down): when the
