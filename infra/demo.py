@@ -126,6 +126,7 @@ class Snapshot:
     explained: int = 0
     pipeline_p50_ms: float | None = None
     pipeline_p99_ms: float | None = None
+    run_bands: dict[str, int] = field(default_factory=dict)  # this run's decisions, from audit
 
 
 def read_metrics(snapshot: Snapshot) -> None:
@@ -171,6 +172,15 @@ async def read_audit(snapshot: Snapshot, infra: InfraSettings, run_id: str) -> N
             )
         )
         snapshot.audited = int(counts.get(CREDIT_DECISIONS, 0))
+        snapshot.run_bands = {
+            str(band).removeprefix("DECISION_BAND_").lower(): int(n)
+            for band, n in await conn.fetch(
+                f"SELECT payload_doc->>'band', count(*) FROM {AUDIT_SCHEMA}.events"
+                " WHERE topic = $1 AND application_id LIKE $2 GROUP BY 1",
+                CREDIT_DECISIONS,
+                run_id + "-%",
+            )
+        }
         snapshot.explained = int(counts.get(CREDIT_EXPLANATIONS, 0))
         row = await conn.fetchrow(
             f"""
@@ -347,14 +357,19 @@ def print_summary(
     table.add_row("decisions audited", f"{snapshot.audited:,}")
     table.add_row("explanations audited", f"{snapshot.explained:,}")
     table.add_row(
-        "by band (scoring's counters)",
-        ", ".join(f"{b} {int(snapshot.decisions.get(b, 0)):,}" for b in BANDS),
+        "this run's decisions by band",
+        ", ".join(f"{b} {snapshot.run_bands.get(b, 0):,}" for b in BANDS) + " (audit chain)",
+    )
+    table.add_row(
+        "scoring's counters since start",
+        ", ".join(f"{b} {int(snapshot.decisions.get(b, 0)):,}" for b in BANDS)
+        + " (include events already on the topics)",
     )
     table.add_row(
         "application→audit latency",
         f"p50 {_ms(snapshot.pipeline_p50_ms)}, p99 {_ms(snapshot.pipeline_p99_ms)}",
     )
-    table.add_row("dead letters", f"{int(snapshot.dead_letters):,}")
+    table.add_row("dead letters since start", f"{int(snapshot.dead_letters):,} (all consumers)")
     psi = ", ".join(f"{k} {snapshot.psi[k]:.3f}" for k in ("score", "band") if k in snapshot.psi)
     table.add_row("PSI", psi or "window not full yet")
     table.add_row("audit chain", "verified" if chain_ok else "[red]verification FAILED")
