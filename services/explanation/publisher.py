@@ -11,16 +11,12 @@ import asyncio
 from datetime import UTC
 
 from aiokafka.structs import RecordMetadata
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind
 
 from services.common.envelope import wrap
-from services.common.kafka import create_producer, publish
+from services.common.kafka import create_producer, publish_traced
 from services.common.protos.alama.events.v1.explanations_pb2 import CreditExplanation
 from services.explanation.explainer import explanation_id
 from services.explanation.settings import ExplanationSettings
-
-tracer = trace.get_tracer("alama.explanation")
 
 
 class ExplanationPublisher:
@@ -45,21 +41,11 @@ class ExplanationPublisher:
 
     async def publish(self, explanation: CreditExplanation) -> asyncio.Future[RecordMetadata]:
         """Queue one explanation under the current trace; await the result for its delivery."""
-        event_id = explanation_id(explanation.decision_id)
-        with tracer.start_as_current_span(
-            f"{self.topic} publish",
-            kind=SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.destination.name": self.topic,
-                "messaging.message.id": event_id,
-            },
-        ):
-            envelope = wrap(
-                explanation,
-                producer=self.settings.service_name,
-                subject=explanation.application_id,
-                event_id=event_id,
-                occurred_at=explanation.explained_at.ToDatetime(tzinfo=UTC),
-            )
-            return await publish(self.producer, self.topic, envelope)
+        envelope = wrap(
+            explanation,
+            producer=self.settings.service_name,
+            subject=explanation.application_id,
+            event_id=explanation_id(explanation.decision_id),
+            occurred_at=explanation.explained_at.ToDatetime(tzinfo=UTC),
+        )
+        return await publish_traced(self.producer, self.topic, envelope)

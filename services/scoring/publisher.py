@@ -14,17 +14,14 @@ import logging
 from collections.abc import Iterable
 
 from aiokafka.structs import RecordMetadata
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind
 
 from services.common.envelope import wrap
-from services.common.kafka import create_producer, publish
+from services.common.kafka import create_producer, publish_traced
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.scoring.metrics import UNDELIVERED
 from services.scoring.settings import ScoringSettings
 
 log = logging.getLogger(__name__)
-tracer = trace.get_tracer("alama.scoring")
 
 
 class DecisionPublisher:
@@ -47,22 +44,13 @@ class DecisionPublisher:
 
     async def publish(self, decision: CreditDecision) -> asyncio.Future[RecordMetadata]:
         """Queue one decision under the current trace; await the result for its delivery."""
-        with tracer.start_as_current_span(
-            f"{self.topic} publish",
-            kind=SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.destination.name": self.topic,
-                "messaging.message.id": decision.decision_id,
-            },
-        ):
-            envelope = wrap(
-                decision,
-                producer=self.settings.service_name,
-                subject=decision.member_id,
-                event_id=decision.decision_id,
-            )
-            return await publish(self.producer, self.topic, envelope)
+        envelope = wrap(
+            decision,
+            producer=self.settings.service_name,
+            subject=decision.member_id,
+            event_id=decision.decision_id,
+        )
+        return await publish_traced(self.producer, self.topic, envelope)
 
     async def publish_detached(self, decisions: Iterable[CreditDecision]) -> None:
         """Queue decisions without waiting for the broker; failures are logged and counted."""
