@@ -49,13 +49,16 @@ def tiny_model(infra: InfraSettings, tmp_path_factory: pytest.TempPathFactory) -
     from training import pipeline
     from training.export import write_bundle
     from training.profiles import get_profile
+    from training.sources.synthetic import loan_book_from_world
     from training.world import generate_world
 
     with feast_project("bundle_test"):
         profile = get_profile("tiny")
         world = generate_world(profile.n_members, profile.seed)
-        pipeline.load_into_feast(infra, world, echo=lambda _line: None)
-        trained = pipeline.train(infra, profile, world, echo=lambda _line: None)
+        pipeline.load_into_feast(infra, loan_book_from_world(world), echo=lambda _line: None)
+        trained = pipeline.train(
+            infra, profile, loan_book_from_world(world), echo=lambda _line: None
+        )
         root = tmp_path_factory.mktemp("bundles")
         write_bundle(trained, pipeline.evaluate(trained), promote=True, root=root)
     return TinyModel(world=world, bundle=root / "current", feast_env=feast_env("bundle_test"))

@@ -1,83 +1,271 @@
-"""`python -m training`: generate the world, load it into Feast, train, evaluate, export, report.
+"""`python -m training`: import or generate a loan book, load it into Feast, train, evaluate,
+export, report.
 
-`make train PROFILE=quick` runs `all`; each step can also be run on its own, in order, because
-each one leaves its result on disk (world parquet, Feast tables, run checkpoint, bundle).
+`make train PROFILE=quick` runs `all` on the synthetic world; `make train SOURCE=csv:DIR` (or
+`parquet:DIR`, `home-credit:DIR`) imports a lender's export first and trains on it. Each step
+can also be run on its own, in order, because each one leaves its result on disk (loan book,
+Feast tables, run checkpoint, bundle). The profile sets the run's size and effort; the source
+sets the data.
 """
 
 from __future__ import annotations
 
+import json
 import pickle
+import sys
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from services.common.settings import InfraSettings
 from training import pipeline
-from training.profiles import get_profile
-from training.world import World
+from training.contract import LoanBook
+from training.importer import ImportResult
+from training.profiles import Profile, get_profile
 
 console = Console()
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 ProfileOption = Annotated[str, typer.Option("--profile", "-p", help="tiny, quick or full")]
+SourceOption = Annotated[
+    str,
+    typer.Option(
+        "--source",
+        "-s",
+        help="synthetic (the profile's world), csv:DIR, parquet:DIR, home-credit:DIR, or "
+        "book:NAME (a loan book imported before)",
+    ),
+]
+IMPORT_KINDS = ("csv", "parquet", "home-credit")
 
 
 def _echo(line: str) -> None:
     console.print(f"[cyan]•[/] {line}")
 
 
-def run_dir(profile: str) -> Path:
-    return pipeline.ARTIFACTS / "runs" / profile
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code=1)
 
 
-def _checkpoint(profile: str) -> Path:
-    return run_dir(profile) / "trained.pkl"
+def book_dir(source: str, profile: Profile) -> Path:
+    """Where the loan book a `--source` names lives under artifacts/loanbooks/."""
+    if source == "synthetic":
+        return pipeline.synthetic_book_dir(profile)
+    kind, _, rest = source.partition(":")
+    if kind == "book" and rest:
+        return pipeline.LOAN_BOOKS / rest
+    if kind in IMPORT_KINDS and rest:
+        return pipeline.LOAN_BOOKS / f"{kind}-{Path(rest).resolve().name}"
+    raise typer.BadParameter(
+        f"unknown source {source!r}: use synthetic, csv:DIR, parquet:DIR, home-credit:DIR or "
+        "book:NAME",
+        param_hint="--source",
+    )
 
 
-def _load_trained(profile: str) -> pipeline.TrainedModels:
-    path = _checkpoint(profile)
+def run_name(source: str, profile: str) -> str:
+    if source == "synthetic":
+        return profile
+    return f"{book_dir(source, get_profile(profile)).name}-{profile}"
+
+
+def run_dir(profile: str, source: str = "synthetic") -> Path:
+    return pipeline.ARTIFACTS / "runs" / run_name(source, profile)
+
+
+def _checkpoint(profile: str, source: str) -> Path:
+    return run_dir(profile, source) / "trained.pkl"
+
+
+def _book(source: str, profile: Profile) -> LoanBook:
+    folder = book_dir(source, profile)
+    if not (folder / "loanbook.json").exists():
+        hint = "`generate`" if source == "synthetic" else f"`import` (or `all --source {source}`)"
+        raise typer.BadParameter(f"no loan book at {folder}; run {hint} first")
+    return LoanBook.load(folder)
+
+
+def _load_trained(profile: str, source: str) -> pipeline.TrainedModels:
+    path = _checkpoint(profile, source)
     if not path.exists():
-        raise typer.BadParameter(f"no trained run for {profile!r}; run `train` first")
+        raise typer.BadParameter(f"no trained run for {run_name(source, profile)!r}; run `train`")
     with path.open("rb") as f:
         state = pickle.load(f)  # our own checkpoint, written by `train` below
-    state["world"] = World.load(pipeline.world_dir(get_profile(profile)))
+    state["book"] = _book(source, get_profile(profile))
     return pipeline.TrainedModels(**state)
 
 
 @app.command()
 def generate(profile: ProfileOption = "quick", force: bool = False) -> None:
-    """Generate the synthetic SACCO world (reused when it exists for the same seed and size)."""
-    pipeline.generate(get_profile(profile), force=force, echo=_echo)
+    """Generate the synthetic SACCO world and its loan book (reused for the same seed and size)."""
+    pipeline.synthetic_book(get_profile(profile), force=force, echo=_echo)
 
 
-@app.command()
-def load(profile: ProfileOption = "quick") -> None:
-    """Write feature snapshots to the Feast offline store (PostgreSQL) and run `feast apply`."""
+@app.command(name="import")
+def import_(
+    kind: Annotated[str, typer.Option("--source", "-s", help="csv, parquet or home-credit")],
+    folder: Annotated[Path, typer.Argument(help="the folder holding the export's files")],
+    name: Annotated[str | None, typer.Option(help="loan book name (default: KIND-FOLDER)")] = None,
+    cutoff: Annotated[
+        str | None,
+        typer.Option(help="the data's cut-off instant (default: loanbook.json's, else now)"),
+    ] = None,
+    assume_timezone: Annotated[
+        str | None,
+        typer.Option(help="time zone of timestamps written without one, e.g. Africa/Nairobi"),
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="also write the violations as JSON here")
+    ] = None,
+    destination: Annotated[
+        Path | None,
+        typer.Option(help="where the loan book goes (default: artifacts/loanbooks/NAME)"),
+    ] = None,
+) -> None:
+    """Validate a lender's export against the data contract and import it, all or nothing."""
+    from training.importer import ImportFailed
+
+    if kind not in IMPORT_KINDS:
+        _fail(f"--source must be one of {', '.join(IMPORT_KINDS)}, not {kind!r}")
+    if not folder.is_dir():
+        _fail(f"{folder}: no such folder")
+    destination = destination or pipeline.LOAN_BOOKS / (name or f"{kind}-{folder.resolve().name}")
+    try:
+        result = import_book(kind, folder, destination, cutoff, assume_timezone)
+    except ImportFailed as failed:
+        _show_violations(failed, report)
+        raise typer.Exit(code=1) from None
+    except ValueError as exc:
+        _fail(str(exc))
+    rows = sum(result.rows.values())
+    _echo(
+        f"imported {rows:,} rows ({', '.join(f'{k} {v:,}' for k, v in result.rows.items())}) "
+        f"into {result.folder} in {result.seconds:.1f}s: {result.rows_per_second:,.0f} rows/s, "
+        f"peak memory {result.peak_memory_mb:,.0f} MB"
+    )
+
+
+def import_book(
+    kind: str,
+    folder: Path,
+    destination: Path,
+    cutoff: str | None = None,
+    assume_timezone: str | None = None,
+) -> ImportResult:
+    """Run one import with a live row count per table; returns the importer's ImportResult."""
+    from training import importer
+
+    stamp = None
+    if cutoff is not None:
+        stamp = pd.Timestamp(cutoff)
+    elif (folder / "loanbook.json").exists():
+        stamp = pd.Timestamp(json.loads((folder / "loanbook.json").read_text())["cutoff"])
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,.0f} rows"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=not sys.stdout.isatty(),
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(table: str, rows: int) -> None:
+            if table not in tasks:
+                tasks[table] = bar.add_task(table, total=None)
+            bar.advance(tasks[table], rows)
+
+        if kind == "home-credit":
+            from training.sources.home_credit import import_home_credit
+
+            return import_home_credit(folder, destination, progress=progress)
+        inputs = (importer.csv_inputs if kind == "csv" else importer.parquet_inputs)(folder)
+        return importer.import_tables(
+            inputs,
+            destination,
+            source=f"{kind}:{folder.resolve().name}",
+            cutoff=stamp,
+            assume_tz=assume_timezone,
+            progress=progress,
+        )
+
+
+def _show_violations(failed: Exception, report: Path | None) -> None:
+    violations = failed.violations  # type: ignore[attr-defined]
+    table = Table(title=f"{violations.total:,} violation(s) of the data contract; nothing written")
+    for heading in ("table", "column", "reason", "count"):
+        table.add_column(heading, overflow="fold")
+    for (name, column, reason), count in violations.counts.items():
+        table.add_row(name, column or "", reason, f"{count:,}")
+    console.print(table)
+    for examples in violations.examples.values():
+        for v in examples:
+            console.print(f"  {v.text()}", highlight=False, markup=False)
+    if report is not None:
+        report.write_text(json.dumps(violations.to_dict(), indent=2, default=str) + "\n")
+    first = next(iter(violations.examples.values()))[0]
+    console.print(f"[bold red]error:[/] {first.text()}", highlight=False)
+
+
+@app.command(name="export-contract")
+def export_contract(
+    folder: Annotated[Path, typer.Argument(help="where to write the contract CSVs")],
+    profile: ProfileOption = "quick",
+    source: SourceOption = "synthetic",
+) -> None:
+    """Write a loan book as contract CSVs, as a lender would export it (the synthetic world's by
+    default): the round trip back through `import` must train to the same model."""
+    from training.importer import write_csv
+
     p = get_profile(profile)
-    world = World.load(pipeline.world_dir(p))
-    pipeline.load_into_feast(InfraSettings(), world, echo=_echo)
+    book = pipeline.synthetic_book(p, echo=_echo) if source == "synthetic" else _book(source, p)
+    rows = write_csv(book, folder)
+    _echo(f"wrote {', '.join(f'{k} {v:,}' for k, v in rows.items())} rows to {folder}")
 
 
 @app.command()
-def train(profile: ProfileOption = "quick") -> None:
+def contract(
+    out: Annotated[Path, typer.Option(help="where to write the page")] = Path(
+        "docs/data-contract.md"
+    ),
+) -> None:
+    """Write docs/data-contract.md from the contract's code (the one definition)."""
+    from training.contract_doc import render
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render())
+    _echo(f"wrote {out}")
+
+
+@app.command()
+def load(profile: ProfileOption = "quick", source: SourceOption = "synthetic") -> None:
+    """Write feature snapshots to the Feast offline store (PostgreSQL) and run `feast apply`."""
+    pipeline.load_into_feast(InfraSettings(), _book(source, get_profile(profile)), echo=_echo)
+
+
+@app.command()
+def train(profile: ProfileOption = "quick", source: SourceOption = "synthetic") -> None:
     """Fit the baseline, LightGBM, the LSTM, the ensemble, calibration and decision bands."""
     p = get_profile(profile)
-    world = World.load(pipeline.world_dir(p))
-    trained = pipeline.train(InfraSettings(), p, world, echo=_echo)
-    state = {k: v for k, v in trained.__dict__.items() if k != "world"}
-    run_dir(profile).mkdir(parents=True, exist_ok=True)
-    with _checkpoint(profile).open("wb") as f:
+    trained = pipeline.train(InfraSettings(), p, _book(source, p), echo=_echo)
+    state = {k: v for k, v in trained.__dict__.items() if k != "book"}
+    run_dir(profile, source).mkdir(parents=True, exist_ok=True)
+    with _checkpoint(profile, source).open("wb") as f:
         pickle.dump(state, f)
 
 
 @app.command()
-def evaluate(profile: ProfileOption = "quick") -> None:
+def evaluate(profile: ProfileOption = "quick", source: SourceOption = "synthetic") -> None:
     """Metrics on the test and out-of-time splits, and fairness, into the run's metrics.json."""
-    import json
-
-    metrics = pipeline.evaluate(_load_trained(profile))
-    (run_dir(profile) / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    metrics = pipeline.evaluate(_load_trained(profile, source))
+    (run_dir(profile, source) / "metrics.json").write_text(
+        json.dumps(metrics, indent=2, default=float)
+    )
     for split in ("test", "out_of_time"):
         for model, values in metrics[split].items():
             _echo(
@@ -86,49 +274,112 @@ def evaluate(profile: ProfileOption = "quick") -> None:
 
 
 @app.command()
-def export(profile: ProfileOption = "quick", promote: bool = True) -> None:
+def export(
+    profile: ProfileOption = "quick", source: SourceOption = "synthetic", promote: bool = True
+) -> None:
     """Write the versioned bundle (ONNX models, manifest, drift reference) and promote it."""
-    import json
-
     from training.export import write_bundle
 
-    metrics = json.loads((run_dir(profile) / "metrics.json").read_text())
-    folder = write_bundle(_load_trained(profile), metrics, promote=promote)
+    metrics = json.loads((run_dir(profile, source) / "metrics.json").read_text())
+    folder = write_bundle(_load_trained(profile, source), metrics, promote=promote)
     _echo(f"bundle written to {folder}" + (" and promoted to current" if promote else ""))
 
 
 @app.command()
-def report(profile: ProfileOption = "quick") -> None:
+def report(profile: ProfileOption = "quick", source: SourceOption = "synthetic") -> None:
     """report.md with plots, the model card and the real-data benchmark, in the bundle."""
     from training.report import write_report
 
-    folder = write_report(_load_trained(profile), bundle=None)
+    folder = write_report(_load_trained(profile, source), bundle=None)
     _echo(f"report and model card written to {folder}")
 
 
 @app.command()
-def track(profile: ProfileOption = "quick") -> None:
+def track(profile: ProfileOption = "quick", source: SourceOption = "synthetic") -> None:
     """Log the run to MLflow (local store) and register the current bundle as a model version."""
-    import json
-
     from training.export import BUNDLES
     from training.tracking import REGISTERED_MODEL, track_run
 
-    metrics = json.loads((run_dir(profile) / "metrics.json").read_text())
-    version = track_run(_load_trained(profile), metrics, BUNDLES / "current")
+    metrics = json.loads((run_dir(profile, source) / "metrics.json").read_text())
+    version = track_run(_load_trained(profile, source), metrics, BUNDLES / "current")
     _echo(f"MLflow: registered {REGISTERED_MODEL} version {version}")
 
 
 @app.command(name="all")
-def run_all(profile: ProfileOption = "quick") -> None:
-    """Every step in order: generate, load, train, evaluate, export, report, track."""
-    generate(profile)
-    load(profile)
-    train(profile)
-    evaluate(profile)
-    export(profile)
-    report(profile)
-    track(profile)
+def run_all(profile: ProfileOption = "quick", source: SourceOption = "synthetic") -> None:
+    """Every step in order: generate or import, load, train, evaluate, export, report, track."""
+    if source == "synthetic":
+        generate(profile)
+    else:
+        kind, _, rest = source.partition(":")
+        if kind in IMPORT_KINDS:
+            import_(kind, Path(rest))
+        else:
+            _book(source, get_profile(profile))
+    load(profile, source)
+    train(profile, source)
+    evaluate(profile, source)
+    export(profile, source)
+    report(profile, source)
+    track(profile, source)
+
+
+@app.command()
+def tabular(
+    csv_file: Annotated[Path, typer.Option("--csv", help="the table: one row per loan")],
+    target: Annotated[str, typer.Option(help="the outcome column")],
+    protected: Annotated[
+        list[str] | None, typer.Option(help="audit-only column (repeatable); never an input")
+    ] = None,
+    positive: Annotated[
+        str | None, typer.Option(help="the target value meaning default (needed unless 0/1)")
+    ] = None,
+    folds: Annotated[int, typer.Option(help="stratified cross-validation folds")] = 5,
+    out: Annotated[
+        Path | None, typer.Option(help="output folder [default: artifacts/tabular/<file stem>]")
+    ] = None,
+    cost: Annotated[
+        Path | None, typer.Option(help="business cost TOML [default: config/business_cost.toml]")
+    ] = None,
+    amount: Annotated[
+        str | None, typer.Option(help="loan amount column (KES) for the business cost")
+    ] = None,
+    delimiter: Annotated[str, typer.Option(help="the CSV field delimiter")] = ",",
+    seed: int = 7,
+) -> None:
+    """Any CSV with a target column: cross-validated model choice, report and tabular bundle."""
+    from rich.markup import escape
+
+    from training.tabular import TabularInputError, run_command
+
+    try:
+        folder, run = run_command(
+            csv_file,
+            target,
+            protected or [],
+            positive=positive,
+            folds=folds,
+            out=out,
+            cost_file=cost,
+            amount=amount,
+            delimiter=delimiter,
+            seed=seed,
+            echo=_echo,
+        )
+    except TabularInputError as exc:
+        Console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    selection = run.selection
+    for name, scores in selection.candidates.items():
+        _echo(f"{name:20s} {folds}-fold AUC {scores.mean['auc']:.4f} ± {scores.sd['auc']:.4f}")
+    verdict = (
+        f"beats {selection.simple} by {selection.margin:+.4f} AUC "
+        f"(standard error {selection.standard_error:.4f})"
+        if selection.winner != selection.simple
+        else "no candidate beat it beyond the noise"
+    )
+    _echo(f"ships {selection.winner}: {verdict}")
+    _echo(f"report and bundle written to {folder}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Load the synthetic world into Feast and take training sets out of it, point-in-time.
+"""Load a loan book into Feast and take training sets out of it, point-in-time.
 
 The offline tables hold feature snapshots computed by `services.common.features` at several
 instants per member (before, at and after the application), so the point-in-time join has later
@@ -28,7 +28,7 @@ from services.common.feast_config import (
     open_feature_store,
 )
 from services.common.settings import InfraSettings
-from training.world import World
+from training.contract import LoanBook
 
 SNAPSHOT_OFFSETS = (timedelta(days=-30), timedelta(0), timedelta(days=14))
 ENTITY_COLUMNS = ("application_id", "member_id", "amount_kes", "term_months", "product")
@@ -40,13 +40,38 @@ def snapshot_times(
     return [applied_at + offset for offset in offsets]
 
 
-def build_tables(world: World) -> dict[str, pd.DataFrame]:
-    """The three offline tables, each with member_id and event_timestamp."""
-    apps = world.applications.set_index("member_id")
-    applied_at = pd.to_datetime(apps["applied_at"], utc=True)
+def feature_input(table: pd.DataFrame) -> pd.DataFrame:
+    """A contract table as the feature functions take it: numbers as float64 (NaN where the
+    source left them empty) and member ids as categories (millions of rows join fast)."""
+    out = table.copy()
+    for name, column in out.items():
+        if isinstance(column.dtype, pd.Int64Dtype | pd.Float64Dtype):
+            out[name] = column.astype("float64")
+    if "member_id" in out.columns and len(out) > 100_000:
+        out["member_id"] = out["member_id"].astype("category")
+    return out
 
+
+def application_times(book: LoanBook) -> list[pd.Series]:
+    """Snapshot instants around every application, one member per series (the feature functions
+    take one as-of per member), so members who applied several times get each application's."""
+    apps = book.applications
+    rank = apps.groupby("member_id", sort=False).cumcount().to_numpy()
+    times: list[pd.Series] = []
+    for r in range(int(rank.max()) + 1 if len(apps) else 0):
+        sub = apps[rank == r]
+        applied_at = pd.Series(
+            pd.to_datetime(sub["applied_at"], utc=True).to_numpy(),
+            index=pd.Index(sub["member_id"].astype(str)),
+        )
+        times.extend(snapshot_times(applied_at))
+    return times
+
+
+def build_tables(book: LoanBook) -> dict[str, pd.DataFrame]:
+    """The three offline tables, each with member_id and event_timestamp."""
     # one profile row per snapshot, as it was known at that snapshot's time
-    snaps = world.profile_snapshots
+    snaps = feature_input(book.profile_snapshots)
     rank = snaps.groupby("member_id", observed=True).cumcount().to_numpy()
     profile_rows = []
     for r in track(range(int(rank.max()) + 1), description="profile snapshots"):
@@ -61,11 +86,13 @@ def build_tables(world: World) -> dict[str, pd.DataFrame]:
     profiles = pd.concat(profile_rows, ignore_index=True)
 
     mobile, repay = [], []
-    for as_of in track(snapshot_times(applied_at), description="activity snapshots"):
-        mm = F.mobile_money_features(world.mobile_money, as_of)
+    mobile_money = feature_input(book.mobile_money)
+    repayments = feature_input(book.repayments)
+    for as_of in track(application_times(book), description="activity snapshots"):
+        mm = F.mobile_money_features(mobile_money, as_of)
         mm.insert(0, "event_timestamp", as_of.to_numpy())
         mobile.append(mm.reset_index(names="member_id"))
-        rp = F.repayment_features(world.repayments, as_of)
+        rp = F.repayment_features(repayments, as_of)
         rp.insert(0, "event_timestamp", as_of.to_numpy())
         repay.append(rp.reset_index(names="member_id"))
     return {
@@ -138,22 +165,23 @@ def apply_repo(infra: InfraSettings) -> None:
         raise RuntimeError(f"feast apply failed:\n{result.stdout}\n{result.stderr}")
 
 
-def entity_frame(world: World) -> pd.DataFrame:
-    apps = world.applications
+def entity_frame(book: LoanBook) -> pd.DataFrame:
+    apps = book.labelled
     frame = apps[list(ENTITY_COLUMNS)].copy()
     frame["member_id"] = frame["member_id"].astype(str)
+    frame["amount_kes"] = frame["amount_kes"].astype(np.float64)
     frame["term_months"] = frame["term_months"].astype(np.float64)
     frame["product"] = frame["product"].astype(str)
     frame["event_timestamp"] = pd.to_datetime(apps["applied_at"], utc=True)
     return frame
 
 
-def training_set(infra: InfraSettings, world: World) -> pd.DataFrame:
-    """Point-in-time training set for every application, from Feast's offline store."""
+def training_set(infra: InfraSettings, book: LoanBook) -> pd.DataFrame:
+    """Point-in-time training set for every labelled application, from Feast's offline store."""
     store = open_feature_store(infra)
     service = store.get_feature_service(FEATURE_SERVICE)
-    frame = store.get_historical_features(entity_df=entity_frame(world), features=service).to_df()
-    order = pd.Index(world.applications["application_id"].astype(str))
+    frame = store.get_historical_features(entity_df=entity_frame(book), features=service).to_df()
+    order = pd.Index(book.labelled["application_id"].astype(str))
     frame = frame.set_index("application_id").loc[order].reset_index()
     return frame
 

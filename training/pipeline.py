@@ -1,7 +1,9 @@
-"""The training run: world -> Feast -> splits -> models -> ensemble -> calibration -> bundle.
+"""The training run: loan book -> Feast -> splits -> models -> ensemble -> calibration -> bundle.
 
-Each step is a function the CLI calls on its own or in sequence (`make train`). The run is
-deterministic for a profile's seed, and everything it concludes is written into the bundle.
+Each step is a function the CLI calls on its own or in sequence (`make train`). It reads a
+`LoanBook` (the data contract's tables), so a lender's imported export and the synthetic world go
+through the same steps; only the synthetic source carries an oracle PD to compare against. The
+run is deterministic for a profile's seed, and everything it concludes is written into the bundle.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from services.common.settings import InfraSettings
 from training import feature_tables
 from training.baseline import fit_logistic_scorecard, predict_logistic_scorecard
 from training.calibration import choose_calibrator
+from training.contract import LoanBook
 from training.ensemble import fit_ensemble
 from training.evaluate import classification_metrics, fairness_report
 from training.gbm import FittedGBM, GBMParams, fit_gbm, predict_gbm
 from training.lstm import FittedLSTM, LSTMParams, SequenceInputs, fit_lstm, predict_lstm
 from training.profiles import Profile
 from training.scorecard import BusinessCost, choose_bands
+from training.sources.synthetic import loan_book_from_world
 from training.world import World, generate_world
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -38,6 +42,13 @@ Echo = Callable[[str], None]
 
 def world_dir(profile: Profile) -> Path:
     return ARTIFACTS / "world" / profile.name
+
+
+LOAN_BOOKS = ARTIFACTS / "loanbooks"
+
+
+def synthetic_book_dir(profile: Profile) -> Path:
+    return LOAN_BOOKS / f"synthetic-{profile.name}"
 
 
 def generate(profile: Profile, *, force: bool = False, echo: Echo = print) -> World:
@@ -56,9 +67,17 @@ def generate(profile: Profile, *, force: bool = False, echo: Echo = print) -> Wo
     return world
 
 
-def load_into_feast(infra: InfraSettings, world: World, *, echo: Echo = print) -> None:
+def synthetic_book(profile: Profile, *, force: bool = False, echo: Echo = print) -> LoanBook:
+    """The profile's world as a loan book (the contract's tables), saved beside imported ones."""
+    world = generate(profile, force=force, echo=echo)
+    book = loan_book_from_world(world, name=f"synthetic-{profile.name}")
+    book.save(synthetic_book_dir(profile))
+    return book
+
+
+def load_into_feast(infra: InfraSettings, book: LoanBook, *, echo: Echo = print) -> None:
     started = time.perf_counter()
-    tables = feature_tables.build_tables(world)
+    tables = feature_tables.build_tables(book)
     echo("computed feature snapshots: " + ", ".join(f"{k} {len(v):,}" for k, v in tables.items()))
     feature_tables.write_offline_tables(infra, tables)
     feature_tables.apply_repo(infra)
@@ -108,7 +127,7 @@ def sequence_inputs(inputs: F.ModelInputs, index: np.ndarray) -> SequenceInputs:
 @dataclass
 class TrainedModels:
     profile: Profile
-    world: World
+    book: LoanBook
     frame: pd.DataFrame
     inputs: F.ModelInputs
     splits: Splits
@@ -137,18 +156,31 @@ def training_data_hash(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
+def outcomes(book: LoanBook) -> np.ndarray:
+    """1 = defaulted, 0 = repaid, for the labelled applications in the book's order."""
+    return book.labelled["default_12m"].to_numpy(dtype=np.int64)
+
+
+def oracle_pd(book: LoanBook) -> np.ndarray | None:
+    """The true PD of each labelled application, where the source knows it (synthetic only)."""
+    if book.oracle is None:
+        return None
+    by_id = book.oracle.set_index("application_id")["true_pd"]
+    return by_id.loc[book.labelled["application_id"]].to_numpy(dtype=np.float64)
+
+
 def train(
-    infra: InfraSettings, profile: Profile, world: World, *, echo: Echo = print
+    infra: InfraSettings, profile: Profile, book: LoanBook, *, echo: Echo = print
 ) -> TrainedModels:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    frame = feature_tables.training_set(infra, world)
+    frame = feature_tables.training_set(infra, book)
     timings["feast_training_set"] = time.perf_counter() - clock
     took = timings["feast_training_set"]
     echo(f"training set from Feast (point-in-time): {len(frame):,} rows in {took:.1f}s")
     inputs = F.model_inputs(frame)
-    apps = world.applications.reset_index(drop=True)
-    y = apps["default_12m"].to_numpy().astype(int)
+    apps = book.labelled
+    y = outcomes(book)
     splits = split(apps, profile)
     echo(f"splits: {splits.sizes()}")
     tr, va = splits.train, splits.valid
@@ -196,8 +228,10 @@ def train(
         "logistic_scorecard": predict_logistic_scorecard(baseline, inputs.tabular, names),
         "lightgbm": predict_gbm(gbm, inputs.tabular),
         "lstm": predict_lstm(lstm, sequence_inputs(inputs, everything)),
-        "oracle": apps["true_pd"].to_numpy(),
     }
+    truth = oracle_pd(book)
+    if truth is not None:
+        predictions["oracle"] = truth
     weights = fit_ensemble(predictions["lightgbm"][va], predictions["lstm"][va], y[va])
     raw = weights.combine(predictions["lightgbm"], predictions["lstm"])
     predictions["ensemble_uncalibrated"] = raw
@@ -205,7 +239,7 @@ def train(
     predictions["ensemble"] = calibrator.apply(raw)
     cost = BusinessCost()
     bands, band_summary = choose_bands(
-        predictions["ensemble"][va], y[va], apps["amount_kes"].to_numpy()[va], cost
+        predictions["ensemble"][va], y[va], apps["amount_kes"].to_numpy(dtype=np.float64)[va], cost
     )
     echo(
         f"ensemble weights {weights.to_dict()}, calibration {calibrator.method} "
@@ -213,7 +247,7 @@ def train(
     )
     return TrainedModels(
         profile=profile,
-        world=world,
+        book=book,
         frame=frame,
         inputs=inputs,
         splits=splits,
@@ -236,24 +270,30 @@ MODELS = ("oracle", "logistic_scorecard", "lightgbm", "lstm", "ensemble_uncalibr
 
 def evaluate(trained: TrainedModels) -> dict[str, Any]:
     """metrics.json: test and out-of-time metrics per model, and fairness by gender and age."""
-    apps = trained.world.applications.reset_index(drop=True)
-    y = apps["default_12m"].to_numpy().astype(int)
-    result: dict[str, Any] = {"profile": trained.profile.name, "splits": trained.splits.sizes()}
+    apps = trained.book.labelled
+    y = outcomes(trained.book)
+    result: dict[str, Any] = {
+        "profile": trained.profile.name,
+        "source": trained.book.source,
+        "splits": trained.splits.sizes(),
+    }
     for split_name in ("test", "out_of_time"):
         index = getattr(trained.splits, split_name)
         result[split_name] = {
             model: classification_metrics(y[index], trained.predictions[model][index])
             for model in MODELS
+            if model in trained.predictions
         }
     test = trained.splits.test
     approved = trained.bands.band(trained.predictions["ensemble"][test]) == "approve"
-    members = trained.world.members.set_index("member_id").loc[apps["member_id"].iloc[test]]
+    members = trained.book.members.set_index("member_id").loc[apps["member_id"].iloc[test]]
     result["fairness"] = fairness_report(
         y[test],
         approved,
         {
-            "gender": members["gender"].astype(str).to_numpy(),
-            "age_band": members["age_band"].astype(str).to_numpy(),
+            attribute: members[attribute].astype(object).fillna("unknown").astype(str).to_numpy()
+            for attribute in ("gender", "age_band")
+            if attribute in members.columns and members[attribute].notna().any()
         },
     )
     result["bands"] = trained.bands.to_dict() | {"validation": trained.band_summary}

@@ -40,6 +40,7 @@ from tests.integration.feast_projects import feast_project
 from tests.integration.kafka_helpers import read_topic
 from training import pipeline
 from training.profiles import get_profile
+from training.sources.synthetic import loan_book_from_world
 from training.world import World, generate_world
 
 pytestmark = pytest.mark.integration
@@ -63,7 +64,7 @@ def feast_env() -> Iterator[None]:
 def world(infra: InfraSettings, feast_env: None) -> World:
     profile = get_profile("tiny")
     world = generate_world(profile.n_members, profile.seed)
-    pipeline.load_into_feast(infra, world, echo=lambda _line: None)
+    pipeline.load_into_feast(infra, loan_book_from_world(world), echo=lambda _line: None)
     return world
 
 

@@ -46,6 +46,7 @@ from tests.conftest import TinyModel
 from tests.integration.feast_projects import feast_project
 from tests.integration.kafka_helpers import read_topic
 from training import pipeline
+from training.sources.synthetic import loan_book_from_world
 from training.world import World
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def feast_env() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def world(infra: InfraSettings, feast_env: None, tiny_model: TinyModel) -> World:
     """The tiny world (the one the tiny model was trained on) in this module's Feast project."""
-    pipeline.load_into_feast(infra, tiny_model.world, echo=lambda _line: None)
+    pipeline.load_into_feast(infra, loan_book_from_world(tiny_model.world), echo=lambda _line: None)
     return tiny_model.world
 
 

@@ -42,6 +42,7 @@ from tests.integration.kafka_helpers import read_topic
 from training import pipeline
 from training.export import promote_bundle, write_bundle
 from training.profiles import get_profile
+from training.sources.synthetic import loan_book_from_world
 from training.world import World, generate_world
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def feast_env() -> Iterator[None]:
 def world(infra: InfraSettings, feast_env: None) -> World:
     profile = get_profile("tiny")
     world = generate_world(profile.n_members, profile.seed)
-    pipeline.load_into_feast(infra, world, echo=lambda _line: None)
+    pipeline.load_into_feast(infra, loan_book_from_world(world), echo=lambda _line: None)
     return world
 
 
@@ -72,7 +73,9 @@ def bundle_root(
     infra: InfraSettings, world: World, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     """Trained once for the module: a tiny model promoted in a temporary bundle folder."""
-    trained = pipeline.train(infra, get_profile("tiny"), world, echo=lambda _line: None)
+    trained = pipeline.train(
+        infra, get_profile("tiny"), loan_book_from_world(world), echo=lambda _line: None
+    )
     root = tmp_path_factory.mktemp("bundles")
     write_bundle(trained, pipeline.evaluate(trained), promote=True, root=root)
     return root

@@ -21,6 +21,7 @@ from training.export import write_bundle
 from training.gbm import predict_gbm, predict_gbm_onnx
 from training.lstm import predict_lstm, predict_onnx
 from training.profiles import get_profile
+from training.sources.synthetic import loan_book_from_world
 from training.world import World, generate_world
 
 pytestmark = pytest.mark.integration
@@ -40,8 +41,8 @@ def world() -> World:
 
 @pytest.fixture(scope="module")
 def training_frame(infra: InfraSettings, feast_env: None, world: World) -> pd.DataFrame:
-    pipeline.load_into_feast(infra, world, echo=lambda _line: None)
-    return feature_tables.training_set(infra, world)
+    pipeline.load_into_feast(infra, loan_book_from_world(world), echo=lambda _line: None)
+    return feature_tables.training_set(infra, loan_book_from_world(world))
 
 
 def direct_features(world: World, offset: pd.Timedelta) -> pd.DataFrame:
@@ -112,7 +113,7 @@ def test_tiny_training_writes_a_bundle_that_scores_like_training(
     infra: InfraSettings, world: World, training_frame: pd.DataFrame, tmp_path: Path
 ) -> None:
     profile = get_profile("tiny")
-    trained = pipeline.train(infra, profile, world, echo=lambda _line: None)
+    trained = pipeline.train(infra, profile, loan_book_from_world(world), echo=lambda _line: None)
     metrics = pipeline.evaluate(trained)
     for split in ("test", "out_of_time"):
         assert set(metrics[split]) >= {
@@ -123,7 +124,7 @@ def test_tiny_training_writes_a_bundle_that_scores_like_training(
             "ensemble",
         }
         for values in metrics[split].values():
-            assert set(values) == {"auc", "ks", "brier", "ece"}
+            assert set(values) >= {"auc", "ks", "brier", "ece"}
     assert set(metrics["fairness"]) == {"gender", "age_band"}
     assert metrics["test"]["ensemble"]["auc"] > 0.6
 
