@@ -1,6 +1,7 @@
 """The versioned feature service that training and scoring both ask for."""
 
 from application import application_ratios
+from bureau import bureau_summary
 from feast import FeatureService
 from member_profile import member_profile
 from mobile_money import mobile_money_aggregates, mobile_money_sequence
@@ -13,7 +14,8 @@ credit_scoring_v1 = FeatureService(
         mobile_money_aggregates,
         mobile_money_sequence,
         repayment_history,
+        bureau_summary,
         application_ratios,
     ],
-    description="Every input of the GBM + LSTM ensemble, bundle format 1",
+    description="The feature vocabulary every bundle picks its inputs from (bundle format 1)",
 )

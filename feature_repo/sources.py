@@ -30,3 +30,8 @@ repayment_source = PostgreSQLSource(
 )
 mobile_money_push = PushSource(name="mobile_money_push", batch_source=mobile_money_source)
 repayment_push = PushSource(name="repayment_push", batch_source=repayment_source)
+bureau_source = PostgreSQLSource(
+    name="bureau_source",
+    query=f"SELECT * FROM {OFFLINE_SCHEMA}.bureau_features",
+    timestamp_field="event_timestamp",
+)

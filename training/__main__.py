@@ -14,7 +14,7 @@ import json
 import pickle
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import pandas as pd
 import typer
@@ -23,10 +23,13 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 from rich.table import Table
 
 from services.common.settings import InfraSettings
-from training import pipeline
+from training import paths
 from training.contract import LoanBook
 from training.importer import ImportResult
 from training.profiles import Profile, get_profile
+
+if TYPE_CHECKING:
+    from training.pipeline import TrainedModels
 
 console = Console()
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -55,12 +58,12 @@ def _fail(message: str) -> None:
 def book_dir(source: str, profile: Profile) -> Path:
     """Where the loan book a `--source` names lives under artifacts/loanbooks/."""
     if source == "synthetic":
-        return pipeline.synthetic_book_dir(profile)
+        return paths.synthetic_book_dir(profile)
     kind, _, rest = source.partition(":")
     if kind == "book" and rest:
-        return pipeline.LOAN_BOOKS / rest
+        return paths.LOAN_BOOKS / rest
     if kind in IMPORT_KINDS and rest:
-        return pipeline.LOAN_BOOKS / f"{kind}-{Path(rest).resolve().name}"
+        return paths.LOAN_BOOKS / f"{kind}-{Path(rest).resolve().name}"
     raise typer.BadParameter(
         f"unknown source {source!r}: use synthetic, csv:DIR, parquet:DIR, home-credit:DIR or "
         "book:NAME",
@@ -75,7 +78,7 @@ def run_name(source: str, profile: str) -> str:
 
 
 def run_dir(profile: str, source: str = "synthetic") -> Path:
-    return pipeline.ARTIFACTS / "runs" / run_name(source, profile)
+    return paths.ARTIFACTS / "runs" / run_name(source, profile)
 
 
 def _checkpoint(profile: str, source: str) -> Path:
@@ -90,7 +93,9 @@ def _book(source: str, profile: Profile) -> LoanBook:
     return LoanBook.load(folder)
 
 
-def _load_trained(profile: str, source: str) -> pipeline.TrainedModels:
+def _load_trained(profile: str, source: str) -> TrainedModels:
+    from training import pipeline
+
     path = _checkpoint(profile, source)
     if not path.exists():
         raise typer.BadParameter(f"no trained run for {run_name(source, profile)!r}; run `train`")
@@ -103,6 +108,8 @@ def _load_trained(profile: str, source: str) -> pipeline.TrainedModels:
 @app.command()
 def generate(profile: ProfileOption = "quick", force: bool = False) -> None:
     """Generate the synthetic SACCO world and its loan book (reused for the same seed and size)."""
+    from training import pipeline
+
     pipeline.synthetic_book(get_profile(profile), force=force, echo=_echo)
 
 
@@ -134,7 +141,7 @@ def import_(
         _fail(f"--source must be one of {', '.join(IMPORT_KINDS)}, not {kind!r}")
     if not folder.is_dir():
         _fail(f"{folder}: no such folder")
-    destination = destination or pipeline.LOAN_BOOKS / (name or f"{kind}-{folder.resolve().name}")
+    destination = destination or paths.LOAN_BOOKS / (name or f"{kind}-{folder.resolve().name}")
     try:
         result = import_book(kind, folder, destination, cutoff, assume_timezone)
     except ImportFailed as failed:
@@ -220,6 +227,7 @@ def export_contract(
 ) -> None:
     """Write a loan book as contract CSVs, as a lender would export it (the synthetic world's by
     default): the round trip back through `import` must train to the same model."""
+    from training import pipeline
     from training.importer import write_csv
 
     p = get_profile(profile)
@@ -245,12 +253,16 @@ def contract(
 @app.command()
 def load(profile: ProfileOption = "quick", source: SourceOption = "synthetic") -> None:
     """Write feature snapshots to the Feast offline store (PostgreSQL) and run `feast apply`."""
+    from training import pipeline
+
     pipeline.load_into_feast(InfraSettings(), _book(source, get_profile(profile)), echo=_echo)
 
 
 @app.command()
 def train(profile: ProfileOption = "quick", source: SourceOption = "synthetic") -> None:
     """Fit the baseline, LightGBM, the LSTM, the ensemble, calibration and decision bands."""
+    from training import pipeline
+
     p = get_profile(profile)
     trained = pipeline.train(InfraSettings(), p, _book(source, p), echo=_echo)
     state = {k: v for k, v in trained.__dict__.items() if k != "book"}
@@ -262,6 +274,8 @@ def train(profile: ProfileOption = "quick", source: SourceOption = "synthetic") 
 @app.command()
 def evaluate(profile: ProfileOption = "quick", source: SourceOption = "synthetic") -> None:
     """Metrics on the test and out-of-time splits, and fairness, into the run's metrics.json."""
+    from training import pipeline
+
     metrics = pipeline.evaluate(_load_trained(profile, source))
     (run_dir(profile, source) / "metrics.json").write_text(
         json.dumps(metrics, indent=2, default=float)

@@ -21,7 +21,8 @@ from services.common import features as F
 from services.common.feast_config import FEATURE_SERVICE
 from training.gbm import export_gbm_onnx, predict_gbm, predict_gbm_onnx
 from training.lstm import export_lstm_onnx, predict_lstm, predict_onnx
-from training.pipeline import ARTIFACTS, TrainedModels, sequence_inputs, training_data_hash
+from training.paths import ARTIFACTS
+from training.pipeline import TrainedModels, training_data_hash
 
 BUNDLE_FORMAT = 1
 BUNDLES = ARTIFACTS / "bundles"
@@ -77,19 +78,20 @@ def write_bundle(
     (folder / "gbm.txt").write_text(
         trained.gbm.booster.model_to_string(num_iteration=trained.gbm.best_iteration)
     )
-    export_lstm_onnx(trained.lstm, folder / "lstm.onnx")
-
     rows = trained.splits.test[:PARITY_ROWS]
+    tabular = trained.tabular[rows]
     gbm_gap = float(
         np.abs(
-            predict_gbm(trained.gbm, trained.inputs.tabular[rows])
-            - predict_gbm_onnx(folder / "gbm.onnx", trained.inputs.tabular[rows])
+            predict_gbm(trained.gbm, tabular) - predict_gbm_onnx(folder / "gbm.onnx", tabular)
         ).max()
     )
-    seq = sequence_inputs(trained.inputs, rows)
-    lstm_gap = float(
-        np.abs(predict_lstm(trained.lstm, seq) - predict_onnx(folder / "lstm.onnx", seq)).max()
-    )
+    lstm_gap = 0.0
+    if trained.lstm is not None:
+        export_lstm_onnx(trained.lstm, folder / "lstm.onnx")
+        seq = trained.sequences(rows)
+        lstm_gap = float(
+            np.abs(predict_lstm(trained.lstm, seq) - predict_onnx(folder / "lstm.onnx", seq)).max()
+        )
     if max(gbm_gap, lstm_gap) > PARITY_TOLERANCE:
         raise RuntimeError(f"ONNX disagrees with the native models: gbm {gbm_gap}, lstm {lstm_gap}")
 
@@ -108,14 +110,22 @@ def write_bundle(
         "created_at": created.isoformat(),
         "profile": trained.profile.name,
         "feature_service": FEATURE_SERVICE,
-        "tabular_features": list(F.TABULAR_FEATURES),
+        "tabular_features": list(trained.features.names),
+        "features_dropped": trained.features.dropped,
         "protected_attributes_excluded": list(F.PROTECTED_ATTRIBUTES),
         "sequences": {
-            "repayments": {"steps": F.REPAYMENT_MONTHS, "channels": list(F.REPAYMENT_CHANNELS)},
-            "mobile_money": {
-                "steps": F.MOBILE_MONEY_WEEKS,
-                "channels": list(F.MOBILE_MONEY_CHANNELS),
-            },
+            name: shape
+            for name, shape in {
+                "repayments": {
+                    "steps": F.REPAYMENT_MONTHS,
+                    "channels": list(F.REPAYMENT_CHANNELS),
+                },
+                "mobile_money": {
+                    "steps": F.MOBILE_MONEY_WEEKS,
+                    "channels": list(F.MOBILE_MONEY_CHANNELS),
+                },
+            }.items()
+            if name in trained.features.sequences
         },
         "models": {
             "gbm": {
@@ -125,7 +135,9 @@ def write_bundle(
                 "output": "probabilities[:, 1]",
             },
             "gbm_native": {"file": "gbm.txt", "sha256": _sha256(folder / "gbm.txt")},
-            "lstm": {
+            "lstm": None
+            if trained.lstm is None
+            else {
                 "file": "lstm.onnx",
                 "sha256": _sha256(folder / "lstm.onnx"),
                 "inputs": [
@@ -139,7 +151,11 @@ def write_bundle(
             },
         },
         "reference": {"bins": "reference.json", "sample": "reference_sample.parquet"},
-        "onnx_parity_max_abs_diff": {"gbm": gbm_gap, "lstm": lstm_gap, "rows": len(rows)},
+        "onnx_parity_max_abs_diff": {
+            "gbm": gbm_gap,
+            "lstm": lstm_gap if trained.lstm is not None else None,
+            "rows": len(rows),
+        },
         "ensemble": trained.weights.to_dict(),
         "calibrator": trained.calibrator.to_dict(),
         "scorecard": trained.scorecard.to_dict(),

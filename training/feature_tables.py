@@ -68,10 +68,41 @@ def application_times(book: LoanBook) -> list[pd.Series]:
     return times
 
 
+def profile_snapshots(book: LoanBook) -> pd.DataFrame:
+    """The book's account snapshots; a source without them (no savings or share data, such as
+    Home Credit) gets one per application from what the members table knows (income,
+    employment, tenure), the rest left missing."""
+    if book.has("profile_snapshots"):
+        return book.profile_snapshots
+    apps = book.applications
+    members = book.members.set_index("member_id")
+    known = members.loc[apps["member_id"]]
+    at = pd.to_datetime(apps["applied_at"], utc=True) - pd.Timedelta(seconds=1)
+    joined = pd.to_datetime(known["joined_at"], utc=True).to_numpy()
+    tenure = (at.to_numpy() - joined) / np.timedelta64(1, "D") / 30.4375
+    missing = pd.array([pd.NA] * len(apps), dtype="Float64")
+    return pd.DataFrame(
+        {
+            "member_id": apps["member_id"].to_numpy(),
+            "snapshot_at": at.to_numpy(),
+            "tenure_months": np.maximum(np.floor(tenure), 0.0),
+            "deposits_kes": missing,
+            "share_capital_kes": missing,
+            "n_guarantors": missing,
+            "existing_loans": missing,
+            "existing_loan_balance_kes": missing,
+            "bureau_listed": missing,
+            "monthly_income_kes": known["monthly_income_kes"].to_numpy(),
+            "employment_type": known["employment_type"].to_numpy(),
+        }
+    ).astype({"snapshot_at": "datetime64[ns, UTC]"})
+
+
 def build_tables(book: LoanBook) -> dict[str, pd.DataFrame]:
-    """The three offline tables, each with member_id and event_timestamp."""
+    """The offline tables, each with member_id and event_timestamp; a table the source lacks
+    gives its features' empty value (zeros, NaN) so every feature view has its table."""
     # one profile row per snapshot, as it was known at that snapshot's time
-    snaps = feature_input(book.profile_snapshots)
+    snaps = feature_input(profile_snapshots(book))
     rank = snaps.groupby("member_id", observed=True).cumcount().to_numpy()
     profile_rows = []
     for r in track(range(int(rank.max()) + 1), description="profile snapshots"):
@@ -85,10 +116,14 @@ def build_tables(book: LoanBook) -> dict[str, pd.DataFrame]:
         profile_rows.append(frame.reset_index(names="member_id"))
     profiles = pd.concat(profile_rows, ignore_index=True)
 
-    mobile, repay = [], []
+    mobile, repay, bureau_rows = [], [], []
     mobile_money = feature_input(book.mobile_money)
     repayments = feature_input(book.repayments)
+    bureau = feature_input(book.table("bureau"))
     for as_of in track(application_times(book), description="activity snapshots"):
+        bu = F.bureau_features(bureau, as_of)
+        bu.insert(0, "event_timestamp", as_of.to_numpy())
+        bureau_rows.append(bu.reset_index(names="member_id"))
         mm = F.mobile_money_features(mobile_money, as_of)
         mm.insert(0, "event_timestamp", as_of.to_numpy())
         mobile.append(mm.reset_index(names="member_id"))
@@ -99,6 +134,7 @@ def build_tables(book: LoanBook) -> dict[str, pd.DataFrame]:
         "member_profile": profiles,
         "mobile_money_features": pd.concat(mobile, ignore_index=True),
         "repayment_features": pd.concat(repay, ignore_index=True),
+        "bureau_features": pd.concat(bureau_rows, ignore_index=True),
     }
 
 

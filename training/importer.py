@@ -370,7 +370,6 @@ class _TableState:
     line_offset: int | None
     rows: int = 0
     key_hashes: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    key_rows: list[np.ndarray] = field(default_factory=list)
     header_checked: bool = False
     ok_header: bool = True
 
@@ -583,13 +582,12 @@ def _check_rows(
         if all(c in frame.columns for c in columns):
             hashes = pd.util.hash_pandas_object(frame[list(columns)], index=False).to_numpy()
             state.key_hashes.setdefault(key, []).append(hashes)
-    state.key_rows.append(np.arange(first_row, first_row + len(frame)))
 
 
 def _check_keys(state: _TableState, violations: Violations) -> None:
-    if not state.key_rows:
+    if state.rows == 0:
         return
-    rows = np.concatenate(state.key_rows)
+    rows = np.arange(1, state.rows + 1)  # chunks arrive in order: a hash's position is its row
     for key, parts in state.key_hashes.items():
         hashes = np.concatenate(parts)
         order = np.argsort(hashes, kind="stable")

@@ -13,7 +13,6 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,24 +30,13 @@ from training.ensemble import fit_ensemble
 from training.evaluate import classification_metrics, fairness_report
 from training.gbm import FittedGBM, GBMParams, fit_gbm, predict_gbm
 from training.lstm import FittedLSTM, LSTMParams, SequenceInputs, fit_lstm, predict_lstm
+from training.paths import synthetic_book_dir, world_dir
 from training.profiles import Profile
 from training.scorecard import BusinessCost, choose_bands
 from training.sources.synthetic import loan_book_from_world
 from training.world import World, generate_world
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 Echo = Callable[[str], None]
-
-
-def world_dir(profile: Profile) -> Path:
-    return ARTIFACTS / "world" / profile.name
-
-
-LOAN_BOOKS = ARTIFACTS / "loanbooks"
-
-
-def synthetic_book_dir(profile: Profile) -> Path:
-    return LOAN_BOOKS / f"synthetic-{profile.name}"
 
 
 def generate(profile: Profile, *, force: bool = False, echo: Echo = print) -> World:
@@ -114,9 +102,13 @@ def split(applications: pd.DataFrame, profile: Profile) -> Splits:
     return Splits(np.sort(train), np.sort(valid), np.sort(test), oot)
 
 
-def sequence_inputs(inputs: F.ModelInputs, index: np.ndarray) -> SequenceInputs:
+def sequence_inputs(
+    inputs: F.ModelInputs, index: np.ndarray, columns: np.ndarray | None = None
+) -> SequenceInputs:
+    """The LSTM's inputs for these rows; `columns` picks the static features a bundle uses."""
+    static = inputs.static[index]
     return SequenceInputs(
-        static=inputs.static[index],
+        static=static if columns is None else np.ascontiguousarray(static[:, columns]),
         repayments=inputs.repayments[index],
         repayment_mask=inputs.repayment_mask[index],
         mobile_money=inputs.mobile_money[index],
@@ -132,7 +124,7 @@ class TrainedModels:
     inputs: F.ModelInputs
     splits: Splits
     gbm: FittedGBM
-    lstm: FittedLSTM
+    lstm: FittedLSTM | None  # None when the source has no repayment or mobile-money sequences
     baseline: Any
     weights: EnsembleWeights
     calibrator: Any
@@ -140,14 +132,61 @@ class TrainedModels:
     bands: DecisionBands
     band_summary: dict[str, float]
     cost: BusinessCost
+    features: FeatureChoice
     predictions: dict[str, np.ndarray] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
     def final_pd(self, index: np.ndarray) -> np.ndarray:
-        p = self.weights.combine(
-            self.predictions["lightgbm"][index], self.predictions["lstm"][index]
+        p_lstm = (
+            self.predictions["lstm"][index] if self.lstm is not None else np.full(len(index), 0.5)
         )
-        return self.calibrator.apply(p)
+        return self.calibrator.apply(
+            self.weights.combine(self.predictions["lightgbm"][index], p_lstm)
+        )
+
+    @property
+    def tabular(self) -> np.ndarray:
+        """The model's tabular inputs: the chosen features only."""
+        return np.ascontiguousarray(self.inputs.tabular[:, self.features.columns])
+
+    def sequences(self, index: np.ndarray) -> SequenceInputs:
+        return sequence_inputs(self.inputs, index, self.features.columns)
+
+
+@dataclass(frozen=True)
+class FeatureChoice:
+    """Which vocabulary features a run uses, and why each other one was left out."""
+
+    names: tuple[str, ...]
+    columns: np.ndarray  # positions in F.TABULAR_FEATURES
+    dropped: dict[str, str]
+    sequences: tuple[str, ...]  # "repayments" / "mobile_money": the sequences the source has
+
+
+def choose_features(inputs: F.ModelInputs, rows: np.ndarray) -> FeatureChoice:
+    """Drop what carries no information on the training rows: a feature with one value only
+    (typically a table the source lacks, so it is missing everywhere), and note the sequences
+    that exist at all (no LSTM without them)."""
+    x = inputs.tabular[rows]
+    keep, dropped = [], {}
+    for j, name in enumerate(F.TABULAR_FEATURES):
+        column = x[:, j]
+        if len(column) and np.all(column == column[0]):
+            dropped[name] = f"one value only on the training rows ({float(column[0]):g})"
+        else:
+            keep.append(j)
+    if not keep:
+        raise ValueError("no feature varies on the training rows: nothing to learn from")
+    sequences = tuple(
+        name
+        for name, mask in (
+            ("repayments", inputs.repayment_mask),
+            ("mobile_money", inputs.mobile_money_mask),
+        )
+        if mask[rows].any()
+    )
+    columns = np.array(keep, dtype=np.int64)
+    return FeatureChoice(tuple(F.TABULAR_FEATURES[j] for j in keep), columns, dropped, sequences)
 
 
 def training_data_hash(frame: pd.DataFrame) -> str:
@@ -184,18 +223,24 @@ def train(
     splits = split(apps, profile)
     echo(f"splits: {splits.sizes()}")
     tr, va = splits.train, splits.valid
-    names = F.TABULAR_FEATURES
+    chosen = choose_features(inputs, tr)
+    names, tabular = chosen.names, np.ascontiguousarray(inputs.tabular[:, chosen.columns])
+    if chosen.dropped:
+        echo(
+            f"{len(names)} features used; left out (no information in this source): "
+            + ", ".join(sorted(chosen.dropped))
+        )
 
     clock = time.perf_counter()
-    baseline = fit_logistic_scorecard(inputs.tabular[tr], y[tr], names)
+    baseline = fit_logistic_scorecard(tabular[tr], y[tr], names)
     timings["logistic_scorecard"] = time.perf_counter() - clock
     echo(f"logistic scorecard baseline fitted in {timings['logistic_scorecard']:.1f}s")
 
     clock = time.perf_counter()
     gbm = fit_gbm(
-        inputs.tabular[tr],
+        tabular[tr],
         y[tr],
-        inputs.tabular[va],
+        tabular[va],
         y[va],
         names,
         GBMParams(
@@ -211,29 +256,38 @@ def train(
         f"validation AUC {gbm.valid_auc:.4f} ({timings['lightgbm']:.1f}s)"
     )
 
-    clock = time.perf_counter()
-    lstm = fit_lstm(
-        sequence_inputs(inputs, tr),
-        y[tr],
-        sequence_inputs(inputs, va),
-        y[va],
-        LSTMParams(hidden=profile.lstm_hidden, epochs=profile.lstm_epochs, seed=profile.seed),
-        progress=True,
-    )
-    timings["lstm"] = time.perf_counter() - clock
-    echo(f"LSTM: best epoch {lstm.best_epoch}, {timings['lstm']:.1f}s")
-
     everything = np.arange(len(apps))
     predictions = {
-        "logistic_scorecard": predict_logistic_scorecard(baseline, inputs.tabular, names),
-        "lightgbm": predict_gbm(gbm, inputs.tabular),
-        "lstm": predict_lstm(lstm, sequence_inputs(inputs, everything)),
+        "logistic_scorecard": predict_logistic_scorecard(baseline, tabular, names),
+        "lightgbm": predict_gbm(gbm, tabular),
     }
+    lstm = None
+    if chosen.sequences:
+        clock = time.perf_counter()
+        lstm = fit_lstm(
+            sequence_inputs(inputs, tr, chosen.columns),
+            y[tr],
+            sequence_inputs(inputs, va, chosen.columns),
+            y[va],
+            LSTMParams(hidden=profile.lstm_hidden, epochs=profile.lstm_epochs, seed=profile.seed),
+            progress=True,
+        )
+        timings["lstm"] = time.perf_counter() - clock
+        echo(f"LSTM: best epoch {lstm.best_epoch}, {timings['lstm']:.1f}s")
+        predictions["lstm"] = predict_lstm(
+            lstm, sequence_inputs(inputs, everything, chosen.columns)
+        )
+    else:
+        echo("no repayment or mobile-money sequences in this source: the LSTM is left out")
     truth = oracle_pd(book)
     if truth is not None:
         predictions["oracle"] = truth
-    weights = fit_ensemble(predictions["lightgbm"][va], predictions["lstm"][va], y[va])
-    raw = weights.combine(predictions["lightgbm"], predictions["lstm"])
+    if lstm is None:
+        weights = EnsembleWeights(gbm=1.0, lstm=0.0)
+        raw = predictions["lightgbm"]
+    else:
+        weights = fit_ensemble(predictions["lightgbm"][va], predictions["lstm"][va], y[va])
+        raw = weights.combine(predictions["lightgbm"], predictions["lstm"])
     predictions["ensemble_uncalibrated"] = raw
     calibrator, calibration_scores = choose_calibrator(raw[va], y[va], seed=profile.seed)
     predictions["ensemble"] = calibrator.apply(raw)
@@ -260,6 +314,7 @@ def train(
         bands=bands,
         band_summary=band_summary | {"calibration_" + k: v for k, v in calibration_scores.items()},
         cost=cost,
+        features=chosen,
         predictions=predictions,
         timings=timings,
     )
@@ -297,5 +352,10 @@ def evaluate(trained: TrainedModels) -> dict[str, Any]:
         },
     )
     result["bands"] = trained.bands.to_dict() | {"validation": trained.band_summary}
+    result["features"] = {
+        "used": list(trained.features.names),
+        "dropped": trained.features.dropped,
+        "sequences": list(trained.features.sequences),
+    }
     result["timings_seconds"] = trained.timings
     return result

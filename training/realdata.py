@@ -65,7 +65,7 @@ class RealDataResult:
     score_range: tuple[int, int]  # min / max scorecard points of calibrated PDs on test
 
 
-def _slug(text: str) -> str:
+def feature_slug(text: str) -> str:
     """A column-name-safe token: LightGBM rejects JSON punctuation in feature names."""
     text = text.lower()
     for symbol, word in ((">=", " ge "), ("<=", " le "), (">", " gt "), ("<", " lt ")):
@@ -82,13 +82,13 @@ def encode_features(frame: pd.DataFrame) -> pd.DataFrame:
     parts: list[pd.DataFrame] = []
     for name in frame.columns:
         column = frame[name]
-        base = _slug(str(name))
+        base = feature_slug(str(name))
         if isinstance(column.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(
             column
         ):
             levels = column.astype("string").fillna("missing")
             dummies = pd.get_dummies(levels, dtype=np.float64)
-            dummies.columns = [f"{base}__{_slug(str(level))}" for level in dummies.columns]
+            dummies.columns = [f"{base}__{feature_slug(str(level))}" for level in dummies.columns]
             parts.append(dummies)
             continue
         values = column.astype(np.float64)

@@ -20,7 +20,7 @@ from services.common import features as F
 from training.export import BUNDLES
 from training.gbm import contributions
 from training.lstm import attention
-from training.pipeline import MODELS, TrainedModels, outcomes, sequence_inputs
+from training.pipeline import MODELS, TrainedModels, outcomes
 
 LABELS = {
     "oracle": "oracle (true PD)",
@@ -109,13 +109,13 @@ def plot_shap(trained: TrainedModels, path: Path, rows: int = 2000) -> None:
     import shap
 
     test = trained.splits.test[:rows]
-    x = trained.inputs.tabular[test]
+    x = trained.tabular[test]
     values = contributions(trained.gbm, x)[:, :-1]
     plt.figure()
     shap.summary_plot(
         values,
         x,
-        feature_names=list(F.TABULAR_FEATURES),
+        feature_names=list(trained.features.names),
         show=False,
         max_display=15,
         plot_size=(7, 6),
@@ -127,8 +127,10 @@ def plot_shap(trained: TrainedModels, path: Path, rows: int = 2000) -> None:
 
 
 def plot_attention(trained: TrainedModels, path: Path) -> None:
+    if trained.lstm is None:
+        return
     test = trained.splits.test
-    rep, mm = attention(trained.lstm, sequence_inputs(trained.inputs, test))
+    rep, mm = attention(trained.lstm, trained.sequences(test))
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.5))
     a1.bar(np.arange(-F.REPAYMENT_MONTHS, 0), rep.mean(axis=0))
     a1.set(
@@ -201,7 +203,9 @@ def write_report(trained: TrainedModels, bundle: Path | None = None) -> Path:
         else "This source has no oracle (only the synthetic world knows the true PD). Ensemble AUC"
         " is"
     )
-    best_single = max(test["lightgbm"]["auc"], test["lstm"]["auc"])
+    best_single = max(test[m]["auc"] for m in ("lightgbm", "lstm") if m in test)
+    lstm_parity = manifest["onnx_parity_max_abs_diff"]["lstm"]
+    lstm_parity_text = "no LSTM" if lstm_parity is None else f"{lstm_parity:.2e}"
     report = f"""# Alama model report: bundle `{manifest["version"]}`
 
 Profile `{trained.profile.name}`, loan book `{trained.book.source}`:
@@ -241,13 +245,14 @@ Gender, age, age band and county are never model inputs; they are kept for this 
 Weights (log-odds space) {manifest["ensemble"]}; ONNX parity (max abs. difference on
 {manifest["onnx_parity_max_abs_diff"]["rows"]} rows): GBM
 {manifest["onnx_parity_max_abs_diff"]["gbm"]:.2e}, LSTM
-{manifest["onnx_parity_max_abs_diff"]["lstm"]:.2e}.
+{lstm_parity_text}. Features used: {len(manifest["tabular_features"])}; left out for lack of
+information in this source: {", ".join(sorted(manifest.get("features_dropped", {}))) or "none"}.
 
 ![ROC](plots/roc.png)
 ![Reliability](plots/reliability.png)
 ![Scores by band](plots/score_distribution.png)
 ![SHAP](plots/shap_summary.png)
-![LSTM attention](plots/lstm_attention.png)
+{"![LSTM attention](plots/lstm_attention.png)" if trained.lstm is not None else ""}
 
 ## Real public credit data (tabular path)
 

@@ -8,7 +8,10 @@ from money, not from taste, and change when the SACCO's own costs are plugged in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +35,11 @@ class BusinessCost:
       (0.1) of the good borrowers are declined too, or walk away to a mobile lender while they
       wait. Everyone else reviewed is approved. Without that false-decline term review looks
       nearly free next to a default and the cost-optimal policy reviews almost everybody.
+    - `typical_loan_kes` (50,000) is the loan size assumed for every application when the data
+      has no amount column (a plain table given to `python -m training tabular`); costs scale
+      with it, so the fixed review cost weighs less on larger loans.
+
+    `config/business_cost.toml` holds these figures for a SACCO to edit; `from_file` reads it.
     """
 
     loss_given_default: float = 0.65
@@ -39,6 +47,7 @@ class BusinessCost:
     review_cost_kes: float = 300.0
     review_catch_rate: float = 0.6
     review_false_decline_rate: float = 0.1
+    typical_loan_kes: float = 50_000.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.loss_given_default <= 1.0:
@@ -48,6 +57,44 @@ class BusinessCost:
                 raise ValueError(f"{name} must be within [0, 1]")
         if self.interest_margin < 0 or self.review_cost_kes < 0:
             raise ValueError("interest_margin and review_cost_kes must not be negative")
+        if not self.typical_loan_kes > 0:
+            raise ValueError("typical_loan_kes must be positive")
+
+    @classmethod
+    def from_file(cls, path: Path | str) -> BusinessCost:
+        """Read the figures from a TOML file a SACCO edits (see `config/business_cost.toml`).
+
+        Keys left out keep their defaults; an unknown key (a typo would otherwise be silently
+        ignored and the default used) or a value that is not a finite number is refused, with an
+        error naming the file and the key.
+        """
+        source = Path(path)
+        try:
+            document = tomllib.loads(source.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ValueError(f"{source}: business cost file not found") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{source}: not a valid TOML file: {exc}") from None
+        known = {f.name for f in fields(cls)}
+        values: dict[str, float] = {}
+        for key, value in document.items():
+            if key not in known:
+                raise ValueError(
+                    f"{source}: unknown key {key!r}; expected some of {', '.join(sorted(known))}"
+                )
+            # bool is an int to Python but never a cost.
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{source}: key {key!r} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"{source}: key {key!r} must be finite, got {value!r}")
+            values[key] = float(value)
+        try:
+            return cls(**values)
+        except ValueError as exc:
+            raise ValueError(f"{source}: {exc}") from None
+
+    def to_dict(self) -> dict[str, float]:
+        return {f.name: float(getattr(self, f.name)) for f in fields(self)}
 
     def outcome_costs(
         self, y_default: np.ndarray, amount_kes: np.ndarray

@@ -14,7 +14,8 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
-from training.pipeline import ARTIFACTS, TrainedModels
+from training.paths import ARTIFACTS
+from training.pipeline import TrainedModels
 
 EXPERIMENT = "alama-credit-scoring"
 REGISTERED_MODEL = "alama-credit-ensemble"

@@ -1,9 +1,13 @@
 """Load a model bundle and turn model inputs into decisions; shared by scoring and explanation.
 
 A bundle (`artifacts/bundles/<version>/`, written by `training`) is self-describing: its manifest
-fixes the feature order, sequence shapes, ensemble weights, calibrator, scorecard and bands.
-Loading checks the format, the files' hashes and that the feature order matches this code's
-feature definitions, so a mismatched bundle fails at start-up rather than scoring wrongly.
+names the features it was trained on (a subset of this code's feature vocabulary: training drops
+what a source cannot inform), whether it has an LSTM (not when the source has no sequences), the
+ensemble weights, calibrator, scorecard and bands. The bundle owns every model file: loading
+checks the format and every file's hash, once, and loads the ONNX graphs and the native GBM that
+both scoring and explanation use for TreeSHAP, so a mismatched bundle fails at start-up rather
+than scoring wrongly. Callers always hand in the whole vocabulary (`features.model_inputs`); the
+bundle picks its columns.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lightgbm
 import numpy as np
 import onnxruntime as ort
 
@@ -56,32 +61,53 @@ class ModelBundle:
     scorecard: Scorecard
     bands: DecisionBands
     gbm: ort.InferenceSession
-    lstm: ort.InferenceSession
+    lstm: ort.InferenceSession | None
+    booster: lightgbm.Booster  # the native GBM, for exact TreeSHAP contributions
+    feature_names: tuple[str, ...]  # what the models read, in their order
+    columns: np.ndarray  # each of those features' position in features.TABULAR_FEATURES
 
     def score(self, inputs: F.ModelInputs) -> Scores:
         """Both ONNX models, the ensemble, calibration, points and band, for a batch."""
-        p_gbm = np.asarray(self.gbm.run(None, {"tabular": inputs.tabular})[1])[:, 1]
-        p_lstm, rep_att, mm_att = self.lstm.run(
-            None,
-            {
-                "static": inputs.static,
-                "repayments": inputs.repayments,
-                "repayment_mask": inputs.repayment_mask,
-                "mobile_money": inputs.mobile_money,
-                "mobile_money_mask": inputs.mobile_money_mask,
-            },
-        )
-        p_lstm = np.asarray(p_lstm, dtype=np.float64).reshape(-1)
-        pd_ = self.calibrator.apply(self.weights.combine(p_gbm.astype(np.float64), p_lstm))
+        tabular = np.ascontiguousarray(inputs.tabular[:, self.columns])
+        p_gbm = np.asarray(self.gbm.run(None, {"tabular": tabular})[1])[:, 1].astype(np.float64)
+        n = len(p_gbm)
+        if self.lstm is None:
+            p_lstm = np.full(n, 0.5)
+            rep_att = np.zeros((n, F.REPAYMENT_MONTHS), dtype=np.float32)
+            mm_att = np.zeros((n, F.MOBILE_MONEY_WEEKS), dtype=np.float32)
+        else:
+            p_lstm, rep_att, mm_att = self.lstm.run(
+                None,
+                {
+                    "static": np.ascontiguousarray(inputs.static[:, self.columns]),
+                    "repayments": inputs.repayments,
+                    "repayment_mask": inputs.repayment_mask,
+                    "mobile_money": inputs.mobile_money,
+                    "mobile_money_mask": inputs.mobile_money_mask,
+                },
+            )
+            p_lstm = np.asarray(p_lstm, dtype=np.float64).reshape(-1)
+        pd_ = self.calibrator.apply(self.weights.combine(p_gbm, p_lstm))
         return Scores(
             probability_of_default=pd_,
             score=self.scorecard.points(pd_),
             band=self.bands.band(pd_),
-            gbm_probability=p_gbm.astype(np.float64),
+            gbm_probability=p_gbm,
             lstm_probability=p_lstm,
             repayment_attention=np.asarray(rep_att),
             mobile_money_attention=np.asarray(mm_att),
         )
+
+    def contributions(self, tabular: np.ndarray) -> np.ndarray:
+        """[N, len(TABULAR_FEATURES)] exact TreeSHAP log-odds contributions of the GBM, in the
+        vocabulary's order: a feature the bundle does not use contributes 0."""
+        full = np.zeros((len(tabular), len(F.TABULAR_FEATURES)))
+        if len(tabular) == 0:
+            return full
+        x = np.asarray(tabular, dtype=np.float64)[:, self.columns]
+        raw = np.asarray(self.booster.predict(x, pred_contrib=True))
+        full[:, self.columns] = raw[:, : len(self.columns)]
+        return full
 
 
 def _check_file(folder: Path, entry: dict[str, Any]) -> Path:
@@ -103,9 +129,19 @@ def load_bundle(path: Path | str, *, threads: int = 1) -> ModelBundle:
     manifest = json.loads(manifest_path.read_text())
     if manifest.get("bundle_format") not in SUPPORTED_FORMATS:
         raise BundleError(f"bundle format {manifest.get('bundle_format')} is not supported")
-    if tuple(manifest["tabular_features"]) != F.TABULAR_FEATURES:
-        raise BundleError("the bundle was trained on other features than this code defines")
+    names = tuple(manifest["tabular_features"])
+    unknown = [n for n in names if n not in F.TABULAR_FEATURES]
+    if unknown or not names:
+        raise BundleError(
+            f"the bundle was trained on features this code does not define: {unknown}"
+            if unknown
+            else "the bundle names no features"
+        )
     models = manifest["models"]
+    booster = lightgbm.Booster(model_file=str(_check_file(folder, models["gbm_native"])))
+    if tuple(booster.feature_name()) != names:
+        raise BundleError("the native GBM's features differ from the manifest's")
+    lstm = models.get("lstm")
     return ModelBundle(
         version=manifest["version"],
         path=folder,
@@ -115,5 +151,8 @@ def load_bundle(path: Path | str, *, threads: int = 1) -> ModelBundle:
         scorecard=Scorecard.from_dict(manifest["scorecard"]),
         bands=DecisionBands.from_dict(manifest["bands"]),
         gbm=_session(_check_file(folder, models["gbm"]), threads),
-        lstm=_session(_check_file(folder, models["lstm"]), threads),
+        lstm=None if lstm is None else _session(_check_file(folder, lstm), threads),
+        booster=booster,
+        feature_names=names,
+        columns=np.array([F.TABULAR_FEATURES.index(n) for n in names], dtype=np.int64),
     )

@@ -81,6 +81,18 @@ REPAYMENT_AGGREGATES = (
     "rp_missed_count_12m",
     "rp_mean_days_late_3m",
 )
+#: Credit reference bureau (CRB) view of the member's accounts at other lenders, from each
+#: account's latest report before the as-of time.
+BUREAU_FEATURES = (
+    "bureau_accounts",
+    "bureau_open_accounts",
+    "bureau_balance_kes",
+    "bureau_arrears_kes",
+    "bureau_max_days_past_due",
+    "bureau_negative_listings",
+    "bureau_written_off",
+    "bureau_opened_12m",
+)
 APPLICATION_FEATURES = (
     "amount_kes",
     "term_months",
@@ -98,6 +110,7 @@ TABULAR_FEATURES: tuple[str, ...] = (
     *PROFILE_FEATURES,
     *MOBILE_MONEY_AGGREGATES,
     *REPAYMENT_AGGREGATES,
+    *BUREAU_FEATURES,
     *APPLICATION_FEATURES,
 )
 MONEY_FEATURES = frozenset(
@@ -340,6 +353,58 @@ def repayment_aggregates(
             ),
         }
     )
+
+
+def bureau_features(bureau: pd.DataFrame, as_of: pd.Series) -> pd.DataFrame:
+    """Counts and sums over each bureau account's latest report before as-of, per member.
+
+    A member with no bureau record gets zeros (a thin file is information); a source with no
+    bureau table at all gives zeros everywhere, which training drops as uninformative.
+    """
+    as_of = _as_of_series(as_of)
+    members = as_of.index
+    n = len(members)
+    out = {name: np.zeros(n) for name in BUREAU_FEATURES}
+    if len(bureau):
+        rows, idx, cutoff = _rows_for(bureau, as_of)
+        reported = _ns(rows["reported_at"])
+        keep = reported < cutoff
+        rows, idx, reported, cutoff = rows[keep], idx[keep], reported[keep], cutoff[keep]
+        if len(rows):
+            account = pd.factorize(
+                rows["bureau"].astype(str) + "\x1f" + rows["account_id"].astype(str)
+            )[0]
+            # newest report per (member, account)
+            order = np.lexsort((-reported, account, idx))
+            first = np.ones(len(order), dtype=bool)
+            pair = idx[order] * (account.max() + 1) + account[order]
+            first[1:] = pair[1:] != pair[:-1]
+            latest = order[first]
+            rows, idx, cutoff = rows.iloc[latest], idx[latest], cutoff[latest]
+            status = rows["status"].astype(object).fillna("unknown").astype(str).to_numpy()
+
+            def money(column: str) -> np.ndarray:
+                return np.nan_to_num(rows[column].to_numpy(dtype=np.float64))
+
+            def total(values: np.ndarray) -> np.ndarray:
+                acc = np.zeros(n)
+                np.add.at(acc, idx, values)
+                return acc
+
+            is_open = status == "open"
+            opened = _ns(rows["opened_at"].fillna(pd.Timestamp(0, tz="UTC")))
+            recent = (rows["opened_at"].notna().to_numpy()) & (cutoff - opened <= 365 * NS_PER_DAY)
+            out["bureau_accounts"] = total(np.ones(len(rows)))
+            out["bureau_open_accounts"] = total(is_open.astype(np.float64))
+            out["bureau_balance_kes"] = total(money("balance_kes") * is_open)
+            out["bureau_arrears_kes"] = total(money("arrears_kes"))
+            worst = np.zeros(n)
+            np.maximum.at(worst, idx, money("days_past_due"))
+            out["bureau_max_days_past_due"] = worst
+            out["bureau_negative_listings"] = total(money("negative_listing"))
+            out["bureau_written_off"] = total((status == "written_off").astype(np.float64))
+            out["bureau_opened_12m"] = total(recent.astype(np.float64))
+    return pd.DataFrame(out, index=members)
 
 
 def application_features(

@@ -12,7 +12,6 @@ Everything here is synchronous and CPU-bound: `ExplainerPool` runs it off the ev
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import threading
 import time
@@ -66,39 +65,40 @@ def explanation_id(decision_id: str) -> str:
 
 @dataclass(frozen=True)
 class TreeModel:
-    """A bundle's native GBM and its TreeSHAP explainer."""
+    """A bundle's native GBM and its TreeSHAP explainer, over the features it was trained on."""
 
     version: str
     booster: lightgbm.Booster
     explainer: shap.TreeExplainer
+    columns: np.ndarray  # the booster's features' positions in TABULAR_FEATURES
 
     @classmethod
     def from_booster(cls, version: str, booster: lightgbm.Booster) -> TreeModel:
-        if tuple(booster.feature_name()) != TABULAR_FEATURES:
-            raise BundleError(f"the GBM of {version} was trained on other features")
-        return cls(version, booster, shap.TreeExplainer(booster))
+        names = tuple(booster.feature_name())
+        unknown = [n for n in names if n not in TABULAR_FEATURES]
+        if unknown:
+            raise BundleError(f"the GBM of {version} uses features this code lacks: {unknown}")
+        columns = np.array([TABULAR_FEATURES.index(n) for n in names], dtype=np.int64)
+        return cls(version, booster, shap.TreeExplainer(booster), columns)
 
     def contributions(self, tabular: np.ndarray) -> tuple[np.ndarray, float]:
-        """[N, n_features] log-odds contributions and the expected log-odds (the bias)."""
+        """[N, len(TABULAR_FEATURES)] log-odds contributions (0 for a feature the model does not
+        use) and the expected log-odds (the bias)."""
         x = np.asarray(tabular, dtype=np.float64).reshape(-1, len(TABULAR_FEATURES))
-        explained = self.explainer(x)
+        explained = self.explainer(x[:, self.columns])
         values = np.asarray(explained.values, dtype=np.float64)
         if values.ndim == 3:  # one slice per class in some shap versions: class 1 is default
             values = values[..., -1]
+        full = np.zeros((len(x), len(TABULAR_FEATURES)))
+        full[:, self.columns] = values
         expected = np.asarray(self.explainer.expected_value, dtype=np.float64).reshape(-1)[-1]
-        return values, float(expected)
+        return full, float(expected)
 
 
 def load_tree_model(folder: Path) -> TreeModel:
-    """Verify a bundle (format, features, hashes) and load its native GBM for TreeSHAP."""
+    """Verify a bundle (format, features, every file's hash) and take its native GBM."""
     bundle = load_bundle(folder)
-    native = bundle.path / "gbm.txt"
-    if not native.exists():
-        raise BundleError(f"{native} is missing")
-    expected = bundle.manifest.get("models", {}).get("gbm_native", {}).get("sha256")
-    if expected and hashlib.sha256(native.read_bytes()).hexdigest() != expected:
-        raise BundleError(f"{native} does not match the manifest's sha256")
-    return TreeModel.from_booster(bundle.version, lightgbm.Booster(model_file=str(native)))
+    return TreeModel.from_booster(bundle.version, bundle.booster)
 
 
 class ModelSource(Protocol):

@@ -11,13 +11,14 @@ import logging
 import signal
 from pathlib import Path
 
+from services.common.bundle import load_bundle
 from services.common.feast_config import REPO_ROOT, open_feature_store
 from services.common.logs import configure_logging
 from services.common.telemetry import setup_tracing, start_metrics
 from services.scoring.consumer import build_consumer
 from services.scoring.online_features import OnlineFeatures
 from services.scoring.publisher import DecisionPublisher
-from services.scoring.scorer import LoadedModel, Scorer
+from services.scoring.scorer import Scorer
 from services.scoring.server import start_server
 from services.scoring.settings import ScoringSettings
 
@@ -30,7 +31,7 @@ def build_scorer(settings: ScoringSettings) -> Scorer:
     store = open_feature_store(settings.infra, repo if repo.is_absolute() else REPO_ROOT / repo)
     return Scorer(
         OnlineFeatures(store),
-        LoadedModel.load(settings.bundle_dir, settings.model_threads),
+        load_bundle(settings.bundle_dir, threads=settings.model_threads),
         bundle_dir=settings.bundle_dir,
         threads=settings.model_threads,
         max_reasons=settings.max_reasons,

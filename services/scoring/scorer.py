@@ -8,6 +8,7 @@ started with, so a swap never drops or mixes an in-flight batch.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -32,22 +33,8 @@ from services.scoring.metrics import (
     SCORING_SECONDS,
 )
 from services.scoring.online_features import FeatureSource
-from services.scoring.reasons import ReasonModel
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A bundle and its reason model, replaced together."""
-
-    bundle: ModelBundle
-    reasons: ReasonModel
-
-    @classmethod
-    def load(cls, path: Path | str, threads: int) -> LoadedModel:
-        bundle = load_bundle(path, threads=threads)
-        return cls(bundle=bundle, reasons=ReasonModel.load(bundle.path))
 
 
 @dataclass(frozen=True)
@@ -63,7 +50,7 @@ class Scorer:
     def __init__(
         self,
         features: FeatureSource,
-        model: LoadedModel,
+        model: ModelBundle,
         *,
         bundle_dir: Path | str,
         threads: int = 2,
@@ -78,7 +65,7 @@ class Scorer:
 
     @property
     def model_version(self) -> str:
-        return self.model.bundle.version
+        return self.model.version
 
     async def score(
         self, applications: Sequence[LoanApplicationSubmitted], *, path: str
@@ -99,7 +86,7 @@ class Scorer:
         return outcomes
 
     def _score_sync(
-        self, applications: list[LoanApplicationSubmitted], model: LoadedModel
+        self, applications: list[LoanApplicationSubmitted], model: ModelBundle
     ) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(applications)
         valid: list[int] = []
@@ -128,15 +115,15 @@ class Scorer:
             if scoreable:
                 frame = online.features.iloc[scoreable].reset_index(drop=True)
                 inputs = model_inputs(frame)
-                scores = model.bundle.score(inputs)
-                contributions = model.reasons.contributions(inputs.tabular)
+                scores = model.score(inputs)
+                contributions = model.contributions(inputs.tabular)
                 chosen = [applications[valid[k]] for k in scoreable]
                 decisions = build_decisions(
                     chosen,
                     scores,
                     inputs.tabular.astype(np.float64),
                     contributions,
-                    model_version=model.bundle.version,
+                    model_version=model.version,
                     decided_at=datetime.now(UTC),
                     max_reasons=self.max_reasons,
                 )
@@ -147,15 +134,15 @@ class Scorer:
     async def reload_if_promoted(self) -> bool:
         """Load the bundle `current` now points at, if it moved; True when swapped."""
         target = self.bundle_dir.resolve()
-        if target == self.model.bundle.path:
+        if target == self.model.path:
             return False
         loop = asyncio.get_running_loop()
-        model = await loop.run_in_executor(self.pool, LoadedModel.load, target, self.threads)
-        previous, self.model = self.model.bundle.version, model
-        BUNDLE_SWAPS.inc()
-        log.info(
-            "model bundle swapped", extra={"previous": previous, "current": model.bundle.version}
+        model = await loop.run_in_executor(
+            self.pool, functools.partial(load_bundle, target, threads=self.threads)
         )
+        previous, self.model = self.model.version, model
+        BUNDLE_SWAPS.inc()
+        log.info("model bundle swapped", extra={"previous": previous, "current": model.version})
         return True
 
     async def watch_bundle(self, stop: asyncio.Event, every: float) -> None:

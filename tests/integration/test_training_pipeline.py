@@ -134,9 +134,9 @@ def test_tiny_training_writes_a_bundle_that_scores_like_training(
 
     # ONNX against native, 1,000 rows, both models
     rows = np.arange(1000)
-    x = trained.inputs.tabular[rows]
+    x = trained.tabular[rows]
     gbm_gap = np.abs(predict_gbm(trained.gbm, x) - predict_gbm_onnx(folder / "gbm.onnx", x))
-    seq = pipeline.sequence_inputs(trained.inputs, rows)
+    seq = trained.sequences(rows)
     lstm_gap = np.abs(predict_lstm(trained.lstm, seq) - predict_onnx(folder / "lstm.onnx", seq))
     assert gbm_gap.max() < 1e-5 and lstm_gap.max() < 1e-5
 

@@ -80,6 +80,7 @@ def test_model_inputs_have_the_bundle_shapes(world: World, as_of: pd.Series) -> 
             profile,
             mobile,
             F.repayment_features(world.repayments, as_of),
+            F.bureau_features(bureau_table([]), as_of),
             F.application_features(
                 apps["amount_kes"],
                 apps["term_months"],
@@ -115,3 +116,43 @@ def test_profile_features_take_the_latest_snapshot_not_after_as_of(
         mine = snaps[(snaps["member_id"] == member) & (snaps["snapshot_at"] <= as_of[member])]
         expected = mine.sort_values("snapshot_at").iloc[-1]
         assert profile.loc[member, "deposits_kes"] == pytest.approx(expected["deposits_kes"])
+
+
+def bureau_table(rows: list[tuple[object, ...]]) -> pd.DataFrame:
+    columns = [
+        "member_id", "bureau", "account_id", "reported_at", "opened_at", "balance_kes",
+        "arrears_kes", "days_past_due", "status", "negative_listing",
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=columns)
+    for c in ("reported_at", "opened_at"):
+        frame[c] = pd.to_datetime(frame[c], utc=True)
+    return frame
+
+
+def test_bureau_features_use_each_accounts_latest_report_before_as_of() -> None:
+    t = "2025-06-01T00:00:00Z"
+    bureau = bureau_table(
+        [
+            # account a: open and current in March, 120 days late and written off in May
+            ("m1", "metropol", "a", "2025-03-01T00:00Z", "2024-10-01T00:00Z", 9000, 0, 0, "open",
+             0),
+            ("m1", "metropol", "a", "2025-05-01T00:00Z", "2024-10-01T00:00Z", 9000, 5000, 120,
+             "written_off", 1),
+            # account b: another bureau, open, reported after as-of (must be ignored)
+            ("m1", "transunion", "b", "2025-07-01T00:00Z", "2025-06-15T00:00Z", 4000, 0, 0, "open",
+             0),
+            # the same account id at another bureau is another record
+            ("m1", "transunion", "a", "2025-04-01T00:00Z", "2023-01-01T00:00Z", 1000, 0, 10, "open",
+             0),
+        ]
+    )  # fmt: skip
+    as_of = pd.Series(pd.to_datetime([t, t], utc=True), index=pd.Index(["m1", "m2"]))
+    got = F.bureau_features(bureau, as_of)
+    assert list(got.columns) == list(F.BUREAU_FEATURES)
+    m1 = got.loc["m1"]
+    assert m1["bureau_accounts"] == 2 and m1["bureau_open_accounts"] == 1
+    assert m1["bureau_written_off"] == 1 and m1["bureau_negative_listings"] == 1
+    assert m1["bureau_max_days_past_due"] == 120 and m1["bureau_arrears_kes"] == 5000
+    assert m1["bureau_balance_kes"] == 1000  # only the open account's balance
+    assert m1["bureau_opened_12m"] == 1  # account a opened eight months before
+    assert (got.loc["m2"] == 0).all()  # no record: a thin file, zeros

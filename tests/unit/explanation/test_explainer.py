@@ -278,7 +278,7 @@ def test_bundle_cache_loads_each_version_once_and_keeps_a_few(
     def loader(folder: Path) -> TreeModel:
         loads.append(folder.name)
         version = json.loads((folder / "manifest.json").read_text())["version"]
-        return TreeModel(version, model.booster, model.explainer)
+        return TreeModel(version, model.booster, model.explainer, model.columns)
 
     for v in ("v1", "v2", "v3"):
         write_manifest(tmp_path, v, v)

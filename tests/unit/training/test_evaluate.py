@@ -12,13 +12,14 @@ from fairlearn.metrics import (
     equalized_odds_difference,
 )
 from scipy.stats import ks_2samp
-from sklearn.metrics import brier_score_loss, roc_auc_score
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from training.evaluate import (
     classification_metrics,
     expected_calibration_error,
     fairness_report,
     ks_statistic,
+    pr_auc,
 )
 
 
@@ -34,10 +35,12 @@ def _calibrated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def test_metrics_agree_with_sklearn() -> None:
     y, p = _calibrated(5_000, seed=21)
     metrics = classification_metrics(y, p)
-    assert set(metrics) == {"auc", "ks", "brier", "ece"}
+    assert set(metrics) == {"auc", "pr_auc", "ks", "brier", "ece"}
     assert all(type(v) is float for v in metrics.values())
     assert metrics["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
     assert metrics["brier"] == pytest.approx(brier_score_loss(y, p), abs=1e-12)
+    assert metrics["pr_auc"] == pytest.approx(average_precision_score(y, p), abs=1e-12)
+    assert metrics["pr_auc"] == pr_auc(y, p)
     assert metrics["ks"] == pytest.approx(ks_2samp(p[y == 1], p[y == 0]).statistic, abs=1e-12)
     assert metrics["ece"] == expected_calibration_error(y, p)
 
@@ -49,6 +52,18 @@ def test_ks_by_hand() -> None:
     p = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
     assert ks_statistic(y, p) == pytest.approx(2 / 3)
     assert ks_statistic(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.3, 0.4])) == 1.0
+
+
+def test_pr_auc_by_hand() -> None:
+    # Ranked by p: 1 (precision 1/1), 0, 1 (precision 2/3), 0. AP = 0.5 * 1 + 0.5 * 2/3.
+    y = np.array([0, 1, 0, 1])
+    p = np.array([0.1, 0.4, 0.6, 0.9])
+    assert pr_auc(y, p) == pytest.approx(0.5 + 1 / 3)
+    # No skill: every PD equal gives the default rate, not 0.5.
+    y_rare = np.array([1] + [0] * 9)
+    assert pr_auc(y_rare, np.full(10, 0.2)) == pytest.approx(0.1)
+    with pytest.raises(ValueError):
+        pr_auc(np.array([0, 0]), np.array([0.1, 0.2]))
 
 
 def test_ece_by_hand() -> None:

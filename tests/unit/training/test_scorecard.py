@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,3 +178,54 @@ def test_choose_bands_refuses_bad_inputs() -> None:
         choose_bands(pd, y, amount, max_review_rate=1.5)
     with pytest.raises(ValueError):
         BusinessCost(review_catch_rate=1.5)
+
+
+# --- business cost from the file a SACCO edits -------------------------------------------------
+
+COST_FILE = Path(__file__).resolve().parents[3] / "config" / "business_cost.toml"
+
+
+def test_shipped_cost_file_holds_the_code_defaults() -> None:
+    # The file is what SACCOs copy and edit: it must say exactly what the code assumes.
+    assert BusinessCost.from_file(COST_FILE) == BusinessCost()
+    text = COST_FILE.read_text()
+    assert all(f"{name} =" in text for name in BusinessCost().to_dict())
+
+
+def test_cost_file_overrides_only_the_keys_it_names(tmp_path: Path) -> None:
+    path = tmp_path / "cost.toml"
+    path.write_text("# our SACCO\nloss_given_default = 0.5\nreview_cost_kes = 150\n")
+    cost = BusinessCost.from_file(path)
+    assert cost == BusinessCost(loss_given_default=0.5, review_cost_kes=150.0)
+    assert isinstance(cost.review_cost_kes, float)
+    json.dumps(cost.to_dict())
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("loss_given_defualt = 0.5\n", "unknown key 'loss_given_defualt'"),
+        ("interest_margin = 'high'\n", "key 'interest_margin' must be a number"),
+        ("review_cost_kes = true\n", "key 'review_cost_kes' must be a number"),
+        ("review_cost_kes = nan\n", "key 'review_cost_kes' must be finite"),
+        ("loss_given_default = 1.5\n", "loss_given_default must be within [0, 1]"),
+        ("typical_loan_kes = 0\n", "typical_loan_kes must be positive"),
+        ("[costs]\nloss_given_default = 0.5\n", "unknown key 'costs'"),
+        ("loss_given_default = \n", "not a valid TOML file"),
+    ],
+)
+def test_cost_file_refuses_unknown_keys_and_bad_values(
+    tmp_path: Path, text: str, fragment: str
+) -> None:
+    path = tmp_path / "cost.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError) as caught:
+        BusinessCost.from_file(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ")
+    assert fragment in message
+
+
+def test_missing_cost_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not found"):
+        BusinessCost.from_file(tmp_path / "absent.toml")
