@@ -30,8 +30,10 @@ from infra import local, supervisor
 from infra.demo import BUNDLE, ensure_model
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.settings import InfraSettings
-from services.simulator.payloads import application_body
-from services.simulator.scenario import build_scenario
+from simulator.payloads import application_body
+from simulator.scenario import build_scenario
+from training.contract import LoanBook
+from training.sources.synthetic import loan_book_from_world
 from training.world import World
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -73,8 +75,8 @@ def world_of(manifest: dict[str, Any]) -> World:
     return World.load(world_dir(get_profile(str(manifest.get("profile", "quick")))))
 
 
-async def api_rates(world: World, rates: list[float], duration: float) -> list[dict[str, Any]]:
-    bodies = [application_body(a) for a in build_scenario(world, 3000, "bench").applications]
+async def api_rates(book: LoanBook, rates: list[float], duration: float) -> list[dict[str, Any]]:
+    bodies = [application_body(a) for a in build_scenario(book, 3000, "bench").applications]
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     async with httpx.AsyncClient(base_url=GATEWAY, timeout=10.0, limits=limits) as client:
         await open_loop(client, "/v1/scores", bodies, rate=50, duration=4, headers=API_KEY)
@@ -167,7 +169,8 @@ def main(
     console.print(floor)
 
     console.rule("(a) synchronous API at fixed rates")
-    api = asyncio.run(api_rates(world, [float(r) for r in rates.split(",")], duration))
+    book = loan_book_from_world(world)
+    api = asyncio.run(api_rates(book, [float(r) for r in rates.split(",")], duration))
 
     console.rule(f"(c) pipeline at saturation: {pipeline:,} applications")
     prefix = f"bench{uuid.uuid4().hex[:8]}-"

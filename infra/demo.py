@@ -4,7 +4,8 @@ Servers up, a promoted model (trained on the quick profile when none exists), th
 supervised processes, then the simulator plays core banking and the mobile-money provider at a
 steady rate while the terminal shows what the services report. Every number on screen is read
 back from the services themselves (their Prometheus endpoints, the audit chain, the gateway's
-API, the trace file), never from the simulator's own counts.
+API, the trace file), never from the simulator's own counts. The simulator plays the model's
+profile's synthetic loan book; `ALAMA_SIMULATOR_BOOK=NAME` plays an imported one instead.
 """
 
 from __future__ import annotations
@@ -245,8 +246,8 @@ async def simulate_live(
     infra: InfraSettings, profile: str, applications: int, rate: float
 ) -> tuple[Any, Snapshot]:
     """Run the simulator and refresh the live view every second until everything is audited."""
-    from services.simulator.run import LiveStatus, SimulationOptions, simulate
-    from services.simulator.settings import SimulatorSettings
+    from simulator.run import LiveStatus, SimulationOptions, simulate
+    from simulator.settings import SimulatorSettings
 
     settings = SimulatorSettings(profile=profile, infra=infra)
     status = LiveStatus()

@@ -20,6 +20,7 @@ from services.common.topics import TopicSpec, ensure_topics
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+    from training.contract import LoanBook
     from training.world import World
 
 
@@ -37,6 +38,7 @@ class TinyModel:
     """A tiny world loaded into its own Feast project and a model trained and promoted on it."""
 
     world: World
+    book: LoanBook  # the world's loan book, what training read and the simulator replays
     bundle: Path  # the promoted `current` link; its parent is the bundle root
     feast_env: dict[str, str]  # what puts a process (a service under test) in that project
 
@@ -61,7 +63,12 @@ def tiny_model(infra: InfraSettings, tmp_path_factory: pytest.TempPathFactory) -
         )
         root = tmp_path_factory.mktemp("bundles")
         write_bundle(trained, pipeline.evaluate(trained), promote=True, root=root)
-    return TinyModel(world=world, bundle=root / "current", feast_env=feast_env("bundle_test"))
+    return TinyModel(
+        world=world,
+        book=loan_book_from_world(world),  # its own copy: training never touches what is replayed
+        bundle=root / "current",
+        feast_env=feast_env("bundle_test"),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -10,15 +10,11 @@ close to the oracle but never past it without leakage. The equations are in `tra
 from __future__ import annotations
 
 import hashlib
-import heapq
-import hmac
 import inspect
 import json
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,15 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from services.common import topics
-from services.common.envelope import wrap
 from services.common.features import EMPLOYMENT_TYPES, PRODUCTS, TRANSACTION_KINDS
-from services.common.protos.alama.events.v1 import (
-    applications_pb2,
-    mobile_money_pb2,
-    repayments_pb2,
-)
-from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -69,9 +57,6 @@ MOBILE_MONEY_DAYS_BEFORE = 91
 MOBILE_MONEY_DAYS_AFTER = 30
 SNAPSHOT_MONTHS = tuple(range(-6, 4))
 FLAT_INTEREST_PER_YEAR = 0.12
-MOBILE_MONEY_PROVIDER = "mpesa"
-# Keyed hash for national ids on synthetic application events (the raw id stays in core banking).
-NATIONAL_ID_HASH_KEY = b"alama-synthetic-world"
 
 # Month grid relative to the application month (0); the start is burn-in for the AR(1) process.
 _K_MIN, _K_MAX = -36, 3
@@ -888,155 +873,3 @@ def _mobile_money_table(
         },
         copy=False,
     )
-
-
-# ----------------------------------------------------------------------------- events
-
-_EVENT_CHUNK = 20_000
-
-
-def world_events(world: World) -> Iterator[tuple[str, EventEnvelope]]:
-    """Every application, repayment and wallet transaction as (topic, envelope), in time order.
-
-    Streams are merged lazily (a heap over three sorted streams), so a 200k-member world is
-    never materialised as envelopes; event ids are uuid5 of the row id, so replays deduplicate.
-    """
-    namespace = uuid.uuid5(
-        uuid.NAMESPACE_URL, f"https://alama.local/world/{world.seed}/{len(world.members)}"
-    )
-    national_ids = dict(zip(world.members["member_id"], world.members["national_id"], strict=True))
-    streams = [
-        _application_events(world.applications, national_ids, namespace),
-        _repayment_events(world.repayments, namespace),
-        _mobile_money_events(world.mobile_money, namespace),
-    ]
-    for _at, _rank, topic, build in heapq.merge(*streams, key=lambda item: (item[0], item[1])):
-        yield topic, build()
-
-
-_Pending = tuple[int, int, str, Callable[[], EventEnvelope]]
-
-
-def _sorted_chunks(table: pd.DataFrame, time_column: str) -> Iterator[pd.DataFrame]:
-    order = np.argsort(_nanoseconds(table[time_column]), kind="stable")
-    for start in range(0, len(order), _EVENT_CHUNK):
-        yield table.iloc[order[start : start + _EVENT_CHUNK]]
-
-
-def _nanoseconds(column: pd.Series) -> IntArray:
-    return pd.DatetimeIndex(column).asi8
-
-
-def _ns(column: pd.Series) -> list[int]:
-    return _nanoseconds(column).tolist()
-
-
-def _application_events(
-    applications: pd.DataFrame, national_ids: dict[str, str], namespace: uuid.UUID
-) -> Iterator[_Pending]:
-    products = {
-        p: applications_pb2.LoanProduct.Value(f"LOAN_PRODUCT_{p.upper()}") for p in PRODUCTS
-    }
-    channels = {c: applications_pb2.Channel.Value(f"CHANNEL_{c.upper()}") for c in CHANNELS}
-
-    def build(row: tuple[Any, ...], at: int) -> EventEnvelope:
-        app_id, member, sacco, product, amount, term, channel, income = row
-        msg = applications_pb2.LoanApplicationSubmitted(
-            application_id=app_id,
-            member_id=member,
-            sacco_id=sacco,
-            product=products[product],
-            amount_kes=amount,
-            term_months=term,
-            channel=channels[channel],
-            declared_monthly_income_kes=income,
-            national_id_hash=hash_national_id(national_ids[member]),
-        )
-        msg.applied_at.FromNanoseconds(at)
-        return _envelope(msg, "core-banking", member, namespace, f"application/{app_id}", at)
-
-    columns = [
-        "application_id",
-        "member_id",
-        "sacco_id",
-        "product",
-        "amount_kes",
-        "term_months",
-        "channel",
-        "declared_monthly_income_kes",
-    ]
-    for chunk in _sorted_chunks(applications, "applied_at"):
-        rows = zip(*(chunk[c].astype(object).tolist() for c in columns), strict=True)
-        for row, at in zip(rows, _ns(chunk["applied_at"]), strict=True):
-            yield at, 0, topics.LOAN_APPLICATIONS, _bind(build, row, at)
-
-
-def _repayment_events(repayments: pd.DataFrame, namespace: uuid.UUID) -> Iterator[_Pending]:
-    def build(row: tuple[Any, ...], due: int, at: int) -> EventEnvelope:
-        member, loan, amount_due, paid, late = row
-        repayment_id = f"{loan}:{datetime.fromtimestamp(due // _NS, UTC):%Y%m}"
-        msg = repayments_pb2.RepaymentRecorded(
-            repayment_id=repayment_id,
-            member_id=member,
-            loan_id=loan,
-            amount_due_kes=amount_due,
-            amount_paid_kes=paid,
-            days_late=late,
-        )
-        msg.due_date.FromNanoseconds(due)
-        msg.recorded_at.FromNanoseconds(at)
-        return _envelope(msg, "core-banking", member, namespace, f"repayment/{repayment_id}", at)
-
-    columns = ["member_id", "loan_id", "amount_due_kes", "amount_paid_kes", "days_late"]
-    for chunk in _sorted_chunks(repayments, "recorded_at"):
-        rows = zip(*(chunk[c].astype(object).tolist() for c in columns), strict=True)
-        times = zip(_ns(chunk["due_date"]), _ns(chunk["recorded_at"]), strict=True)
-        for row, (due, at) in zip(rows, times, strict=True):
-            yield at, 1, topics.REPAYMENTS, _bind(build, row, due, at)
-
-
-def _mobile_money_events(mobile_money: pd.DataFrame, namespace: uuid.UUID) -> Iterator[_Pending]:
-    kinds = {
-        k: mobile_money_pb2.TransactionKind.Value(f"TRANSACTION_KIND_{k.upper()}")
-        for k in TRANSACTION_KINDS
-    }
-
-    def build(row: tuple[Any, ...], at: int) -> EventEnvelope:
-        tx_id, member, kind, amount, balance = row
-        msg = mobile_money_pb2.MobileMoneyTransaction(
-            transaction_id=str(tx_id),
-            member_id=member,
-            kind=kinds[kind],
-            amount_kes=amount,
-            balance_kes=balance,
-            provider=MOBILE_MONEY_PROVIDER,
-        )
-        msg.occurred_at.FromNanoseconds(at)
-        return _envelope(msg, "mobile-money", member, namespace, f"transaction/{tx_id}", at)
-
-    columns = ["transaction_id", "member_id", "kind", "amount_kes", "balance_kes"]
-    for chunk in _sorted_chunks(mobile_money, "occurred_at"):
-        rows = zip(*(chunk[c].astype(object).tolist() for c in columns), strict=True)
-        for row, at in zip(rows, _ns(chunk["occurred_at"]), strict=True):
-            yield at, 2, topics.MOBILE_MONEY_TRANSACTIONS, _bind(build, row, at)
-
-
-def _bind(build: Callable[..., EventEnvelope], *args: Any) -> Callable[[], EventEnvelope]:
-    return lambda: build(*args)
-
-
-def _envelope(
-    msg: Any, producer: str, member: str, namespace: uuid.UUID, row_id: str, at_ns: int
-) -> EventEnvelope:
-    return wrap(
-        msg,
-        producer=producer,
-        subject=member,
-        event_id=str(uuid.uuid5(namespace, row_id)),
-        occurred_at=datetime.fromtimestamp(at_ns // _NS, UTC),
-    )
-
-
-def hash_national_id(national_id: str) -> str:
-    """The keyed hash that stands in for the raw national id on the wire."""
-    return hmac.new(NATIONAL_ID_HASH_KEY, national_id.encode(), hashlib.sha256).hexdigest()

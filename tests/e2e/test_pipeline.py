@@ -45,11 +45,11 @@ from services.common.topics import (
     all_topics,
     ensure_topics,
 )
-from services.simulator.lag import wait_for_group
-from services.simulator.payloads import application_body
-from services.simulator.run import SimulationOptions, Summary, simulate
-from services.simulator.scenario import build_scenario
-from services.simulator.settings import SimulatorSettings
+from simulator.lag import wait_for_group
+from simulator.payloads import application_body
+from simulator.run import SimulationOptions, Summary, simulate
+from simulator.scenario import build_scenario
+from simulator.settings import SimulatorSettings
 from tests.conftest import TinyModel
 
 pytestmark = pytest.mark.e2e
@@ -258,7 +258,7 @@ async def test_500_applications_become_one_decision_explanation_and_audit_trail_
     summary: Summary = await simulate(
         settings,
         SimulationOptions(applications=N_APPLICATIONS, rate=100.0, run_id=run_id),
-        world=system.model.world,
+        book=system.model.book,
     )
     assert summary.applications.accepted == N_APPLICATIONS, summary.applications
     assert not summary.webhooks.errors and not summary.repayments.errors
@@ -301,7 +301,7 @@ async def test_500_applications_become_one_decision_explanation_and_audit_trail_
     await _until(all_traced, 60, "every trace carries spans of all four services", every=1.0)
 
     # the synchronous score of the same application equals the asynchronous decision
-    scenario = build_scenario(system.model.world, N_APPLICATIONS, run_id)
+    scenario = build_scenario(system.model.book, N_APPLICATIONS, run_id)
     async with httpx.AsyncClient(base_url=GATEWAY, headers=API_KEY, timeout=30) as client:
         for application in scenario.applications[:50]:
             response = await client.post("/v1/scores", json=application_body(application))

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import pandas as pd
 import pytest
 from aiokafka import ConsumerRecord
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -15,15 +16,20 @@ from pydantic import SecretStr
 
 from services.common.envelope import decode
 from services.common.kafka import create_consumer
-from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
+from services.common.protos.alama.events.v1.applications_pb2 import (
+    CHANNEL_UNSPECIFIED,
+    LoanApplicationSubmitted,
+)
 from services.common.protos.alama.events.v1.repayments_pb2 import RepaymentRecorded
 from services.common.settings import InfraSettings
 from services.common.topics import TopicSpec, ensure_topics
-from services.simulator.lag import wait_for_group
-from services.simulator.run import SimulationOptions, Summary, Via, simulate
-from services.simulator.settings import SimulatorSettings
+from simulator.lag import wait_for_group
+from simulator.run import SimulationOptions, Summary, Via, simulate
+from simulator.settings import SimulatorSettings
 from tests.unit.simulator.gateway_double import GatewayDouble
-from training.world import World, generate_world
+from training.contract import LoanBook
+from training.sources.synthetic import loan_book_from_world
+from training.world import generate_world
 
 from .kafka_helpers import read_topic
 
@@ -41,8 +47,8 @@ class ScratchTopics:
 
 
 @pytest.fixture(scope="module")
-def world() -> World:
-    return generate_world(200, seed=9)
+def book() -> LoanBook:
+    return loan_book_from_world(generate_world(200, seed=9))
 
 
 @pytest.fixture
@@ -75,14 +81,14 @@ def trace_id(record_headers: list[tuple[str, bytes]] | dict[str, str]) -> str:
 
 
 async def run(
-    settings: SimulatorSettings, options: SimulationOptions, world: World, gateway: GatewayDouble
+    settings: SimulatorSettings, options: SimulationOptions, book: LoanBook, gateway: GatewayDouble
 ) -> Summary:
     async with gateway.client() as client:
-        return await simulate(settings, options, world=world, http_client=client)
+        return await simulate(settings, options, book=book, http_client=client)
 
 
 async def test_history_and_kafka_applications_are_complete_signed_and_idempotent(
-    infra: InfraSettings, scratch: ScratchTopics, world: World, spans: InMemorySpanExporter
+    infra: InfraSettings, scratch: ScratchTopics, book: LoanBook, spans: InMemorySpanExporter
 ) -> None:
     settings = settings_for(infra, scratch, group=f"unused-{uuid.uuid4().hex}")
     run_id = f"it{uuid.uuid4().hex[:6]}"
@@ -96,8 +102,8 @@ async def test_history_and_kafka_applications_are_complete_signed_and_idempotent
     )
     gateway = GatewayDouble(api_key=API_KEY, webhook_secret=SECRET)
 
-    first = await run(settings, options, world, gateway)
-    second = await run(settings, options, world, gateway)
+    first = await run(settings, options, book, gateway)
+    second = await run(settings, options, book, gateway)
 
     # webhooks: every history transaction arrived, signed, within the batch limit, twice
     assert gateway.bad_signatures == 0
@@ -141,7 +147,7 @@ async def test_history_and_kafka_applications_are_complete_signed_and_idempotent
 
 
 async def test_applications_via_the_gateway_each_start_a_trace(
-    infra: InfraSettings, scratch: ScratchTopics, world: World, spans: InMemorySpanExporter
+    infra: InfraSettings, scratch: ScratchTopics, book: LoanBook, spans: InMemorySpanExporter
 ) -> None:
     settings = settings_for(infra, scratch, group=f"unused-{uuid.uuid4().hex}")
     options = SimulationOptions(
@@ -149,7 +155,7 @@ async def test_applications_via_the_gateway_each_start_a_trace(
     )
     gateway = GatewayDouble(api_key=API_KEY, webhook_secret=SECRET)
 
-    summary = await run(settings, options, world, gateway)
+    summary = await run(settings, options, book, gateway)
 
     assert summary.applications.accepted == 15 == len(gateway.applications)
     assert {a["application_id"] for a in gateway.applications} == set(summary.application_ids)
@@ -179,7 +185,7 @@ async def committing_consumer(
 
 
 async def test_the_features_wait_tracks_the_consumer_group_lag(
-    infra: InfraSettings, scratch: ScratchTopics, world: World
+    infra: InfraSettings, scratch: ScratchTopics, book: LoanBook
 ) -> None:
     group = f"features-{uuid.uuid4().hex}"
     settings = settings_for(infra, scratch, group=group)
@@ -189,7 +195,7 @@ async def test_the_features_wait_tracks_the_consumer_group_lag(
     lagging = await run(
         settings,
         SimulationOptions(applications=5, rate=None, via=Via.KAFKA, wait_timeout_seconds=1.0),
-        world,
+        book,
         gateway,
     )
     assert lagging.features_wait is not None
@@ -218,7 +224,7 @@ async def test_the_features_wait_tracks_the_consumer_group_lag(
                 run_id=lagging.run_id,
                 wait_timeout_seconds=60,
             ),
-            world,
+            book,
             gateway,
         )
     finally:
@@ -229,3 +235,39 @@ async def test_the_features_wait_tracks_the_consumer_group_lag(
     assert rerun.applications.accepted == 5
     assert rerun.application_ids == lagging.application_ids
     assert seen == lagging.repayments.accepted + rerun.repayments.accepted
+
+
+async def test_an_imported_book_with_empty_optional_columns_replays_through_kafka(
+    infra: InfraSettings, scratch: ScratchTopics, book: LoanBook
+) -> None:
+    """A lender's book without national ids, channels or declared incomes, named by its source
+    (no world seed): its applications and repayments reach the broker as valid events."""
+    apps = book.applications.assign(channel=None)
+    apps["declared_monthly_income_kes"] = pd.array([None] * len(apps), dtype="Float64")
+    lender = LoanBook(
+        tables={
+            **book.tables,
+            "members": book.members.assign(national_id=None, phone_number=None),
+            "applications": apps,
+        },
+        source="csv:it-lender",
+        cutoff=book.cutoff,
+    )
+    settings = settings_for(infra, scratch, group=f"unused-{uuid.uuid4().hex}")
+    options = SimulationOptions(
+        applications=10, rate=None, via=Via.KAFKA, run_id="lender", wait_for_features=False
+    )
+    summary = await run(
+        settings, options, lender, GatewayDouble(api_key=API_KEY, webhook_secret=SECRET)
+    )
+
+    assert summary.book == "csv:it-lender"
+    assert summary.applications.accepted == 10 and summary.repayments.errors == {}
+    records = await read_topic(infra, scratch.applications, 10)
+    payloads = [decode(r.value, LoanApplicationSubmitted).payload for r in records]
+    assert {p.application_id for p in payloads} == set(summary.application_ids)
+    assert all(p.national_id_hash == "" and p.channel == CHANNEL_UNSPECIFIED for p in payloads)
+    assert all(p.declared_monthly_income_kes == 0.0 and p.amount_kes > 0 for p in payloads)
+    assert summary.repayments.accepted > 0
+    repayments = await read_topic(infra, scratch.repayments, summary.repayments.accepted)
+    assert len({decode(r.value, RepaymentRecorded).event_id for r in repayments}) == len(repayments)

@@ -1,4 +1,5 @@
-"""A small seeded synthetic world and its events, the data every feature_store test streams."""
+"""A small seeded synthetic world and its events (the simulator's replay of its loan book), the
+data every feature_store test streams."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 from services.common.protos.alama.events.v1.mobile_money_pb2 import MobileMoneyTransaction
 from services.common.protos.alama.events.v1.repayments_pb2 import RepaymentRecorded
 from services.common.topics import MOBILE_MONEY_TRANSACTIONS, REPAYMENTS
-from training.world import World, generate_world, world_events
+from simulator.events import book_events
+from training.sources.synthetic import loan_book_from_world
+from training.world import World, generate_world
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class WorldEvents:
 def world_events_small() -> WorldEvents:
     world = generate_world(40, seed=23)
     mobile, repay = [], []
-    for topic, envelope in world_events(world):
+    for topic, envelope in book_events(loan_book_from_world(world)):
         if topic == MOBILE_MONEY_TRANSACTIONS:
             mobile.append(envelope)
         elif topic == REPAYMENTS:

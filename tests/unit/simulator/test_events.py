@@ -1,31 +1,101 @@
-"""Core banking's Kafka events: they decode, and their ids are deterministic."""
+"""Loan-book rows as Kafka events: they decode, come in time order, and their ids are
+deterministic in the book's namespace."""
 
 from __future__ import annotations
 
+import uuid
+from collections import Counter
 from datetime import UTC
+from typing import Any
 
 from services.common import topics
-from services.common.envelope import decode
+from services.common.envelope import Event, decode, encode
 from services.common.protos.alama.events.v1.applications_pb2 import (
+    CHANNEL_UNSPECIFIED,
     Channel,
     LoanApplicationSubmitted,
     LoanProduct,
 )
+from services.common.protos.alama.events.v1.mobile_money_pb2 import MobileMoneyTransaction
 from services.common.protos.alama.events.v1.repayments_pb2 import RepaymentRecorded
-from services.simulator.events import (
+from simulator.events import (
     application_envelope,
+    book_events,
+    book_namespace,
+    hash_national_id,
     repayment_envelopes,
     world_namespace,
 )
-from services.simulator.scenario import build_scenario
-from training.world import World, generate_world, hash_national_id, world_events
+from simulator.scenario import build_scenario
+from training.contract import LoanBook
+
+PAYLOADS = {
+    topics.LOAN_APPLICATIONS: (LoanApplicationSubmitted, "core-banking", "applications"),
+    topics.REPAYMENTS: (RepaymentRecorded, "core-banking", "repayments"),
+    topics.MOBILE_MONEY_TRANSACTIONS: (MobileMoneyTransaction, "mobile-money", "mobile_money"),
+}
 
 
-def test_repayment_envelopes_decode_with_deterministic_ids(small_world: World) -> None:
-    namespace = world_namespace(small_world.seed, len(small_world.members))
-    scenario = build_scenario(small_world, 30, "ev")
+def test_book_events_are_every_row_in_time_order_and_decode(small_book: LoanBook) -> None:
+    events = list(book_events(small_book))
+
+    counts = Counter(topic for topic, _ in events)
+    assert counts == {
+        topic: len(small_book.table(name)) for topic, (_, _, name) in PAYLOADS.items()
+    }
+    times = [envelope.occurred_at.ToNanoseconds() for _, envelope in events]
+    assert times == sorted(times)
+    assert len({envelope.event_id for _, envelope in events}) == len(events)
+    national = dict(
+        zip(small_book.members["member_id"], small_book.members["national_id"], strict=True)
+    )
+    for topic, envelope in events:
+        payload_type, producer, _ = PAYLOADS[topic]
+        event: Event[Any] = decode(encode(envelope), payload_type)
+        assert envelope.producer == producer
+        assert envelope.subject == event.payload.member_id
+        if isinstance(event.payload, LoanApplicationSubmitted):
+            assert event.payload.applied_at == envelope.occurred_at
+            assert event.payload.national_id_hash == hash_national_id(
+                national[event.payload.member_id]
+            )
+    replay = [envelope.event_id for _, envelope in book_events(small_book)]
+    assert replay == [envelope.event_id for _, envelope in events]  # replays deduplicate
+
+
+def test_the_namespace_is_the_world_for_a_synthetic_book_and_the_source_otherwise(
+    small_book: LoanBook, sparse_book: LoanBook
+) -> None:
+    assert book_namespace(small_book) == world_namespace(
+        int(small_book.meta["world_seed"]), len(small_book.members)
+    )
+    imported = book_namespace(sparse_book)
+    assert imported == uuid.uuid5(
+        uuid.NAMESPACE_URL, "https://alama.local/loanbook/csv:sparse-lender"
+    )
+    other = LoanBook(tables=sparse_book.tables, source="csv:another", cutoff=sparse_book.cutoff)
+    assert book_namespace(other) != imported
+    ids = {e.event_id for _, e in book_events(sparse_book)}
+    assert ids.isdisjoint(e.event_id for _, e in book_events(other))
+
+
+def test_a_runs_repayments_are_the_books_repayment_events(small_book: LoanBook) -> None:
+    """History a run publishes and a replay of the whole book are the same events, byte for
+    byte, so the two never double a member's repayments downstream."""
+    namespace = book_namespace(small_book)
+    scenario = build_scenario(small_book, 30, "ev")
+    sent = {e.event_id: encode(e) for e in repayment_envelopes(scenario.repayments, namespace)}
+    replayed = {
+        e.event_id: encode(e) for topic, e in book_events(small_book) if topic == topics.REPAYMENTS
+    }
+    assert sent and all(replayed[event_id] == data for event_id, data in sent.items())
+
+
+def test_repayment_envelopes_decode_with_deterministic_ids(small_book: LoanBook) -> None:
+    namespace = book_namespace(small_book)
+    scenario = build_scenario(small_book, 30, "ev")
     envelopes = list(repayment_envelopes(scenario.repayments, namespace))
-    other = build_scenario(small_world, 30, "other")
+    other = build_scenario(small_book, 30, "other")
     again = list(repayment_envelopes(other.repayments, namespace))
 
     assert len(envelopes) == len(scenario.repayments) > 0
@@ -41,24 +111,13 @@ def test_repayment_envelopes_decode_with_deterministic_ids(small_world: World) -
         assert event.occurred_at == row.recorded_at
 
 
-def test_repayment_event_ids_match_the_world_replay() -> None:
-    """The same repayment replayed by `world_events` or by the simulator is one event."""
-    world = generate_world(12, seed=3)
-    namespace = world_namespace(world.seed, len(world.members))
-    replayed = {
-        envelope.event_id for topic, envelope in world_events(world) if topic == topics.REPAYMENTS
-    }
-    scenario = build_scenario(world, 12, "x")
-    simulated = {e.event_id for e in repayment_envelopes(scenario.repayments, namespace)}
-    assert simulated and simulated == replayed
-
-
-def test_application_envelope_carries_the_run_scoped_id(small_world: World) -> None:
-    namespace = world_namespace(small_world.seed, len(small_world.members))
-    first = build_scenario(small_world, 5, "runA").applications
-    second = build_scenario(small_world, 5, "runB").applications
+def test_application_envelope_carries_the_run_scoped_id(small_book: LoanBook) -> None:
+    namespace = book_namespace(small_book)
+    first = build_scenario(small_book, 5, "runA").applications
+    second = build_scenario(small_book, 5, "runB").applications
 
     for a, b in zip(first, second, strict=True):
+        assert a.channel is not None and a.national_id is not None
         envelope = application_envelope(a, namespace)
         event = decode(envelope.SerializeToString(), LoanApplicationSubmitted)
         assert event.payload.application_id == a.application_id
@@ -70,3 +129,27 @@ def test_application_envelope_carries_the_run_scoped_id(small_world: World) -> N
         assert envelope.subject == a.member_id
         assert application_envelope(a, namespace).event_id == envelope.event_id
         assert application_envelope(b, namespace).event_id != envelope.event_id
+
+
+def test_empty_optional_columns_travel_as_the_protos_defaults(sparse_book: LoanBook) -> None:
+    """No national id, no declared income, and channels the wire cannot name (empty, agent,
+    other) still make valid application events; a book without history tables has none."""
+    events = list(book_events(sparse_book))
+    assert {topic for topic, _ in events} == {topics.LOAN_APPLICATIONS}
+    assert len(events) == len(sparse_book.applications)
+    channels = dict(
+        zip(
+            sparse_book.applications["application_id"],
+            sparse_book.applications["channel"],
+            strict=True,
+        )
+    )
+    for _, envelope in events:
+        payload = decode(encode(envelope), LoanApplicationSubmitted).payload
+        assert payload.national_id_hash == ""
+        assert payload.declared_monthly_income_kes == 0.0
+        wanted = channels[payload.application_id]
+        assert payload.channel == (
+            Channel.Value("CHANNEL_USSD") if wanted == "ussd" else CHANNEL_UNSPECIFIED
+        )
+        assert payload.amount_kes > 0 and payload.term_months > 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.simulator.pacing import Pacer, achieved_rate
+from simulator.pacing import Pacer, achieved_rate
 
 
 class FakeClock:

@@ -7,15 +7,15 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from services.simulator.run import SimulationOptions, Via, simulate
-from services.simulator.scenario import choose_applications
-from services.simulator.settings import SimulatorSettings
+from simulator.run import SimulationOptions, Via, simulate
+from simulator.scenario import choose_applications
+from simulator.settings import SimulatorSettings
 from tests.unit.simulator.gateway_double import GatewayDouble
-from training.world import World
+from training.contract import LoanBook
 
 
 async def test_applications_reach_the_gateway_and_the_summary_counts_them(
-    small_world: World, tmp_path: Path
+    small_book: LoanBook, tmp_path: Path
 ) -> None:
     settings = SimulatorSettings(
         api_key=SecretStr("k-test"), webhook_secret=SecretStr("s-test"), concurrency=4
@@ -23,10 +23,10 @@ async def test_applications_reach_the_gateway_and_the_summary_counts_them(
     options = SimulationOptions(
         applications=30, rate=None, via=Via.GATEWAY, run_id="unit", history=False
     )
-    rejected = choose_applications(small_world, 30, "unit")[7].member_id
+    rejected = choose_applications(small_book, 30, "unit")[7].member_id
     gateway = GatewayDouble(api_key="k-test", webhook_secret="s-test", reject_member=rejected)
     async with gateway.client() as client:
-        summary = await simulate(settings, options, world=small_world, http_client=client)
+        summary = await simulate(settings, options, book=small_book, http_client=client)
 
     assert summary.run_id == "unit"
     assert summary.applications.sent == 30
@@ -46,12 +46,37 @@ async def test_applications_reach_the_gateway_and_the_summary_counts_them(
     assert written["applications"]["errors"] == {"422": 1}
 
 
-async def test_a_wrong_api_key_is_counted_not_raised(small_world: World) -> None:
+async def test_a_wrong_api_key_is_counted_not_raised(small_book: LoanBook) -> None:
     settings = SimulatorSettings(api_key=SecretStr("wrong"), webhook_secret=SecretStr("s-test"))
     options = SimulationOptions(applications=5, rate=None, run_id="bad", history=False)
     gateway = GatewayDouble(api_key="right", webhook_secret="s-test")
     async with gateway.client() as client:
-        summary = await simulate(settings, options, world=small_world, http_client=client)
+        summary = await simulate(settings, options, book=small_book, http_client=client)
     assert summary.applications.accepted == 0
     assert summary.applications.errors == {"401": 5}
     assert gateway.applications == []
+
+
+async def test_an_imported_book_named_by_its_folder_is_played(
+    sparse_book: LoanBook, tmp_path: Path
+) -> None:
+    """`book` in the settings (here a folder, as `--book` takes it) is what a run plays: a
+    lender's book with empty optional columns and no history goes through the same run."""
+    folder = tmp_path / "sparse-lender"
+    sparse_book.save(folder)
+    settings = SimulatorSettings(
+        api_key=SecretStr("k-test"), webhook_secret=SecretStr("s-test"), book=str(folder)
+    )
+    options = SimulationOptions(
+        applications=12, rate=None, run_id="lender", wait_for_features=False
+    )
+    gateway = GatewayDouble(api_key="k-test", webhook_secret="s-test")
+    async with gateway.client() as client:
+        summary = await simulate(settings, options, http_client=client)
+
+    assert summary.book == "csv:sparse-lender"
+    assert summary.book_members == len(sparse_book.members)
+    assert summary.applications.accepted == 12 == len(gateway.applications)
+    assert summary.webhooks.sent == summary.repayments.sent == summary.transactions_sent == 0
+    assert all("national_id" not in body for body in gateway.applications)
+    assert {a["application_id"] for a in gateway.applications} == set(summary.application_ids)

@@ -1,10 +1,11 @@
-"""The synthetic SACCO world: schemas, determinism, point-in-time order, oracle, events."""
+"""The synthetic SACCO world: schemas, determinism, point-in-time order, oracle.
+
+Its events are the simulator's (tests/unit/simulator/test_events.py)."""
 
 from __future__ import annotations
 
 import inspect
 import json
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -12,19 +13,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from services.common import topics
-from services.common.envelope import decode, encode
 from services.common.features import TRANSACTION_KINDS
-from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
-from services.common.protos.alama.events.v1.mobile_money_pb2 import MobileMoneyTransaction
-from services.common.protos.alama.events.v1.repayments_pb2 import RepaymentRecorded
 from training.world import (
     PD_INPUTS,
     World,
     generate_world,
-    hash_national_id,
     true_probability_of_default,
-    world_events,
 )
 
 N = 2_000
@@ -231,35 +225,3 @@ def test_true_pd_takes_no_protected_attribute(world: World) -> None:
     np.testing.assert_array_equal(again, recomputed)
     with pytest.raises(TypeError):
         true_probability_of_default(**{name: frame[name] for name in PD_INPUTS}, gender=None)  # type: ignore[call-arg]
-
-
-def test_world_events_are_time_ordered_and_decode() -> None:
-    small = generate_world(150, 3)
-    events = list(world_events(small))
-    expected = {
-        topics.LOAN_APPLICATIONS: (LoanApplicationSubmitted, "core-banking", small.applications),
-        topics.REPAYMENTS: (RepaymentRecorded, "core-banking", small.repayments),
-        topics.MOBILE_MONEY_TRANSACTIONS: (
-            MobileMoneyTransaction,
-            "mobile-money",
-            small.mobile_money,
-        ),
-    }
-    counts = Counter(topic for topic, _ in events)
-    assert counts == {topic: len(table) for topic, (_, _, table) in expected.items()}
-    times = [envelope.occurred_at.ToNanoseconds() for _, envelope in events]
-    assert times == sorted(times)
-    assert len({envelope.event_id for _, envelope in events}) == len(events)
-    national = dict(zip(small.members["member_id"], small.members["national_id"], strict=True))
-    for topic, envelope in events:
-        payload_type, producer, _ = expected[topic]
-        event = decode(encode(envelope), payload_type)
-        assert envelope.producer == producer
-        assert envelope.subject == event.payload.member_id
-        if isinstance(event.payload, LoanApplicationSubmitted):
-            assert event.payload.applied_at == envelope.occurred_at
-            assert event.payload.national_id_hash == hash_national_id(
-                national[event.payload.member_id]
-            )
-    replay = [envelope.event_id for _, envelope in world_events(small)]
-    assert replay == [envelope.event_id for _, envelope in events]  # replays deduplicate

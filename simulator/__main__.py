@@ -1,4 +1,4 @@
-"""Simulator CLI: `python -m services.simulator run` plays core banking and mobile money."""
+"""Simulator CLI: `python -m simulator run` plays core banking and mobile money from a loan book."""
 
 from __future__ import annotations
 
@@ -13,14 +13,15 @@ from rich.table import Table
 
 from services.common.logs import configure_logging
 from services.common.telemetry import setup_tracing
-from services.simulator.run import (
+from simulator.books import BookNotFound
+from simulator.run import (
     LiveStatus,
     SimulationOptions,
     Summary,
     Via,
     simulate,
 )
-from services.simulator.settings import SimulatorSettings
+from simulator.settings import SimulatorSettings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
@@ -28,8 +29,8 @@ console = Console()
 
 @app.callback()
 def main() -> None:
-    """Plays the SACCO core banking system and the mobile-money provider from the synthetic
-    world, at a chosen rate."""
+    """Plays the SACCO core banking system and the mobile-money provider from a loan book (a
+    profile's synthetic world, or an imported lender's history), at a chosen rate."""
 
 
 @app.command()
@@ -45,9 +46,16 @@ def run(
         str | None, typer.Option(help="prefix of the application ids (random when unset)")
     ] = None,
     profile: Annotated[
-        str | None, typer.Option(help="world profile (tiny, quick, full); env default")
+        str | None,
+        typer.Option(help="profile whose synthetic loan book is played (tiny, quick, full)"),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="world seed; the profile's when unset")] = None,
+    book: Annotated[
+        str | None,
+        typer.Option(
+            help="play this imported loan book instead: its name under artifacts/loanbooks/"
+            " or its folder"
+        ),
+    ] = None,
     history: Annotated[
         bool, typer.Option(help="send the members' mobile money and repayments first")
     ] = True,
@@ -70,7 +78,7 @@ def run(
     overrides: dict[str, object] = {}
     for name, value in (
         ("profile", profile),
-        ("seed", seed),
+        ("book", book),
         ("concurrency", concurrency),
         ("gateway_url", gateway_url),
     ):
@@ -93,6 +101,8 @@ def run(
     try:
         with Live(live, console=console, refresh_per_second=4, transient=True):
             summary = asyncio.run(simulate(settings, options, live=live))
+    except BookNotFound as exc:
+        raise typer.BadParameter(str(exc), param_hint="--book") from None
     finally:
         provider.shutdown()
     print_summary(summary)
@@ -123,7 +133,7 @@ def print_summary(summary: Summary) -> None:
         )
     console.print(table)
     console.print(
-        f"members {summary.members} of {summary.world_members} (world seed {summary.world_seed});"
+        f"members {summary.members} of {summary.book_members} (loan book {summary.book});"
         f" history transactions {summary.transactions_sent}"
     )
     if summary.features_wait is not None:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.common import topics
 from services.common.settings import ServiceSettings
-from training.profiles import get_profile
 
 
 class SimulatorSettings(ServiceSettings):
@@ -19,11 +16,14 @@ class SimulatorSettings(ServiceSettings):
     gateway_url: str = "http://127.0.0.1:8080"
     api_key: SecretStr = SecretStr("dev-partner-key")
     webhook_secret: SecretStr = SecretStr("dev-only-webhook-secret-change-me")
-    profile: str = Field(default="tiny", description="training profile whose world is played")
-    seed: int | None = Field(default=None, description="world seed; the profile's when unset")
-    n_members: int | None = Field(default=None, description="world size; the profile's when unset")
-    world_dir: Path | None = Field(
-        default=None, description="load a saved world (World.save) instead of generating one"
+    profile: str = Field(
+        default="tiny",
+        description="training profile whose synthetic loan book is played when `book` is unset",
+    )
+    book: str | None = Field(
+        default=None,
+        description="an imported loan book to play instead: its name under artifacts/loanbooks/"
+        " or its folder",
     )
     applications_topic: str = topics.LOAN_APPLICATIONS
     repayments_topic: str = topics.REPAYMENTS
@@ -39,9 +39,3 @@ class SimulatorSettings(ServiceSettings):
     webhook_lanes: int = Field(
         default=4, ge=1, description="webhook deliveries in flight; a member stays in one lane"
     )
-
-    def world_seed(self) -> int:
-        return self.seed if self.seed is not None else get_profile(self.profile).seed
-
-    def world_size(self) -> int:
-        return self.n_members if self.n_members is not None else get_profile(self.profile).n_members

@@ -2,7 +2,7 @@
 
 Webhook history is split into lanes by member (a member's transactions stay in one lane, in time
 order) and each lane into deliveries of at most `batch_size` transactions, built lazily so a large
-world is never held as JSON at once. A delivery is signed when it is sent, over its exact bytes.
+book is never held as JSON at once. A delivery is signed when it is sent, over its exact bytes.
 """
 
 from __future__ import annotations
@@ -17,22 +17,27 @@ from typing import Any
 import pandas as pd
 
 from services.common.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, webhook_signature
-from services.simulator.scenario import ApplicationRequest
+from simulator.events import PROVIDER
+from simulator.scenario import ApplicationRequest
 
 MAX_WEBHOOK_BATCH = 500
-PROVIDER = "mpesa"
 API_KEY_HEADER = "X-API-Key"
 _ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def iso_utc(moment: datetime) -> str:
-    """ISO 8601 in UTC with whole seconds, as the world's timestamps are."""
+    """ISO 8601 in UTC with whole seconds (the gateway's event time needs no more)."""
     return moment.astimezone(UTC).strftime(_ISO_FORMAT)
 
 
+#: Left out of the body when the loan book has no value: the gateway's schema makes them optional
+#: (an absent channel is recorded as partner_api, the gateway's documented default).
+OPTIONAL_APPLICATION_KEYS = ("channel", "declared_monthly_income_kes", "national_id")
+
+
 def application_body(application: ApplicationRequest) -> dict[str, Any]:
-    """`POST /v1/applications` body."""
-    return {
+    """`POST /v1/applications` body; empty optional fields are left out rather than sent null."""
+    body: dict[str, Any] = {
         "application_id": application.application_id,
         "member_id": application.member_id,
         "sacco_id": application.sacco_id,
@@ -44,6 +49,7 @@ def application_body(application: ApplicationRequest) -> dict[str, Any]:
         "declared_monthly_income_kes": application.declared_monthly_income_kes,
         "national_id": application.national_id,
     }
+    return {k: v for k, v in body.items() if v is not None or k not in OPTIONAL_APPLICATION_KEYS}
 
 
 def encode_json(body: Any) -> bytes:
@@ -72,8 +78,8 @@ def lane_of(member_id: str, lanes: int) -> int:
 
 
 def transaction_records(rows: pd.DataFrame) -> list[dict[str, Any]]:
-    """Webhook transaction objects; the world has no counterparty, so that optional key is left
-    out."""
+    """Webhook transaction objects; the contract has no counterparty, so that optional key is
+    left out."""
     occurred = rows["occurred_at"].dt.strftime(_ISO_FORMAT).tolist()
     return [
         {

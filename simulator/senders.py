@@ -19,14 +19,14 @@ from aiokafka import AIOKafkaProducer
 from opentelemetry import propagate
 
 from services.common.kafka import publish
-from services.simulator.events import application_envelope, repayment_envelopes
-from services.simulator.payloads import (
+from simulator.events import application_envelope, repayment_envelopes
+from simulator.payloads import (
     API_KEY_HEADER,
     WebhookDelivery,
     application_body,
     encode_json,
 )
-from services.simulator.scenario import ApplicationRequest
+from simulator.scenario import ApplicationRequest
 
 APPLICATIONS_PATH = "/v1/applications"
 WEBHOOK_PATH = "/v1/webhooks/mobile-money"

@@ -26,18 +26,17 @@ from opentelemetry.trace import SpanKind
 from rich.text import Text
 
 from services.common.kafka import create_producer
-from services.simulator.events import world_namespace
-from services.simulator.lag import LagWait, wait_for_group
-from services.simulator.pacing import Clock, Pacer, achieved_rate
-from services.simulator.payloads import MAX_WEBHOOK_BATCH, count_deliveries, lane_deliveries
-from services.simulator.scenario import ApplicationRequest, Scenario, build_scenario
-from services.simulator.senders import ApplicationSender, GatewayClient, KafkaCoreBanking, Outcome
-from services.simulator.settings import SimulatorSettings
-from training.world import World, generate_world
+from simulator.books import load_book
+from simulator.events import book_namespace
+from simulator.lag import LagWait, wait_for_group
+from simulator.pacing import Clock, Pacer, achieved_rate
+from simulator.payloads import MAX_WEBHOOK_BATCH, count_deliveries, lane_deliveries
+from simulator.scenario import ApplicationRequest, Scenario, build_scenario
+from simulator.senders import ApplicationSender, GatewayClient, KafkaCoreBanking, Outcome
+from simulator.settings import SimulatorSettings
+from training.contract import LoanBook
 
 tracer = trace.get_tracer("alama.simulator")
-# where `python -m training` keeps each profile's world (training.pipeline.world_dir)
-SAVED_WORLDS = Path(__file__).resolve().parents[2] / "artifacts" / "world"
 
 
 class Via(StrEnum):
@@ -122,7 +121,7 @@ class LiveStatus:
 
     def __init__(self) -> None:
         self.phases: list[PhaseStats] = []
-        self.note = "loading the world"
+        self.note = "loading the loan book"
 
     def show(self, stats: PhaseStats) -> None:
         if stats not in self.phases:
@@ -155,8 +154,8 @@ class FeaturesWait:
 class Summary:
     run_id: str
     via: str
-    world_seed: int
-    world_members: int
+    book: str  # the loan book's source name
+    book_members: int
     members: int
     webhooks: PhaseSummary
     transactions_sent: int
@@ -178,39 +177,26 @@ class Summary:
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
 
 
-def load_world(settings: SimulatorSettings) -> World:
-    """The configured world folder, else the profile's saved world when it matches, else a fresh
-    one (generation is deterministic, so all three give the same tables)."""
-    if settings.world_dir is not None:
-        return World.load(settings.world_dir)
-    saved = SAVED_WORLDS / settings.profile
-    if (saved / "world.json").exists():
-        meta = json.loads((saved / "world.json").read_text())
-        if meta.get("seed") == settings.world_seed() and meta.get("n_members") == (
-            settings.world_size()
-        ):
-            return World.load(saved)
-    return generate_world(settings.world_size(), settings.world_seed())
-
-
 async def simulate(
     settings: SimulatorSettings,
     options: SimulationOptions,
     *,
-    world: World | None = None,
+    book: LoanBook | None = None,
     http_client: httpx.AsyncClient | None = None,
     live: LiveStatus | None = None,
     clock: Clock | None = None,
 ) -> Summary:
-    """Play core banking and the mobile-money provider for one run; see the module docstring."""
+    """Play core banking and the mobile-money provider for one run; see the module docstring.
+
+    `book` defaults to the one `settings` names (`book`, else the profile's synthetic book)."""
     live = live or LiveStatus()
     run_id = options.run_id or new_run_id()
-    if world is None:
-        live.note = "loading the world"
-        world = await asyncio.to_thread(load_world, settings)
+    if book is None:
+        live.note = "loading the loan book"
+        book = await asyncio.to_thread(load_book, settings.book, settings.profile)
     live.note = "choosing applications and their history"
-    scenario = await asyncio.to_thread(build_scenario, world, options.applications, run_id)
-    namespace = world_namespace(world.seed, len(world.members))
+    scenario = await asyncio.to_thread(build_scenario, book, options.applications, run_id)
+    namespace = book_namespace(book)
     if not options.history:
         scenario = Scenario(
             run_id, scenario.applications, scenario.transactions[0:0], scenario.repayments[0:0]
@@ -287,8 +273,8 @@ async def simulate(
     return Summary(
         run_id=run_id,
         via=str(options.via),
-        world_seed=world.seed,
-        world_members=len(world.members),
+        book=book.source,
+        book_members=len(book.members),
         members=len(scenario.members),
         webhooks=webhooks.summary(),
         transactions_sent=len(scenario.transactions),

@@ -1,0 +1,59 @@
+"""Finding the loan book a run plays: a folder, a name, or a clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from simulator.books import BookNotFound, book_folder, load_book
+from training.contract import LoanBook
+
+
+def test_a_book_folder_loads_the_same_book(sparse_book: LoanBook, tmp_path: Path) -> None:
+    folder = tmp_path / "lender"
+    sparse_book.save(folder)
+
+    assert book_folder(str(folder)) == folder
+    loaded = load_book(str(folder), profile="tiny")
+    assert loaded.source == sparse_book.source
+    assert loaded.fingerprint() == sparse_book.fingerprint()
+
+
+def test_an_unknown_book_names_where_it_looked(tmp_path: Path) -> None:
+    with pytest.raises(BookNotFound, match=r"no loan book 'no-such-lender'.*loanbooks"):
+        book_folder("no-such-lender")
+    with pytest.raises(BookNotFound):
+        load_book(str(tmp_path / "empty"), profile="tiny")
+
+
+def test_the_default_is_the_profiles_synthetic_book_generated_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No saved book: training's pipeline generates and saves it; the next run loads that one."""
+    from simulator import books
+    from training import pipeline
+    from training.profiles import Profile, get_profile
+
+    def book_dir(profile: Profile) -> Path:
+        return tmp_path / "loanbooks" / f"synthetic-{profile.name}"
+
+    monkeypatch.setattr(pipeline, "world_dir", lambda profile: tmp_path / "world" / profile.name)
+    monkeypatch.setattr(pipeline, "synthetic_book_dir", book_dir)
+    monkeypatch.setattr(books, "synthetic_book_dir", book_dir)
+    tiny = get_profile("tiny")
+
+    first = load_book(None, profile="tiny")
+    assert first.source == "synthetic-tiny" and len(first.members) == tiny.n_members
+    assert first.meta["world_seed"] == tiny.seed
+    assert (book_dir(tiny) / "loanbook.json").is_file()
+
+    def no_generation(*_args: object, **_kwargs: object) -> LoanBook:
+        raise AssertionError("the saved book should have been loaded")
+
+    monkeypatch.setattr(pipeline, "synthetic_book", no_generation)
+    again = load_book(None, profile="tiny")
+    assert again.meta["world_fingerprint"] == first.meta["world_fingerprint"]
+    assert {n: len(t) for n, t in again.tables.items()} == {
+        n: len(t) for n, t in first.tables.items()
+    }
