@@ -565,9 +565,15 @@ def _check_rows(
             )
     for earlier, later in spec.ordered:
         if earlier in frame.columns and later in frame.columns:
+            # an outcome strictly after its application; a report may share its account's day
+            wrong = (
+                frame[later] <= frame[earlier]
+                if later == "outcome_at"
+                else frame[later] < frame[earlier]
+            )
             add(
                 later,
-                (frame[later] <= frame[earlier]).fillna(False).to_numpy(dtype=bool),
+                wrong.fillna(False).to_numpy(dtype=bool),
                 f"{later} is not after {earlier}: an outcome cannot be known before its decision"
                 if later == "outcome_at"
                 else f"{later} is before {earlier}",
