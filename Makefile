@@ -30,7 +30,7 @@ export ALAMA_FEAST_OFFLINE_SCHEMA ?= feast
 SYSTEM_PACKAGES := redis-server postgresql-15 openjdk-17-jre-headless maven
 
 .PHONY: help setup system-packages lock protos infra-up infra-down infra-status test test-unit train \
-        test-integration test-e2e lint format demo bench up deploy-tools charts-check services-status services-down down clean
+        test-integration test-e2e lint format demo bench bench-import up deploy-tools charts-check services-status services-down down clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -97,15 +97,16 @@ charts-check: deploy-tools ## Lint, render and validate the Helm charts (kubecon
 lint: setup ## ruff and mypy
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy services infra bench
+	$(PY) -m mypy services infra bench simulator
 
 format: setup ## Apply ruff's fixes and formatting
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
 PROFILE ?= quick
-train: infra-up ## Train on PROFILE=tiny|quick|full: world, Feast, models, ONNX bundle, report
-	$(PY) -m training all --profile $(PROFILE)
+SOURCE ?= synthetic
+train: infra-up ## Train on PROFILE=tiny|quick|full and SOURCE=synthetic|csv:DIR|parquet:DIR|home-credit:DIR
+	$(PY) -m training all --profile $(PROFILE) --source $(SOURCE)
 
 demo: infra-up ## Run the whole system end to end (today: what exists so far, and what is missing)
 	$(PY) -m infra.demo
@@ -118,6 +119,9 @@ services-status: ## Show whether each service is up and ready
 
 services-down: ## Stop the six services (SIGTERM: they finish and commit their work)
 	@if [ -x $(PY) ]; then $(PY) -m infra.supervisor down; fi
+
+bench-import: setup ## Import 10 million mobile-money rows and measure time and peak memory (bench/results/import.*)
+	$(PY) -m bench.import_scale
 
 bench: infra-up ## Measure the running system (API at 50/200/500 req/s, ONNX floor, pipeline); writes bench/results/latest.json and .md
 	$(PY) -m bench

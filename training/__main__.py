@@ -296,7 +296,13 @@ def export(
 
     metrics = json.loads((run_dir(profile, source) / "metrics.json").read_text())
     folder = write_bundle(_load_trained(profile, source), metrics, promote=promote)
-    _echo(f"bundle written to {folder}" + (" and promoted to current" if promote else ""))
+    refused = json.loads((folder / "manifest.json").read_text())["promotion_refused"]
+    if refused:
+        console.print(f"[bold red]not promoted:[/] {refused}", highlight=False)
+    _echo(
+        f"bundle written to {folder}"
+        + (" and promoted to current" if promote and not refused else "")
+    )
 
 
 @app.command()

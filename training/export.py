@@ -22,7 +22,7 @@ from services.common.feast_config import FEATURE_SERVICE
 from training.gbm import export_gbm_onnx, predict_gbm, predict_gbm_onnx
 from training.lstm import export_lstm_onnx, predict_lstm, predict_onnx
 from training.paths import ARTIFACTS
-from training.pipeline import TrainedModels, training_data_hash
+from training.pipeline import TrainedModels, shipping_gate, training_data_hash
 
 BUNDLE_FORMAT = 1
 BUNDLES = ARTIFACTS / "bundles"
@@ -104,8 +104,10 @@ def write_bundle(
     reference["score"] = reference_distribution(trained.scorecard.points(train_pd))
     reference["band"] = band_distribution(trained.bands.band(train_pd))
 
+    refusal = shipping_gate(trained)
     manifest = {
         "bundle_format": BUNDLE_FORMAT,
+        "promotion_refused": refusal,
         "version": version,
         "created_at": created.isoformat(),
         "profile": trained.profile.name,
@@ -182,7 +184,7 @@ def write_bundle(
     frame["score"] = trained.scorecard.points(trained.final_pd(sample))
     frame.to_parquet(folder / "reference_sample.parquet", index=False)
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-    if promote:
+    if promote and refusal is None:
         promote_bundle(version, root)
     return folder
 

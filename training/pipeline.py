@@ -13,30 +13,41 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from services.common import features as F
 from services.common.decision import DecisionBands, EnsembleWeights, Scorecard
 from services.common.settings import InfraSettings
 from training import feature_tables
-from training.baseline import fit_logistic_scorecard, predict_logistic_scorecard
+from training.baseline import (
+    fit_logistic_regression,
+    fit_logistic_scorecard,
+    predict_logistic_regression,
+    predict_logistic_scorecard,
+)
 from training.calibration import choose_calibrator
 from training.contract import LoanBook
+from training.credit_metrics import credit_report, information_values
 from training.ensemble import fit_ensemble
 from training.evaluate import classification_metrics, fairness_report
-from training.gbm import FittedGBM, GBMParams, fit_gbm, predict_gbm
+from training.gbm import FittedGBM, FoldGBMParams, GBMParams, fit_gbm, fit_gbm_cv, predict_gbm
 from training.lstm import FittedLSTM, LSTMParams, SequenceInputs, fit_lstm, predict_lstm
 from training.paths import synthetic_book_dir, world_dir
 from training.profiles import Profile
 from training.scorecard import BusinessCost, choose_bands
+from training.selection import Selection, select_model
 from training.sources.synthetic import loan_book_from_world
 from training.world import World, generate_world
 
 Echo = Callable[[str], None]
+#: The figures the decision bands are priced with: a SACCO edits this file, not the code.
+BUSINESS_COST_FILE = Path(__file__).resolve().parents[1] / "config" / "business_cost.toml"
+CHOICE_FOLDS = 5
 
 
 def generate(profile: Profile, *, force: bool = False, echo: Echo = print) -> World:
@@ -89,13 +100,27 @@ class Splits:
         return {k: len(v) for k, v in self.__dict__.items()}
 
 
+#: An out-of-time split needs this many application months before it, and at most this share.
+MIN_MONTHS_BEFORE_OUT_OF_TIME = 4
+MAX_OUT_OF_TIME_SHARE = 0.4
+
+
 def split(applications: pd.DataFrame, profile: Profile) -> Splits:
-    """Out-of-time test = the latest months of applications; the rest stratified 60/20/20."""
+    """Out-of-time test = the latest months of applications; the rest stratified 60/20/20.
+
+    A source whose applications span too few months (Home Credit dates every application on
+    one reference day) gets no out-of-time split rather than one that swallows everything.
+    """
     applied = pd.to_datetime(applications["applied_at"], utc=True)
     latest_month = applied.max().tz_convert(None).to_period("M")
     cutoff = (latest_month - (profile.out_of_time_months - 1)).to_timestamp().tz_localize("UTC")
     oot = np.flatnonzero(applied >= cutoff)
     rest = np.flatnonzero(applied < cutoff)
+    months_before = applied[applied < cutoff].dt.tz_convert(None).dt.to_period("M").nunique()
+    if months_before < MIN_MONTHS_BEFORE_OUT_OF_TIME or len(oot) > MAX_OUT_OF_TIME_SHARE * len(
+        applied
+    ):
+        oot, rest = np.array([], dtype=np.int64), np.arange(len(applied))
     y = applications["default_12m"].to_numpy()
     train, hold = train_test_split(rest, test_size=0.4, stratify=y[rest], random_state=profile.seed)
     valid, test = train_test_split(hold, test_size=0.5, stratify=y[hold], random_state=profile.seed)
@@ -133,6 +158,7 @@ class TrainedModels:
     band_summary: dict[str, float]
     cost: BusinessCost
     features: FeatureChoice
+    choice: Selection
     predictions: dict[str, np.ndarray] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -151,6 +177,43 @@ class TrainedModels:
 
     def sequences(self, index: np.ndarray) -> SequenceInputs:
         return sequence_inputs(self.inputs, index, self.features.columns)
+
+
+def cross_validated_choice(
+    tabular: np.ndarray, y: np.ndarray, rows: np.ndarray, names: tuple[str, ...], profile: Profile
+) -> Selection:
+    """Out-of-fold PDs of the plain logistic regression and LightGBM on the development rows
+    (train and validation; never test or out-of-time), and which one the folds support."""
+    folds = np.zeros(len(rows), dtype=np.int64)
+    oof = {"logistic_regression": np.zeros(len(rows)), "lightgbm": np.zeros(len(rows))}
+    splitter = StratifiedKFold(CHOICE_FOLDS, shuffle=True, random_state=profile.seed)
+    x, labels = tabular[rows], y[rows]
+    for k, (fit, held) in enumerate(splitter.split(x, labels)):
+        folds[held] = k
+        plain = fit_logistic_regression(x[fit], labels[fit], seed=profile.seed)
+        oof["logistic_regression"][held] = predict_logistic_regression(plain, x[held])
+        gbm = fit_gbm_cv(x[fit], labels[fit], names, FoldGBMParams(seed=profile.seed))
+        oof["lightgbm"][held] = predict_gbm(gbm, x[held])
+    return select_model(oof, labels, folds, simple="logistic_regression")
+
+
+def shipping_gate(trained: TrainedModels) -> str | None:
+    """Why the ensemble must not ship, or None: the plain logistic regression beats LightGBM
+    on the folds outside the noise and also beats the ensemble on validation."""
+    lightgbm = trained.choice.comparisons.get("lightgbm")
+    if lightgbm is None or lightgbm.mean_gain >= -lightgbm.standard_error:
+        return None
+    y = outcomes(trained.book)
+    va = trained.splits.valid
+    plain = classification_metrics(y[va], trained.predictions["logistic_regression"][va])["auc"]
+    ensemble = classification_metrics(y[va], trained.predictions["ensemble"][va])["auc"]
+    if ensemble >= plain:
+        return None
+    return (
+        f"the plain logistic regression beats LightGBM by {-lightgbm.mean_gain:.4f} AUC on "
+        f"{trained.choice.folds} folds (standard error {lightgbm.standard_error:.4f}) and the "
+        f"ensemble on validation ({plain:.4f} against {ensemble:.4f})"
+    )
 
 
 @dataclass(frozen=True)
@@ -282,6 +345,20 @@ def train(
     truth = oracle_pd(book)
     if truth is not None:
         predictions["oracle"] = truth
+    clock = time.perf_counter()
+    plain = fit_logistic_regression(tabular[tr], y[tr], seed=profile.seed)
+    predictions["logistic_regression"] = predict_logistic_regression(plain, tabular)
+    choice = cross_validated_choice(tabular, y, np.sort(np.concatenate([tr, va])), names, profile)
+    timings["model_choice"] = time.perf_counter() - clock
+    echo(
+        f"model choice on {choice.folds} folds: {choice.winner} "
+        + (
+            f"beats the plain logistic regression by {choice.margin:+.4f} AUC "
+            f"(standard error {choice.standard_error:.4f})"
+            if choice.winner != choice.simple
+            else "(LightGBM does not beat the plain logistic regression beyond the noise)"
+        )
+    )
     if lstm is None:
         weights = EnsembleWeights(gbm=1.0, lstm=0.0)
         raw = predictions["lightgbm"]
@@ -291,7 +368,7 @@ def train(
     predictions["ensemble_uncalibrated"] = raw
     calibrator, calibration_scores = choose_calibrator(raw[va], y[va], seed=profile.seed)
     predictions["ensemble"] = calibrator.apply(raw)
-    cost = BusinessCost()
+    cost = BusinessCost.from_file(BUSINESS_COST_FILE)
     bands, band_summary = choose_bands(
         predictions["ensemble"][va], y[va], apps["amount_kes"].to_numpy(dtype=np.float64)[va], cost
     )
@@ -315,12 +392,21 @@ def train(
         band_summary=band_summary | {"calibration_" + k: v for k, v in calibration_scores.items()},
         cost=cost,
         features=chosen,
+        choice=choice,
         predictions=predictions,
         timings=timings,
     )
 
 
-MODELS = ("oracle", "logistic_scorecard", "lightgbm", "lstm", "ensemble_uncalibrated", "ensemble")
+MODELS = (
+    "oracle",
+    "logistic_regression",
+    "logistic_scorecard",
+    "lightgbm",
+    "lstm",
+    "ensemble_uncalibrated",
+    "ensemble",
+)
 
 
 def evaluate(trained: TrainedModels) -> dict[str, Any]:
@@ -334,6 +420,9 @@ def evaluate(trained: TrainedModels) -> dict[str, Any]:
     }
     for split_name in ("test", "out_of_time"):
         index = getattr(trained.splits, split_name)
+        if len(index) == 0 or np.unique(y[index]).size < 2:
+            result[split_name] = {}
+            continue
         result[split_name] = {
             model: classification_metrics(y[index], trained.predictions[model][index])
             for model in MODELS
@@ -352,6 +441,20 @@ def evaluate(trained: TrainedModels) -> dict[str, Any]:
         },
     )
     result["bands"] = trained.bands.to_dict() | {"validation": trained.band_summary}
+    amounts = apps["amount_kes"].to_numpy(dtype=np.float64)
+    result["credit"] = {
+        split_name: credit_report(
+            y[index],
+            trained.predictions["ensemble"][index],
+            trained.bands,
+            amounts[index],
+            trained.cost,
+        )
+        for split_name, index in (("test", test), ("out_of_time", trained.splits.out_of_time))
+        if len(index) and np.unique(y[index]).size == 2
+    }
+    result["information_values"] = information_values(trained.baseline)
+    result["model_choice"] = trained.choice.to_dict() | {"ship_refused": shipping_gate(trained)}
     result["features"] = {
         "used": list(trained.features.names),
         "dropped": trained.features.dropped,

@@ -24,6 +24,7 @@ from training.pipeline import MODELS, TrainedModels, outcomes
 
 LABELS = {
     "oracle": "oracle (true PD)",
+    "logistic_regression": "logistic regression (plain, L2)",
     "logistic_scorecard": "logistic scorecard",
     "lightgbm": "LightGBM",
     "lstm": "LSTM",
@@ -225,14 +226,22 @@ point-in-time joins (`{manifest["feature_service"]}`); training-data hash
 
 ## Out-of-time split (latest {trained.profile.out_of_time_months} months of applications)
 
-{_metrics_table(oot)}
+{_metrics_table(oot) if oot else NO_OOT}
 
 ## Decision bands
 
 Approve below PD {manifest["bands"]["approve_below_pd"]:.4f}, decline at or above
 {manifest["bands"]["decline_at_or_above_pd"]:.4f}, review in between; chosen on validation to
-minimise the expected cost {manifest["business_cost"]} (see `training/scorecard.py`).
+minimise the expected cost {manifest["business_cost"]} (from `config/business_cost.toml`).
 Validation summary: {json.dumps(metrics["bands"]["validation"], default=float)}.
+
+## What a credit team reads (test split, calibrated ensemble)
+
+{_credit_section(metrics)}
+
+## Model choice: never worse than the simple model
+
+{_choice_section(metrics)}
 
 ## Fairness by gender and age band (test split; approval = band "approve")
 
@@ -294,7 +303,7 @@ credit datasets (see report.md).
 ## Metrics (test split)
 Ensemble: AUC {test["ensemble"]["auc"]:.4f}, KS {test["ensemble"]["ks"]:.4f}, Brier
 {test["ensemble"]["brier"]:.4f}, ECE {test["ensemble"]["ece"]:.4f}{_oracle_auc(test)}.
-Out-of-time ensemble AUC {metrics["out_of_time"]["ensemble"]["auc"]:.4f}.
+{_oot_line(metrics)}
 
 ## Fairness
 Protected attributes (gender, age, age band, county) are excluded from the inputs and used only
@@ -311,6 +320,70 @@ must re-train and re-audit on its own members before relying on the scores. Scor
 valid for products, terms or amounts far outside the training ranges. Drift is monitored with
 PSI against the reference stored in this bundle.
 """
+
+
+NO_OOT = "No out-of-time split: this source's applications span too few months."
+
+
+def _oot_line(metrics: dict[str, Any]) -> str:
+    oot = metrics.get("out_of_time", {}).get("ensemble")
+    return "No out-of-time split." if not oot else f"Out-of-time ensemble AUC {oot['auc']:.4f}."
+
+
+def _credit_section(metrics: dict[str, Any]) -> str:
+    credit = metrics.get("credit", {}).get("test")
+    if not credit:
+        return "Not computed for this run."
+    lines = [
+        f"PR-AUC {credit['pr_auc']:.4f} (default rate {credit['default_rate']:.4f}).",
+        "",
+        "| band | applications | share | defaults | bad rate |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for band, row in credit["bands"].items():
+        lines.append(
+            f"| {band} | {row['n']:,} | {_fmt(row['share'])} | {row['defaults']:,} | "
+            f"{_fmt(row['bad_rate'])} |"
+        )
+    lines += [
+        "",
+        f"Confusion at the cut-offs: `{json.dumps(credit['confusion'], default=float)}`.",
+        "",
+        f"Money under the business cost: `{json.dumps(credit['money'], default=float)}`.",
+        "",
+        "Information value (scorecard bins, strongest first):",
+        "",
+        "| feature | IV | strength |",
+        "| --- | ---: | --- |",
+    ]
+    for row in metrics.get("information_values", [])[:12]:
+        lines.append(f"| {row['variable']} | {row['iv']:.4f} | {row['strength']} |")
+    return "\n".join(lines)
+
+
+def _choice_section(metrics: dict[str, Any]) -> str:
+    choice = metrics.get("model_choice")
+    if not choice:
+        return "Not computed for this run."
+    rows = [
+        f"{choice['folds']}-fold cross-validation on the development rows; rule: {choice['rule']}.",
+        "",
+        "| candidate | AUC mean | AUC sd |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, scores in choice["candidates"].items():
+        rows.append(f"| {name} | {scores['mean']['auc']:.4f} | {scores['sd']['auc']:.4f} |")
+    verdict = (
+        f"Winner: **{choice['winner']}**, {choice['margin']:+.4f} AUC over {choice['simple']} "
+        f"(standard error {choice['standard_error']:.4f})."
+    )
+    refused = choice.get("ship_refused")
+    verdict += (
+        f" The ensemble is **not promoted**: {refused}."
+        if refused
+        else " The ensemble may ship: the plain model does not beat it beyond the noise."
+    )
+    return "\n".join([*rows, "", verdict])
 
 
 def _data_line(trained: TrainedModels) -> str:
