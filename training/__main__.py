@@ -33,6 +33,16 @@ if TYPE_CHECKING:
 
 console = Console()
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+
+@app.callback()
+def _quiet_libraries() -> None:
+    """Library warnings and chatter go to artifacts/logs/training.log (see library_output)."""
+    from training.library_output import route_library_output
+
+    route_library_output()
+
+
 ProfileOption = Annotated[str, typer.Option("--profile", "-p", help="tiny, quick or full")]
 SourceOption = Annotated[
     str,
@@ -281,10 +291,17 @@ def evaluate(profile: ProfileOption = "quick", source: SourceOption = "synthetic
         json.dumps(metrics, indent=2, default=float)
     )
     for split in ("test", "out_of_time"):
+        if not metrics[split]:
+            _echo(f"no {split.replace('_', '-')} split for this source")
+            continue
+        table = Table(title=f"{split.replace('_', '-')} split", title_justify="left")
+        table.add_column("model")
+        names = list(next(iter(metrics[split].values())))
+        for name in names:
+            table.add_column(name, justify="right")
         for model, values in metrics[split].items():
-            _echo(
-                f"{split:12s} {model:22s} " + "  ".join(f"{k} {v:.4f}" for k, v in values.items())
-            )
+            table.add_row(model, *(f"{values[name]:.4f}" for name in names))
+        console.print(table)
 
 
 @app.command()

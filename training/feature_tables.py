@@ -29,6 +29,7 @@ from services.common.feast_config import (
 )
 from services.common.settings import InfraSettings
 from training.contract import LoanBook
+from training.library_output import into_log
 
 SNAPSHOT_OFFSETS = (timedelta(days=-30), timedelta(0), timedelta(days=14))
 ENTITY_COLUMNS = ("application_id", "member_id", "amount_kes", "term_months", "product")
@@ -226,7 +227,8 @@ def materialize_online(infra: InfraSettings, tables: dict[str, pd.DataFrame]) ->
     """Copy each member's latest offline values into the Redis online store (materialize)."""
     stamps = pd.concat([pd.to_datetime(t["event_timestamp"], utc=True) for t in tables.values()])
     store = open_feature_store(infra)
-    store.materialize(
-        start_date=(stamps.min() - pd.Timedelta(seconds=1)).to_pydatetime(),
-        end_date=(stamps.max() + pd.Timedelta(seconds=1)).to_pydatetime(),
-    )
+    with into_log():  # Feast lists every view it materializes, in colour
+        store.materialize(
+            start_date=(stamps.min() - pd.Timedelta(seconds=1)).to_pydatetime(),
+            end_date=(stamps.max() + pd.Timedelta(seconds=1)).to_pydatetime(),
+        )

@@ -311,7 +311,6 @@ def train(
             timeout_seconds=profile.gbm_timeout_seconds,
             seed=profile.seed,
         ),
-        progress=True,
     )
     timings["lightgbm"] = time.perf_counter() - clock
     echo(
@@ -373,8 +372,15 @@ def train(
         predictions["ensemble"][va], y[va], apps["amount_kes"].to_numpy(dtype=np.float64)[va], cost
     )
     echo(
-        f"ensemble weights {weights.to_dict()}, calibration {calibrator.method} "
-        f"({calibration_scores}), bands {bands.to_dict()}"
+        f"ensemble weights GBM {weights.gbm:.2f} / LSTM {weights.lstm:.2f}; calibration "
+        f"{calibrator.method} (cross-validated Brier: "
+        + ", ".join(
+            f"{k.removesuffix('_brier')} {v:.4f}"
+            for k, v in calibration_scores.items()
+            if k.endswith("_brier")
+        )
+        + f"); approve below PD {bands.approve_below_pd:.3f}, decline from "
+        f"{bands.decline_at_or_above_pd:.3f}"
     )
     return TrainedModels(
         profile=profile,

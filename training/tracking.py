@@ -14,6 +14,7 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
+from training.library_output import into_log
 from training.paths import ARTIFACTS
 from training.pipeline import TrainedModels
 
@@ -63,6 +64,11 @@ def track_run(
     store: Path = ARTIFACTS / "mlflow",
 ) -> str:
     """Log the run and register the bundle; returns the registered model version."""
+    with into_log():
+        return _track(trained, metrics, bundle, store)
+
+
+def _track(trained: TrainedModels, metrics: dict[str, Any], bundle: Path, store: Path) -> str:
     _configure(store)
     manifest_version = bundle.resolve().name
     with mlflow.start_run(run_name=manifest_version):
