@@ -313,13 +313,14 @@ def export(
 
     metrics = json.loads((run_dir(profile, source) / "metrics.json").read_text())
     folder = write_bundle(_load_trained(profile, source), metrics, promote=promote)
-    refused = json.loads((folder / "manifest.json").read_text())["promotion_refused"]
-    if refused:
-        console.print(f"[bold red]not promoted:[/] {refused}", highlight=False)
-    _echo(
-        f"bundle written to {folder}"
-        + (" and promoted to current" if promote and not refused else "")
-    )
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if manifest["ensemble_refused"]:
+        console.print(
+            f"[bold yellow]the ensemble does not ship:[/] {manifest['ensemble_refused']}; the "
+            "bundle serves the calibrated plain logistic regression",
+            highlight=False,
+        )
+    _echo(f"bundle written to {folder}" + (" and promoted to current" if promote else ""))
 
 
 @app.command()

@@ -15,14 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 import pandas as pd
 
 from services.common import features as F
 from services.common.feast_config import FEATURE_SERVICE
+from training.baseline import export_logistic_regression_onnx, predict_logistic_regression
 from training.gbm import export_gbm_onnx, predict_gbm, predict_gbm_onnx
 from training.lstm import export_lstm_onnx, predict_lstm, predict_onnx
 from training.paths import ARTIFACTS
-from training.pipeline import TrainedModels, shipping_gate, training_data_hash
+from training.pipeline import TrainedModels, training_data_hash
 
 BUNDLE_FORMAT = 1
 BUNDLES = ARTIFACTS / "bundles"
@@ -74,26 +76,12 @@ def write_bundle(
     folder = root / version
     folder.mkdir(parents=True, exist_ok=False)
 
-    export_gbm_onnx(trained.gbm, folder / "gbm.onnx")
-    (folder / "gbm.txt").write_text(
-        trained.gbm.booster.model_to_string(num_iteration=trained.gbm.best_iteration)
-    )
     rows = trained.splits.test[:PARITY_ROWS]
-    tabular = trained.tabular[rows]
-    gbm_gap = float(
-        np.abs(
-            predict_gbm(trained.gbm, tabular) - predict_gbm_onnx(folder / "gbm.onnx", tabular)
-        ).max()
+    models, parity = (
+        _export_plain(trained, folder, rows)
+        if trained.shipped == "logistic_regression"
+        else _export_ensemble(trained, folder, rows)
     )
-    lstm_gap = 0.0
-    if trained.lstm is not None:
-        export_lstm_onnx(trained.lstm, folder / "lstm.onnx")
-        seq = trained.sequences(rows)
-        lstm_gap = float(
-            np.abs(predict_lstm(trained.lstm, seq) - predict_onnx(folder / "lstm.onnx", seq)).max()
-        )
-    if max(gbm_gap, lstm_gap) > PARITY_TOLERANCE:
-        raise RuntimeError(f"ONNX disagrees with the native models: gbm {gbm_gap}, lstm {lstm_gap}")
 
     train_rows = trained.splits.train
     reference = {
@@ -104,10 +92,10 @@ def write_bundle(
     reference["score"] = reference_distribution(trained.scorecard.points(train_pd))
     reference["band"] = band_distribution(trained.bands.band(train_pd))
 
-    refusal = shipping_gate(trained)
     manifest = {
         "bundle_format": BUNDLE_FORMAT,
-        "promotion_refused": refusal,
+        "shipped_model": trained.shipped,
+        "ensemble_refused": trained.refusal,
         "version": version,
         "created_at": created.isoformat(),
         "profile": trained.profile.name,
@@ -127,38 +115,14 @@ def write_bundle(
                     "channels": list(F.MOBILE_MONEY_CHANNELS),
                 },
             }.items()
-            if name in trained.features.sequences
+            if name in trained.features.sequences and models["lstm"] is not None
         },
-        "models": {
-            "gbm": {
-                "file": "gbm.onnx",
-                "sha256": _sha256(folder / "gbm.onnx"),
-                "inputs": ["tabular"],
-                "output": "probabilities[:, 1]",
-            },
-            "gbm_native": {"file": "gbm.txt", "sha256": _sha256(folder / "gbm.txt")},
-            "lstm": None
-            if trained.lstm is None
-            else {
-                "file": "lstm.onnx",
-                "sha256": _sha256(folder / "lstm.onnx"),
-                "inputs": [
-                    "static",
-                    "repayments",
-                    "repayment_mask",
-                    "mobile_money",
-                    "mobile_money_mask",
-                ],
-                "output": "probability",
-            },
-        },
+        "models": models,
         "reference": {"bins": "reference.json", "sample": "reference_sample.parquet"},
-        "onnx_parity_max_abs_diff": {
-            "gbm": gbm_gap,
-            "lstm": lstm_gap if trained.lstm is not None else None,
-            "rows": len(rows),
-        },
-        "ensemble": trained.weights.to_dict(),
+        "onnx_parity_max_abs_diff": parity,
+        "ensemble": trained.weights.to_dict()
+        if trained.shipped == "ensemble"
+        else {"gbm": 1.0, "lstm": 0.0},
         "calibrator": trained.calibrator.to_dict(),
         "scorecard": trained.scorecard.to_dict(),
         "bands": trained.bands.to_dict(),
@@ -184,9 +148,86 @@ def write_bundle(
     frame["score"] = trained.scorecard.points(trained.final_pd(sample))
     frame.to_parquet(folder / "reference_sample.parquet", index=False)
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-    if promote and refusal is None:
+    if promote:
         promote_bundle(version, root)
     return folder
+
+
+def _model_entry(folder: Path, name: str, **extra: Any) -> dict[str, Any]:
+    return {"file": name, "sha256": _sha256(folder / name), **extra}
+
+
+def _export_ensemble(
+    trained: TrainedModels, folder: Path, rows: np.ndarray
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The GBM (ONNX and native, for TreeSHAP) and the LSTM where there is one."""
+    export_gbm_onnx(trained.gbm, folder / "gbm.onnx")
+    (folder / "gbm.txt").write_text(
+        trained.gbm.booster.model_to_string(num_iteration=trained.gbm.best_iteration)
+    )
+    tabular = trained.tabular[rows]
+    gbm_gap = float(
+        np.abs(
+            predict_gbm(trained.gbm, tabular) - predict_gbm_onnx(folder / "gbm.onnx", tabular)
+        ).max()
+    )
+    lstm_gap = None
+    if trained.lstm is not None:
+        export_lstm_onnx(trained.lstm, folder / "lstm.onnx")
+        seq = trained.sequences(rows)
+        lstm_gap = float(
+            np.abs(predict_lstm(trained.lstm, seq) - predict_onnx(folder / "lstm.onnx", seq)).max()
+        )
+    if max(gbm_gap, lstm_gap or 0.0) > PARITY_TOLERANCE:
+        raise RuntimeError(f"ONNX disagrees with the native models: gbm {gbm_gap}, lstm {lstm_gap}")
+    models = {
+        "tabular": _model_entry(
+            folder, "gbm.onnx", kind="lightgbm", inputs=["tabular"], output="probabilities[:, 1]"
+        ),
+        "gbm_native": _model_entry(folder, "gbm.txt"),
+        "lstm": None
+        if trained.lstm is None
+        else _model_entry(
+            folder,
+            "lstm.onnx",
+            inputs=["static", "repayments", "repayment_mask", "mobile_money", "mobile_money_mask"],
+            output="probability",
+        ),
+    }
+    return models, {"gbm": gbm_gap, "lstm": lstm_gap, "rows": len(rows)}
+
+
+def _export_plain(
+    trained: TrainedModels, folder: Path, rows: np.ndarray
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The plain logistic regression (ONNX, double precision) and its log-odds terms."""
+    names = trained.features.names
+    export_logistic_regression_onnx(trained.plain, len(names), folder / "logistic_regression.onnx")
+    tabular = trained.tabular[rows].astype(np.float64)
+    session = ort.InferenceSession(
+        str(folder / "logistic_regression.onnx"), providers=["CPUExecutionProvider"]
+    )
+    onnx_p = np.asarray(session.run(None, {"tabular": tabular})[1])[:, 1]
+    gap = float(np.abs(predict_logistic_regression(trained.plain, tabular) - onnx_p).max())
+    if gap > PARITY_TOLERANCE:
+        raise RuntimeError(f"ONNX disagrees with the logistic regression: {gap}")
+    scaler, logistic = trained.plain.named_steps["scale"], trained.plain.named_steps["logistic"]
+    models = {
+        "tabular": _model_entry(
+            folder,
+            "logistic_regression.onnx",
+            kind="logistic_regression",
+            inputs=["tabular"],
+            output="probabilities[:, 1]",
+        ),
+        "linear": {
+            "intercept": float(logistic.intercept_[0]),
+            "weights": (logistic.coef_[0] / scaler.scale_).tolist(),
+            "centre": scaler.mean_.tolist(),
+        },
+        "lstm": None,
+    }
+    return models, {"logistic_regression": gap, "rows": len(rows)}
 
 
 def promote_bundle(version: str, root: Path = BUNDLES) -> None:

@@ -159,16 +159,15 @@ class TrainedModels:
     cost: BusinessCost
     features: FeatureChoice
     choice: Selection
+    plain: Any  # the plain logistic regression (a scikit-learn pipeline)
+    shipped: str  # "ensemble", or "logistic_regression" when the simple model beats it
+    refusal: str | None  # why the ensemble does not ship, when it does not
     predictions: dict[str, np.ndarray] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
     def final_pd(self, index: np.ndarray) -> np.ndarray:
-        p_lstm = (
-            self.predictions["lstm"][index] if self.lstm is not None else np.full(len(index), 0.5)
-        )
-        return self.calibrator.apply(
-            self.weights.combine(self.predictions["lightgbm"][index], p_lstm)
-        )
+        """Calibrated PDs of the model the bundle ships."""
+        return self.predictions["shipped"][index]
 
     @property
     def tabular(self) -> np.ndarray:
@@ -197,21 +196,21 @@ def cross_validated_choice(
     return select_model(oof, labels, folds, simple="logistic_regression")
 
 
-def shipping_gate(trained: TrainedModels) -> str | None:
+def ensemble_refusal(
+    choice: Selection, y_valid: np.ndarray, plain_valid: np.ndarray, ensemble_valid: np.ndarray
+) -> str | None:
     """Why the ensemble must not ship, or None: the plain logistic regression beats LightGBM
     on the folds outside the noise and also beats the ensemble on validation."""
-    lightgbm = trained.choice.comparisons.get("lightgbm")
+    lightgbm = choice.comparisons.get("lightgbm")
     if lightgbm is None or lightgbm.mean_gain >= -lightgbm.standard_error:
         return None
-    y = outcomes(trained.book)
-    va = trained.splits.valid
-    plain = classification_metrics(y[va], trained.predictions["logistic_regression"][va])["auc"]
-    ensemble = classification_metrics(y[va], trained.predictions["ensemble"][va])["auc"]
+    plain = classification_metrics(y_valid, plain_valid)["auc"]
+    ensemble = classification_metrics(y_valid, ensemble_valid)["auc"]
     if ensemble >= plain:
         return None
     return (
         f"the plain logistic regression beats LightGBM by {-lightgbm.mean_gain:.4f} AUC on "
-        f"{trained.choice.folds} folds (standard error {lightgbm.standard_error:.4f}) and the "
+        f"{choice.folds} folds (standard error {lightgbm.standard_error:.4f}) and the "
         f"ensemble on validation ({plain:.4f} against {ensemble:.4f})"
     )
 
@@ -367,12 +366,24 @@ def train(
     predictions["ensemble_uncalibrated"] = raw
     calibrator, calibration_scores = choose_calibrator(raw[va], y[va], seed=profile.seed)
     predictions["ensemble"] = calibrator.apply(raw)
+    refusal = ensemble_refusal(
+        choice, y[va], predictions["logistic_regression"][va], predictions["ensemble"][va]
+    )
+    shipped = "ensemble"
+    if refusal is not None:
+        # never ship a model the simple one beats: the calibrated logistic regression ships
+        shipped = "logistic_regression"
+        echo(f"[bold]the plain logistic regression ships[/]: {refusal}")
+        raw = predictions["logistic_regression"]
+        calibrator, calibration_scores = choose_calibrator(raw[va], y[va], seed=profile.seed)
+    predictions["shipped"] = calibrator.apply(raw)
     cost = BusinessCost.from_file(BUSINESS_COST_FILE)
     bands, band_summary = choose_bands(
-        predictions["ensemble"][va], y[va], apps["amount_kes"].to_numpy(dtype=np.float64)[va], cost
+        predictions["shipped"][va], y[va], apps["amount_kes"].to_numpy(dtype=np.float64)[va], cost
     )
     echo(
-        f"ensemble weights GBM {weights.gbm:.2f} / LSTM {weights.lstm:.2f}; calibration "
+        f"shipping {shipped}; ensemble weights GBM {weights.gbm:.2f} / LSTM {weights.lstm:.2f}; "
+        "calibration "
         f"{calibrator.method} (cross-validated Brier: "
         + ", ".join(
             f"{k.removesuffix('_brier')} {v:.4f}"
@@ -399,6 +410,9 @@ def train(
         cost=cost,
         features=chosen,
         choice=choice,
+        plain=plain,
+        shipped=shipped,
+        refusal=refusal,
         predictions=predictions,
         timings=timings,
     )
@@ -406,6 +420,7 @@ def train(
 
 MODELS = (
     "oracle",
+    "shipped",
     "logistic_regression",
     "logistic_scorecard",
     "lightgbm",
@@ -435,7 +450,7 @@ def evaluate(trained: TrainedModels) -> dict[str, Any]:
             if model in trained.predictions
         }
     test = trained.splits.test
-    approved = trained.bands.band(trained.predictions["ensemble"][test]) == "approve"
+    approved = trained.bands.band(trained.predictions["shipped"][test]) == "approve"
     members = trained.book.members.set_index("member_id").loc[apps["member_id"].iloc[test]]
     result["fairness"] = fairness_report(
         y[test],
@@ -451,7 +466,7 @@ def evaluate(trained: TrainedModels) -> dict[str, Any]:
     result["credit"] = {
         split_name: credit_report(
             y[index],
-            trained.predictions["ensemble"][index],
+            trained.predictions["shipped"][index],
             trained.bands,
             amounts[index],
             trained.cost,
@@ -460,7 +475,10 @@ def evaluate(trained: TrainedModels) -> dict[str, Any]:
         if len(index) and np.unique(y[index]).size == 2
     }
     result["information_values"] = information_values(trained.baseline)
-    result["model_choice"] = trained.choice.to_dict() | {"ship_refused": shipping_gate(trained)}
+    result["model_choice"] = trained.choice.to_dict() | {
+        "shipped": trained.shipped,
+        "ensemble_refused": trained.refusal,
+    }
     result["features"] = {
         "used": list(trained.features.names),
         "dropped": trained.features.dropped,

@@ -205,8 +205,10 @@ def write_report(trained: TrainedModels, bundle: Path | None = None) -> Path:
         " is"
     )
     best_single = max(test[m]["auc"] for m in ("lightgbm", "lstm") if m in test)
-    lstm_parity = manifest["onnx_parity_max_abs_diff"]["lstm"]
-    lstm_parity_text = "no LSTM" if lstm_parity is None else f"{lstm_parity:.2e}"
+    parity = manifest["onnx_parity_max_abs_diff"]
+    parity_text = ", ".join(
+        f"{name} {gap:.2e}" for name, gap in parity.items() if name != "rows" and gap is not None
+    )
     report = f"""# Alama model report: bundle `{manifest["version"]}`
 
 Profile `{trained.profile.name}`, loan book `{trained.book.source}`:
@@ -235,7 +237,7 @@ Approve below PD {manifest["bands"]["approve_below_pd"]:.4f}, decline at or abov
 minimise the expected cost {manifest["business_cost"]} (from `config/business_cost.toml`).
 Validation summary: {json.dumps(metrics["bands"]["validation"], default=float)}.
 
-## What a credit team reads (test split, calibrated ensemble)
+## What a credit team reads (test split, the model that ships)
 
 {_credit_section(metrics)}
 
@@ -249,13 +251,12 @@ Validation summary: {json.dumps(metrics["bands"]["validation"], default=float)}.
 
 Gender, age, age band and county are never model inputs; they are kept for this audit only.
 
-## Ensemble
+## What ships
 
-Weights (log-odds space) {manifest["ensemble"]}; ONNX parity (max abs. difference on
-{manifest["onnx_parity_max_abs_diff"]["rows"]} rows): GBM
-{manifest["onnx_parity_max_abs_diff"]["gbm"]:.2e}, LSTM
-{lstm_parity_text}. Features used: {len(manifest["tabular_features"])}; left out for lack of
-information in this source: {", ".join(sorted(manifest.get("features_dropped", {}))) or "none"}.
+The bundle serves **{manifest["shipped_model"]}**{_refusal_text(manifest)}. Ensemble weights
+(log-odds space) {manifest["ensemble"]}; ONNX parity (max abs. difference on
+{parity["rows"]} rows): {parity_text}. Features used: {len(manifest["tabular_features"])};
+left out for lack of information in this source: {_dropped(manifest)}.
 
 ![ROC](plots/roc.png)
 ![Reliability](plots/reliability.png)
@@ -325,6 +326,15 @@ PSI against the reference stored in this bundle.
 NO_OOT = "No out-of-time split: this source's applications span too few months."
 
 
+def _dropped(manifest: dict[str, Any]) -> str:
+    return ", ".join(sorted(manifest.get("features_dropped", {}))) or "none"
+
+
+def _refusal_text(manifest: dict[str, Any]) -> str:
+    refused = manifest.get("ensemble_refused")
+    return f" (the ensemble does not ship: {refused})" if refused else ""
+
+
 def _oot_line(metrics: dict[str, Any]) -> str:
     oot = metrics.get("out_of_time", {}).get("ensemble")
     return "No out-of-time split." if not oot else f"Out-of-time ensemble AUC {oot['auc']:.4f}."
@@ -377,11 +387,12 @@ def _choice_section(metrics: dict[str, Any]) -> str:
         f"Winner: **{choice['winner']}**, {choice['margin']:+.4f} AUC over {choice['simple']} "
         f"(standard error {choice['standard_error']:.4f})."
     )
-    refused = choice.get("ship_refused")
+    refused = choice.get("ensemble_refused")
     verdict += (
-        f" The ensemble is **not promoted**: {refused}."
+        f" The ensemble does **not** ship: {refused}; the calibrated plain logistic regression "
+        "does."
         if refused
-        else " The ensemble may ship: the plain model does not beat it beyond the noise."
+        else " The ensemble ships: the plain model does not beat it beyond the noise."
     )
     return "\n".join([*rows, "", verdict])
 

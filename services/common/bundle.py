@@ -60,16 +60,21 @@ class ModelBundle:
     calibrator: Calibrator
     scorecard: Scorecard
     bands: DecisionBands
-    gbm: ort.InferenceSession
+    tabular_model: ort.InferenceSession  # the GBM, or the plain logistic regression
+    kind: str  # "lightgbm" or "logistic_regression": what the tabular model is
     lstm: ort.InferenceSession | None
-    booster: lightgbm.Booster  # the native GBM, for exact TreeSHAP contributions
+    booster: lightgbm.Booster | None  # the native GBM, for exact TreeSHAP contributions
+    linear: LinearTerms | None  # the logistic regression's terms, for its exact contributions
     feature_names: tuple[str, ...]  # what the models read, in their order
     columns: np.ndarray  # each of those features' position in features.TABULAR_FEATURES
 
     def score(self, inputs: F.ModelInputs) -> Scores:
         """Both ONNX models, the ensemble, calibration, points and band, for a batch."""
         tabular = np.ascontiguousarray(inputs.tabular[:, self.columns])
-        p_gbm = np.asarray(self.gbm.run(None, {"tabular": tabular})[1])[:, 1].astype(np.float64)
+        if self.tabular_model.get_inputs()[0].type == "tensor(double)":
+            tabular = tabular.astype(np.float64)
+        p_gbm = np.asarray(self.tabular_model.run(None, {"tabular": tabular})[1])[:, 1]
+        p_gbm = p_gbm.astype(np.float64)
         n = len(p_gbm)
         if self.lstm is None:
             p_lstm = np.full(n, 0.5)
@@ -99,15 +104,46 @@ class ModelBundle:
         )
 
     def contributions(self, tabular: np.ndarray) -> np.ndarray:
-        """[N, len(TABULAR_FEATURES)] exact TreeSHAP log-odds contributions of the GBM, in the
+        """[N, len(TABULAR_FEATURES)] exact log-odds contributions of the tabular model (TreeSHAP
+        for the GBM, weight times centred value for the logistic regression), in the
         vocabulary's order: a feature the bundle does not use contributes 0."""
         full = np.zeros((len(tabular), len(F.TABULAR_FEATURES)))
         if len(tabular) == 0:
             return full
         x = np.asarray(tabular, dtype=np.float64)[:, self.columns]
+        if self.linear is not None:
+            full[:, self.columns] = self.linear.contributions(x)
+            return full
+        assert self.booster is not None  # one of the two, by construction in load_bundle
         raw = np.asarray(self.booster.predict(x, pred_contrib=True))
         full[:, self.columns] = raw[:, : len(self.columns)]
         return full
+
+    @property
+    def expected_log_odds(self) -> float:
+        """The contributions' baseline: the intercept of the logistic regression."""
+        return 0.0 if self.linear is None else self.linear.intercept
+
+
+@dataclass(frozen=True)
+class LinearTerms:
+    """A logistic regression on standardised inputs, as log-odds terms per feature:
+    log-odds = intercept + sum(weights * (x - centre))."""
+
+    intercept: float
+    weights: np.ndarray
+    centre: np.ndarray
+
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.centre) * self.weights
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LinearTerms:
+        return cls(
+            float(data["intercept"]),
+            np.asarray(data["weights"], dtype=np.float64),
+            np.asarray(data["centre"], dtype=np.float64),
+        )
 
 
 def _check_file(folder: Path, entry: dict[str, Any]) -> Path:
@@ -138,9 +174,19 @@ def load_bundle(path: Path | str, *, threads: int = 1) -> ModelBundle:
             else "the bundle names no features"
         )
     models = manifest["models"]
-    booster = lightgbm.Booster(model_file=str(_check_file(folder, models["gbm_native"])))
-    if tuple(booster.feature_name()) != names:
-        raise BundleError("the native GBM's features differ from the manifest's")
+    tabular = models.get("tabular") or models["gbm"] | {"kind": "lightgbm"}
+    kind = tabular["kind"]
+    booster, linear = None, None
+    if kind == "lightgbm":
+        booster = lightgbm.Booster(model_file=str(_check_file(folder, models["gbm_native"])))
+        if tuple(booster.feature_name()) != names:
+            raise BundleError("the native GBM's features differ from the manifest's")
+    elif kind == "logistic_regression":
+        linear = LinearTerms.from_dict(models["linear"])
+        if linear.weights.shape != (len(names),) or linear.centre.shape != (len(names),):
+            raise BundleError("the logistic regression's terms do not match its features")
+    else:
+        raise BundleError(f"unknown tabular model kind {kind!r}")
     lstm = models.get("lstm")
     return ModelBundle(
         version=manifest["version"],
@@ -150,9 +196,11 @@ def load_bundle(path: Path | str, *, threads: int = 1) -> ModelBundle:
         calibrator=Calibrator.from_dict(manifest["calibrator"]),
         scorecard=Scorecard.from_dict(manifest["scorecard"]),
         bands=DecisionBands.from_dict(manifest["bands"]),
-        gbm=_session(_check_file(folder, models["gbm"]), threads),
+        tabular_model=_session(_check_file(folder, tabular), threads),
+        kind=kind,
         lstm=None if lstm is None else _session(_check_file(folder, lstm), threads),
         booster=booster,
+        linear=linear,
         feature_names=names,
         columns=np.array([F.TABULAR_FEATURES.index(n) for n in names], dtype=np.int64),
     )

@@ -28,7 +28,7 @@ import lightgbm
 import numpy as np
 import shap
 
-from services.common.bundle import BundleError, load_bundle
+from services.common.bundle import BundleError, ModelBundle, load_bundle
 from services.common.errors import InvalidEvent
 from services.common.features import MOBILE_MONEY_WEEKS, REPAYMENT_MONTHS, TABULAR_FEATURES
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, ReasonCode
@@ -95,14 +95,32 @@ class TreeModel:
         return full, float(expected)
 
 
-def load_tree_model(folder: Path) -> TreeModel:
-    """Verify a bundle (format, features, every file's hash) and take its native GBM."""
+@dataclass(frozen=True)
+class LinearModel:
+    """A bundle that ships the plain logistic regression: its exact contributions are each
+    feature's weight times its distance from the training mean, around the intercept."""
+
+    version: str
+    bundle: ModelBundle
+
+    def contributions(self, tabular: np.ndarray) -> tuple[np.ndarray, float]:
+        x = np.asarray(tabular, dtype=np.float64).reshape(-1, len(TABULAR_FEATURES))
+        return self.bundle.contributions(x), self.bundle.expected_log_odds
+
+
+ExplainedModel = TreeModel | LinearModel
+
+
+def load_explained_model(folder: Path) -> ExplainedModel:
+    """Verify a bundle (format, features, every file's hash) and take its tabular model."""
     bundle = load_bundle(folder)
+    if bundle.booster is None:
+        return LinearModel(bundle.version, bundle)
     return TreeModel.from_booster(bundle.version, bundle.booster)
 
 
 class ModelSource(Protocol):
-    def get(self, version: str) -> TreeModel:
+    def get(self, version: str) -> ExplainedModel:
         """The model of `version`; raises `InvalidEvent` when it cannot be had."""
         ...
 
@@ -116,19 +134,19 @@ class BundleCache:
         self,
         root: Path | str,
         max_cached: int = 3,
-        loader: Callable[[Path], TreeModel] = load_tree_model,
+        loader: Callable[[Path], ExplainedModel] = load_explained_model,
     ) -> None:
         self.root = Path(root)
         self.max_cached = max(1, max_cached)
         self.loader = loader
-        self._models: OrderedDict[str, TreeModel] = OrderedDict()
+        self._models: OrderedDict[str, ExplainedModel] = OrderedDict()
         self._lock = threading.Lock()
 
     def cached(self, version: str) -> bool:
         with self._lock:
             return version in self._models
 
-    def get(self, version: str) -> TreeModel:
+    def get(self, version: str) -> ExplainedModel:
         with self._lock:
             model = self._models.get(version)
             if model is not None:
@@ -140,7 +158,7 @@ class BundleCache:
                 self._models.popitem(last=False)
             return model
 
-    def _load(self, version: str) -> TreeModel:
+    def _load(self, version: str) -> ExplainedModel:
         folder = self.root / version
         if not _VERSION.match(version) or not (folder / "manifest.json").exists():
             raise InvalidEvent(UNKNOWN_MODEL_VERSION, f"no model bundle {version!r} here")
