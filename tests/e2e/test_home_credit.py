@@ -17,15 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from infra import supervisor
+from services.common import features as F
+from services.common.bundle import load_bundle
 from services.common.envelope import decode
 from services.common.kafka import create_producer, publish
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.settings import InfraSettings
 from services.common.topics import CREDIT_DECISIONS, LOAN_APPLICATIONS, all_topics, ensure_topics
+from services.explanation.explainer import load_explained_model
 from simulator.events import application_envelope, book_namespace
 from simulator.payloads import application_body
 from simulator.scenario import ApplicationRequest, choose_applications
@@ -47,6 +51,7 @@ PROJECT = "home_credit_e2e"
 class HomeCreditSystem:
     book: LoanBook
     version: str
+    bundle: Path
     manifest: dict[str, Any]
     infra: InfraSettings
     run: str
@@ -113,7 +118,7 @@ def home_credit(
     asyncio.run(_commit_at_end(infra, env["ALAMA_SCORING_CONSUMER_GROUP"], LOAN_APPLICATIONS))
     supervisor.up(["scoring", "gateway"], env=env, echo=lambda _line: None)
     try:
-        yield HomeCreditSystem(book, bundle.name, manifest, infra, run)
+        yield HomeCreditSystem(book, bundle.name, bundle, manifest, infra, run)
     finally:
         supervisor.down(echo=lambda _line: None)
 
@@ -132,6 +137,29 @@ def test_the_bundle_follows_the_source(home_credit: HomeCreditSystem) -> None:
     else:
         assert manifest["shipped_model"] == "ensemble"
         assert "repayments" in manifest["sequences"]
+
+
+def test_reasons_are_exact_contributions_of_the_model_that_ships(
+    home_credit: HomeCreditSystem,
+) -> None:
+    """Scoring's reasons and explanation's both read the bundle's contributions: with the
+    uncalibrated model's bias they add up to its log-odds, whichever model ships."""
+    bundle = load_bundle(home_credit.bundle)
+    explained = load_explained_model(home_credit.bundle)
+    rng = np.random.default_rng(5)
+    tabular = rng.normal(size=(64, len(F.TABULAR_FEATURES)))
+    values, expected = explained.contributions(tabular)
+    np.testing.assert_allclose(values, bundle.contributions(tabular), atol=1e-9)
+    unused = np.setdiff1d(np.arange(len(F.TABULAR_FEATURES)), bundle.columns)
+    assert np.all(values[:, unused] == 0)
+    x = tabular[:, bundle.columns]
+    if bundle.kind == "logistic_regression":
+        p = bundle.tabular_model.run(None, {"tabular": x})[1][:, 1]
+    else:
+        assert bundle.booster is not None
+        p = bundle.booster.predict(x)
+        expected = float(bundle.booster.predict(x, pred_contrib=True)[0, -1])
+    np.testing.assert_allclose(values.sum(axis=1) + expected, np.log(p / (1 - p)), atol=1e-6)
 
 
 async def test_a_home_credit_member_is_scored_over_rest_and_kafka(
