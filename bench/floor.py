@@ -31,6 +31,7 @@ def world_inputs(world: World) -> F.ModelInputs:
             F.mobile_money_features(world.mobile_money, as_of),
             F.repayment_features(world.repayments, as_of),
             F.profile_features(world.profile_snapshots, as_of),
+            F.bureau_features(pd.DataFrame(), as_of),  # the world has no bureau table
         ],
         axis=1,
     ).reset_index(drop=True)

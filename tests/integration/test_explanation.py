@@ -84,12 +84,12 @@ def made(tiny_bundle: Path) -> Decisions:
         apps["amount_kes"], apps["term_months"], apps["product"], member, inflow
     )
     application.index = members
-    frame = pd.concat([member, mobile, repay, application], axis=1).reset_index(drop=True)
+    bureau = F.bureau_features(pd.DataFrame(), as_of)  # the world has no bureau table: zeros
+    frame = pd.concat([member, mobile, repay, bureau, application], axis=1).reset_index(drop=True)
     inputs = F.model_inputs(frame)
     bundle = load_bundle(tiny_bundle)
     tabular = inputs.tabular.astype(np.float64)
-    booster = lightgbm.Booster(model_file=str(bundle.path / "gbm.txt"))
-    contributions = np.asarray(booster.predict(tabular, pred_contrib=True))[:, :-1]
+    contributions = bundle.contributions(tabular)  # what scoring puts in each decision
     requests = [
         LoanApplicationSubmitted(
             application_id=f"explanation-test-{a.application_id}-{uuid.uuid4().hex[:6]}",
@@ -256,7 +256,7 @@ async def test_consumer_explains_stores_and_publishes_each_decision(
         expected = made.pred_contrib[decision.decision_id]
         for name, value in contributions.items():
             assert value == pytest.approx(expected[name], abs=1e-9), name
-        row = np.array([[decision.features[n] for n in F.TABULAR_FEATURES]])
+        row = np.array([[decision.features[n] for n in booster.feature_name()]])
         bias = float(np.asarray(booster.predict(row, pred_contrib=True))[0, -1])
         raw = float(np.asarray(booster.predict(row, raw_score=True))[0])
         assert sum(contributions.values()) + bias == pytest.approx(raw, abs=1e-9)
