@@ -71,10 +71,11 @@ def ensure_model() -> dict[str, Any]:
     manifest = json.loads((BUNDLE / "manifest.json").read_text())
     metrics = json.loads((BUNDLE / "metrics.json").read_text())
     test = metrics.get("test", {})
-    auc = test.get("ensemble", {}).get("auc")
+    shipped = manifest.get("shipped_model", "ensemble")
+    auc = test.get("shipped", test.get("ensemble", {})).get("auc")
     oracle = test.get("oracle", {}).get("auc")
     console.print(
-        f"model [bold]{manifest['version']}[/]"
+        f"model [bold]{manifest['version']}[/] ({shipped})"
         + (f": test AUC {auc:.4f} (oracle {oracle:.4f})" if auc and oracle else "")
     )
     return manifest

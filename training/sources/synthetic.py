@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from training.contract import LoanBook
+from training.contract import TABLE_SPECS, LoanBook
 from training.world import FLAT_INTEREST_PER_YEAR, World
 
 #: The outcome is known when the 12-month window after the application closes.
@@ -76,21 +76,7 @@ def profile_snapshots_table(world: World) -> pd.DataFrame:
         out[name] = _money(s[name])
     out["monthly_income_kes"] = _money(s["monthly_income_kes"])
     out["employment_type"] = _text(s["employment_type"])
-    return out[
-        [
-            "member_id",
-            "snapshot_at",
-            "tenure_months",
-            "deposits_kes",
-            "share_capital_kes",
-            "n_guarantors",
-            "existing_loans",
-            "existing_loan_balance_kes",
-            "bureau_listed",
-            "monthly_income_kes",
-            "employment_type",
-        ]
-    ]
+    return out[list(TABLE_SPECS["profile_snapshots"].columns)]
 
 
 def repayments_table(world: World) -> pd.DataFrame:
