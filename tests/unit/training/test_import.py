@@ -345,3 +345,18 @@ def test_the_contract_page_is_generated_from_the_code() -> None:
     assert page.read_text() == render(), "run `python -m training contract` and commit the page"
     for spec in TABLE_SPECS.values():
         assert f"## `{spec.name}`" in page.read_text()
+
+
+def test_protected_columns_are_never_model_features() -> None:
+    from training.contract import PROTECTED_COLUMNS
+
+    assert set(PROTECTED_COLUMNS) == {"gender", "age", "age_band", "county"}
+    assert not set(PROTECTED_COLUMNS) & set(F.TABULAR_FEATURES)
+    personal = {
+        name
+        for spec in TABLE_SPECS.values()
+        for name, column in spec.columns.items()
+        if column.metadata["personal"]
+    }
+    assert personal == {"national_id", "phone_number"}
+    assert not personal & set(F.TABULAR_FEATURES)
