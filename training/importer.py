@@ -192,7 +192,7 @@ def _csv_input(spec: TableSpec, path: Path, chunk_rows: int) -> TableInput:
             keep_default_na=False,
             na_values=[""],
             chunksize=chunk_rows,
-            encoding="utf-8",
+            encoding="utf-8-sig",  # spreadsheet exports often start with a BOM
         )
         first = 1
         for frame in reader:

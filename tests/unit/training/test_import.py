@@ -360,3 +360,14 @@ def test_protected_columns_are_never_model_features() -> None:
     }
     assert personal == {"national_id", "phone_number"}
     assert not personal & set(F.TABULAR_FEATURES)
+
+
+def test_spreadsheet_exports_with_a_bom_and_windows_line_ends_import(
+    book: LoanBook, export: Path, tmp_path: Path
+) -> None:
+    for path in export.glob("*.csv"):
+        data = path.read_bytes().replace(b"\n", b"\r\n")
+        path.write_bytes(b"\xef\xbb\xbf" + data)
+    code, output = run_import(export, tmp_path / "book")
+    assert code == 0, output
+    assert LoanBook.load(tmp_path / "book").fingerprint() == book.fingerprint()
