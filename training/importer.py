@@ -178,11 +178,9 @@ def csv_inputs(folder: Path, chunk_rows: int = CHUNK_ROWS) -> list[TableInput]:
 
 
 def _csv_input(spec: TableSpec, path: Path, chunk_rows: int) -> TableInput:
-    state: dict[str, int] = {}
-
     def precheck(violations: Violations) -> bool:
         lines, ok = _scan_utf8(spec.name, path, violations)
-        state["lines"] = lines
+        inp.total_rows = max(lines - 1, 0)  # the header is one line (a quoted newline adds one)
         return ok
 
     def chunks() -> Iterator[Chunk]:
@@ -200,7 +198,6 @@ def _csv_input(spec: TableSpec, path: Path, chunk_rows: int) -> TableInput:
             first += len(frame)
 
     inp = TableInput(spec.name, path.name, chunks, line_offset=1, precheck=precheck)
-    inp.total_rows = None
     return inp
 
 
