@@ -38,6 +38,7 @@ from training import pipeline
 from training.contract import LoanBook
 from training.export import write_bundle
 from training.profiles import get_profile
+from training.report import write_report
 from training.sources.home_credit_fixture import write_fixture
 
 pytestmark = pytest.mark.e2e
@@ -105,8 +106,10 @@ def home_credit(
         pipeline.load_into_feast(infra, book, echo=lambda _line: None)
         trained = pipeline.train(infra, get_profile("tiny"), book, echo=lambda _line: None)
         bundle = write_bundle(trained, pipeline.evaluate(trained), root=folder / "bundles")
+        write_report(trained, bundle, real_data=False)
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert (folder / "bundles" / "current").resolve() == bundle
+    assert f"**{manifest['shipped_model']}**" in (bundle / "report.md").read_text()
     run = uuid.uuid4().hex[:8]
     env = {
         **feast_env(PROJECT),

@@ -20,6 +20,7 @@ from training import feature_tables, pipeline
 from training.contract import LoanBook
 from training.export import write_bundle
 from training.profiles import get_profile
+from training.report import write_report
 from training.sources.synthetic import loan_book_from_world
 from training.world import generate_world
 
@@ -92,6 +93,8 @@ def test_a_source_without_sequences_trains_gbm_only_on_the_features_it_has(
     assert metrics["test"]["ensemble"]["auc"] > 0.6
 
     folder = write_bundle(trained, metrics, promote=True, root=tmp_path)
+    write_report(trained, folder, real_data=False)  # a report without an LSTM to show
+    assert "What ships" in (folder / "report.md").read_text()
     manifest = load_bundle(tmp_path / "current").manifest
     assert manifest["models"]["lstm"] is None and manifest["sequences"] == {}
     assert manifest["tabular_features"] == list(trained.features.names)

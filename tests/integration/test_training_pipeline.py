@@ -21,6 +21,7 @@ from training.export import write_bundle
 from training.gbm import predict_gbm, predict_gbm_onnx
 from training.lstm import predict_lstm, predict_onnx
 from training.profiles import get_profile
+from training.report import write_report
 from training.sources.synthetic import loan_book_from_world
 from training.world import World, generate_world
 
@@ -130,6 +131,11 @@ def test_tiny_training_writes_a_bundle_that_scores_like_training(
 
     folder = write_bundle(trained, metrics, promote=True, root=tmp_path)
     assert (tmp_path / "current").resolve() == folder
+    # the report a person reads is written from the same run
+    write_report(trained, folder, real_data=False)
+    report = (folder / "report.md").read_text()
+    assert "the model that ships" in report and "Model choice" in report
+    assert (folder / "model_card.md").exists() and (folder / "plots" / "roc.png").exists()
     bundle = load_bundle(tmp_path / "current")
 
     # ONNX against native, 1,000 rows, both models
