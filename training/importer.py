@@ -368,12 +368,11 @@ class _TableState:
     rows: int = 0
     key_hashes: dict[str, list[np.ndarray]] = field(default_factory=dict)
     header_checked: bool = False
-    ok_header: bool = True
 
 
-def _check_header(
-    state: _TableState, frame: pd.DataFrame, violations: Violations
-) -> tuple[bool, pd.DataFrame]:
+def _check_header(state: _TableState, frame: pd.DataFrame, violations: Violations) -> bool:
+    """The header has the contract's columns and only those (a one-column header with a
+    semicolon or tab in it is a wrong delimiter)."""
     spec, columns = state.spec, state.spec.columns
     present = [str(c) for c in frame.columns]
     if len(present) == 1 and any(d in present[0] for d in DELIMITERS):
@@ -389,7 +388,7 @@ def _check_header(
                 line=1 if state.line_offset else None,
             )
         )
-        return False, frame
+        return False
     ok = True
     for name, col in columns.items():
         if name not in present and col.required:
@@ -420,7 +419,7 @@ def _check_header(
     if len(set(present)) != len(present):
         violations.add(Violation(spec.name, state.file, None, None, "duplicate column names"))
         ok = False
-    return ok, frame
+    return ok
 
 
 def _coerce(
@@ -744,23 +743,19 @@ def _import_table(
         for t in s.references().values()
         if t.split(".")[0] == spec.name
     }
-    clean = True
     try:
         for chunk in _chunks(inp, state, violations):
             if not state.header_checked:
                 state.header_checked = True
-                state.ok_header, _ = _check_header(state, chunk.frame, violations)
-                if not state.ok_header:
+                if not _check_header(state, chunk.frame, violations):
                     return 0
-            before = violations.total
             frame, flagged = _coerce(state, chunk, assume_tz, violations)
             _validate(state, frame, chunk.first_row, flagged, violations)
             _check_rows(state, frame, chunk.first_row, cutoff, references, violations)
             for col in referenced:
                 keys.setdefault(col, []).append(frame[col].dropna().to_numpy(dtype=object))
             state.rows += len(frame)
-            clean = clean and violations.total == before and not violations
-            if clean:
+            if not violations:  # once anything failed, only checking goes on, not writing
                 if writer is None:
                     writer = pq.ParquetWriter(staging / f"{spec.name}.parquet", schema)
                 writer.write_table(

@@ -17,81 +17,20 @@ from training.world import FLAT_INTEREST_PER_YEAR, World
 OUTCOME_WINDOW = pd.Timedelta(days=365)
 
 
-def _text(values: pd.Series) -> pd.Series:
-    return values.astype(object).where(values.notna(), None).astype(str).astype(object)
-
-
-def _money(values: pd.Series) -> pd.Series:
-    return values.astype("Float64")
-
-
-def _count(values: pd.Series) -> pd.Series:
-    return values.astype("Int64")
-
-
-def members_table(world: World) -> pd.DataFrame:
-    m = world.members
-    return pd.DataFrame(
-        {
-            "member_id": _text(m["member_id"]),
-            "sacco_id": _text(m["sacco_id"]),
-            "national_id": _text(m["national_id"]),
-            "phone_number": _text(m["phone_number"]),
-            "gender": _text(m["gender"]),
-            "age": _count(m["age"]),
-            "age_band": _text(m["age_band"]),
-            "county": _text(m["county"]),
-            "employment_type": _text(m["employment_type"]),
-            "monthly_income_kes": _money(m["monthly_income_kes"]),
-            "joined_at": m["joined_at"],
-        }
-    )
-
-
-def applications_table(world: World) -> pd.DataFrame:
-    a = world.applications
-    return pd.DataFrame(
-        {
-            "application_id": _text(a["application_id"]),
-            "member_id": _text(a["member_id"]),
-            "sacco_id": _text(a["sacco_id"]),
-            "applied_at": a["applied_at"],
-            "product": _text(a["product"]),
-            "amount_kes": _money(a["amount_kes"]),
-            "term_months": _count(a["term_months"]),
-            "channel": _text(a["channel"]),
-            "declared_monthly_income_kes": _money(a["declared_monthly_income_kes"]),
-            "default_12m": _count(a["default_12m"]),
-            "outcome_at": a["applied_at"] + OUTCOME_WINDOW,
-        }
-    )
-
-
-def profile_snapshots_table(world: World) -> pd.DataFrame:
-    s = world.profile_snapshots
-    out = pd.DataFrame({"member_id": _text(s["member_id"]), "snapshot_at": s["snapshot_at"]})
-    for name in ("tenure_months", "n_guarantors", "existing_loans", "bureau_listed"):
-        out[name] = _count(s[name])
-    for name in ("deposits_kes", "share_capital_kes", "existing_loan_balance_kes"):
-        out[name] = _money(s[name])
-    out["monthly_income_kes"] = _money(s["monthly_income_kes"])
-    out["employment_type"] = _text(s["employment_type"])
-    return out[list(TABLE_SPECS["profile_snapshots"].columns)]
-
-
-def repayments_table(world: World) -> pd.DataFrame:
-    r = world.repayments
-    return pd.DataFrame(
-        {
-            "loan_id": _text(r["loan_id"]),
-            "member_id": _text(r["member_id"]),
-            "due_date": r["due_date"],
-            "amount_due_kes": _money(r["amount_due_kes"]),
-            "amount_paid_kes": _money(r["amount_paid_kes"]),
-            "days_late": _count(r["days_late"]),
-            "recorded_at": r["recorded_at"],
-        }
-    )
+def contract_table(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """A world table in the contract's columns and types: ids and categories as text, counts
+    as Int64, money as Float64, instants as they are (UTC already)."""
+    out: dict[str, pd.Series] = {}
+    for column, spec in TABLE_SPECS[name].columns.items():
+        values = frame[column]
+        dtype = str(spec.dtype)
+        if dtype in ("Int64", "Float64"):
+            out[column] = values.astype(dtype)
+        elif "datetime" in dtype:
+            out[column] = values
+        else:
+            out[column] = values.astype(str).astype(object)
+    return pd.DataFrame(out)
 
 
 def loans_table(repayments: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
@@ -117,25 +56,14 @@ def loans_table(repayments: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
     ).astype({"disbursed_at": "datetime64[ns, UTC]", "status": object})
 
 
-def mobile_money_table(world: World) -> pd.DataFrame:
-    t = world.mobile_money
-    return pd.DataFrame(
-        {
-            "transaction_id": t["transaction_id"].astype(str).astype(object),
-            "member_id": _text(t["member_id"]),
-            "occurred_at": t["occurred_at"],
-            "kind": _text(t["kind"]),
-            "amount_kes": _money(t["amount_kes"]),
-            "balance_kes": _money(t["balance_kes"]),
-        }
-    )
-
-
 def loan_book_from_world(world: World, *, name: str = "synthetic") -> LoanBook:
     """The world's contract tables, its oracle PD per application, and a cut-off after every
     record (the end of the last outcome window)."""
-    applications = applications_table(world)
-    repayments = repayments_table(world)
+    world_apps = world.applications
+    applications = contract_table(
+        "applications", world_apps.assign(outcome_at=world_apps["applied_at"] + OUTCOME_WINDOW)
+    )
+    repayments = contract_table("repayments", world.repayments)
     stamps = [
         applications["outcome_at"].max(),
         world.mobile_money["occurred_at"].max(),
@@ -144,12 +72,12 @@ def loan_book_from_world(world: World, *, name: str = "synthetic") -> LoanBook:
     ]
     cutoff = max(pd.Timestamp(s) for s in stamps if pd.notna(s)).ceil("D")
     tables = {
-        "members": members_table(world),
+        "members": contract_table("members", world.members),
         "applications": applications,
-        "profile_snapshots": profile_snapshots_table(world),
+        "profile_snapshots": contract_table("profile_snapshots", world.profile_snapshots),
         "loans": loans_table(repayments, cutoff),
         "repayments": repayments,
-        "mobile_money": mobile_money_table(world),
+        "mobile_money": contract_table("mobile_money", world.mobile_money),
     }
     oracle = pd.DataFrame(
         {
