@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,46 +20,24 @@ import pandas as pd
 from services.common import features as F
 from services.common.feast_config import FEATURE_SERVICE
 from training.baseline import export_logistic_regression_onnx, predict_logistic_regression
+from training.bundles import (
+    BUNDLES,
+    band_distribution,
+    promote_bundle,
+    reference_distribution,
+)
 from training.gbm import export_gbm_onnx, predict_gbm, predict_gbm_onnx
 from training.lstm import export_lstm_onnx, predict_lstm, predict_onnx
-from training.paths import ARTIFACTS
 from training.pipeline import TrainedModels, training_data_hash
 
 BUNDLE_FORMAT = 1
-BUNDLES = ARTIFACTS / "bundles"
 PARITY_ROWS = 1000
 PARITY_TOLERANCE = 1e-5
-REFERENCE_BINS = 10
 REFERENCE_SAMPLE_ROWS = 2000
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def reference_distribution(
-    values: np.ndarray, bins: int = REFERENCE_BINS
-) -> dict[str, list[float]]:
-    """Quantile bin edges and the training share in each bin: the PSI baseline for drift."""
-    values = np.asarray(values, dtype=np.float64)
-    edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]))
-    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
-    return {"edges": edges.tolist(), "proportions": (counts / counts.sum()).tolist()}
-
-
-#: DecisionBand numbers (decisions.proto): how a decision's band reaches the drift monitor.
-BAND_CODES = {"approve": 1, "review": 2, "decline": 3}
-
-
-def band_distribution(bands: np.ndarray) -> dict[str, list[float]]:
-    """The training share of each decision band, as bins over the band numbers 1, 2 and 3.
-
-    PSI over these bins says whether the mix of approvals, reviews and declines has moved, which
-    a risk officer feels first (a review queue filling up) before any single feature looks odd.
-    """
-    codes = np.array([BAND_CODES[str(b)] for b in bands], dtype=np.float64)
-    counts = np.array([(codes == c).sum() for c in (1, 2, 3)], dtype=np.float64)
-    return {"edges": [1.5, 2.5], "proportions": (counts / max(counts.sum(), 1)).tolist()}
 
 
 def write_bundle(
@@ -228,14 +205,3 @@ def _export_plain(
         "lstm": None,
     }
     return models, {"logistic_regression": gap, "rows": len(rows)}
-
-
-def promote_bundle(version: str, root: Path = BUNDLES) -> None:
-    """Point <root>/current at `version` atomically (scoring watches this link)."""
-    target = root / version
-    if not (target / "manifest.json").exists():
-        raise FileNotFoundError(f"no bundle {version} in {root}")
-    tmp = root / f".current-{os.getpid()}"
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(version)
-    os.replace(tmp, root / "current")

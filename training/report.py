@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.metrics import roc_curve
 
 from services.common import features as F
-from training.export import BUNDLES
+from training.bundles import BUNDLES
 from training.gbm import contributions
 from training.lstm import attention
 from training.pipeline import MODELS, TrainedModels, outcomes

@@ -26,10 +26,11 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import lightgbm
 import numpy as np
 import pandas as pd
 from optbinning import Scorecard as OptScorecard
@@ -38,6 +39,7 @@ from sklearn.model_selection import StratifiedKFold
 from services.common.decision import Calibrator, DecisionBands, Scorecard
 from services.common.tabular_bundle import (
     TABULAR_FORMAT,
+    AdditiveTerms,
     ColumnEncoding,
     TabularEncoding,
     category_values,
@@ -52,7 +54,9 @@ from training.baseline import (
     fit_logistic_scorecard,
     predict_logistic_regression,
     predict_logistic_scorecard,
+    scorecard_steps,
 )
+from training.bundles import BUNDLES, band_distribution, promote_bundle, reference_distribution
 from training.calibration import choose_calibrator, fit_calibrator
 from training.credit_metrics import credit_report, information_values
 from training.evaluate import fairness_report
@@ -77,6 +81,10 @@ MAX_LEVELS = 50
 MIN_PER_CLASS_PER_FOLD = 4
 #: ONNX and native probabilities must agree this closely (DESIGN.md).
 PARITY_TOLERANCE = 1e-5
+#: The explanation terms must reproduce the model's log-odds this closely.
+ADDITIVITY_TOLERANCE = 1e-6
+NATIVE_FILE = "model.txt"
+REFERENCE_SAMPLE_ROWS = 2000
 
 
 class TabularInputError(ValueError):
@@ -824,6 +832,37 @@ def report_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _explanation(final: FittedCandidate, x: np.ndarray, folder: Path) -> dict[str, Any]:
+    """How serving explains the model exactly: additive log-odds terms for the logistic
+    regression and the scorecard, the native booster (TreeSHAP) for LightGBM."""
+    names = final.encoding.feature_names
+    if final.name == "logistic_regression":
+        scaler, logistic = final.model.named_steps["scale"], final.model.named_steps["logistic"]
+        return AdditiveTerms(
+            "linear",
+            float(np.ravel(logistic.intercept_)[0]),
+            centre=np.asarray(scaler.mean_, dtype=np.float64),
+            weights=np.ravel(logistic.coef_) / scaler.scale_,
+        ).to_dict()
+    if final.name == "logistic_scorecard":
+        intercept, steps = scorecard_steps(final.model, names)
+        terms = AdditiveTerms(
+            "steps", intercept, centre=np.zeros(len(names)), steps=np.array(steps).reshape(-1, 3)
+        )
+        return replace(terms, centre=terms.terms(x).mean(axis=0)).to_dict()
+    booster = final.model.booster
+    (folder / NATIVE_FILE).write_text(
+        booster.model_to_string(num_iteration=final.model.best_iteration)
+    )
+    return {"kind": "tree", "file": NATIVE_FILE}
+
+
+def bundle_version(run: TabularRun, model_digest: str) -> str:
+    """`tabular-<file stem>-<UTC time>-<model hash>`: a folder name and a model_version."""
+    stem = feature_slug(run.data.path.stem).replace("_", "-").strip("-")[:40] or "table"
+    return f"tabular-{stem}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-{model_digest[:8]}"
+
+
 def _write_bundle(run: TabularRun, folder: Path) -> dict[str, Any]:
     folder.mkdir()
     final = run.final
@@ -838,20 +877,43 @@ def _write_bundle(run: TabularRun, folder: Path) -> dict[str, Any]:
             f"ONNX and native {final.name} probabilities differ by {parity:.2e} "
             f"(> {PARITY_TOLERANCE:g}); no bundle written"
         )
+    explanation = _explanation(final, x, folder)
+    files = {model_file: file_sha256(folder / model_file)}
+    if explanation["kind"] == "tree":
+        files[NATIVE_FILE] = file_sha256(folder / NATIVE_FILE)
+    additivity = _additivity_gap(explanation, folder, x, native)
+    # the drift reference: every model input, the score and the band mix on the training rows
+    points = Scorecard().points(run.final_pd)
+    reference = {
+        name: reference_distribution(x[:, j]) for j, name in enumerate(final.encoding.feature_names)
+    }
+    reference["score"] = reference_distribution(points)
+    reference["band"] = band_distribution(run.bands.band(run.final_pd))
+    (folder / "reference.json").write_text(json.dumps(reference))
+    sample = np.arange(0, len(x), max(1, len(x) // REFERENCE_SAMPLE_ROWS))[:REFERENCE_SAMPLE_ROWS]
+    frame = pd.DataFrame(x[sample], columns=list(final.encoding.feature_names))
+    frame["score"] = points[sample]
+    frame.to_parquet(folder / "reference_sample.parquet", index=False)
+    for name in ("reference.json", "reference_sample.parquet"):
+        files[name] = file_sha256(folder / name)
     selection = run.selection
+    version = bundle_version(run, files[model_file])
     manifest = _json_safe(
         {
             "kind": "tabular",
             "format": TABULAR_FORMAT,
+            "version": version,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "model": {"name": final.name, "file": model_file, "input_dtype": dtype},
             "features": list(final.encoding.feature_names),
             "input_columns": list(final.encoding.input_columns),
             "encoding": final.encoding.to_dict(),
+            "explanation": explanation,
             "calibrator": run.calibrator.to_dict(),
             "scorecard": Scorecard().to_dict(),
             "bands": run.bands.to_dict(),
             "business_cost": run.cost.to_dict(),
+            "reference": {"bins": "reference.json", "sample": "reference_sample.parquet"},
             "metrics": {
                 "folds": selection.folds,
                 "winner": selection.winner,
@@ -868,17 +930,62 @@ def _write_bundle(run: TabularRun, folder: Path) -> dict[str, Any]:
             "protected": list(run.data.protected.columns),
             "target": run.data.target,
             "positive_label": run.data.positive,
-            "parity": {"max_abs_diff": parity, "tolerance": PARITY_TOLERANCE},
-            "files": {model_file: file_sha256(folder / model_file)},
+            "parity": {
+                "max_abs_diff": parity,
+                "tolerance": PARITY_TOLERANCE,
+                "explanation_log_odds_max_abs_diff": additivity,
+            },
+            "files": files,
         }
     )
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, allow_nan=False))
     return {
         "path": "bundle",
+        "version": version,
         "model": final.name,
         "input_dtype": dtype,
         "parity_max_abs_diff": parity,
     }
+
+
+def _additivity_gap(
+    explanation: dict[str, Any], folder: Path, x: np.ndarray, native: np.ndarray
+) -> float:
+    """The explanation must add up to the model: baseline + contributions = its log-odds."""
+    if explanation["kind"] == "tree":
+        raw = np.asarray(
+            lightgbm.Booster(model_file=str(folder / NATIVE_FILE)).predict(x, pred_contrib=True)
+        )
+        log_odds = raw.sum(axis=1)
+    else:
+        contributions, baseline = AdditiveTerms.from_dict(explanation, x.shape[1]).contributions(x)
+        log_odds = baseline + contributions.sum(axis=1)
+    p = np.clip(native, 1e-12, 1 - 1e-12)
+    gap = float(np.max(np.abs(log_odds - np.log(p / (1 - p))), initial=0.0))
+    if not gap <= ADDITIVITY_TOLERANCE:
+        raise RuntimeError(
+            f"the explanation terms miss the model's log-odds by {gap:.2e}; no bundle written"
+        )
+    return gap
+
+
+def promote(out: Path, root: Path | None = None) -> str:
+    """Copy `<out>/bundle` to `<root>/<version>` and point `<root>/current` at it: from then on
+    the running scoring, explanation and drift services serve it."""
+    bundles = root or BUNDLES
+    source = out / "bundle"
+    version = str(json.loads((source / "manifest.json").read_text())["version"])
+    bundles.mkdir(parents=True, exist_ok=True)
+    target = bundles / version
+    if not target.exists():
+        staging = Path(tempfile.mkdtemp(prefix=f".{version}.partial-", dir=bundles))
+        try:
+            shutil.copytree(source, staging / "bundle")
+            (staging / "bundle").rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    promote_bundle(version, bundles)
+    return version
 
 
 def write_outputs(run: TabularRun, out: Path) -> Path:

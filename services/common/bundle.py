@@ -24,6 +24,7 @@ import onnxruntime as ort
 
 from services.common import features as F
 from services.common.decision import Calibrator, DecisionBands, EnsembleWeights, Scorecard
+from services.common.tabular_bundle import TabularBundle, is_tabular_bundle, load_tabular_bundle
 
 SUPPORTED_FORMATS = frozenset({1})
 
@@ -204,3 +205,15 @@ def load_bundle(path: Path | str, *, threads: int = 1) -> ModelBundle:
         feature_names=names,
         columns=np.array([F.TABULAR_FEATURES.index(n) for n in names], dtype=np.int64),
     )
+
+
+#: What the scoring service can serve: a bundle on Alama's feature vocabulary (features from the
+#: feature store) or a tabular bundle (the lender's own columns, sent with each application).
+ServedBundle = ModelBundle | TabularBundle
+
+
+def load_served_bundle(path: Path | str, *, threads: int = 1) -> ServedBundle:
+    """Load whichever kind of bundle `path` (or the `current` link) holds, verified."""
+    if is_tabular_bundle(path):
+        return load_tabular_bundle(path, threads=threads)
+    return load_bundle(path, threads=threads)

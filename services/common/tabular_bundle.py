@@ -5,6 +5,11 @@ column), not on Alama's feature definitions. Its manifest therefore carries the 
 itself: which source columns feed the model, the one-hot levels, the medians that fill numeric
 gaps and the missing indicators. Training fits that encoding and serving applies it with the code
 here, so the two cannot drift apart. Loading verifies every file's sha256 before anything runs.
+
+The scoring service serves such a bundle like any other (an application carries the row in its
+`attributes`), so the manifest also says how to explain the model exactly: the logistic
+regression's and the scorecard's additive log-odds terms, or the native LightGBM for TreeSHAP.
+Reasons are given per source column (a one-hot column's levels summed), in the column's words.
 """
 
 from __future__ import annotations
@@ -16,13 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeAlias, cast
 
+import lightgbm
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
 
 from services.common.decision import Calibrator, DecisionBands, Scorecard
+from services.common.protos.alama.events.v1.decisions_pb2 import ReasonCode
 
-TABULAR_FORMAT = 1
+#: 2: a version, the explanation terms and the drift reference (format 1 cannot be served).
+TABULAR_FORMAT = 2
 #: Cell texts read as "no value", in training and in serving alike.
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 #: The one-hot level a missing categorical value takes.
@@ -82,6 +90,35 @@ class ColumnEncoding:
         levels = category_values(values)
         return np.column_stack([(levels == level).astype(np.float64) for level in self.levels])
 
+    def problem(self, value: str | None) -> str | None:
+        """Why one applicant's value cannot be scored, None when it can (empty = unknown)."""
+        cell = pd.Series([value], dtype=object)
+        if missing_mask(cell)[0]:
+            return None
+        if self.kind == "numeric":
+            _parsed, bad = numeric_values(cell)
+            return f"is {value!r}, not a number" if bad[0] else None
+        level = str(value).strip()
+        if level not in self.levels:
+            shown = ", ".join(repr(v) for v in self.levels if v != MISSING_LEVEL)
+            return f"is {level!r}, not one of the values the model knows ({shown})"
+        return None
+
+    def describe(self, values: np.ndarray) -> str:
+        """This column's value in words, from its encoded features (as a decision records them)."""
+        if self.kind == "numeric":
+            if len(values) > 1 and values[1] >= 0.5:
+                return f"{self.column} not given"
+            return f"{self.column} of {float(values[0]):,.6g}"
+        for level, on in zip(self.levels, values, strict=True):
+            if on >= 0.5:
+                return (
+                    f"{self.column} not given"
+                    if level == MISSING_LEVEL
+                    else (f"{self.column} is {level}")
+                )
+        return f"{self.column} not given"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "column": self.column,
@@ -129,6 +166,30 @@ class TabularEncoding:
         blocks = [c.encode(frame[c.column].reset_index(drop=True)) for c in self.columns]
         return np.hstack(blocks).astype(np.float64)
 
+    def column_problems(self, attributes: Mapping[str, str | None]) -> list[tuple[str, str]]:
+        """(column, what is wrong) for everything that stops one applicant's row being scored."""
+        out = []
+        for c in self.columns:
+            if c.column not in attributes:
+                out.append((c.column, "is missing (send it empty when unknown)"))
+                continue
+            problem = c.problem(attributes[c.column])
+            if problem is not None:
+                out.append((c.column, problem))
+        return out
+
+    def problems(self, attributes: Mapping[str, str | None]) -> list[str]:
+        """The same, as sentences naming `attributes.<column>`."""
+        return [f"attributes.{c} {why}" for c, why in self.column_problems(attributes)]
+
+    def spans(self) -> list[tuple[ColumnEncoding, slice]]:
+        """Each source column with its features' positions in the encoded row."""
+        out, start = [], 0
+        for c in self.columns:
+            out.append((c, slice(start, start + len(c.features))))
+            start += len(c.features)
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return {"columns": [c.to_dict() for c in self.columns]}
 
@@ -148,8 +209,66 @@ class TabularScores:
 Rows: TypeAlias = pd.DataFrame | Mapping[str, Any] | Sequence[Mapping[str, Any]]
 
 
+@dataclass(frozen=True)
+class AdditiveTerms:
+    """The logistic regression or the scorecard as log-odds = baseline + sum of per-feature
+    contributions. linear: contribution_j = weight_j * (x_j - centre_j). steps: the scorecard's
+    steps (feature, threshold, jump) summed per feature, less that sum's training mean."""
+
+    kind: Literal["linear", "steps"]
+    intercept: float
+    centre: np.ndarray
+    weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    steps: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+
+    def terms(self, x: np.ndarray) -> np.ndarray:
+        if self.kind == "linear":
+            return x * self.weights
+        out = np.zeros_like(x, dtype=np.float64)
+        for column, threshold, jump in self.steps:
+            j = int(column)
+            out[:, j] += jump * (x[:, j] >= threshold)
+        return out
+
+    def contributions(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        if self.kind == "linear":
+            return (x - self.centre) * self.weights, self.intercept
+        return self.terms(x) - self.centre, self.intercept + float(self.centre.sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "intercept": self.intercept,
+            "centre": self.centre.tolist(),
+            "weights": self.weights.tolist(),
+            "steps": self.steps.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], n_features: int) -> AdditiveTerms:
+        kind = d["kind"]
+        if kind not in ("linear", "steps"):
+            raise TabularBundleError(f"unknown explanation kind {kind!r}")
+        terms = cls(
+            kind=cast(Literal["linear", "steps"], kind),
+            intercept=float(d["intercept"]),
+            centre=np.asarray(d["centre"], dtype=np.float64),
+            weights=np.asarray(d.get("weights", []), dtype=np.float64),
+            steps=np.asarray(d.get("steps", []), dtype=np.float64).reshape(-1, 3),
+        )
+        shapes_ok = terms.centre.shape == (n_features,) and (
+            terms.weights.shape == (n_features,)
+            if kind == "linear"
+            else bool(np.all((terms.steps[:, 0] >= 0) & (terms.steps[:, 0] < n_features)))
+        )
+        if not shapes_ok:
+            raise TabularBundleError("the explanation terms do not match the model's features")
+        return terms
+
+
 @dataclass
 class TabularBundle:
+    version: str
     path: Path
     manifest: dict[str, Any]
     encoding: TabularEncoding
@@ -158,6 +277,66 @@ class TabularBundle:
     bands: DecisionBands
     session: ort.InferenceSession
     input_dtype: type[np.floating[Any]]
+    additive: AdditiveTerms | None  # the logistic regression or the scorecard
+    booster: lightgbm.Booster | None  # LightGBM, for exact TreeSHAP
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.encoding.feature_names
+
+    def frame(self, rows: Rows) -> pd.DataFrame:
+        if isinstance(rows, pd.DataFrame):
+            return rows
+        if isinstance(rows, Mapping):
+            return pd.DataFrame([dict(rows)])
+        return pd.DataFrame([dict(r) for r in rows])
+
+    def encode(self, rows: Rows) -> np.ndarray:
+        """Raw rows (the source columns, values as in the table or as text) -> [N, features]."""
+        frame = self.frame(rows)
+        if frame.empty:
+            raise TabularBundleError("no rows to score")
+        return self.encoding.transform(frame)
+
+    def score_encoded(self, x: np.ndarray) -> TabularScores:
+        raw = self.model_probability(x)
+        pd_ = self.calibrator.apply(raw)
+        return TabularScores(
+            probability_of_default=pd_,
+            score=self.scorecard.points(pd_),
+            band=self.bands.band(pd_),
+            model_probability=raw,
+        )
+
+    def contributions(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        """[N, features] exact log-odds contributions of the (uncalibrated) model and their
+        baseline: baseline + a row's sum = the model's log-odds for that row."""
+        x = np.asarray(x, dtype=np.float64).reshape(-1, len(self.feature_names))
+        if self.additive is not None:
+            return self.additive.contributions(x)
+        assert self.booster is not None  # one of the two, by construction in the loader
+        raw = np.asarray(self.booster.predict(x, pred_contrib=True))
+        expected = float(raw[0, -1]) if len(raw) else 0.0
+        return raw[:, :-1], expected
+
+    def reasons(
+        self, contributions: np.ndarray, values: np.ndarray, *, limit: int = 4
+    ) -> list[ReasonCode]:
+        """The source columns that raise this applicant's risk most, strongest first."""
+        per_column = [
+            (float(contributions[span].sum()), column, span)
+            for column, span in self.encoding.spans()
+        ]
+        per_column.sort(key=lambda item: -item[0])
+        return [
+            ReasonCode(
+                code=column.column,
+                description=column.describe(values[span]),
+                contribution=total,
+            )
+            for total, column, span in per_column[:limit]
+            if total > 0
+        ]
 
     def model_probability(self, x: np.ndarray) -> np.ndarray:
         """The ONNX model's probability of default for encoded features [N, F]."""
@@ -166,22 +345,7 @@ class TabularBundle:
 
     def score(self, rows: Rows) -> TabularScores:
         """Raw rows with the source table's columns (a DataFrame, one dict or a list of dicts)."""
-        if isinstance(rows, pd.DataFrame):
-            frame = rows
-        elif isinstance(rows, Mapping):
-            frame = pd.DataFrame([dict(rows)])
-        else:
-            frame = pd.DataFrame([dict(r) for r in rows])
-        if frame.empty:
-            raise TabularBundleError("no rows to score")
-        raw = self.model_probability(self.encoding.transform(frame))
-        pd_ = self.calibrator.apply(raw)
-        return TabularScores(
-            probability_of_default=pd_,
-            score=self.scorecard.points(pd_),
-            band=self.bands.band(pd_),
-            model_probability=raw,
-        )
+        return self.score_encoded(self.encode(rows))
 
 
 def file_sha256(path: Path) -> str:
@@ -204,6 +368,7 @@ def load_tabular_bundle(path: Path | str, *, threads: int = 1) -> TabularBundle:
     if manifest.get("kind") != "tabular" or manifest.get("format") != TABULAR_FORMAT:
         raise TabularBundleError(
             f"{manifest_path} is not a tabular bundle of format {TABULAR_FORMAT}"
+            " (retrain it with `python -m training tabular`)"
         )
     for name, digest in manifest["files"].items():
         file = folder / name
@@ -217,6 +382,16 @@ def load_tabular_bundle(path: Path | str, *, threads: int = 1) -> TabularBundle:
     encoding = TabularEncoding.from_dict(manifest["encoding"])
     if list(encoding.feature_names) != list(manifest["features"]):
         raise TabularBundleError("the encoding does not produce the manifest's features")
+    explanation = manifest["explanation"]
+    additive, booster = None, None
+    if explanation["kind"] == "tree":
+        if explanation["file"] not in manifest["files"]:
+            raise TabularBundleError("the native model is not covered by the manifest's hashes")
+        booster = lightgbm.Booster(model_file=str(folder / explanation["file"]))
+        if booster.num_feature() != len(encoding.feature_names):
+            raise TabularBundleError("the native LightGBM's features differ from the manifest's")
+    else:
+        additive = AdditiveTerms.from_dict(explanation, len(encoding.feature_names))
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -225,6 +400,7 @@ def load_tabular_bundle(path: Path | str, *, threads: int = 1) -> TabularBundle:
         str(folder / model["file"]), options, providers=["CPUExecutionProvider"]
     )
     return TabularBundle(
+        version=str(manifest["version"]),
         path=folder,
         manifest=manifest,
         encoding=encoding,
@@ -233,4 +409,15 @@ def load_tabular_bundle(path: Path | str, *, threads: int = 1) -> TabularBundle:
         bands=DecisionBands.from_dict(manifest["bands"]),
         session=session,
         input_dtype=_DTYPES[model["input_dtype"]],
+        additive=additive,
+        booster=booster,
     )
+
+
+def is_tabular_bundle(path: Path | str) -> bool:
+    """Whether the bundle folder (or `current` link) holds a tabular bundle's manifest."""
+    manifest_path = Path(path).resolve() / "manifest.json"
+    try:
+        return json.loads(manifest_path.read_text(encoding="utf-8")).get("kind") == "tabular"
+    except (OSError, ValueError, AttributeError):
+        return False

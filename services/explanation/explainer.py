@@ -1,11 +1,13 @@
 """The explanation domain: TreeSHAP for the GBM, attention for the LSTM, plain-language reasons.
 
 A decision is explained by the model that made it: its `model_version` names a bundle folder
-under the bundle root, loaded once and kept in a small cache. The GBM part is exact TreeSHAP
-(`shap.TreeExplainer` on the bundle's native `gbm.txt`) in log-odds, over the features the
-scoring service recorded in the decision, so contributions plus the expected value equal the
-booster's raw score. The LSTM part is the attention the scoring service already put in the
-decision; when it concentrates on a few months (or weeks) one more reason says so in words.
+under the bundle root, loaded once and kept in a small cache. A tabular bundle (trained on a
+lender's own table) is explained over its own encoded columns, with reasons per source column.
+The GBM part is exact TreeSHAP (`shap.TreeExplainer` on the bundle's native `gbm.txt`) in
+log-odds, over the features the scoring service recorded in the decision, so contributions plus
+the expected value equal the booster's raw score. The LSTM part is the attention the scoring
+service already put in the decision; when it concentrates on a few months (or weeks) one more
+reason says so in words.
 Everything here is synchronous and CPU-bound: `ExplainerPool` runs it off the event loop.
 """
 
@@ -38,6 +40,11 @@ from services.common.protos.alama.events.v1.explanations_pb2 import (
     FeatureContribution,
 )
 from services.common.reasons import reason_codes
+from services.common.tabular_bundle import (
+    TabularBundle,
+    is_tabular_bundle,
+    load_tabular_bundle,
+)
 from services.explanation.metrics import BUNDLE_LOADS, EXPLAIN_SECONDS, EXPLANATIONS
 
 #: Fixed forever: changing it would change every explanation's event id.
@@ -71,6 +78,13 @@ class TreeModel:
     booster: lightgbm.Booster
     explainer: shap.TreeExplainer
     columns: np.ndarray  # the booster's features' positions in TABULAR_FEATURES
+    feature_names: tuple[str, ...] = TABULAR_FEATURES
+    method: Explainer = Explainer.EXPLAINER_TREE_SHAP
+
+    def reasons(
+        self, contributions: np.ndarray, values: np.ndarray, limit: int
+    ) -> list[ReasonCode]:
+        return reason_codes(contributions, values, limit=limit)
 
     @classmethod
     def from_booster(cls, version: str, booster: lightgbm.Booster) -> TreeModel:
@@ -102,17 +116,54 @@ class LinearModel:
 
     version: str
     bundle: ModelBundle
+    feature_names: tuple[str, ...] = TABULAR_FEATURES
+    method: Explainer = Explainer.EXPLAINER_LINEAR_TERMS
 
     def contributions(self, tabular: np.ndarray) -> tuple[np.ndarray, float]:
         x = np.asarray(tabular, dtype=np.float64).reshape(-1, len(TABULAR_FEATURES))
         return self.bundle.contributions(x), self.bundle.expected_log_odds
 
+    def reasons(
+        self, contributions: np.ndarray, values: np.ndarray, limit: int
+    ) -> list[ReasonCode]:
+        return reason_codes(contributions, values, limit=limit)
 
-ExplainedModel = TreeModel | LinearModel
+
+@dataclass(frozen=True)
+class TabularModel:
+    """A bundle trained on a lender's own table: contributions over its encoded columns (the
+    features its decisions record), reasons per source column in that column's words."""
+
+    version: str
+    bundle: TabularBundle
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.bundle.feature_names
+
+    @property
+    def method(self) -> Explainer:
+        if self.bundle.booster is not None:
+            return Explainer.EXPLAINER_TREE_SHAP
+        return Explainer.EXPLAINER_LINEAR_TERMS
+
+    def contributions(self, rows: np.ndarray) -> tuple[np.ndarray, float]:
+        return self.bundle.contributions(rows)
+
+    def reasons(
+        self, contributions: np.ndarray, values: np.ndarray, limit: int
+    ) -> list[ReasonCode]:
+        return self.bundle.reasons(contributions, values, limit=limit)
+
+
+ExplainedModel = TreeModel | LinearModel | TabularModel
 
 
 def load_explained_model(folder: Path) -> ExplainedModel:
     """Verify a bundle (format, features, every file's hash) and take its tabular model."""
+    if is_tabular_bundle(folder):
+        tabular = load_tabular_bundle(folder)
+        return TabularModel(tabular.version, tabular)
     bundle = load_bundle(folder)
     if bundle.booster is None:
         return LinearModel(bundle.version, bundle)
@@ -174,16 +225,16 @@ class BundleCache:
         return model
 
 
-def tabular_row(decision: CreditDecision) -> np.ndarray:
-    """The decision's model inputs in the bundle's feature order; raises when they are unusable."""
+def tabular_row(decision: CreditDecision, names: Sequence[str] = TABULAR_FEATURES) -> np.ndarray:
+    """The decision's model inputs in the model's feature order; raises when they are unusable."""
     features = decision.features
-    missing = [name for name in TABULAR_FEATURES if name not in features]
+    missing = [name for name in names if name not in features]
     if missing:
         shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
         raise InvalidEvent(MALFORMED_FEATURES, f"{len(missing)} features missing: {shown}")
-    row = np.array([features[name] for name in TABULAR_FEATURES], dtype=np.float64)
+    row = np.array([features[name] for name in names], dtype=np.float64)
     if not np.all(np.isfinite(row)):
-        bad = [n for n, v in zip(TABULAR_FEATURES, row, strict=True) if not np.isfinite(v)]
+        bad = [n for n, v in zip(names, row, strict=True) if not np.isfinite(v)]
         raise InvalidEvent(MALFORMED_FEATURES, f"non-finite values: {', '.join(bad[:5])}")
     return row
 
@@ -197,11 +248,14 @@ def _check_attention(name: str, weights: Sequence[float], steps: int) -> None:
 
 
 def validate(decision: CreditDecision) -> None:
-    """Everything about one decision that would make it unexplainable, short of its bundle."""
+    """Everything about one decision that would make it unexplainable, short of its bundle
+    (which features it must carry is the bundle's to say: `tabular_row`)."""
     for field in ("decision_id", "application_id", "model_version"):
         if not getattr(decision, field):
             raise InvalidEvent(MISSING_FIELD, f"the decision has no {field}")
-    tabular_row(decision)
+    bad = [name for name, value in decision.features.items() if not np.isfinite(value)]
+    if bad:
+        raise InvalidEvent(MALFORMED_FEATURES, f"non-finite values: {', '.join(sorted(bad)[:5])}")
     _check_attention("repayment_attention", decision.repayment_attention, REPAYMENT_MONTHS)
     _check_attention("mobile_money_attention", decision.mobile_money_attention, MOBILE_MONEY_WEEKS)
 
@@ -313,36 +367,42 @@ class DecisionExplainer:
     def check(self, decision: CreditDecision) -> None:
         """Raise `InvalidEvent` unless the decision can be explained (loads its bundle once)."""
         validate(decision)
-        self.models.get(decision.model_version)
+        tabular_row(decision, self.models.get(decision.model_version).feature_names)
 
     def explain(
         self, decisions: Sequence[CreditDecision], *, explained_at: datetime
     ) -> list[Outcome]:
         """One outcome per decision, in order; TreeSHAP runs once per model version."""
         outcomes: list[Outcome | None] = [None] * len(decisions)
-        groups: dict[str, list[tuple[int, np.ndarray]]] = {}
+        groups: dict[str, list[int]] = {}
         for i, decision in enumerate(decisions):
             try:
                 validate(decision)
-                row = tabular_row(decision)
             except InvalidEvent as exc:
                 outcomes[i] = Outcome(decision, error=exc)
                 continue
-            groups.setdefault(decision.model_version, []).append((i, row))
+            groups.setdefault(decision.model_version, []).append(i)
         for version, members in groups.items():
             try:
                 model = self.models.get(version)
             except InvalidEvent as exc:
-                for i, _row in members:
+                for i in members:
                     outcomes[i] = Outcome(decisions[i], error=exc)
                 continue
-            tabular = np.vstack([row for _i, row in members])
-            contributions, _expected = model.contributions(tabular)
-            for k, (i, row) in enumerate(members):
+            rows: list[tuple[int, np.ndarray]] = []
+            for i in members:
+                try:
+                    rows.append((i, tabular_row(decisions[i], model.feature_names)))
+                except InvalidEvent as exc:
+                    outcomes[i] = Outcome(decisions[i], error=exc)
+            if not rows:
+                continue
+            contributions, _expected = model.contributions(np.vstack([row for _i, row in rows]))
+            for k, (i, row) in enumerate(rows):
                 outcomes[i] = Outcome(
                     decisions[i],
                     explanation=self._explanation(
-                        decisions[i], row, contributions[k], explained_at
+                        decisions[i], model, row, contributions[k], explained_at
                     ),
                 )
         return [o for o in outcomes if o is not None]
@@ -350,12 +410,13 @@ class DecisionExplainer:
     def _explanation(
         self,
         decision: CreditDecision,
+        model: ExplainedModel,
         values: np.ndarray,
         contributions: np.ndarray,
         explained_at: datetime,
     ) -> CreditExplanation:
         order = np.argsort(-np.abs(contributions), kind="stable")
-        reasons = reason_codes(contributions, values, limit=self.top_reasons)
+        reasons = model.reasons(contributions, values, self.top_reasons)
         focus = attention_reason(decision.repayment_attention, decision.mobile_money_attention)
         if focus is not None:
             reasons.append(focus)
@@ -365,10 +426,10 @@ class DecisionExplainer:
             model_version=decision.model_version,
             contributions=[
                 FeatureContribution(
-                    feature=TABULAR_FEATURES[j],
+                    feature=model.feature_names[j],
                     value=float(values[j]),
                     contribution=float(contributions[j]),
-                    explainer=Explainer.EXPLAINER_TREE_SHAP,
+                    explainer=model.method,
                 )
                 for j in order
             ],
@@ -389,7 +450,9 @@ class ExplainerPool:
 
     async def check(self, decision: CreditDecision) -> None:
         validate(decision)  # cheap: on the loop
-        if not self.explainer.models.cached(decision.model_version):
+        if self.explainer.models.cached(decision.model_version):
+            self.explainer.check(decision)  # the bundle is loaded: a dictionary lookup
+        else:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self.pool, self.explainer.check, decision)
 

@@ -37,6 +37,7 @@ from services.gateway.errors import (
     UpstreamUnavailable,
 )
 from services.gateway.metrics import MetricsMiddleware
+from services.gateway.model_inputs import ServingModel
 from services.gateway.routes import applications, decisions, health, scores, webhooks
 from services.gateway.schemas import WebhookDelivery
 from services.gateway.settings import GatewaySettings
@@ -173,6 +174,7 @@ def create_app(
     )
     app.state.settings = settings or GatewaySettings()
     app.state.backends = backends
+    app.state.serving_model = ServingModel(app.state.settings.model_inputs_seconds)
     for router in (
         scores.router,
         applications.router,

@@ -61,6 +61,8 @@ class Scoring(Protocol):
         self, applications: Sequence[LoanApplicationSubmitted]
     ) -> list[scoring_pb2.ScoreResult]: ...
 
+    async def describe_model(self) -> scoring_pb2.ModelDescription: ...
+
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -170,6 +172,12 @@ class GrpcScoring(_GrpcClient):
         response = await self._call("ScoreBatch", self.stub.ScoreBatch, request)
         assert isinstance(response, scoring_pb2.ScoreBatchResponse)
         return list(response.results)
+
+    async def describe_model(self) -> scoring_pb2.ModelDescription:
+        request = scoring_pb2.DescribeModelRequest()
+        response = await self._call("DescribeModel", self.stub.DescribeModel, request)
+        assert isinstance(response, scoring_pb2.ModelDescription)
+        return response
 
     async def ping(self) -> None:
         """The standard gRPC health check of the scoring service."""

@@ -14,6 +14,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from services.gateway.clients import Backends
 from services.gateway.errors import InsufficientScope, NotAuthenticated
+from services.gateway.model_inputs import ServingModel
 from services.gateway.security import (
     SCOPES,
     Principal,
@@ -47,6 +48,11 @@ def get_backends(request: Request) -> Backends:
     if backends is None:
         raise RuntimeError("the gateway's backends are not open: the lifespan did not run")
     return backends
+
+
+def serving_model(request: Request) -> ServingModel:
+    model: ServingModel = request.app.state.serving_model
+    return model
 
 
 SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]

@@ -62,7 +62,24 @@ def _phone(value: str) -> str:
     return value
 
 
+def _attribute_text(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode text (no lone surrogates)") from exc
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
+#: A column of the lender's own table, as a tabular bundle names it.
+AttributeName = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_clean_text)]
+#: Its value: a number, a category, or null / empty for unknown.
+AttributeValue = (
+    Annotated[str, Field(max_length=1024), AfterValidator(_attribute_text)] | float | int | None
+)
+MAX_ATTRIBUTES = 500
 Text = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_clean_text)]
 EventTime = Annotated[AwareDatetime, AfterValidator(_event_time)]
 
@@ -145,6 +162,19 @@ class Application(Model):
         pattern=r"^\s*[A-Za-z0-9/-]+\s*$",
         description="pseudonymised before it leaves the gateway; never stored or forwarded raw",
     )
+    attributes: dict[AttributeName, AttributeValue] = Field(
+        default_factory=dict,
+        max_length=MAX_ATTRIBUTES,
+        description=(
+            "The applicant's row of the lender's own table, column to value, for a model"
+            " trained on that table (`python -m training tabular`): `GET /v1/model` lists the"
+            " columns the serving model needs. A model on Alama's features ignores it."
+        ),
+    )
+
+    def attribute_texts(self) -> dict[str, str]:
+        """The attributes as the protobuf carries them: text, empty for unknown."""
+        return {name: _as_text(value) for name, value in self.attributes.items()}
 
     def to_proto(self, national_id_hash: str = "") -> LoanApplicationSubmitted:
         message = LoanApplicationSubmitted(
@@ -157,9 +187,18 @@ class Application(Model):
             channel=self.channel.to_proto(),
             declared_monthly_income_kes=self.declared_monthly_income_kes or 0.0,
             national_id_hash=national_id_hash,
+            attributes=self.attribute_texts(),
         )
         message.applied_at.CopyFrom(_timestamp(self.applied_at or datetime.now(UTC)))
         return message
+
+
+def _as_text(value: str | float | int | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(int(value))
+    return value if isinstance(value, str) else repr(value)
 
 
 class BatchRequest(Model):
@@ -300,6 +339,26 @@ class WebhookDelivery(Model):
 
 class WebhookAccepted(Model):
     accepted: int
+
+
+class ModelAttribute(Model):
+    name: str
+    kind: str = Field(description="numeric or categorical")
+    levels: list[str] = Field(default_factory=list, description="a categorical column's values")
+
+
+class ModelInputs(Model):
+    """What the model now serving reads from an application."""
+
+    model_version: str
+    inputs: str = Field(
+        description="feature_store: member_id's features from the feature store;"
+        " attributes: the columns below, sent in each application's `attributes`"
+    )
+    attributes: list[ModelAttribute]
+    attributes_schema: dict[str, object] = Field(
+        description="JSON Schema of `attributes` for this model"
+    )
 
 
 class DependencyStatus(Model):

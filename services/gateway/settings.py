@@ -55,5 +55,8 @@ class GatewaySettings(ServiceSettings):
     max_webhook_transactions: int = 500
     pseudonym_key: SecretStr = SecretStr("dev-only-pseudonym-key-change-me")
     max_batch: int = 1000
+    model_inputs_seconds: float = Field(
+        default=10.0, gt=0, description="how long the serving model's input list is reused"
+    )
     readiness_timeout_seconds: float = 2.0
     shutdown_grace_seconds: float = 5.0

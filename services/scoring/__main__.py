@@ -11,7 +11,7 @@ import logging
 import signal
 from pathlib import Path
 
-from services.common.bundle import load_bundle
+from services.common.bundle import load_served_bundle
 from services.common.feast_config import REPO_ROOT, open_feature_store
 from services.common.logs import configure_logging
 from services.common.telemetry import setup_tracing, start_metrics
@@ -31,7 +31,7 @@ def build_scorer(settings: ScoringSettings) -> Scorer:
     store = open_feature_store(settings.infra, repo if repo.is_absolute() else REPO_ROOT / repo)
     return Scorer(
         OnlineFeatures(store),
-        load_bundle(settings.bundle_dir, threads=settings.model_threads),
+        load_served_bundle(settings.bundle_dir, threads=settings.model_threads),
         bundle_dir=settings.bundle_dir,
         threads=settings.model_threads,
         max_reasons=settings.max_reasons,

@@ -17,6 +17,7 @@ from services.common.features import TABULAR_FEATURES
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, DecisionBand
 from services.common.reasons import reason_codes
+from services.common.tabular_bundle import TabularBundle, TabularScores
 
 #: Fixed forever: changing it would change every decision id.
 DECISION_NAMESPACE = uuid.UUID("6f1c2a7e-3b5d-5e8a-9c41-a1a3a0c0de01")
@@ -60,6 +61,38 @@ def build_decisions(
             lstm_probability=float(scores.lstm_probability[i]),
             repayment_attention=scores.repayment_attention[i].astype(float).tolist(),
             mobile_money_attention=scores.mobile_money_attention[i].astype(float).tolist(),
+        )
+        decision.decided_at.FromDatetime(decided_at)
+        decisions.append(decision)
+    return decisions
+
+
+def build_tabular_decisions(
+    applications: Sequence[LoanApplicationSubmitted],
+    model: TabularBundle,
+    scores: TabularScores,
+    encoded: np.ndarray,
+    contributions: np.ndarray,
+    *,
+    decided_at: datetime,
+    max_reasons: int = 4,
+) -> list[CreditDecision]:
+    """Decisions of a tabular bundle: its encoded inputs as the features (what drift and the
+    explanation read), reasons per source column, no sequence model."""
+    names = model.feature_names
+    decisions = []
+    for i, application in enumerate(applications):
+        decision = CreditDecision(
+            decision_id=decision_id(application.application_id, model.version),
+            application_id=application.application_id,
+            member_id=application.member_id,
+            model_version=model.version,
+            probability_of_default=float(scores.probability_of_default[i]),
+            score=int(scores.score[i]),
+            band=BANDS[str(scores.band[i])],
+            reasons=model.reasons(contributions[i], encoded[i], limit=max_reasons),
+            features={name: float(v) for name, v in zip(names, encoded[i], strict=True)},
+            gbm_probability=float(scores.model_probability[i]),
         )
         decision.decided_at.FromDatetime(decided_at)
         decisions.append(decision)

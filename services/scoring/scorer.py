@@ -2,7 +2,8 @@
 
 Feature reads and model work run in a small thread pool so the event loop never blocks. The
 loaded model is swapped whole when the `current` bundle link moves; a request keeps the model it
-started with, so a swap never drops or mixes an in-flight batch.
+started with, so a swap never drops or mixes an in-flight batch. A tabular bundle (trained on a
+lender's own table) reads each application's `attributes` instead of the feature store.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from services.common.bundle import ModelBundle, load_bundle
+from services.common.bundle import ModelBundle, ServedBundle, load_served_bundle
 from services.common.features import model_inputs
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
-from services.scoring.applications import Rejection, RejectionCode, validate
-from services.scoring.decisions import build_decisions
+from services.common.tabular_bundle import TabularBundle
+from services.scoring.applications import Rejection, RejectionCode, invalid_reasons, validate
+from services.scoring.decisions import build_decisions, build_tabular_decisions
 from services.scoring.metrics import (
     BATCH_SIZE,
     BUNDLE_SWAPS,
@@ -50,7 +52,7 @@ class Scorer:
     def __init__(
         self,
         features: FeatureSource,
-        model: ModelBundle,
+        model: ServedBundle,
         *,
         bundle_dir: Path | str,
         threads: int = 2,
@@ -86,6 +88,51 @@ class Scorer:
         return outcomes
 
     def _score_sync(
+        self, applications: list[LoanApplicationSubmitted], model: ServedBundle
+    ) -> list[Outcome]:
+        if isinstance(model, TabularBundle):
+            return self._score_tabular(applications, model)
+        return self._score_features(applications, model)
+
+    def _score_tabular(
+        self, applications: list[LoanApplicationSubmitted], model: TabularBundle
+    ) -> list[Outcome]:
+        """The applicant's own columns, encoded as in training; nothing from the feature store."""
+        outcomes: list[Outcome | None] = [None] * len(applications)
+        valid: list[int] = []
+        for i, application in enumerate(applications):
+            problems = invalid_reasons(application) + model.encoding.problems(
+                application.attributes
+            )
+            if problems:
+                outcomes[i] = Outcome(
+                    application,
+                    rejection=Rejection(
+                        application_id=application.application_id,
+                        code=RejectionCode.INVALID_APPLICATION,
+                        message="; ".join(problems),
+                    ),
+                )
+            else:
+                valid.append(i)
+        if valid:
+            chosen = [applications[i] for i in valid]
+            encoded = model.encode([dict(a.attributes) for a in chosen])
+            contributions, _baseline = model.contributions(encoded)
+            decisions = build_tabular_decisions(
+                chosen,
+                model,
+                model.score_encoded(encoded),
+                encoded,
+                contributions,
+                decided_at=datetime.now(UTC),
+                max_reasons=self.max_reasons,
+            )
+            for i, decision in zip(valid, decisions, strict=True):
+                outcomes[i] = Outcome(applications[i], decision=decision)
+        return [o for o in outcomes if o is not None]
+
+    def _score_features(
         self, applications: list[LoanApplicationSubmitted], model: ModelBundle
     ) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(applications)
@@ -138,7 +185,7 @@ class Scorer:
             return False
         loop = asyncio.get_running_loop()
         model = await loop.run_in_executor(
-            self.pool, functools.partial(load_bundle, target, threads=self.threads)
+            self.pool, functools.partial(load_served_bundle, target, threads=self.threads)
         )
         previous, self.model = self.model.version, model
         BUNDLE_SWAPS.inc()

@@ -14,8 +14,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from services.common.bundle import ServedBundle
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.scoring.v1 import scoring_pb2, scoring_pb2_grpc
+from services.common.tabular_bundle import TabularBundle
 from services.common.telemetry import extract_grpc_context
 from services.scoring.applications import Rejection, RejectionCode
 from services.scoring.batching import ScoreBatcher
@@ -45,6 +47,28 @@ def check_batch_size(applications: Sequence[LoanApplicationSubmitted], limit: in
             f"ScoreBatch accepts at most {limit:,} applications, got {len(applications):,};"
             " split the request"
         )
+
+
+def describe_model(model: ServedBundle) -> scoring_pb2.ModelDescription:
+    """What the serving model reads from an application: the gateway validates against it."""
+    if not isinstance(model, TabularBundle):
+        return scoring_pb2.ModelDescription(
+            model_version=model.version, inputs=scoring_pb2.MODEL_INPUTS_FEATURE_STORE
+        )
+    return scoring_pb2.ModelDescription(
+        model_version=model.version,
+        inputs=scoring_pb2.MODEL_INPUTS_ATTRIBUTES,
+        attributes=[
+            scoring_pb2.Attribute(
+                name=c.column,
+                kind=scoring_pb2.ATTRIBUTE_KIND_NUMERIC
+                if c.kind == "numeric"
+                else scoring_pb2.ATTRIBUTE_KIND_CATEGORICAL,
+                levels=list(c.levels),
+            )
+            for c in model.encoding.columns
+        ],
+    )
 
 
 def _error(rejection: Rejection) -> scoring_pb2.ScoreError:
@@ -87,6 +111,11 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
                     STATUS_CODES[rejection.code], f"{rejection.code.name}: {rejection.message}"
                 )
             return scoring_pb2.ScoreResponse(decision=outcome.decision)
+
+    async def DescribeModel(
+        self, request: scoring_pb2.DescribeModelRequest, context: grpc.aio.ServicerContext
+    ) -> scoring_pb2.ModelDescription:
+        return describe_model(self.scorer.model)
 
     async def ScoreBatch(
         self, request: scoring_pb2.ScoreBatchRequest, context: grpc.aio.ServicerContext

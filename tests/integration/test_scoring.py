@@ -40,7 +40,8 @@ from services.scoring.settings import ScoringSettings
 from tests.integration.feast_projects import feast_project
 from tests.integration.kafka_helpers import read_topic
 from training import pipeline
-from training.export import promote_bundle, write_bundle
+from training.bundles import promote_bundle
+from training.export import write_bundle
 from training.profiles import get_profile
 from training.sources.synthetic import loan_book_from_world
 from training.world import World, generate_world

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Response, Security, status
+from fastapi import APIRouter, Request, Response, Security, status
 
-from services.gateway.deps import BackendsDep, SettingsDep, authenticate
+from services.gateway.deps import BackendsDep, SettingsDep, authenticate, serving_model
 from services.gateway.events import application_envelope
 from services.gateway.schemas import Accepted, Application
 from services.gateway.security import SCORE_WRITE, Principal
@@ -26,12 +26,15 @@ def decision_url(application_id: str) -> str:
 )
 async def submit_application(
     application: Application,
+    request: Request,
     response: Response,
     settings: SettingsDep,
     backends: BackendsDep,
     _caller: Annotated[Principal, Security(authenticate, scopes=[SCORE_WRITE])],
 ) -> Accepted:
-    """Queue an application for scoring; answers once the broker has it, the decision later."""
+    """Queue an application for scoring; answers once the broker has it, the decision later.
+    A model trained on the lender's own table needs its columns in `attributes` (422 if not)."""
+    await serving_model(request).check(backends.scoring, application)
     envelope = application_envelope(settings, application)
     await backends.events.publish(settings.applications_topic, [envelope])
     url = decision_url(application.application_id)

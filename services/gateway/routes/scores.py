@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Security
+from fastapi import APIRouter, Request, Security
 
 from services.common.protos.alama.scoring.v1 import scoring_pb2
-from services.gateway.deps import BackendsDep, SettingsDep, authenticate
+from services.gateway.deps import BackendsDep, SettingsDep, authenticate, serving_model
 from services.gateway.errors import InvalidRequest, NotFound, UpstreamFailed
 from services.gateway.events import application_message
+from services.gateway.model_inputs import model_inputs
 from services.gateway.schemas import (
     Application,
     BatchRequest,
     BatchResponse,
     BatchResult,
     Decision,
+    ModelInputs,
     ResultError,
 )
 from services.gateway.security import SCORE_WRITE, Principal
@@ -82,3 +84,17 @@ async def score_batch(
                 )
             )
     return BatchResponse(results=out)
+
+
+@router.get(
+    "/model",
+    response_model=ModelInputs,
+    responses={503: {"description": "Scoring is unavailable or did not answer in time"}},
+)
+async def serving_model_inputs(
+    request: Request, backends: BackendsDep, _caller: Scorer
+) -> ModelInputs:
+    """The model scoring serves now and what an application must carry for it: nothing beyond
+    the member for a model on Alama's features, the listed `attributes` for a model trained on
+    the lender's own table."""
+    return model_inputs(await serving_model(request).describe(backends.scoring, fresh=True))

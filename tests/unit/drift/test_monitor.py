@@ -63,7 +63,7 @@ def test_a_shifted_band_mix_alerts_on_the_band_subject(tmp_path: Path) -> None:
     import json
 
     from services.drift.psi import ReferenceBins
-    from training.export import band_distribution
+    from training.bundles import band_distribution
 
     rng = np.random.default_rng(3)
     training_bands = rng.choice(["approve", "review", "decline"], 5000, p=[0.7, 0.2, 0.1])

@@ -238,6 +238,14 @@ class FakeReplayStore:
 class FakeScoring:
     """Python-level scoring (no gRPC), for tests whose app runs on another event loop."""
 
+    def __init__(self, description: scoring_pb2.ModelDescription | None = None) -> None:
+        self.description = description or scoring_pb2.ModelDescription(
+            model_version="test-v1", inputs=scoring_pb2.MODEL_INPUTS_FEATURE_STORE
+        )
+
+    async def describe_model(self) -> scoring_pb2.ModelDescription:
+        return self.description
+
     async def score(self, application: LoanApplicationSubmitted) -> CreditDecision:
         outcome = decide(application)
         if isinstance(outcome, scoring_pb2.ScoreError):

@@ -175,6 +175,29 @@ def test_loader_reproduces_the_training_pds_for_every_model(
     scores = bundle.score(pd.read_csv(german_csv))
     np.testing.assert_allclose(scores.probability_of_default, run.final_pd, rtol=0, atol=1e-5)
     np.testing.assert_array_equal(scores.band, run.bands.band(run.final_pd))
+    # the explanation served with it adds up to the model's own log-odds, row by row
+    x = bundle.encode(pd.read_csv(german_csv))
+    contributions, baseline = bundle.contributions(x)
+    p = np.clip(scores.model_probability, 1e-12, 1 - 1e-12)
+    tolerance = 1e-4 if bundle.manifest["model"]["input_dtype"] == "float32" else 1e-8
+    np.testing.assert_allclose(
+        baseline + contributions.sum(axis=1), np.log(p / (1 - p)), rtol=0, atol=tolerance
+    )
+    assert (
+        bundle.manifest["explanation"]["kind"]
+        == {
+            "logistic_regression": "linear",
+            "logistic_scorecard": "steps",
+            "lightgbm": "tree",
+        }[model]
+    )
+    # reasons are source columns, the strongest risk first, each in the column's words
+    reasons = bundle.reasons(contributions[0], x[0], limit=4)
+    assert reasons and all(r.code in bundle.encoding.input_columns for r in reasons)
+    assert [r.contribution for r in reasons] == sorted(
+        (r.contribution for r in reasons), reverse=True
+    )
+    assert all(r.description.startswith(r.code) for r in reasons)
 
 
 def test_rerun_replaces_the_output_and_leaves_no_temporary_folder(

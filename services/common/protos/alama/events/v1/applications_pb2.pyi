@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -38,7 +39,14 @@ CHANNEL_USSD: Channel
 CHANNEL_PARTNER_API: Channel
 
 class LoanApplicationSubmitted(_message.Message):
-    __slots__ = ("application_id", "member_id", "sacco_id", "product", "amount_kes", "term_months", "applied_at", "channel", "declared_monthly_income_kes", "national_id_hash")
+    __slots__ = ("application_id", "member_id", "sacco_id", "product", "amount_kes", "term_months", "applied_at", "channel", "declared_monthly_income_kes", "national_id_hash", "attributes")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     SACCO_ID_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +57,7 @@ class LoanApplicationSubmitted(_message.Message):
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     DECLARED_MONTHLY_INCOME_KES_FIELD_NUMBER: _ClassVar[int]
     NATIONAL_ID_HASH_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     application_id: str
     member_id: str
     sacco_id: str
@@ -59,4 +68,5 @@ class LoanApplicationSubmitted(_message.Message):
     channel: Channel
     declared_monthly_income_kes: float
     national_id_hash: str
-    def __init__(self, application_id: _Optional[str] = ..., member_id: _Optional[str] = ..., sacco_id: _Optional[str] = ..., product: _Optional[_Union[LoanProduct, str]] = ..., amount_kes: _Optional[float] = ..., term_months: _Optional[int] = ..., applied_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., channel: _Optional[_Union[Channel, str]] = ..., declared_monthly_income_kes: _Optional[float] = ..., national_id_hash: _Optional[str] = ...) -> None: ...
+    attributes: _containers.ScalarMap[str, str]
+    def __init__(self, application_id: _Optional[str] = ..., member_id: _Optional[str] = ..., sacco_id: _Optional[str] = ..., product: _Optional[_Union[LoanProduct, str]] = ..., amount_kes: _Optional[float] = ..., term_months: _Optional[int] = ..., applied_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., channel: _Optional[_Union[Channel, str]] = ..., declared_monthly_income_kes: _Optional[float] = ..., national_id_hash: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...

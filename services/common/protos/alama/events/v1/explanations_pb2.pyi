@@ -17,10 +17,12 @@ class Explainer(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXPLAINER_TREE_SHAP: _ClassVar[Explainer]
     EXPLAINER_LSTM_ATTENTION: _ClassVar[Explainer]
     EXPLAINER_INTEGRATED_GRADIENTS: _ClassVar[Explainer]
+    EXPLAINER_LINEAR_TERMS: _ClassVar[Explainer]
 EXPLAINER_UNSPECIFIED: Explainer
 EXPLAINER_TREE_SHAP: Explainer
 EXPLAINER_LSTM_ATTENTION: Explainer
 EXPLAINER_INTEGRATED_GRADIENTS: Explainer
+EXPLAINER_LINEAR_TERMS: Explainer
 
 class FeatureContribution(_message.Message):
     __slots__ = ("feature", "value", "contribution", "explainer")

@@ -9,14 +9,56 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ModelInputs(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODEL_INPUTS_UNSPECIFIED: _ClassVar[ModelInputs]
+    MODEL_INPUTS_FEATURE_STORE: _ClassVar[ModelInputs]
+    MODEL_INPUTS_ATTRIBUTES: _ClassVar[ModelInputs]
+
+class AttributeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ATTRIBUTE_KIND_UNSPECIFIED: _ClassVar[AttributeKind]
+    ATTRIBUTE_KIND_NUMERIC: _ClassVar[AttributeKind]
+    ATTRIBUTE_KIND_CATEGORICAL: _ClassVar[AttributeKind]
+
 class ScoreErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SCORE_ERROR_CODE_UNSPECIFIED: _ClassVar[ScoreErrorCode]
     SCORE_ERROR_CODE_UNKNOWN_MEMBER: _ClassVar[ScoreErrorCode]
     SCORE_ERROR_CODE_INVALID_APPLICATION: _ClassVar[ScoreErrorCode]
+MODEL_INPUTS_UNSPECIFIED: ModelInputs
+MODEL_INPUTS_FEATURE_STORE: ModelInputs
+MODEL_INPUTS_ATTRIBUTES: ModelInputs
+ATTRIBUTE_KIND_UNSPECIFIED: AttributeKind
+ATTRIBUTE_KIND_NUMERIC: AttributeKind
+ATTRIBUTE_KIND_CATEGORICAL: AttributeKind
 SCORE_ERROR_CODE_UNSPECIFIED: ScoreErrorCode
 SCORE_ERROR_CODE_UNKNOWN_MEMBER: ScoreErrorCode
 SCORE_ERROR_CODE_INVALID_APPLICATION: ScoreErrorCode
+
+class DescribeModelRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Attribute(_message.Message):
+    __slots__ = ("name", "kind", "levels")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    LEVELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: AttributeKind
+    levels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[AttributeKind, str]] = ..., levels: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ModelDescription(_message.Message):
+    __slots__ = ("model_version", "inputs", "attributes")
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    model_version: str
+    inputs: ModelInputs
+    attributes: _containers.RepeatedCompositeFieldContainer[Attribute]
+    def __init__(self, model_version: _Optional[str] = ..., inputs: _Optional[_Union[ModelInputs, str]] = ..., attributes: _Optional[_Iterable[_Union[Attribute, _Mapping]]] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
     __slots__ = ("application",)

@@ -44,6 +44,11 @@ class ScoringServiceStub:
                 request_serializer=alama_dot_scoring_dot_v1_dot_scoring__pb2.ScoreBatchRequest.SerializeToString,
                 response_deserializer=alama_dot_scoring_dot_v1_dot_scoring__pb2.ScoreBatchResponse.FromString,
                 _registered_method=True)
+        self.DescribeModel = channel.unary_unary(
+                '/alama.scoring.v1.ScoringService/DescribeModel',
+                request_serializer=alama_dot_scoring_dot_v1_dot_scoring__pb2.DescribeModelRequest.SerializeToString,
+                response_deserializer=alama_dot_scoring_dot_v1_dot_scoring__pb2.ModelDescription.FromString,
+                _registered_method=True)
 
 
 class ScoringServiceServicer:
@@ -61,6 +66,13 @@ class ScoringServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DescribeModel(self, request, context):
+        """What the model now serving reads from an application, so callers validate against it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ScoringServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +85,11 @@ def add_ScoringServiceServicer_to_server(servicer, server):
                     servicer.ScoreBatch,
                     request_deserializer=alama_dot_scoring_dot_v1_dot_scoring__pb2.ScoreBatchRequest.FromString,
                     response_serializer=alama_dot_scoring_dot_v1_dot_scoring__pb2.ScoreBatchResponse.SerializeToString,
+            ),
+            'DescribeModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeModel,
+                    request_deserializer=alama_dot_scoring_dot_v1_dot_scoring__pb2.DescribeModelRequest.FromString,
+                    response_serializer=alama_dot_scoring_dot_v1_dot_scoring__pb2.ModelDescription.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,6 +146,33 @@ class ScoringService:
             '/alama.scoring.v1.ScoringService/ScoreBatch',
             alama_dot_scoring_dot_v1_dot_scoring__pb2.ScoreBatchRequest.SerializeToString,
             alama_dot_scoring_dot_v1_dot_scoring__pb2.ScoreBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alama.scoring.v1.ScoringService/DescribeModel',
+            alama_dot_scoring_dot_v1_dot_scoring__pb2.DescribeModelRequest.SerializeToString,
+            alama_dot_scoring_dot_v1_dot_scoring__pb2.ModelDescription.FromString,
             options,
             channel_credentials,
             insecure,
