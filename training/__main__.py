@@ -43,7 +43,25 @@ def _quiet_libraries() -> None:
     route_library_output()
 
 
-ProfileOption = Annotated[str, typer.Option("--profile", "-p", help="tiny, quick or full")]
+ProfileOption = Annotated[
+    str, typer.Option("--profile", "-p", help="tiny, quick, full or xl (1,000,000 members)")
+]
+ChunkOption = Annotated[
+    int,
+    typer.Option(
+        "--members-per-chunk",
+        help="members whose feature snapshots are computed and written at once (bounds memory)",
+    ),
+]
+QueryOption = Annotated[
+    int,
+    typer.Option(
+        "--applications-per-query",
+        help="applications per point-in-time query to Feast (bounds memory)",
+    ),
+]
+MEMBERS_PER_CHUNK = 50_000  # training.feature_tables.MEMBERS_PER_CHUNK (kept light to import)
+APPLICATIONS_PER_QUERY = 100_000  # training.feature_tables.APPLICATIONS_PER_QUERY
 SourceOption = Annotated[
     str,
     typer.Option(
@@ -100,7 +118,9 @@ def _book(source: str, profile: Profile) -> LoanBook:
     if not (folder / "loanbook.json").exists():
         hint = "`generate`" if source == "synthetic" else f"`import` (or `all --source {source}`)"
         raise typer.BadParameter(f"no loan book at {folder}; run {hint} first")
-    return LoanBook.load(folder)
+    from training.partitions import load_book
+
+    return load_book(folder)
 
 
 def _load_trained(profile: str, source: str) -> TrainedModels:
@@ -261,20 +281,39 @@ def contract(
 
 
 @app.command()
-def load(profile: ProfileOption = "quick", source: SourceOption = "synthetic") -> None:
+def load(
+    profile: ProfileOption = "quick",
+    source: SourceOption = "synthetic",
+    members_per_chunk: ChunkOption = MEMBERS_PER_CHUNK,
+) -> None:
     """Write feature snapshots to the Feast offline store (PostgreSQL) and run `feast apply`."""
     from training import pipeline
 
-    pipeline.load_into_feast(InfraSettings(), _book(source, get_profile(profile)), echo=_echo)
+    pipeline.load_into_feast(
+        InfraSettings(),
+        _book(source, get_profile(profile)),
+        echo=_echo,
+        members_per_chunk=members_per_chunk,
+    )
 
 
 @app.command()
-def train(profile: ProfileOption = "quick", source: SourceOption = "synthetic") -> None:
+def train(
+    profile: ProfileOption = "quick",
+    source: SourceOption = "synthetic",
+    applications_per_query: QueryOption = APPLICATIONS_PER_QUERY,
+) -> None:
     """Fit the baseline, LightGBM, the LSTM, the ensemble, calibration and decision bands."""
     from training import pipeline
 
     p = get_profile(profile)
-    trained = pipeline.train(InfraSettings(), p, _book(source, p), echo=_echo)
+    trained = pipeline.train(
+        InfraSettings(),
+        p,
+        _book(source, p),
+        echo=_echo,
+        applications_per_query=applications_per_query,
+    )
     state = {k: v for k, v in trained.__dict__.items() if k != "book"}
     run_dir(profile, source).mkdir(parents=True, exist_ok=True)
     with _checkpoint(profile, source).open("wb") as f:
@@ -335,7 +374,7 @@ def report(profile: ProfileOption = "quick", source: SourceOption = "synthetic")
 @app.command()
 def track(profile: ProfileOption = "quick", source: SourceOption = "synthetic") -> None:
     """Log the run to MLflow (local store) and register the current bundle as a model version."""
-    from training.export import BUNDLES
+    from training.bundles import BUNDLES
     from training.tracking import REGISTERED_MODEL, track_run
 
     metrics = json.loads((run_dir(profile, source) / "metrics.json").read_text())
@@ -344,7 +383,12 @@ def track(profile: ProfileOption = "quick", source: SourceOption = "synthetic") 
 
 
 @app.command(name="all")
-def run_all(profile: ProfileOption = "quick", source: SourceOption = "synthetic") -> None:
+def run_all(
+    profile: ProfileOption = "quick",
+    source: SourceOption = "synthetic",
+    members_per_chunk: ChunkOption = MEMBERS_PER_CHUNK,
+    applications_per_query: QueryOption = APPLICATIONS_PER_QUERY,
+) -> None:
     """Every step in order: generate or import, load, train, evaluate, export, report, track."""
     if source == "synthetic":
         generate(profile)
@@ -354,8 +398,8 @@ def run_all(profile: ProfileOption = "quick", source: SourceOption = "synthetic"
             import_(kind, Path(rest))
         else:
             _book(source, get_profile(profile))
-    load(profile, source)
-    train(profile, source)
+    load(profile, source, members_per_chunk)
+    train(profile, source, applications_per_query)
     evaluate(profile, source)
     export(profile, source)
     report(profile, source)
@@ -384,11 +428,20 @@ def tabular(
     ] = None,
     delimiter: Annotated[str, typer.Option(help="the CSV field delimiter")] = ",",
     seed: int = 7,
+    promote: Annotated[
+        bool,
+        typer.Option(
+            help="also copy the bundle to artifacts/bundles/<version> and point `current` at it,"
+            " so the running services serve it (applications then carry the columns in"
+            " `attributes`)"
+        ),
+    ] = False,
 ) -> None:
     """Any CSV with a target column: cross-validated model choice, report and tabular bundle."""
     from rich.markup import escape
 
     from training.tabular import TabularInputError, run_command
+    from training.tabular import promote as promote_tabular
 
     try:
         folder, run = run_command(
@@ -418,6 +471,8 @@ def tabular(
     )
     _echo(f"ships {selection.winner}: {verdict}")
     _echo(f"report and bundle written to {folder}")
+    if promote:
+        _echo(f"promoted {promote_tabular(folder)}: the running services now serve it")
 
 
 if __name__ == "__main__":

@@ -11,13 +11,13 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 
 import asyncpg
 import numpy as np
 import pandas as pd
-from rich.progress import track
 
 from services.common import features as F
 from services.common.feast_config import (
@@ -30,6 +30,7 @@ from services.common.feast_config import (
 from services.common.settings import InfraSettings
 from training.contract import LoanBook
 from training.library_output import into_log
+from training.partitions import member_chunks
 
 SNAPSHOT_OFFSETS = (timedelta(days=-30), timedelta(0), timedelta(days=14))
 ENTITY_COLUMNS = ("application_id", "member_id", "amount_kes", "term_months", "product")
@@ -57,7 +58,7 @@ def application_times(book: LoanBook) -> list[pd.Series]:
     """Snapshot instants around every application, one member per series (the feature functions
     take one as-of per member), so members who applied several times get each application's."""
     apps = book.applications
-    rank = apps.groupby("member_id", sort=False).cumcount().to_numpy()
+    rank = apps.groupby("member_id", sort=False, observed=True).cumcount().to_numpy()
     times: list[pd.Series] = []
     for r in range(int(rank.max()) + 1 if len(apps) else 0):
         sub = apps[rank == r]
@@ -99,14 +100,49 @@ def profile_snapshots(book: LoanBook) -> pd.DataFrame:
     ).astype({"snapshot_at": "datetime64[ns, UTC]"})
 
 
-def build_tables(book: LoanBook) -> dict[str, pd.DataFrame]:
-    """The offline tables, each with member_id and event_timestamp; a table the source lacks
-    gives its features' empty value (zeros, NaN) so every feature view has its table."""
+#: Members whose feature snapshots are computed and written at once: bounds the memory of a
+#: load whatever the book's size (a chunk's snapshots are written before the next is computed).
+MEMBERS_PER_CHUNK = 50_000
+#: Applications per point-in-time query to Feast: bounds the memory of a training set.
+APPLICATIONS_PER_QUERY = 100_000
+OFFLINE_TABLES = (
+    "member_profile",
+    "mobile_money_features",
+    "repayment_features",
+    "bureau_features",
+)
+
+
+def build_tables(
+    book: LoanBook, members_per_chunk: int = MEMBERS_PER_CHUNK
+) -> dict[str, pd.DataFrame]:
+    """The offline tables, each with member_id and event_timestamp, whole (for a book that fits
+    in memory; loading streams `snapshot_chunks` instead)."""
+    chunks = list(snapshot_chunks(book, members_per_chunk))
+    return {
+        name: pd.concat([chunk[name] for chunk in chunks], ignore_index=True)
+        for name in OFFLINE_TABLES
+    }
+
+
+def snapshot_chunks(
+    book: LoanBook, members_per_chunk: int = MEMBERS_PER_CHUNK
+) -> Iterator[dict[str, pd.DataFrame]]:
+    """The offline tables of each member chunk of the book, in turn; every feature is a function
+    of one member's own rows, so the chunks together are exactly the whole book's tables."""
+    for chunk in member_chunks(book, members_per_chunk):
+        yield chunk_tables(chunk)
+
+
+def chunk_tables(book: LoanBook) -> dict[str, pd.DataFrame]:
+    """The offline tables of a book (or of a member chunk of one), each with member_id and
+    event_timestamp; a table the source lacks gives its features' empty value (zeros, NaN) so
+    every feature view has its table."""
     # one profile row per snapshot, as it was known at that snapshot's time
     snaps = feature_input(profile_snapshots(book))
     rank = snaps.groupby("member_id", observed=True).cumcount().to_numpy()
     profile_rows = []
-    for r in track(range(int(rank.max()) + 1), description="profile snapshots"):
+    for r in range(int(rank.max()) + 1 if len(rank) else 0):
         sub = snaps[rank == r]
         as_of = pd.Series(
             pd.to_datetime(sub["snapshot_at"], utc=True).to_numpy(),
@@ -121,7 +157,7 @@ def build_tables(book: LoanBook) -> dict[str, pd.DataFrame]:
     mobile_money = feature_input(book.mobile_money)
     repayments = feature_input(book.repayments)
     bureau = feature_input(book.table("bureau"))
-    for as_of in track(application_times(book), description="activity snapshots"):
+    for as_of in application_times(book):
         bu = F.bureau_features(bureau, as_of)
         bu.insert(0, "event_timestamp", as_of.to_numpy())
         bureau_rows.append(bu.reset_index(names="member_id"))
@@ -153,20 +189,55 @@ def offline_schema(infra: InfraSettings) -> str:
     return feast_environment(infra)["ALAMA_FEAST_OFFLINE_SCHEMA"]
 
 
-async def _write(dsn: str, schema: str, tables: dict[str, pd.DataFrame]) -> None:
+@dataclass
+class OfflineLoad:
+    """What a load wrote: rows per table and the instants the snapshots span."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    first: pd.Timestamp | None = None
+    last: pd.Timestamp | None = None
+
+    def add(self, tables: dict[str, pd.DataFrame]) -> None:
+        for name, frame in tables.items():
+            self.rows[name] = self.rows.get(name, 0) + len(frame)
+            if len(frame) == 0:
+                continue
+            stamps = pd.to_datetime(frame["event_timestamp"], utc=True)
+            low, high = stamps.min(), stamps.max()
+            self.first = low if self.first is None else min(self.first, low)
+            self.last = high if self.last is None else max(self.last, high)
+
+
+async def _write(
+    dsn: str, schema: str, chunks: Iterable[dict[str, pd.DataFrame]], load: OfflineLoad
+) -> None:
+    """COPY each chunk's tables into `<table>_loading`, then swap them in at once: a reader
+    never sees half a load, and the memory held is one chunk's."""
     conn = await asyncpg.connect(dsn)
+    created: list[str] = []
     try:
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-        for name, frame in tables.items():
-            columns = ", ".join(f'"{c}" {_pg_type(frame[c])}' for c in frame.columns)
-            async with conn.transaction():
-                await conn.execute(f"DROP TABLE IF EXISTS {schema}.{name}")
-                await conn.execute(f"CREATE TABLE {schema}.{name} ({columns})")
-                records = _records(frame)
+        for tables in chunks:
+            for name, frame in tables.items():
+                loading = f"{name}_loading"
+                if name not in created:
+                    columns = ", ".join(f'"{c}" {_pg_type(frame[c])}' for c in frame.columns)
+                    await conn.execute(f"DROP TABLE IF EXISTS {schema}.{loading}")
+                    await conn.execute(f"CREATE TABLE {schema}.{loading} ({columns})")
+                    created.append(name)
                 await conn.copy_records_to_table(
-                    name, schema_name=schema, records=records, columns=list(frame.columns)
+                    loading,
+                    schema_name=schema,
+                    records=_records(frame),
+                    columns=list(frame.columns),
                 )
+            load.add(tables)
+        async with conn.transaction():
+            for name in created:
+                await conn.execute(f"DROP TABLE IF EXISTS {schema}.{name}")
+                await conn.execute(f"ALTER TABLE {schema}.{name}_loading RENAME TO {name}")
                 await conn.execute(f"CREATE INDEX ON {schema}.{name} (member_id, event_timestamp)")
+        for name in created:
             await conn.execute(f"ANALYZE {schema}.{name}")
     finally:
         await conn.close()
@@ -187,8 +258,14 @@ def _records(frame: pd.DataFrame) -> list[tuple[object, ...]]:
     return list(zip(*cols, strict=True))
 
 
-def write_offline_tables(infra: InfraSettings, tables: dict[str, pd.DataFrame]) -> None:
-    asyncio.run(_write(infra.postgres_dsn, offline_schema(infra), tables))
+def write_offline_tables(
+    infra: InfraSettings, tables: Iterable[dict[str, pd.DataFrame]] | dict[str, pd.DataFrame]
+) -> OfflineLoad:
+    """Write the offline tables, whole or as a stream of member chunks (`snapshot_chunks`)."""
+    chunks = [tables] if isinstance(tables, dict) else tables
+    load = OfflineLoad()
+    asyncio.run(_write(infra.postgres_dsn, offline_schema(infra), chunks, load))
+    return load
 
 
 def apply_repo(infra: InfraSettings) -> None:
@@ -213,22 +290,60 @@ def entity_frame(book: LoanBook) -> pd.DataFrame:
     return frame
 
 
-def training_set(infra: InfraSettings, book: LoanBook) -> pd.DataFrame:
-    """Point-in-time training set for every labelled application, from Feast's offline store."""
+def training_set(
+    infra: InfraSettings, book: LoanBook, applications_per_query: int = APPLICATIONS_PER_QUERY
+) -> pd.DataFrame:
+    """Point-in-time training set for every labelled application, from Feast's offline store,
+    whole (the sequences as lists; training takes `training_inputs` instead)."""
+    return pd.concat(
+        list(training_set_chunks(infra, book, applications_per_query)), ignore_index=True
+    )
+
+
+def training_set_chunks(
+    infra: InfraSettings, book: LoanBook, applications_per_query: int = APPLICATIONS_PER_QUERY
+) -> Iterator[pd.DataFrame]:
+    """The training set as point-in-time queries of at most so many applications each, in the
+    book's order of labelled applications."""
     store = open_feature_store(infra)
     service = store.get_feature_service(FEATURE_SERVICE)
-    frame = store.get_historical_features(entity_df=entity_frame(book), features=service).to_df()
-    order = pd.Index(book.labelled["application_id"].astype(str))
-    frame = frame.set_index("application_id").loc[order].reset_index()
-    return frame
+    entities = entity_frame(book)
+    for start in range(0, len(entities), applications_per_query):
+        part = entities.iloc[start : start + applications_per_query]
+        frame = store.get_historical_features(entity_df=part, features=service).to_df()
+        order = pd.Index(part["application_id"])
+        yield frame.set_index("application_id").loc[order].reset_index()
 
 
-def materialize_online(infra: InfraSettings, tables: dict[str, pd.DataFrame]) -> None:
+def training_inputs(
+    infra: InfraSettings, book: LoanBook, applications_per_query: int = APPLICATIONS_PER_QUERY
+) -> tuple[pd.DataFrame, F.ModelInputs]:
+    """The training set as the models take it: one row per labelled application of the scalar
+    columns, and the models' arrays (float32, sequences stacked), built query by query so the
+    sequences never sit in memory as Python lists of the whole book."""
+    scalars: list[pd.DataFrame] = []
+    arrays: list[F.ModelInputs] = []
+    sequences = {*F.REPAYMENT_SEQUENCES, *F.MOBILE_MONEY_SEQUENCES}
+    for frame in training_set_chunks(infra, book, applications_per_query):
+        arrays.append(F.model_inputs(frame))
+        scalars.append(frame[[c for c in frame.columns if c not in sequences]])
+        del frame
+    inputs = F.ModelInputs(
+        **{
+            name: np.concatenate([getattr(a, name) for a in arrays])
+            for name in (f.name for f in fields(F.ModelInputs))
+        }
+    )
+    return pd.concat(scalars, ignore_index=True), inputs
+
+
+def materialize_online(infra: InfraSettings, load: OfflineLoad) -> None:
     """Copy each member's latest offline values into the Redis online store (materialize)."""
-    stamps = pd.concat([pd.to_datetime(t["event_timestamp"], utc=True) for t in tables.values()])
+    if load.first is None or load.last is None:
+        return
     store = open_feature_store(infra)
     with into_log():  # Feast lists every view it materializes, in colour
         store.materialize(
-            start_date=(stamps.min() - pd.Timedelta(seconds=1)).to_pydatetime(),
-            end_date=(stamps.max() + pd.Timedelta(seconds=1)).to_pydatetime(),
+            start_date=(load.first - pd.Timedelta(seconds=1)).to_pydatetime(),
+            end_date=(load.last + pd.Timedelta(seconds=1)).to_pydatetime(),
         )

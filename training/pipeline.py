@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from services.common import features as F
@@ -37,12 +38,13 @@ from training.ensemble import fit_ensemble
 from training.evaluate import classification_metrics, fairness_report
 from training.gbm import FittedGBM, FoldGBMParams, GBMParams, fit_gbm, fit_gbm_cv, predict_gbm
 from training.lstm import FittedLSTM, LSTMParams, SequenceInputs, fit_lstm, predict_lstm
+from training.partitions import load_partitioned, member_chunks, part_name, write_parts
 from training.paths import synthetic_book_dir, world_dir
 from training.profiles import Profile
 from training.scorecard import BusinessCost, choose_bands
 from training.selection import Selection, select_model
-from training.sources.synthetic import loan_book_from_world
-from training.world import World, generate_world
+from training.sources.synthetic import loan_book_from_world, world_cutoff
+from training.world import World, generate_world, generate_world_parts, part_sizes
 
 Echo = Callable[[str], None]
 #: The figures the decision bands are priced with: a SACCO edits this file, not the code.
@@ -67,22 +69,125 @@ def generate(profile: Profile, *, force: bool = False, echo: Echo = print) -> Wo
 
 
 def synthetic_book(profile: Profile, *, force: bool = False, echo: Echo = print) -> LoanBook:
-    """The profile's world as a loan book (the contract's tables), saved beside imported ones."""
+    """The profile's world as a loan book (the contract's tables), saved beside imported ones;
+    a world of more than one part becomes a book in parts, never whole in memory."""
+    if len(part_sizes(profile.n_members)) > 1:
+        return _synthetic_book_in_parts(profile, force=force, echo=echo)
     world = generate(profile, force=force, echo=echo)
     book = loan_book_from_world(world, name=f"synthetic-{profile.name}")
     book.save(synthetic_book_dir(profile))
     return book
 
 
-def load_into_feast(infra: InfraSettings, book: LoanBook, *, echo: Echo = print) -> None:
+def _world_in_parts(profile: Profile, *, force: bool, echo: Echo) -> dict[str, Any]:
+    """Generate (or reuse) a world part by part under artifacts/world/<profile>/part-NNNNN/;
+    returns its world.json (seed, size, parts, rows, fingerprint over the parts', cut-off)."""
+    folder = world_dir(profile)
+    meta = folder / "world.json"
+    count = len(part_sizes(profile.n_members))
+    if meta.exists() and not force:
+        info: dict[str, Any] = json.loads(meta.read_text())
+        if (info.get("seed"), info.get("n_members"), len(info.get("parts", []))) == (
+            profile.seed,
+            profile.n_members,
+            count,
+        ):
+            echo(f"reusing the {profile.name} world in {folder} ({count} parts)")
+            return info
     started = time.perf_counter()
-    tables = feature_tables.build_tables(book)
-    echo("computed feature snapshots: " + ", ".join(f"{k} {len(v):,}" for k, v in tables.items()))
-    feature_tables.write_offline_tables(infra, tables)
+    digest = hashlib.sha256()
+    rows: dict[str, int] = {}
+    cutoff: pd.Timestamp | None = None
+    names = []
+    for index, world in enumerate(generate_world_parts(profile.n_members, profile.seed)):
+        name = part_name(index)
+        world.save(folder / name)
+        digest.update(world.fingerprint().encode())
+        for table, frame in world.tables().items():
+            rows[table] = rows.get(table, 0) + len(frame)
+        part_cutoff = world_cutoff(world)
+        cutoff = part_cutoff if cutoff is None else max(cutoff, part_cutoff)
+        names.append(name)
+        echo(
+            f"world part {index + 1}/{count}: {len(world.members):,} members, "
+            f"{len(world.mobile_money):,} mobile-money rows "
+            f"({time.perf_counter() - started:.0f}s so far)"
+        )
+        del world
+    assert cutoff is not None
+    info = {
+        "seed": profile.seed,
+        "n_members": profile.n_members,
+        "parts": names,
+        "rows": rows,
+        "fingerprint": digest.hexdigest(),
+        "cutoff": cutoff.isoformat(),
+    }
+    meta.write_text(json.dumps(info, indent=2) + "\n")
+    echo(f"generated {profile.n_members:,} members in {time.perf_counter() - started:.1f}s")
+    return info
+
+
+def _synthetic_book_in_parts(profile: Profile, *, force: bool, echo: Echo) -> LoanBook:
+    info = _world_in_parts(profile, force=force, echo=echo)
+    folder = synthetic_book_dir(profile)
+    described = folder / "loanbook.json"
+    if described.exists() and not force:
+        saved = json.loads(described.read_text())
+        if saved.get("world_fingerprint") == info["fingerprint"] and "parts" in saved:
+            echo(f"reusing the loan book in {folder}")
+            return load_partitioned(folder)
+    started = time.perf_counter()
+    name, cutoff = f"synthetic-{profile.name}", pd.Timestamp(info["cutoff"])
+    world_folder = world_dir(profile)
+    books = (
+        loan_book_from_world(World.load(world_folder / part), name=name, cutoff=cutoff)
+        for part in info["parts"]
+    )
+    book = write_parts(
+        books,
+        folder,
+        source=name,
+        cutoff=cutoff,
+        meta={"world_seed": profile.seed, "world_fingerprint": info["fingerprint"]},
+    )
+    echo(f"wrote the loan book in {len(book.parts)} parts in {time.perf_counter() - started:.1f}s")
+    return book
+
+
+def load_into_feast(
+    infra: InfraSettings,
+    book: LoanBook,
+    *,
+    echo: Echo = print,
+    members_per_chunk: int = feature_tables.MEMBERS_PER_CHUNK,
+) -> None:
+    """Feature snapshots, member chunk by member chunk, into the offline store; `feast apply`;
+    the latest values into the online store."""
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("feature snapshots"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f} members"),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("snapshots", total=len(book.members))
+
+        def chunks() -> Iterator[dict[str, pd.DataFrame]]:
+            for chunk in member_chunks(book, members_per_chunk):
+                yield feature_tables.chunk_tables(chunk)
+                bar.advance(task, len(chunk.members))
+
+        load = feature_tables.write_offline_tables(infra, chunks())
+    echo(
+        "computed and wrote feature snapshots in chunks of "
+        f"{members_per_chunk:,} members: " + ", ".join(f"{k} {v:,}" for k, v in load.rows.items())
+    )
     feature_tables.apply_repo(infra)
     echo(f"offline store loaded and `feast apply` done in {time.perf_counter() - started:.1f}s")
     started = time.perf_counter()
-    feature_tables.materialize_online(infra, tables)
+    feature_tables.materialize_online(infra, load)
     echo(
         f"latest features materialized to the Redis online store in "
         f"{time.perf_counter() - started:.1f}s"
@@ -271,15 +376,22 @@ def oracle_pd(book: LoanBook) -> np.ndarray | None:
 
 
 def train(
-    infra: InfraSettings, profile: Profile, book: LoanBook, *, echo: Echo = print
+    infra: InfraSettings,
+    profile: Profile,
+    book: LoanBook,
+    *,
+    echo: Echo = print,
+    applications_per_query: int = feature_tables.APPLICATIONS_PER_QUERY,
 ) -> TrainedModels:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    frame = feature_tables.training_set(infra, book)
+    frame, inputs = feature_tables.training_inputs(infra, book, applications_per_query)
     timings["feast_training_set"] = time.perf_counter() - clock
     took = timings["feast_training_set"]
-    echo(f"training set from Feast (point-in-time): {len(frame):,} rows in {took:.1f}s")
-    inputs = F.model_inputs(frame)
+    echo(
+        f"training set from Feast (point-in-time, {applications_per_query:,} applications per "
+        f"query): {len(frame):,} rows in {took:.1f}s"
+    )
     apps = book.labelled
     y = outcomes(book)
     splits = split(apps, profile)

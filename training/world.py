@@ -193,6 +193,7 @@ class _Population:
     """Per-member arrays shared by the generation steps (index = member number - 1)."""
 
     n: int
+    first: int  # global number of this part's first member, minus one (0 for a whole world)
     male: npt.NDArray[np.bool_]
     age: IntArray
     county: IntArray
@@ -239,17 +240,101 @@ class _Steps:
             self._progress.stop()
 
 
-def generate_world(n_members: int, seed: int, *, progress: bool = False) -> World:
-    """Generate a world; the same (n_members, seed) always gives the same tables."""
+#: A world larger than this is generated in parts of this many members, each part from its own
+#: random stream (so memory stays bounded whatever the size); a smaller world is one part, drawn
+#: exactly as before parts existed (the tiny and quick worlds are unchanged).
+WORLD_PART_MEMBERS = 50_000
+
+
+@dataclass(frozen=True)
+class _Part:
+    """Where a part sits in its world: its number, how many there are, its first member and
+    first transaction (both as global numbers minus one)."""
+
+    index: int = 0
+    count: int = 1
+    first_member: int = 0
+    first_transaction: int = 0
+
+
+def part_sizes(n_members: int, part_members: int = WORLD_PART_MEMBERS) -> list[int]:
+    """Members per part: as even as possible, none above `part_members`."""
     if n_members < 1:
         raise ValueError("n_members must be positive")
-    rng = np.random.default_rng(seed)
+    count = -(-n_members // part_members)
+    base, extra = divmod(n_members, count)
+    return [base + (i < extra) for i in range(count)]
+
+
+def generate_world_parts(
+    n_members: int,
+    seed: int,
+    *,
+    part_members: int = WORLD_PART_MEMBERS,
+    progress: bool = False,
+) -> Iterator[World]:
+    """The world part by part (members 1.., then the next ones), for sizes that do not fit in
+    memory at once. Parts share the counties' droughts and never share an id; one part is the
+    whole world, exactly as `generate_world` draws it."""
+    sizes = part_sizes(n_members, part_members)
+    if len(sizes) == 1:
+        yield _generate_part(np.random.default_rng(seed), n_members, seed, _Part(), None, progress)
+        return
+    climate = _draw_droughts(np.random.default_rng([seed, 0]), *_MONTH_RANGE)
+    first_member, first_transaction = 0, 0
+    for index, size in enumerate(sizes):
+        part = _Part(index, len(sizes), first_member, first_transaction)
+        world = _generate_part(
+            np.random.default_rng([seed, index + 1]), size, seed, part, climate, progress
+        )
+        first_member += size
+        first_transaction += len(world.mobile_money)
+        yield world
+
+
+def generate_world(
+    n_members: int,
+    seed: int,
+    *,
+    progress: bool = False,
+    part_members: int = WORLD_PART_MEMBERS,
+) -> World:
+    """Generate a world; the same (n_members, seed) always gives the same tables."""
+    parts = list(
+        generate_world_parts(n_members, seed, part_members=part_members, progress=progress)
+    )
+    return parts[0] if len(parts) == 1 else concat_worlds(parts)
+
+
+def concat_worlds(parts: list[World]) -> World:
+    """One world from its parts, member ids as one category set again."""
+    tables = {
+        name: pd.concat([getattr(p, name) for p in parts], ignore_index=True)
+        for name in World.TABLES
+    }
+    ids = tables["members"]["member_id"].to_numpy()
+    for name in ("profile_snapshots", "repayments", "mobile_money"):
+        table = tables[name]
+        table["member_id"] = pd.Categorical(table["member_id"].astype(object), categories=ids)
+    loans = tables["repayments"]["loan_id"].astype(object)
+    tables["repayments"]["loan_id"] = pd.Categorical(loans, categories=pd.unique(loans))
+    return World(seed=parts[0].seed, **tables)
+
+
+def _generate_part(
+    rng: np.random.Generator,
+    n_members: int,
+    seed: int,
+    part: _Part,
+    climate: tuple[int, FloatArray] | None,
+    progress: bool,
+) -> World:
     with _Steps(progress, total=5) as steps:
         with steps.step("members"):
-            pop = _draw_population(rng, n_members)
-            members = _members_table(rng, pop)
+            pop = _draw_population(rng, n_members, part.first_member)
+            members = _members_table(rng, pop, part)
         with steps.step("stress"):
-            _simulate_stress(rng, pop)
+            _simulate_stress(rng, pop, climate)
         with steps.step("repayments"):
             repayments, loans = _simulate_repayments(rng, pop, members)
         with steps.step("profiles and applications"):
@@ -258,7 +343,7 @@ def generate_world(n_members: int, seed: int, *, progress: bool = False) -> Worl
             )
         with steps.step("mobile money"):
             mobile_money = _simulate_mobile_money(
-                rng, pop, members, applications["default_12m"].to_numpy()
+                rng, pop, members, applications["default_12m"].to_numpy(), part.first_transaction
             )
     return World(
         members=members,
@@ -302,7 +387,7 @@ def _gumbel_choice(rng: np.random.Generator, logits: FloatArray) -> IntArray:
     return np.argmax(logits + rng.gumbel(size=logits.shape), axis=1)
 
 
-def _draw_population(rng: np.random.Generator, n: int) -> _Population:
+def _draw_population(rng: np.random.Generator, n: int, first: int) -> _Population:
     weights = np.array([c[0] for c in COUNTIES.values()])
     urban = np.array([c[1] for c in COUNTIES.values()])
     county = rng.choice(len(COUNTIES), size=n, p=weights / weights.sum())
@@ -339,6 +424,7 @@ def _draw_population(rng: np.random.Generator, n: int) -> _Population:
     log_income_z = (np.log(income) - np.log(27_000.0)) / 0.6
     return _Population(
         n=n,
+        first=first,
         male=male,
         age=age,
         county=county,
@@ -357,11 +443,16 @@ def _draw_population(rng: np.random.Generator, n: int) -> _Population:
     )
 
 
-def _members_table(rng: np.random.Generator, pop: _Population) -> pd.DataFrame:
+def _members_table(rng: np.random.Generator, pop: _Population, part: _Part) -> pd.DataFrame:
     n = pop.n
-    member_id = _ids("M", np.arange(1, n + 1), 7)
-    national = rng.choice(90_000_000, size=n, replace=False) + 10_000_000
-    phone = rng.choice(100_000_000, size=n, replace=False)
+    member_id = _ids("M", np.arange(pop.first + 1, pop.first + n + 1), 7)
+    # part p of P draws from the numbers congruent to p modulo P: unique across parts
+    national = (
+        rng.choice(90_000_000 // part.count, size=n, replace=False) * part.count
+        + part.index
+        + 10_000_000
+    )
+    phone = rng.choice(100_000_000 // part.count, size=n, replace=False) * part.count + part.index
     joined_ns = _month_start_ns(pop.app_month - pop.tenure) + (
         rng.integers(0, 28, n) * _SECONDS_PER_DAY * _NS
     )
@@ -383,11 +474,10 @@ def _members_table(rng: np.random.Generator, pop: _Population) -> pd.DataFrame:
     )
 
 
-def _simulate_stress(rng: np.random.Generator, pop: _Population) -> None:
-    """Monthly stress s = AR(1) + school fees + farm season + county drought + unemployment."""
-    n, months = pop.n, _K_MAX - _K_MIN + 1
-    first_abs = int(pop.app_month.min()) + _K_MIN
-    last_abs = int(pop.app_month.max()) + _K_MAX
+def _draw_droughts(
+    rng: np.random.Generator, first_abs: int, last_abs: int
+) -> tuple[int, FloatArray]:
+    """Drought months per county (1.0 in a drought) from month `first_abs` to `last_abs`."""
     proneness = np.array([c[2] for c in COUNTIES.values()])
     drought = np.zeros((len(COUNTIES), last_abs - first_abs + 1))
     for year_start in range(first_abs - 6, last_abs + 1, 12):
@@ -397,6 +487,26 @@ def _simulate_stress(rng: np.random.Generator, pop: _Population) -> None:
         for c in np.flatnonzero(hit):
             lo, hi = max(begin[c] - first_abs, 0), max(begin[c] + length[c] - first_abs, 0)
             drought[c, lo:hi] = 1.0
+    return first_abs, drought
+
+
+#: Every month a world's stress can reach (months since 1970-01), for droughts shared by parts.
+_MONTH_RANGE = (
+    (APPLICATION_YEAR - 1970) * 12 + _K_MIN,
+    (APPLICATION_YEAR - 1970) * 12 + 11 + _K_MAX,
+)
+
+
+def _simulate_stress(
+    rng: np.random.Generator, pop: _Population, climate: tuple[int, FloatArray] | None
+) -> None:
+    """Monthly stress s = AR(1) + school fees + farm season + county drought + unemployment."""
+    n, months = pop.n, _K_MAX - _K_MIN + 1
+    if climate is None:  # a world in one part draws its droughts here, as it always has
+        climate = _draw_droughts(
+            rng, int(pop.app_month.min()) + _K_MIN, int(pop.app_month.max()) + _K_MAX
+        )
+    first_abs, drought = climate
     farmer = pop.employment == 2
     drought_weight = np.where(farmer, _DROUGHT_STRESS[1], _DROUGHT_STRESS[0])
     hazard = _JOB_LOSS_HAZARD[pop.employment]
@@ -488,7 +598,7 @@ def _simulate_repayments(
     )
     loan_codes = member_idx * slots + loan_slot
     used, loan_code = np.unique(loan_codes, return_inverse=True)
-    loan_names = _ids("L", used // slots + 1, 7)
+    loan_names = _ids("L", used // slots + 1 + pop.first, 7)
     loan_names = np.char.add(loan_names, _ids("", used % slots + 1, 2))
     repayments = pd.DataFrame(
         {
@@ -618,7 +728,9 @@ def _simulate_profiles_and_applications(
 
     applications = pd.DataFrame(
         {
-            "application_id": _ids("A", np.arange(1, n + 1), 7).astype(object),
+            "application_id": _ids("A", np.arange(pop.first + 1, pop.first + n + 1), 7).astype(
+                object
+            ),
             "member_id": members["member_id"].to_numpy(),
             "sacco_id": members["sacco_id"].array,
             "applied_at": _utc(pop.applied_ns),
@@ -692,7 +804,11 @@ def _draw_application(
 
 
 def _simulate_mobile_money(
-    rng: np.random.Generator, pop: _Population, members: pd.DataFrame, default_12m: IntArray
+    rng: np.random.Generator,
+    pop: _Population,
+    members: pd.DataFrame,
+    default_12m: IntArray,
+    first_transaction: int = 0,
 ) -> pd.DataFrame:
     """Daily wallet flows from 91 days before to 30 days after the application.
 
@@ -808,7 +924,7 @@ def _simulate_mobile_money(
         columns.append(column[by_member])
     del parts, by_member
     who, offset, kind, amount = columns
-    return _mobile_money_table(pop, members, wallet0, who, offset, kind, amount)
+    return _mobile_money_table(pop, members, wallet0, who, offset, kind, amount, first_transaction)
 
 
 def _mobile_money_table(
@@ -819,6 +935,7 @@ def _mobile_money_table(
     offset: npt.NDArray[np.int32],
     kind: npt.NDArray[np.int8],
     amount: FloatArray,
+    first_transaction: int,
 ) -> pd.DataFrame:
     """Insert overdraft draws/repays where the wallet position crosses zero; balances never < 0.
 
@@ -862,7 +979,9 @@ def _mobile_money_table(
     del out_offset
     return pd.DataFrame(
         {
-            "transaction_id": np.arange(1, total + 1, dtype=np.int64),
+            "transaction_id": np.arange(
+                first_transaction + 1, first_transaction + total + 1, dtype=np.int64
+            ),
             "member_id": pd.Categorical.from_codes(
                 out_who, categories=members["member_id"].to_numpy()
             ),

@@ -56,21 +56,28 @@ def loans_table(repayments: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
     ).astype({"disbursed_at": "datetime64[ns, UTC]", "status": object})
 
 
-def loan_book_from_world(world: World, *, name: str = "synthetic") -> LoanBook:
+def world_cutoff(world: World) -> pd.Timestamp:
+    """The end of the last outcome window: after every record of the world (or of a part)."""
+    stamps = [
+        world.applications["applied_at"].max() + OUTCOME_WINDOW,
+        world.mobile_money["occurred_at"].max(),
+        world.profile_snapshots["snapshot_at"].max(),
+        world.repayments["recorded_at"].max(),
+    ]
+    return max(pd.Timestamp(s) for s in stamps if pd.notna(s)).ceil("D")
+
+
+def loan_book_from_world(
+    world: World, *, name: str = "synthetic", cutoff: pd.Timestamp | None = None
+) -> LoanBook:
     """The world's contract tables, its oracle PD per application, and a cut-off after every
-    record (the end of the last outcome window)."""
+    record (the end of the last outcome window; a part of a world takes the whole world's)."""
     world_apps = world.applications
     applications = contract_table(
         "applications", world_apps.assign(outcome_at=world_apps["applied_at"] + OUTCOME_WINDOW)
     )
     repayments = contract_table("repayments", world.repayments)
-    stamps = [
-        applications["outcome_at"].max(),
-        world.mobile_money["occurred_at"].max(),
-        world.profile_snapshots["snapshot_at"].max(),
-        repayments["recorded_at"].max(),
-    ]
-    cutoff = max(pd.Timestamp(s) for s in stamps if pd.notna(s)).ceil("D")
+    cutoff = world_cutoff(world) if cutoff is None else cutoff
     tables = {
         "members": contract_table("members", world.members),
         "applications": applications,
