@@ -33,6 +33,12 @@ from aiokafka import AIOKafkaClient
 from rich.console import Console
 from rich.table import Table
 
+from services.audit.settings import (
+    AUDIT_OWNER_ROLE,
+    AUDIT_WRITER_ROLE,
+    DEV_OWNER_PASSWORD,
+    DEV_WRITER_PASSWORD,
+)
 from services.common.settings import (
     KAFKA_CONTROLLER_PORT,
     KAFKA_PORT,
@@ -46,6 +52,10 @@ KAFKA_HOME = REPO / "infra" / "kafka"
 PG_BIN = Path(os.environ.get("ALAMA_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_USER, PG_PASSWORD, PG_DATABASE = "alama", "alama", "alama"
 FEAST_USER = "alama_feast"  # the role Feast's offline store queries as
+# The audit chain's owner (schema changes) and writer (INSERT and SELECT only): neither is the
+# shared login, nor a member of it, so the shared login cannot rewrite the chain.
+AUDIT_ROLES = ((AUDIT_OWNER_ROLE, DEV_OWNER_PASSWORD), (AUDIT_WRITER_ROLE, DEV_WRITER_PASSWORD))
+AUDIT_SCHEMA = "audit"
 
 console = Console(stderr=False, highlight=False)
 
@@ -528,14 +538,55 @@ class Postgres(Server):
                         f"CREATE ROLE {FEAST_USER} LOGIN PASSWORD '{PG_PASSWORD}' IN ROLE {PG_USER}"
                     )
                     await conn.execute(f"ALTER ROLE {FEAST_USER} SET enable_nestloop = off")
+                for role, password in AUDIT_ROLES:
+                    if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname=$1", role):
+                        await conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
                 if not await conn.fetchval(
                     "SELECT 1 FROM pg_database WHERE datname=$1", PG_DATABASE
                 ):
                     await conn.execute(f"CREATE DATABASE {PG_DATABASE} OWNER {PG_USER}")
+                await conn.execute(
+                    f"GRANT CONNECT, CREATE ON DATABASE {PG_DATABASE} TO {AUDIT_OWNER_ROLE};"
+                    f" GRANT CONNECT ON DATABASE {PG_DATABASE} TO {AUDIT_WRITER_ROLE}"
+                )
             finally:
                 await conn.close()
+            await _hand_audit_schema_to_owner(self.port)
 
         asyncio.run(create())
+
+
+async def _hand_audit_schema_to_owner(port: int) -> None:
+    """An audit schema the shared login created (before the audit roles) goes to the owner role,
+    so the shared login can no longer change it; only a superuser can move ownership."""
+    conn = await asyncpg.connect(
+        host="127.0.0.1", port=port, user="postgres", database=PG_DATABASE, timeout=5
+    )
+    try:
+        owner = await conn.fetchval(
+            "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname=$1", AUDIT_SCHEMA
+        )
+        if owner != PG_USER:
+            return
+        async with conn.transaction():
+            await conn.execute(f"ALTER SCHEMA {AUDIT_SCHEMA} OWNER TO {AUDIT_OWNER_ROLE}")
+            tables = await conn.fetch(
+                "SELECT c.oid::regclass::text AS name FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'S', 'v', 'm')",
+                AUDIT_SCHEMA,
+            )
+            for table in tables:
+                await conn.execute(f"ALTER TABLE {table['name']} OWNER TO {AUDIT_OWNER_ROLE}")
+            functions = await conn.fetch(
+                "SELECT p.oid::regprocedure::text AS name FROM pg_proc p"
+                " JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1",
+                AUDIT_SCHEMA,
+            )
+            for function in functions:
+                await conn.execute(f"ALTER FUNCTION {function['name']} OWNER TO {AUDIT_OWNER_ROLE}")
+    finally:
+        await conn.close()
 
 
 def _postgres_user_reaches(folder: Path) -> bool:

@@ -1,20 +1,27 @@
-"""Audit service CLI: `run` consumes; `verify`, `lookup`, `erase`, `retention` maintain."""
+"""Audit service CLI: `run` consumes; `migrate`, `verify`, `lookup`, `erase`, `retention` maintain.
+
+`run`, `verify` and `lookup` log in as the writer (INSERT and SELECT only); `migrate`, `erase` and
+`retention` as the schema's owner.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import getpass
 import signal
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.audit.anchors import AnchorReport, verify_with_anchors
 from services.audit.consumer import run_consumer
 from services.audit.settings import AuditSettings
-from services.audit.store import AuditStore
+from services.audit.store import AuditStore, RetentionRefused
 from services.common.logs import configure_logging
 from services.common.postgres import create_pool
 from services.common.telemetry import setup_tracing, start_metrics
@@ -24,14 +31,28 @@ console = Console()
 T = TypeVar("T")
 
 
-async def _with_store(settings: AuditSettings, work: Callable[[AuditStore], Awaitable[T]]) -> T:
-    pool = await create_pool(settings.infra, max_size=4)
+class Login(StrEnum):
+    WRITER = "writer"
+    OWNER = "owner"
+
+
+async def _with_store(
+    settings: AuditSettings, login: Login, work: Callable[[AuditStore], Awaitable[T]]
+) -> T:
+    dsn = settings.owner_dsn if login is Login.OWNER else settings.writer_dsn
+    pool = await create_pool(settings.infra.model_copy(update={"postgres_dsn": dsn}), max_size=4)
     try:
-        store = AuditStore(pool, settings.db_schema)
-        await store.create_schema()
-        return await work(store)
+        return await work(AuditStore(pool, settings.db_schema, mac_key=settings.mac_key_bytes))
     finally:
         await pool.close()
+
+
+async def _migrate(settings: AuditSettings) -> int | None:
+    return await _with_store(
+        settings,
+        Login.OWNER,
+        lambda store: store.migrate(writer=settings.writer_user, readers=settings.readers),
+    )
 
 
 def _settings() -> AuditSettings:
@@ -41,11 +62,23 @@ def _settings() -> AuditSettings:
 
 
 @app.command()
+def migrate() -> None:
+    """Create or upgrade the audit schema as its owner; grant the writer INSERT and SELECT."""
+    settings = _settings()
+    adopted = asyncio.run(_migrate(settings))
+    console.print(f"schema {settings.db_schema} ready; the writer is {settings.writer_user}")
+    if adopted is not None:
+        console.print(f"rows written before sealing adopted by the sealed event at seq {adopted}")
+
+
+@app.command()
 def run() -> None:
     """Consume the pipeline topics and append every event to the chain until SIGTERM/SIGINT."""
     settings = _settings()
     setup_tracing(settings)
     start_metrics(settings)
+    if settings.migrate_on_start:
+        asyncio.run(_migrate(settings))
 
     async def main(store: AuditStore) -> None:
         stop = asyncio.Event()
@@ -54,27 +87,42 @@ def run() -> None:
             loop.add_signal_handler(sig, stop.set)
         await run_consumer(settings, store, stop)
 
-    asyncio.run(_with_store(settings, main))
+    asyncio.run(_with_store(settings, Login.WRITER, main))
 
 
 @app.command()
 def verify() -> None:
-    """Recompute the chain; exit 1 naming the first broken row."""
-    result = asyncio.run(_with_store(_settings(), lambda store: store.verify()))
-    if result.ok:
-        console.print(f"[green]chain ok[/green]: {result.rows_checked} rows checked")
-        return
-    console.print(
-        f"[red]chain broken[/red] at seq {result.first_broken_seq}: {result.reason}"
-        f" ({result.rows_checked} rows checked)"
+    """Recompute the chain and its seals, and check it against the anchors outside PostgreSQL
+    (the file and the topic); exit 1 naming what is broken."""
+    settings = _settings()
+    report: AnchorReport = asyncio.run(
+        _with_store(settings, Login.WRITER, lambda store: verify_with_anchors(settings, store))
     )
+    chain = report.chain
+    if chain.ok:
+        console.print(
+            f"[green]chain ok[/green]: {chain.rows_checked} rows checked"
+            f" (seq {chain.start.seq + 1}..{chain.head.seq})"
+        )
+    else:
+        console.print(
+            f"[red]chain broken[/red] at seq {chain.first_broken_seq}: {chain.reason}"
+            f" ({chain.rows_checked} rows checked)"
+        )
+    for problem in report.problems:
+        console.print(f"[red]anchor[/red]: {problem}")
+    if report.ok:
+        console.print(f"[green]anchors ok[/green]: {report.anchors} anchors match the chain")
+        return
     raise typer.Exit(1)
 
 
 @app.command()
 def lookup(application_id: Annotated[str, typer.Option("--application-id")]) -> None:
     """Every audit row of one application, in the order of its life."""
-    records = asyncio.run(_with_store(_settings(), lambda store: store.lookup(application_id)))
+    records = asyncio.run(
+        _with_store(_settings(), Login.WRITER, lambda store: store.lookup(application_id))
+    )
     table = Table("seq", "topic", "payload type", "occurred at", "event id", "personal data")
     for record in records:
         row = record.row
@@ -92,7 +140,9 @@ def lookup(application_id: Annotated[str, typer.Option("--application-id")]) -> 
 @app.command()
 def erase(member_id: Annotated[str, typer.Option("--member-id")]) -> None:
     """Erase a member's personal data (Kenya Data Protection Act 2019); the chain still verifies."""
-    result = asyncio.run(_with_store(_settings(), lambda store: store.erase_member(member_id)))
+    result = asyncio.run(
+        _with_store(_settings(), Login.OWNER, lambda store: store.erase_member(member_id))
+    )
     console.print(
         f"erased personal data of {result.events_erased} events;"
         f" erasure recorded at seq {result.erasure_seq}"
@@ -101,17 +151,45 @@ def erase(member_id: Annotated[str, typer.Option("--member-id")]) -> None:
 
 @app.command()
 def retention(
-    days: Annotated[int | None, typer.Option(help="override ALAMA_AUDIT_RETENTION_DAYS")] = None,
+    days: Annotated[
+        int | None,
+        typer.Option(help="keep this many days (never fewer than ALAMA_AUDIT_RETENTION_MIN_DAYS)"),
+    ] = None,
+    requested_by: Annotated[
+        str | None, typer.Option(help="who asks; recorded in the chain (default: the OS user)")
+    ] = None,
 ) -> None:
-    """Prune rows older than the retention period from the start of the chain, keeping an anchor."""
+    """Prune rows older than the retention period from the start of the chain, recording the
+    request (who, when, cut-off) as a sealed event in the chain."""
     settings = _settings()
-    cutoff = datetime.now(UTC) - timedelta(
-        days=days if days is not None else settings.retention_days
-    )
-    result = asyncio.run(_with_store(settings, lambda store: store.prune(cutoff)))
+    keep = settings.retention_days if days is None else days
+    if keep < settings.retention_min_days:
+        console.print(
+            f"[red]refused[/red]: --days {keep} is below the minimum age of"
+            f" {settings.retention_min_days} days (ALAMA_AUDIT_RETENTION_MIN_DAYS)"
+        )
+        raise typer.Exit(2)
+    cutoff = datetime.now(UTC) - timedelta(days=keep)
+    who = requested_by or getpass.getuser()
+    try:
+        result = asyncio.run(
+            _with_store(
+                settings,
+                Login.OWNER,
+                lambda store: store.apply_retention(
+                    cutoff, min_age=settings.retention_min_age, requested_by=who
+                ),
+            )
+        )
+    except RetentionRefused as exc:
+        console.print(f"[red]refused[/red]: {exc}")
+        raise typer.Exit(2) from exc
+    if result.event_seq is None:
+        console.print(f"nothing recorded before {cutoff.isoformat()}; nothing pruned")
+        return
     console.print(
-        f"pruned {result.rows_pruned} rows; anchor at seq {result.anchor.seq}"
-        f" ({result.anchor.row_hash[:16]}…)"
+        f"pruned {result.rows_pruned} rows through seq {result.through.seq};"
+        f" retention recorded at seq {result.event_seq} (requested by {who})"
     )
 
 

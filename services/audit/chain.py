@@ -1,19 +1,26 @@
-"""What an audit row holds, how it is serialised and hashed, and how a chain is verified.
+"""What an audit row holds, how it is serialised, hashed and sealed, and how a chain is verified.
 
 Everything here is pure (no I/O) so the hashing rules can be tested without a database. Personal
 identifiers never enter the hashed content: they are replaced by salted commitments, and the raw
 values travel beside the row (`PersonalData`) into a table that erasure may delete, so erasing a
 member changes nothing that was hashed and the chain still verifies.
+
+The hash chain alone proves order and content to anyone, but whoever can write the table can also
+recompute it. So every row is also sealed with a keyed MAC over its hash, with a key the database
+never sees: a rewritten or forged row cannot be sealed again without it. A chain may begin after
+genesis only where a sealed event in it says why: a retention event (rows pruned through a seq, at
+a hash) or the adoption of a chain written before rows were sealed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
@@ -34,6 +41,11 @@ PERSONAL_FIELDS: Mapping[str, tuple[str, ...]] = {
 ERASURE_TOPIC = "audit.erasures"
 ERASURE_PAYLOAD_TYPE = "alama.audit.v1.MemberErased"
 RETENTION_TOPIC = "audit.retention"
+RETENTION_PAYLOAD_TYPE = "alama.audit.v1.RetentionApplied"
+MIGRATION_TOPIC = "audit.migrations"
+ADOPTION_PAYLOAD_TYPE = "alama.audit.v1.UnsealedChainAdopted"
+#: The events that say where a chain may start or stay unsealed; verification reads them first.
+MAINTENANCE_PAYLOAD_TYPES = (RETENTION_PAYLOAD_TYPE, ADOPTION_PAYLOAD_TYPE)
 
 
 @dataclass(frozen=True)
@@ -80,14 +92,36 @@ class ChainRow:
     personal_commitment: str
     prev_hash: str
     row_hash: str
+    row_mac: str = ""  # empty only on rows written before sealing, covered by an adoption
 
 
 @dataclass(frozen=True)
-class Anchor:
-    """Where verification starts: the genesis, or the last row that retention pruned."""
+class ChainHead:
+    """A point of the chain: a row's seq and hash (seq 0 and the genesis hash before any row)."""
 
     seq: int = 0
     row_hash: str = GENESIS_HASH
+
+
+@dataclass(frozen=True)
+class RetentionApplied:
+    """A sealed retention event: rows through `through` were pruned, none younger than min age."""
+
+    seq: int
+    recorded_at: datetime
+    requested_by: str
+    cutoff: datetime
+    min_age_days: int
+    through: ChainHead
+
+
+@dataclass(frozen=True)
+class UnsealedChainAdopted:
+    """Rows `start.seq + 1` .. `through.seq` predate sealing; this sealed event vouches for them."""
+
+    seq: int
+    start: ChainHead  # the first unsealed row's predecessor (genesis unless pruned before)
+    through: ChainHead
 
 
 @dataclass(frozen=True)
@@ -96,6 +130,8 @@ class VerifyResult:
     rows_checked: int
     first_broken_seq: int | None = None
     reason: str = ""
+    start: ChainHead = ChainHead()  # what the first stored row follows
+    head: ChainHead = ChainHead()  # the last verified row
 
 
 def commit(salt: str, value: str) -> str:
@@ -222,8 +258,24 @@ def chain_hash(prev_hash: str, content: str) -> str:
     return hashlib.sha256((prev_hash + content).encode()).hexdigest()
 
 
-def seal(draft: EntryDraft, *, seq: int, recorded_at: datetime, prev_hash: str) -> ChainRow:
-    """Give a draft its place in the chain and its hash."""
+def keyed_mac(key: bytes, purpose: str, message: str) -> str:
+    """HMAC-SHA256 with the purpose bound in, so a row seal never passes for an anchor seal."""
+    return hmac.new(key, f"{purpose}\0{message}".encode(), hashlib.sha256).hexdigest()
+
+
+def row_mac(key: bytes, row_hash: str) -> str:
+    """The seal of a row: its hash covers its content and every row before it."""
+    return keyed_mac(key, "alama-audit-row", row_hash)
+
+
+def mac_matches(expected: str, actual: str) -> bool:
+    return bool(actual) and hmac.compare_digest(expected, actual)
+
+
+def seal(
+    draft: EntryDraft, *, seq: int, recorded_at: datetime, prev_hash: str, key: bytes
+) -> ChainRow:
+    """Give a draft its place in the chain, its hash and its seal."""
     row = ChainRow(
         seq=seq,
         event_id=draft.event_id,
@@ -240,57 +292,179 @@ def seal(draft: EntryDraft, *, seq: int, recorded_at: datetime, prev_hash: str) 
         prev_hash=prev_hash,
         row_hash="",
     )
-    return replace(row, row_hash=chain_hash(prev_hash, canonical_content(row)))
+    row_hash = chain_hash(prev_hash, canonical_content(row))
+    return replace(row, row_hash=row_hash, row_mac=row_mac(key, row_hash))
 
 
 def seal_all(
-    drafts: Iterable[EntryDraft], *, after: Anchor, recorded_at: datetime
+    drafts: Iterable[EntryDraft], *, after: ChainHead, recorded_at: datetime, key: bytes
 ) -> list[ChainRow]:
     """Chain drafts one after the other, starting after `after`."""
     rows: list[ChainRow] = []
     seq, prev = after.seq, after.row_hash
     for draft in drafts:
         seq += 1
-        row = seal(draft, seq=seq, recorded_at=recorded_at, prev_hash=prev)
+        row = seal(draft, seq=seq, recorded_at=recorded_at, prev_hash=prev, key=key)
         rows.append(row)
         prev = row.row_hash
     return rows
 
 
-class ChainVerifier:
-    """Check rows in seq order; stop at the first one that breaks the chain."""
+def retention_payload(
+    *, requested_by: str, cutoff: datetime, min_age_days: int, through: ChainHead
+) -> dict[str, Any]:
+    return {
+        "requested_by": requested_by,
+        "cutoff": canonical_time(cutoff),
+        "min_age_days": min_age_days,
+        "through_seq": through.seq,
+        "through_hash": through.row_hash,
+    }
 
-    def __init__(self, anchor: Anchor) -> None:
-        self.expected_seq = anchor.seq + 1
-        self.expected_prev = anchor.row_hash
+
+def adoption_payload(*, start: ChainHead, through: ChainHead) -> dict[str, Any]:
+    return {
+        "start_seq": start.seq,
+        "start_hash": start.row_hash,
+        "through_seq": through.seq,
+        "through_hash": through.row_hash,
+    }
+
+
+def parse_maintenance(row: ChainRow) -> RetentionApplied | UnsealedChainAdopted | None:
+    """The maintenance event a row holds, or None (also for a malformed payload)."""
+    try:
+        payload = json.loads(row.payload)
+        if row.payload_type == RETENTION_PAYLOAD_TYPE:
+            return RetentionApplied(
+                seq=row.seq,
+                recorded_at=row.recorded_at,
+                requested_by=str(payload["requested_by"]),
+                cutoff=datetime.fromisoformat(payload["cutoff"]),
+                min_age_days=int(payload["min_age_days"]),
+                through=ChainHead(int(payload["through_seq"]), str(payload["through_hash"])),
+            )
+        if row.payload_type == ADOPTION_PAYLOAD_TYPE:
+            return UnsealedChainAdopted(
+                seq=row.seq,
+                start=ChainHead(int(payload["start_seq"]), str(payload["start_hash"])),
+                through=ChainHead(int(payload["through_seq"]), str(payload["through_hash"])),
+            )
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None
+
+
+class ChainVerifier:
+    """Check rows in seq order; stop at the first one that breaks the chain.
+
+    `maintenance` are the chain's own retention and adoption rows (read ahead, in the same
+    snapshot): they say where the stored chain may start and which rows may be unsealed. They are
+    trusted only because they are checked again, seal included, when the stream reaches them.
+    """
+
+    def __init__(
+        self,
+        key: bytes,
+        maintenance: Iterable[ChainRow] = (),
+        *,
+        unsealed_from: ChainHead | None = None,
+    ) -> None:
+        """`unsealed_from`: check only that rows chain on from there, seals not required (what
+        adoption checks before it vouches for a chain written before sealing)."""
+        self.key = key
+        events = [parse_maintenance(row) for row in maintenance]
+        self.retentions = [e for e in events if isinstance(e, RetentionApplied)]
+        self.adoptions = [e for e in events if isinstance(e, UnsealedChainAdopted)]
+        self.unsealed_through = max((a.through.seq for a in self.adoptions), default=0)
+        self.start: ChainHead | None = unsealed_from
+        self.expected = unsealed_from or ChainHead()
+        if unsealed_from is not None:
+            self.unsealed_through = 2**63 - 1
         self.rows_checked = 0
         self.broken: VerifyResult | None = None
+
+    def _start_reason(self, first: ChainRow) -> str:
+        """'' when the first stored row may start the chain, else why not."""
+        head = ChainHead(first.seq - 1, first.prev_hash)
+        if head == ChainHead():
+            return ""
+        if any(r.through == head for r in self.retentions):
+            return ""
+        if any(a.start == head for a in self.adoptions):
+            return ""
+        return (
+            f"rows before seq {first.seq} are missing and no sealed retention event records"
+            " their removal (prefix deleted)"
+        )
+
+    def _row_reason(self, row: ChainRow) -> str:
+        if row.seq != self.expected.seq + 1:
+            return f"gap: expected seq {self.expected.seq + 1}, found {row.seq} (row deleted)"
+        if row.prev_hash != self.expected.row_hash:
+            return "prev_hash does not match the previous row's hash"
+        if chain_hash(row.prev_hash, canonical_content(row)) != row.row_hash:
+            return "row_hash does not match the row's content (row altered)"
+        if not row.row_mac:
+            if row.seq > self.unsealed_through:
+                return "row is not sealed (no MAC; written or rewritten without the key)"
+        elif not mac_matches(row_mac(self.key, row.row_hash), row.row_mac):
+            return "row_mac does not match (row forged or rewritten without the key)"
+        if row.payload_type in MAINTENANCE_PAYLOAD_TYPES:
+            return _maintenance_reason(row)
+        return ""
 
     def check(self, row: ChainRow) -> bool:
         """False once the chain is broken (then `result()` says where and why)."""
         if self.broken is not None:
             return False
-        reason = ""
-        if row.seq != self.expected_seq:
-            reason = f"gap: expected seq {self.expected_seq}, found {row.seq} (row deleted)"
-        elif row.prev_hash != self.expected_prev:
-            reason = "prev_hash does not match the previous row's hash"
-        elif chain_hash(row.prev_hash, canonical_content(row)) != row.row_hash:
-            reason = "row_hash does not match the row's content (row altered)"
+        if self.start is None:
+            self.start = ChainHead(row.seq - 1, row.prev_hash)
+            self.expected = self.start
+            reason = self._start_reason(row)
+        else:
+            reason = ""
+        reason = reason or self._row_reason(row)
         self.rows_checked += 1
         if reason:
-            self.broken = VerifyResult(False, self.rows_checked, row.seq, reason)
+            self.broken = VerifyResult(
+                False, self.rows_checked, row.seq, reason, self.start, self.expected
+            )
             return False
-        self.expected_seq = row.seq + 1
-        self.expected_prev = row.row_hash
+        self.expected = ChainHead(row.seq, row.row_hash)
         return True
 
     def result(self) -> VerifyResult:
-        return self.broken or VerifyResult(True, self.rows_checked)
+        if self.broken is not None:
+            return self.broken
+        start = self.start or ChainHead()
+        return VerifyResult(True, self.rows_checked, start=start, head=self.expected)
 
 
-def verify_rows(rows: Iterable[ChainRow], anchor: Anchor = Anchor()) -> VerifyResult:
-    verifier = ChainVerifier(anchor)
+def _maintenance_reason(row: ChainRow) -> str:
+    event = parse_maintenance(row)
+    if event is None:
+        return f"malformed {row.payload_type} payload"
+    if isinstance(event, RetentionApplied):
+        if event.through.seq >= row.seq:
+            return "retention event prunes rows after itself"
+        if event.min_age_days < 1 or event.cutoff > row.recorded_at - timedelta(
+            days=event.min_age_days
+        ):
+            return "retention event pruned rows younger than its minimum age"
+    elif event.through.seq >= row.seq:
+        return "adoption event vouches for rows after itself"
+    return ""
+
+
+def verify_rows(
+    rows: Iterable[ChainRow], key: bytes, maintenance: Iterable[ChainRow] | None = None
+) -> VerifyResult:
+    """Verify rows held in memory; maintenance events are taken from the rows unless given."""
+    rows = list(rows)
+    if maintenance is None:
+        maintenance = [r for r in rows if r.payload_type in MAINTENANCE_PAYLOAD_TYPES]
+    verifier = ChainVerifier(key, maintenance)
     for row in rows:
         if not verifier.check(row):
             break

@@ -16,6 +16,7 @@ from aiokafka import ConsumerRecord
 from google.protobuf.message import Message
 from prometheus_client import Counter
 
+from services.audit.anchors import Anchorer
 from services.audit.chain import EntryDraft, draft_from_event
 from services.audit.settings import AuditSettings
 from services.audit.store import AuditStore
@@ -85,13 +86,23 @@ def build_consumer(
 
 
 async def run_consumer(settings: AuditSettings, store: AuditStore, stop: asyncio.Event) -> None:
-    """Consume until `stop` is set, then finish the batch in hand and leave the group."""
+    """Consume until `stop` is set, then finish the batch in hand, anchor the head once more and
+    leave the group. The head is anchored outside PostgreSQL on a schedule meanwhile."""
     consumer = build_consumer(settings, store)
+    anchorer = Anchorer(settings, store)
     await consumer.start()
+    await anchorer.start()
+    consumed = asyncio.Event()
+    anchoring = asyncio.create_task(anchorer.run(consumed))
     task = asyncio.create_task(consumer.run())
     log.info("audit consumer started", extra={"group_id": settings.group_id})
     stopped = asyncio.create_task(stop.wait())
-    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    await consumer.stop()
-    stopped.cancel()
-    await task
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        await consumer.stop()
+        stopped.cancel()
+        await task
+    finally:
+        consumed.set()  # the last batch is in: anchor it, then stop
+        await anchoring
+        await anchorer.stop()

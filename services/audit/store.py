@@ -1,9 +1,15 @@
 """The audit tables in PostgreSQL and every query on them (asyncpg).
 
+Two roles touch the tables. The owner (`migrate`, retention, erasure) creates and changes them;
+the service appends as a writer that may only INSERT and SELECT, so it can neither rewrite rows
+nor switch off the trigger that keeps them append-only. Whoever holds the owner login can still do
+anything to the tables; what it cannot do is seal a row (the MAC key is not in the database) or
+reach the anchors outside it, and that is what `verify` checks.
+
 Appends take a transaction-scoped advisory lock and read the chain head inside it, so concurrent
-writers (several consumer instances) still build one linear chain. A trigger makes the events
-table append-only; only retention may delete, by setting a transaction-local flag the trigger
-honours. Personal data lives in its own table keyed by event id, which erasure deletes.
+writers (several consumer instances) still build one linear chain. The trigger lets a row be
+deleted only under a sealed retention event in the chain that covers it; personal data lives in
+its own table keyed by event id, which erasure deletes.
 """
 
 from __future__ import annotations
@@ -12,27 +18,35 @@ import json
 import re
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
 from services.audit.chain import (
+    ADOPTION_PAYLOAD_TYPE,
     ERASURE_PAYLOAD_TYPE,
     ERASURE_TOPIC,
-    Anchor,
+    MAINTENANCE_PAYLOAD_TYPES,
+    MIGRATION_TOPIC,
+    RETENTION_PAYLOAD_TYPE,
+    RETENTION_TOPIC,
+    ChainHead,
     ChainRow,
     ChainVerifier,
     EntryDraft,
     VerifyResult,
+    adoption_payload,
     draft_from_payload,
+    mac_matches,
+    retention_payload,
+    row_mac,
     seal_all,
 )
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-MAINTENANCE_FLAG = "alama.audit_maintenance"
 
 SCHEMA_SQL = """
 CREATE SCHEMA IF NOT EXISTS {s};
@@ -51,10 +65,14 @@ CREATE TABLE IF NOT EXISTS {s}.events (
     trace_id text NOT NULL,
     personal_commitment text NOT NULL,
     prev_hash text NOT NULL,
-    row_hash text NOT NULL
+    row_hash text NOT NULL,
+    row_mac text NOT NULL DEFAULT ''
 );
+ALTER TABLE {s}.events ADD COLUMN IF NOT EXISTS row_mac text NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS events_application_id ON {s}.events (application_id);
 CREATE INDEX IF NOT EXISTS events_recorded_at ON {s}.events (recorded_at);
+CREATE INDEX IF NOT EXISTS events_maintenance ON {s}.events (seq)
+    WHERE payload_type IN ({maintenance});
 CREATE TABLE IF NOT EXISTS {s}.personal_data (
     event_id text PRIMARY KEY,
     member_id text NOT NULL,
@@ -62,15 +80,20 @@ CREATE TABLE IF NOT EXISTS {s}.personal_data (
     fields jsonb NOT NULL
 );
 CREATE INDEX IF NOT EXISTS personal_data_member_id ON {s}.personal_data (member_id);
-CREATE TABLE IF NOT EXISTS {s}.anchor (
-    id int PRIMARY KEY CHECK (id = 1),
-    seq bigint NOT NULL,
-    row_hash text NOT NULL,
-    pruned_at timestamptz NOT NULL
-);
 CREATE OR REPLACE FUNCTION {s}.events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'DELETE' AND current_setting('{flag}', true) = 'retention' THEN
+    -- A row may go only under a retention event in the chain that covers it: an event whose
+    -- cut-off it predates and that kept its own minimum age. Sealing is checked by `verify`.
+    IF TG_OP = 'DELETE' AND EXISTS (
+        SELECT 1 FROM {s}.events r
+        WHERE r.payload_type = '{retention}'
+          AND (r.payload_doc->>'through_seq')::bigint >= OLD.seq
+          AND r.seq > OLD.seq
+          AND OLD.recorded_at < (r.payload_doc->>'cutoff')::timestamptz
+          AND (r.payload_doc->>'min_age_days')::int >= 1
+          AND (r.payload_doc->>'cutoff')::timestamptz
+              <= r.recorded_at - make_interval(days => (r.payload_doc->>'min_age_days')::int)
+    ) THEN
         RETURN OLD;
     END IF;
     RAISE EXCEPTION 'audit events are append-only (% refused)', TG_OP;
@@ -81,11 +104,18 @@ CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON {s}.events
 DROP TRIGGER IF EXISTS events_no_truncate ON {s}.events;
 CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON {s}.events
     FOR EACH STATEMENT EXECUTE FUNCTION {s}.events_append_only();
+REVOKE ALL ON SCHEMA {s} FROM PUBLIC;
+REVOKE ALL ON {s}.events, {s}.personal_data FROM PUBLIC;
+"""
+
+GRANTS_SQL = """
+REVOKE ALL ON {s}.events, {s}.personal_data FROM {role};
+GRANT USAGE ON SCHEMA {s} TO {role};
 """
 
 ROW_COLUMNS = (
     "seq, event_id, topic, payload_type, producer, occurred_at, recorded_at, application_id,"
-    " subject, payload, trace_id, personal_commitment, prev_hash, row_hash"
+    " subject, payload, trace_id, personal_commitment, prev_hash, row_hash, row_mac"
 )
 
 # Lookup order: the life of an application, then arrival order.
@@ -112,7 +142,24 @@ class ErasureResult:
 @dataclass(frozen=True)
 class RetentionResult:
     rows_pruned: int
-    anchor: Anchor
+    through: ChainHead  # the last pruned row (the chain now starts after it)
+    event_seq: int | None  # where the retention event sits; None when nothing was old enough
+
+
+class MigrationError(RuntimeError):
+    """The schema cannot be brought to the shape the service needs; the message says why."""
+
+
+class ChainTampered(RuntimeError):
+    """The chain's head is not sealed: appending after it would bury the evidence."""
+
+
+class RetentionRefused(ValueError):
+    """A retention request that would prune rows younger than the minimum age."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -128,13 +175,28 @@ def _row(record: asyncpg.Record) -> ChainRow:
 
 
 class AuditStore:
-    """The audit log in one PostgreSQL schema (tests use a fresh schema each run)."""
+    """The audit log in one PostgreSQL schema (tests use a fresh schema each run).
 
-    def __init__(self, pool: asyncpg.Pool, schema: str = "audit") -> None:
+    The pool's login decides what the store may do: the writer's appends, looks up and verifies;
+    the owner's also migrates, applies retention and erases.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        schema: str,
+        *,
+        mac_key: bytes,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
         if not _IDENTIFIER.match(schema):
             raise ValueError(f"invalid schema name {schema!r}")
+        if not mac_key:
+            raise ValueError("the audit MAC key is empty")
         self.pool = pool
         self.schema = schema
+        self.mac_key = mac_key
+        self.clock = clock
         # One lock per schema, so separate audit logs do not wait on each other.
         self.lock_key = zlib.crc32(f"alama-audit:{schema}".encode())
 
@@ -142,22 +204,111 @@ class AuditStore:
     def events(self) -> str:
         return f"{self.schema}.events"
 
-    async def create_schema(self) -> None:
+    async def migrate(self, *, writer: str, readers: Collection[str] = ()) -> int | None:
+        """Create or upgrade the schema as its owner and grant the writer INSERT and SELECT.
+
+        A chain written before rows were sealed is adopted once, by a sealed event that vouches
+        for its rows as they are now (their hashes still chain). Returns that event's seq.
+        """
+        for role in (writer, *readers):
+            if not _IDENTIFIER.match(role):
+                raise MigrationError(f"invalid role name {role!r}")
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", self.lock_key)
-            await conn.execute(SCHEMA_SQL.format(s=self.schema, flag=MAINTENANCE_FLAG))
+            me = await conn.fetchval("SELECT current_user")
+            if writer == me:
+                raise MigrationError(
+                    f"the writer role {writer!r} is the owner: the service must not own its tables"
+                )
+            owner = await conn.fetchval(
+                "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = $1",
+                self.schema,
+            )
+            if owner is not None and owner != me:
+                raise MigrationError(
+                    f"schema {self.schema!r} is owned by {owner!r}, not {me!r}; a superuser hands"
+                    f" it over (ALTER SCHEMA/TABLE ... OWNER TO {me}; infra/local.py does this)"
+                )
+            existing = {
+                r["rolname"]
+                for r in await conn.fetch(
+                    "SELECT rolname FROM pg_roles WHERE rolname = ANY($1::text[])",
+                    [writer, *readers],
+                )
+            }
+            if writer not in existing:
+                raise MigrationError(f"the writer role {writer!r} does not exist")
+            unsealed_table = await conn.fetchval(
+                "SELECT to_regclass($1) IS NOT NULL AND NOT EXISTS (SELECT 1 FROM"
+                " information_schema.columns WHERE table_schema = $2 AND table_name = 'events'"
+                " AND column_name = 'row_mac')",
+                self.events,
+                self.schema,
+            )
+            maintenance = ", ".join(f"'{t}'" for t in MAINTENANCE_PAYLOAD_TYPES)
+            await conn.execute(
+                SCHEMA_SQL.format(
+                    s=self.schema, retention=RETENTION_PAYLOAD_TYPE, maintenance=maintenance
+                )
+            )
+            await conn.execute(GRANTS_SQL.format(s=self.schema, role=writer))
+            await conn.execute(
+                f"GRANT SELECT, INSERT ON {self.events}, {self.schema}.personal_data TO {writer}"
+            )
+            for reader in sorted(set(readers) & existing - {me, writer}):
+                await conn.execute(GRANTS_SQL.format(s=self.schema, role=reader))
+                await conn.execute(f"GRANT SELECT ON {self.events} TO {reader}")
+            if unsealed_table:
+                return await self._adopt_unsealed(conn)
+        return None
 
-    async def _head(self, conn: asyncpg.Connection) -> Anchor:
-        last = await conn.fetchrow(
-            f"SELECT seq, row_hash FROM {self.events} ORDER BY seq DESC LIMIT 1"
+    async def _adopt_unsealed(self, conn: asyncpg.Connection) -> int | None:
+        """Vouch, in one sealed event, for rows written before sealing existed."""
+        first = await conn.fetchrow(
+            f"SELECT seq, prev_hash FROM {self.events} ORDER BY seq LIMIT 1"
         )
-        if last is not None:
-            return Anchor(last["seq"], last["row_hash"])
-        return await self._anchor(conn)
+        if first is None:
+            return None
+        start = ChainHead(first["seq"] - 1, first["prev_hash"])
+        verifier = ChainVerifier(self.mac_key, unsealed_from=start)
+        async for record in conn.cursor(f"SELECT {ROW_COLUMNS} FROM {self.events} ORDER BY seq"):
+            if not verifier.check(_row(record)):
+                broken = verifier.result()
+                raise MigrationError(
+                    f"the unsealed chain is already broken at seq {broken.first_broken_seq}"
+                    f" ({broken.reason}); refusing to vouch for it"
+                )
+        through = verifier.result().head
+        record = draft_from_payload(
+            event_id=f"adoption-{uuid.uuid4()}",
+            topic=MIGRATION_TOPIC,
+            payload_type=ADOPTION_PAYLOAD_TYPE,
+            producer="audit-migrate",
+            occurred_at=self.clock(),
+            subject="",
+            payload=adoption_payload(start=start, through=through),
+        )
+        rows = await self._append(conn, [record], after=through)
+        await conn.execute(f"DROP TABLE IF EXISTS {self.schema}.anchor")  # the unsealed start
+        return rows[0].seq
 
-    async def _anchor(self, conn: asyncpg.Connection) -> Anchor:
-        anchor = await conn.fetchrow(f"SELECT seq, row_hash FROM {self.schema}.anchor WHERE id = 1")
-        return Anchor(anchor["seq"], anchor["row_hash"]) if anchor else Anchor()
+    async def _head(self, conn: asyncpg.Connection) -> ChainHead:
+        """The last row, refusing to build on one the key did not seal."""
+        last = await conn.fetchrow(
+            f"SELECT seq, row_hash, row_mac FROM {self.events} ORDER BY seq DESC LIMIT 1"
+        )
+        if last is None:
+            return ChainHead()
+        if not mac_matches(row_mac(self.mac_key, last["row_hash"]), last["row_mac"]):
+            raise ChainTampered(
+                f"the chain's head (seq {last['seq']}) is not sealed by this service's key;"
+                " run `python -m services.audit verify`"
+            )
+        return ChainHead(last["seq"], last["row_hash"])
+
+    async def head(self) -> ChainHead:
+        async with self.pool.acquire() as conn:
+            return await self._head(conn)
 
     async def append(self, drafts: Sequence[EntryDraft]) -> AppendResult:
         """Append drafts in one transaction; event ids already stored (or repeated) are skipped."""
@@ -168,7 +319,11 @@ class AuditStore:
             rows = await self._append(conn, list(unique.values()))
         return AppendResult(appended=len(rows), duplicates=len(drafts) - len(rows))
 
-    async def _append(self, conn: asyncpg.Connection, drafts: list[EntryDraft]) -> list[ChainRow]:
+    async def _append(
+        self, conn: asyncpg.Connection, drafts: list[EntryDraft], *, after: ChainHead | None = None
+    ) -> list[ChainRow]:
+        """Seal and insert drafts after the head (or `after`: only adoption, whose head is not
+        sealed yet); the caller holds the transaction."""
         await conn.execute("SELECT pg_advisory_xact_lock($1)", self.lock_key)
         stored = {
             r["event_id"]
@@ -178,32 +333,38 @@ class AuditStore:
             )
         }
         fresh = [d for d in drafts if d.event_id not in stored]
-        rows = seal_all(fresh, after=await self._head(conn), recorded_at=datetime.now(UTC))
-        if rows:
-            await conn.executemany(
-                f"INSERT INTO {self.events} ({ROW_COLUMNS}) VALUES"
-                " ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)"
-                " ON CONFLICT (event_id) DO NOTHING",
-                [
-                    (
-                        r.seq, r.event_id, r.topic, r.payload_type, r.producer, r.occurred_at,
-                        r.recorded_at, r.application_id, r.subject, r.payload, r.trace_id,
-                        r.personal_commitment, r.prev_hash, r.row_hash,
-                    )
-                    for r in rows
-                ],
-            )  # fmt: skip
-            personal = [(d.event_id, d.personal) for d in fresh if d.personal is not None]
-            if personal:
-                await conn.executemany(
-                    f"INSERT INTO {self.schema}.personal_data (event_id, member_id, salt, fields)"
-                    " VALUES ($1, $2, $3, $4::jsonb) ON CONFLICT (event_id) DO NOTHING",
-                    [
-                        (event_id, p.member_id, p.salt, json.dumps(dict(p.fields)))
-                        for event_id, p in personal
-                        if p is not None
-                    ],
+        if not fresh:
+            return []
+        rows = seal_all(
+            fresh,
+            after=after if after is not None else await self._head(conn),
+            recorded_at=self.clock(),
+            key=self.mac_key,
+        )
+        await conn.executemany(
+            f"INSERT INTO {self.events} ({ROW_COLUMNS}) VALUES"
+            " ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)"
+            " ON CONFLICT (event_id) DO NOTHING",
+            [
+                (
+                    r.seq, r.event_id, r.topic, r.payload_type, r.producer, r.occurred_at,
+                    r.recorded_at, r.application_id, r.subject, r.payload, r.trace_id,
+                    r.personal_commitment, r.prev_hash, r.row_hash, r.row_mac,
                 )
+                for r in rows
+            ],
+        )  # fmt: skip
+        personal = [(d.event_id, d.personal) for d in fresh if d.personal is not None]
+        if personal:
+            await conn.executemany(
+                f"INSERT INTO {self.schema}.personal_data (event_id, member_id, salt, fields)"
+                " VALUES ($1, $2, $3, $4::jsonb) ON CONFLICT (event_id) DO NOTHING",
+                [
+                    (event_id, p.member_id, p.salt, json.dumps(dict(p.fields)))
+                    for event_id, p in personal
+                    if p is not None
+                ],
+            )
         return rows
 
     async def count(self) -> int:
@@ -211,9 +372,17 @@ class AuditStore:
             return int(await conn.fetchval(f"SELECT count(*) FROM {self.events}"))
 
     async def verify(self, batch: int = 1000) -> VerifyResult:
-        """Recompute every hash from the anchor on, in seq order, in one snapshot."""
-        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-            verifier = ChainVerifier(await self._anchor(conn))
+        """Recompute every hash and seal from the chain's start, in seq order, in one snapshot."""
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            maintenance = await conn.fetch(
+                f"SELECT {ROW_COLUMNS} FROM {self.events}"
+                " WHERE payload_type = ANY($1::text[]) ORDER BY seq",
+                list(MAINTENANCE_PAYLOAD_TYPES),
+            )
+            verifier = ChainVerifier(self.mac_key, [_row(r) for r in maintenance])
             cursor = conn.cursor(
                 f"SELECT {ROW_COLUMNS} FROM {self.events} ORDER BY seq", prefetch=batch
             )
@@ -221,6 +390,15 @@ class AuditStore:
                 if not verifier.check(_row(record)):
                     break
             return verifier.result()
+
+    async def row_hashes(self, seqs: Collection[int]) -> Mapping[int, str]:
+        """The stored hash of each of these rows that exists."""
+        async with self.pool.acquire() as conn:
+            records = await conn.fetch(
+                f"SELECT seq, row_hash FROM {self.events} WHERE seq = ANY($1::bigint[])",
+                list(seqs),
+            )
+        return {r["seq"]: r["row_hash"] for r in records}
 
     async def lookup(self, application_id: str) -> list[AuditRecord]:
         """Every row about an application: submission, decision, explanation, review."""
@@ -255,41 +433,68 @@ class AuditStore:
                 topic=ERASURE_TOPIC,
                 payload_type=ERASURE_PAYLOAD_TYPE,
                 producer=requested_by,
-                occurred_at=datetime.now(UTC),
+                occurred_at=self.clock(),
                 subject="",
                 payload={"erased_event_ids": event_ids, "law": "Kenya Data Protection Act 2019"},
             )
             rows = await self._append(conn, [record])
         return ErasureResult(len(event_ids), rows[0].seq)
 
-    async def prune(self, older_than: datetime) -> RetentionResult:
-        """Delete rows recorded before `older_than` from the start of the chain; keep an anchor."""
+    async def apply_retention(
+        self, cutoff: datetime, *, min_age: timedelta, requested_by: str
+    ) -> RetentionResult:
+        """Prune the chain's prefix recorded before `cutoff`, as a sealed event in the chain.
+
+        Refused when `cutoff` is less than `min_age` ago. The event (who, when, cut-off, the last
+        pruned row) is appended first, in the same transaction; the trigger lets rows go only
+        under it, and `verify` accepts the shortened chain only because of it.
+        """
+        now = self.clock()
+        if min_age < timedelta(days=1) or min_age.total_seconds() % 86400:
+            raise RetentionRefused(f"the minimum age must be whole days, at least 1 ({min_age})")
+        if cutoff > now - min_age:
+            raise RetentionRefused(
+                f"cut-off {cutoff.isoformat()} is younger than the minimum age of"
+                f" {min_age.days} days (nothing after {(now - min_age).isoformat()} may go)"
+            )
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", self.lock_key)
-            last = await conn.fetchrow(
-                f"SELECT seq, row_hash FROM {self.events} WHERE recorded_at < $1"
-                " ORDER BY seq DESC LIMIT 1",
-                older_than,
+            bounds = await conn.fetchrow(
+                f"SELECT min(seq) AS first, max(seq) AS last,"
+                f" min(seq) FILTER (WHERE recorded_at >= $1) AS young FROM {self.events}",
+                cutoff,
             )
-            if last is None:
-                return RetentionResult(0, await self._anchor(conn))
-            anchor = Anchor(last["seq"], last["row_hash"])
-            await conn.execute(f"SELECT set_config('{MAINTENANCE_FLAG}', 'retention', true)")
+            if bounds["first"] is None:
+                return RetentionResult(0, ChainHead(), None)
+            through_seq = (bounds["young"] or bounds["last"] + 1) - 1
+            if through_seq < bounds["first"]:
+                return RetentionResult(0, ChainHead(), None)
+            through_hash = await conn.fetchval(
+                f"SELECT row_hash FROM {self.events} WHERE seq = $1", through_seq
+            )
+            through = ChainHead(through_seq, through_hash)
+            record = draft_from_payload(
+                event_id=f"retention-{uuid.uuid4()}",
+                topic=RETENTION_TOPIC,
+                payload_type=RETENTION_PAYLOAD_TYPE,
+                producer=requested_by,
+                occurred_at=now,
+                subject="",
+                payload=retention_payload(
+                    requested_by=requested_by,
+                    cutoff=cutoff,
+                    min_age_days=min_age.days,
+                    through=through,
+                ),
+            )
+            (event,) = await self._append(conn, [record])
             await conn.execute(
                 f"DELETE FROM {self.schema}.personal_data WHERE event_id IN"
                 f" (SELECT event_id FROM {self.events} WHERE seq <= $1)",
-                anchor.seq,
+                through.seq,
             )
-            status = await conn.execute(f"DELETE FROM {self.events} WHERE seq <= $1", anchor.seq)
-            await conn.execute(
-                f"INSERT INTO {self.schema}.anchor (id, seq, row_hash, pruned_at)"
-                " VALUES (1, $1, $2, now()) ON CONFLICT (id) DO UPDATE"
-                " SET seq = EXCLUDED.seq, row_hash = EXCLUDED.row_hash, pruned_at = now()",
-                anchor.seq,
-                anchor.row_hash,
-            )
-            await conn.execute(f"SELECT set_config('{MAINTENANCE_FLAG}', '', true)")
-        return RetentionResult(int(status.split()[-1]), anchor)
+            status = await conn.execute(f"DELETE FROM {self.events} WHERE seq <= $1", through.seq)
+        return RetentionResult(int(status.split()[-1]), through, event.seq)
 
 
 def personal_fields(record: AuditRecord) -> dict[str, Any]:

@@ -61,6 +61,7 @@ CREDIT_DECISIONS = "credit.decisions"
 CREDIT_EXPLANATIONS = "credit.explanations"
 REVIEW_OUTCOMES = "credit.review_outcomes"
 DRIFT_ALERTS = "drift.alerts"
+AUDIT_ANCHORS = "audit.anchors"
 
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(LOAN_APPLICATIONS, 6, 7, description="LoanApplicationSubmitted from core banking"),
@@ -70,6 +71,14 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(CREDIT_EXPLANATIONS, 6, 30, description="CreditExplanation from explanation"),
     TopicSpec(REVIEW_OUTCOMES, 3, 365, description="ReviewOutcome from risk officers"),
     TopicSpec(DRIFT_ALERTS, 1, 90, description="DriftAlert from drift; may trigger retraining"),
+    TopicSpec(
+        AUDIT_ANCHORS,
+        1,
+        3650,
+        cleanup_policy=CleanupPolicy.COMPACT,
+        consumed=False,
+        description="the audit chain's sealed head per chain (keyed by schema), outside PostgreSQL",
+    ),
 )
 
 

@@ -1,16 +1,21 @@
-"""The audit service on the real broker and PostgreSQL: idempotence, chain, erasure, retention.
+"""The audit service on the real broker and PostgreSQL: idempotence, chain, erasure, retention,
+and every route a review found to rewrite the chain from inside the database.
 
-Every test uses its own PostgreSQL schema and its own scratch topics and consumer group, so it
-never sees (or leaves behind) anyone else's data.
+Every test uses its own PostgreSQL schema, anchor file and scratch topics and consumer group, so it
+never sees (or leaves behind) anyone else's data. The service's store logs in as the writer role;
+tampering is done as the schema's owner, the most a database login can hold short of a superuser.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -18,11 +23,36 @@ from google.protobuf.message import Message
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY
+from typer.testing import CliRunner
 
-from services.audit.chain import ERASURE_PAYLOAD_TYPE, draft_from_event
+from services.audit.__main__ import app as audit_cli
+from services.audit.anchors import (
+    Anchorer,
+    AnchorReport,
+    publish_anchor,
+    read_topic_anchors,
+    seal_anchor,
+    verify_with_anchors,
+)
+from services.audit.chain import (
+    ERASURE_PAYLOAD_TYPE,
+    RETENTION_PAYLOAD_TYPE,
+    RETENTION_TOPIC,
+    ChainHead,
+    ChainRow,
+    EntryDraft,
+    canonical_content,
+    canonical_json,
+    chain_hash,
+    draft_from_event,
+    draft_from_payload,
+    retention_payload,
+    row_mac,
+    seal_all,
+)
 from services.audit.consumer import build_consumer
 from services.audit.settings import AuditSettings
-from services.audit.store import AuditStore
+from services.audit.store import ROW_COLUMNS, AuditStore, ChainTampered, RetentionRefused
 from services.common.envelope import decode, encode, wrap
 from services.common.kafka import create_producer, publish
 from services.common.postgres import create_pool
@@ -32,7 +62,7 @@ from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 from services.common.protos.alama.events.v1.explanations_pb2 import CreditExplanation
 from services.common.protos.alama.events.v1.reviews_pb2 import ReviewOutcome
 from services.common.settings import InfraSettings
-from services.common.topics import TopicSpec, ensure_topics
+from services.common.topics import CleanupPolicy, TopicSpec, ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -47,25 +77,58 @@ KINDS: tuple[type[Message], ...] = (
 @dataclass
 class AuditFixture:
     settings: AuditSettings
-    store: AuditStore
-    pool: asyncpg.Pool
+    store: AuditStore  # the service's: logged in as the writer
+    owner: AuditStore  # migrations, retention, erasure: logged in as the schema's owner
+    pool: asyncpg.Pool  # the writer's
+    owner_pool: asyncpg.Pool
+
+    def env(self) -> dict[str, str]:
+        """What points a CLI run at this chain."""
+        return {
+            "ALAMA_AUDIT_DB_SCHEMA": self.settings.db_schema,
+            "ALAMA_AUDIT_ANCHOR_DIR": str(self.settings.anchor_dir),
+            "ALAMA_POSTGRES_DSN": self.settings.infra.postgres_dsn,
+            "ALAMA_KAFKA_BOOTSTRAP": self.settings.infra.kafka_bootstrap,
+            "ALAMA_AUDIT_METRICS_PORT": "0",
+            "ALAMA_AUDIT_ANCHOR_TOPIC": self.settings.anchor_topic,
+        }
+
+
+async def _pool(infra: InfraSettings, dsn: str) -> asyncpg.Pool:
+    return await create_pool(infra.model_copy(update={"postgres_dsn": dsn}), max_size=6)
 
 
 @pytest.fixture
-async def audit(infra: InfraSettings) -> AsyncIterator[AuditFixture]:
+async def audit(infra: InfraSettings, tmp_path: Path) -> AsyncIterator[AuditFixture]:
     schema = f"audit_test_{uuid.uuid4().hex[:12]}"
-    settings = AuditSettings(
-        infra=infra, db_schema=schema, group_id=f"audit-test-{uuid.uuid4().hex}", metrics_port=0
+    anchors = TopicSpec(
+        f"test.audit-anchors.{uuid.uuid4().hex[:12]}",
+        partitions=1,
+        retention_days=1,
+        cleanup_policy=CleanupPolicy.COMPACT,
+        consumed=False,
     )
-    pool = await create_pool(infra, max_size=6)
-    store = AuditStore(pool, schema)
-    await store.create_schema()
+    await ensure_topics(infra.kafka_bootstrap, [anchors])
+    settings = AuditSettings(
+        infra=infra,
+        db_schema=schema,
+        group_id=f"audit-test-{uuid.uuid4().hex}",
+        metrics_port=0,
+        anchor_dir=tmp_path / "anchors",
+        anchor_topic=anchors.name,
+    )
+    owner_pool = await _pool(infra, settings.owner_dsn)
+    pool = await _pool(infra, settings.writer_dsn)
+    key = settings.mac_key_bytes
+    owner = AuditStore(owner_pool, schema, mac_key=key)
+    await owner.migrate(writer=settings.writer_user, readers=settings.readers)
     try:
-        yield AuditFixture(settings, store, pool)
+        yield AuditFixture(settings, AuditStore(pool, schema, mac_key=key), owner, pool, owner_pool)
     finally:
-        async with pool.acquire() as conn:
-            await conn.execute(f"DROP SCHEMA {schema} CASCADE")
         await pool.close()
+        async with owner_pool.acquire() as conn:
+            await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        await owner_pool.close()
 
 
 async def wait_for(condition: Callable[[], Awaitable[bool]], within: float = 45.0) -> None:
@@ -202,15 +265,15 @@ async def test_consumer_appends_once_and_chain_survives_erasure_and_retention(
     }
     assert members[first_app] not in records[0].row.payload
 
-    # The table refuses direct edits while its trigger is on.
-    async with audit.pool.acquire() as conn:
+    # The table refuses direct edits while its trigger is on, even to its owner.
+    async with audit.owner_pool.acquire() as conn:
         with pytest.raises(asyncpg.RaiseError, match="append-only"):
             await conn.execute(f"UPDATE {store.events} SET producer = 'x' WHERE seq = 1")
         with pytest.raises(asyncpg.RaiseError, match="append-only"):
             await conn.execute(f"DELETE FROM {store.events} WHERE seq = 1")
 
-    # Erasure: personal data gone, erasure recorded, chain intact.
-    erased = await store.erase_member(members[first_app])
+    # Erasure (as the owner): personal data gone, erasure recorded, chain intact.
+    erased = await audit.owner.erase_member(members[first_app])
     assert erased.events_erased == 2 and erased.erasure_seq == len(envelopes) + 2
     assert (await store.verify()).ok
     records = await store.lookup(first_app)
@@ -231,15 +294,28 @@ async def test_consumer_appends_once_and_chain_survives_erasure_and_retention(
     other = await store.lookup(f"app-{run}-1")
     assert other[0].personal is not None  # other members keep theirs
 
-    # Retention: prune everything recorded before the sentinel; verify from the anchor.
+    # Retention, eight years on: prune everything recorded before the sentinel, as an event.
+    later = AuditStore(
+        audit.owner_pool,
+        store.schema,
+        mac_key=audit.settings.mac_key_bytes,
+        clock=lambda: datetime.now(UTC) + timedelta(days=8 * 365),
+    )
     (late,) = await store.lookup(f"late-{run}")
-    pruned = await store.prune(late.row.recorded_at)
+    min_age = audit.settings.retention_min_age
+    pruned = await later.apply_retention(late.row.recorded_at, min_age=min_age, requested_by="dpo")
     assert pruned.rows_pruned == late.row.seq - 1
-    assert pruned.anchor.seq == late.row.seq - 1
+    assert pruned.through.seq == late.row.seq - 1
+    assert pruned.event_seq == erased.erasure_seq + 1
     after = await store.verify()
-    assert after.ok and after.rows_checked == 2, after  # the sentinel and the erasure record
+    # the sentinel, the erasure record and the retention event
+    assert after.ok and after.rows_checked == 3, after
+    assert after.start == pruned.through
     assert await store.lookup(first_app) == []
-    assert (await store.prune(late.row.recorded_at - timedelta(days=1))).rows_pruned == 0
+    nothing = await later.apply_retention(
+        late.row.recorded_at - timedelta(days=1), min_age=min_age, requested_by="dpo"
+    )
+    assert (nothing.rows_pruned, nothing.event_seq) == (0, None)
 
 
 async def test_verify_points_at_altered_and_deleted_rows(audit: AuditFixture) -> None:
@@ -256,7 +332,7 @@ async def test_verify_points_at_altered_and_deleted_rows(audit: AuditFixture) ->
     assert (await store.verify()).ok
 
     async def tamper(sql: str) -> None:
-        async with audit.pool.acquire() as conn, conn.transaction():
+        async with audit.owner_pool.acquire() as conn, conn.transaction():
             await conn.execute(f"ALTER TABLE {store.events} DISABLE TRIGGER events_append_only")
             await conn.execute(sql)
             await conn.execute(f"ALTER TABLE {store.events} ENABLE TRIGGER events_append_only")
@@ -279,3 +355,390 @@ async def test_verify_points_at_altered_and_deleted_rows(audit: AuditFixture) ->
     result = await store.verify()
     assert (result.ok, result.first_broken_seq) == (False, 6), result
     assert "gap" in result.reason
+
+
+# ------------------------------------------------------------- tampering from inside PostgreSQL
+# Each route a review of the chain found, tried with the most a database login can hold (the
+# schema's owner, trigger switched off) or with the service's own writer login.
+
+ATTACKER_KEY = b"anything but the key"
+
+
+def drafts(prefix: str, applications: int) -> list[EntryDraft]:
+    """Two rows per application (submission and decision)."""
+    return [
+        draft_from_event(decode(encode(envelope)), "loan.applications")
+        for i in range(applications)
+        for envelope in application_events(f"{prefix}-{i}", f"{prefix}-member-{i}")[:2]
+    ]
+
+
+async def stored_rows(audit: AuditFixture) -> list[ChainRow]:
+    async with audit.owner_pool.acquire() as conn:
+        records = await conn.fetch(f"SELECT {ROW_COLUMNS} FROM {audit.store.events} ORDER BY seq")
+    return [ChainRow(**dict(record)) for record in records]
+
+
+def rechain(rows: list[ChainRow], prev_hash: str, key: bytes = ATTACKER_KEY) -> list[ChainRow]:
+    """What someone without the key can do: recompute every hash, seal with a guess."""
+    out: list[ChainRow] = []
+    for row in rows:
+        row = replace(row, prev_hash=prev_hash)
+        row_hash = chain_hash(prev_hash, canonical_content(row))
+        out.append(replace(row, row_hash=row_hash, row_mac=row_mac(key, row_hash)))
+        prev_hash = row_hash
+    return out
+
+
+def as_record(row: ChainRow) -> tuple[object, ...]:
+    return tuple(getattr(row, column.strip()) for column in ROW_COLUMNS.split(","))
+
+
+async def owner_without_trigger(audit: AuditFixture, *statements: str) -> None:
+    async with audit.owner_pool.acquire() as conn, conn.transaction():
+        await conn.execute(f"ALTER TABLE {audit.store.events} DISABLE TRIGGER events_append_only")
+        for sql in statements:
+            await conn.execute(sql)
+        await conn.execute(f"ALTER TABLE {audit.store.events} ENABLE TRIGGER events_append_only")
+
+
+async def owner_overwrite(audit: AuditFixture, rows: list[ChainRow]) -> None:
+    """Replace the stored rows from the first of `rows` on by `rows`."""
+    events = audit.store.events
+    async with audit.owner_pool.acquire() as conn, conn.transaction():
+        await conn.execute(f"ALTER TABLE {events} DISABLE TRIGGER events_append_only")
+        await conn.execute(f"DELETE FROM {events} WHERE seq >= $1", rows[0].seq)
+        await conn.executemany(
+            f"INSERT INTO {events} ({ROW_COLUMNS}) VALUES"
+            " ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
+            [as_record(row) for row in rows],
+        )
+        await conn.execute(f"ALTER TABLE {events} ENABLE TRIGGER events_append_only")
+
+
+async def cli(audit: AuditFixture, *args: str) -> tuple[int, str]:
+    """Run the audit CLI in process (in a thread: it runs its own event loop); the output with
+    the console's line wrapping undone."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        result = await asyncio.to_thread(
+            CliRunner().invoke, audit_cli, list(args), env=audit.env(), catch_exceptions=True
+        )
+    finally:  # the CLI logs to the runner's captured stdout, closed once it returns
+        root.handlers[:], root.level = handlers, level
+    return result.exit_code, " ".join(result.output.split())
+
+
+def problems_mention(report: AnchorReport, text: str) -> bool:
+    return any(text in problem for problem in report.problems)
+
+
+async def test_the_service_and_shared_logins_can_neither_rewrite_nor_unprotect_the_chain(
+    audit: AuditFixture,
+) -> None:
+    await audit.store.append(drafts("priv", 2))
+    events, personal = audit.store.events, f"{audit.store.schema}.personal_data"
+    refused = [
+        f"UPDATE {events} SET producer = 'x' WHERE seq = 1",
+        f"DELETE FROM {events} WHERE seq = 4",
+        f"TRUNCATE {events}",
+        f"ALTER TABLE {events} DISABLE TRIGGER events_append_only",
+        f"DROP TRIGGER events_append_only ON {events}",
+        f"ALTER TABLE {events} ADD COLUMN note text",
+        f"CREATE OR REPLACE FUNCTION {audit.store.schema}.events_append_only() RETURNS trigger"
+        " LANGUAGE plpgsql AS $$ BEGIN RETURN OLD; END $$",
+    ]
+    async with audit.pool.acquire() as conn:  # the service's writer login
+        for sql in [*refused, f"DELETE FROM {personal}"]:
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(sql)
+        async with conn.transaction():  # the old session flag opens nothing any more
+            await conn.execute("SELECT set_config('alama.audit_maintenance', 'retention', true)")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(f"DELETE FROM {events} WHERE seq = 4")
+    shared = await asyncpg.connect(audit.settings.infra.postgres_dsn)  # everyone's login
+    try:
+        assert await shared.fetchval(f"SELECT count(*) FROM {events}") == 4  # it may read
+        for sql in [*refused, f"SELECT * FROM {personal}"]:
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await shared.execute(sql)
+    finally:
+        await shared.close()
+    async with audit.owner_pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT set_config('alama.audit_maintenance', 'retention', true)")
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await conn.execute(f"DELETE FROM {events} WHERE seq = 4")
+    assert (await audit.store.verify()).ok
+
+
+async def test_trigger_disabled_and_hashes_recomputed_is_caught_by_the_seal(
+    audit: AuditFixture,
+) -> None:
+    store = audit.store
+    await store.append(drafts("mac", 3))
+    rows = await stored_rows(audit)
+    assert (await store.verify()).ok
+
+    # The owner switches the trigger off, rewrites row 3 and recomputes every hash after it.
+    altered = replace(
+        rows[2], payload=canonical_json(json.loads(rows[2].payload) | {"amount_kes": 1.0})
+    )
+    forged = rechain([altered, *rows[3:]], rows[1].row_hash)
+    await owner_overwrite(audit, forged)
+    result = await store.verify()
+    assert (result.ok, result.first_broken_seq) == (False, 3), result
+    assert "row_mac does not match" in result.reason
+    # ...or drops the seals altogether
+    await owner_overwrite(audit, [replace(row, row_mac="") for row in forged])
+    result = await store.verify()
+    assert (result.ok, result.first_broken_seq) == (False, 3), result
+    assert "not sealed" in result.reason
+    # The service will not build on a head it did not seal (that would bury the evidence).
+    with pytest.raises(ChainTampered):
+        await store.append(drafts("after", 1))
+
+    # Put the true rows back: the chain verifies again.
+    await owner_overwrite(audit, rows[2:])
+    assert (await store.verify()).ok
+
+    # The writer login may insert: a row it forges at the head is caught the same way.
+    (extra,) = rechain(
+        [replace(rows[-1], seq=rows[-1].seq + 1, event_id="forged")], rows[-1].row_hash
+    )
+    async with audit.pool.acquire() as conn:
+        await conn.execute(
+            f"INSERT INTO {store.events} ({ROW_COLUMNS}) VALUES"
+            " ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
+            *as_record(extra),
+        )
+    result = await store.verify()
+    assert (result.ok, result.first_broken_seq) == (False, extra.seq), result
+    with pytest.raises(ChainTampered):
+        await store.append(drafts("after", 1))
+
+
+async def test_a_deleted_or_replaced_suffix_is_caught_by_the_anchors(audit: AuditFixture) -> None:
+    store, settings = audit.store, audit.settings
+    anchorer = Anchorer(settings, store)
+    await anchorer.start()
+    try:
+        await store.append(drafts("sfx", 3))
+        anchored = await anchorer.anchor()
+        assert anchored is not None and anchored.seq == 6
+        await store.append(drafts("sfx-late", 1))
+        report = await verify_with_anchors(settings, store)
+        assert report.ok and report.anchors == 1, report
+        code, output = await cli(audit, "verify")
+        assert code == 0, output
+        rows = await stored_rows(audit)
+
+        # The owner deletes the newest rows, past the anchor: the chain itself still verifies...
+        await owner_without_trigger(audit, f"DELETE FROM {store.events} WHERE seq >= 5")
+        assert (await store.verify()).ok
+        # ...but not against its anchors, and the service will not anchor the shorter chain.
+        report = await verify_with_anchors(settings, store)
+        assert not report.ok
+        assert problems_mention(report, "chain ends at seq 4"), report.problems
+        assert await anchorer.anchor() is None
+        code, output = await cli(audit, "verify")
+        assert code == 1 and "rows after an anchor were deleted" in output, output
+
+        # Re-inserting a suffix of the same length, hashes recomputed, is caught twice over.
+        fakes = [
+            replace(row, payload=canonical_json(json.loads(row.payload) | {"score": 900}))
+            if row.payload_type.endswith("CreditDecision")
+            else row
+            for row in rows[4:]
+        ]
+        await owner_overwrite(audit, rechain(fakes, rows[3].row_hash))
+        report = await verify_with_anchors(settings, store)
+        assert (report.chain.ok, report.chain.first_broken_seq) == (False, 5), report.chain
+        assert problems_mention(report, "row 6's hash differs from its anchor"), report.problems
+
+        # Re-inserting the true rows but one is a gap.
+        await owner_overwrite(audit, rows[4:5] + rows[6:])
+        report = await verify_with_anchors(settings, store)
+        assert not report.chain.ok and "gap" in report.chain.reason
+        assert problems_mention(report, "anchored row 6 is missing"), report.problems
+
+        # With every true row back, all agrees again.
+        await owner_overwrite(audit, rows[4:])
+        assert (await verify_with_anchors(settings, store)).ok
+    finally:
+        await anchorer.stop()
+
+
+async def test_edited_or_rolled_back_anchors_are_caught(audit: AuditFixture) -> None:
+    store, settings = audit.store, audit.settings
+    anchorer = Anchorer(settings, store)
+    await anchorer.start()
+    producer = create_producer(settings.infra, client_id="audit-test-anchors")
+    await producer.start()
+    try:
+        await store.append(drafts("anc", 1))
+        first = await anchorer.anchor()
+        await store.append(drafts("anc-2", 1))
+        second = await anchorer.anchor()
+        assert first is not None and second is not None
+        assert await anchorer.anchor() is None  # the head did not move
+        on_topic, _ = await read_topic_anchors(
+            settings.infra, settings.anchor_topic, settings.db_schema
+        )
+        assert on_topic == [first, second]
+        report = await verify_with_anchors(settings, store)
+        assert report.ok and report.anchors == 2, report
+        path = settings.anchor_file
+        original = path.read_text()
+        lines = original.splitlines()
+
+        # The file's newest anchor edited to match a rewritten chain: its seal fails.
+        edited = json.loads(lines[-1]) | {"row_hash": "f" * 64}
+        path.write_text("\n".join([*lines[:-1], json.dumps(edited)]) + "\n")
+        report = await verify_with_anchors(settings, store)
+        assert problems_mention(report, "file anchor seq 4 is not sealed"), report.problems
+        # Garbage in the file is named too.
+        path.write_text(original + "not an anchor\n")
+        report = await verify_with_anchors(settings, store)
+        assert problems_mention(report, "is not an anchor"), report.problems
+
+        # The file rolled back by a line (hiding the newest anchor): file and topic disagree.
+        path.write_text(lines[0] + "\n")
+        report = await verify_with_anchors(settings, store)
+        assert problems_mention(report, "newest anchors disagree"), report.problems
+        path.unlink()  # ...or deleted
+        report = await verify_with_anchors(settings, store)
+        assert problems_mention(report, "anchor file holds no anchor"), report.problems
+        path.write_text(original)
+        assert (await verify_with_anchors(settings, store)).ok
+
+        # The topic rolled back: an older (genuinely sealed) anchor published again.
+        await publish_anchor(producer, settings.anchor_topic, first)
+        report = await verify_with_anchors(settings, store)
+        assert problems_mention(report, "newest anchors disagree"), report.problems
+        code, output = await cli(audit, "verify")
+        assert code == 1 and "disagree" in output, output
+
+        # An anchor forged without the key.
+        head = ChainHead(second.seq, second.row_hash)
+        forged = seal_anchor(ATTACKER_KEY, settings.db_schema, head, datetime.now(UTC))
+        await publish_anchor(producer, settings.anchor_topic, forged)
+        report = await verify_with_anchors(settings, store)
+        assert problems_mention(report, "topic anchor seq 4 is not sealed"), report.problems
+
+        # The service heals the topic from its file (a crash between the two writes looks so).
+        await anchorer.heal_topic()
+        assert not problems_mention(await verify_with_anchors(settings, store), "disagree")
+    finally:
+        await producer.stop()
+        await anchorer.stop()
+
+
+async def test_a_deleted_prefix_needs_a_sealed_retention_event(audit: AuditFixture) -> None:
+    store = audit.store
+    await store.append(drafts("pre", 3))
+    rows = await stored_rows(audit)
+    # The old route: delete the oldest rows and move the start (the `anchor` table) past them.
+    await owner_without_trigger(audit, f"DELETE FROM {store.events} WHERE seq <= 2")
+    result = await store.verify()
+    assert (result.ok, result.first_broken_seq) == (False, 3), result
+    assert "no sealed retention event" in result.reason
+    # A retention event the writer forges to excuse it is not sealed.
+    forged_event = draft_from_payload(
+        event_id="retention-forged",
+        topic=RETENTION_TOPIC,
+        payload_type=RETENTION_PAYLOAD_TYPE,
+        producer="mallory",
+        occurred_at=datetime.now(UTC) + timedelta(days=3000),
+        subject="",
+        payload=retention_payload(
+            requested_by="mallory",
+            cutoff=datetime.now(UTC),
+            min_age_days=1,
+            through=ChainHead(2, rows[1].row_hash),
+        ),
+    )
+    (forged,) = seal_all(
+        [forged_event],
+        after=ChainHead(rows[-1].seq, rows[-1].row_hash),
+        recorded_at=datetime.now(UTC) + timedelta(days=3000),
+        key=ATTACKER_KEY,
+    )
+    async with audit.pool.acquire() as conn:
+        await conn.execute(
+            f"INSERT INTO {store.events} ({ROW_COLUMNS}) VALUES"
+            " ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
+            *as_record(forged),
+        )
+    result = await store.verify()
+    assert (result.ok, result.first_broken_seq) == (False, forged.seq), result
+    assert "row_mac" in result.reason
+
+
+async def test_retention_younger_than_the_minimum_age_is_refused_everywhere(
+    audit: AuditFixture,
+) -> None:
+    store, owner, settings = audit.store, audit.owner, audit.settings
+    await store.append(drafts("ret", 2))
+    before = await store.count()
+
+    # `--days 0` (and anything under the minimum) is refused by the CLI...
+    code, output = await cli(audit, "retention", "--days", "0")
+    assert code == 2 and "refused" in output, output
+    code, output = await cli(audit, "retention", "--days", str(settings.retention_min_days - 1))
+    assert code == 2 and "refused" in output, output
+    # ...the minimum itself cannot be set to nothing, nor the period below it...
+    with pytest.raises(ValueError, match="retention_min_days"):
+        AuditSettings(infra=settings.infra, retention_min_days=0)
+    with pytest.raises(ValueError, match="below retention_min_days"):
+        AuditSettings(infra=settings.infra, retention_days=30)
+    # ...the store refuses it too, whatever minimum a caller passes...
+    now = datetime.now(UTC)
+    with pytest.raises(RetentionRefused):
+        await owner.apply_retention(now, min_age=settings.retention_min_age, requested_by="x")
+    with pytest.raises(RetentionRefused):
+        await owner.apply_retention(now, min_age=timedelta(0), requested_by="x")
+    assert await store.count() == before
+
+    # ...and PostgreSQL deletes nothing under a retention event without a minimum age, even a
+    # sealed one, even for the owner.
+    too_young = draft_from_payload(
+        event_id="retention-too-young",
+        topic=RETENTION_TOPIC,
+        payload_type=RETENTION_PAYLOAD_TYPE,
+        producer="x",
+        occurred_at=now,
+        subject="",
+        payload=retention_payload(
+            requested_by="x", cutoff=now + timedelta(seconds=5), min_age_days=0,
+            through=ChainHead(2, "h"),
+        ),
+    )  # fmt: skip
+    await store.append([too_young])
+    async with audit.owner_pool.acquire() as conn:
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await conn.execute(f"DELETE FROM {store.events} WHERE seq <= 2")
+    result = await store.verify()
+    assert not result.ok and "younger than its minimum age" in result.reason
+
+
+async def test_a_chain_from_before_sealing_is_adopted_once_and_still_guarded(
+    audit: AuditFixture,
+) -> None:
+    store, owner, settings = audit.store, audit.owner, audit.settings
+    await store.append(drafts("old", 2))
+    # What a chain written by the earlier service looks like: no seal column.
+    async with audit.owner_pool.acquire() as conn:
+        await conn.execute(f"ALTER TABLE {store.events} DROP COLUMN row_mac")
+    adopted = await owner.migrate(writer=settings.writer_user, readers=settings.readers)
+    assert adopted == 5
+    assert await owner.migrate(writer=settings.writer_user, readers=settings.readers) is None
+    await store.append(drafts("new", 1))
+    assert (await store.verify()).ok
+    # The adopted rows are still bound by the hashes the sealed adoption event holds.
+    rows = await stored_rows(audit)
+    assert [bool(row.row_mac) for row in rows] == [False] * 4 + [True] * 3
+    forged = rechain([replace(rows[1], producer="mallory"), *rows[2:4]], rows[0].row_hash, key=b"")
+    await owner_overwrite(audit, [replace(row, row_mac="") for row in forged] + rows[4:])
+    result = await store.verify()
+    assert not result.ok and result.first_broken_seq == 5, result

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from services.audit.chain import (
     GENESIS_HASH,
-    Anchor,
+    RETENTION_PAYLOAD_TYPE,
+    RETENTION_TOPIC,
+    ChainHead,
+    ChainRow,
+    EntryDraft,
     canonical_content,
     chain_hash,
     commit,
     draft_from_event,
+    draft_from_payload,
+    retention_payload,
+    row_mac,
     seal_all,
     trace_id_from_headers,
     verify_rows,
@@ -23,6 +30,7 @@ from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 
 OCCURRED = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 RECORDED = datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC)
+KEY = b"unit-test-mac-key"
 TRACEPARENT = ("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
 
 
@@ -48,16 +56,17 @@ def test_drafts_are_deterministic_for_the_same_salt() -> None:
     assert a == b
     assert a.trace_id == "0af7651916cd43dd8448eb211c80319c"
     assert a.application_id == "app-1"
-    rows_a = seal_all([a], after=Anchor(), recorded_at=RECORDED)
-    rows_b = seal_all([b], after=Anchor(), recorded_at=RECORDED)
+    rows_a = seal_all([a], after=ChainHead(), recorded_at=RECORDED, key=KEY)
+    rows_b = seal_all([b], after=ChainHead(), recorded_at=RECORDED, key=KEY)
     assert rows_a == rows_b
     assert rows_a[0].prev_hash == GENESIS_HASH
     assert rows_a[0].row_hash == chain_hash(GENESIS_HASH, canonical_content(rows_a[0]))
+    assert rows_a[0].row_mac == row_mac(KEY, rows_a[0].row_hash)
 
 
 def test_canonical_content_is_sorted_compact_json() -> None:
     draft = draft_from_event(application_event(), "loan.applications", salt="s")
-    (row,) = seal_all([draft], after=Anchor(), recorded_at=RECORDED)
+    (row,) = seal_all([draft], after=ChainHead(), recorded_at=RECORDED, key=KEY)
     content = canonical_content(row)
     parsed = json.loads(content)
     assert list(parsed) == sorted(parsed)
@@ -102,29 +111,102 @@ def test_verify_detects_altered_and_missing_rows() -> None:
         draft_from_event(application_event(event_id=f"ev-{i}"), "loan.applications", salt="s")
         for i in range(5)
     ]
-    rows = seal_all(drafts, after=Anchor(), recorded_at=RECORDED)
-    assert verify_rows(rows).ok
+    rows = seal_all(drafts, after=ChainHead(), recorded_at=RECORDED, key=KEY)
+    assert verify_rows(rows, KEY).ok
 
     altered = list(rows)
     altered[2] = replace(rows[2], producer="mallory")
-    result = verify_rows(altered)
+    result = verify_rows(altered, KEY)
     assert (result.ok, result.first_broken_seq) == (False, 3)
     assert "altered" in result.reason
 
-    result = verify_rows(rows[:2] + rows[3:])
+    result = verify_rows(rows[:2] + rows[3:], KEY)
     assert (result.ok, result.first_broken_seq) == (False, 4)
     assert "gap" in result.reason
 
 
-def test_verify_starts_from_an_anchor() -> None:
+def _rows(n: int) -> list[ChainRow]:
     drafts = [
         draft_from_event(application_event(event_id=f"ev-{i}"), "loan.applications", salt="s")
-        for i in range(4)
+        for i in range(n)
     ]
-    rows = seal_all(drafts, after=Anchor(), recorded_at=RECORDED)
-    anchor = Anchor(rows[1].seq, rows[1].row_hash)
-    assert verify_rows(rows[2:], anchor).ok
-    assert not verify_rows(rows[2:]).ok
+    return seal_all(drafts, after=ChainHead(), recorded_at=RECORDED, key=KEY)
+
+
+def _retention(
+    through: ChainHead, after: ChainHead, *, days: int = 400, min_days: int = 365
+) -> list[ChainRow]:
+    draft = draft_from_payload(
+        event_id=f"retention-{through.seq}",
+        topic=RETENTION_TOPIC,
+        payload_type=RETENTION_PAYLOAD_TYPE,
+        producer="dpo",
+        occurred_at=RECORDED,
+        subject="",
+        payload=retention_payload(
+            requested_by="dpo",
+            cutoff=RECORDED - timedelta(days=days),
+            min_age_days=min_days,
+            through=through,
+        ),
+    )
+    return seal_all([draft], after=after, recorded_at=RECORDED, key=KEY)
+
+
+def test_a_chain_starts_after_genesis_only_under_a_sealed_retention_event() -> None:
+    rows = _rows(4)
+    through = ChainHead(rows[1].seq, rows[1].row_hash)
+    result = verify_rows(rows[2:], KEY)
+    assert (result.ok, result.first_broken_seq) == (False, 3)
+    assert "no sealed retention event" in result.reason
+
+    (event,) = _retention(through, ChainHead(rows[-1].seq, rows[-1].row_hash))
+    result = verify_rows([*rows[2:], event], KEY)
+    assert result.ok and result.start == through and result.head.seq == event.seq, result
+
+    # The same event sealed with another key excuses nothing.
+    (forged,) = seal_all(
+        [_draft_of(event)],
+        after=ChainHead(rows[-1].seq, rows[-1].row_hash),
+        recorded_at=RECORDED,
+        key=b"guess",
+    )
+    result = verify_rows([*rows[2:], forged], KEY)
+    assert (result.ok, result.first_broken_seq) == (False, forged.seq)
+    assert "row_mac" in result.reason
+
+
+def test_a_retention_event_younger_than_its_minimum_age_breaks_the_chain() -> None:
+    rows = _rows(2)
+    (event,) = _retention(
+        ChainHead(1, rows[0].row_hash), ChainHead(2, rows[1].row_hash), days=3, min_days=365
+    )
+    result = verify_rows([*rows[1:], event], KEY)
+    assert not result.ok and "younger than its minimum age" in result.reason
+
+
+def test_rows_sealed_with_another_key_or_unsealed_are_caught() -> None:
+    rows = _rows(3)
+    assert verify_rows(rows, KEY).ok
+    assert verify_rows(rows, b"another key").first_broken_seq == 1
+    unsealed = [rows[0], replace(rows[1], row_mac=""), rows[2]]
+    result = verify_rows(unsealed, KEY)
+    assert (result.ok, result.first_broken_seq) == (False, 2) and "not sealed" in result.reason
+
+
+def _draft_of(row: ChainRow) -> EntryDraft:
+    return EntryDraft(
+        event_id=row.event_id,
+        topic=row.topic,
+        payload_type=row.payload_type,
+        producer=row.producer,
+        occurred_at=row.occurred_at,
+        application_id=row.application_id,
+        subject=row.subject,
+        payload=row.payload,
+        trace_id=row.trace_id,
+        personal_commitment=row.personal_commitment,
+    )
 
 
 def test_trace_id_is_empty_without_a_traceparent() -> None:
