@@ -69,6 +69,13 @@ def write_bundle(
     reference["score"] = reference_distribution(trained.scorecard.points(train_pd))
     reference["band"] = band_distribution(trained.bands.band(train_pd))
 
+    (folder / "reference.json").write_text(json.dumps(reference))
+    # a sample of training rows, for drift reports that compare whole distributions (Evidently)
+    sample = train_rows[:: max(1, len(train_rows) // REFERENCE_SAMPLE_ROWS)][:REFERENCE_SAMPLE_ROWS]
+    frame = pd.DataFrame(trained.inputs.tabular[sample], columns=list(F.TABULAR_FEATURES))
+    frame["score"] = trained.scorecard.points(trained.final_pd(sample))
+    frame.to_parquet(folder / "reference_sample.parquet", index=False)
+
     manifest = {
         "bundle_format": BUNDLE_FORMAT,
         "shipped_model": trained.shipped,
@@ -95,7 +102,14 @@ def write_bundle(
             if name in trained.features.sequences and models["lstm"] is not None
         },
         "models": models,
-        "reference": {"bins": "reference.json", "sample": "reference_sample.parquet"},
+        "reference": {
+            "bins": "reference.json",
+            "sample": "reference_sample.parquet",
+            "sha256": {
+                name: _sha256(folder / name)
+                for name in ("reference.json", "reference_sample.parquet")
+            },
+        },
         "onnx_parity_max_abs_diff": parity,
         "ensemble": trained.weights.to_dict()
         if trained.shipped == "ensemble"
@@ -118,12 +132,6 @@ def write_bundle(
         "metrics": {k: metrics[k] for k in ("test", "out_of_time", "fairness") if k in metrics},
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=float))
-    (folder / "reference.json").write_text(json.dumps(reference))
-    # a sample of training rows, for drift reports that compare whole distributions (Evidently)
-    sample = train_rows[:: max(1, len(train_rows) // REFERENCE_SAMPLE_ROWS)][:REFERENCE_SAMPLE_ROWS]
-    frame = pd.DataFrame(trained.inputs.tabular[sample], columns=list(F.TABULAR_FEATURES))
-    frame["score"] = trained.scorecard.points(trained.final_pd(sample))
-    frame.to_parquet(folder / "reference_sample.parquet", index=False)
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     if promote:
         promote_bundle(version, root)

@@ -12,7 +12,6 @@ bundle picks its columns.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,13 @@ import onnxruntime as ort
 
 from services.common import features as F
 from services.common.decision import Calibrator, DecisionBands, EnsembleWeights, Scorecard
-from services.common.tabular_bundle import TabularBundle, is_tabular_bundle, load_tabular_bundle
+from services.common.tabular_bundle import (
+    BundleFileError,
+    TabularBundle,
+    bundle_file,
+    is_tabular_bundle,
+    load_tabular_bundle,
+)
 
 SUPPORTED_FORMATS = frozenset({1})
 
@@ -148,13 +153,10 @@ class LinearTerms:
 
 
 def _check_file(folder: Path, entry: dict[str, Any]) -> Path:
-    path = folder / entry["file"]
-    if not path.exists():
-        raise BundleError(f"{path} is missing")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != entry["sha256"]:
-        raise BundleError(f"{path} does not match the manifest's sha256")
-    return path
+    try:
+        return bundle_file(folder, str(entry["file"]), str(entry["sha256"]))
+    except BundleFileError as exc:
+        raise BundleError(str(exc)) from None
 
 
 def load_bundle(path: Path | str, *, threads: int = 1) -> ModelBundle:

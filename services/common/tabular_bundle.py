@@ -37,6 +37,10 @@ MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 MISSING_LEVEL = "missing"
 
 
+class BundleFileError(RuntimeError):
+    """A file a bundle's manifest names is outside the bundle, missing, or not what was hashed."""
+
+
 class TabularBundleError(RuntimeError):
     """The bundle is missing, malformed or tampered with, or rows cannot be encoded for it."""
 
@@ -352,6 +356,22 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def bundle_file(folder: Path, name: str, sha256: str | None = None) -> Path:
+    """A file a manifest names, which must lie inside the bundle folder (no absolute path, no
+    `..`, no link out of it) and, when a digest is given, match it. Every loader uses this."""
+    relative = Path(name)
+    if relative.is_absolute() or not name or any(part == ".." for part in relative.parts):
+        raise BundleFileError(f"the manifest names {name!r}, which is not a file in the bundle")
+    path = (folder / relative).resolve()
+    if not path.is_relative_to(folder.resolve()):
+        raise BundleFileError(f"the manifest names {name!r}, which leads out of the bundle")
+    if not path.is_file():
+        raise BundleFileError(f"{path} is missing")
+    if sha256 is not None and file_sha256(path) != sha256:
+        raise BundleFileError(f"{path} does not match the manifest's sha256")
+    return path
+
+
 _DTYPES: dict[str, type[np.floating[Any]]] = {"float32": np.float32, "float64": np.float64}
 
 
@@ -370,12 +390,12 @@ def load_tabular_bundle(path: Path | str, *, threads: int = 1) -> TabularBundle:
             f"{manifest_path} is not a tabular bundle of format {TABULAR_FORMAT}"
             " (retrain it with `python -m training tabular`)"
         )
-    for name, digest in manifest["files"].items():
-        file = folder / name
-        if not file.is_file():
-            raise TabularBundleError(f"{file} is missing")
-        if file_sha256(file) != digest:
-            raise TabularBundleError(f"{file} does not match the manifest's sha256")
+    files = manifest["files"]
+    for name, digest in files.items():
+        try:
+            bundle_file(folder, name, digest)
+        except BundleFileError as exc:
+            raise TabularBundleError(str(exc)) from None
     model = manifest["model"]
     if model["file"] not in manifest["files"]:
         raise TabularBundleError("the model file is not covered by the manifest's hashes")
@@ -387,7 +407,8 @@ def load_tabular_bundle(path: Path | str, *, threads: int = 1) -> TabularBundle:
     if explanation["kind"] == "tree":
         if explanation["file"] not in manifest["files"]:
             raise TabularBundleError("the native model is not covered by the manifest's hashes")
-        booster = lightgbm.Booster(model_file=str(folder / explanation["file"]))
+        native = bundle_file(folder, explanation["file"], files[explanation["file"]])
+        booster = lightgbm.Booster(model_file=str(native))
         if booster.num_feature() != len(encoding.feature_names):
             raise TabularBundleError("the native LightGBM's features differ from the manifest's")
     else:
@@ -397,7 +418,9 @@ def load_tabular_bundle(path: Path | str, *, threads: int = 1) -> TabularBundle:
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     session = ort.InferenceSession(
-        str(folder / model["file"]), options, providers=["CPUExecutionProvider"]
+        str(bundle_file(folder, model["file"], files[model["file"]])),
+        options,
+        providers=["CPUExecutionProvider"],
     )
     return TabularBundle(
         version=str(manifest["version"]),

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from services.common.tabular_bundle import BundleFileError, bundle_file
 from services.drift.psi import ReferenceBins
 
 SCORE = "score"
@@ -40,6 +42,7 @@ def load_reference(bundle_dir: str | Path) -> DriftReference:
             )
     try:
         manifest = json.loads(manifest_path.read_text())
+        bins_path, sample_path = _verified(folder, manifest)
         raw = json.loads(bins_path.read_text())
         bins = {
             name: ReferenceBins.from_lists(spec["edges"], spec["proportions"])
@@ -50,5 +53,25 @@ def load_reference(bundle_dir: str | Path) -> DriftReference:
         raise ReferenceMissing(f"malformed drift reference in {folder}: {exc}") from exc
     if SCORE not in bins:
         raise ReferenceMissing(f"{bins_path} has no reference for {SCORE!r}")
-    sample = manifest.get("reference", {}).get("sample", "reference_sample.parquet")
-    return DriftReference(model_version=version, bins=bins, sample_path=folder / sample)
+    return DriftReference(model_version=version, bins=bins, sample_path=sample_path)
+
+
+def _verified(folder: Path, manifest: dict[str, Any]) -> tuple[Path, Path]:
+    """The reference files the manifest names, inside the bundle and matching their sha256
+    (a feature bundle lists them under `reference.sha256`, a tabular one under `files`)."""
+    reference = manifest.get("reference", {})
+    digests = {**manifest.get("files", {}), **reference.get("sha256", {})}
+    paths = []
+    for name in (
+        reference.get("bins", "reference.json"),
+        reference.get("sample", "reference_sample.parquet"),
+    ):
+        if name not in digests:
+            raise ReferenceMissing(
+                f"the manifest in {folder} gives no sha256 for {name}: retrain the bundle"
+            )
+        try:
+            paths.append(bundle_file(folder, name, digests[name]))
+        except BundleFileError as exc:
+            raise ReferenceMissing(f"unusable drift reference: {exc}") from None
+    return paths[0], paths[1]

@@ -26,6 +26,7 @@ from services.common.signatures import SIGNATURE_HEADER
 from services.gateway.clients import Backends, open_backends
 from services.gateway.errors import (
     BadSignature,
+    Conflict,
     GatewayError,
     InsufficientScope,
     InvalidRequest,
@@ -52,6 +53,7 @@ STATUS_CODES: dict[type[GatewayError], int] = {
     NotFound: 404,
     StaleDelivery: 409,
     ReplayedDelivery: 409,
+    Conflict: 409,
     InvalidRequest: 422,
     UpstreamFailed: 502,
     UpstreamUnavailable: 503,

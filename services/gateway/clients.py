@@ -33,6 +33,7 @@ from services.common.protos.alama.scoring.v1 import scoring_pb2, scoring_pb2_grp
 from services.common.redis_store import create_redis
 from services.common.telemetry import inject_grpc_metadata
 from services.gateway.errors import (
+    Conflict,
     InvalidRequest,
     NotFound,
     UpstreamFailed,
@@ -102,9 +103,19 @@ def _translate(exc: grpc.aio.AioRpcError, service: str) -> Exception:
         return NotFound(details)
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidRequest(details)
+    if code == grpc.StatusCode.ALREADY_EXISTS:
+        return Conflict(details)
     if code in _UNAVAILABLE:
         return UpstreamUnavailable(f"{service} is unavailable ({code.name}); retry later")
     return UpstreamFailed(f"{service} failed ({code.name})")
+
+
+#: Answers about the request, not failures of the service: no error status on the span.
+_CALLER_ERRORS = (
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.ALREADY_EXISTS,
+)
 
 
 class _GrpcClient:
@@ -129,7 +140,7 @@ class _GrpcClient:
             except grpc.aio.AioRpcError as exc:
                 outcome = exc.code().name.lower()
                 span.set_attribute("rpc.grpc.status_code", exc.code().value[0])
-                if exc.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                if exc.code() not in _CALLER_ERRORS:
                     span.set_status(Status(StatusCode.ERROR, exc.code().name))
                 raise _translate(exc, self.service) from exc
             finally:

@@ -43,6 +43,10 @@ class NotFound(GatewayError):
     """The member, decision or explanation does not exist (or not yet)."""
 
 
+class Conflict(GatewayError):
+    """The application id was already decided with other content."""
+
+
 class InvalidRequest(GatewayError):
     """Input that passed the schema but is still unacceptable; `loc` names the field."""
 

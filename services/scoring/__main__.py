@@ -14,8 +14,10 @@ from pathlib import Path
 from services.common.bundle import load_served_bundle
 from services.common.feast_config import REPO_ROOT, open_feature_store
 from services.common.logs import configure_logging
+from services.common.redis_store import create_redis
 from services.common.telemetry import setup_tracing, start_metrics
 from services.scoring.consumer import build_consumer
+from services.scoring.ledger import RedisLedger
 from services.scoring.online_features import OnlineFeatures
 from services.scoring.publisher import DecisionPublisher
 from services.scoring.scorer import Scorer
@@ -33,6 +35,7 @@ def build_scorer(settings: ScoringSettings) -> Scorer:
         OnlineFeatures(store),
         load_served_bundle(settings.bundle_dir, threads=settings.model_threads),
         bundle_dir=settings.bundle_dir,
+        ledger=RedisLedger(create_redis(settings.infra), ttl_seconds=settings.ledger_days * 86_400),
         threads=settings.model_threads,
         max_reasons=settings.max_reasons,
     )
@@ -48,6 +51,7 @@ async def serve(settings: ScoringSettings, stop: asyncio.Event) -> None:
         host=settings.grpc_host,
         port=settings.grpc_port,
         max_batch=settings.max_batch_applications,
+        max_waiting=settings.max_waiting_calls,
         publisher=publisher,
     )
     consumer = build_consumer(settings, scorer, publisher)
@@ -80,6 +84,7 @@ async def serve(settings: ScoringSettings, stop: asyncio.Event) -> None:
             if isinstance(result, BaseException):
                 log.error("a scoring task failed", exc_info=result)
         scorer.close()
+        await scorer.ledger.close()
 
 
 def main() -> None:

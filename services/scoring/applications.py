@@ -25,6 +25,8 @@ class RejectionCode(StrEnum):
 
     UNKNOWN_MEMBER = "unknown_member"
     INVALID_APPLICATION = "invalid_application"
+    #: the application id was already decided with other content
+    CONFLICT = "conflict"
 
 
 @dataclass(frozen=True)

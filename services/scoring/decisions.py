@@ -1,11 +1,14 @@
 """Turn a batch of model scores into `CreditDecision` messages (the event and the gRPC answer).
 
-The decision id is a UUID5 of the application id and model version, so a replayed application
-gets the same id and downstream consumers deduplicate it; a new model gives a new decision.
+The decision id is a UUID5 of the application id, the model version and the application's
+content (`content_digest`), so a replayed application gets the same id and downstream consumers
+deduplicate it, while the same application id with other content can never hide behind an
+earlier decision's id (`ledger` answers such a request with a conflict).
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -29,9 +32,19 @@ BANDS: dict[str, DecisionBand] = {
 }
 
 
-def decision_id(application_id: str, model_version: str) -> str:
-    """Same application and model, same id: replays deduplicate downstream."""
-    return str(uuid.uuid5(DECISION_NAMESPACE, f"{application_id}\x1f{model_version}"))
+def content_digest(application: LoanApplicationSubmitted) -> str:
+    """sha256 of what the caller asked for: every field but `applied_at` (the gateway stamps it
+    with the time of receipt when the caller leaves it out, so a retry would differ by it)."""
+    content = LoanApplicationSubmitted()
+    content.CopyFrom(application)
+    content.ClearField("applied_at")
+    return hashlib.sha256(content.SerializeToString(deterministic=True)).hexdigest()
+
+
+def decision_id(application: LoanApplicationSubmitted, model_version: str) -> str:
+    """Same application, content and model, same id: replays deduplicate downstream."""
+    key = f"{application.application_id}\x1f{model_version}\x1f{content_digest(application)}"
+    return str(uuid.uuid5(DECISION_NAMESPACE, key))
 
 
 def build_decisions(
@@ -48,7 +61,7 @@ def build_decisions(
     decisions = []
     for i, application in enumerate(applications):
         decision = CreditDecision(
-            decision_id=decision_id(application.application_id, model_version),
+            decision_id=decision_id(application, model_version),
             application_id=application.application_id,
             member_id=application.member_id,
             model_version=model_version,
@@ -83,7 +96,7 @@ def build_tabular_decisions(
     decisions = []
     for i, application in enumerate(applications):
         decision = CreditDecision(
-            decision_id=decision_id(application.application_id, model.version),
+            decision_id=decision_id(application, model.version),
             application_id=application.application_id,
             member_id=application.member_id,
             model_version=model.version,

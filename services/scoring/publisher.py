@@ -1,10 +1,11 @@
-"""Publish decisions to `credit.decisions`: the Kafka path waits for delivery, gRPC does not.
+"""Publish decisions to `credit.decisions`; both paths wait for the broker's acknowledgement.
 
 Every decision, whichever path made it, becomes an event, so explanation and audit see decisions
 a loan officer asked for synchronously too. The decision id is the event id, so a decision made
 twice (an application scored over gRPC and over Kafka, or a replayed batch) is deduplicated
-downstream. The gRPC path only queues its events (a synchronous caller must not wait for the
-broker) and `stop()` flushes what is still queued.
+downstream. A synchronous caller is told a decision only once the broker holds it
+(`publish_durably`): a crash right after the reply cannot lose it. The cost stays small because
+the producer sends the decisions of every call in flight in one batch (`linger_ms`).
 """
 
 from __future__ import annotations
@@ -31,15 +32,12 @@ class DecisionPublisher:
         self.producer = create_producer(
             settings.infra, client_id=f"{settings.service_name}-decisions"
         )
-        self._in_flight: set[asyncio.Future[RecordMetadata]] = set()
 
     async def start(self) -> None:
         await self.producer.start()
 
     async def stop(self) -> None:
         """Deliver everything queued, then close."""
-        if self._in_flight:
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
         await self.producer.stop()
 
     async def publish(self, decision: CreditDecision) -> asyncio.Future[RecordMetadata]:
@@ -52,15 +50,23 @@ class DecisionPublisher:
         )
         return await publish_traced(self.producer, self.topic, envelope)
 
-    async def publish_detached(self, decisions: Iterable[CreditDecision]) -> None:
-        """Queue decisions without waiting for the broker; failures are logged and counted."""
-        for decision in decisions:
-            delivery = await self.publish(decision)
-            self._in_flight.add(delivery)
-            delivery.add_done_callback(self._delivered)
+    async def publish_durably(self, decisions: Iterable[CreditDecision]) -> None:
+        """Return once the broker has acknowledged every decision; raise `NotRecorded` when it
+        has not within `publish_timeout_seconds` (the caller must not be told them)."""
+        deliveries = [await self.publish(d) for d in decisions]
+        if not deliveries:
+            return
+        try:
+            async with asyncio.timeout(self.settings.publish_timeout_seconds):
+                await asyncio.gather(*deliveries)
+        except Exception as exc:
+            UNDELIVERED.inc(len(deliveries))
+            log.warning("decisions not acknowledged by the broker", exc_info=exc)
+            raise NotRecorded(
+                "the decision could not be recorded; retry (the same application and content"
+                " get the same decision)"
+            ) from exc
 
-    def _delivered(self, delivery: asyncio.Future[RecordMetadata]) -> None:
-        self._in_flight.discard(delivery)
-        if not delivery.cancelled() and delivery.exception() is not None:
-            UNDELIVERED.inc()
-            log.error("a synchronous decision was not delivered", exc_info=delivery.exception())
+
+class NotRecorded(RuntimeError):
+    """The broker did not acknowledge a decision in time: nobody may be told it."""

@@ -26,7 +26,8 @@ from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicat
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.tabular_bundle import TabularBundle
 from services.scoring.applications import Rejection, RejectionCode, invalid_reasons, validate
-from services.scoring.decisions import build_decisions, build_tabular_decisions
+from services.scoring.decisions import build_decisions, build_tabular_decisions, content_digest
+from services.scoring.ledger import Entry, Ledger
 from services.scoring.metrics import (
     BATCH_SIZE,
     BUNDLE_SWAPS,
@@ -55,12 +56,14 @@ class Scorer:
         model: ServedBundle,
         *,
         bundle_dir: Path | str,
+        ledger: Ledger,
         threads: int = 2,
         max_reasons: int = 4,
     ) -> None:
         self.features = features
         self.model = model
         self.bundle_dir = Path(bundle_dir)
+        self.ledger = ledger
         self.threads = threads
         self.max_reasons = max_reasons
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="scoring")
@@ -72,20 +75,41 @@ class Scorer:
     async def score(
         self, applications: Sequence[LoanApplicationSubmitted], *, path: str
     ) -> list[Outcome]:
-        """One outcome per application, in order; never raises for a bad application."""
+        """One outcome per application, in order; never raises for a bad application.
+
+        An application id already decided gets its standing decision back (same content) or a
+        conflict (other content); only the rest are scored, and their decisions are claimed in
+        the ledger before anyone is told them.
+        """
         started = time.perf_counter()
         model = self.model  # pinned for the whole batch, whatever a swap does meanwhile
-        outcomes = await asyncio.get_running_loop().run_in_executor(
-            self.pool, self._score_sync, list(applications), model
-        )
+        batch = list(applications)
+        ids = [a.application_id for a in batch]
+        known = await self.ledger.lookup([i for i in ids if i.strip()])
+        standing = iter(known)
+        outcomes: list[Outcome | None] = [
+            _settled(a, next(standing)) if a.application_id.strip() else None for a in batch
+        ]
+        fresh = [i for i, o in enumerate(outcomes) if o is None]
+        if fresh:
+            scored = await asyncio.get_running_loop().run_in_executor(
+                self.pool, self._score_sync, [batch[i] for i in fresh], model
+            )
+            decided = [(i, o.decision) for i, o in zip(fresh, scored, strict=True) if o.decision]
+            entries = await self.ledger.claim([(batch[i], d) for i, d in decided])
+            for i, outcome in zip(fresh, scored, strict=True):
+                outcomes[i] = outcome
+            for (i, _decision), entry in zip(decided, entries, strict=True):
+                outcomes[i] = _settled(batch[i], entry)
+        done = [o for o in outcomes if o is not None]
         SCORING_SECONDS.labels(path).observe(time.perf_counter() - started)
-        BATCH_SIZE.labels(path).observe(len(applications))
-        for outcome in outcomes:
+        BATCH_SIZE.labels(path).observe(len(batch))
+        for outcome in done:
             if outcome.decision is not None:
                 DECISIONS.labels(path, _band_name(outcome.decision)).inc()
             elif outcome.rejection is not None:
                 REJECTIONS.labels(path, outcome.rejection.code.value).inc()
-        return outcomes
+        return done
 
     def _score_sync(
         self, applications: list[LoanApplicationSubmitted], model: ServedBundle
@@ -208,6 +232,26 @@ class Scorer:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+
+
+def _settled(application: LoanApplicationSubmitted, entry: Entry | None) -> Outcome | None:
+    """The standing decision for the same content, a conflict for other content."""
+    if entry is None:
+        return None
+    if entry.digest == content_digest(application):
+        return Outcome(application, decision=entry.decision)
+    return Outcome(
+        application,
+        rejection=Rejection(
+            application_id=application.application_id,
+            code=RejectionCode.CONFLICT,
+            message=(
+                f"application {application.application_id} was already decided"
+                f" ({entry.decision.decision_id}, {entry.decision.model_version}) with other"
+                " content; send a new application id, or the same content to get that decision"
+            ),
+        ),
+    )
 
 
 def _band_name(decision: CreditDecision) -> str:

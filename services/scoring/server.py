@@ -2,7 +2,9 @@
 
 Trace context arrives in the call metadata (W3C traceparent), so a gateway's trace continues
 here; errors about one application go in its result, never fail the whole batch. Every decision
-is also queued to `credit.decisions` (without waiting), so it is explained and audited.
+is on `credit.decisions` (acknowledged by the broker) before the caller is told it, so it is
+explained and audited even if this process dies right after replying; when the broker cannot
+take it the caller gets UNAVAILABLE and retries into the same decision.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from services.common.protos.alama.scoring.v1 import scoring_pb2, scoring_pb2_grp
 from services.common.tabular_bundle import TabularBundle
 from services.common.telemetry import extract_grpc_context
 from services.scoring.applications import Rejection, RejectionCode
-from services.scoring.batching import ScoreBatcher
-from services.scoring.publisher import DecisionPublisher
+from services.scoring.batching import QueueFull, ScoreBatcher
+from services.scoring.publisher import DecisionPublisher, NotRecorded
 from services.scoring.scorer import Outcome, Scorer
 
 tracer = trace.get_tracer("alama.scoring")
@@ -30,10 +32,12 @@ SERVICE_NAME = scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_na
 ERROR_CODES = {
     RejectionCode.UNKNOWN_MEMBER: scoring_pb2.SCORE_ERROR_CODE_UNKNOWN_MEMBER,
     RejectionCode.INVALID_APPLICATION: scoring_pb2.SCORE_ERROR_CODE_INVALID_APPLICATION,
+    RejectionCode.CONFLICT: scoring_pb2.SCORE_ERROR_CODE_CONFLICT,
 }
 STATUS_CODES = {
     RejectionCode.UNKNOWN_MEMBER: grpc.StatusCode.NOT_FOUND,
     RejectionCode.INVALID_APPLICATION: grpc.StatusCode.INVALID_ARGUMENT,
+    RejectionCode.CONFLICT: grpc.StatusCode.ALREADY_EXISTS,
 }
 
 
@@ -81,18 +85,30 @@ def _error(rejection: Rejection) -> scoring_pb2.ScoreError:
 
 class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
     def __init__(
-        self, scorer: Scorer, publisher: DecisionPublisher | None, *, max_batch: int = 1000
+        self,
+        scorer: Scorer,
+        publisher: DecisionPublisher | None,
+        *,
+        max_batch: int = 1000,
+        max_waiting: int = 1024,
     ) -> None:
         self.scorer = scorer
-        self.batcher = ScoreBatcher(scorer, in_flight=getattr(scorer, "threads", 1))
+        self.batcher = ScoreBatcher(
+            scorer, in_flight=getattr(scorer, "threads", 1), max_waiting=max_waiting
+        )
         self.publisher = publisher
         self.max_batch = max_batch
 
-    async def _publish(self, outcomes: Sequence[Outcome]) -> None:
-        if self.publisher is not None:
-            await self.publisher.publish_detached(
+    async def _record(self, outcomes: Sequence[Outcome], context: grpc.aio.ServicerContext) -> None:
+        """Every decision acknowledged by the broker, or the call fails with UNAVAILABLE."""
+        if self.publisher is None:
+            return
+        try:
+            await self.publisher.publish_durably(
                 o.decision for o in outcomes if o.decision is not None
             )
+        except NotRecorded as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
 
     async def Score(
         self, request: scoring_pb2.ScoreRequest, context: grpc.aio.ServicerContext
@@ -103,8 +119,11 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             kind=SpanKind.SERVER,
             attributes={"rpc.system": "grpc", "rpc.method": "Score"},
         ):
-            outcome = await self.batcher.score(request.application)
-            await self._publish([outcome])
+            try:
+                outcome = await self.batcher.score(request.application)
+            except QueueFull as exc:
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+            await self._record([outcome], context)
             if outcome.rejection is not None:
                 rejection = outcome.rejection
                 await context.abort(
@@ -131,7 +150,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             except BatchTooLarge as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             outcomes = await self.scorer.score(request.applications, path="grpc")
-            await self._publish(outcomes)
+            await self._record(outcomes, context)
             return scoring_pb2.ScoreBatchResponse(
                 results=[
                     scoring_pb2.ScoreResult(decision=o.decision)
@@ -148,6 +167,7 @@ async def start_server(
     host: str,
     port: int,
     max_batch: int = 1000,
+    max_waiting: int = 1024,
     publisher: DecisionPublisher | None = None,
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
     """Start serving; returns the server, its health servicer and the bound port (0 picks one)."""
@@ -158,7 +178,7 @@ async def start_server(
         ]
     )
     scoring_pb2_grpc.add_ScoringServiceServicer_to_server(
-        ScoringServicer(scorer, publisher, max_batch=max_batch), server
+        ScoringServicer(scorer, publisher, max_batch=max_batch, max_waiting=max_waiting), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
@@ -23,6 +24,26 @@ class ScoringSettings(ServiceSettings):
     decisions_topic: str = CREDIT_DECISIONS
     consumer_group: str = "scoring"
     max_batch_applications: int = 1000
+    max_waiting_calls: int = Field(
+        default=1024, ge=1, description="synchronous calls allowed to queue; more are shed"
+    )
     max_reasons: int = 4
     bundle_check_seconds: float = 5.0
     shutdown_grace_seconds: float = 5.0
+    publish_timeout_seconds: float = Field(
+        default=1.5,
+        gt=0,
+        description="how long a synchronous call waits for the broker to take its decision"
+        " (keep it under the gateway's gRPC deadline)",
+    )
+    ledger_namespace: str = Field(
+        default="default",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="keeps one deployment's (or one test's) application ids apart from another's",
+    )
+    ledger_days: int = Field(
+        default=400,
+        ge=1,
+        description="how long an application id keeps its decision: a retry with the same"
+        " content gets it again, other content is a conflict",
+    )

@@ -411,3 +411,51 @@ async def test_scoring_killed_mid_stream_loses_and_duplicates_no_decision(
     explained = Counter(r["application_id"] for r in rows if r["topic"] == CREDIT_EXPLANATIONS)
     assert len(decided) == n and set(decided.values()) == {1}  # none lost, none twice
     assert len(explained) == n and set(explained.values()) == {1}
+
+
+async def test_scoring_killed_right_after_its_replies_loses_no_decision_it_told(
+    system: System,
+) -> None:
+    """A synchronous decision is on the broker before the caller has it: SIGKILL scoring the
+    moment the replies arrive, and every decision a caller was told is still explained and
+    audited; asking again for the same application returns that same decision."""
+    n = 60
+    prefix = f"told{system.run}-"
+    apps = system.model.world.applications
+
+    def body(i: int) -> dict[str, Any]:
+        row = apps.iloc[i % len(apps)]
+        return {
+            "application_id": f"{prefix}{i}",
+            "member_id": str(row["member_id"]),
+            "product": str(row["product"]),
+            "amount_kes": float(row["amount_kes"]),
+            "term_months": int(row["term_months"]),
+        }
+
+    async with httpx.AsyncClient(base_url=GATEWAY, headers=API_KEY, timeout=30) as client:
+        replies = await asyncio.gather(*(client.post("/v1/scores", json=body(i)) for i in range(n)))
+        await asyncio.to_thread(supervisor.kill, "scoring")
+        told = {r.json()["decision_id"]: r.json() for r in replies if r.status_code == 200}
+        assert len(told) == n, [r.text for r in replies if r.status_code != 200][:3]
+        await asyncio.to_thread(supervisor.start, supervisor.BY_NAME["scoring"], system.env)
+        again = await client.post("/v1/scores", json=body(0))
+        assert again.status_code == 200, again.text
+        assert again.json() == told[again.json()["decision_id"]]
+        changed = await client.post("/v1/scores", json=body(0) | {"amount_kes": 1234.0})
+        assert changed.status_code == 409, changed.text
+        assert again.json()["decision_id"] in changed.json()["detail"]
+
+    async def all_audited() -> bool:
+        rows = await _audit_rows(system, prefix)
+        audited = {r["event_id"] for r in rows if r["topic"] == CREDIT_DECISIONS}
+        return set(told) <= audited and _decided_count(rows) >= n
+
+    await _until(all_audited, 120, "every decision told to a caller audited")
+    rows = await _audit_rows(system, prefix)
+    decided = Counter(r["application_id"] for r in rows if r["topic"] == CREDIT_DECISIONS)
+    assert len(decided) == n and set(decided.values()) == {1}  # republished ones deduplicated
+
+
+def _decided_count(rows: list[asyncpg.Record]) -> int:
+    return sum(1 for r in rows if r["topic"] == CREDIT_EXPLANATIONS)

@@ -75,7 +75,11 @@ def world(infra: InfraSettings, feast_env: None, tiny_model: TinyModel) -> World
 @pytest.fixture(scope="module")
 def scorer(infra: InfraSettings, world: World, tiny_bundle: Path) -> Iterator[Scorer]:
     settings = ScoringSettings(
-        infra=infra, bundle_dir=str(tiny_bundle), metrics_port=0, model_threads=1
+        infra=infra,
+        bundle_dir=str(tiny_bundle),
+        metrics_port=0,
+        model_threads=1,
+        ledger_namespace=f"gateway-test-{uuid.uuid4().hex[:8]}",
     )
     scorer = build_scorer(settings)
     yield scorer

@@ -90,6 +90,7 @@ def settings(infra: InfraSettings, bundle_root: Path) -> ScoringSettings:
         metrics_port=0,
         model_threads=1,
         consumer_group=f"scoring-test-{uuid.uuid4().hex[:8]}",
+        ledger_namespace=f"scoring-test-{uuid.uuid4().hex[:8]}",
     )
 
 
@@ -312,8 +313,14 @@ async def test_a_newly_promoted_bundle_is_swapped_in(
     assert await scorer.reload_if_promoted()
     assert scorer.model_version == copy.name
     assert all(o.decision and o.decision.model_version == old for o in await in_flight)
-    (after,) = await scorer.score([app], path="grpc")
+    (again,) = await scorer.score([app], path="grpc")
+    assert again.decision == before.decision  # an application decided stays decided
+    renewed = LoanApplicationSubmitted()
+    renewed.CopyFrom(app)
+    renewed.application_id = f"{app.application_id}-renewed"
+    (after,) = await scorer.score([renewed], path="grpc")
     assert before.decision and after.decision
+    assert after.decision.model_version == copy.name
     assert after.decision.decision_id != before.decision.decision_id
     assert after.decision.probability_of_default == pytest.approx(
         before.decision.probability_of_default, abs=1e-12

@@ -26,6 +26,10 @@ router = APIRouter(prefix="/v1", tags=["scores"])
 Scorer = Annotated[Principal, Security(authenticate, scopes=[SCORE_WRITE])]
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "The member is unknown to scoring"},
+    409: {
+        "description": "The application id was already decided with other content (the same"
+        " content gets the same decision back)"
+    },
     503: {"description": "Scoring is unavailable or did not answer in time"},
 }
 

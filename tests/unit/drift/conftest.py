@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -36,11 +37,17 @@ def reference_sample(n: int, seed: int = 7) -> pd.DataFrame:
 def write_bundle(folder: Path) -> Path:
     sample = reference_sample(5000)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "manifest.json").write_text(json.dumps({"version": VERSION}))
     (folder / "reference.json").write_text(
         json.dumps({name: reference_bins(sample[name].to_numpy()) for name in SUBJECTS})
     )
     sample.iloc[:2000].to_parquet(folder / "reference_sample.parquet", index=False)
+    digests = {
+        name: hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        for name in ("reference.json", "reference_sample.parquet")
+    }
+    (folder / "manifest.json").write_text(
+        json.dumps({"version": VERSION, "reference": {"sha256": digests}})
+    )
     return folder
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
-from services.scoring.batching import ScoreBatcher
+from services.scoring.batching import QueueFull, ScoreBatcher
 from services.scoring.scorer import Outcome
 
 
@@ -58,3 +58,33 @@ async def test_batches_respect_the_size_cap_and_a_failure_reaches_its_callers_on
     with pytest.raises(RuntimeError):
         raise failed[0]
     assert sum(isinstance(r, Outcome) for r in results) == 5 - len(failed)
+
+
+async def test_a_full_queue_sheds_new_calls_at_once() -> None:
+    scorer = GatedScorer()
+    batcher = ScoreBatcher(scorer, in_flight=1, max_waiting=3)  # type: ignore[arg-type]
+    running = asyncio.create_task(batcher.score(app(0)))  # takes the one thread
+    await asyncio.sleep(0)
+    queued = [asyncio.create_task(batcher.score(app(i))) for i in range(1, 4)]
+    await asyncio.sleep(0)
+    with pytest.raises(QueueFull, match="3 calls are already waiting"):
+        await batcher.score(app(99))
+    scorer.gate.set()
+    await asyncio.gather(running, *queued)
+    assert "99" not in [a for b in scorer.batches for a in b]
+
+
+async def test_a_caller_who_gave_up_leaves_the_queue_and_is_not_scored() -> None:
+    scorer = GatedScorer()
+    batcher = ScoreBatcher(scorer, in_flight=1)  # type: ignore[arg-type]
+    running = asyncio.create_task(batcher.score(app(0)))
+    await asyncio.sleep(0)
+    gave_up = asyncio.create_task(batcher.score(app("gone")))
+    stays = asyncio.create_task(batcher.score(app("stays")))
+    await asyncio.sleep(0)
+    gave_up.cancel()  # as grpc does when the caller's deadline passes
+    await asyncio.sleep(0)
+    assert [w.application.application_id for w in batcher.waiting] == ["stays"]
+    scorer.gate.set()
+    await asyncio.gather(running, stays)
+    assert scorer.batches == [["0"], ["stays"]]

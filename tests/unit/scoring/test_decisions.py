@@ -11,17 +11,30 @@ from services.common.bundle import Scores
 from services.common.features import TABULAR_FEATURES
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import DecisionBand
-from services.scoring.decisions import build_decisions, decision_id
+from services.scoring.decisions import build_decisions, content_digest, decision_id
 
 
-def test_decision_id_is_deterministic_per_application_and_model() -> None:
-    first = decision_id("A0000001", "quick-1")
-    assert first == decision_id("A0000001", "quick-1")
+def _app(application_id: str, **fields: object) -> LoanApplicationSubmitted:
+    values: dict[str, object] = {"member_id": "M1", "amount_kes": 5000.0, "term_months": 6}
+    return LoanApplicationSubmitted(application_id=application_id, **(values | fields))  # type: ignore[arg-type]
+
+
+def test_decision_id_covers_application_content_and_model() -> None:
+    first = decision_id(_app("A0000001"), "quick-1")
+    assert first == decision_id(_app("A0000001"), "quick-1")
     assert uuid.UUID(first).version == 5
-    assert first != decision_id("A0000002", "quick-1")
-    assert first != decision_id("A0000001", "quick-2")
+    assert first != decision_id(_app("A0000002"), "quick-1")
+    assert first != decision_id(_app("A0000001"), "quick-2")
+    # other content under the same application id is another decision
+    assert first != decision_id(_app("A0000001", amount_kes=5001.0), "quick-1")
+    assert first != decision_id(_app("A0000001", attributes={"x": "1"}), "quick-1")
+    # the time the gateway stamped on a retry is not content
+    later = _app("A0000001")
+    later.applied_at.FromDatetime(datetime(2026, 5, 1, tzinfo=UTC))
+    assert first == decision_id(later, "quick-1")
+    assert content_digest(later) == content_digest(_app("A0000001"))
     # no ambiguity from concatenation
-    assert decision_id("A1", "2x") != decision_id("A12", "x")
+    assert decision_id(_app("A1"), "2x") != decision_id(_app("A12"), "x")
 
 
 def test_build_decisions_carries_scores_features_and_reasons() -> None:
@@ -48,7 +61,7 @@ def test_build_decisions_carries_scores_features_and_reasons() -> None:
     decisions = build_decisions(
         apps, scores, tabular, contributions, model_version="v1", decided_at=at
     )
-    assert [d.decision_id for d in decisions] == [decision_id(f"A{i}", "v1") for i in range(n)]
+    assert [d.decision_id for d in decisions] == [decision_id(a, "v1") for a in apps]
     assert [d.band for d in decisions] == [
         DecisionBand.DECISION_BAND_APPROVE,
         DecisionBand.DECISION_BAND_DECLINE,

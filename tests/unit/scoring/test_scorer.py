@@ -15,6 +15,7 @@ from services.common.protos.alama.events.v1.applications_pb2 import (
 )
 from services.scoring.applications import RejectionCode, validate
 from services.scoring.consumer import DecisionPipeline
+from services.scoring.ledger import MemoryLedger
 from services.scoring.online_features import OnlineBatch
 from services.scoring.scorer import Scorer
 from services.scoring.settings import ScoringSettings
@@ -76,7 +77,7 @@ def test_invalid_applications_are_rejected_with_the_reason(
 
 async def test_scorer_returns_rejections_in_request_order() -> None:
     features = UnknownMembers()
-    scorer = Scorer(features, NoModel(), bundle_dir=".", threads=1)  # type: ignore[arg-type]
+    scorer = Scorer(features, NoModel(), bundle_dir=".", ledger=MemoryLedger(), threads=1)  # type: ignore[arg-type]
     try:
         outcomes = await scorer.score(
             [application(application_id="A1", amount_kes=-1), application(application_id="A2")],

@@ -29,6 +29,7 @@ from services.gateway.app import create_app
 from services.gateway.clients import Backends
 from services.gateway.settings import GatewaySettings
 from services.scoring.applications import RejectionCode
+from services.scoring.ledger import MemoryLedger
 from services.scoring.online_features import OnlineBatch
 from services.scoring.scorer import Scorer
 from services.scoring.server import describe_model
@@ -100,7 +101,9 @@ def application(app_id: str, attrs: dict[str, str]) -> LoanApplicationSubmitted:
 async def test_scoring_serves_the_tabular_bundle_from_the_applications_columns(
     bundle: TabularBundle, bundles: Path, table: pd.DataFrame
 ) -> None:
-    scorer = Scorer(NoFeatureStore(), bundle, bundle_dir=bundles / "current", threads=1)
+    scorer = Scorer(
+        NoFeatureStore(), bundle, bundle_dir=bundles / "current", ledger=MemoryLedger(), threads=1
+    )
     rows = [attributes(table.iloc[i]) for i in range(6)]
     broken = dict(rows[2])
     del broken["duration_in_month"]
@@ -136,7 +139,9 @@ async def test_scoring_serves_the_tabular_bundle_from_the_applications_columns(
 async def test_explanation_explains_a_tabular_decision_over_its_own_columns(
     bundle: TabularBundle, bundles: Path, table: pd.DataFrame
 ) -> None:
-    scorer = Scorer(NoFeatureStore(), bundle, bundle_dir=bundles / "current", threads=1)
+    scorer = Scorer(
+        NoFeatureStore(), bundle, bundle_dir=bundles / "current", ledger=MemoryLedger(), threads=1
+    )
     try:
         [outcome] = await scorer.score([application("E1", attributes(table.iloc[7]))], path="grpc")
     finally:

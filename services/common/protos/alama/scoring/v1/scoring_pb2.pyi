@@ -26,6 +26,7 @@ class ScoreErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SCORE_ERROR_CODE_UNSPECIFIED: _ClassVar[ScoreErrorCode]
     SCORE_ERROR_CODE_UNKNOWN_MEMBER: _ClassVar[ScoreErrorCode]
     SCORE_ERROR_CODE_INVALID_APPLICATION: _ClassVar[ScoreErrorCode]
+    SCORE_ERROR_CODE_CONFLICT: _ClassVar[ScoreErrorCode]
 MODEL_INPUTS_UNSPECIFIED: ModelInputs
 MODEL_INPUTS_FEATURE_STORE: ModelInputs
 MODEL_INPUTS_ATTRIBUTES: ModelInputs
@@ -35,6 +36,7 @@ ATTRIBUTE_KIND_CATEGORICAL: AttributeKind
 SCORE_ERROR_CODE_UNSPECIFIED: ScoreErrorCode
 SCORE_ERROR_CODE_UNKNOWN_MEMBER: ScoreErrorCode
 SCORE_ERROR_CODE_INVALID_APPLICATION: ScoreErrorCode
+SCORE_ERROR_CODE_CONFLICT: ScoreErrorCode
 
 class DescribeModelRequest(_message.Message):
     __slots__ = ()

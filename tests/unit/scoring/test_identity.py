@@ -1,0 +1,157 @@
+"""Decision identity and durability: an application id decided stays decided (same content, same
+decision; other content, a conflict), and a synchronous caller is told a decision only after
+the broker holds it (UNAVAILABLE, and nothing told, when it does not)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime
+
+import grpc
+import pytest
+
+from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
+from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
+from services.common.protos.alama.scoring.v1 import scoring_pb2, scoring_pb2_grpc
+from services.scoring.applications import RejectionCode, validate
+from services.scoring.decisions import decision_id
+from services.scoring.ledger import MemoryLedger
+from services.scoring.publisher import NotRecorded
+from services.scoring.scorer import Outcome, Scorer
+from services.scoring.server import start_server
+
+
+class DriftingScorer(Scorer):
+    """The real scorer's identity rules over a model whose answer changes on every call, as a
+    live member's features do between two requests."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            features=None,  # type: ignore[arg-type]
+            model=None,  # type: ignore[arg-type]
+            bundle_dir=".",
+            ledger=MemoryLedger(),
+            threads=1,
+        )
+        self.calls = 0
+
+    @property
+    def model_version(self) -> str:
+        return "v1"
+
+    def _score_sync(
+        self, applications: list[LoanApplicationSubmitted], model: object
+    ) -> list[Outcome]:  # type: ignore[override]
+        self.calls += 1
+        outcomes = []
+        for a in applications:
+            rejection = validate(a)
+            if rejection is not None:
+                outcomes.append(Outcome(a, rejection=rejection))
+                continue
+            decision = CreditDecision(
+                decision_id=decision_id(a, "v1"),
+                application_id=a.application_id,
+                member_id=a.member_id,
+                model_version="v1",
+                probability_of_default=0.01 * self.calls,
+            )
+            decision.decided_at.FromDatetime(datetime.now(UTC))
+            outcomes.append(Outcome(a, decision=decision))
+        return outcomes
+
+
+def app(app_id: str, amount: float = 1000.0) -> LoanApplicationSubmitted:
+    return LoanApplicationSubmitted(
+        application_id=app_id, member_id="M1", product=1, amount_kes=amount, term_months=6
+    )
+
+
+async def test_the_same_content_gets_the_same_decision_and_other_content_a_conflict() -> None:
+    scorer = DriftingScorer()
+    try:
+        [first] = await scorer.score([app("A1")], path="grpc")
+        [again] = await scorer.score([app("A1")], path="kafka")
+        [changed] = await scorer.score([app("A1", amount=2000.0)], path="grpc")
+        [other] = await scorer.score([app("A2")], path="grpc")
+    finally:
+        scorer.close()
+    assert first.decision is not None and again.decision == first.decision
+    assert scorer.calls == 2  # the repeat was not scored again: A1 once, A2 once
+    assert changed.decision is None and changed.rejection is not None
+    assert changed.rejection.code is RejectionCode.CONFLICT
+    assert first.decision.decision_id in changed.rejection.message
+    assert other.decision is not None and other.decision.decision_id != first.decision.decision_id
+
+
+async def test_duplicates_within_one_batch_agree_on_one_decision() -> None:
+    scorer = DriftingScorer()
+    try:
+        outcomes = await scorer.score([app("B1"), app("B1"), app("B1", amount=5.0)], path="kafka")
+    finally:
+        scorer.close()
+    assert outcomes[0].decision is not None and outcomes[1].decision == outcomes[0].decision
+    assert outcomes[2].rejection is not None
+    assert outcomes[2].rejection.code is RejectionCode.CONFLICT
+
+
+class RecordingPublisher:
+    """Stands in for the Kafka publisher: acknowledges, or fails like an unreachable broker."""
+
+    def __init__(self, *, fail: bool = False, delay: float = 0.0) -> None:
+        self.fail = fail
+        self.delay = delay
+        self.acknowledged: list[str] = []
+
+    async def publish_durably(self, decisions: Iterable[CreditDecision]) -> None:
+        batch = list(decisions)
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise NotRecorded("the decision could not be recorded; retry")
+        self.acknowledged.extend(d.decision_id for d in batch)
+
+
+@pytest.fixture
+async def serving() -> AsyncIterator[
+    tuple[scoring_pb2_grpc.ScoringServiceStub, RecordingPublisher]
+]:
+    publisher = RecordingPublisher(delay=0.05)
+    scorer = DriftingScorer()
+    server, _health, port = await start_server(
+        scorer,
+        host="127.0.0.1",
+        port=0,
+        publisher=publisher,  # type: ignore[arg-type]
+    )
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield scoring_pb2_grpc.ScoringServiceStub(channel), publisher
+    finally:
+        await channel.close()
+        await server.stop(None)
+        scorer.close()
+
+
+async def test_a_reply_comes_only_after_the_broker_has_the_decision(serving) -> None:  # type: ignore[no-untyped-def]
+    client, publisher = serving
+    reply = await client.Score(scoring_pb2.ScoreRequest(application=app("C1")))
+    assert publisher.acknowledged == [reply.decision.decision_id]
+    batch = await client.ScoreBatch(scoring_pb2.ScoreBatchRequest(applications=[app("C2")]))
+    assert publisher.acknowledged[-1] == batch.results[0].decision.decision_id
+
+
+async def test_no_broker_means_unavailable_and_the_retry_gets_the_same_decision(serving) -> None:  # type: ignore[no-untyped-def]
+    client, publisher = serving
+    publisher.fail = True
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await client.Score(scoring_pb2.ScoreRequest(application=app("D1")))
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert publisher.acknowledged == []
+    publisher.fail = False
+    retried = await client.Score(scoring_pb2.ScoreRequest(application=app("D1")))
+    assert publisher.acknowledged == [retried.decision.decision_id]
+    with pytest.raises(grpc.aio.AioRpcError) as conflict:
+        await client.Score(scoring_pb2.ScoreRequest(application=app("D1", amount=9.0)))
+    assert conflict.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert retried.decision.decision_id in (conflict.value.details() or "")
