@@ -270,6 +270,12 @@ def test_secrets_come_only_from_secret_key_refs(manifests: list[Manifest]) -> No
         },
         "scoring": {"ALAMA_POSTGRES_DSN", "ALAMA_FEAST_PG_PASSWORD"},
         "feature-store": {"ALAMA_POSTGRES_DSN", "ALAMA_FEAST_PG_PASSWORD"},
+        "audit": {
+            "ALAMA_POSTGRES_DSN",
+            "ALAMA_AUDIT_MAC_KEY",
+            "ALAMA_AUDIT_WRITER_PASSWORD",
+            "ALAMA_AUDIT_OWNER_PASSWORD",
+        },
     }
     configs = of_kind(manifests, "ConfigMap")
     for name, deployment in of_kind(manifests, "Deployment").items():
