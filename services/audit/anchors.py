@@ -169,7 +169,10 @@ async def read_topic_anchors(
                 batches = await consumer.getmany(*assigned, timeout_ms=500)
                 for records in batches.values():
                     for record in records:
-                        if record.key != key or record.value is None:
+                        if record.key != key:
+                            continue
+                        if record.value is None:  # a tombstone: compaction drops what precedes
+                            anchors.clear()
                             continue
                         try:
                             anchors.append(AnchorRecord.from_json(record.value))
