@@ -423,6 +423,7 @@ class DecisionExplainer:
         explanation = CreditExplanation(
             decision_id=decision.decision_id,
             application_id=decision.application_id,
+            tenant_id=decision.tenant_id,
             model_version=decision.model_version,
             contributions=[
                 FeatureContribution(

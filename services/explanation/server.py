@@ -73,12 +73,13 @@ class ExplanationServicer(explanation_pb2_grpc.ExplanationServiceServicer):
     ) -> explanation_pb2.GetDecisionResponse:
         with _rpc("GetDecision", context) as call:
             key = request.WhichOneof("key")
+            tenant = request.tenant_id or None
             decision: CreditDecision | None = None
             if key == "decision_id" and request.decision_id:
-                decision = await self.store.decision(request.decision_id)
+                decision = await self.store.decision(request.decision_id, tenant)
                 missing = f"no decision {request.decision_id!r}"
             elif key == "application_id" and request.application_id:
-                decision = await self.store.latest_decision(request.application_id)
+                decision = await self.store.latest_decision(request.application_id, tenant)
                 missing = f"no decision for application {request.application_id!r}"
             else:
                 await call.abort(
@@ -97,13 +98,16 @@ class ExplanationServicer(explanation_pb2_grpc.ExplanationServiceServicer):
         with _rpc("GetExplanation", context) as call:
             if not request.decision_id:
                 await call.abort(grpc.StatusCode.INVALID_ARGUMENT, "give a decision_id")
-            explanation = await self.store.explanation(request.decision_id)
+            tenant = request.tenant_id or None
+            explanation = await self.store.explanation(request.decision_id, tenant)
             if explanation is None:
-                explanation = await self._explain_on_demand(request.decision_id, call)
+                explanation = await self._explain_on_demand(request.decision_id, tenant, call)
             return explanation_pb2.GetExplanationResponse(explanation=explanation)
 
-    async def _explain_on_demand(self, decision_id: str, call: Call) -> CreditExplanation:
-        decision = await self.store.decision(decision_id)
+    async def _explain_on_demand(
+        self, decision_id: str, tenant: str | None, call: Call
+    ) -> CreditExplanation:
+        decision = await self.store.decision(decision_id, tenant)
         if decision is None:
             await call.abort(
                 grpc.StatusCode.NOT_FOUND,

@@ -37,6 +37,9 @@ CREATE TABLE IF NOT EXISTS {s}.decisions (
 );
 CREATE INDEX IF NOT EXISTS decisions_application_id
     ON {s}.decisions (application_id, decided_at DESC);
+ALTER TABLE {s}.decisions ADD COLUMN IF NOT EXISTS tenant_id text NOT NULL DEFAULT '';
+CREATE INDEX IF NOT EXISTS decisions_tenant_application
+    ON {s}.decisions (tenant_id, application_id, decided_at DESC);
 CREATE TABLE IF NOT EXISTS {s}.explanations (
     decision_id text PRIMARY KEY REFERENCES {s}.decisions (decision_id) ON DELETE CASCADE,
     payload bytea NOT NULL,
@@ -72,6 +75,7 @@ def _decision_row(item: StoredDecision) -> tuple[object, ...]:
         float(d.probability_of_default),
         d.SerializeToString(deterministic=True),
         item.trace_id,
+        d.tenant_id,
     )
 
 
@@ -135,8 +139,8 @@ class DecisionStore:
     ) -> None:
         await conn.executemany(
             f"INSERT INTO {self.schema}.decisions (decision_id, application_id, member_id,"
-            " model_version, decided_at, band, score, probability_of_default, payload, trace_id)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            " model_version, decided_at, band, score, probability_of_default, payload, trace_id,"
+            " tenant_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
             " ON CONFLICT (decision_id) DO NOTHING",
             [_decision_row(d) for d in decisions],
         )
@@ -158,27 +162,43 @@ class DecisionStore:
         )
         return {r["decision_id"]: _explanation(r["payload"]) for r in rows}
 
-    async def decision(self, decision_id: str) -> CreditDecision | None:
+    async def decision(
+        self, decision_id: str, tenant_id: str | None = None
+    ) -> CreditDecision | None:
+        """The decision, None when unknown or another tenant's (`tenant_id` None: any tenant's)."""
         async with self.pool.acquire() as conn:
             payload = await conn.fetchval(
-                f"SELECT payload FROM {self.schema}.decisions WHERE decision_id = $1", decision_id
+                f"SELECT payload FROM {self.schema}.decisions WHERE decision_id = $1"
+                " AND ($2::text IS NULL OR tenant_id = $2)",
+                decision_id,
+                tenant_id,
             )
         return None if payload is None else _decision(payload)
 
-    async def latest_decision(self, application_id: str) -> CreditDecision | None:
-        """The application's most recent decision (a new model or a re-score makes another)."""
+    async def latest_decision(
+        self, application_id: str, tenant_id: str | None = None
+    ) -> CreditDecision | None:
+        """The application's most recent decision within the tenant (application ids are each
+        tenant's own; a new model makes another decision)."""
         async with self.pool.acquire() as conn:
             payload = await conn.fetchval(
                 f"SELECT payload FROM {self.schema}.decisions WHERE application_id = $1"
+                " AND ($2::text IS NULL OR tenant_id = $2)"
                 " ORDER BY decided_at DESC, stored_at DESC LIMIT 1",
                 application_id,
+                tenant_id,
             )
         return None if payload is None else _decision(payload)
 
-    async def explanation(self, decision_id: str) -> CreditExplanation | None:
+    async def explanation(
+        self, decision_id: str, tenant_id: str | None = None
+    ) -> CreditExplanation | None:
         async with self.pool.acquire() as conn:
             payload = await conn.fetchval(
-                f"SELECT payload FROM {self.schema}.explanations WHERE decision_id = $1",
+                f"SELECT e.payload FROM {self.schema}.explanations e"
+                f" JOIN {self.schema}.decisions d USING (decision_id)"
+                " WHERE e.decision_id = $1 AND ($2::text IS NULL OR d.tenant_id = $2)",
                 decision_id,
+                tenant_id,
             )
         return None if payload is None else _explanation(payload)

@@ -4,7 +4,8 @@ A caller (or a replayed Kafka record) that sends the same application id with th
 gets that same decision back, never a re-scored one that would share its id and be dropped
 downstream as a duplicate; the same id with other content is a conflict (409, or a dead letter
 on the Kafka path) naming the decision already made. Redis holds the entries (one key per
-application id, `SET NX`, so replicas racing on one application agree on one winner) for
+application id within its tenant, `SET NX`, so replicas racing on one application agree on one
+winner) for
 `ledger_days`; the decision is claimed here before it is published and returned, so what a
 caller is told is exactly what explanation and audit receive.
 """
@@ -40,9 +41,14 @@ class Entry:
         return cls(digest.decode("ascii"), CreditDecision.FromString(payload))
 
 
+def ledger_key(application: LoanApplicationSubmitted) -> str:
+    """Application ids are the tenant's own: two SACCOs may both send `A-1`."""
+    return f"{application.tenant_id}/{application.application_id}"
+
+
 class Ledger(Protocol):
-    async def lookup(self, application_ids: Sequence[str]) -> list[Entry | None]:
-        """The entry of each application id, None where it was never decided."""
+    async def lookup(self, keys: Sequence[str]) -> list[Entry | None]:
+        """The entry of each `ledger_key`, None where it was never decided."""
         ...
 
     async def claim(
@@ -61,10 +67,10 @@ class RedisLedger:
         self.ttl = ttl_seconds
         self.prefix = prefix
 
-    async def lookup(self, application_ids: Sequence[str]) -> list[Entry | None]:
-        if not application_ids:
+    async def lookup(self, keys: Sequence[str]) -> list[Entry | None]:
+        if not keys:
             return []
-        raw = await self.redis.mget([self.prefix + a for a in application_ids])
+        raw = await self.redis.mget([self.prefix + k for k in keys])
         return [None if r is None else Entry.decode(r) for r in raw]
 
     async def claim(
@@ -73,7 +79,7 @@ class RedisLedger:
         if not decided:
             return []
         entries = [Entry(content_digest(a), d) for a, d in decided]
-        keys = [self.prefix + a.application_id for a, _d in decided]
+        keys = [self.prefix + ledger_key(a) for a, _d in decided]
         async with self.redis.pipeline(transaction=False) as pipe:
             for key, entry in zip(keys, entries, strict=True):
                 pipe.set(key, entry.encode(), nx=True, ex=self.ttl)
@@ -96,15 +102,14 @@ class MemoryLedger:
     def __init__(self) -> None:
         self.entries: dict[str, Entry] = {}
 
-    async def lookup(self, application_ids: Sequence[str]) -> list[Entry | None]:
-        return [self.entries.get(a) for a in application_ids]
+    async def lookup(self, keys: Sequence[str]) -> list[Entry | None]:
+        return [self.entries.get(k) for k in keys]
 
     async def claim(
         self, decided: Sequence[tuple[LoanApplicationSubmitted, CreditDecision]]
     ) -> list[Entry]:
         return [
-            self.entries.setdefault(a.application_id, Entry(content_digest(a), d))
-            for a, d in decided
+            self.entries.setdefault(ledger_key(a), Entry(content_digest(a), d)) for a, d in decided
         ]
 
     async def close(self) -> None:

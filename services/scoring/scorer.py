@@ -27,7 +27,7 @@ from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.tabular_bundle import TabularBundle
 from services.scoring.applications import Rejection, RejectionCode, invalid_reasons, validate
 from services.scoring.decisions import build_decisions, build_tabular_decisions, content_digest
-from services.scoring.ledger import Entry, Ledger
+from services.scoring.ledger import Entry, Ledger, ledger_key
 from services.scoring.metrics import (
     BATCH_SIZE,
     BUNDLE_SWAPS,
@@ -84,8 +84,7 @@ class Scorer:
         started = time.perf_counter()
         model = self.model  # pinned for the whole batch, whatever a swap does meanwhile
         batch = list(applications)
-        ids = [a.application_id for a in batch]
-        known = await self.ledger.lookup([i for i in ids if i.strip()])
+        known = await self.ledger.lookup([ledger_key(a) for a in batch if a.application_id.strip()])
         standing = iter(known)
         outcomes: list[Outcome | None] = [
             _settled(a, next(standing)) if a.application_id.strip() else None for a in batch

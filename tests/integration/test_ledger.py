@@ -35,14 +35,14 @@ async def test_racing_replicas_agree_and_entries_expire(infra: InfraSettings) ->
         assert a == b  # whoever came first, both replicas now hold the same entry
         [standing] = a
         assert standing.decision.probability_of_default in (0.1, 0.2)
-        assert await one.lookup(["X1", "X2"]) == [standing, None]
+        assert await one.lookup(["/X1", "/X2"]) == [standing, None]
         assert standing.digest == content_digest(
             _pair(
                 "X1", 0, amount=100.0 if standing.decision.probability_of_default == 0.1 else 5.0
             )[0]
         )
-        assert await elsewhere.lookup(["X1"]) == [None]
-        ttl = await one.redis.ttl(namespace + "X1")
+        assert await elsewhere.lookup(["/X1"]) == [None]
+        ttl = await one.redis.ttl(namespace + "/X1")
         assert 0 < ttl <= 60
     finally:
         for ledger in (one, two, elsewhere):

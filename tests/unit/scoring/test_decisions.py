@@ -40,7 +40,9 @@ def test_decision_id_covers_application_content_and_model() -> None:
 def test_build_decisions_carries_scores_features_and_reasons() -> None:
     n = 2
     apps = [
-        LoanApplicationSubmitted(application_id=f"A{i}", member_id=f"M{i}", amount_kes=1000.0)
+        LoanApplicationSubmitted(
+            application_id=f"A{i}", member_id=f"M{i}", amount_kes=1000.0, tenant_id="sacco-a"
+        )
         for i in range(n)
     ]
     scores = Scores(
@@ -67,6 +69,7 @@ def test_build_decisions_carries_scores_features_and_reasons() -> None:
         DecisionBand.DECISION_BAND_DECLINE,
     ]
     assert decisions[1].probability_of_default == 0.4 and decisions[1].score == 480
+    assert {d.tenant_id for d in decisions} == {"sacco-a"}  # only its tenant reads it
     assert decisions[1].gbm_probability == 0.5 and decisions[1].lstm_probability == 0.3
     assert set(decisions[0].features) == set(TABULAR_FEATURES)
     assert list(decisions[0].reasons) == []

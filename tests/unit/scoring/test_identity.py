@@ -54,6 +54,7 @@ class DriftingScorer(Scorer):
                 decision_id=decision_id(a, "v1"),
                 application_id=a.application_id,
                 member_id=a.member_id,
+                tenant_id=a.tenant_id,
                 model_version="v1",
                 probability_of_default=0.01 * self.calls,
             )
@@ -155,3 +156,17 @@ async def test_no_broker_means_unavailable_and_the_retry_gets_the_same_decision(
         await client.Score(scoring_pb2.ScoreRequest(application=app("D1", amount=9.0)))
     assert conflict.value.code() == grpc.StatusCode.ALREADY_EXISTS
     assert retried.decision.decision_id in (conflict.value.details() or "")
+
+
+async def test_application_ids_are_each_tenants_own() -> None:
+    scorer = DriftingScorer()
+    first, second = app("T1"), app("T1", amount=2500.0)
+    first.tenant_id, second.tenant_id = "sacco-a", "sacco-b"
+    try:
+        [a] = await scorer.score([first], path="grpc")
+        [b] = await scorer.score([second], path="grpc")
+    finally:
+        scorer.close()
+    assert a.decision is not None and b.decision is not None  # no conflict across tenants
+    assert a.decision.tenant_id == "sacco-a" and b.decision.tenant_id == "sacco-b"
+    assert a.decision.decision_id != b.decision.decision_id

@@ -26,17 +26,17 @@ from services.common.protos.alama.events.v1 import decisions_pb2 as alama_dot_ev
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"alama/events/v1/explanations.proto\x12\x0f\x61lama.events.v1\x1a\x1f\x61lama/events/v1/decisions.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"z\n\x13\x46\x65\x61tureContribution\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x14\n\x0c\x63ontribution\x18\x03 \x01(\x01\x12-\n\texplainer\x18\x04 \x01(\x0e\x32\x1a.alama.events.v1.Explainer\"\xb1\x02\n\x11\x43reditExplanation\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12;\n\rcontributions\x18\x04 \x03(\x0b\x32$.alama.events.v1.FeatureContribution\x12,\n\x07reasons\x18\x05 \x03(\x0b\x32\x1b.alama.events.v1.ReasonCode\x12\x1b\n\x13repayment_attention\x18\x06 \x03(\x01\x12\x30\n\x0c\x65xplained_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1e\n\x16mobile_money_attention\x18\x08 \x03(\x01*\x9d\x01\n\tExplainer\x12\x19\n\x15\x45XPLAINER_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45XPLAINER_TREE_SHAP\x10\x01\x12\x1c\n\x18\x45XPLAINER_LSTM_ATTENTION\x10\x02\x12\"\n\x1e\x45XPLAINER_INTEGRATED_GRADIENTS\x10\x03\x12\x1a\n\x16\x45XPLAINER_LINEAR_TERMS\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"alama/events/v1/explanations.proto\x12\x0f\x61lama.events.v1\x1a\x1f\x61lama/events/v1/decisions.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"z\n\x13\x46\x65\x61tureContribution\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x14\n\x0c\x63ontribution\x18\x03 \x01(\x01\x12-\n\texplainer\x18\x04 \x01(\x0e\x32\x1a.alama.events.v1.Explainer\"\xc4\x02\n\x11\x43reditExplanation\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12;\n\rcontributions\x18\x04 \x03(\x0b\x32$.alama.events.v1.FeatureContribution\x12,\n\x07reasons\x18\x05 \x03(\x0b\x32\x1b.alama.events.v1.ReasonCode\x12\x1b\n\x13repayment_attention\x18\x06 \x03(\x01\x12\x30\n\x0c\x65xplained_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1e\n\x16mobile_money_attention\x18\x08 \x03(\x01\x12\x11\n\ttenant_id\x18\t \x01(\t*\x9d\x01\n\tExplainer\x12\x19\n\x15\x45XPLAINER_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45XPLAINER_TREE_SHAP\x10\x01\x12\x1c\n\x18\x45XPLAINER_LSTM_ATTENTION\x10\x02\x12\"\n\x1e\x45XPLAINER_INTEGRATED_GRADIENTS\x10\x03\x12\x1a\n\x16\x45XPLAINER_LINEAR_TERMS\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'alama.events.v1.explanations_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EXPLAINER']._serialized_start=554
-  _globals['_EXPLAINER']._serialized_end=711
+  _globals['_EXPLAINER']._serialized_start=573
+  _globals['_EXPLAINER']._serialized_end=730
   _globals['_FEATURECONTRIBUTION']._serialized_start=121
   _globals['_FEATURECONTRIBUTION']._serialized_end=243
   _globals['_CREDITEXPLANATION']._serialized_start=246
-  _globals['_CREDITEXPLANATION']._serialized_end=551
+  _globals['_CREDITEXPLANATION']._serialized_end=570
 # @@protoc_insertion_point(module_scope)

@@ -37,7 +37,7 @@ class FeatureContribution(_message.Message):
     def __init__(self, feature: _Optional[str] = ..., value: _Optional[float] = ..., contribution: _Optional[float] = ..., explainer: _Optional[_Union[Explainer, str]] = ...) -> None: ...
 
 class CreditExplanation(_message.Message):
-    __slots__ = ("decision_id", "application_id", "model_version", "contributions", "reasons", "repayment_attention", "explained_at", "mobile_money_attention")
+    __slots__ = ("decision_id", "application_id", "model_version", "contributions", "reasons", "repayment_attention", "explained_at", "mobile_money_attention", "tenant_id")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +46,7 @@ class CreditExplanation(_message.Message):
     REPAYMENT_ATTENTION_FIELD_NUMBER: _ClassVar[int]
     EXPLAINED_AT_FIELD_NUMBER: _ClassVar[int]
     MOBILE_MONEY_ATTENTION_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     application_id: str
     model_version: str
@@ -54,4 +55,5 @@ class CreditExplanation(_message.Message):
     repayment_attention: _containers.RepeatedScalarFieldContainer[float]
     explained_at: _timestamp_pb2.Timestamp
     mobile_money_attention: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, decision_id: _Optional[str] = ..., application_id: _Optional[str] = ..., model_version: _Optional[str] = ..., contributions: _Optional[_Iterable[_Union[FeatureContribution, _Mapping]]] = ..., reasons: _Optional[_Iterable[_Union[_decisions_pb2.ReasonCode, _Mapping]]] = ..., repayment_attention: _Optional[_Iterable[float]] = ..., explained_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., mobile_money_attention: _Optional[_Iterable[float]] = ...) -> None: ...
+    tenant_id: str
+    def __init__(self, decision_id: _Optional[str] = ..., application_id: _Optional[str] = ..., model_version: _Optional[str] = ..., contributions: _Optional[_Iterable[_Union[FeatureContribution, _Mapping]]] = ..., reasons: _Optional[_Iterable[_Union[_decisions_pb2.ReasonCode, _Mapping]]] = ..., repayment_attention: _Optional[_Iterable[float]] = ..., explained_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., mobile_money_attention: _Optional[_Iterable[float]] = ..., tenant_id: _Optional[str] = ...) -> None: ...

@@ -8,12 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GetDecisionRequest(_message.Message):
-    __slots__ = ("decision_id", "application_id")
+    __slots__ = ("decision_id", "application_id", "tenant_id")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     application_id: str
-    def __init__(self, decision_id: _Optional[str] = ..., application_id: _Optional[str] = ...) -> None: ...
+    tenant_id: str
+    def __init__(self, decision_id: _Optional[str] = ..., application_id: _Optional[str] = ..., tenant_id: _Optional[str] = ...) -> None: ...
 
 class GetDecisionResponse(_message.Message):
     __slots__ = ("decision",)
@@ -22,10 +24,12 @@ class GetDecisionResponse(_message.Message):
     def __init__(self, decision: _Optional[_Union[_decisions_pb2.CreditDecision, _Mapping]] = ...) -> None: ...
 
 class GetExplanationRequest(_message.Message):
-    __slots__ = ("decision_id",)
+    __slots__ = ("decision_id", "tenant_id")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
-    def __init__(self, decision_id: _Optional[str] = ...) -> None: ...
+    tenant_id: str
+    def __init__(self, decision_id: _Optional[str] = ..., tenant_id: _Optional[str] = ...) -> None: ...
 
 class GetExplanationResponse(_message.Message):
     __slots__ = ("explanation",)
