@@ -275,9 +275,12 @@ async def verify_with_anchors(settings: AuditSettings, store: AuditStore) -> Anc
     """Read the anchors first (so none is newer than the snapshot verified), then the chain."""
     file = AnchorFile(settings.anchor_file)
     for _attempt in range(3):  # the service may anchor between the two reads: read again
-        topic_anchors, topic_problems = await read_topic_anchors(
-            settings.infra, settings.anchor_topic, settings.db_schema
-        )
+        try:
+            topic_anchors, topic_problems = await read_topic_anchors(
+                settings.infra, settings.anchor_topic, settings.db_schema
+            )
+        except Exception as exc:  # an unreadable topic is a failed check, reported as such
+            topic_anchors, topic_problems = [], [f"anchor topic unreadable: {exc!r}"]
         file_anchors, file_problems = file.read()
         if not file_anchors or not topic_anchors or file_anchors[-1] == topic_anchors[-1]:
             break
@@ -331,7 +334,15 @@ class Anchorer:
             await self.producer.stop()
 
     async def _leading(self) -> bool:
-        """Whether this process anchors: it holds a session advisory lock on a kept connection."""
+        """Whether this process anchors: it holds a session advisory lock on a kept connection
+        (a lost connection loses the lock, so it is checked on every tick)."""
+        if self._lock_conn is not None:
+            try:
+                await self._lock_conn.fetchval("SELECT 1")
+            except (asyncpg.PostgresError, OSError):
+                lost, self._lock_conn = self._lock_conn, None
+                with contextlib.suppress(asyncpg.PostgresError, OSError):
+                    await self.store.pool.release(lost)
         if self._lock_conn is None:
             conn = await self.store.pool.acquire()
             if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.lock_key):
@@ -388,7 +399,12 @@ class Anchorer:
         on_topic, _ = await read_topic_anchors(
             self.settings.infra, self.settings.anchor_topic, self.settings.db_schema
         )
-        if not on_topic or on_topic[-1] != self.last:
+        newest = on_topic[-1] if on_topic else None
+        if (
+            newest is None
+            or not anchor_sealed(self.settings.mac_key_bytes, newest)
+            or newest.seq < self.last.seq
+        ):
             await publish_anchor(self.producer, self.settings.anchor_topic, self.last)
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -85,10 +85,15 @@ def build_consumer(
     )
 
 
-async def run_consumer(settings: AuditSettings, store: AuditStore, stop: asyncio.Event) -> None:
+async def run_consumer(
+    settings: AuditSettings,
+    store: AuditStore,
+    stop: asyncio.Event,
+    topics: Mapping[str, tuple[type[Message], ...]] = AUDITED_TOPICS,
+) -> None:
     """Consume until `stop` is set, then finish the batch in hand, anchor the head once more and
     leave the group. The head is anchored outside PostgreSQL on a schedule meanwhile."""
-    consumer = build_consumer(settings, store)
+    consumer = build_consumer(settings, store, topics)
     anchorer = Anchorer(settings, store)
     await consumer.start()
     await anchorer.start()

@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 from services.audit.__main__ import app as audit_cli
 from services.audit.anchors import (
     Anchorer,
+    AnchorFile,
     AnchorReport,
     publish_anchor,
     read_topic_anchors,
@@ -50,7 +51,7 @@ from services.audit.chain import (
     row_mac,
     seal_all,
 )
-from services.audit.consumer import build_consumer
+from services.audit.consumer import build_consumer, run_consumer
 from services.audit.settings import AuditSettings
 from services.audit.store import ROW_COLUMNS, AuditStore, ChainTampered, RetentionRefused
 from services.common.envelope import decode, encode, wrap
@@ -355,6 +356,36 @@ async def test_verify_points_at_altered_and_deleted_rows(audit: AuditFixture) ->
     result = await store.verify()
     assert (result.ok, result.first_broken_seq) == (False, 6), result
     assert "gap" in result.reason
+
+
+async def test_the_running_service_anchors_its_head_on_a_schedule_and_on_the_way_out(
+    audit: AuditFixture, infra: InfraSettings, scratch_topic: TopicSpec
+) -> None:
+    settings = audit.settings.model_copy(update={"anchor_interval_seconds": 0.2})
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_consumer(settings, audit.store, stop, {scratch_topic.name: (LoanApplicationSubmitted,)})
+    )
+    producer = create_producer(infra, client_id="audit-test-anchoring")
+    await producer.start()
+    try:
+        for i in range(3):
+            envelope = application_events(f"sched-{i}", f"sched-member-{i}")[0]
+            await (await publish(producer, scratch_topic.name, envelope))
+
+            async def anchored(seq: int = i + 1) -> bool:
+                anchors, _ = AnchorFile(settings.anchor_file).read()
+                return bool(anchors) and anchors[-1].seq == seq
+
+            await wait_for(anchored)  # each new head is anchored within a tick
+    finally:
+        await producer.stop()
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+    report = await verify_with_anchors(settings, audit.store)
+    assert report.ok and report.anchors >= 3, report
+    code, output = await cli(audit, "verify")
+    assert code == 0 and "anchors ok" in output, output
 
 
 # ------------------------------------------------------------- tampering from inside PostgreSQL
