@@ -238,6 +238,11 @@ class AuditStore:
             }
             if writer not in existing:
                 raise MigrationError(f"the writer role {writer!r} does not exist")
+            if await conn.fetchval("SELECT pg_has_role($1, current_user, 'MEMBER')", writer):
+                raise MigrationError(
+                    f"the writer role {writer!r} is a member of the owner {me!r}: it would hold"
+                    " the owner's rights over the chain"
+                )
             unsealed_table = await conn.fetchval(
                 "SELECT to_regclass($1) IS NOT NULL AND NOT EXISTS (SELECT 1 FROM"
                 " information_schema.columns WHERE table_schema = $2 AND table_name = 'events'"

@@ -53,7 +53,13 @@ from services.audit.chain import (
 )
 from services.audit.consumer import build_consumer, run_consumer
 from services.audit.settings import AuditSettings
-from services.audit.store import ROW_COLUMNS, AuditStore, ChainTampered, RetentionRefused
+from services.audit.store import (
+    ROW_COLUMNS,
+    AuditStore,
+    ChainTampered,
+    MigrationError,
+    RetentionRefused,
+)
 from services.common.envelope import decode, encode, wrap
 from services.common.kafka import create_producer, publish
 from services.common.postgres import create_pool
@@ -501,6 +507,9 @@ async def test_the_service_and_shared_logins_can_neither_rewrite_nor_unprotect_t
         with pytest.raises(asyncpg.RaiseError, match="append-only"):
             await conn.execute(f"DELETE FROM {events} WHERE seq = 4")
     assert (await audit.store.verify()).ok
+    # A deployment cannot make the service its own tables' owner.
+    with pytest.raises(MigrationError, match="must not own"):
+        await audit.owner.migrate(writer=audit.settings.owner_user)
 
 
 async def test_trigger_disabled_and_hashes_recomputed_is_caught_by_the_seal(
