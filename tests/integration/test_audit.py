@@ -727,6 +727,8 @@ async def test_retention_younger_than_the_minimum_age_is_refused_everywhere(
     assert code == 2 and "refused" in output, output
     code, output = await cli(audit, "retention", "--days", str(settings.retention_min_days - 1))
     assert code == 2 and "refused" in output, output
+    code, output = await cli(audit, "retention")  # the configured period: nothing is that old
+    assert code == 0 and "nothing pruned" in output, output
     # ...the minimum itself cannot be set to nothing, nor the period below it...
     with pytest.raises(ValueError, match="retention_min_days"):
         AuditSettings(infra=settings.infra, retention_min_days=0)
