@@ -60,8 +60,12 @@ QueryOption = Annotated[
         help="applications per point-in-time query to Feast (bounds memory)",
     ),
 ]
+WorkersOption = Annotated[
+    int, typer.Option("--load-workers", help="processes computing feature snapshots at once")
+]
 MEMBERS_PER_CHUNK = 50_000  # training.feature_tables.MEMBERS_PER_CHUNK (kept light to import)
 APPLICATIONS_PER_QUERY = 100_000  # training.feature_tables.APPLICATIONS_PER_QUERY
+LOAD_WORKERS = 2  # training.feature_tables.LOAD_WORKERS
 SourceOption = Annotated[
     str,
     typer.Option(
@@ -285,6 +289,7 @@ def load(
     profile: ProfileOption = "quick",
     source: SourceOption = "synthetic",
     members_per_chunk: ChunkOption = MEMBERS_PER_CHUNK,
+    load_workers: WorkersOption = LOAD_WORKERS,
 ) -> None:
     """Write feature snapshots to the Feast offline store (PostgreSQL) and run `feast apply`."""
     from training import pipeline
@@ -294,6 +299,7 @@ def load(
         _book(source, get_profile(profile)),
         echo=_echo,
         members_per_chunk=members_per_chunk,
+        workers=load_workers,
     )
 
 
@@ -388,6 +394,7 @@ def run_all(
     source: SourceOption = "synthetic",
     members_per_chunk: ChunkOption = MEMBERS_PER_CHUNK,
     applications_per_query: QueryOption = APPLICATIONS_PER_QUERY,
+    load_workers: WorkersOption = LOAD_WORKERS,
 ) -> None:
     """Every step in order: generate or import, load, train, evaluate, export, report, track."""
     if source == "synthetic":
@@ -398,7 +405,7 @@ def run_all(
             import_(kind, Path(rest))
         else:
             _book(source, get_profile(profile))
-    load(profile, source, members_per_chunk)
+    load(profile, source, members_per_chunk, load_workers)
     train(profile, source, applications_per_query)
     evaluate(profile, source)
     export(profile, source)

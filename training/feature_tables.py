@@ -8,12 +8,15 @@ values to ignore; the training set comes only from `get_historical_features`.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
+from pathlib import Path
 
 import asyncpg
 import numpy as np
@@ -30,7 +33,7 @@ from services.common.feast_config import (
 from services.common.settings import InfraSettings
 from training.contract import LoanBook
 from training.library_output import into_log
-from training.partitions import member_chunks
+from training.partitions import count_pieces, member_chunks, member_pieces, piece_chunks
 
 SNAPSHOT_OFFSETS = (timedelta(days=-30), timedelta(0), timedelta(days=14))
 ENTITY_COLUMNS = ("application_id", "member_id", "amount_kes", "term_months", "product")
@@ -63,7 +66,7 @@ def application_times(book: LoanBook) -> list[pd.Series]:
     for r in range(int(rank.max()) + 1 if len(apps) else 0):
         sub = apps[rank == r]
         applied_at = pd.Series(
-            pd.to_datetime(sub["applied_at"], utc=True).to_numpy(),
+            pd.to_datetime(sub["applied_at"], utc=True).array,
             index=pd.Index(sub["member_id"].astype(str)),
         )
         times.extend(snapshot_times(applied_at))
@@ -105,6 +108,9 @@ def profile_snapshots(book: LoanBook) -> pd.DataFrame:
 MEMBERS_PER_CHUNK = 50_000
 #: Applications per point-in-time query to Feast: bounds the memory of a training set.
 APPLICATIONS_PER_QUERY = 100_000
+#: Processes computing and writing snapshots at once (this machine has 2 cores); each holds
+#: one piece (a part of a book in parts, else a chunk) at a time.
+LOAD_WORKERS = 2
 OFFLINE_TABLES = (
     "member_profile",
     "mobile_money_features",
@@ -145,11 +151,11 @@ def chunk_tables(book: LoanBook) -> dict[str, pd.DataFrame]:
     for r in range(int(rank.max()) + 1 if len(rank) else 0):
         sub = snaps[rank == r]
         as_of = pd.Series(
-            pd.to_datetime(sub["snapshot_at"], utc=True).to_numpy(),
+            pd.to_datetime(sub["snapshot_at"], utc=True).array,
             index=pd.Index(sub["member_id"].astype(str)),
         )
         frame = F.profile_features(snaps, as_of)
-        frame.insert(0, "event_timestamp", as_of.to_numpy())
+        frame.insert(0, "event_timestamp", as_of.array)
         profile_rows.append(frame.reset_index(names="member_id"))
     profiles = pd.concat(profile_rows, ignore_index=True)
 
@@ -159,13 +165,13 @@ def chunk_tables(book: LoanBook) -> dict[str, pd.DataFrame]:
     bureau = feature_input(book.table("bureau"))
     for as_of in application_times(book):
         bu = F.bureau_features(bureau, as_of)
-        bu.insert(0, "event_timestamp", as_of.to_numpy())
+        bu.insert(0, "event_timestamp", as_of.array)
         bureau_rows.append(bu.reset_index(names="member_id"))
         mm = F.mobile_money_features(mobile_money, as_of)
-        mm.insert(0, "event_timestamp", as_of.to_numpy())
+        mm.insert(0, "event_timestamp", as_of.array)
         mobile.append(mm.reset_index(names="member_id"))
         rp = F.repayment_features(repayments, as_of)
-        rp.insert(0, "event_timestamp", as_of.to_numpy())
+        rp.insert(0, "event_timestamp", as_of.array)
         repay.append(rp.reset_index(names="member_id"))
     return {
         "member_profile": profiles,
@@ -207,40 +213,121 @@ class OfflineLoad:
             self.first = low if self.first is None else min(self.first, low)
             self.last = high if self.last is None else max(self.last, high)
 
+    def merge(self, other: OfflineLoad) -> None:
+        for name, count in other.rows.items():
+            self.rows[name] = self.rows.get(name, 0) + count
+        for stamp in (other.first, other.last):
+            if stamp is not None:
+                self.first = stamp if self.first is None else min(self.first, stamp)
+                self.last = stamp if self.last is None else max(self.last, stamp)
 
-async def _write(
-    dsn: str, schema: str, chunks: Iterable[dict[str, pd.DataFrame]], load: OfflineLoad
-) -> None:
-    """COPY each chunk's tables into `<table>_loading`, then swap them in at once: a reader
-    never sees half a load, and the memory held is one chunk's."""
+
+async def _copy(dsn: str, schema: str, tables: dict[str, pd.DataFrame]) -> None:
+    """COPY one chunk's tables into `<table>_loading`, creating each on first use (under a lock:
+    chunks may arrive from several processes at once)."""
     conn = await asyncpg.connect(dsn)
-    created: list[str] = []
+    try:
+        for name, frame in tables.items():
+            loading = f"{name}_loading"
+            columns = ", ".join(f'"{c}" {_pg_type(frame[c])}' for c in frame.columns)
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{schema}.{name}")
+                await conn.execute(f"CREATE TABLE IF NOT EXISTS {schema}.{loading} ({columns})")
+            await conn.copy_records_to_table(
+                loading, schema_name=schema, records=_records(frame), columns=list(frame.columns)
+            )
+    finally:
+        await conn.close()
+
+
+async def _prepare(dsn: str, schema: str) -> None:
+    conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-        for tables in chunks:
-            for name, frame in tables.items():
-                loading = f"{name}_loading"
-                if name not in created:
-                    columns = ", ".join(f'"{c}" {_pg_type(frame[c])}' for c in frame.columns)
-                    await conn.execute(f"DROP TABLE IF EXISTS {schema}.{loading}")
-                    await conn.execute(f"CREATE TABLE {schema}.{loading} ({columns})")
-                    created.append(name)
-                await conn.copy_records_to_table(
-                    loading,
-                    schema_name=schema,
-                    records=_records(frame),
-                    columns=list(frame.columns),
-                )
-            load.add(tables)
+        for name in OFFLINE_TABLES:
+            await conn.execute(f"DROP TABLE IF EXISTS {schema}.{name}_loading")
+    finally:
+        await conn.close()
+
+
+async def _swap(dsn: str, schema: str, names: Iterable[str]) -> None:
+    """Put the loaded tables in place at once: a reader never sees half a load."""
+    conn = await asyncpg.connect(dsn)
+    try:
         async with conn.transaction():
-            for name in created:
+            for name in names:
                 await conn.execute(f"DROP TABLE IF EXISTS {schema}.{name}")
                 await conn.execute(f"ALTER TABLE {schema}.{name}_loading RENAME TO {name}")
                 await conn.execute(f"CREATE INDEX ON {schema}.{name} (member_id, event_timestamp)")
-        for name in created:
+        for name in names:
             await conn.execute(f"ANALYZE {schema}.{name}")
     finally:
         await conn.close()
+
+
+def load_piece(
+    piece: Path | LoanBook, members_per_chunk: int, dsn: str, schema: str
+) -> tuple[OfflineLoad, int]:
+    """Compute and COPY the snapshots of one piece of a book (see `member_pieces`), chunk by
+    chunk; returns what was written and how many members. Runs in a worker process too."""
+    load, members = OfflineLoad(), 0
+    for chunk in piece_chunks(piece, members_per_chunk):
+        members += len(chunk.members)
+        tables = chunk_tables(chunk)
+        del chunk  # before the next chunk is sliced
+        asyncio.run(_copy(dsn, schema, tables))
+        load.add(tables)
+        del tables
+    return load, members
+
+
+def load_offline_tables(
+    infra: InfraSettings,
+    book: LoanBook,
+    *,
+    members_per_chunk: int = MEMBERS_PER_CHUNK,
+    workers: int = LOAD_WORKERS,
+    progress: Callable[[int], None] | None = None,
+) -> OfflineLoad:
+    """Every member chunk's snapshots into the offline store, `workers` pieces at a time (each
+    in its own process when more than one), then swapped in at once. `progress` hears how many
+    members each finished piece held."""
+    dsn, schema = infra.postgres_dsn, offline_schema(infra)
+    asyncio.run(_prepare(dsn, schema))
+    load = OfflineLoad()
+    workers = max(1, min(workers, count_pieces(book, members_per_chunk)))
+    pieces = member_pieces(book, members_per_chunk)
+    if workers == 1:
+        for piece in pieces:
+            done, members = load_piece(piece, members_per_chunk, dsn, schema)
+            load.merge(done)
+            if progress is not None:
+                progress(members)
+    else:
+        context = multiprocessing.get_context("spawn")  # no forked asyncio, Feast or torch state
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            running: set[Future[tuple[OfflineLoad, int]]] = set()
+            for piece in pieces:  # at most `workers` pieces in flight: memory stays bounded
+                running.add(pool.submit(load_piece, piece, members_per_chunk, dsn, schema))
+                if len(running) >= workers:
+                    finished, running = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        _merge(load, future, progress)
+            for future in as_completed(running):
+                _merge(load, future, progress)
+    asyncio.run(_swap(dsn, schema, [name for name in OFFLINE_TABLES if name in load.rows]))
+    return load
+
+
+def _merge(
+    load: OfflineLoad,
+    future: Future[tuple[OfflineLoad, int]],
+    progress: Callable[[int], None] | None,
+) -> None:
+    done, members = future.result()
+    load.merge(done)
+    if progress is not None:
+        progress(members)
 
 
 def _records(frame: pd.DataFrame) -> list[tuple[object, ...]]:
@@ -258,13 +345,14 @@ def _records(frame: pd.DataFrame) -> list[tuple[object, ...]]:
     return list(zip(*cols, strict=True))
 
 
-def write_offline_tables(
-    infra: InfraSettings, tables: Iterable[dict[str, pd.DataFrame]] | dict[str, pd.DataFrame]
-) -> OfflineLoad:
-    """Write the offline tables, whole or as a stream of member chunks (`snapshot_chunks`)."""
-    chunks = [tables] if isinstance(tables, dict) else tables
+def write_offline_tables(infra: InfraSettings, tables: dict[str, pd.DataFrame]) -> OfflineLoad:
+    """Write whole offline tables (built by `build_tables`) in one piece."""
+    dsn, schema = infra.postgres_dsn, offline_schema(infra)
+    asyncio.run(_prepare(dsn, schema))
+    asyncio.run(_copy(dsn, schema, tables))
     load = OfflineLoad()
-    asyncio.run(_write(infra.postgres_dsn, offline_schema(infra), chunks, load))
+    load.add(tables)
+    asyncio.run(_swap(dsn, schema, list(tables)))
     return load
 
 

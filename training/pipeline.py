@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from training.ensemble import fit_ensemble
 from training.evaluate import classification_metrics, fairness_report
 from training.gbm import FittedGBM, FoldGBMParams, GBMParams, fit_gbm, fit_gbm_cv, predict_gbm
 from training.lstm import FittedLSTM, LSTMParams, SequenceInputs, fit_lstm, predict_lstm
-from training.partitions import load_partitioned, member_chunks, part_name, write_parts
+from training.partitions import load_partitioned, part_name, write_parts
 from training.paths import synthetic_book_dir, world_dir
 from training.profiles import Profile
 from training.scorecard import BusinessCost, choose_bands
@@ -161,6 +161,7 @@ def load_into_feast(
     *,
     echo: Echo = print,
     members_per_chunk: int = feature_tables.MEMBERS_PER_CHUNK,
+    workers: int = feature_tables.LOAD_WORKERS,
 ) -> None:
     """Feature snapshots, member chunk by member chunk, into the offline store; `feast apply`;
     the latest values into the online store."""
@@ -173,16 +174,17 @@ def load_into_feast(
         transient=True,
     ) as bar:
         task = bar.add_task("snapshots", total=len(book.members))
-
-        def chunks() -> Iterator[dict[str, pd.DataFrame]]:
-            for chunk in member_chunks(book, members_per_chunk):
-                yield feature_tables.chunk_tables(chunk)
-                bar.advance(task, len(chunk.members))
-
-        load = feature_tables.write_offline_tables(infra, chunks())
+        load = feature_tables.load_offline_tables(
+            infra,
+            book,
+            members_per_chunk=members_per_chunk,
+            workers=workers,
+            progress=lambda members: bar.advance(task, members),
+        )
     echo(
-        "computed and wrote feature snapshots in chunks of "
-        f"{members_per_chunk:,} members: " + ", ".join(f"{k} {v:,}" for k, v in load.rows.items())
+        f"computed and wrote feature snapshots in chunks of {members_per_chunk:,} members "
+        f"({workers} at a time) in {time.perf_counter() - started:.1f}s: "
+        + ", ".join(f"{k} {v:,}" for k, v in load.rows.items())
     )
     feature_tables.apply_repo(infra)
     echo(f"offline store loaded and `feast apply` done in {time.perf_counter() - started:.1f}s")
@@ -287,7 +289,13 @@ def cross_validated_choice(
     tabular: np.ndarray, y: np.ndarray, rows: np.ndarray, names: tuple[str, ...], profile: Profile
 ) -> Selection:
     """Out-of-fold PDs of the plain logistic regression and LightGBM on the development rows
-    (train and validation; never test or out-of-time), and which one the folds support."""
+    (train and validation; never test or out-of-time), and which one the folds support; on a
+    stratified sample of `profile.choice_rows` of them where the profile sets one."""
+    if profile.choice_rows is not None and profile.choice_rows < len(rows):
+        rows, _ = train_test_split(
+            rows, train_size=profile.choice_rows, stratify=y[rows], random_state=profile.seed
+        )
+        rows = np.sort(rows)
     folds = np.zeros(len(rows), dtype=np.int64)
     oof = {"logistic_regression": np.zeros(len(rows)), "lightgbm": np.zeros(len(rows))}
     splitter = StratifiedKFold(CHOICE_FOLDS, shuffle=True, random_state=profile.seed)
@@ -460,8 +468,13 @@ def train(
     predictions["logistic_regression"] = predict_logistic_regression(plain, tabular)
     choice = cross_validated_choice(tabular, y, np.sort(np.concatenate([tr, va])), names, profile)
     timings["model_choice"] = time.perf_counter() - clock
+    sample = (
+        f" of a {profile.choice_rows:,}-row stratified sample"
+        if profile.choice_rows is not None and profile.choice_rows < len(tr) + len(va)
+        else ""
+    )
     echo(
-        f"model choice on {choice.folds} folds: {choice.winner} "
+        f"model choice on {choice.folds} folds{sample}: {choice.winner} "
         + (
             f"beats the plain logistic regression by {choice.margin:+.4f} AUC "
             f"(standard error {choice.standard_error:.4f})"

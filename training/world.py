@@ -290,6 +290,7 @@ def generate_world_parts(
         first_member += size
         first_transaction += len(world.mobile_money)
         yield world
+        del world  # before the next part is drawn
 
 
 def generate_world(

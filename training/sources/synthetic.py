@@ -29,8 +29,18 @@ def contract_table(name: str, frame: pd.DataFrame) -> pd.DataFrame:
         elif "datetime" in dtype:
             out[column] = values
         else:
-            out[column] = values.astype(str).astype(object)
+            out[column] = _text(values)
     return pd.DataFrame(out)
+
+
+def _text(values: pd.Series) -> pd.Series:
+    """Values as text; a category's text is made once and shared by its rows (ten million
+    member ids as separate strings would take seconds and gigabytes)."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        return values.astype(str).astype(object)
+    codes = values.cat.codes.to_numpy()
+    names = np.append(values.cat.categories.astype(str).to_numpy(dtype=object), "nan")
+    return pd.Series(names[codes], index=values.index, dtype=object)  # code -1 (missing): "nan"
 
 
 def loans_table(repayments: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:

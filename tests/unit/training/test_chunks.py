@@ -128,3 +128,11 @@ def test_a_book_in_parts_reads_as_the_whole_book(
         feature_tables.build_tables(whole_book, members_per_chunk=10**9),
         feature_tables.build_tables(book, members_per_chunk=200),  # parts split further
     )
+
+
+def test_the_cli_defaults_match_the_pipelines() -> None:
+    from training import __main__ as cli
+
+    assert cli.MEMBERS_PER_CHUNK == feature_tables.MEMBERS_PER_CHUNK
+    assert cli.APPLICATIONS_PER_QUERY == feature_tables.APPLICATIONS_PER_QUERY
+    assert cli.LOAD_WORKERS == feature_tables.LOAD_WORKERS
