@@ -1,13 +1,23 @@
-"""Encode and decode the versioned protobuf envelope that every Kafka record carries."""
+"""Encode and decode the versioned protobuf envelope that every Kafka record carries.
+
+`decode` is also where a record is judged safe to hand to a service: every consumer (aiokafka or
+Faust) decodes through it, so a record that would stop one later (a far-future timestamp that no
+datetime or database column holds, a NUL that PostgreSQL text refuses, a record or list too big to
+handle) is refused here with a dead-letter reason, once for all of them. Invalid UTF-8 in a string
+field is refused by the protobuf parser itself (``undecodable_*``).
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.common.errors import EnvelopeError
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
@@ -37,6 +47,19 @@ PAYLOAD_TYPES: dict[str, type[Message]] = {
 }
 
 M = TypeVar("M", bound=Message)
+
+#: the window every Timestamp of an envelope or payload must fall in (UTC, end excluded)
+EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_TIMESTAMP = datetime(2100, 1, 1, tzinfo=UTC)
+#: the largest record value decoded (Kafka's default message size)
+MAX_RECORD_BYTES = 1024 * 1024
+#: the most entries of one repeated or map field
+MAX_ITEMS = 10_000
+#: the longest string field, in characters
+MAX_STRING_CHARS = 64 * 1024
+
+_EARLIEST_S = int(EARLIEST_TIMESTAMP.timestamp())
+_LATEST_S = int(LATEST_TIMESTAMP.timestamp())
 
 
 @dataclass(frozen=True)
@@ -85,6 +108,8 @@ def decode(data: bytes | None, expected: tuple[type[M], ...] | type[M] | None = 
     """Parse a record value; raise `EnvelopeError` with a dead-letter reason when it is unusable."""
     if not data:
         raise EnvelopeError("empty_record", "the record has no value")
+    if len(data) > MAX_RECORD_BYTES:
+        raise EnvelopeError("record_too_large", f"{len(data)} bytes, more than {MAX_RECORD_BYTES}")
     envelope = EventEnvelope()
     try:
         envelope.ParseFromString(data)
@@ -111,4 +136,73 @@ def decode(data: bytes | None, expected: tuple[type[M], ...] | type[M] | None = 
         payload.ParseFromString(envelope.payload)
     except DecodeError as exc:
         raise EnvelopeError("undecodable_payload", f"{envelope.payload_type}: {exc}") from exc
+    validate_message(envelope)  # after the structure: the more specific reason wins
+    validate_message(payload)
     return Event(envelope=envelope, payload=payload)  # type: ignore[arg-type]
+
+
+def validate_message(message: Message) -> None:
+    """Raise `EnvelopeError` unless every Timestamp of the message (nested, repeated and map
+    values included) lies in [2000, 2100), no string holds a NUL or exceeds `MAX_STRING_CHARS`
+    and no repeated or map field holds more than `MAX_ITEMS` entries."""
+    _validate(message, message.DESCRIPTOR.name)
+
+
+def _validate(message: Message, path: str) -> None:
+    if isinstance(message, Timestamp):
+        _validate_timestamp(message, path)
+        return
+    for field, value in message.ListFields():
+        where = f"{path}.{field.name}"
+        if _is_map(field):
+            mapping: Mapping[Any, Any] = value
+            _validate_count(len(mapping), where)
+            value_field = field.message_type.fields_by_name["value"]
+            for key, item in mapping.items():
+                _validate_scalar(key, f"{where}[{key!r}]")
+                _validate_value(value_field, item, f"{where}[{key!r}]")
+        elif _is_repeated(field):
+            _validate_count(len(value), where)
+            for i, item in enumerate(value):
+                _validate_value(field, item, f"{where}[{i}]")
+        else:
+            _validate_value(field, value, where)
+
+
+def _validate_value(field: FieldDescriptor, value: Any, where: str) -> None:
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        _validate(value, where)
+    else:
+        _validate_scalar(value, where)
+
+
+def _validate_scalar(value: Any, where: str) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise EnvelopeError("nul_in_string", f"{where} holds a NUL character")
+        if len(value) > MAX_STRING_CHARS:
+            raise EnvelopeError(
+                "string_too_long", f"{where} holds {len(value)} characters (> {MAX_STRING_CHARS})"
+            )
+
+
+def _validate_count(count: int, where: str) -> None:
+    if count > MAX_ITEMS:
+        raise EnvelopeError("too_many_items", f"{where} holds {count} entries (> {MAX_ITEMS})")
+
+
+def _validate_timestamp(stamp: Timestamp, where: str) -> None:
+    if not _EARLIEST_S <= stamp.seconds < _LATEST_S or not 0 <= stamp.nanos < 1_000_000_000:
+        raise EnvelopeError(
+            "timestamp_out_of_range",
+            f"{where} is {stamp.seconds}s {stamp.nanos}ns since 1970, outside"
+            f" [{EARLIEST_TIMESTAMP:%Y-%m-%d}, {LATEST_TIMESTAMP:%Y-%m-%d})",
+        )
+
+
+def _is_map(field: FieldDescriptor) -> bool:
+    return field.message_type is not None and field.message_type.GetOptions().map_entry
+
+
+def _is_repeated(field: FieldDescriptor) -> bool:
+    return bool(field.is_repeated)
