@@ -27,10 +27,10 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from services.common.envelope import Event
+from services.common.kafka import trace_id_from_headers
 
 GENESIS_HASH = "0" * 64
 COMMITMENT_PREFIX = "sha256:"
-TRACEPARENT_HEADER = "traceparent"
 
 # Top-level payload fields that identify a member (Kenya Data Protection Act 2019).
 PERSONAL_FIELDS: Mapping[str, tuple[str, ...]] = {
@@ -148,16 +148,6 @@ def canonical_time(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def trace_id_from_headers(headers: Sequence[tuple[str, bytes]] | None) -> str:
-    """The trace id of a W3C traceparent header (``00-<trace>-<span>-<flags>``), or ''."""
-    for key, value in headers or ():
-        if key == TRACEPARENT_HEADER and value:
-            parts = value.decode(errors="replace").split("-")
-            if len(parts) >= 3 and len(parts[1]) == 32:
-                return parts[1]
-    return ""
 
 
 def separate_personal_data(

@@ -60,8 +60,9 @@ class AuditWriter:
     async def flush(self) -> None:
         if not self.pending:
             return
-        result = await self.store.append(self.pending)
-        self.pending = []
+        # taken at the start: a failed append leaves nothing behind for the consumer's retry
+        batch, self.pending = self.pending, []
+        result = await self.store.append(batch)
         ROWS_APPENDED.inc(result.appended)
         DUPLICATES.inc(result.duplicates)
         FLUSH_BATCHES.inc()

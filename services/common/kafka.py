@@ -1,8 +1,19 @@
-"""Kafka producer and consumer set-up, publishing envelopes, and the shared consumer wrapper.
+"""Kafka producer and consumer set-up, publishing envelopes, and the shared consumer layer.
 
-`EventConsumer` is the one place where a record that cannot be processed becomes a dead-letter
-event with its reason; it commits offsets only after a batch is handled (at-least-once), so a
-killed consumer replays rather than loses, and handlers stay idempotent by event id.
+`RecordProcessor` is what happens to one consumed record, for the aiokafka `EventConsumer` and the
+Faust agents (`services.common.faust_app`) alike, and the one place where a record becomes a
+dead-letter event with its reason: it continues the producer's trace in a CONSUMER span, decodes
+the envelope (`envelope.decode` refuses what would stop a consumer later) and runs the handler.
+An `InvalidEvent` is dead-lettered at once; an outage (`retries.is_transient`) is retried with
+capped exponential backoff for as long as it lasts, never dead-lettered and never committed past;
+any other error is the record's own (poison): a few attempts, then a dead letter with reason
+`handler_error` and the exception's text. A consumer never stops on a record.
+
+`EventConsumer` commits offsets only after a batch is handled and its `on_batch` flush is done
+(at-least-once), so a killed consumer replays rather than loses, and handlers stay idempotent by
+event id. A flush that fails on an outage is retried with the batch buffered again; one that
+fails otherwise is narrowed down to its poison record(s) by flushing the records one at a time,
+and only those are dead-lettered. A commit refused because the group rebalanced is not fatal.
 """
 
 from __future__ import annotations
@@ -10,23 +21,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import RecordMetadata
 from google.protobuf.message import Message
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Span, SpanKind
 
 from services.common.envelope import Event, decode, encode, wrap
 from services.common.errors import InvalidEvent
+from services.common.lag import export_lag, partition_lag
+from services.common.liveness import Heartbeat
 from services.common.protos.alama.events.v1.envelope_pb2 import DeadLetter, EventEnvelope
+from services.common.retries import RetryPolicy, is_transient
 from services.common.settings import InfraSettings, ServiceSettings
 from services.common.telemetry import (
-    CONSUMER_LAG,
     EVENTS_CONSUMED,
     EVENTS_PUBLISHED,
     HANDLE_SECONDS,
@@ -39,6 +53,11 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("alama.kafka")
 
 REASON_HEADER = "alama-dead-letter-reason"
+TRACEPARENT_HEADER = "traceparent"
+#: the dead-letter reason of a record whose handler kept failing (not an outage)
+HANDLER_ERROR = "handler_error"
+#: the longest error text a dead letter carries
+MAX_DETAIL_CHARS = 2000
 
 
 def create_producer(infra: InfraSettings, *, client_id: str, **overrides: Any) -> AIOKafkaProducer:
@@ -125,13 +144,238 @@ def dead_letter_envelope(
         source_offset=offset,
         source_key=key or b"",
         source_value=value or b"",
-        reason=reason,
-        detail=detail,
+        reason=_printable(reason),
+        detail=_printable(detail)[:MAX_DETAIL_CHARS],
         consumer_group=group,
-        source_headers={k: v.decode(errors="replace") for k, v in headers or ()},
+        source_headers={
+            _printable(k): _printable(v.decode(errors="replace")) for k, v in headers or ()
+        },
     )
     letter.failed_at.FromDatetime(datetime.now(UTC))
-    return wrap(letter, producer=producer, subject=(key or b"").decode(errors="replace"))
+    subject = _printable((key or b"").decode(errors="replace"))
+    return wrap(letter, producer=producer, subject=subject)
+
+
+def _printable(text: str) -> str:
+    """A dead letter must itself decode: no NUL in its strings (the raw record keeps them)."""
+    return text.replace("\x00", "\ufffd")
+
+
+def trace_id_from_headers(headers: Sequence[tuple[str, bytes]] | None) -> str:
+    """The trace id of a W3C traceparent header (``<version>-<trace id>-<span id>-<flags>``),
+    lower-case, or '' when there is none or it is malformed (the all-zero id is invalid)."""
+    for key, value in headers or ():
+        if key != TRACEPARENT_HEADER or not value:
+            continue
+        parts = value.decode(errors="replace").strip().split("-")
+        if len(parts) >= 4 and len(parts[1]) == 32:
+            trace_id = parts[1].lower()
+            if trace_id != "0" * 32 and all(c in "0123456789abcdef" for c in trace_id):
+                return trace_id
+    return ""
+
+
+class SourceRecord(Protocol):
+    """What the consumer layer needs of a record (aiokafka's `ConsumerRecord` is one)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+
+
+R = TypeVar("R", bound=SourceRecord)
+T = TypeVar("T")
+
+#: sends a dead letter: topic, envelope, extra headers; returns once the broker has it
+DeadLetterSend = Callable[[str, EventEnvelope, list[tuple[str, bytes]]], Awaitable[None]]
+
+
+class ConsumerStopped(Exception):
+    """The consumer was stopped while waiting out an outage (or retrying poison): the batch in
+    hand is left uncommitted, to be replayed by whoever holds the partitions next."""
+
+
+@dataclass(frozen=True)
+class Processed(Generic[T]):
+    """What became of one record: the handler's result, or a dead letter."""
+
+    value: T | None = None
+    dead_lettered: bool = False
+    outcome: str = "processed"
+
+
+def describe(exc: BaseException) -> str:
+    """The text of an exception as a dead letter carries it."""
+    return f"{type(exc).__name__}: {exc}"[:MAX_DETAIL_CHARS]
+
+
+class RecordProcessor:
+    """One record's way through a consumer: span, decode, handler with retries, dead letter."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        group_id: str,
+        send: DeadLetterSend,
+        retry: RetryPolicy | None = None,
+        stopping: asyncio.Event | None = None,
+        heartbeat: Heartbeat | None = None,
+    ) -> None:
+        self.service = service
+        self.group_id = group_id
+        self.send = send
+        self.retry = retry or RetryPolicy()
+        self.stopping = stopping or asyncio.Event()
+        self.heartbeat = heartbeat
+
+    def span(self, record: SourceRecord) -> Any:
+        """The CONSUMER span of one record, continuing the trace its producer started."""
+        return tracer.start_as_current_span(
+            f"{record.topic} process",
+            context=extract_kafka_context(record.headers),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": record.topic,
+                "messaging.kafka.destination.partition": record.partition,
+                "messaging.kafka.message.offset": record.offset,
+                "messaging.consumer.group.name": self.group_id,
+            },
+        )
+
+    async def process(
+        self,
+        record: R,
+        payload_types: tuple[type[Message], ...] | type[Message],
+        handler: Callable[[Event[Any]], Awaitable[T]],
+    ) -> Processed[T]:
+        """Decode and handle one record until it is processed or dead-lettered.
+
+        Raises `ConsumerStopped` when the consumer stops during an outage; nothing else."""
+        started = time.perf_counter()
+        if self.heartbeat is not None:
+            self.heartbeat.began()
+        with self.span(record) as span:
+            try:
+                result = await self._handle(record, payload_types, handler, span)
+            finally:
+                HANDLE_SECONDS.labels(self.service, record.topic).observe(
+                    time.perf_counter() - started
+                )
+        EVENTS_CONSUMED.labels(self.service, record.topic, result.outcome).inc()
+        if self.heartbeat is not None:
+            self.heartbeat.progressed()
+        return result
+
+    async def _handle(
+        self,
+        record: R,
+        payload_types: tuple[type[Message], ...] | type[Message],
+        handler: Callable[[Event[Any]], Awaitable[T]],
+        span: Span,
+    ) -> Processed[T]:
+        try:
+            event: Event[Any] = decode(record.value, payload_types)
+        except InvalidEvent as exc:
+            return await self.reject(record, exc.reason, exc.detail, span)
+        failures = outages = 0
+        while True:
+            try:
+                value = await handler(event)
+            except InvalidEvent as exc:
+                return await self.reject(record, exc.reason, exc.detail, span)
+            except Exception as exc:
+                if is_transient(exc):
+                    log.warning(
+                        "handler hit an outage; retrying the record",
+                        extra=self._where(record) | {"error": describe(exc)},
+                    )
+                    await self.wait(outages)
+                    outages += 1
+                    continue
+                failures += 1
+                if failures >= self.retry.attempts:
+                    log.exception("handler kept failing; dead-lettering", extra=self._where(record))
+                    return await self.reject(record, HANDLER_ERROR, describe(exc), span)
+                log.warning(
+                    "handler failed; retrying the record",
+                    extra=self._where(record) | {"attempt": failures, "error": describe(exc)},
+                )
+                await self.wait(failures - 1)
+                continue
+            label = value if isinstance(value, str) else "processed"
+            return Processed(value=value, outcome=label)
+
+    async def reject(
+        self, record: SourceRecord, reason: str, detail: str, span: Span | None = None
+    ) -> Processed[Any]:
+        (span or trace.get_current_span()).set_attribute("alama.dead_letter_reason", reason)
+        await self.dead_letter(record, reason, detail)
+        return Processed(dead_lettered=True, outcome="dead_lettered")
+
+    async def dead_letter(self, record: SourceRecord, reason: str, detail: str) -> None:
+        """Send the record to its topic's dead-letter twin with why (outages retried)."""
+        log.warning("dead-lettering record", extra=self._where(record) | {"reason": reason})
+        envelope = dead_letter_envelope(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            headers=record.headers,
+            reason=reason,
+            detail=detail,
+            group=self.group_id,
+            producer=self.service,
+        )
+        headers = [(REASON_HEADER, _printable(reason).encode())]
+        await self.retry_outages(
+            lambda: self.send(dead_letter_topic(record.topic), envelope, headers), "dead letter"
+        )
+
+    async def retry_outages(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+        """Await `call()` until it does not fail on an outage; other errors escape."""
+        outages = 0
+        while True:
+            try:
+                return await call()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning(f"{what} hit an outage; retrying", extra={"error": describe(exc)})
+                await self.wait(outages)
+                outages += 1
+
+    async def wait(self, attempt: int) -> None:
+        """Back off before the next attempt; raise `ConsumerStopped` when stopping meanwhile.
+        Waiting out an outage is progress for the liveness probe: a restart would not help."""
+        if self.heartbeat is not None:
+            self.heartbeat.progressed()
+        if self.stopping.is_set():
+            raise ConsumerStopped
+        try:
+            await asyncio.wait_for(self.stopping.wait(), timeout=self.retry.delay(attempt))
+        except TimeoutError:
+            return
+        raise ConsumerStopped
+
+    def _where(self, record: SourceRecord) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+        }
 
 
 Handler = Callable[[Event[Any], ConsumerRecord], Awaitable[None]]
@@ -146,7 +390,8 @@ class Route:
 
 
 class EventConsumer:
-    """Consume envelopes from a set of topics, dead-letter what is invalid, commit after work."""
+    """Consume envelopes from a set of topics through the shared `RecordProcessor`; commit after
+    the batch is handled and flushed."""
 
     def __init__(
         self,
@@ -156,9 +401,13 @@ class EventConsumer:
         routes: Mapping[str, Route],
         consumer_options: Mapping[str, Any] | None = None,
         on_batch: Callable[[], Awaitable[None]] | None = None,
+        retry: RetryPolicy | None = None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         """`on_batch` runs after each polled batch is handled and before its offsets are
-        committed: the place to flush work that handlers only buffered (micro-batching)."""
+        committed: the place to flush work that handlers only buffered (micro-batching). It
+        must take the buffer at its start (so a failed flush leaves it empty): the consumer
+        buffers the records again, all or one at a time, before flushing again."""
         self.on_batch = on_batch
         self.service = settings.service_name
         self.group_id = group_id
@@ -172,6 +421,14 @@ class EventConsumer:
         )
         self.producer = create_producer(settings.infra, client_id=f"{self.service}-dead-letter")
         self._stopping = asyncio.Event()
+        self.processor = RecordProcessor(
+            service=self.service,
+            group_id=group_id,
+            send=self._send,
+            retry=retry,
+            stopping=self._stopping,
+            heartbeat=heartbeat,
+        )
 
     async def start(self) -> None:
         await self.producer.start()
@@ -182,7 +439,8 @@ class EventConsumer:
             raise
 
     async def stop(self) -> None:
-        """Finish the batch in hand (run() commits it), then leave the group."""
+        """Finish the batch in hand (run() commits it), then leave the group; a batch held up
+        by an outage is left uncommitted instead."""
         self._stopping.set()
 
     async def close(self) -> None:
@@ -190,80 +448,112 @@ class EventConsumer:
         await self.producer.stop()
 
     async def run(self) -> None:
-        """Poll, handle, commit until stop(); an unexpected handler error escapes uncommitted."""
+        """Poll, handle, flush, commit until stop()."""
         try:
             while not self._stopping.is_set():
                 batches = await self.consumer.getmany(timeout_ms=200)
                 if not batches:
                     continue
-                for records in batches.values():
-                    for record in records:
-                        await self.handle(record)
-                if self.on_batch is not None:
-                    await self.on_batch()
-                await self.consumer.commit()
+                try:
+                    await self._handle_batch([r for rs in batches.values() for r in rs])
+                    await self._commit()
+                except ConsumerStopped:
+                    log.info("stopped during an outage; the batch in hand stays uncommitted")
+                    break
                 self._export_lag(batches)
         finally:
             await self.close()
+
+    async def _handle_batch(self, records: list[ConsumerRecord]) -> None:
+        buffered = await self._buffer(records)
+        if self.on_batch is not None:
+            await self._flush(buffered)
+
+    async def _buffer(self, records: list[ConsumerRecord]) -> list[ConsumerRecord]:
+        """Handle records (handlers of a micro-batching consumer buffer them); the ones not
+        dead-lettered are returned."""
+        return [r for r in records if not (await self.handle(r)).dead_lettered]
+
+    async def _flush(self, buffered: list[ConsumerRecord]) -> None:
+        assert self.on_batch is not None
+        outages = 0
+        while True:
+            try:
+                await self.on_batch()
+                return
+            except Exception as exc:
+                if not is_transient(exc):
+                    log.warning(
+                        "flush failed; flushing the batch one record at a time",
+                        extra={"records": len(buffered), "error": describe(exc)},
+                    )
+                    await self._flush_each(buffered)
+                    return
+                log.warning(
+                    "flush hit an outage; retrying the batch", extra={"error": describe(exc)}
+                )
+                await self.processor.wait(outages)
+                outages += 1
+                buffered = await self._buffer(buffered)
+
+    async def _flush_each(self, buffered: list[ConsumerRecord]) -> None:
+        """Find the poison: each record buffered and flushed alone, dead-lettered only when its
+        own flush keeps failing (outages retried as always)."""
+        assert self.on_batch is not None
+        for record in buffered:
+            failures = outages = 0
+            while not (await self.handle(record)).dead_lettered:
+                try:
+                    await self.on_batch()
+                    break
+                except InvalidEvent as exc:
+                    await self._reject_flushed(record, exc.reason, exc.detail)
+                    break
+                except Exception as exc:
+                    if is_transient(exc):
+                        await self.processor.wait(outages)
+                        outages += 1
+                        continue
+                    failures += 1
+                    if failures >= self.processor.retry.attempts:
+                        log.exception("flushing a record kept failing; dead-lettering")
+                        await self._reject_flushed(record, HANDLER_ERROR, describe(exc))
+                        break
+                    await self.processor.wait(failures - 1)
+
+    async def _reject_flushed(self, record: ConsumerRecord, reason: str, detail: str) -> None:
+        with self.processor.span(record):
+            await self.processor.reject(record, reason, detail)
+        EVENTS_CONSUMED.labels(self.service, record.topic, "dead_lettered").inc()
+
+    async def _commit(self) -> None:
+        try:
+            await self.processor.retry_outages(self.consumer.commit, "commit")
+        except (CommitFailedError, IllegalStateError) as exc:
+            # the group rebalanced under this batch: its partitions' new owner replays what was
+            # not committed (handlers are idempotent); this consumer goes on with what it holds
+            log.warning("commit refused after a rebalance; going on", extra={"error": str(exc)})
 
     def _export_lag(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
         """Lag as of the batch just committed: the partition's end minus the next offset."""
         for tp, records in batches.items():
             end = self.consumer.highwater(tp)
             if end is not None and records:
-                CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(
-                    max(0, end - records[-1].offset - 1)
-                )
+                export_lag(self.service, tp, partition_lag(end, records[-1].offset + 1))
 
-    async def handle(self, record: ConsumerRecord) -> None:
+    async def handle(self, record: ConsumerRecord) -> Processed[None]:
         route = self.routes[record.topic]
-        started = time.perf_counter()
-        with tracer.start_as_current_span(
-            f"{record.topic} process",
-            context=extract_kafka_context(record.headers),
-            kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.destination.name": record.topic,
-                "messaging.kafka.destination.partition": record.partition,
-                "messaging.kafka.message.offset": record.offset,
-                "messaging.consumer.group.name": self.group_id,
-            },
-        ):
-            try:
-                event = decode(record.value, route.payload_types)
-                await route.handler(event, record)
-            except InvalidEvent as exc:
-                await self.dead_letter(record, exc.reason, exc.detail)
-                EVENTS_CONSUMED.labels(self.service, record.topic, "dead_lettered").inc()
-                return
-            finally:
-                HANDLE_SECONDS.labels(self.service, record.topic).observe(
-                    time.perf_counter() - started
-                )
-        EVENTS_CONSUMED.labels(self.service, record.topic, "processed").inc()
+
+        async def handle(event: Event[Any]) -> None:
+            await route.handler(event, record)
+
+        return await self.processor.process(record, route.payload_types, handle)
 
     async def dead_letter(self, record: ConsumerRecord, reason: str, detail: str) -> None:
-        log.warning(
-            "dead-lettering record",
-            extra={"topic": record.topic, "offset": record.offset, "reason": reason},
-        )
-        envelope = dead_letter_envelope(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            headers=record.headers,
-            reason=reason,
-            detail=detail,
-            group=self.group_id,
-            producer=self.service,
-        )
-        delivery = await publish(
-            self.producer,
-            dead_letter_topic(record.topic),
-            envelope,
-            headers=[(REASON_HEADER, reason.encode())],
-        )
+        await self.processor.dead_letter(record, reason, detail)
+
+    async def _send(
+        self, topic: str, envelope: EventEnvelope, headers: list[tuple[str, bytes]]
+    ) -> None:
+        delivery = await publish(self.producer, topic, envelope, headers=headers)
         await delivery

@@ -10,7 +10,6 @@ the same explanation events (same ids, same bytes) go out again for downstream t
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +19,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 
 from services.common.envelope import Event
-from services.common.kafka import EventConsumer, Route
+from services.common.kafka import EventConsumer, Route, trace_id_from_headers
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.explanation.explainer import ExplainerPool
 from services.explanation.publisher import ExplanationPublisher
@@ -28,21 +27,6 @@ from services.explanation.settings import ExplanationSettings
 from services.explanation.store import DecisionStore, StoredDecision
 
 log = logging.getLogger(__name__)
-
-TRACEPARENT = "traceparent"
-
-
-def trace_id_from_headers(headers: Sequence[tuple[str, bytes]] | None) -> str:
-    """The trace id of a W3C traceparent (``<version>-<trace id>-<span id>-<flags>``), or ''."""
-    for key, value in headers or ():
-        if key != TRACEPARENT or not value:
-            continue
-        parts = value.decode(errors="replace").strip().split("-")
-        if len(parts) >= 4 and len(parts[1]) == 32:
-            trace_id = parts[1].lower()
-            if trace_id != "0" * 32 and all(c in "0123456789abcdef" for c in trace_id):
-                return trace_id
-    return ""
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from prometheus_client import REGISTRY
 from services.common import features as F
 from services.common.bundle import load_bundle
 from services.common.envelope import decode, wrap
-from services.common.kafka import create_producer, publish
+from services.common.kafka import create_producer, publish, trace_id_from_headers
 from services.common.postgres import create_pool
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
@@ -41,7 +41,7 @@ from services.common.settings import InfraSettings
 from services.common.telemetry import inject_grpc_metadata
 from services.common.topics import TopicSpec, dead_letter_topic, ensure_topics
 from services.explanation.__main__ import build_explainer, serve
-from services.explanation.consumer import build_consumer, trace_id_from_headers
+from services.explanation.consumer import build_consumer
 from services.explanation.explainer import ExplainerPool, explanation_id
 from services.explanation.publisher import ExplanationPublisher
 from services.explanation.server import start_server

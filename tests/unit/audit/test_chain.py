@@ -21,10 +21,10 @@ from services.audit.chain import (
     retention_payload,
     row_mac,
     seal_all,
-    trace_id_from_headers,
     verify_rows,
 )
 from services.common.envelope import Event, decode, encode, wrap
+from services.common.kafka import trace_id_from_headers
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 

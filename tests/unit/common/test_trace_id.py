@@ -1,11 +1,11 @@
-"""The trace id each stored decision keeps, read from the record's W3C traceparent header."""
+"""The trace id a consumer keeps (audit rows, stored decisions), read from the W3C traceparent."""
 
 from __future__ import annotations
 
 from opentelemetry.sdk.trace import TracerProvider
 
+from services.common.kafka import trace_id_from_headers
 from services.common.telemetry import inject_kafka_headers
-from services.explanation.consumer import trace_id_from_headers
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
