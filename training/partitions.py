@@ -84,28 +84,52 @@ def write_parts(
     meta: dict[str, Any] | None = None,
 ) -> PartitionedLoanBook:
     """Save each book of `books` (disjoint members, in order) as a part of one book in `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
+    saved = []
+    for index, book in enumerate(books):
+        saved.append(save_part(book, folder / part_name(index)))
+        del book  # before the generator makes the next part: one part in memory at a time
+    return describe_parts(folder, saved, source=source, cutoff=cutoff, meta=meta)
+
+
+@dataclass(frozen=True)
+class SavedPart:
+    folder: Path
+    fingerprint: str
+    rows: dict[str, int]
+
+
+def describe_parts(
+    folder: Path,
+    saved: list[SavedPart],
+    *,
+    source: str,
+    cutoff: pd.Timestamp,
+    meta: dict[str, Any] | None = None,
+) -> PartitionedLoanBook:
+    """Write the loanbook.json of a book whose parts are saved (in member order)."""
     digest = hashlib.sha256()
     rows: dict[str, int] = {}
-    parts: list[Path] = []
-    for index, book in enumerate(books):
-        path = folder / part_name(index)
-        digest.update(_save_part(book, path).encode())
-        for name, table in book.tables.items():
-            rows[name] = rows.get(name, 0) + len(table)
-        parts.append(path)
-        del book  # before the generator makes the next part: one part in memory at a time
+    for part in saved:
+        digest.update(part.fingerprint.encode())
+        for name, count in part.rows.items():
+            rows[name] = rows.get(name, 0) + count
     book = PartitionedLoanBook(
         tables={},
         source=source,
         cutoff=cutoff,
         meta=meta or {},
-        parts=tuple(parts),
+        parts=tuple(part.folder for part in saved),
         rows=rows,
         stored_fingerprint=digest.hexdigest(),
     )
     book.save(folder)
     return load_partitioned(folder)
+
+
+def save_part(book: LoanBook, folder: Path) -> SavedPart:
+    return SavedPart(
+        folder, _save_part(book, folder), {name: len(t) for name, t in book.tables.items()}
+    )
 
 
 def _save_part(book: LoanBook, folder: Path) -> str:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,13 @@ from training.ensemble import fit_ensemble
 from training.evaluate import classification_metrics, fairness_report
 from training.gbm import FittedGBM, FoldGBMParams, GBMParams, fit_gbm, fit_gbm_cv, predict_gbm
 from training.lstm import FittedLSTM, LSTMParams, SequenceInputs, fit_lstm, predict_lstm
-from training.partitions import load_partitioned, part_name, write_parts
+from training.partitions import (
+    SavedPart,
+    describe_parts,
+    load_partitioned,
+    part_name,
+    save_part,
+)
 from training.paths import synthetic_book_dir, world_dir
 from training.profiles import Profile
 from training.scorecard import BusinessCost, choose_bands
@@ -139,20 +147,28 @@ def _synthetic_book_in_parts(profile: Profile, *, force: bool, echo: Echo) -> Lo
             return load_partitioned(folder)
     started = time.perf_counter()
     name, cutoff = f"synthetic-{profile.name}", pd.Timestamp(info["cutoff"])
-    world_folder = world_dir(profile)
-    books = (
-        loan_book_from_world(World.load(world_folder / part), name=name, cutoff=cutoff)
-        for part in info["parts"]
-    )
-    book = write_parts(
-        books,
+    jobs = [(world_dir(profile) / part, folder / part, name, cutoff) for part in info["parts"]]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(BOOK_WORKERS, mp_context=context) as pool:
+        saved = list(pool.map(_book_part, *zip(*jobs, strict=True)))
+    book = describe_parts(
         folder,
+        saved,
         source=name,
         cutoff=cutoff,
         meta={"world_seed": profile.seed, "world_fingerprint": info["fingerprint"]},
     )
     echo(f"wrote the loan book in {len(book.parts)} parts in {time.perf_counter() - started:.1f}s")
     return book
+
+
+#: Processes turning world parts into loan-book parts at once (each holds one part).
+BOOK_WORKERS = 2
+
+
+def _book_part(world: Path, folder: Path, name: str, cutoff: pd.Timestamp) -> SavedPart:
+    """One world part as one loan-book part (in a worker process)."""
+    return save_part(loan_book_from_world(World.load(world), name=name, cutoff=cutoff), folder)
 
 
 def load_into_feast(

@@ -257,8 +257,10 @@ class _Part:
     first_transaction: int = 0
 
 
-def part_sizes(n_members: int, part_members: int = WORLD_PART_MEMBERS) -> list[int]:
-    """Members per part: as even as possible, none above `part_members`."""
+def part_sizes(n_members: int, part_members: int | None = None) -> list[int]:
+    """Members per part: as even as possible, none above `part_members` (default
+    `WORLD_PART_MEMBERS`)."""
+    part_members = part_members or WORLD_PART_MEMBERS
     if n_members < 1:
         raise ValueError("n_members must be positive")
     count = -(-n_members // part_members)
@@ -270,7 +272,7 @@ def generate_world_parts(
     n_members: int,
     seed: int,
     *,
-    part_members: int = WORLD_PART_MEMBERS,
+    part_members: int | None = None,
     progress: bool = False,
 ) -> Iterator[World]:
     """The world part by part (members 1.., then the next ones), for sizes that do not fit in
@@ -298,7 +300,7 @@ def generate_world(
     seed: int,
     *,
     progress: bool = False,
-    part_members: int = WORLD_PART_MEMBERS,
+    part_members: int | None = None,
 ) -> World:
     """Generate a world; the same (n_members, seed) always gives the same tables."""
     parts = list(

@@ -136,3 +136,30 @@ def test_the_cli_defaults_match_the_pipelines() -> None:
     assert cli.MEMBERS_PER_CHUNK == feature_tables.MEMBERS_PER_CHUNK
     assert cli.APPLICATIONS_PER_QUERY == feature_tables.APPLICATIONS_PER_QUERY
     assert cli.LOAD_WORKERS == feature_tables.LOAD_WORKERS
+
+
+def test_a_profile_larger_than_a_part_trains_from_a_book_in_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, whole_book: LoanBook
+) -> None:
+    from training import paths, pipeline, world
+    from training.profiles import Profile
+
+    monkeypatch.setattr(world, "WORLD_PART_MEMBERS", PART)
+    monkeypatch.setattr(paths, "ARTIFACTS", tmp_path)
+    monkeypatch.setattr(paths, "LOAN_BOOKS", tmp_path / "loanbooks")
+    profile = Profile(
+        "parts", N, SEED, gbm_trials=1, gbm_timeout_seconds=1, lstm_epochs=1, lstm_hidden=4
+    )
+    lines: list[str] = []
+    book = pipeline.synthetic_book(profile, echo=lines.append)
+    assert isinstance(book, PartitionedLoanBook) and len(book.parts) == 3
+    assert (tmp_path / "world" / "parts" / "part-00002" / "mobile_money.parquet").exists()
+    pd.testing.assert_frame_equal(book.labelled, whole_book.labelled)
+    assert book.cutoff == whole_book.cutoff
+    assert_same_tables(
+        feature_tables.build_tables(whole_book, members_per_chunk=10**9),
+        feature_tables.build_tables(book),
+    )
+    again = pipeline.synthetic_book(profile, echo=lines.append)  # reused, not regenerated
+    assert again.fingerprint() == book.fingerprint()
+    assert any(line.startswith("reusing the loan book") for line in lines)
