@@ -14,6 +14,9 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 # torch's OpenMP threads busy-wait on a shared 2-core machine; passive waiting keeps them fast.
 export OMP_WAIT_POLICY ?= PASSIVE
+# The local targets run on the public development secrets (and the tests on short ones); the
+# services refuse them unless this is on. Compose and the Helm charts never set it.
+export ALAMA_DEV_MODE ?= 1
 # Feast reads hosts and ports from these (feature_repo/feature_store.yaml); defaults are the
 # local servers' project ports.
 export ALAMA_FEAST_PG_HOST ?= 127.0.0.1
@@ -30,7 +33,8 @@ export ALAMA_FEAST_OFFLINE_SCHEMA ?= feast
 SYSTEM_PACKAGES := redis-server postgresql-15 openjdk-17-jre-headless maven
 
 .PHONY: help setup system-packages lock protos infra-up infra-down infra-status test test-unit train \
-        test-integration test-e2e lint format demo bench bench-import up deploy-tools charts-check services-status services-down down clean
+        test-integration test-e2e lint format demo bench bench-import up deploy-tools charts-check services-status services-down down clean \
+        compose-env
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -125,6 +129,35 @@ bench-import: setup ## Import 10 million mobile-money rows and measure time and 
 
 bench: infra-up ## Measure the running system (API at 50/200/500 req/s, ONNX floor, pipeline); writes bench/results/latest.json and .md
 	$(PY) -m bench
+
+# Every variable docker-compose.yml requires (`${NAME:?...}`), each a random URL-safe 32-byte
+# token; an API key list holds the SHA-256 of a fresh partner key, printed once.
+define COMPOSE_ENV_SCRIPT
+import hashlib, json, re, secrets, sys
+names = sorted(set(re.findall(r"\$${(\w+):\?", open("docker-compose.yml").read())))
+key = secrets.token_urlsafe(32)
+scopes = ["score:write", "decisions:read", "explanations:read"]
+for name in names:
+    if name.endswith("_API_KEYS"):
+        keys = [{"name": "partner", "sha256": hashlib.sha256(key.encode()).hexdigest(), "scopes": scopes}]
+        print(f"{name}='{json.dumps(keys, separators=(',', ':'))}'")
+    else:
+        print(f"{name}={secrets.token_urlsafe(32)}")
+print(f"the partner API key (X-API-Key), shown only now: {key}", file=sys.stderr)
+endef
+export COMPOSE_ENV_SCRIPT
+COMPOSE_ENV ?= .run/compose.env
+
+compose-env: ## Generate the secrets docker compose requires into .run/compose.env (kept if present)
+	@if [ -e "$(COMPOSE_ENV)" ]; then \
+	  echo "$(COMPOSE_ENV) exists; delete it for new secrets"; \
+	else \
+	  mkdir -p "$(dir $(COMPOSE_ENV))"; \
+	  umask 077; \
+	  python3 -c "$$COMPOSE_ENV_SCRIPT" > "$(COMPOSE_ENV).tmp"; \
+	  mv "$(COMPOSE_ENV).tmp" "$(COMPOSE_ENV)"; \
+	  echo "wrote $(COMPOSE_ENV): docker compose --env-file $(COMPOSE_ENV) up -d --build"; \
+	fi
 
 down: services-down infra-down ## Stop everything Alama started
 

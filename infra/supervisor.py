@@ -7,6 +7,9 @@ health, the gateway's /readyz, a consumer's metrics endpoint); a service that di
 ready fails the command with the end of its log. ``down`` sends SIGTERM (the services commit their
 work and leave their groups), then SIGKILL after a grace period.
 
+The services inherit this process's environment: under ``make`` that includes ALAMA_DEV_MODE=1,
+without which they refuse the development secrets (services.common.settings) and exit at start.
+
     python -m infra.supervisor up|down|status [service ...]
 """
 

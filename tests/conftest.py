@@ -1,10 +1,13 @@
 """Shared fixtures: the real local servers, started or reused through infra.local.
 
 A missing or broken server fails the run with the reason and the log to read; it never skips.
+Tests run in development mode (their secrets are short or the public defaults), as do the service
+processes they start, which inherit this environment; a test of the refusal turns it off.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,6 +19,8 @@ import pytest
 from infra import local
 from services.common.settings import InfraSettings, ServiceSettings
 from services.common.topics import TopicSpec, ensure_topics
+
+os.environ["ALAMA_DEV_MODE"] = "1"
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter

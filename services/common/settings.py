@@ -1,20 +1,54 @@
-"""Settings every service shares, read from the environment.
+"""Settings every service shares, read from the environment, and the refusal of unsafe secrets.
 
 Infrastructure addresses live in one class (`InfraSettings`, prefix ``ALAMA_``) so that a
 single ``ALAMA_KAFKA_BOOTSTRAP`` reaches every service; each service's own class (prefix
 ``ALAMA_<NAME>_``) extends `ServiceSettings` and nests the infrastructure block.
 The defaults are the project ports that ``make infra-up`` starts on a developer's machine.
+
+Secrets have development defaults so that a laptop runs without configuration, which makes
+them public. A service's settings therefore refuse, unless ``ALAMA_DEV_MODE`` is on, every
+secret (any `SecretStr` anywhere in the settings, and the password inside a connection URL)
+that starts with ``dev-only-``, is shorter than 32 bytes, or is one of the class's
+`development_values` (the gateway's development API key). The rule knows no setting by name,
+so a secret added later is covered the day it is added. The local ``make`` targets and the
+test suite turn development mode on; compose and the Helm charts never do.
 """
 
 from __future__ import annotations
 
-from pydantic import Field
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar, Self
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from pydantic import BaseModel, Field, SecretBytes, SecretStr, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KAFKA_PORT = 19092
 KAFKA_CONTROLLER_PORT = 19093
 REDIS_PORT = 16379
 POSTGRES_PORT = 15432
+
+#: the variable that accepts development secrets (``1``, ``true``, ``yes`` or ``on``)
+DEV_MODE_VARIABLE = "ALAMA_DEV_MODE"
+#: how every development default secret starts, so none can be mistaken for a real one
+DEV_SECRET_PREFIX = "dev-only-"
+#: HMAC and JWT keys below 256 bits are guessable offline from one signed token
+MIN_SECRET_BYTES = 32
+SECRET_RECIPE = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+class UnsafeSettings(RuntimeError):
+    """A service was given a development or weak secret outside development mode.
+
+    Deliberately not a ValueError: pydantic would wrap it in a ValidationError and bury the
+    advice under field paths; this reaches the operator as written.
+    """
+
+    def __init__(self, message: str, problems: list[tuple[str, str]]) -> None:
+        super().__init__(message)
+        #: (environment variable, what is wrong with its value)
+        self.problems = problems
 
 
 class InfraSettings(BaseSettings):
@@ -38,9 +72,112 @@ class InfraSettings(BaseSettings):
 class ServiceSettings(BaseSettings):
     """Base of every service's settings class: name, logging, metrics and infrastructure."""
 
-    model_config = SettingsConfigDict(env_prefix="ALAMA_SERVICE_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="ALAMA_SERVICE_", extra="ignore", validate_by_name=True, validate_by_alias=True
+    )
+
+    #: secret values that are public (value -> what it is), refused outside development mode
+    development_values: ClassVar[Mapping[str, str]] = {}
 
     service_name: str = "alama"
     log_level: str = "INFO"
     metrics_port: int = Field(default=0, description="Prometheus scrape port; 0 disables it")
     infra: InfraSettings = Field(default_factory=InfraSettings)
+    dev_mode: bool = Field(
+        default=False,
+        validation_alias=DEV_MODE_VARIABLE,
+        description="accept development and weak secrets (a developer's machine, tests only)",
+    )
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_secrets(self) -> Self:
+        if self.dev_mode:
+            return self
+        problems = list(self.unsafe_secrets())
+        if problems:
+            lines = "\n".join(f"  - {variable} {why}" for variable, why in problems)
+            raise UnsafeSettings(
+                f"{type(self).__name__}: refusing to start with development or weak secrets:\n"
+                f"{lines}\n"
+                f"Set each to a random value of at least {MIN_SECRET_BYTES} bytes, for example"
+                f" `{SECRET_RECIPE}` (an API key list holds the SHA-256 of such keys; a"
+                " connection URL carries it as its password). Only on a developer's machine,"
+                f" {DEV_MODE_VARIABLE}=1 accepts them (the make targets set it).",
+                problems,
+            )
+        return self
+
+    def unsafe_secrets(self) -> Iterator[tuple[str, str]]:
+        """(environment variable, what is wrong) for each secret that only development allows."""
+        yield from _unsafe_in_model(self, None, self.development_values)
+
+
+def _variable(model: BaseModel, name: str, field: FieldInfo) -> str:
+    """The environment variable a settings field is read from."""
+    if isinstance(field.validation_alias, str):
+        return field.validation_alias.upper()
+    prefix = model.model_config.get("env_prefix", "") if isinstance(model, BaseSettings) else ""
+    return f"{prefix}{name}".upper()
+
+
+def _unsafe_in_model(
+    model: BaseModel, variable: str | None, development: Mapping[str, str]
+) -> Iterator[tuple[str, str]]:
+    """A nested settings class names its own variables; a plain model inside a list or a
+    field (an API key entry) is reported under the variable that holds it."""
+    own_names = isinstance(model, BaseSettings)
+    for name, field in type(model).model_fields.items():
+        where = _variable(model, name, field) if own_names or variable is None else variable
+        yield from _unsafe_in_value(getattr(model, name), where, development)
+
+
+def _unsafe_in_value(
+    value: Any, variable: str, development: Mapping[str, str]
+) -> Iterator[tuple[str, str]]:
+    if isinstance(value, SecretStr | SecretBytes):
+        secret = value.get_secret_value()
+        text = secret.decode("utf-8", "replace") if isinstance(secret, bytes) else secret
+        size = len(secret) if isinstance(secret, bytes) else len(secret.encode("utf-8", "replace"))
+        why = _weakness(text, size, development)
+        if why:
+            yield variable, why
+    elif isinstance(value, BaseModel):
+        yield from _unsafe_in_model(value, variable, development)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            yield from _unsafe_in_value(item, variable, development)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _unsafe_in_value(item, variable, development)
+    elif isinstance(value, str):
+        if value in development:
+            yield variable, f"holds {development[value]}"
+        password = url_password(value)
+        if password is not None:
+            why = _weakness(password, len(password.encode("utf-8", "replace")), development)
+            if why:
+                yield variable, f"has a password that {why}"
+
+
+def _weakness(secret: str, size: int, development: Mapping[str, str]) -> str | None:
+    if secret.startswith(DEV_SECRET_PREFIX):
+        return "is the public development default"
+    if secret in development:
+        return f"is {development[secret]}"
+    if size < MIN_SECRET_BYTES:
+        return f"is shorter than {MIN_SECRET_BYTES} bytes"
+    return None
+
+
+def url_password(value: str) -> str | None:
+    """The password a connection URL carries (userinfo or a ``password`` query parameter)."""
+    if "://" not in value:
+        return None
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    if parts.password is not None:
+        return unquote(parts.password)
+    found = parse_qs(parts.query).get("password")
+    return found[0] if found else None

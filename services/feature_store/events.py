@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.common.envelope import Event
 from services.common.errors import InvalidEvent
 from services.common.features import TRANSACTION_KINDS
+from services.common.mobile_money import TRANSACTION_AMOUNT_KES, WALLET_BALANCE_KES, KesRange
 from services.common.protos.alama.events.v1.mobile_money_pb2 import (
     MobileMoneyTransaction,
     TransactionKind,
@@ -35,8 +36,8 @@ def wallet_transaction(event: Event[MobileMoneyTransaction]) -> WalletTransactio
         raise InvalidEvent(
             "unknown_transaction_kind", f"transaction {txn.transaction_id}: kind {txn.kind}"
         )
-    _non_negative(txn.amount_kes, "amount_kes", txn.transaction_id)
-    _non_negative(txn.balance_kes, "balance_kes", txn.transaction_id)
+    _within(txn.amount_kes, TRANSACTION_AMOUNT_KES, "amount_kes", txn.transaction_id)
+    _within(txn.balance_kes, WALLET_BALANCE_KES, "balance_kes", txn.transaction_id)
     return WalletTransaction(
         transaction_id=txn.transaction_id,
         member_id=txn.member_id,
@@ -72,6 +73,16 @@ def recorded_repayment(event: Event[RepaymentRecorded]) -> RecordedRepayment:
 def _require(value: str, reason: str, detail: str) -> None:
     if not value:
         raise InvalidEvent(reason, detail)
+
+
+def _within(value: float, allowed: KesRange, name: str, row_id: str) -> None:
+    """The contract the gateway's webhook schema enforces too (services.common.mobile_money)."""
+    reason = allowed.violation(value)
+    if reason is not None:
+        raise InvalidEvent(
+            reason,
+            f"{row_id}: {name} is {value}; allowed {allowed.minimum:g} to {allowed.maximum:g}",
+        )
 
 
 def _non_negative(value: float, name: str, row_id: str) -> None:

@@ -1,26 +1,43 @@
 """The FastAPI application: routers, the one error-to-status table, metrics and tracing.
 
 `create_app` takes the backends to use (tests pass fakes); without them the lifespan opens the
-real ones (Kafka producer, Redis, gRPC channels) and closes them on shutdown. Tracing is installed
-by __main__, not here, so tests keep their own tracer provider; the FastAPI instrumentation
-continues an incoming traceparent and makes the request span the parent of every gRPC call and
-Kafka record the request causes.
+real ones (Kafka producer, Redis, gRPC channels) and the operator port, and closes them on
+shutdown. Tracing is installed by __main__, not here, so tests keep their own tracer provider; the
+FastAPI instrumentation continues an incoming traceparent and makes the request span the parent of
+every gRPC call and Kafka record the request causes.
+
+The public port serves the API and the probes only. /metrics and the API documentation
+(/docs, /redoc, /openapi.json) are on a separate operator port (``metrics_port``), the way every
+other service serves its metrics, rather than behind an admin login on the public port: Prometheus
+scrapes without holding an admin credential, a browser can open /docs (Swagger UI fetches the
+schema without credentials), and the deployments keep the port private (the chart's
+NetworkPolicy admits only the monitoring namespace to it; compose binds it to 127.0.0.1).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+import uvicorn
+from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common.signatures import SIGNATURE_HEADER
 from services.gateway.clients import Backends, open_backends
@@ -59,6 +76,7 @@ STATUS_CODES: dict[type[GatewayError], int] = {
     UpstreamUnavailable: 503,
 }
 REALM = 'Bearer realm="alama"'
+OPERATOR_START_SECONDS = 10.0
 
 
 def status_code_for(exc: GatewayError) -> int:
@@ -133,15 +151,110 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         return
     settings: GatewaySettings = app.state.settings
-    backends = await open_backends(settings)
-    app.state.backends = backends
-    log.info("gateway started", extra={"scoring": settings.scoring_target})
+    operator = None
+    if settings.metrics_port:
+        operator = await start_operator_server(
+            create_operator_app(app), bind_socket(settings.host, settings.metrics_port)
+        )
     try:
-        yield
+        backends = await open_backends(settings)
+        app.state.backends = backends
+        log.info(
+            "gateway started",
+            extra={"scoring": settings.scoring_target, "operator_port": settings.metrics_port},
+        )
+        try:
+            yield
+        finally:
+            log.info("gateway stopping")
+            await backends.close()
+            app.state.backends = None
     finally:
-        log.info("gateway stopping")
-        await backends.close()
-        app.state.backends = None
+        if operator is not None:
+            await operator.stop()
+
+
+class _OperatorServer(uvicorn.Server):
+    """uvicorn for the operator port inside the gateway's process: the public server owns
+    SIGTERM and SIGINT and stops this one from its lifespan."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class OperatorServer:
+    """The running operator port; `stop` lets in-flight scrapes finish."""
+
+    def __init__(self, server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+        self.server = server
+        self.task = task
+
+    @property
+    def port(self) -> int:
+        return int(self.server.servers[0].sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket, or OSError naming the address: a taken port fails the start."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=128)
+
+
+async def start_operator_server(app: FastAPI, sock: socket.socket) -> OperatorServer:
+    """Serve `app` on `sock` (already bound) until `stop`; returns once it accepts connections."""
+    host, port = sock.getsockname()[:2]
+    config = uvicorn.Config(
+        app, host=host, port=port, lifespan="off", log_config=None, access_log=False
+    )
+    server = _OperatorServer(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="gateway-operator-port")
+    async with asyncio.timeout(OPERATOR_START_SECONDS):
+        while not server.started:
+            if task.done():
+                task.result()  # its error, if it failed
+                raise RuntimeError("the operator port stopped during start-up")
+            await asyncio.sleep(0.01)
+    return OperatorServer(server, task)
+
+
+def create_operator_app(public: FastAPI) -> FastAPI:
+    """The operator port's app: Prometheus metrics and the public API's documentation."""
+    app = FastAPI(
+        title=f"{public.title} (operator port)",
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    title = f"{public.title} API"
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(public.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title=title, oauth2_redirect_url="/docs/oauth2-redirect"
+        )
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=title)
+
+    return app
 
 
 def _with_webhook_schemas(app: FastAPI) -> dict[str, Any]:
@@ -173,6 +286,10 @@ def create_app(
             " their explanations, and the signed mobile-money webhook."
         ),
         lifespan=lifespan,
+        # on the operator port only (create_operator_app)
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings or GatewaySettings()
     app.state.backends = backends
@@ -190,6 +307,6 @@ def create_app(
     app.add_middleware(MetricsMiddleware)
     app.openapi = lambda: _with_webhook_schemas(app)  # type: ignore[method-assign]
     FastAPIInstrumentor.instrument_app(
-        app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"]
+        app, excluded_urls="healthz,readyz", exclude_spans=["receive", "send"]
     )
     return app

@@ -15,6 +15,7 @@ from typing import Annotated, cast
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
+from services.common.mobile_money import TRANSACTION_AMOUNT_KES, WALLET_BALANCE_KES
 from services.common.protos.alama.events.v1.applications_pb2 import (
     Channel,
     LoanApplicationSubmitted,
@@ -309,8 +310,16 @@ class Transaction(Model):
     transaction_id: Identifier
     member_id: Text
     kind: Kind
-    amount_kes: float = Field(ge=0, le=1e9)
-    balance_kes: float = Field(ge=-1e9, le=1e12, description="wallet balance after it")
+    # the feature store checks the same bounds (services.common.mobile_money)
+    amount_kes: float = Field(
+        ge=TRANSACTION_AMOUNT_KES.minimum, le=TRANSACTION_AMOUNT_KES.maximum, allow_inf_nan=False
+    )
+    balance_kes: float = Field(
+        ge=WALLET_BALANCE_KES.minimum,
+        le=WALLET_BALANCE_KES.maximum,
+        allow_inf_nan=False,
+        description="wallet balance after it; never negative (an overdraft is its own kind)",
+    )
     occurred_at: EventTime
     provider: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")] = (
         "mpesa"

@@ -127,6 +127,9 @@ def verify_webhook(
     """
     if not timestamp or not signature:
         raise BadSignature("the delivery lacks its X-Alama-Timestamp or X-Alama-Signature header")
+    if not (timestamp.isascii() and signature.isascii()):
+        # hmac.compare_digest refuses non-ASCII str (TypeError, a 500); no valid header has any
+        raise BadSignature("the X-Alama-Timestamp and X-Alama-Signature headers must be ASCII")
     secret = settings.webhook_secret.get_secret_value()
     if not signature_matches(secret, timestamp, body, signature):
         raise BadSignature("the X-Alama-Signature does not match the timestamp and body")

@@ -2,10 +2,16 @@
 
 API keys are configured by their SHA-256 only (``ALAMA_GATEWAY_API_KEYS`` as a JSON list of
 ``{"name", "sha256", "scopes"}``), so a leaked settings dump does not leak a key. The default is
-one development key, ``dev-partner-key``, with every partner scope: replace it outside a laptop.
+one development key, ``dev-partner-key``, with every partner scope. Like the ``dev-only-`` secrets,
+it is refused outside development mode (services.common.settings).
+
+``metrics_port`` is the operator port: /metrics and the API documentation, never the public one.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -38,10 +44,17 @@ def _dev_api_keys() -> list[ApiKey]:
 class GatewaySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ALAMA_GATEWAY_", extra="ignore")
 
+    development_values: ClassVar[Mapping[str, str]] = {
+        DEV_PARTNER_KEY_SHA256: "the development API key (dev-partner-key)"
+    }
+
     service_name: str = "gateway"
     host: str = "127.0.0.1"
     port: int = 8080
-    metrics_port: int = 0  # /metrics is served by the app itself
+    metrics_port: int = Field(
+        default=9101,
+        description="operator port on the same host: /metrics and the API docs; 0 leaves it off",
+    )
     scoring_target: str = "127.0.0.1:50051"
     explanation_target: str = "127.0.0.1:50052"
     grpc_timeout_seconds: float = Field(default=2.0, gt=0, description="deadline of every call")

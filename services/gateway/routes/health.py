@@ -1,17 +1,22 @@
-"""Liveness, readiness and Prometheus metrics; no authentication."""
+"""Liveness and readiness; no authentication, so they say what failed but never where.
+
+A probe's error (a host name, a port, a library's message) goes to the log, not the response:
+anyone on the public port can read /readyz. Metrics are on the operator port (app.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.gateway.deps import BackendsDep, SettingsDep
 from services.gateway.schemas import DependencyStatus
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
@@ -21,14 +26,19 @@ async def healthz() -> DependencyStatus:
     return DependencyStatus(status="ok", checks={})
 
 
-async def _check(probe: Callable[[], Awaitable[None]], within: float) -> str:
+async def _check(name: str, probe: Callable[[], Awaitable[None]], within: float) -> str:
     try:
         async with asyncio.timeout(within):
             await probe()
     except TimeoutError:
+        log.warning("readiness probe timed out", extra={"dependency": name, "seconds": within})
         return f"error: no answer within {within}s"
     except Exception as exc:
-        return f"error: {getattr(exc, 'detail', None) or exc!r}"
+        log.warning(
+            "readiness probe failed",
+            extra={"dependency": name, "error": f"{getattr(exc, 'detail', None) or exc!r}"},
+        )
+        return "error: unavailable"
     return "ok"
 
 
@@ -45,13 +55,8 @@ async def readyz(settings: SettingsDep, backends: BackendsDep) -> Response:
         "scoring": backends.scoring.ping,
     }
     timeout = settings.readiness_timeout_seconds
-    results = await asyncio.gather(*(_check(p, timeout) for p in probes.values()))
+    results = await asyncio.gather(*(_check(n, p, timeout) for n, p in probes.items()))
     checks = dict(zip(probes, results, strict=True))
     ready = all(r == "ok" for r in results)
     body = DependencyStatus(status="ready" if ready else "unavailable", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
-
-
-@router.get("/metrics", response_class=Response)
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

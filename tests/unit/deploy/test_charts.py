@@ -25,6 +25,7 @@ CHARTS = Path(__file__).resolve().parents[3] / "charts"
 SERVICES = ("gateway", "scoring", "explanation", "feature-store", "audit", "drift")
 GRPC_PORTS = {"scoring": 50051, "explanation": 50052}
 METRICS_PORTS = {
+    "gateway": 9101,  # its operator port: /metrics and the API docs, off the public http port
     "scoring": 9103,
     "explanation": 9104,
     "feature-store": 9102,
@@ -218,9 +219,12 @@ def test_ports_and_services(manifests: list[Manifest]) -> None:
         assert ports["metrics"] == metrics, name
         if name in GRPC_PORTS:
             assert ports["grpc"] == GRPC_PORTS[name]
-        else:
+        elif name != "gateway":
             assert set(ports) == {"metrics"}, f"{name} is a worker: only its metrics port"
-    assert {p["name"]: p["port"] for p in services["gateway"]["spec"]["ports"]} == {"http": 8080}
+    gateway = {p["name"]: p["port"] for p in services["gateway"]["spec"]["ports"]}
+    assert gateway == {"http": 8080, "metrics": 9101}
+    config = of_kind(manifests, "ConfigMap")["gateway"]["data"]
+    assert config["ALAMA_GATEWAY_METRICS_PORT"] == "9101", "the app listens where the chart says"
 
 
 def test_gateway_reaches_the_grpc_services_by_their_service_names(
@@ -329,7 +333,11 @@ def test_network_policies(manifests: list[Manifest]) -> None:
         assert labels == [
             {"app.kubernetes.io/instance": RELEASE, "app.kubernetes.io/name": "gateway"}
         ]
-    assert "from" not in policies["gateway"]["spec"]["ingress"][0], "the gateway is public"
+    public, operator = policies["gateway"]["spec"]["ingress"]
+    assert "from" not in public, "the gateway is public"
+    assert public["ports"] == [{"port": "http", "protocol": "TCP"}], "its http port only"
+    assert operator["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert "from" in operator, "metrics and the API docs only for the monitoring namespace"
     for name in ("feature-store", "audit", "drift"):
         assert len(policies[name]["spec"]["ingress"]) == 1, f"{name}: only metrics comes in"
 
@@ -417,3 +425,16 @@ def test_config_change_rolls_the_pods(helm: Helm, manifests: list[Manifest]) -> 
 def test_services_can_be_left_out(helm: Helm) -> None:
     docs = helm.render("alama", "drift.enabled=false", "audit.enabled=false")
     assert set(of_kind(docs, "Deployment")) == set(SERVICES) - {"drift", "audit"}
+
+
+def test_development_mode_is_never_on(helm: Helm, manifests: list[Manifest]) -> None:
+    """The services accept development secrets only with ALAMA_DEV_MODE; no rendering sets it."""
+    for path in (*CHARTS.rglob("*.yaml"), *CHARTS.rglob("*.tpl")):
+        assert "ALAMA_DEV_MODE" not in path.read_text(), path
+    for name, deployment in of_kind(manifests, "Deployment").items():
+        for container in containers(deployment):
+            assert "ALAMA_DEV_MODE" not in {e["name"] for e in container.get("env", [])}, name
+    for name, config in of_kind(manifests, "ConfigMap").items():
+        assert "ALAMA_DEV_MODE" not in config["data"], name
+    for service in SERVICES:
+        assert "ALAMA_DEV_MODE" not in helm.template(service), service

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import re
+import subprocess
 import tomllib
 import urllib.request
 import zipfile
@@ -502,3 +503,139 @@ def test_dockerignore_sends_the_build_only_what_the_images_copy() -> None:
         "alama-drift-it-1-data/v1/tables",
     ):
         assert _ignored(path, patterns), f".dockerignore sends {path} to the builder"
+
+
+# ---- safe defaults: local ports, no default secrets -------------------------------------------
+
+#: variables that hold a password, a key or a secret (or a URL that carries one)
+SECRET_VARIABLE = re.compile(r"PASSWORD|SECRET|_KEY$|_KEYS$|_DSN$")
+INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?P<op>:?[-?+])?(?P<arg>[^}]*)\}")
+
+
+def published_ports(svc: dict[str, Any]) -> Iterator[tuple[str | None, str]]:
+    """(host address or None for every address, published port) of each published port."""
+    for port in svc.get("ports", []):
+        if isinstance(port, dict):
+            yield port.get("host_ip"), str(port.get("published", port["target"]))
+            continue
+        parts = str(port).split(":")
+        if len(parts) == 3:
+            yield parts[0], parts[1]
+        else:
+            yield None, parts[0]
+
+
+def test_only_the_gateway_api_port_is_published_beyond_this_machine() -> None:
+    gateway_key, _ = compose_service_of("gateway")
+    api_port = str(service_settings_defaults("gateway")["port"])
+    public = []
+    for key, svc in compose_services().items():
+        for host, port in published_ports(svc):
+            if host != "127.0.0.1":
+                public.append((key, host, port))
+    assert public == [(gateway_key, None, api_port)]
+    _, gateway = compose_service_of("gateway")
+    operator = str(service_settings_defaults("gateway")["metrics_port"])
+    assert ("127.0.0.1", operator) in set(published_ports(gateway)), "docs and metrics: local"
+
+
+def _required(value: str) -> bool:
+    """The whole value is one variable that must be set (no default)."""
+    match = INTERPOLATION.fullmatch(value)
+    return bool(match and match["op"] == ":?")
+
+
+def test_no_secret_has_a_default() -> None:
+    text = COMPOSE_FILE.read_text()
+    for match in INTERPOLATION.finditer(text):
+        if SECRET_VARIABLE.search(match["name"]):
+            assert match["op"] == ":?", f"${{{match[0]}}}: a secret is required, never defaulted"
+    checked = 0
+    for key, svc in compose_services().items():
+        for name, value in (svc.get("environment") or {}).items():
+            if not SECRET_VARIABLE.search(name):
+                continue
+            checked += 1
+            in_url = re.fullmatch(r"\w+://[^:@/]+:(?P<password>.*)@[^@]*", str(value))
+            secret = in_url["password"] if in_url else str(value)
+            assert _required(secret), f"{key}: {name} holds a literal secret or a default"
+    assert checked >= 10
+    sql = compose()["configs"]["postgres-init"]["content"]
+    passwords = re.findall(r"PASSWORD '([^']*)'", sql)
+    assert passwords and all(_required(p) for p in passwords), passwords
+
+
+def required_variables() -> set[str]:
+    return {m["name"] for m in INTERPOLATION.finditer(COMPOSE_FILE.read_text()) if m["op"] == ":?"}
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name] = value[1:-1] if value[:1] == value[-1:] == "'" else value
+    return values
+
+
+def interpolate(value: str, variables: dict[str, str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if match["name"] in variables:
+            return variables[match["name"]]
+        assert match["op"] in {"-", ":-"}, f"{match[0]} is not set"
+        return match["arg"]
+
+    return INTERPOLATION.sub(replace, value)
+
+
+def test_make_compose_env_generates_secrets_every_service_accepts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make compose-env` writes every required variable, and with them each service's settings
+    pass the production rule (development mode off, as compose runs them)."""
+    from services.common.settings import ServiceSettings, UnsafeSettings
+    from services.gateway.security import authenticate_api_key
+
+    env_file = tmp_path / "run" / "compose.env"
+    runs = [
+        subprocess.run(
+            ["make", "-s", "compose-env", f"COMPOSE_ENV={env_file}"],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        for _ in range(2)  # the second run keeps the first secrets
+    ]
+    partner_key = runs[0].stderr.strip().rsplit(" ", 1)[-1]
+    assert "exists" in runs[1].stdout and not runs[1].stderr
+    generated = read_env_file(env_file)
+    assert set(generated) == required_variables()
+    assert env_file.stat().st_mode & 0o077 == 0, "only its owner may read the secrets"
+    for name in SERVICES:
+        _, svc = compose_service_of(name)
+        for variable in list(os.environ):
+            if variable.startswith("ALAMA_"):
+                monkeypatch.delenv(variable)
+        for variable, value in svc["environment"].items():
+            monkeypatch.setenv(variable, interpolate(str(value), generated))
+        module = __import__(f"services.{name}.settings", fromlist=["_"])
+        (cls,) = {
+            o
+            for o in vars(module).values()
+            if isinstance(o, type) and issubclass(o, ServiceSettings) and o is not ServiceSettings
+        }
+        try:
+            settings = cls()
+        except UnsafeSettings as exc:
+            pytest.fail(f"{name} refuses compose's generated secrets: {exc}")
+        assert not settings.dev_mode
+        if name == "gateway":  # the key it printed is the one the gateway accepts
+            assert authenticate_api_key(settings, partner_key).subject == "api-key:partner"
+
+
+def test_compose_never_turns_on_development_mode() -> None:
+    assert "ALAMA_DEV_MODE" not in json.dumps(compose())  # comments may explain it, no more
+    for name in SERVICES:
+        assert "ALAMA_DEV_MODE" not in dockerfile(name).read_text(), name

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from opentelemetry import trace
 
@@ -14,10 +19,13 @@ from services.common.protos.alama.events.v1.applications_pb2 import (
     LOAN_PRODUCT_SCHOOL_FEES,
     LoanApplicationSubmitted,
 )
-from services.gateway.app import STATUS_CODES
+from services.gateway.app import STATUS_CODES, create_app, create_operator_app
+from services.gateway.clients import Backends
+from services.gateway.errors import UpstreamUnavailable
 from services.gateway.security import pseudonymise
 from services.gateway.settings import GatewaySettings
 from tests.unit.gateway.conftest import Gateway, bearer
+from tests.unit.gateway.fakes import FakeEvents, FakeExplanations, FakeReplayStore, FakeScoring
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
@@ -317,7 +325,8 @@ async def test_health_readiness_and_metrics_by_route_template(gateway: Gateway) 
     assert ready.json()["checks"] == {"kafka": "ok", "redis": "ok", "scoring": "ok"}
     reader = bearer(gateway.settings, "decisions:read")
     await gateway.client.get("/v1/decisions/d-A-stored", headers=reader)
-    metrics = (await gateway.client.get("/metrics")).text
+    async with operator_client(gateway) as operator:
+        metrics = (await operator.get("/metrics")).text
     assert (
         'alama_http_requests_total{method="GET",route="/v1/decisions/{decision_id}",status="200"}'
         in metrics
@@ -340,8 +349,113 @@ async def test_readiness_reports_scoring_down(gateway: Gateway) -> None:
     assert response.json()["checks"]["scoring"].startswith("error")
 
 
+async def test_readiness_names_what_failed_but_never_where(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def unreachable() -> None:
+        raise UpstreamUnavailable(
+            "kafka unreachable: KafkaConnectionError('Unable to bootstrap from"
+            " [('kafka-0.kafka.credit.svc.cluster.local', 9092, <AddressFamily.AF_INET: 2>)]')"
+        )
+
+    async def refused() -> None:
+        raise ConnectionRefusedError(111, "Connect call failed ('10.0.3.7', 16379)")
+
+    monkeypatch.setattr(gateway.events, "ping", unreachable)
+    monkeypatch.setattr(gateway.replay, "ping", refused)
+    with caplog.at_level(logging.WARNING, logger="services.gateway.routes.health"):
+        response = await gateway.client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"] == {
+        "kafka": "error: unavailable",
+        "redis": "error: unavailable",
+        "scoring": "ok",
+    }
+    for internal in ("kafka-0", "svc.cluster.local", "9092", "10.0.3.7", "16379", "Error"):
+        assert internal not in response.text
+    # the operator still finds the reason, in the log
+    assert any("kafka-0.kafka.credit" in getattr(r, "error", "") for r in caplog.records)
+
+
+@asynccontextmanager
+async def operator_client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_operator_app(gateway.app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway:9101") as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    "path", ["/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"]
+)
+async def test_metrics_and_docs_are_not_on_the_public_port(gateway: Gateway, path: str) -> None:
+    assert (await gateway.client.get(path)).status_code == 404
+    admin = bearer(gateway.settings, "admin")
+    assert (await gateway.client.get(path, headers=admin)).status_code == 404
+    async with operator_client(gateway) as operator:
+        assert (await operator.get(path)).status_code == 200
+
+
+async def test_the_operator_port_serves_nothing_else(gateway: Gateway) -> None:
+    reader = bearer(gateway.settings, "decisions:read")
+    async with operator_client(gateway) as operator:
+        for path in ("/v1/decisions/d-A-stored", "/healthz", "/readyz"):
+            assert (await operator.get(path, headers=reader)).status_code == 404, path
+
+
+async def test_the_lifespan_serves_the_operator_port_and_closes_it(
+    settings: GatewaySettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def fake_backends(_settings: GatewaySettings) -> Backends:
+        return Backends(
+            scoring=FakeScoring(),
+            explanations=FakeExplanations(),
+            events=FakeEvents(),
+            replay=FakeReplayStore(),
+        )
+
+    with socket.socket() as probe:  # a free port for the operator
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setattr("services.gateway.app.open_backends", fake_backends)
+    app = create_app(settings.model_copy(update={"metrics_port": port}))
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as operator:
+            metrics = await operator.get("/metrics")
+            assert metrics.status_code == 200
+            assert "alama_http_requests_total" in metrics.text
+            schema = (await operator.get("/openapi.json")).json()
+            assert "/v1/scores" in schema["paths"]
+            assert (await operator.get("/docs")).status_code == 200
+        public = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
+        async with public:
+            assert (await public.get("/metrics")).status_code == 404
+    with pytest.raises(httpx.ConnectError):
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as operator:
+            await operator.get("/metrics")
+
+
+async def test_a_taken_operator_port_fails_the_start(
+    settings: GatewaySettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[bool] = []
+
+    async def fake_backends(_settings: GatewaySettings) -> Backends:
+        opened.append(True)
+        raise AssertionError("the backends are not opened when the operator port is taken")
+
+    monkeypatch.setattr("services.gateway.app.open_backends", fake_backends)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        app = create_app(settings.model_copy(update={"metrics_port": taken.getsockname()[1]}))
+        with pytest.raises(OSError):
+            async with app.router.lifespan_context(app):
+                pass
+    assert not opened
+
+
 async def test_openapi_documents_every_route_and_the_security_schemes(gateway: Gateway) -> None:
-    schema = (await gateway.client.get("/openapi.json")).json()
+    async with operator_client(gateway) as operator:
+        schema = (await operator.get("/openapi.json")).json()
+        assert (await operator.get("/docs")).status_code == 200
     assert {
         "/v1/scores",
         "/v1/scores:batch",
@@ -352,13 +466,12 @@ async def test_openapi_documents_every_route_and_the_security_schemes(gateway: G
         "/v1/webhooks/mobile-money",
         "/healthz",
         "/readyz",
-        "/metrics",
     } <= set(schema["paths"])
+    assert "/metrics" not in schema["paths"]
     assert set(schema["components"]["securitySchemes"]) == {"bearer", "apiKey"}
     webhook = schema["paths"]["/v1/webhooks/mobile-money"]["post"]["requestBody"]
     ref = webhook["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
     assert "transactions" in schema["components"]["schemas"][ref]["properties"]
-    assert (await gateway.client.get("/docs")).status_code == 200
 
 
 def test_every_domain_error_has_a_status() -> None:

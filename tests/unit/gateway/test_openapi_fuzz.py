@@ -1,5 +1,7 @@
 """Fuzz every operation of the published OpenAPI schema: bad input is never a 5xx.
 
+The schema is read where it is published, the operator port's app; the calls go to the public app.
+
 The app runs on Python-level fakes (schemathesis drives it from its own event loop thread) with
 valid admin credentials, and webhook bodies are signed, so fuzzed input reaches validation and
 the routes behind authentication rather than stopping at 401.
@@ -16,7 +18,7 @@ from hypothesis import HealthCheck, settings
 from pydantic import SecretStr
 
 from services.common.signatures import webhook_signature
-from services.gateway.app import create_app
+from services.gateway.app import create_app, create_operator_app
 from services.gateway.clients import Backends
 from services.gateway.security import issue_token
 from services.gateway.settings import GatewaySettings
@@ -39,7 +41,8 @@ app = create_app(
         replay=FakeReplayStore(),
     ),
 )
-schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+schema = schemathesis.openapi.from_asgi("/openapi.json", create_operator_app(app))
+schema.app = app
 TOKEN = issue_token(GATEWAY, "fuzzer", ["admin"])
 RESPONSES: list[int] = []
 

@@ -157,3 +157,16 @@ def test_pseudonyms_are_keyed_stable_and_hide_the_value(settings: GatewaySetting
     other = settings.model_copy(update={"pseudonym_key": SecretStr("another-key")})
     assert pseudonymise(other, "254712345678") != digest
     assert pseudonymise(settings, "254712345679") != digest
+
+
+def test_webhook_headers_must_be_ascii(settings: GatewaySettings) -> None:
+    secret = settings.webhook_secret.get_secret_value()
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    body = b'{"transactions": []}'
+    # the same instant in Arabic-Indic digits, which int() reads and the signer signed
+    digits = str(int(now.timestamp())).translate({ord(d): 0x0660 + int(d) for d in "0123456789"})
+    signed = webhook_signature(secret, digits, body)
+    with pytest.raises(BadSignature, match="ASCII"):
+        verify_webhook(settings, timestamp=digits, signature=signed, body=body, now=now)
+    with pytest.raises(BadSignature, match="ASCII"):  # compare_digest raised TypeError here
+        verify_webhook(settings, timestamp="1", signature="sha256=\u00e9", body=body, now=now)

@@ -104,6 +104,25 @@ async def test_missing_or_bad_signatures_are_401(gateway: Gateway) -> None:
     assert gateway.events.published == [] and gateway.replay.keys == {}
 
 
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("X-Alama-Signature", "sha256=é".encode()),
+        ("X-Alama-Signature", b"sha256=\xff\xfe" + b"0" * 60),
+        ("X-Alama-Timestamp", b"17\xe900000000"),
+    ],
+)
+async def test_a_non_ascii_signature_header_is_401_not_500(
+    gateway: Gateway, header: str, value: bytes
+) -> None:
+    body = encode([transaction()])
+    headers: dict[str, str | bytes] = {**signed(body), header: value}
+    response = await gateway.client.post(PATH, content=body, headers=headers)
+    assert response.status_code == 401, response.text
+    assert "ASCII" in response.json()["detail"]
+    assert gateway.events.published == [] and gateway.replay.keys == {}
+
+
 async def test_a_stale_delivery_is_409(gateway: Gateway) -> None:
     body = encode([transaction()])
     old = int(time.time()) - gateway.settings.webhook_tolerance_seconds - 60
@@ -130,6 +149,9 @@ async def test_a_replayed_delivery_is_409(gateway: Gateway) -> None:
     [
         ([transaction(kind="lottery")], ["body", "transactions", 0, "kind"]),
         ([transaction(amount_kes=-1)], ["body", "transactions", 0, "amount_kes"]),
+        # the feature store dead-letters a negative balance: the gateway refuses it up front
+        ([transaction(balance_kes=-0.5)], ["body", "transactions", 0, "balance_kes"]),
+        ([transaction(balance_kes=2e12)], ["body", "transactions", 0, "balance_kes"]),
         (
             [transaction(counterparty_phone="call me")],
             ["body", "transactions", 0, "counterparty_phone"],
