@@ -89,11 +89,17 @@ def _moment(ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=ns // 1_000)
 
 
-def application_envelope(application: ApplicationRequest, namespace: uuid.UUID) -> EventEnvelope:
-    """LoanApplicationSubmitted as core banking publishes it. The national id travels only as
-    its keyed hash (empty when the book has none), a channel the wire cannot name as
-    CHANNEL_UNSPECIFIED, an undeclared income as 0 (as the gateway sends it). The envelope time
-    is applied_at, so a re-run sends identical bytes."""
+#: The tenant a developer's SACCO is (the gateway's development API key acts for it too).
+DEV_TENANT = "dev-sacco"
+
+
+def application_envelope(
+    application: ApplicationRequest, namespace: uuid.UUID, tenant: str = DEV_TENANT
+) -> EventEnvelope:
+    """LoanApplicationSubmitted as core banking publishes it, for its SACCO (`tenant`). The
+    national id travels only as its keyed hash (empty when the book has none), a channel the
+    wire cannot name as CHANNEL_UNSPECIFIED, an undeclared income as 0 (as the gateway sends
+    it). The envelope time is applied_at, so a re-run sends identical bytes."""
     channel = (
         applications_pb2.Channel.Value(f"CHANNEL_{application.channel.upper()}")
         if application.channel
@@ -111,6 +117,7 @@ def application_envelope(application: ApplicationRequest, namespace: uuid.UUID) 
         national_id_hash=(
             hash_national_id(application.national_id) if application.national_id else ""
         ),
+        tenant_id=tenant,
     )
     message.applied_at.FromDatetime(application.applied_at)
     return wrap(

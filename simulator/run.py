@@ -305,6 +305,7 @@ def _core_banking(
         namespace,
         applications_topic=settings.applications_topic,
         repayments_topic=settings.repayments_topic,
+        tenant=settings.tenant,
     )
 
 

@@ -104,14 +104,16 @@ class KafkaCoreBanking:
         *,
         applications_topic: str,
         repayments_topic: str,
+        tenant: str,
     ) -> None:
         self.producer = producer
         self.namespace = namespace
+        self.tenant = tenant
         self.applications_topic = applications_topic
         self.repayments_topic = repayments_topic
 
     async def submit(self, application: ApplicationRequest) -> Outcome:
-        envelope = application_envelope(application, self.namespace)
+        envelope = application_envelope(application, self.namespace, self.tenant)
         try:
             await (await publish(self.producer, self.applications_topic, envelope))
         except Exception as exc:  # a broker error is counted, the run goes on

@@ -15,6 +15,12 @@ class SimulatorSettings(ServiceSettings):
     service_name: str = "simulator"
     gateway_url: str = "http://127.0.0.1:8080"
     api_key: SecretStr = SecretStr("dev-partner-key")
+    tenant: str = Field(
+        default="dev-sacco",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="the SACCO core banking publishes for (the API key's tenant, so its"
+        " decisions can be read back through the gateway)",
+    )
     webhook_secret: SecretStr = SecretStr("dev-only-webhook-secret-change-me")
     profile: str = Field(
         default="tiny",

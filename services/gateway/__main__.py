@@ -16,8 +16,8 @@ from rich.console import Console
 from services.common.logs import configure_logging
 from services.common.telemetry import setup_tracing
 from services.gateway.app import create_app
-from services.gateway.security import SCOPES, issue_token
-from services.gateway.settings import GatewaySettings
+from services.gateway.security import SCOPES, issue_token, new_api_key
+from services.gateway.settings import ApiKey, GatewaySettings
 
 cli = typer.Typer(add_completion=False, help="The Alama REST gateway.")
 console = Console()
@@ -56,15 +56,42 @@ def token(
         list[str],
         typer.Option(help=f"a scope to grant (repeatable): {', '.join(SCOPES)}"),
     ],
+    tenant: Annotated[str, typer.Option(help="the SACCO or partner the token acts for")],
     ttl_minutes: Annotated[int, typer.Option(min=1, help="minutes until it expires")] = 60,
 ) -> None:
-    """Print a signed bearer JWT for the configured secret and issuer."""
+    """Print a signed bearer JWT for the configured secret, issuer and audience."""
     unknown = [s for s in scope if s not in SCOPES]
     if unknown:
         raise typer.BadParameter(f"unknown scope(s) {unknown}; known: {list(SCOPES)}")
     settings = GatewaySettings()
-    jwt = issue_token(settings, subject, scope, timedelta(minutes=ttl_minutes))
+    try:
+        jwt = issue_token(settings, subject, scope, timedelta(minutes=ttl_minutes), tenant=tenant)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     console.print(jwt, soft_wrap=True, highlight=False)
+
+
+@cli.command("api-key")
+def api_key(
+    name: Annotated[str, typer.Option(help="who the key is for, e.g. the partner's name")],
+    tenant: Annotated[str, typer.Option(help="the SACCO or partner the key acts for")],
+    scope: Annotated[
+        list[str],
+        typer.Option(help=f"a scope to grant (repeatable): {', '.join(SCOPES)}"),
+    ],
+) -> None:
+    """Make a new API key: the key (give it to the partner once; it is not stored) and the
+    entry to add to ALAMA_GATEWAY_API_KEYS (a random salt and the salted SHA-256)."""
+    unknown = [s for s in scope if s not in SCOPES]
+    if unknown:
+        raise typer.BadParameter(f"unknown scope(s) {unknown}; known: {list(SCOPES)}")
+    key, salt, digest = new_api_key()
+    try:
+        entry = ApiKey(name=name, tenant=tenant, salt=salt, sha256=digest, scopes=scope)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    console.print(f"key:   {key}", soft_wrap=True, highlight=False)
+    console.print(f"entry: {entry.model_dump_json()}", soft_wrap=True, highlight=False)
 
 
 if __name__ == "__main__":

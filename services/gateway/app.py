@@ -56,7 +56,7 @@ from services.gateway.errors import (
 )
 from services.gateway.metrics import MetricsMiddleware
 from services.gateway.model_inputs import ServingModel
-from services.gateway.routes import applications, decisions, health, scores, webhooks
+from services.gateway.routes import admin, applications, decisions, health, scores, webhooks
 from services.gateway.schemas import WebhookDelivery
 from services.gateway.settings import GatewaySettings
 
@@ -300,6 +300,7 @@ def create_app(
         decisions.router,
         webhooks.router,
         health.router,
+        admin.router,
     ):
         app.include_router(router)
     app.add_exception_handler(GatewayError, handle_gateway_error)

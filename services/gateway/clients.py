@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
 
 import grpc
@@ -71,10 +72,16 @@ class Scoring(Protocol):
 
 class Explanations(Protocol):
     async def decision(
-        self, *, decision_id: str | None = None, application_id: str | None = None
-    ) -> CreditDecision: ...
+        self,
+        *,
+        tenant: str,
+        decision_id: str | None = None,
+        application_id: str | None = None,
+    ) -> CreditDecision:
+        """The decision, NotFound when unknown or another tenant's."""
+        ...
 
-    async def explanation(self, decision_id: str) -> CreditExplanation: ...
+    async def explanation(self, decision_id: str, *, tenant: str) -> CreditExplanation: ...
 
     async def close(self) -> None: ...
 
@@ -211,21 +218,25 @@ class GrpcExplanations(_GrpcClient):
         self.stub = explanation_pb2_grpc.ExplanationServiceStub(channel)
 
     async def decision(
-        self, *, decision_id: str | None = None, application_id: str | None = None
+        self,
+        *,
+        tenant: str,
+        decision_id: str | None = None,
+        application_id: str | None = None,
     ) -> CreditDecision:
         if (decision_id is None) == (application_id is None):
             raise ValueError("pass exactly one of decision_id and application_id")
         request = (
-            explanation_pb2.GetDecisionRequest(decision_id=decision_id)
+            explanation_pb2.GetDecisionRequest(decision_id=decision_id, tenant_id=tenant)
             if decision_id is not None
-            else explanation_pb2.GetDecisionRequest(application_id=application_id)
+            else explanation_pb2.GetDecisionRequest(application_id=application_id, tenant_id=tenant)
         )
         response = await self._call("GetDecision", self.stub.GetDecision, request)
         assert isinstance(response, explanation_pb2.GetDecisionResponse)
         return response.decision
 
-    async def explanation(self, decision_id: str) -> CreditExplanation:
-        request = explanation_pb2.GetExplanationRequest(decision_id=decision_id)
+    async def explanation(self, decision_id: str, *, tenant: str) -> CreditExplanation:
+        request = explanation_pb2.GetExplanationRequest(decision_id=decision_id, tenant_id=tenant)
         response = await self._call("GetExplanation", self.stub.GetExplanation, request)
         assert isinstance(response, explanation_pb2.GetExplanationResponse)
         return response.explanation
@@ -284,12 +295,42 @@ class RedisReplayStore:
         await self.redis.aclose()
 
 
+class Revocations(Protocol):
+    async def revoked(self, token_id: str) -> bool: ...
+
+    async def revoke(self, token_id: str, until: datetime) -> None: ...
+
+
+class RedisRevocations:
+    """Revoked token ids (`jti`), each kept until the token would have expired anyway."""
+
+    prefix = "alama:gateway:revoked:"
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def revoked(self, token_id: str) -> bool:
+        try:
+            return bool(await self.redis.exists(self.prefix + token_id))
+        except RedisError as exc:  # unknown is not "not revoked": refuse rather than guess
+            raise UpstreamUnavailable("the revocation list is unavailable; retry later") from exc
+
+    async def revoke(self, token_id: str, until: datetime) -> None:
+        seconds = max(1, int((until - datetime.now(UTC)).total_seconds()) + 60)
+        try:
+            await self.redis.set(self.prefix + token_id, b"1", ex=seconds)
+        except RedisError as exc:
+            raise UpstreamUnavailable("the revocation list is unavailable; retry later") from exc
+
+
 @dataclass
 class Backends:
     scoring: Scoring
     explanations: Explanations
     events: Events
     replay: ReplayStore
+    #: None only where a test has no Redis: then no token can have been revoked
+    revocations: Revocations | None = None
 
     async def close(self) -> None:
         for name in ("scoring", "explanations", "events", "replay"):
@@ -312,5 +353,6 @@ async def open_backends(settings: GatewaySettings) -> Backends:
             settings.grpc_timeout_seconds,
         ),
         events=KafkaEvents(producer, settings.readiness_timeout_seconds),
-        replay=RedisReplayStore(create_redis(settings.infra)),
+        replay=RedisReplayStore(redis := create_redis(settings.infra)),
+        revocations=RedisRevocations(redis),
     )

@@ -59,15 +59,25 @@ SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
 BackendsDep = Annotated[Backends, Depends(get_backends)]
 
 
-def authenticate(
+async def authenticate(
     security_scopes: SecurityScopes,
+    request: Request,
     settings: SettingsDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
     api_key: Annotated[str | None, Security(api_key_scheme)],
 ) -> Principal:
-    """The caller, with every scope the route asks for (``admin`` implies them all)."""
+    """The caller, with every scope the route asks for (``admin`` implies them all); a
+    revoked token is refused like an invalid one."""
     if bearer is not None:
         principal = decode_token(settings, bearer.credentials)
+        backends: Backends | None = getattr(request.app.state, "backends", None)
+        revocations = backends.revocations if backends is not None else None
+        if (
+            principal.token_id is not None
+            and revocations is not None
+            and await revocations.revoked(principal.token_id)
+        ):
+            raise NotAuthenticated("the bearer token has been revoked")
     elif api_key:
         principal = authenticate_api_key(settings, api_key)
     else:

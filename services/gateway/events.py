@@ -20,24 +20,29 @@ EVENT_NAMESPACE = uuid.UUID("0b7c3d52-9f4e-5a61-8e2d-6a1f0c9b4e17")
 
 
 def application_message(
-    settings: GatewaySettings, application: Application
+    settings: GatewaySettings, application: Application, tenant: str
 ) -> LoanApplicationSubmitted:
-    """The protobuf application; the national id only as its keyed hash."""
+    """The protobuf application of the caller's tenant; the national id only as its keyed
+    hash."""
     national_id_hash = (
         pseudonymise(settings, normalise_national_id(application.national_id))
         if application.national_id
         else ""
     )
-    return application.to_proto(national_id_hash)
+    message = application.to_proto(national_id_hash)
+    message.tenant_id = tenant
+    return message
 
 
-def application_envelope(settings: GatewaySettings, application: Application) -> EventEnvelope:
-    message = application_message(settings, application)
+def application_envelope(
+    settings: GatewaySettings, application: Application, tenant: str
+) -> EventEnvelope:
+    message = application_message(settings, application, tenant)
     return wrap(
         message,
         producer=PRODUCER,
         subject=message.member_id,
-        event_id=str(uuid.uuid5(EVENT_NAMESPACE, f"application/{message.application_id}")),
+        event_id=str(uuid.uuid5(EVENT_NAMESPACE, f"application/{tenant}/{message.application_id}")),
         # submitted now, whatever applied_at says: the pipeline's latency is measured from here
     )
 

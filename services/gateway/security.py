@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import secrets
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,7 +20,7 @@ import jwt
 
 from services.common.signatures import signature_matches
 from services.gateway.errors import BadSignature, NotAuthenticated, StaleDelivery
-from services.gateway.settings import GatewaySettings
+from services.gateway.settings import TENANT_PATTERN, GatewaySettings
 
 ALGORITHM = "HS256"
 SCORE_WRITE = "score:write"
@@ -35,11 +37,14 @@ SCOPES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling (JWT subject or API key name) and what they may do."""
+    """Who is calling (JWT subject or API key name), for which tenant, and what they may do.
+    Everything a principal writes carries its tenant; everything it reads is filtered on it."""
 
     subject: str
     scopes: frozenset[str]
     method: str  # "jwt" or "api_key"
+    tenant: str
+    token_id: str | None = None  # a JWT's `jti`, for the revocation list
 
     def allows(self, scope: str) -> bool:
         return ADMIN in self.scopes or scope in self.scopes
@@ -54,62 +59,114 @@ def issue_token(
     scopes: Iterable[str],
     ttl: timedelta = timedelta(hours=1),
     *,
+    tenant: str,
     now: datetime | None = None,
 ) -> str:
-    """A signed HS256 bearer token for `subject` with a space-separated `scope` claim."""
+    """A signed HS256 bearer token for `subject` acting for `tenant`, with a space-separated
+    `scope` claim, this gateway's audience and a unique `jti` (so it can be revoked)."""
+    if ttl > timedelta(minutes=settings.jwt_max_lifetime_minutes):
+        raise ValueError(
+            f"a token may live at most {settings.jwt_max_lifetime_minutes} minutes, not {ttl}"
+        )
+    if not re.fullmatch(TENANT_PATTERN, tenant):
+        raise ValueError(f"tenant {tenant!r} must match {TENANT_PATTERN}")
     issued = now or datetime.now(UTC)
     claims = {
         "sub": subject,
         "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
         "iat": issued,
         "exp": issued + ttl,
+        "jti": uuid.uuid4().hex,
+        "tenant": tenant,
         "scope": " ".join(dict.fromkeys(scopes)),
     }
     return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
 
 
+def _verified_claims(settings: GatewaySettings, token: str) -> dict[str, Any]:
+    """The claims under the current key or, during a rotation, a previous one."""
+    keys = [settings.jwt_secret, *settings.jwt_previous_secrets]
+    for i, key in enumerate(keys):
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.get_secret_value(),
+                algorithms=[ALGORITHM],
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"]},
+            )
+            return claims
+        except jwt.InvalidSignatureError:
+            if i == len(keys) - 1:
+                raise
+    raise jwt.InvalidSignatureError("no key")  # unreachable: keys holds jwt_secret
+
+
 def decode_token(settings: GatewaySettings, token: str) -> Principal:
     """The principal of a valid token; `NotAuthenticated` saying why for any other."""
     try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            settings.jwt_secret.get_secret_value(),
-            algorithms=[ALGORITHM],
-            issuer=settings.jwt_issuer,
-            options={"require": ["exp", "iss", "sub"]},
-        )
+        claims = _verified_claims(settings, token)
     except jwt.ExpiredSignatureError as exc:
         raise NotAuthenticated("the bearer token has expired") from exc
     except jwt.InvalidIssuerError as exc:
         raise NotAuthenticated("the bearer token was not issued by this gateway") from exc
+    except jwt.InvalidAudienceError as exc:
+        raise NotAuthenticated("the bearer token is not meant for this API (audience)") from exc
     except jwt.InvalidSignatureError as exc:
         raise NotAuthenticated("the bearer token's signature does not verify") from exc
     except jwt.MissingRequiredClaimError as exc:
         raise NotAuthenticated(f"the bearer token lacks the {exc.claim!r} claim") from exc
     except jwt.PyJWTError as exc:
         raise NotAuthenticated("the bearer token is malformed or invalid") from exc
-    scope = claims.get("scope", "")
+    scope, tenant = claims.get("scope", ""), claims.get("tenant")
     if not isinstance(scope, str) or not isinstance(claims["sub"], str):
         raise NotAuthenticated("the bearer token's scope or subject claim is malformed")
-    return Principal(subject=claims["sub"], scopes=frozenset(scope.split()), method="jwt")
+    if not isinstance(tenant, str) or not re.fullmatch(TENANT_PATTERN, tenant):
+        raise NotAuthenticated("the bearer token names no valid tenant")
+    lifetime = float(claims["exp"]) - float(claims["iat"])
+    if lifetime > settings.jwt_max_lifetime_minutes * 60:
+        raise NotAuthenticated(
+            f"the bearer token lives longer than the {settings.jwt_max_lifetime_minutes}"
+            " minutes this gateway accepts"
+        )
+    return Principal(
+        subject=claims["sub"],
+        scopes=frozenset(scope.split()),
+        method="jwt",
+        tenant=tenant,
+        token_id=str(claims["jti"]),
+    )
 
 
-def hash_api_key(key: str) -> str:
-    """The SHA-256 (hex) that settings store in place of an API key."""
-    return hashlib.sha256(key.encode("utf-8", errors="surrogatepass")).hexdigest()
+def hash_api_key(key: str, salt: str) -> str:
+    """sha256(salt + key), hex: what settings store in place of an API key."""
+    return hashlib.sha256(
+        bytes.fromhex(salt) + key.encode("utf-8", errors="surrogatepass")
+    ).hexdigest()
+
+
+def new_api_key() -> tuple[str, str, str]:
+    """(key, salt, sha256) for a new partner: give the key once, configure salt and sha256."""
+    key, salt = secrets.token_urlsafe(32), secrets.token_hex(16)
+    return key, salt, hash_api_key(key, salt)
 
 
 def authenticate_api_key(settings: GatewaySettings, key: str) -> Principal:
-    """The principal of a configured key; compares every configured hash in constant time."""
-    digest = hash_api_key(key)
+    """The principal of a configured key; checks every configured entry in constant time."""
     found = None
     for configured in settings.api_keys:
+        digest = hash_api_key(key, configured.salt)
         if hmac.compare_digest(digest, configured.sha256) and found is None:
             found = configured
     if found is None:
         raise NotAuthenticated("the API key is not recognised")
     return Principal(
-        subject=f"api-key:{found.name}", scopes=frozenset(found.scopes), method="api_key"
+        subject=f"api-key:{found.name}",
+        scopes=frozenset(found.scopes),
+        method="api_key",
+        tenant=found.tenant,
     )
 
 

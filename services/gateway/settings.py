@@ -19,14 +19,22 @@ from pydantic_settings import SettingsConfigDict
 from services.common.settings import ServiceSettings
 from services.common.topics import LOAN_APPLICATIONS, MOBILE_MONEY_TRANSACTIONS
 
-#: sha256("dev-partner-key"): the documented development key, never the key itself.
-DEV_PARTNER_KEY_SHA256 = "6d3f12bf21b1659b487e01cb811640b5279d34a8a0675ca88c93f0ccfa7ae8dc"
+#: The development key's salt and sha256(salt + "dev-partner-key"), never the key itself.
+DEV_PARTNER_KEY_SALT = "a1c3e5f7091b2d4f6a8c0e2b4d6f8a0c"
+DEV_PARTNER_KEY_SHA256 = "3f6f97f79b8ae376be8e95db8c2b4a69dcdde3783e5cf981d7a7cf7dd6afe2ec"
+#: The tenant the development key and tokens belong to.
+DEV_TENANT = "dev-sacco"
+TENANT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 
 
 class ApiKey(BaseModel):
-    """One partner's API key: who it is, the key's SHA-256 (hex) and what it may do."""
+    """One partner's API key: who it is, the tenant (SACCO or partner) it acts for, a random
+    salt and the SHA-256 of salt + key (hex; `python -m services.gateway api-key` makes both),
+    and what it may do. The salt makes a leaked list useless for looking keys up."""
 
     name: str
+    tenant: str = Field(pattern=TENANT_PATTERN)
+    salt: str = Field(pattern=r"^[0-9a-f]{32,128}$")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     scopes: list[str] = Field(default_factory=list)
 
@@ -35,6 +43,8 @@ def _dev_api_keys() -> list[ApiKey]:
     return [
         ApiKey(
             name="dev-partner",
+            tenant=DEV_TENANT,
+            salt=DEV_PARTNER_KEY_SALT,
             sha256=DEV_PARTNER_KEY_SHA256,
             scopes=["score:write", "decisions:read", "explanations:read"],
         )
@@ -62,6 +72,15 @@ class GatewaySettings(ServiceSettings):
     transactions_topic: str = MOBILE_MONEY_TRANSACTIONS
     jwt_secret: SecretStr = SecretStr("dev-only-jwt-secret-change-me-before-deploying")
     jwt_issuer: str = "alama"
+    jwt_audience: str = Field(default="alama-api", description="the `aud` every token must name")
+    jwt_max_lifetime_minutes: int = Field(
+        default=1440, ge=1, description="tokens valid for longer (exp - iat) are refused"
+    )
+    jwt_previous_secrets: list[SecretStr] = Field(
+        default_factory=list,
+        description="keys still accepted during a rotation (tokens are signed with jwt_secret"
+        " only); drop them once the longest-lived token signed with them has expired",
+    )
     api_keys: list[ApiKey] = Field(default_factory=_dev_api_keys)
     webhook_secret: SecretStr = SecretStr("dev-only-webhook-secret-change-me")
     webhook_tolerance_seconds: int = Field(default=300, description="oldest accepted delivery")

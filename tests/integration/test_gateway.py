@@ -136,7 +136,8 @@ async def running(settings: GatewaySettings) -> AsyncIterator[httpx.AsyncClient]
 
 
 def writer(settings: GatewaySettings) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(settings, 'it', ['score:write'])}"}
+    token = issue_token(settings, "it", ["score:write"], tenant="dev-sacco")
+    return {"Authorization": f"Bearer {token}"}
 
 
 def application_body(world: World, index: int = 0, **overrides: Any) -> dict[str, Any]:

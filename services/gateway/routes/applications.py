@@ -30,12 +30,12 @@ async def submit_application(
     response: Response,
     settings: SettingsDep,
     backends: BackendsDep,
-    _caller: Annotated[Principal, Security(authenticate, scopes=[SCORE_WRITE])],
+    caller: Annotated[Principal, Security(authenticate, scopes=[SCORE_WRITE])],
 ) -> Accepted:
     """Queue an application for scoring; answers once the broker has it, the decision later.
     A model trained on the lender's own table needs its columns in `attributes` (422 if not)."""
     await serving_model(request).check(backends.scoring, application)
-    envelope = application_envelope(settings, application)
+    envelope = application_envelope(settings, application, caller.tenant)
     await backends.events.publish(settings.applications_topic, [envelope])
     url = decision_url(application.application_id)
     response.headers["Location"] = url

@@ -27,11 +27,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     responses=ERRORS,
 )
 async def application_decision(
-    application_id: ApplicationId, backends: BackendsDep, _caller: Reader
+    application_id: ApplicationId, backends: BackendsDep, caller: Reader
 ) -> Decision:
-    """The latest decision for an application submitted asynchronously."""
+    """The latest decision for an application the caller's tenant submitted asynchronously."""
     try:
-        decision = await backends.explanations.decision(application_id=application_id)
+        decision = await backends.explanations.decision(
+            application_id=application_id, tenant=caller.tenant
+        )
     except NotFound as exc:
         raise NotFound(
             f"no decision for application {application_id!r} yet: it is still being scored,"
@@ -41,9 +43,12 @@ async def application_decision(
 
 
 @router.get("/decisions/{decision_id}", response_model=Decision, responses=ERRORS)
-async def get_decision(decision_id: DecisionId, backends: BackendsDep, _caller: Reader) -> Decision:
+async def get_decision(decision_id: DecisionId, backends: BackendsDep, caller: Reader) -> Decision:
+    """A decision of the caller's tenant (another tenant's is 404, as an unknown one)."""
     try:
-        decision = await backends.explanations.decision(decision_id=decision_id)
+        decision = await backends.explanations.decision(
+            decision_id=decision_id, tenant=caller.tenant
+        )
     except NotFound as exc:
         raise NotFound(f"decision {decision_id!r} is unknown") from exc
     return Decision.from_proto(decision)
@@ -57,11 +62,11 @@ async def get_decision(decision_id: DecisionId, backends: BackendsDep, _caller: 
 async def get_explanation(
     decision_id: DecisionId,
     backends: BackendsDep,
-    _caller: Annotated[Principal, Security(authenticate, scopes=[EXPLANATIONS_READ])],
+    caller: Annotated[Principal, Security(authenticate, scopes=[EXPLANATIONS_READ])],
 ) -> Explanation:
     """Feature contributions (SHAP, attention), reasons and the LSTM's attention weights."""
     try:
-        explanation = await backends.explanations.explanation(decision_id)
+        explanation = await backends.explanations.explanation(decision_id, tenant=caller.tenant)
     except NotFound as exc:
         raise NotFound(f"decision {decision_id!r} is unknown, so it has no explanation") from exc
     return Explanation.from_proto(explanation)

@@ -40,11 +40,13 @@ def _error_code(code: int) -> str:
 
 @router.post("/scores", response_model=Decision, responses=ERRORS)
 async def score(
-    application: Application, settings: SettingsDep, backends: BackendsDep, _caller: Scorer
+    application: Application, settings: SettingsDep, backends: BackendsDep, caller: Scorer
 ) -> Decision:
     """Score one application now: the same model, features and decision as the Kafka path."""
     try:
-        decision = await backends.scoring.score(application_message(settings, application))
+        decision = await backends.scoring.score(
+            application_message(settings, application, caller.tenant)
+        )
     except NotFound as exc:
         raise NotFound(
             f"member {application.member_id!r} is unknown to scoring, so the application"
@@ -55,7 +57,7 @@ async def score(
 
 @router.post("/scores:batch", response_model=BatchResponse, responses=ERRORS)
 async def score_batch(
-    batch: BatchRequest, settings: SettingsDep, backends: BackendsDep, _caller: Scorer
+    batch: BatchRequest, settings: SettingsDep, backends: BackendsDep, caller: Scorer
 ) -> BatchResponse:
     """Score up to `max_batch` applications; one result per application, in request order."""
     count = len(batch.applications)
@@ -65,7 +67,7 @@ async def score_batch(
             loc=("body", "applications"),
         )
     results = await backends.scoring.score_batch(
-        [application_message(settings, a) for a in batch.applications]
+        [application_message(settings, a, caller.tenant) for a in batch.applications]
     )
     if len(results) != count:
         raise UpstreamFailed(f"scoring returned {len(results)} results for {count} applications")

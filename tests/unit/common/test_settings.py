@@ -16,7 +16,7 @@ from services.common.settings import (
     UnsafeSettings,
 )
 from services.gateway.security import hash_api_key
-from services.gateway.settings import DEV_PARTNER_KEY_SHA256, GatewaySettings
+from services.gateway.settings import DEV_PARTNER_KEY_SALT, DEV_PARTNER_KEY_SHA256, GatewaySettings
 from services.scoring.settings import ScoringSettings
 
 REPO = Path(__file__).resolve().parents[3]
@@ -104,7 +104,9 @@ def test_every_service_starts_once_each_named_setting_is_set(
 
 def strong_value(variable: str) -> str:
     if variable.endswith("_API_KEYS"):
-        return json.dumps([{"name": "p", "sha256": hash_api_key(STRONG), "scopes": ["admin"]}])
+        salt = "5a" * 16
+        entry = {"name": "p", "tenant": "sacco-a", "salt": salt, "scopes": ["admin"]}
+        return json.dumps([entry | {"sha256": hash_api_key(STRONG, salt)}])
     if variable.endswith(("_DSN", "_URL")):
         return f"postgresql://alama:{STRONG}@db.internal:5432/alama"
     return STRONG
@@ -132,7 +134,15 @@ def test_short_secrets_and_the_development_api_key_are_refused(
     for variable in ("JWT_SECRET", "WEBHOOK_SECRET", "PSEUDONYM_KEY"):
         production.setenv(f"ALAMA_GATEWAY_{variable}", STRONG)
     production.setenv("ALAMA_POSTGRES_DSN", strong_value("ALAMA_POSTGRES_DSN"))
-    dev_key = [{"name": "dev", "sha256": DEV_PARTNER_KEY_SHA256, "scopes": ["admin"]}]
+    dev_key = [
+        {
+            "name": "dev",
+            "tenant": "dev-sacco",
+            "salt": DEV_PARTNER_KEY_SALT,
+            "sha256": DEV_PARTNER_KEY_SHA256,
+            "scopes": ["admin"],
+        }
+    ]
     production.setenv("ALAMA_GATEWAY_API_KEYS", json.dumps(dev_key))
     with pytest.raises(UnsafeSettings, match="ALAMA_GATEWAY_API_KEYS holds the development"):
         GatewaySettings()

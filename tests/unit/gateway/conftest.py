@@ -17,7 +17,13 @@ from services.gateway.app import create_app
 from services.gateway.clients import Backends, GrpcExplanations, GrpcScoring
 from services.gateway.security import issue_token
 from services.gateway.settings import GatewaySettings
-from tests.unit.gateway.fakes import FakeEvents, FakeGrpc, FakeReplayStore, start_fake_grpc
+from tests.unit.gateway.fakes import (
+    FakeEvents,
+    FakeGrpc,
+    FakeReplayStore,
+    FakeRevocations,
+    start_fake_grpc,
+)
 
 WEBHOOK_SECRET = "unit-test-webhook-secret"
 
@@ -35,8 +41,14 @@ def settings() -> GatewaySettings:
     )
 
 
-def bearer(settings: GatewaySettings, *scopes: str, ttl: timedelta = timedelta(minutes=5)) -> dict:
-    return {"Authorization": f"Bearer {issue_token(settings, 'officer-1', scopes, ttl)}"}
+def bearer(
+    settings: GatewaySettings,
+    *scopes: str,
+    ttl: timedelta = timedelta(minutes=5),
+    tenant: str = "dev-sacco",
+) -> dict:
+    token = issue_token(settings, "officer-1", scopes, ttl, tenant=tenant)
+    return {"Authorization": f"Bearer {token}"}
 
 
 @dataclass
@@ -59,6 +71,7 @@ async def gateway(settings: GatewaySettings) -> AsyncIterator[Gateway]:
         explanations=GrpcExplanations(channel, settings.grpc_timeout_seconds),
         events=events,
         replay=replay,
+        revocations=FakeRevocations(),
     )
     app = create_app(settings, backends=backends)
     transport = httpx.ASGITransport(app=app)

@@ -44,6 +44,7 @@ def decide(application: LoanApplicationSubmitted) -> CreditDecision | scoring_pb
         decision_id=f"d-{application.application_id}",
         application_id=application.application_id,
         member_id=application.member_id,
+        tenant_id=application.tenant_id,
         model_version="fake-1",
         probability_of_default=0.04,
         score=712,
@@ -93,9 +94,12 @@ class FakeScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
 
 
 def stored_decisions() -> dict[str, CreditDecision]:
-    """What the fake explanation service knows: one decision for application A-stored."""
+    """What the fake explanation service knows: one decision for application A-stored, of the
+    development tenant (the development API key's)."""
     decision = decide(
-        LoanApplicationSubmitted(application_id="A-stored", member_id="M-1", amount_kes=1.0)
+        LoanApplicationSubmitted(
+            application_id="A-stored", member_id="M-1", amount_kes=1.0, tenant_id="dev-sacco"
+        )
     )
     assert isinstance(decision, CreditDecision)
     return {decision.decision_id: decision}
@@ -144,6 +148,8 @@ class FakeExplanationServicer(explanation_pb2_grpc.ExplanationServiceServicer):
                 (d for d in self.decisions.values() if d.application_id == request.application_id),
                 None,
             )
+        if found is not None and request.tenant_id and found.tenant_id != request.tenant_id:
+            found = None  # another tenant's: exactly as if it did not exist
         if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such decision")
         return explanation_pb2.GetDecisionResponse(decision=found)
@@ -152,6 +158,9 @@ class FakeExplanationServicer(explanation_pb2_grpc.ExplanationServiceServicer):
         self, request: explanation_pb2.GetExplanationRequest, context: grpc.aio.ServicerContext
     ) -> explanation_pb2.GetExplanationResponse:
         found = self.explanations.get(request.decision_id)
+        owner = self.decisions.get(request.decision_id)
+        if owner is not None and request.tenant_id and owner.tenant_id != request.tenant_id:
+            found = None
         if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such decision")
         return explanation_pb2.GetExplanationResponse(explanation=found)
@@ -235,6 +244,19 @@ class FakeReplayStore:
         pass
 
 
+class FakeRevocations:
+    """The revocation list in memory."""
+
+    def __init__(self) -> None:
+        self.revoked_ids: dict[str, datetime] = {}
+
+    async def revoked(self, token_id: str) -> bool:
+        return token_id in self.revoked_ids
+
+    async def revoke(self, token_id: str, until: datetime) -> None:
+        self.revoked_ids[token_id] = until
+
+
 class FakeScoring:
     """Python-level scoring (no gRPC), for tests whose app runs on another event loop."""
 
@@ -279,15 +301,22 @@ class FakeExplanations:
         self.explanations = stored_explanations(self.decisions)
 
     async def decision(
-        self, *, decision_id: str | None = None, application_id: str | None = None
+        self,
+        *,
+        tenant: str,
+        decision_id: str | None = None,
+        application_id: str | None = None,
     ) -> CreditDecision:
         for decision in self.decisions.values():
+            if decision.tenant_id != tenant:
+                continue
             if decision.decision_id == decision_id or decision.application_id == application_id:
                 return decision
         raise NotFound("no such decision")
 
-    async def explanation(self, decision_id: str) -> CreditExplanation:
-        if decision_id not in self.explanations:
+    async def explanation(self, decision_id: str, *, tenant: str) -> CreditExplanation:
+        owner = self.decisions.get(decision_id)
+        if decision_id not in self.explanations or owner is None or owner.tenant_id != tenant:
             raise NotFound("no such decision")
         return self.explanations[decision_id]
 

@@ -22,7 +22,13 @@ from services.gateway.app import create_app, create_operator_app
 from services.gateway.clients import Backends
 from services.gateway.security import issue_token
 from services.gateway.settings import GatewaySettings
-from tests.unit.gateway.fakes import FakeEvents, FakeExplanations, FakeReplayStore, FakeScoring
+from tests.unit.gateway.fakes import (
+    FakeEvents,
+    FakeExplanations,
+    FakeReplayStore,
+    FakeRevocations,
+    FakeScoring,
+)
 
 SECRET = "fuzz-webhook-secret"
 GATEWAY = GatewaySettings(
@@ -39,11 +45,12 @@ app = create_app(
         explanations=FakeExplanations(),
         events=EVENTS,
         replay=FakeReplayStore(),
+        revocations=FakeRevocations(),
     ),
 )
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_operator_app(app))
 schema.app = app
-TOKEN = issue_token(GATEWAY, "fuzzer", ["admin"])
+TOKEN = issue_token(GATEWAY, "fuzzer", ["admin"], tenant="fuzz-sacco")
 RESPONSES: list[int] = []
 
 

@@ -24,11 +24,16 @@ from services.gateway.security import (
     replay_key,
     verify_webhook,
 )
-from services.gateway.settings import DEV_PARTNER_KEY_SHA256, ApiKey, GatewaySettings
+from services.gateway.settings import (
+    DEV_PARTNER_KEY_SALT,
+    DEV_PARTNER_KEY_SHA256,
+    ApiKey,
+    GatewaySettings,
+)
 
 
 def test_a_fresh_token_decodes_to_its_subject_and_scopes(settings: GatewaySettings) -> None:
-    token = issue_token(settings, "officer-1", [SCORE_WRITE, DECISIONS_READ])
+    token = issue_token(settings, "officer-1", [SCORE_WRITE, DECISIONS_READ], tenant="sacco-a")
     principal = decode_token(settings, token)
     assert principal.subject == "officer-1"
     assert principal.scopes == {SCORE_WRITE, DECISIONS_READ}
@@ -37,13 +42,17 @@ def test_a_fresh_token_decodes_to_its_subject_and_scopes(settings: GatewaySettin
 
 
 def test_admin_implies_every_scope(settings: GatewaySettings) -> None:
-    principal = decode_token(settings, issue_token(settings, "root", [ADMIN]))
+    principal = decode_token(settings, issue_token(settings, "root", [ADMIN], tenant="sacco-a"))
     assert principal.missing([SCORE_WRITE, DECISIONS_READ, "explanations:read"]) == []
 
 
 def test_an_expired_token_is_rejected(settings: GatewaySettings) -> None:
     token = issue_token(
-        settings, "officer-1", [SCORE_WRITE], now=datetime.now(UTC) - timedelta(hours=2)
+        settings,
+        "officer-1",
+        [SCORE_WRITE],
+        tenant="sacco-a",
+        now=datetime.now(UTC) - timedelta(hours=2),
     )
     with pytest.raises(NotAuthenticated, match="expired"):
         decode_token(settings, token)
@@ -52,7 +61,7 @@ def test_an_expired_token_is_rejected(settings: GatewaySettings) -> None:
 def test_a_token_from_another_issuer_is_rejected(settings: GatewaySettings) -> None:
     other = settings.model_copy(update={"jwt_issuer": "someone-else"})
     with pytest.raises(NotAuthenticated, match="not issued by this gateway"):
-        decode_token(settings, issue_token(other, "officer-1", [SCORE_WRITE]))
+        decode_token(settings, issue_token(other, "officer-1", [SCORE_WRITE], tenant="sacco-a"))
 
 
 def test_a_token_signed_with_another_secret_is_rejected(settings: GatewaySettings) -> None:
@@ -60,7 +69,7 @@ def test_a_token_signed_with_another_secret_is_rejected(settings: GatewaySetting
         update={"jwt_secret": SecretStr("another-secret-that-is-32-bytes-long!")}
     )
     with pytest.raises(NotAuthenticated, match="signature"):
-        decode_token(settings, issue_token(other, "officer-1", [SCORE_WRITE]))
+        decode_token(settings, issue_token(other, "officer-1", [SCORE_WRITE], tenant="sacco-a"))
 
 
 def test_tokens_without_expiry_or_with_another_algorithm_are_rejected(
@@ -82,21 +91,29 @@ def test_tokens_without_expiry_or_with_another_algorithm_are_rejected(
 
 
 def test_api_keys_are_matched_by_their_sha256(settings: GatewaySettings) -> None:
-    assert hash_api_key("dev-partner-key") == DEV_PARTNER_KEY_SHA256
-    assert "dev-partner-key" not in settings.model_dump_json()  # only the hash is configured
+    assert hash_api_key("dev-partner-key", DEV_PARTNER_KEY_SALT) == DEV_PARTNER_KEY_SHA256
+    assert hashlib.sha256(b"dev-partner-key").hexdigest() not in settings.model_dump_json()
+    assert "dev-partner-key" not in settings.model_dump_json()  # only the salted hash is there
     principal = authenticate_api_key(settings, "dev-partner-key")
-    assert principal.subject == "api-key:dev-partner"
+    assert principal.subject == "api-key:dev-partner" and principal.tenant == "dev-sacco"
     assert principal.scopes == {"score:write", "decisions:read", "explanations:read"}
     with pytest.raises(NotAuthenticated):
         authenticate_api_key(settings, "dev-partner-key ")
     custom = settings.model_copy(
         update={
             "api_keys": [
-                ApiKey(name="bank", sha256=hashlib.sha256(b"s3cret").hexdigest(), scopes=[])
+                ApiKey(
+                    name="bank",
+                    tenant="bank-1",
+                    salt="00" * 16,
+                    sha256=hashlib.sha256(bytes(16) + b"s3cret").hexdigest(),
+                    scopes=[],
+                )
             ]
         }
     )
     assert authenticate_api_key(custom, "s3cret").scopes == frozenset()
+    assert authenticate_api_key(custom, "s3cret").tenant == "bank-1"
     with pytest.raises(NotAuthenticated):
         authenticate_api_key(custom, "dev-partner-key")
 
