@@ -1,16 +1,38 @@
-"""The Faust app factory for stream processors (feature_store, drift).
+"""The Faust app factory and the Faust side of the shared consumer layer (feature_store, drift).
 
-Record values stay raw bytes: agents decode them with `services.common.envelope.decode`, so
-Faust agents and plain aiokafka consumers read the same envelopes the same way.
+Record values stay raw bytes: agents hand each record to `StreamConsumer.process`, which runs the
+same `services.common.kafka.RecordProcessor` as the aiokafka `EventConsumer`: the same `decode`,
+the same CONSUMER span, the same retries (outages until they pass, poison a few times), the same
+dead letters. It also samples the group's lag with the shared `services.common.lag` probe and
+keeps a `Heartbeat` per agent for the `/livez` probe (`services.common.liveness`), so a stalled
+agent is noticed even though the metrics thread still answers.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import faust
+from faust.types import EventT
+from google.protobuf.message import Message
 
+from services.common.envelope import Event, encode
+from services.common.kafka import DeadLetterSend, Processed, RecordProcessor
+from services.common.lag import GroupLagProbe
+from services.common.liveness import Heartbeat, Liveness
+from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
+from services.common.retries import RetryPolicy
 from services.common.settings import ServiceSettings
+from services.common.telemetry import EVENTS_PUBLISHED, inject_kafka_headers
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Headers = list[tuple[str, bytes]]
 
 
 def create_faust_app(settings: ServiceSettings, *, app_id: str, **overrides: Any) -> faust.App:
@@ -28,3 +50,138 @@ def create_faust_app(settings: ServiceSettings, *, app_id: str, **overrides: Any
         "producer_acks": -1,
     }
     return faust.App(app_id, **(options | overrides))
+
+
+@dataclass(frozen=True)
+class FaustRecord:
+    """A Faust event as the consumer layer sees a record (`kafka.SourceRecord`)."""
+
+    topic: str
+    value: bytes | None
+    headers: Headers
+    partition: int = 0
+    offset: int = 0
+    key: bytes | None = None
+
+    @classmethod
+    def of(cls, event: EventT[bytes], topic: str | None = None) -> FaustRecord:
+        """`topic` names the agent's source topic (Faust's test contexts deliver messages
+        through a channel without one); without it the message's own topic is used."""
+        message = event.message
+        raw = event.headers
+        items: Iterable[tuple[str, bytes]] = (
+            raw.items() if isinstance(raw, Mapping) else raw or ()  # type: ignore[assignment]
+        )
+        return cls(
+            topic=topic or str(message.topic),
+            value=event.value,
+            headers=[(k, v) for k, v in items if v is not None],
+            partition=int(message.partition or 0),
+            offset=int(message.offset or 0),
+            key=message.key if isinstance(message.key, bytes) else None,
+        )
+
+
+def faust_sender(app: faust.App, service: str, *, timeout_s: float) -> DeadLetterSend:
+    """Send an envelope through the app's producer with the current trace context, bounded: a
+    missing topic would otherwise block the agent (and shutdown) forever."""
+
+    async def send(topic: str, envelope: EventEnvelope, headers: Headers) -> None:
+        carrier = inject_kafka_headers(
+            [*headers, ("alama-payload-type", envelope.payload_type.encode())]
+        )
+        async with asyncio.timeout(timeout_s):
+            await app.topic(topic).send(
+                key=envelope.subject.encode() or None, value=encode(envelope), headers=carrier
+            )
+        EVENTS_PUBLISHED.labels(service, topic).inc()
+
+    return send
+
+
+class StreamConsumer:
+    """The shared consumer layer for one Faust app: a `RecordProcessor` and a heartbeat per
+    agent, the group's lag sampled on a timer."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        *,
+        service: str,
+        group_id: str,
+        topics: Sequence[str],
+        send: DeadLetterSend,
+        bootstrap: str,
+        liveness: Liveness,
+        lag_every_s: float,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.app = app
+        self.service = service
+        self.group_id = group_id
+        self.topics = list(topics)
+        self.send = send
+        self.retry = retry or RetryPolicy()
+        self.liveness = liveness
+        self.lag = GroupLagProbe(bootstrap, group_id, self.topics, service=service)
+        self._processors: dict[str, RecordProcessor] = {}
+        self._agent_topics: dict[str, set[str]] = {}
+
+        @app.timer(lag_every_s, name=f"{service}.consumer_lag")
+        async def consumer_lag() -> None:
+            try:
+                await self.sample_lag()
+            except Exception:
+                log.exception("sampling consumer lag failed")
+
+        @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode types a sync receiver
+        async def close_lag(_app: Any, *_args: Any, signal: Any, **_kwargs: Any) -> None:
+            await self.lag.close()
+
+    def agent(self, name: str, topics: Iterable[str]) -> Heartbeat:
+        """Register an agent (its name and source topics); its heartbeat."""
+        self._agent_topics[name] = set(topics)
+        heartbeat = self.liveness.heartbeat(name)
+        self._processors[name] = RecordProcessor(
+            service=self.service,
+            group_id=self.group_id,
+            send=self.send,
+            retry=self.retry,
+            heartbeat=heartbeat,
+        )
+        return heartbeat
+
+    def heartbeat(self, name: str) -> Heartbeat:
+        return self.liveness.heartbeat(name)
+
+    async def process(
+        self,
+        agent: str,
+        record: FaustRecord,
+        payload_types: tuple[type[Message], ...] | type[Message],
+        handler: Callable[[Event[Any]], Awaitable[T]],
+    ) -> Processed[T]:
+        """Decode and handle one record as every Alama consumer does (see `RecordProcessor`)."""
+        return await self._processors[agent].process(record, payload_types, handler)
+
+    async def dead_letter(self, agent: str, record: FaustRecord, reason: str, detail: str) -> None:
+        await self._processors[agent].dead_letter(record, reason, detail)
+
+    async def sample_lag(self) -> None:
+        """Export the group's lag and tell each agent how many records wait on the partitions
+        this worker holds (none while the worker rebalances or recovers its tables: the agents
+        are paused by Faust then, not stalled)."""
+        lag = await self.lag.sample()
+        held = self._assigned()
+        pausing = bool(getattr(self.app, "rebalancing", False)) or bool(
+            getattr(getattr(self.app.tables, "recovery", None), "in_recovery", False)
+        )
+        for name, topics in self._agent_topics.items():
+            mine = [(tp.topic, tp.partition) for tp in held if tp.topic in topics]
+            self.liveness.heartbeat(name).set_waiting(0 if pausing else lag.on(mine))
+
+    def _assigned(self) -> list[Any]:
+        try:
+            return list(self.app.assignor.assigned_actives())
+        except Exception:  # not started (test contexts)
+            return []

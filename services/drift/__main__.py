@@ -9,8 +9,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from services.common.liveness import serve_health
 from services.common.logs import configure_logging
-from services.common.telemetry import setup_tracing, start_metrics
+from services.common.telemetry import setup_tracing
 from services.drift.reference import ReferenceMissing, load_reference
 from services.drift.settings import DriftSettings
 
@@ -38,7 +39,8 @@ def run() -> None:
         console.print(f"[red]cannot start drift[/red]: {exc}")
         raise typer.Exit(1) from exc
     setup_tracing(settings)
-    start_metrics(settings)
+    if settings.metrics_port:  # /metrics and /livez (agents making progress) on one port
+        serve_health(settings.metrics_port, service.liveness)
     worker = faust.Worker(service.app, loglevel=settings.log_level)
     worker.execute_from_commandline()
 

@@ -2,39 +2,33 @@
 
 Each `CreditDecision` envelope carries the features as scored and the score; the agent adds them
 to the sliding window, exports the PSIs as Prometheus gauges and publishes `DriftAlert`
-envelopes to `drift.alerts`. A record that is not a decision envelope goes to the dead-letter
-twin with its reason; the agent never stops on bad input.
+envelopes to `drift.alerts`. Records go through the shared consumer layer
+(`services.common.faust_app.StreamConsumer`): what is not a decision envelope goes to the
+dead-letter twin with its reason, an alert that cannot be sent during an outage is retried, and
+the agent never stops on bad input.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
 import faust
 from faust.types import AgentT, EventT, StreamT
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind
 
-from services.common.envelope import decode, encode
-from services.common.errors import InvalidEvent
-from services.common.faust_app import create_faust_app
-from services.common.kafka import dead_letter_envelope
-from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
-from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
-from services.common.telemetry import (
-    EVENTS_CONSUMED,
-    EVENTS_PUBLISHED,
-    HANDLE_SECONDS,
-    extract_kafka_context,
-    inject_kafka_headers,
+from services.common.envelope import Event
+from services.common.faust_app import (
+    FaustRecord,
+    StreamConsumer,
+    create_faust_app,
+    faust_sender,
 )
-from services.common.topics import dead_letter_topic
+from services.common.kafka import DeadLetterSend
+from services.common.liveness import Liveness
+from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.drift.alerts import alert_envelope
 from services.drift.metrics import ALERTS, PSI, WINDOW_FILL
 from services.drift.monitor import DriftCheck, DriftMonitor
@@ -42,18 +36,10 @@ from services.drift.reference import DriftReference, load_reference
 from services.drift.settings import DriftSettings
 
 log = logging.getLogger(__name__)
-tracer = trace.get_tracer("alama.drift")
 
-Publisher = Callable[[str, EventEnvelope], Awaitable[None]]
-
-
-def _headers(
-    raw: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None,
-) -> list[tuple[str, bytes]]:
-    if raw is None:
-        return []
-    items = raw.items() if isinstance(raw, Mapping) else raw
-    return [(k, v) for k, v in items if v is not None]
+AGENT = "drift.watch"
+#: sends an envelope (an alert, a dead letter) to a topic with extra headers
+Publisher = DeadLetterSend
 
 
 @dataclass
@@ -65,44 +51,42 @@ class DriftService:
     app: faust.App
     agent: AgentT[Any]
     publish: Publisher
+    consumer: StreamConsumer
 
-    async def handle(
-        self, value: bytes | None, headers: list[tuple[str, bytes]], source: dict[str, Any]
-    ) -> DriftCheck:
-        """Decode one record and feed it to the monitor; dead-letter what is not a decision."""
-        topic = self.settings.decisions_topic
-        started = time.perf_counter()
-        with tracer.start_as_current_span(
-            f"{topic} process",
-            context=extract_kafka_context(headers),
-            kind=SpanKind.CONSUMER,
-            attributes={"messaging.system": "kafka", "messaging.destination.name": topic},
-        ):
-            try:
-                event = decode(value, CreditDecision)
-            except InvalidEvent as exc:
-                await self._dead_letter(value, headers, source, exc.reason, exc.detail)
-                EVENTS_CONSUMED.labels(self.settings.service_name, topic, "dead_lettered").inc()
-                return DriftCheck()
-            finally:
-                HANDLE_SECONDS.labels(self.settings.service_name, topic).observe(
-                    time.perf_counter() - started
+    @property
+    def liveness(self) -> Liveness:
+        return self.consumer.liveness
+
+    async def handle(self, record: FaustRecord) -> DriftCheck:
+        """Feed one record to the monitor through the shared consumer layer (what is not a
+        decision is dead-lettered with its reason)."""
+        checks: list[DriftCheck] = []
+
+        async def observe(event: Event[Any]) -> None:
+            if not checks:  # a retry (an alert that could not be sent) observes only once
+                decision: CreditDecision = event.payload
+                at = (
+                    decision.decided_at.ToDatetime(tzinfo=UTC)
+                    if decision.HasField("decided_at")
+                    else event.occurred_at
                 )
-            decision = event.payload
-            at = (
-                decision.decided_at.ToDatetime(tzinfo=UTC)
-                if decision.HasField("decided_at")
-                else event.occurred_at
-            )
-            check = self.monitor.observe(
-                dict(decision.features),
-                float(decision.score),
-                at,
-                band=int(decision.band) or None,  # UNSPECIFIED: no band to compare
-            )
-            await self._report(check)
-        EVENTS_CONSUMED.labels(self.settings.service_name, topic, "processed").inc()
-        return check
+                checks.append(
+                    self.monitor.observe(
+                        dict(decision.features),
+                        float(decision.score),
+                        at,
+                        band=int(decision.band) or None,  # UNSPECIFIED: no band to compare
+                    )
+                )
+            await self._report(checks[0])
+
+        heartbeat = self.consumer.heartbeat(AGENT)
+        heartbeat.began()
+        try:
+            await self.consumer.process(AGENT, record, CreditDecision, observe)
+        finally:
+            heartbeat.finished()
+        return checks[0] if checks else DriftCheck()
 
     async def _report(self, check: DriftCheck) -> None:
         version = self.monitor.reference.model_version
@@ -115,32 +99,9 @@ class DriftService:
                 extra={"subject": alert.subject, "psi": alert.psi, "threshold": alert.threshold},
             )
             await self.publish(
-                self.settings.alerts_topic, alert_envelope(alert, self.settings.service_name)
+                self.settings.alerts_topic, alert_envelope(alert, self.settings.service_name), []
             )
             ALERTS.labels(alert.subject, version).inc()
-
-    async def _dead_letter(
-        self,
-        value: bytes | None,
-        headers: list[tuple[str, bytes]],
-        source: dict[str, Any],
-        reason: str,
-        detail: str,
-    ) -> None:
-        log.warning("dead-lettering record", extra={"reason": reason, **source})
-        envelope = dead_letter_envelope(
-            topic=self.settings.decisions_topic,
-            partition=int(source.get("partition") or 0),
-            offset=int(source.get("offset") or 0),
-            key=None,
-            value=value,
-            headers=headers,
-            reason=reason,
-            detail=detail,
-            group=self.settings.app_id,
-            producer=self.settings.service_name,
-        )
-        await self.publish(dead_letter_topic(self.settings.decisions_topic), envelope)
 
 
 def create_drift_app(
@@ -157,28 +118,28 @@ def create_drift_app(
         evaluate_every=settings.evaluate_every,
     )
     app = create_faust_app(settings, app_id=settings.app_id)
-
-    async def send(topic: str, envelope: EventEnvelope) -> None:
-        headers = inject_kafka_headers([("alama-payload-type", envelope.payload_type.encode())])
-        # bounded: a missing topic would otherwise block the agent (and shutdown) forever
-        async with asyncio.timeout(settings.publish_timeout_s):
-            await app.topic(topic).send(
-                key=envelope.subject.encode() or None, value=encode(envelope), headers=headers
-            )
-        EVENTS_PUBLISHED.labels(settings.service_name, topic).inc()
-
+    publish = publisher or faust_sender(
+        app, settings.service_name, timeout_s=settings.publish_timeout_s
+    )
+    consumer = StreamConsumer(
+        app,
+        service=settings.service_name,
+        group_id=settings.app_id,
+        topics=[settings.decisions_topic],
+        send=publish,
+        bootstrap=settings.infra.kafka_bootstrap,
+        liveness=Liveness(settings.liveness_stall_s),
+        lag_every_s=settings.lag_every_s,
+        retry=settings.retry_policy,
+    )
+    consumer.agent(AGENT, [settings.decisions_topic])
     service: DriftService
 
     async def watch(stream: StreamT[bytes]) -> AsyncIterator[DriftCheck]:
         event: EventT[bytes]
         async for event in stream.events():
-            message = event.message
-            yield await service.handle(
-                event.value,
-                _headers(event.headers),
-                {"partition": message.partition, "offset": message.offset},
-            )
+            yield await service.handle(FaustRecord.of(event, settings.decisions_topic))
 
-    agent = app.agent(app.topic(settings.decisions_topic), name="drift.watch")(watch)
-    service = DriftService(settings, monitor, app, agent, publisher or send)
+    agent = app.agent(app.topic(settings.decisions_topic), name=AGENT)(watch)
+    service = DriftService(settings, monitor, app, agent, publish, consumer)
     return service

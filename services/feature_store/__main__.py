@@ -10,8 +10,9 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
+from services.common.liveness import serve_health
 from services.common.logs import configure_logging
-from services.common.telemetry import setup_tracing, start_metrics
+from services.common.telemetry import setup_tracing
 from services.feature_store.settings import FeatureStoreSettings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -34,7 +35,8 @@ def run() -> None:
         console.print(f"[red]cannot start feature_store[/red]: {exc}")
         raise typer.Exit(1) from exc
     setup_tracing(settings)
-    start_metrics(settings)
+    if settings.metrics_port:  # /metrics and /livez (agents making progress) on one port
+        serve_health(settings.metrics_port, service.liveness)
     worker = faust.Worker(service.app, loglevel=settings.log_level)
     worker.execute_from_commandline()
 

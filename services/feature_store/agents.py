@@ -1,10 +1,12 @@
 """The feature_store stream processor: Faust agents that keep member activity and push features.
 
 Two agents, one per source topic (mobile-money transactions, repayments), take batches with
-`stream.take_events`, decode each envelope (bad records go to the topic's dead-letter twin with
-their reason), add the rows to the member's history in a changelog-backed Faust table
-(idempotent per transaction / repayment id), then recompute each touched member's features
-with the shared definition and push one DataFrame per feature source to Feast.
+`stream.take_events` and hand each record to the shared consumer layer
+(`services.common.faust_app.StreamConsumer`: decode, consumer span, retries, dead letters with
+their reason, heartbeats for the liveness probe, group lag), which adds its row to the member's
+history in a changelog-backed Faust table (idempotent per transaction / repayment id); then each
+touched member's features are recomputed with the shared definition and one DataFrame per
+feature source is pushed to Feast.
 
 A member whose push failed keeps ``pending`` in its state and is pushed again by a timer, so a
 Feast outage delays features but loses nothing, and the agents never stop on it. Offsets are
@@ -15,32 +17,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
 
 import faust
 import pandas as pd
-from faust.types import AgentT, EventT, StreamT, TableT
+from faust.types import AgentT, StreamT, TableT
 from google.protobuf.message import Message
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
 
-from services.common.envelope import Event, decode, encode
-from services.common.errors import InvalidEvent
-from services.common.faust_app import create_faust_app
-from services.common.kafka import REASON_HEADER, dead_letter_envelope
-from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
+from services.common.envelope import Event
+from services.common.faust_app import (
+    FaustRecord,
+    StreamConsumer,
+    create_faust_app,
+    faust_sender,
+)
+from services.common.kafka import DeadLetterSend
+from services.common.lag import GroupLagProbe
+from services.common.liveness import Liveness
 from services.common.protos.alama.events.v1.mobile_money_pb2 import MobileMoneyTransaction
 from services.common.protos.alama.events.v1.repayments_pb2 import RepaymentRecorded
-from services.common.telemetry import (
-    EVENTS_CONSUMED,
-    EVENTS_PUBLISHED,
-    HANDLE_SECONDS,
-    extract_kafka_context,
-    inject_kafka_headers,
-)
-from services.common.topics import dead_letter_topic
 from services.feature_store.activity import (
     History,
     Outcome,
@@ -49,7 +47,6 @@ from services.feature_store.activity import (
 )
 from services.feature_store.events import recorded_repayment, wallet_transaction
 from services.feature_store.feature_rows import mobile_money_rows, repayment_rows
-from services.feature_store.lag import ConsumerLag
 from services.feature_store.metrics import DUPLICATES
 from services.feature_store.push import FeastPusher, FeaturePusher
 from services.feature_store.settings import FeatureStoreSettings
@@ -57,35 +54,9 @@ from services.feature_store.settings import FeatureStoreSettings
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("alama.feature_store")
 
-Headers = list[tuple[str, bytes]]
-Publisher = Callable[[str, EventEnvelope, Headers], Awaitable[None]]
+#: sends an envelope (a dead letter) to a topic with extra headers
+Publisher = DeadLetterSend
 HistoryT = TypeVar("HistoryT", WalletHistory, RepaymentHistory)
-
-
-@dataclass(frozen=True)
-class SourceRecord:
-    """What the service needs of one Kafka record."""
-
-    value: bytes | None
-    headers: Headers
-    partition: int = 0
-    offset: int = 0
-    key: bytes | None = None
-
-    @classmethod
-    def of(cls, event: EventT[bytes]) -> SourceRecord:
-        message = event.message
-        raw = event.headers
-        items: Iterable[tuple[str, bytes]] = (
-            raw.items() if isinstance(raw, Mapping) else raw or ()  # type: ignore[assignment]
-        )
-        return cls(
-            value=event.value,
-            headers=[(k, v) for k, v in items if v is not None],
-            partition=int(message.partition or 0),
-            offset=int(message.offset or 0),
-            key=message.key if isinstance(message.key, bytes) else None,
-        )
 
 
 @dataclass
@@ -131,63 +102,59 @@ class FeatureStoreService:
     publish: Publisher
     mobile_money: ActivityStream[WalletHistory]
     repayments: ActivityStream[RepaymentHistory]
-    lag: ConsumerLag
+    consumer: StreamConsumer
     agents: dict[str, AgentT[Any]] = field(default_factory=dict)
 
     @property
     def streams(self) -> tuple[ActivityStream[Any], ...]:
         return (self.mobile_money, self.repayments)
 
+    @property
+    def lag(self) -> GroupLagProbe:
+        return self.consumer.lag
+
+    @property
+    def liveness(self) -> Liveness:
+        return self.consumer.liveness
+
     async def ingest(
-        self, stream: ActivityStream[Any], records: Sequence[SourceRecord]
+        self, stream: ActivityStream[Any], records: Sequence[FaustRecord]
     ) -> BatchReport:
         """Apply a batch to the members' state, dead-letter what is bad, push who changed."""
         report = BatchReport()
-        async with stream.lock:
-            touched: dict[str, History[Any]] = {}
-            for record in records:
-                outcome = await self._apply(stream, record, touched)
-                report.count(outcome)
-            for history in touched.values():
-                stream.save(history)
-            report.pushed = await self._push(stream, [h for h in touched.values() if h.pending])
+        heartbeat = self.consumer.heartbeat(stream.name)
+        heartbeat.began()
+        try:
+            async with stream.lock:
+                touched: dict[str, History[Any]] = {}
+                for record in records:
+                    outcome = await self._apply(stream, record, touched)
+                    report.count(outcome)
+                for history in touched.values():
+                    stream.save(history)
+                pending = [h for h in touched.values() if h.pending]
+                report.pushed = await self._push(stream, pending)
+        finally:
+            heartbeat.finished()
         return report
 
     async def _apply(
-        self, stream: ActivityStream[Any], record: SourceRecord, touched: dict[str, History[Any]]
+        self, stream: ActivityStream[Any], record: FaustRecord, touched: dict[str, History[Any]]
     ) -> str:
-        service, topic = self.settings.service_name, stream.topic
-        with (
-            tracer.start_as_current_span(
-                f"{topic} process",
-                context=extract_kafka_context(record.headers),
-                kind=SpanKind.CONSUMER,
-                attributes={
-                    "messaging.system": "kafka",
-                    "messaging.destination.name": topic,
-                    "messaging.kafka.destination.partition": record.partition,
-                    "messaging.kafka.message.offset": record.offset,
-                    "messaging.consumer.group.name": self.settings.app_id,
-                },
-            ) as span,
-            HANDLE_SECONDS.labels(service, topic).time(),
-        ):
-            try:
-                row = stream.to_row(decode(record.value, stream.payload_type))
-            except InvalidEvent as exc:
-                span.set_attribute("alama.dead_letter_reason", exc.reason)
-                await self._dead_letter(stream.topic, record, exc.reason, exc.detail)
-                EVENTS_CONSUMED.labels(service, topic, "dead_lettered").inc()
-                return "dead_lettered"
+        async def add(event: Event[Any]) -> str:
+            row = stream.to_row(event)  # InvalidEvent: dead-lettered with its reason
             history = touched.get(row.member_id) or stream.load(row.member_id)
             touched[row.member_id] = history
-            outcome = history.add(row)
+            outcome = history.add(row)  # idempotent per transaction / repayment id
+            span = trace.get_current_span()
             span.set_attribute("alama.member_id", row.member_id)
             span.set_attribute("alama.outcome", str(outcome))
-        if outcome is Outcome.DUPLICATE:
-            DUPLICATES.labels(topic).inc()
-        EVENTS_CONSUMED.labels(service, topic, str(outcome)).inc()
-        return str(outcome)
+            if outcome is Outcome.DUPLICATE:
+                DUPLICATES.labels(stream.topic).inc()
+            return str(outcome)
+
+        result = await self.consumer.process(stream.name, record, stream.payload_type, add)
+        return result.outcome
 
     async def _push(self, stream: ActivityStream[Any], histories: list[History[Any]]) -> list[str]:
         """Recompute and push the members' rows; on failure they stay pending for a retry.
@@ -234,32 +201,6 @@ class FeatureStoreService:
                     pushed += await self._push(stream, pending[start : start + size])
         return pushed
 
-    async def _dead_letter(
-        self, topic: str, record: SourceRecord, reason: str, detail: str
-    ) -> None:
-        log.warning(
-            "dead-lettering record",
-            extra={
-                "topic": topic,
-                "partition": record.partition,
-                "offset": record.offset,
-                "reason": reason,
-            },
-        )
-        envelope = dead_letter_envelope(
-            topic=topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            headers=record.headers,
-            reason=reason,
-            detail=detail,
-            group=self.settings.app_id,
-            producer=self.settings.service_name,
-        )
-        await self.publish(dead_letter_topic(topic), envelope, [(REASON_HEADER, reason.encode())])
-
 
 def create_feature_store_app(
     settings: FeatureStoreSettings,
@@ -268,6 +209,9 @@ def create_feature_store_app(
 ) -> FeatureStoreService:
     """Wire the agents, state tables and timers; open Feast unless a pusher is given."""
     app = create_faust_app(settings, app_id=settings.app_id)
+    publish = publisher or faust_sender(
+        app, settings.service_name, timeout_s=settings.publish_timeout_s
+    )
 
     def table(name: str) -> TableT[str, Any]:
         # keyed like the source topics (raw member id) and partitioned by the producer's
@@ -279,17 +223,6 @@ def create_feature_store_app(
             partitions=settings.topic_partitions,
             use_partitioner=True,
         )
-
-    async def send(topic: str, envelope: EventEnvelope, headers: Headers) -> None:
-        carrier = inject_kafka_headers(
-            [*headers, ("alama-payload-type", envelope.payload_type.encode())]
-        )
-        # bounded: a missing topic would otherwise block the agent (and shutdown) forever
-        async with asyncio.timeout(settings.publish_timeout_s):
-            await app.topic(topic).send(
-                key=envelope.subject.encode() or None, value=encode(envelope), headers=carrier
-            )
-        EVENTS_PUBLISHED.labels(settings.service_name, topic).inc()
 
     mobile_money = ActivityStream(
         name="mobile_money",
@@ -315,17 +248,23 @@ def create_feature_store_app(
         settings=settings,
         app=app,
         pusher=pusher or FeastPusher.open(settings),
-        publish=publisher or send,
+        publish=publish,
         mobile_money=mobile_money,
         repayments=repayments,
-        lag=ConsumerLag(
-            settings.infra.kafka_bootstrap,
-            settings.app_id,
-            [mobile_money.topic, repayments.topic],
+        consumer=StreamConsumer(
+            app,
             service=settings.service_name,
+            group_id=settings.app_id,
+            topics=[mobile_money.topic, repayments.topic],
+            send=publish,
+            bootstrap=settings.infra.kafka_bootstrap,
+            liveness=Liveness(settings.liveness_stall_s),
+            lag_every_s=settings.lag_every_s,
+            retry=settings.retry_policy,
         ),
     )
     for stream in service.streams:
+        service.consumer.agent(stream.name, [stream.topic])
         service.agents[stream.name] = app.agent(
             app.topic(stream.topic), name=f"feature_store.{stream.name}"
         )(_batch_agent(service, stream))
@@ -337,16 +276,8 @@ def create_feature_store_app(
         except Exception:
             log.exception("retrying pending pushes failed")
 
-    @app.timer(settings.lag_every_s, name="feature_store.consumer_lag")
-    async def consumer_lag() -> None:
-        try:
-            await service.lag.sample()
-        except Exception:
-            log.exception("sampling consumer lag failed")
-
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode types a sync receiver
     async def close_clients(_app: Any, *_args: Any, signal: Any, **_kwargs: Any) -> None:
-        await service.lag.close()
         service.pusher.close()
 
     return service
@@ -375,7 +306,7 @@ def _batch_agent(
         batches = cast(faust.Stream[bytes], events).take_events(settings.batch_size, within)
         await _changelog_metadata(service.app, stream.table)
         async for batch in batches:
-            records = [SourceRecord.of(e) for e in batch]
+            records = [FaustRecord.of(e, stream.topic) for e in batch]
             # take_events acks the batch once this body returns (or is torn down): when the
             # worker stops mid-batch, let the batch finish so the offsets it acks were processed
             work = asyncio.ensure_future(service.ingest(stream, records))

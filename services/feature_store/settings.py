@@ -9,7 +9,8 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.common.feast_config import FEATURE_REPO, REPO_ROOT
-from services.common.settings import ServiceSettings
+from services.common.retries import RetryPolicy
+from services.common.settings import ServiceSettings, service_port
 from services.common.topics import MOBILE_MONEY_TRANSACTIONS, REPAYMENTS
 
 
@@ -24,7 +25,7 @@ class FeatureStoreSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ALAMA_FEATURE_STORE_", extra="ignore")
 
     service_name: str = "feature_store"
-    metrics_port: int = 9102
+    metrics_port: int = service_port(9102)
     app_id: str = Field(default="feature_store", description="Faust app id (the consumer group)")
     mobile_money_topic: str = MOBILE_MONEY_TRANSACTIONS
     repayments_topic: str = REPAYMENTS
@@ -57,6 +58,18 @@ class FeatureStoreSettings(ServiceSettings):
     shutdown_grace_s: float = Field(
         default=20.0, gt=0, description="time a batch in hand gets to finish when stopping"
     )
+    handler_attempts: int = Field(
+        default=3, ge=1, description="attempts at a failing record before it is dead-lettered"
+    )
+    liveness_stall_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="/livez fails when an agent with work has finished nothing for this long",
+    )
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(attempts=self.handler_attempts)
 
     @property
     def feature_repo_path(self) -> Path:

@@ -18,6 +18,7 @@ from services.common.envelope import decode, wrap
 from services.common.kafka import create_producer, publish
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.protos.alama.events.v1.drift_pb2 import DriftAlert
+from services.common.protos.alama.events.v1.envelope_pb2 import DeadLetter
 from services.common.settings import InfraSettings, ServiceSettings
 from services.common.topics import TopicSpec, ensure_topics
 from services.drift.__main__ import app as cli
@@ -152,3 +153,40 @@ def test_report_writes_html_with_the_feature_names(
     html = out.read_text()
     for name in (SHIFTED, "mm_inflow_sum_30d", "rp_paid_ratio_6m", SCORE):
         assert name in html
+
+
+async def test_poison_decisions_are_dead_lettered_and_the_agent_goes_on(
+    service_settings: ServiceSettings, scratch_topic: TopicSpec, tiny_bundle: Path
+) -> None:
+    """A far-future decision time stopped the agent for good (ToDatetime raised in it); a NUL in
+    a decision id reached the window. Both are dead-lettered; the decisions after them count."""
+    alerts = TopicSpec(f"test.alerts.{uuid.uuid4().hex[:12]}", 1, 1, consumed=False)
+    await ensure_topics(service_settings.infra.kafka_bootstrap, [alerts])
+    settings = DriftSettings(
+        infra=service_settings.infra,
+        metrics_port=0,
+        bundle_dir=str(tiny_bundle),
+        window_size=500,
+        app_id=f"alama-drift-it-{uuid.uuid4().hex[:8]}",
+        decisions_topic=scratch_topic.name,
+        alerts_topic=alerts.name,
+    )
+    reference = load_reference(tiny_bundle)
+    sample = pd.read_parquet(reference.sample_path)
+    good = list(_decisions(sample.iloc[:50], "v"))
+    far, nul = list(_decisions(sample.iloc[50:52], "v"))
+    far.decided_at.seconds = 10**13
+    nul.decision_id = "d-\x00"
+    service = create_drift_app(settings, reference)
+    window = service.monitor.window
+
+    await _publish_all(settings.infra, scratch_topic.name, iter([far, nul, *good]))
+    await service.app.start()
+    try:
+        await _wait_for(lambda: window.seen >= len(good))
+        letters = await read_topic(settings.infra, f"{scratch_topic.name}.dlq", 2, within=30)
+    finally:
+        await service.app.stop()
+    reasons = sorted(decode(r.value, DeadLetter).payload.reason for r in letters)
+    assert reasons == ["nul_in_string", "timestamp_out_of_range"]
+    assert window.seen == len(good)

@@ -1,18 +1,28 @@
-"""A Faust agent built by the shared factory consumes envelopes from the real broker."""
+"""A Faust agent built by the shared factory consumes envelopes from the real broker, through
+the shared consumer layer: poison dead-lettered, outages retried, a stalled agent noticed."""
 
 from __future__ import annotations
 
 import asyncio
+import urllib.error
+import urllib.request
 import uuid
+from typing import Any
 
+import faust
 import pytest
 
-from services.common.envelope import decode, wrap
-from services.common.faust_app import create_faust_app
+from services.common.envelope import Event, decode, wrap
+from services.common.faust_app import FaustRecord, StreamConsumer, create_faust_app, faust_sender
 from services.common.kafka import create_producer, publish
+from services.common.liveness import Liveness, serve_health
+from services.common.protos.alama.events.v1.envelope_pb2 import DeadLetter, EventEnvelope
 from services.common.protos.alama.events.v1.mobile_money_pb2 import MobileMoneyTransaction
+from services.common.retries import RetryPolicy
 from services.common.settings import ServiceSettings
-from services.common.topics import TopicSpec
+from services.common.topics import TopicSpec, dead_letter_topic
+
+from .kafka_helpers import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -46,3 +56,145 @@ async def test_faust_agent_consumes_envelopes_from_kafka(
     finally:
         await app.stop()
     assert sorted(seen) == [f"txn-{i}" for i in range(5)]
+
+
+# --- the shared consumer layer under Faust (issue 10, items 6 and 13) -----------------------
+
+FAST = RetryPolicy(attempts=3, initial_s=0.01, max_s=0.05)
+
+
+def _stream_consumer(
+    app: faust.App, settings: ServiceSettings, topic: str, liveness: Liveness
+) -> StreamConsumer:
+    return StreamConsumer(
+        app,
+        service=settings.service_name,
+        group_id=app.conf.id,
+        topics=[topic],
+        send=faust_sender(app, settings.service_name, timeout_s=30),
+        bootstrap=settings.infra.kafka_bootstrap,
+        liveness=liveness,
+        lag_every_s=0.2,
+        retry=FAST,
+    )
+
+
+async def _publish_in_order(
+    settings: ServiceSettings, topic: str, values: list[EventEnvelope]
+) -> None:
+    producer = create_producer(settings.infra, client_id="faust-test")
+    await producer.start()
+    try:
+        for envelope in values:
+            envelope.subject = "k"  # one partition: the agent meets them in this order
+            await (await publish(producer, topic, envelope))
+    finally:
+        await producer.stop()
+
+
+async def test_a_faust_agent_dead_letters_poison_retries_outages_and_goes_on(
+    service_settings: ServiceSettings, scratch_topic: TopicSpec
+) -> None:
+    app = create_faust_app(service_settings, app_id=f"alama-it-{uuid.uuid4().hex[:8]}")
+    consumer = _stream_consumer(app, service_settings, scratch_topic.name, Liveness(60))
+    consumer.agent("ingest", [scratch_topic.name])
+    far = MobileMoneyTransaction(transaction_id="far", member_id="m")
+    far.occurred_at.seconds = 10**13  # ToDatetime raises: this stopped agents for good
+    values = [
+        wrap(far, producer="mpesa"),
+        wrap(MobileMoneyTransaction(transaction_id="nul", member_id="m\x00"), producer="mpesa"),
+        wrap(MobileMoneyTransaction(transaction_id="poison", member_id="m"), producer="mpesa"),
+        wrap(MobileMoneyTransaction(transaction_id="flaky", member_id="m"), producer="mpesa"),
+        wrap(MobileMoneyTransaction(transaction_id="good", member_id="m"), producer="mpesa"),
+    ]
+    outage = {"left": 2 * FAST.attempts}
+    seen: list[str] = []
+    done = asyncio.Event()
+
+    async def handle(event: Event[Any]) -> None:
+        txn: MobileMoneyTransaction = event.payload
+        txn.occurred_at.ToDatetime()
+        if txn.transaction_id == "poison":
+            raise ZeroDivisionError("a bug this record triggers")
+        if txn.transaction_id == "flaky" and outage["left"]:
+            outage["left"] -= 1
+            raise ConnectionResetError(104, "Connection reset by peer")
+        seen.append(txn.transaction_id)
+        if txn.transaction_id == "good":
+            done.set()
+
+    @app.agent(app.topic(scratch_topic.name))
+    async def ingest(stream):  # type: ignore[no-untyped-def]
+        async for event in stream.events():
+            await consumer.process("ingest", FaustRecord.of(event), MobileMoneyTransaction, handle)
+
+    await _publish_in_order(service_settings, scratch_topic.name, values)
+    await app.start()
+    try:
+        await asyncio.wait_for(done.wait(), timeout=60)
+    finally:
+        await app.stop()
+
+    assert seen == ["flaky", "good"]  # the outage was waited out, nothing skipped or lost
+    records = await read_topic(service_settings.infra, dead_letter_topic(scratch_topic.name), 3)
+    letters = [decode(r.value, DeadLetter).payload for r in records]
+    assert [(letter.reason, letter.source_offset) for letter in letters] == [
+        ("timestamp_out_of_range", 0),
+        ("nul_in_string", 1),
+        ("handler_error", 2),
+    ]
+    assert "ZeroDivisionError: a bug this record triggers" in letters[2].detail
+    assert all(letter.source_topic == scratch_topic.name for letter in letters)
+
+
+async def test_the_liveness_probe_notices_a_stalled_agent_while_metrics_answers(
+    service_settings: ServiceSettings, scratch_topic: TopicSpec
+) -> None:
+    app = create_faust_app(service_settings, app_id=f"alama-it-{uuid.uuid4().hex[:8]}")
+    liveness = Liveness(threshold_s=1.0)
+    consumer = _stream_consumer(app, service_settings, scratch_topic.name, liveness)
+    consumer.agent("stuck", [scratch_topic.name])
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def hang(event: Event[Any]) -> None:
+        started.set()
+        await release.wait()  # a call that never returns (a hung connection, a lost future)
+
+    @app.agent(app.topic(scratch_topic.name))
+    async def stuck(stream):  # type: ignore[no-untyped-def]
+        async for event in stream.events():
+            await consumer.process("stuck", FaustRecord.of(event), MobileMoneyTransaction, hang)
+
+    server = serve_health(0, liveness, addr="127.0.0.1")
+    loop = asyncio.get_running_loop()
+
+    def probe(path: str) -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=5) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    async def status(path: str) -> int:
+        return await loop.run_in_executor(None, probe, path)
+
+    await app.start()
+    try:
+        assert await status("/livez") == 200  # idle: alive
+        txns = [MobileMoneyTransaction(transaction_id=f"t-{i}", member_id="m") for i in range(3)]
+        await _publish_in_order(
+            service_settings, scratch_topic.name, [wrap(t, producer="mpesa") for t in txns]
+        )
+        await asyncio.wait_for(started.wait(), timeout=60)
+        async with asyncio.timeout(30):
+            while await status("/livez") != 503:  # noqa: ASYNC110 - polled over HTTP
+                await asyncio.sleep(0.2)
+        assert await status("/metrics") == 200  # what the old probe asked: still fine
+        release.set()
+        async with asyncio.timeout(30):
+            while await status("/livez") != 200:  # noqa: ASYNC110 - polled over HTTP
+                await asyncio.sleep(0.2)
+    finally:
+        release.set()
+        await app.stop()
+        server.close()

@@ -279,12 +279,17 @@ async def test_streamed_events_reach_feast_exactly_as_training_computes_them(
         kind=TransactionKind.TRANSACTION_KIND_OUTFLOW,
         amount_kes=-50.0,
     )
+    far = MobileMoneyTransaction()
+    far.CopyFrom(bad)
+    far.transaction_id, far.amount_kes = "far-1", 50.0
+    far.occurred_at.seconds = 10**13  # stopped the agent for good before decode checked times
     await _publish(
         infra,
         mm_topic,
         [
             *envelopes[:half],
             wrap(bad, producer="mobile-money", subject=member.member_id),
+            wrap(far, producer="mobile-money", subject=member.member_id),
             *envelopes[half:],
         ],
     )
@@ -292,15 +297,16 @@ async def test_streamed_events_reach_feast_exactly_as_training_computes_them(
 
     service = create_feature_store_app(settings)
     waiting = await service.lag.sample()  # before the worker starts: everything published
-    assert sum(waiting.values()) == len(envelopes) + 1 + len(member.repayments)
+    assert waiting.total == len(envelopes) + 2 + len(member.repayments)
     await service.app.start()
     try:
         expected = member.expected(first)
         await _online_equals(member, expected)
 
-        # a bad record is dead-lettered with its reason; the records after it were processed
-        letters = await read_topic(infra, dead_letter_topic(mm_topic), 1, within=30)
-        assert decode(letters[0].value, DeadLetter).payload.reason == "negative_amount"
+        # bad records are dead-lettered with their reason; the records after them were processed
+        letters = await read_topic(infra, dead_letter_topic(mm_topic), 2, within=30)
+        reasons = [decode(r.value, DeadLetter).payload.reason for r in letters]
+        assert reasons == ["negative_amount", "timestamp_out_of_range"]
 
         # a redelivered transaction id (even with another amount) changes nothing
         duplicates = member.transaction_envelopes(first.tail(4).assign(amount_kes=1.0))

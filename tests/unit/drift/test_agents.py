@@ -36,7 +36,9 @@ def _gauge(name: str, **labels: str) -> float | None:
 async def test_agent_updates_gauges_and_publishes_one_alert(reference: DriftReference) -> None:
     published: list[tuple[str, EventEnvelope]] = []
 
-    async def publish(topic: str, envelope: EventEnvelope) -> None:
+    async def publish(
+        topic: str, envelope: EventEnvelope, headers: list[tuple[str, bytes]]
+    ) -> None:
         published.append((topic, envelope))
 
     settings = DriftSettings(
