@@ -207,9 +207,14 @@ def test_grpc_services_are_probed_natively(manifests: list[Manifest]) -> None:
     gateway = deployments["gateway"]["spec"]["template"]["spec"]["containers"][0]
     assert gateway["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert gateway["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    for name in ("feature-store", "audit", "drift"):
+    audit = deployments["audit"]["spec"]["template"]["spec"]["containers"][0]
+    assert audit["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    for name in ("feature-store", "drift"):
+        # Faust workers: /livez fails for a stalled agent, while the metrics thread answers
         worker = deployments[name]["spec"]["template"]["spec"]["containers"][0]
-        assert worker["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+        for probe in ("startupProbe", "livenessProbe"):
+            assert worker[probe]["httpGet"] == {"path": "/livez", "port": "metrics"}, name
+        assert worker["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
 
 
 def test_ports_and_services(manifests: list[Manifest]) -> None:
