@@ -17,22 +17,16 @@ export OMP_WAIT_POLICY ?= PASSIVE
 # The local targets run on the public development secrets (and the tests on short ones); the
 # services refuse them unless this is on. Compose and the Helm charts never set it.
 export ALAMA_DEV_MODE ?= 1
-# Feast reads hosts and ports from these (feature_repo/feature_store.yaml); defaults are the
-# local servers' project ports.
-export ALAMA_FEAST_PG_HOST ?= 127.0.0.1
-export ALAMA_FEAST_PG_PORT ?= 15432
-export ALAMA_FEAST_PG_DB ?= alama
-export ALAMA_FEAST_PG_USER ?= alama
-export ALAMA_FEAST_PG_PASSWORD ?= alama
-export ALAMA_FEAST_OFFLINE_USER ?= alama_feast
-export ALAMA_FEAST_REDIS ?= 127.0.0.1:16379
-export ALAMA_FEAST_PG_SSLMODE ?= disable
-export ALAMA_FEAST_PROJECT ?= alama
-export ALAMA_FEAST_OFFLINE_SCHEMA ?= feast
+# Feast's hosts and ports (feature_repo/feature_store.yaml) are derived from the same settings
+# as every service's (services/common/feast_config.py), so the test instance's Feast is its own.
+# The test suite runs on a second instance of everything: its own run folder and ports shifted
+# by 10,000 (services/common/settings.py), so the demo and a developer's running system never
+# see test data, and the tests never see theirs.
+TEST_INSTANCE := ALAMA_RUN_DIR=$(CURDIR)/.run-test ALAMA_PORT_OFFSET=10000
 
 SYSTEM_PACKAGES := redis-server postgresql-15 openjdk-17-jre-headless maven
 
-.PHONY: help setup system-packages lock protos infra-up infra-down infra-status test test-unit train \
+.PHONY: help setup system-packages lock protos infra-up infra-down infra-status test test-down test-unit train \
         test-integration test-e2e lint format demo bench bench-import up deploy-tools charts-check services-status services-down down clean \
         compose-env
 
@@ -85,9 +79,14 @@ infra-down: ## Stop the local servers (data under .run/ is kept)
 infra-status: ## Show whether each local server is up
 	$(PY) -m infra.local status
 
-test: infra-up ## Run unit, integration and e2e tests against the real servers, then lint
-	$(PY) -m pytest tests/unit tests/integration tests/e2e
+test: setup ## Run unit, integration and e2e tests on the test instance's own servers, then lint
+	$(TEST_INSTANCE) $(PY) -m infra.local up
+	$(TEST_INSTANCE) $(PY) -m pytest tests/unit tests/integration tests/e2e
 	$(MAKE) --no-print-directory lint
+
+test-down: ## Stop the test instance's services and servers (its data under .run-test/ is kept)
+	@if [ -x $(PY) ]; then $(TEST_INSTANCE) $(PY) -m infra.supervisor down; \
+		$(TEST_INSTANCE) $(PY) -m infra.local down; fi
 
 test-unit: setup ## Unit tests only (no servers)
 	$(PY) -m pytest tests/unit
@@ -109,7 +108,7 @@ format: setup ## Apply ruff's fixes and formatting
 
 PROFILE ?= quick
 SOURCE ?= synthetic
-train: infra-up ## Train on PROFILE=tiny|quick|full and SOURCE=synthetic|csv:DIR|parquet:DIR|home-credit:DIR
+train: infra-up ## Train on PROFILE=tiny|quick|full|xl and SOURCE=synthetic|csv:DIR|parquet:DIR|home-credit:DIR
 	$(PY) -m training all --profile $(PROFILE) --source $(SOURCE)
 
 demo: infra-up ## Run the whole system end to end (today: what exists so far, and what is missing)
@@ -159,7 +158,7 @@ compose-env: ## Generate the secrets docker compose requires into .run/compose.e
 	  echo "wrote $(COMPOSE_ENV): docker compose --env-file $(COMPOSE_ENV) up -d --build"; \
 	fi
 
-down: services-down infra-down ## Stop everything Alama started
+down: services-down infra-down test-down ## Stop everything Alama started (the test instance too)
 
 clean: down ## Stop everything and delete the run folder and installed environments
-	rm -rf .run $(VENV) .tools $(KAFKA_LIB)
+	rm -rf .run .run-test $(VENV) .tools $(KAFKA_LIB)

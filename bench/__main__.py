@@ -29,7 +29,7 @@ from bench.pipeline import run_pipeline
 from infra import local, supervisor
 from infra.demo import BUNDLE, ensure_model
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
-from services.common.settings import InfraSettings
+from services.common.settings import InfraSettings, service_port
 from simulator.payloads import application_body
 from simulator.scenario import build_scenario
 from training.contract import LoanBook
@@ -39,7 +39,7 @@ from training.world import World
 app = typer.Typer(add_completion=False, help=__doc__)
 console = Console()
 RESULTS = Path(__file__).resolve().parent / "results"
-GATEWAY = "http://127.0.0.1:8080"
+GATEWAY = f"http://127.0.0.1:{service_port(8080)}"
 API_KEY = {"X-API-Key": "dev-partner-key"}
 PRODUCTS = {"development": 1, "emergency": 2, "school_fees": 3, "business": 4, "asset": 5}
 TARGET_P99_MS_AT_200 = 20.0

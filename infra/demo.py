@@ -30,21 +30,22 @@ from rich.panel import Panel
 from rich.table import Table
 
 from infra import local, supervisor
-from services.common.settings import InfraSettings
+from services.common.settings import InfraSettings, service_port
 from services.common.topics import CREDIT_DECISIONS, CREDIT_EXPLANATIONS, LOAN_APPLICATIONS
 
 console = Console()
 REPO = local.REPO
 BUNDLE = REPO / "artifacts" / "bundles" / "current"
-GATEWAY = os.environ.get("ALAMA_DEMO_GATEWAY", "http://127.0.0.1:8080")
+GATEWAY = os.environ.get("ALAMA_DEMO_GATEWAY", f"http://127.0.0.1:{service_port(8080)}")
 API_KEY = {"X-API-Key": os.environ.get("ALAMA_DEMO_API_KEY", "dev-partner-key")}
 METRICS = {
-    "gateway": f"{GATEWAY}/metrics",
-    "feature_store": "http://127.0.0.1:9102/metrics",
-    "scoring": "http://127.0.0.1:9103/metrics",
-    "explanation": "http://127.0.0.1:9104/metrics",
-    "audit": "http://127.0.0.1:9105/metrics",
-    "drift": "http://127.0.0.1:9106/metrics",
+    # the gateway serves its metrics on its operator port, never the public one
+    "gateway": f"http://127.0.0.1:{service_port(9101)}/metrics",
+    "feature_store": f"http://127.0.0.1:{service_port(9102)}/metrics",
+    "scoring": f"http://127.0.0.1:{service_port(9103)}/metrics",
+    "explanation": f"http://127.0.0.1:{service_port(9104)}/metrics",
+    "audit": f"http://127.0.0.1:{service_port(9105)}/metrics",
+    "drift": f"http://127.0.0.1:{service_port(9106)}/metrics",
 }
 AUDIT_SCHEMA = "audit"
 BANDS = ("approve", "review", "decline")

@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from infra.local import REPO, pid_alive, run_dir
+from services.common.settings import service_port
 
 console = Console()
 PYTHON = sys.executable
@@ -80,11 +81,13 @@ def _env(env: Mapping[str, str], key: str, default: str) -> str:
 
 
 def _metrics_probe(key: str, default: int) -> Callable[[Mapping[str, str]], str | None]:
-    return lambda env: _http_ok(f"http://127.0.0.1:{_env(env, key, str(default))}/metrics")
+    return lambda env: _http_ok(
+        f"http://127.0.0.1:{_env(env, key, str(service_port(default)))}/metrics"
+    )
 
 
 def _grpc_probe(key: str, default: int) -> Callable[[Mapping[str, str]], str | None]:
-    return lambda env: _grpc_serving(f"127.0.0.1:{_env(env, key, str(default))}")
+    return lambda env: _grpc_serving(f"127.0.0.1:{_env(env, key, str(service_port(default)))}")
 
 
 #: In start order: a service comes after what it calls.
@@ -99,7 +102,9 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         "gateway",
         (),
-        lambda env: _http_ok(f"http://127.0.0.1:{_env(env, 'ALAMA_GATEWAY_PORT', '8080')}/readyz"),
+        lambda env: _http_ok(
+            f"http://127.0.0.1:{_env(env, 'ALAMA_GATEWAY_PORT', str(service_port(8080)))}/readyz"
+        ),
     ),
 )
 BY_NAME = {s.name: s for s in SERVICES}

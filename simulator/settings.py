@@ -6,14 +6,14 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.common import topics
-from services.common.settings import ServiceSettings
+from services.common.settings import ServiceSettings, service_port
 
 
 class SimulatorSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ALAMA_SIMULATOR_", extra="ignore")
 
     service_name: str = "simulator"
-    gateway_url: str = "http://127.0.0.1:8080"
+    gateway_url: str = f"http://127.0.0.1:{service_port(8080)}"
     api_key: SecretStr = SecretStr("dev-partner-key")
     tenant: str = Field(
         default="dev-sacco",

@@ -1,6 +1,9 @@
 """Shared fixtures: the real local servers, started or reused through infra.local.
 
-A missing or broken server fails the run with the reason and the log to read; it never skips.
+The tests run on an instance of their own (the run folder `.run-test/` and every port shifted by
+10,000, as `make test` sets them), so nothing a test writes reaches the demo or a developer's
+running system. A missing or broken server fails the run with the reason and the log to read; it
+never skips.
 Tests run in development mode (their secrets are short or the public defaults), as do the service
 processes they start, which inherit this environment; a test of the refusal turns it off.
 """
@@ -15,6 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+
+# before anything reads its settings: the test instance's ports and run folder
+os.environ.setdefault("ALAMA_PORT_OFFSET", "10000")
+os.environ.setdefault("ALAMA_RUN_DIR", str(Path(__file__).resolve().parents[1] / ".run-test"))
 
 from infra import local
 from services.common.settings import InfraSettings, ServiceSettings

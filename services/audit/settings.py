@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import ServiceSettings
+from services.common.settings import ServiceSettings, service_port
 from services.common.topics import AUDIT_ANCHORS
 
 AUDIT_OWNER_ROLE = "alama_audit_owner"
@@ -46,7 +46,7 @@ class AuditSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ALAMA_AUDIT_", extra="ignore")
 
     service_name: str = "audit"
-    metrics_port: int = 9105
+    metrics_port: int = service_port(9105)
     db_schema: str = Field(
         default="audit", description="PostgreSQL schema of the audit tables (tests use a fresh one)"
     )

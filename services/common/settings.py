@@ -16,6 +16,7 @@ test suite turn development mode on; compose and the Helm charts never do.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -24,10 +25,22 @@ from pydantic import BaseModel, Field, SecretBytes, SecretStr, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-KAFKA_PORT = 19092
-KAFKA_CONTROLLER_PORT = 19093
-REDIS_PORT = 16379
-POSTGRES_PORT = 15432
+#: A second instance of the whole system on one machine (the test suite's, `make test`) moves
+#: every port by ALAMA_PORT_OFFSET and its data to its own ALAMA_RUN_DIR, so the tests never
+#: share a broker, database, Redis or service with the demo or a developer's running system.
+PORT_OFFSET_VARIABLE = "ALAMA_PORT_OFFSET"
+PORT_OFFSET = int(os.environ.get(PORT_OFFSET_VARIABLE) or 0)
+
+
+def service_port(base: int) -> int:
+    """A project port as this instance uses it."""
+    return base + PORT_OFFSET
+
+
+KAFKA_PORT = service_port(19092)
+KAFKA_CONTROLLER_PORT = service_port(19093)
+REDIS_PORT = service_port(16379)
+POSTGRES_PORT = service_port(15432)
 
 #: the variable that accepts development secrets (``1``, ``true``, ``yes`` or ``on``)
 DEV_MODE_VARIABLE = "ALAMA_DEV_MODE"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import ServiceSettings
+from services.common.settings import ServiceSettings, service_port
 from services.common.topics import CREDIT_DECISIONS, CREDIT_EXPLANATIONS
 
 
@@ -13,9 +13,9 @@ class ExplanationSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ALAMA_EXPLANATION_", extra="ignore")
 
     service_name: str = "explanation"
-    metrics_port: int = 9104
+    metrics_port: int = service_port(9104)
     grpc_host: str = "127.0.0.1"
-    grpc_port: int = 50052
+    grpc_port: int = service_port(50052)
     bundle_root: str = Field(
         default="artifacts/bundles",
         description="folder of bundles named by version; a decision is explained by its own",

@@ -16,7 +16,7 @@ from typing import ClassVar
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import ServiceSettings
+from services.common.settings import ServiceSettings, service_port
 from services.common.topics import LOAN_APPLICATIONS, MOBILE_MONEY_TRANSACTIONS
 
 #: The development key's salt and sha256(salt + "dev-partner-key"), never the key itself.
@@ -60,13 +60,13 @@ class GatewaySettings(ServiceSettings):
 
     service_name: str = "gateway"
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = service_port(8080)
     metrics_port: int = Field(
-        default=9101,
+        default=service_port(9101),
         description="operator port on the same host: /metrics and the API docs; 0 leaves it off",
     )
-    scoring_target: str = "127.0.0.1:50051"
-    explanation_target: str = "127.0.0.1:50052"
+    scoring_target: str = f"127.0.0.1:{service_port(50051)}"
+    explanation_target: str = f"127.0.0.1:{service_port(50052)}"
     grpc_timeout_seconds: float = Field(default=2.0, gt=0, description="deadline of every call")
     applications_topic: str = LOAN_APPLICATIONS
     transactions_topic: str = MOBILE_MONEY_TRANSACTIONS

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import ServiceSettings
+from services.common.settings import ServiceSettings, service_port
 from services.common.topics import CREDIT_DECISIONS, LOAN_APPLICATIONS
 
 
@@ -13,9 +13,9 @@ class ScoringSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ALAMA_SCORING_", extra="ignore")
 
     service_name: str = "scoring"
-    metrics_port: int = 9103
+    metrics_port: int = service_port(9103)
     grpc_host: str = "127.0.0.1"
-    grpc_port: int = 50051
+    grpc_port: int = service_port(50051)
     bundle_dir: str = "artifacts/bundles/current"
     feature_repo: str = "feature_repo"
     micro_batch_size: int = 256

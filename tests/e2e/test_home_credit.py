@@ -27,7 +27,7 @@ from services.common.bundle import load_bundle
 from services.common.envelope import decode
 from services.common.kafka import create_producer, publish
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
-from services.common.settings import InfraSettings
+from services.common.settings import InfraSettings, service_port
 from services.common.topics import CREDIT_DECISIONS, LOAN_APPLICATIONS, all_topics, ensure_topics
 from services.explanation.explainer import load_explained_model
 from simulator.events import application_envelope, book_namespace
@@ -43,7 +43,7 @@ from training.sources.home_credit_fixture import write_fixture
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
-GATEWAY = "http://127.0.0.1:8080"
+GATEWAY = f"http://127.0.0.1:{service_port(8080)}"
 API_KEY = {"X-API-Key": "dev-partner-key"}
 PROJECT = "home_credit_e2e"
 

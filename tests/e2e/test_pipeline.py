@@ -35,7 +35,7 @@ from services.common.kafka import create_producer, publish
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.protos.alama.events.v1.envelope_pb2 import DeadLetter
-from services.common.settings import InfraSettings
+from services.common.settings import InfraSettings, service_port
 from services.common.topics import (
     CREDIT_DECISIONS,
     CREDIT_EXPLANATIONS,
@@ -57,7 +57,7 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 N_APPLICATIONS = 500
 API_KEY = {"X-API-Key": "dev-partner-key"}
-GATEWAY = "http://127.0.0.1:8080"
+GATEWAY = f"http://127.0.0.1:{service_port(8080)}"
 PRODUCTS = {"development": 1, "emergency": 2, "school_fees": 3, "business": 4, "asset": 5}
 BAND_NAMES = {1: "approve", 2: "review", 3: "decline"}
 

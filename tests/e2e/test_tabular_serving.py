@@ -25,14 +25,14 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from infra import supervisor
-from services.common.settings import InfraSettings
+from services.common.settings import InfraSettings, service_port
 from services.common.topics import CREDIT_DECISIONS, LOAN_APPLICATIONS, all_topics, ensure_topics
 from tests.conftest import TinyModel
 from training.bundles import promote_bundle
 from training.tabular import promote, run_command
 
 pytestmark = pytest.mark.e2e
-GATEWAY = "http://127.0.0.1:8080"
+GATEWAY = f"http://127.0.0.1:{service_port(8080)}"
 API_KEY = {"X-API-Key": "dev-partner-key"}
 TARGET = "creditability"
 
