@@ -130,30 +130,33 @@ bench: infra-up ## Measure the running system (API at 50/200/500 req/s, ONNX flo
 	$(PY) -m bench
 
 # Every variable docker-compose.yml requires (`${NAME:?...}`), each a random URL-safe 32-byte
-# token; an API key list holds the SHA-256 of a fresh partner key, printed once.
+# token; an API key list gets one partner key made by the gateway's own code (salted SHA-256),
+# the key itself printed once.
 define COMPOSE_ENV_SCRIPT
-import hashlib, json, re, secrets, sys
+import re, secrets, sys
+from services.gateway.security import new_api_key
+from services.gateway.settings import ApiKey
 names = sorted(set(re.findall(r"\$${(\w+):\?", open("docker-compose.yml").read())))
-key = secrets.token_urlsafe(32)
-scopes = ["score:write", "decisions:read", "explanations:read"]
 for name in names:
     if name.endswith("_API_KEYS"):
-        keys = [{"name": "partner", "sha256": hashlib.sha256(key.encode()).hexdigest(), "scopes": scopes}]
-        print(f"{name}='{json.dumps(keys, separators=(',', ':'))}'")
+        key, salt, digest = new_api_key()
+        scopes = ["score:write", "decisions:read", "explanations:read"]
+        entry = ApiKey(name="partner", tenant="partner", salt=salt, sha256=digest, scopes=scopes)
+        print(f"{name}='[{entry.model_dump_json()}]'")
+        print(f"the partner API key (X-API-Key), shown only now: {key}", file=sys.stderr)
     else:
         print(f"{name}={secrets.token_urlsafe(32)}")
-print(f"the partner API key (X-API-Key), shown only now: {key}", file=sys.stderr)
 endef
 export COMPOSE_ENV_SCRIPT
 COMPOSE_ENV ?= .run/compose.env
 
-compose-env: ## Generate the secrets docker compose requires into .run/compose.env (kept if present)
+compose-env: | $(VENV)/.synced ## Generate the secrets docker compose requires into .run/compose.env (kept if present)
 	@if [ -e "$(COMPOSE_ENV)" ]; then \
 	  echo "$(COMPOSE_ENV) exists; delete it for new secrets"; \
 	else \
 	  mkdir -p "$(dir $(COMPOSE_ENV))"; \
 	  umask 077; \
-	  python3 -c "$$COMPOSE_ENV_SCRIPT" > "$(COMPOSE_ENV).tmp"; \
+	  $(PY) -c "$$COMPOSE_ENV_SCRIPT" > "$(COMPOSE_ENV).tmp"; \
 	  mv "$(COMPOSE_ENV).tmp" "$(COMPOSE_ENV)"; \
 	  echo "wrote $(COMPOSE_ENV): docker compose --env-file $(COMPOSE_ENV) up -d --build"; \
 	fi

@@ -14,6 +14,7 @@ from services.common.settings import (
     InfraSettings,
     ServiceSettings,
     UnsafeSettings,
+    service_port,
 )
 from services.gateway.security import hash_api_key
 from services.gateway.settings import DEV_PARTNER_KEY_SALT, DEV_PARTNER_KEY_SHA256, GatewaySettings
@@ -23,10 +24,11 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def test_defaults_point_at_the_project_ports() -> None:
+    """The project ports, moved by the instance's offset (the test suite runs its own)."""
     infra = InfraSettings()
-    assert infra.kafka_bootstrap == "127.0.0.1:19092"
-    assert infra.redis_url.endswith(":16379/0")
-    assert ":15432/" in infra.postgres_dsn
+    assert infra.kafka_bootstrap == f"127.0.0.1:{service_port(19092)}"
+    assert infra.redis_url.endswith(f":{service_port(16379)}/0")
+    assert f":{service_port(15432)}/" in infra.postgres_dsn
 
 
 def test_shared_infra_variables_reach_every_service(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -141,10 +141,11 @@ def cmd(path: Path) -> list[str]:
 
 
 def service_settings_defaults(name: str) -> dict[str, Any]:
-    """Defaults of the service's settings class (its ports), read from the class, not the env."""
+    """Defaults of the service's settings class (its ports), read from the class, not the env,
+    as a container has them: without the test instance's port offset (ALAMA_PORT_OFFSET)."""
     from pydantic_settings import BaseSettings
 
-    from services.common.settings import ServiceSettings
+    from services.common.settings import PORT_OFFSET, ServiceSettings
 
     module = __import__(f"services.{name}.settings", fromlist=["_"])
     classes = [
@@ -156,7 +157,11 @@ def service_settings_defaults(name: str) -> dict[str, Any]:
         and issubclass(obj, BaseSettings)
     ]
     assert len(classes) == 1, f"services.{name}.settings: expected one settings class"
-    return {key: field.default for key, field in classes[0].model_fields.items()}
+    defaults = {key: field.default for key, field in classes[0].model_fields.items()}
+    for key in ("port", "grpc_port", "metrics_port"):
+        if defaults.get(key):
+            defaults[key] -= PORT_OFFSET
+    return defaults
 
 
 def service_ports(name: str) -> set[int]:
