@@ -381,7 +381,7 @@ def print_summary(
 
 def where_next(trace_file: Path) -> None:
     lines = [
-        f"API docs        {GATEWAY}/docs",
+        f"API docs        http://127.0.0.1:{service_port(9101)}/docs (the operator port)",
         "metrics         " + ", ".join(METRICS.values()),
         f"model report    {BUNDLE / 'report.md'}",
         f"traces          {trace_file} (one JSON span per line)",
