@@ -12,6 +12,10 @@ other service serves its metrics, rather than behind an admin login on the publi
 scrapes without holding an admin credential, a browser can open /docs (Swagger UI fetches the
 schema without credentials), and the deployments keep the port private (the chart's
 NetworkPolicy admits only the monitoring namespace to it; compose binds it to 127.0.0.1).
+
+Load shedding runs before the routes: a cap on requests in flight (503), body limits (413) and the
+RateLimit headers (shedding.py, rate_limits.py); the tenant's rate is spent once the caller is
+authenticated (deps.py), the webhook's before its signature is checked.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from services.gateway.errors import (
     InvalidRequest,
     NotAuthenticated,
     NotFound,
+    RateLimited,
     ReplayedDelivery,
     StaleDelivery,
     UpstreamFailed,
@@ -56,9 +61,11 @@ from services.gateway.errors import (
 )
 from services.gateway.metrics import MetricsMiddleware
 from services.gateway.model_inputs import ServingModel
+from services.gateway.rate_limits import RateLimitHeaders
 from services.gateway.routes import admin, applications, decisions, health, scores, webhooks
 from services.gateway.schemas import WebhookDelivery
 from services.gateway.settings import GatewaySettings
+from services.gateway.shedding import BodyLimit, InFlightLimit
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +79,7 @@ STATUS_CODES: dict[type[GatewayError], int] = {
     ReplayedDelivery: 409,
     Conflict: 409,
     InvalidRequest: 422,
+    RateLimited: 429,
     UpstreamFailed: 502,
     UpstreamUnavailable: 503,
 }
@@ -94,6 +102,8 @@ def _headers(exc: GatewayError) -> dict[str, str]:
         return {"WWW-Authenticate": f'{REALM}, error="insufficient_scope", scope="{scope}"'}
     if isinstance(exc, BadSignature):
         return {"WWW-Authenticate": f'HMAC-SHA256 header="{SIGNATURE_HEADER}"'}
+    if isinstance(exc, RateLimited):
+        return {"Retry-After": str(exc.retry_after)}
     if isinstance(exc, UpstreamUnavailable):
         return {"Retry-After": "1"}
     return {}
@@ -305,6 +315,20 @@ def create_app(
         app.include_router(router)
     app.add_exception_handler(GatewayError, handle_gateway_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
+    # outermost last: metrics see every answer, the in-flight cap refuses before anything else
+    # runs, the body limit before a body is read, the RateLimit headers on every response
+    settings = app.state.settings
+    app.add_middleware(RateLimitHeaders)
+    app.add_middleware(
+        BodyLimit,
+        api_bytes=settings.max_body_bytes,
+        webhook_bytes=settings.max_webhook_body_bytes,
+    )
+    app.add_middleware(
+        InFlightLimit,
+        limit=settings.max_in_flight,
+        retry_after_seconds=settings.retry_after_seconds,
+    )
     app.add_middleware(MetricsMiddleware)
     app.openapi = lambda: _with_webhook_schemas(app)  # type: ignore[method-assign]
     FastAPIInstrumentor.instrument_app(

@@ -1,8 +1,11 @@
 """The gateway's backends: scoring and explanation over gRPC, Kafka events, the replay store.
 
 Each backend turns its transport's failures into the gateway's domain errors, so routes never see
-a gRPC status or a Kafka exception. `Backends` bundles them; app.py opens real ones in its
-lifespan, tests inject fakes that satisfy the same protocols.
+a gRPC status or a Kafka exception. Every outbound call has a deadline: gRPC calls
+``grpc_timeout_seconds``, a Kafka publish (queueing and the broker's acknowledgement)
+``kafka_publish_timeout_seconds``, each Redis call ``redis_timeout_seconds``; past it the caller
+gets a 503 with Retry-After instead of waiting on a dependency that is stuck. `Backends` bundles
+them; app.py opens real ones in its lifespan, tests inject fakes that satisfy the same protocols.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from services.gateway.errors import (
     UpstreamUnavailable,
 )
 from services.gateway.metrics import UPSTREAM_SECONDS
+from services.gateway.rate_limits import RateLimiter
 from services.gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -243,17 +247,25 @@ class GrpcExplanations(_GrpcClient):
 
 
 class KafkaEvents:
-    """Publishes envelopes (with the current trace context) and waits for every delivery."""
+    """Publishes envelopes (with the current trace context) and waits for every delivery.
 
-    def __init__(self, producer: AIOKafkaProducer, timeout: float) -> None:
+    A publish that the broker has not acknowledged within `publish_timeout` is a 503: the
+    records may still arrive later, which the consumers tolerate (the application id and the
+    transaction id make a retried record a duplicate, never a second fact)."""
+
+    def __init__(
+        self, producer: AIOKafkaProducer, timeout: float, publish_timeout: float | None = None
+    ) -> None:
         self.producer = producer
         self.timeout = timeout
+        self.publish_timeout = publish_timeout if publish_timeout is not None else timeout
 
     async def publish(self, topic: str, envelopes: Sequence[EventEnvelope]) -> None:
         try:
-            deliveries = [await publish(self.producer, topic, e) for e in envelopes]
-            await asyncio.gather(*deliveries)
-        except KafkaError as exc:
+            async with asyncio.timeout(self.publish_timeout):
+                deliveries = [await publish(self.producer, topic, e) for e in envelopes]
+                await asyncio.gather(*deliveries)
+        except (KafkaError, TimeoutError) as exc:
             log.warning("kafka publish failed", extra={"topic": topic, "error": repr(exc)})
             raise UpstreamUnavailable("the event log is unavailable; retry later") from exc
 
@@ -267,28 +279,36 @@ class KafkaEvents:
         await self.producer.stop()
 
 
+#: Redis's own socket timeout (services.common.redis_store) is longer than a request's budget.
+DEFAULT_REDIS_TIMEOUT = 0.5
+
+
 class RedisReplayStore:
     """Remembers webhook deliveries with SET NX and a TTL (the freshness window)."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, timeout: float = DEFAULT_REDIS_TIMEOUT) -> None:
         self.redis = redis
+        self.timeout = timeout
 
     async def claim(self, key: str, ttl_seconds: int) -> bool:
         try:
-            return bool(await self.redis.set(key, b"1", nx=True, ex=max(ttl_seconds, 1)))
-        except RedisError as exc:
+            async with asyncio.timeout(self.timeout):
+                return bool(await self.redis.set(key, b"1", nx=True, ex=max(ttl_seconds, 1)))
+        except (RedisError, TimeoutError) as exc:
             raise UpstreamUnavailable("the replay store is unavailable; retry later") from exc
 
     async def release(self, key: str) -> None:
         try:
-            await self.redis.delete(key)
-        except RedisError:
+            async with asyncio.timeout(self.timeout):
+                await self.redis.delete(key)
+        except (RedisError, TimeoutError):
             log.warning("could not release a webhook replay slot", extra={"key": key})
 
     async def ping(self) -> None:
         try:
-            await self.redis.ping()  # type: ignore[misc]
-        except RedisError as exc:
+            async with asyncio.timeout(self.timeout):
+                await self.redis.ping()  # type: ignore[misc]
+        except (RedisError, TimeoutError) as exc:
             raise UpstreamUnavailable(f"redis unreachable: {exc!r}") from exc
 
     async def close(self) -> None:
@@ -306,20 +326,23 @@ class RedisRevocations:
 
     prefix = "alama:gateway:revoked:"
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, timeout: float = DEFAULT_REDIS_TIMEOUT) -> None:
         self.redis = redis
+        self.timeout = timeout
 
     async def revoked(self, token_id: str) -> bool:
         try:
-            return bool(await self.redis.exists(self.prefix + token_id))
-        except RedisError as exc:  # unknown is not "not revoked": refuse rather than guess
+            async with asyncio.timeout(self.timeout):
+                return bool(await self.redis.exists(self.prefix + token_id))
+        except (RedisError, TimeoutError) as exc:  # unknown is not "not revoked": refuse
             raise UpstreamUnavailable("the revocation list is unavailable; retry later") from exc
 
     async def revoke(self, token_id: str, until: datetime) -> None:
         seconds = max(1, int((until - datetime.now(UTC)).total_seconds()) + 60)
         try:
-            await self.redis.set(self.prefix + token_id, b"1", ex=seconds)
-        except RedisError as exc:
+            async with asyncio.timeout(self.timeout):
+                await self.redis.set(self.prefix + token_id, b"1", ex=seconds)
+        except (RedisError, TimeoutError) as exc:
             raise UpstreamUnavailable("the revocation list is unavailable; retry later") from exc
 
 
@@ -331,6 +354,8 @@ class Backends:
     replay: ReplayStore
     #: None only where a test has no Redis: then no token can have been revoked
     revocations: Revocations | None = None
+    #: None only where a test does not limit rates
+    limiter: RateLimiter | None = None
 
     async def close(self) -> None:
         for name in ("scoring", "explanations", "events", "replay"):
@@ -352,7 +377,12 @@ async def open_backends(settings: GatewaySettings) -> Backends:
             grpc.aio.insecure_channel(settings.explanation_target),
             settings.grpc_timeout_seconds,
         ),
-        events=KafkaEvents(producer, settings.readiness_timeout_seconds),
-        replay=RedisReplayStore(redis := create_redis(settings.infra)),
-        revocations=RedisRevocations(redis),
+        events=KafkaEvents(
+            producer, settings.readiness_timeout_seconds, settings.kafka_publish_timeout_seconds
+        ),
+        replay=RedisReplayStore(
+            redis := create_redis(settings.infra), settings.redis_timeout_seconds
+        ),
+        revocations=RedisRevocations(redis, settings.redis_timeout_seconds),
+        limiter=RateLimiter.on_redis(redis, settings),
     )

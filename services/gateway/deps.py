@@ -2,7 +2,8 @@
 
 Authentication accepts an OAuth2-style bearer JWT or an ``X-API-Key``; FastAPI's security
 schemes read the headers (and document them in OpenAPI), `SecurityScopes` carries what the route
-needs. Failures raise domain errors; app.py turns them into 401 or 403.
+needs. Failures raise domain errors; app.py turns them into 401 or 403. An authenticated request
+spends one request of its tenant's rate limit (429 beyond it, rate_limits.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from services.gateway.clients import Backends
 from services.gateway.errors import InsufficientScope, NotAuthenticated
 from services.gateway.model_inputs import ServingModel
+from services.gateway.rate_limits import admit
 from services.gateway.security import (
     SCOPES,
     Principal,
@@ -67,10 +69,10 @@ async def authenticate(
     api_key: Annotated[str | None, Security(api_key_scheme)],
 ) -> Principal:
     """The caller, with every scope the route asks for (``admin`` implies them all); a
-    revoked token is refused like an invalid one."""
+    revoked token is refused like an invalid one, a tenant over its rate with 429."""
+    backends: Backends | None = getattr(request.app.state, "backends", None)
     if bearer is not None:
         principal = decode_token(settings, bearer.credentials)
-        backends: Backends | None = getattr(request.app.state, "backends", None)
         revocations = backends.revocations if backends is not None else None
         if (
             principal.token_id is not None
@@ -82,6 +84,8 @@ async def authenticate(
         principal = authenticate_api_key(settings, api_key)
     else:
         raise NotAuthenticated("authenticate with a bearer token or an X-API-Key header")
+    if backends is not None and backends.limiter is not None:
+        admit(request, await backends.limiter.spend_tenant(principal.tenant))
     missing = principal.missing(security_scopes.scopes)
     if missing:
         raise InsufficientScope(

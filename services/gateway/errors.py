@@ -55,6 +55,14 @@ class InvalidRequest(GatewayError):
         self.loc = tuple(loc)
 
 
+class RateLimited(GatewayError):
+    """The caller's tenant (or webhook address) spent its rate; `retry_after` in seconds."""
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class UpstreamUnavailable(GatewayError):
     """A dependency (scoring, explanation, Kafka, Redis) did not answer in time."""
 

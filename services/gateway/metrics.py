@@ -26,6 +26,16 @@ UPSTREAM_SECONDS = Histogram(
     ["service", "method", "outcome"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+SHED_REQUESTS = Counter(
+    "alama_gateway_shed_requests_total",
+    "Requests refused to protect the gateway: in_flight (503), body_too_large (413),"
+    " rate_limited (429)",
+    ["reason"],
+)
+RATE_LIMITER_ERRORS = Counter(
+    "alama_gateway_rate_limiter_errors_total",
+    "Rate-limit checks that could not reach Redis in time and let the request through",
+)
 WEBHOOK_TRANSACTIONS = Counter(
     "alama_gateway_webhook_transactions_total", "Mobile-money transactions accepted"
 )

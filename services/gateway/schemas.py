@@ -2,7 +2,9 @@
 
 Every free-text field rejects lone surrogates and control characters and every number rejects
 NaN and infinity, so whatever passes validation can be serialised to protobuf and JSON: bad input
-is a 422, never a 500 further down.
+is a 422, never a 500 further down. Every string, list and map a request carries is bounded
+(a test walks the request schemas), so the work one request causes is bounded too; the body
+limits (shedding.py) bound the bytes before any of this is parsed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from services.common.protos.alama.events.v1.mobile_money_pb2 import (
     TransactionKind,
 )
 from services.gateway.security import normalise_phone
+from services.gateway.settings import MAX_BATCH_APPLICATIONS, MAX_WEBHOOK_TRANSACTIONS
 
 ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -203,7 +206,8 @@ def _as_text(value: str | float | int | None) -> str:
 
 
 class BatchRequest(Model):
-    applications: list[Application] = Field(min_length=1)
+    # the configured max_batch (at most this) is checked by the route, with its own message
+    applications: list[Application] = Field(min_length=1, max_length=MAX_BATCH_APPLICATIONS)
 
 
 class Reason(Model):
@@ -343,7 +347,8 @@ class Transaction(Model):
 
 
 class WebhookDelivery(Model):
-    transactions: list[Transaction] = Field(min_length=1)
+    # the configured max_webhook_transactions (at most this) is checked by the route
+    transactions: list[Transaction] = Field(min_length=1, max_length=MAX_WEBHOOK_TRANSACTIONS)
 
 
 class WebhookAccepted(Model):

@@ -6,6 +6,12 @@ one development key, ``dev-partner-key``, with every partner scope. Like the ``d
 it is refused outside development mode (services.common.settings).
 
 ``metrics_port`` is the operator port: /metrics and the API documentation, never the public one.
+
+Load shedding (services.gateway.shedding, services.gateway.rate_limits): bodies are capped per
+route class before they are read, each tenant has a rate limit (``rate_limits`` overrides
+``rate_limit_default``; the webhook is limited per client address), and one process serves at
+most ``max_in_flight`` requests at once, answering 503 beyond that instead of queueing.
+Rates use the `limits` notation: ``"100/second"``, ``"6000/minute"``, ``"10 per second"``.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-from pydantic import BaseModel, Field, SecretStr
+from limits import parse
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings, service_port
@@ -25,6 +32,9 @@ DEV_PARTNER_KEY_SHA256 = "3f6f97f79b8ae376be8e95db8c2b4a69dcdde3783e5cf981d7a7cf
 #: The tenant the development key and tokens belong to.
 DEV_TENANT = "dev-sacco"
 TENANT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+#: Ceilings the request schemas enforce whatever the settings say (schemas.py).
+MAX_BATCH_APPLICATIONS = 1000
+MAX_WEBHOOK_TRANSACTIONS = 1000
 
 
 class ApiKey(BaseModel):
@@ -84,11 +94,53 @@ class GatewaySettings(ServiceSettings):
     api_keys: list[ApiKey] = Field(default_factory=_dev_api_keys)
     webhook_secret: SecretStr = SecretStr("dev-only-webhook-secret-change-me")
     webhook_tolerance_seconds: int = Field(default=300, description="oldest accepted delivery")
-    max_webhook_transactions: int = 500
+    max_webhook_transactions: int = Field(default=500, ge=1, le=MAX_WEBHOOK_TRANSACTIONS)
     pseudonym_key: SecretStr = SecretStr("dev-only-pseudonym-key-change-me")
-    max_batch: int = 1000
+    max_batch: int = Field(default=1000, ge=1, le=MAX_BATCH_APPLICATIONS)
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="largest JSON API body; larger is a 413"
+    )
+    max_webhook_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="largest webhook delivery; larger is a 413"
+    )
+    rate_limit_default: str = Field(
+        default="100/second", description="requests per tenant without an entry in rate_limits"
+    )
+    rate_limits: dict[str, str] = Field(
+        default_factory=dict, description='tenant -> its own rate, e.g. {"sacco-a": "20/second"}'
+    )
+    webhook_rate_limit: str = Field(
+        default="50/second", description="webhook deliveries per client address"
+    )
+    max_in_flight: int = Field(
+        default=64, ge=1, description="requests one process serves at once; beyond it 503"
+    )
+    retry_after_seconds: int = Field(
+        default=1, ge=1, description="Retry-After of a 503 (in-flight cap, upstream down)"
+    )
+    kafka_publish_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="longest wait for the broker to acknowledge a publish"
+    )
+    redis_timeout_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        description="longest wait for one Redis call (replay, revocation, rate limit)",
+    )
     model_inputs_seconds: float = Field(
         default=10.0, gt=0, description="how long the serving model's input list is reused"
     )
     readiness_timeout_seconds: float = 2.0
     shutdown_grace_seconds: float = 5.0
+
+    @field_validator("rate_limit_default", "webhook_rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        parse(value)  # ValueError names what is wrong
+        return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _tenant_rates(cls, value: dict[str, str]) -> dict[str, str]:
+        for rate in value.values():
+            parse(rate)
+        return value

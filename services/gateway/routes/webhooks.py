@@ -1,7 +1,9 @@
 """The mobile-money provider's signed webhook: transactions onto Kafka for the feature store.
 
-Checks run in a fixed order: signature (401), freshness (409), replay (409), then the body
-(422), so an unsigned caller learns nothing about what a valid body looks like. The body is
+Checks run in a fixed order: the client address's rate (429), signature (401), freshness (409),
+replay (409), then the body (422), so an unsigned caller learns nothing about what a valid body
+looks like, and a flood is refused before any HMAC is computed. The body's size was checked
+before it was read (shedding.BodyLimit). The body is
 parsed by hand from the raw bytes the signature covers.
 
 A delivery is remembered (Redis SET NX) before its body is validated, and forgotten again when
@@ -25,6 +27,7 @@ from services.gateway.deps import BackendsDep, SettingsDep
 from services.gateway.errors import InvalidRequest, ReplayedDelivery
 from services.gateway.events import transaction_envelope
 from services.gateway.metrics import WEBHOOK_TRANSACTIONS
+from services.gateway.rate_limits import admit
 from services.gateway.schemas import WebhookAccepted, WebhookDelivery
 from services.gateway.security import replay_key, verify_webhook
 from services.gateway.settings import GatewaySettings
@@ -70,6 +73,8 @@ def parse_delivery(settings: GatewaySettings, body: bytes) -> WebhookDelivery:
     responses={
         401: {"description": "Missing or invalid signature"},
         409: {"description": "Stale or replayed delivery"},
+        413: {"description": "The delivery is larger than the webhook's body limit"},
+        429: {"description": "Too many deliveries from this address; see Retry-After"},
         503: {"description": "Kafka or Redis is unavailable"},
     },
 )
@@ -81,6 +86,9 @@ async def mobile_money(
     signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER)] = None,
 ) -> WebhookAccepted:
     """Accept a signed batch of transactions; each becomes one event, delivered before 202."""
+    if backends.limiter is not None:
+        address = request.client.host if request.client is not None else "unknown"
+        admit(request, await backends.limiter.spend_address(address))
     body = await request.body()
     sent = verify_webhook(settings, timestamp=timestamp, signature=signature, body=body)
     assert signature is not None  # verify_webhook rejects a missing one

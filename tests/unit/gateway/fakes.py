@@ -71,6 +71,8 @@ class FakeScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         self.metadata.append({k: v for k, v in context.invocation_metadata() or ()})
         if request.application.member_id == "M-unavailable":
             await context.abort(grpc.StatusCode.UNAVAILABLE, "model reloading")
+        if request.application.member_id == "M-exhausted":  # scoring's batcher queue is full
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "scoring queue is full")
         if request.application.amount_kes > 5_000_000:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_APPLICATION: too big")
         outcome = decide(request.application)
