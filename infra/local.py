@@ -196,6 +196,26 @@ class PidFileServer(Server):
         self.pid_path.unlink(missing_ok=True)
 
 
+#: ``1`` adds a SASL_PLAINTEXT listener with SCRAM-SHA-512 on `KAFKA_SCRAM_PORT` beside the
+#: PLAINTEXT one, and its user (``ALAMA_KAFKA_USERNAME``/``ALAMA_KAFKA_PASSWORD``, the variables
+#: the clients read) when the storage is formatted; an existing run folder keeps its users.
+KAFKA_SCRAM_VARIABLE = "ALAMA_LOCAL_KAFKA_SCRAM"
+KAFKA_SCRAM_PORT = KAFKA_PORT + 2
+KAFKA_SCRAM_MECHANISM = "SCRAM-SHA-512"
+DEV_KAFKA_USER, DEV_KAFKA_PASSWORD = "alama", "dev-only-kafka-scram-password"
+
+
+def kafka_scram_enabled() -> bool:
+    return os.environ.get(KAFKA_SCRAM_VARIABLE, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def kafka_scram_user() -> tuple[str, str]:
+    return (
+        os.environ.get("ALAMA_KAFKA_USERNAME") or DEV_KAFKA_USER,
+        os.environ.get("ALAMA_KAFKA_PASSWORD") or DEV_KAFKA_PASSWORD,
+    )
+
+
 class Kafka(PidFileServer):
     name = "kafka"
     port = KAFKA_PORT
@@ -259,8 +279,31 @@ class Kafka(PidFileServer):
                 CONTROLLER_PORT=KAFKA_CONTROLLER_PORT,
                 DATA_DIR=self.root / "data",
             )
+            + (self._scram_config() if kafka_scram_enabled() else "")
         )
         return props
+
+    def _scram_config(self) -> str:
+        """Later keys win in a properties file: these replace the template's listeners."""
+        plain, scram = f"127.0.0.1:{self.port}", f"127.0.0.1:{KAFKA_SCRAM_PORT}"
+        module = "org.apache.kafka.common.security.scram.ScramLoginModule"
+        return (
+            "\n# ALAMA_LOCAL_KAFKA_SCRAM: a SASL/SCRAM listener beside the PLAINTEXT one\n"
+            f"listeners=PLAINTEXT://{plain},CONTROLLER://127.0.0.1:{KAFKA_CONTROLLER_PORT},"
+            f"SASL_PLAINTEXT://{scram}\n"
+            f"advertised.listeners=PLAINTEXT://{plain},SASL_PLAINTEXT://{scram}\n"
+            "listener.security.protocol.map="
+            "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT\n"
+            f"sasl.enabled.mechanisms={KAFKA_SCRAM_MECHANISM}\n"
+            f"listener.name.sasl_plaintext.{KAFKA_SCRAM_MECHANISM.lower()}.sasl.jaas.config="
+            f"{module} required;\n"
+        )
+
+    def _scram_format_args(self) -> list[str]:
+        if not kafka_scram_enabled():
+            return []
+        user, password = kafka_scram_user()
+        return ["--add-scram", f"{KAFKA_SCRAM_MECHANISM}=[name={user},password={password}]"]
 
     def start(self) -> None:
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
@@ -288,6 +331,7 @@ class Kafka(PidFileServer):
                     id_path.read_text().strip(),
                     "-c",
                     str(props),
+                    *self._scram_format_args(),
                 ],
                 capture_output=True,
                 text=True,

@@ -17,16 +17,19 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import faust
+from faust.auth import SASLCredentials, SSLCredentials
 from faust.types import EventT
+from faust.types.auth import CredentialsT
 from google.protobuf.message import Message
 
 from services.common.envelope import Event, encode
 from services.common.kafka import DeadLetterSend, Processed, RecordProcessor
+from services.common.kafka_security import ssl_context
 from services.common.lag import GroupLagProbe
 from services.common.liveness import Heartbeat, Liveness
 from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 from services.common.retries import RetryPolicy
-from services.common.settings import ServiceSettings
+from services.common.settings import InfraSettings, ServiceSettings
 from services.common.telemetry import EVENTS_PUBLISHED, inject_kafka_headers
 
 log = logging.getLogger(__name__)
@@ -36,13 +39,18 @@ Headers = list[tuple[str, bytes]]
 
 
 def create_faust_app(settings: ServiceSettings, *, app_id: str, **overrides: Any) -> faust.App:
+    """The app authenticates like every aiokafka client (`faust_credentials`) and
+    creates its changelog and repartition topics with the configured replication factor; their
+    ``min.insync.replicas`` is the broker's default (set it to 2 on a cluster)."""
+    infra = settings.infra
     options: dict[str, Any] = {
-        "broker": f"kafka://{settings.infra.kafka_bootstrap}",
+        "broker": f"kafka://{infra.kafka_bootstrap}",
+        "broker_credentials": faust_credentials(infra),
         "store": "memory://",
         "value_serializer": "raw",
         "key_serializer": "raw",
         "topic_partitions": 6,
-        "topic_replication_factor": 1,
+        "topic_replication_factor": infra.kafka_replication_factor,
         "consumer_auto_offset_reset": "earliest",
         "broker_commit_every": 500,
         "broker_commit_interval": 1.0,
@@ -50,6 +58,22 @@ def create_faust_app(settings: ServiceSettings, *, app_id: str, **overrides: Any
         "producer_acks": -1,
     }
     return faust.App(app_id, **(options | overrides))
+
+
+def faust_credentials(infra: InfraSettings) -> CredentialsT | None:
+    """Faust's ``broker_credentials`` for the same settings; None for PLAINTEXT."""
+    context = ssl_context(infra)
+    if infra.kafka_security_protocol.startswith("SASL_"):
+        assert infra.kafka_password is not None
+        return SASLCredentials(
+            username=infra.kafka_username,
+            password=infra.kafka_password.get_secret_value(),
+            ssl_context=context,
+            mechanism=infra.kafka_sasl_mechanism,
+        )
+    if context is not None:
+        return SSLCredentials(context)
+    return None
 
 
 @dataclass(frozen=True)

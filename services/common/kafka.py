@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import RecordMetadata
 from google.protobuf.message import Message
@@ -35,6 +36,7 @@ from opentelemetry.trace import Span, SpanKind
 
 from services.common.envelope import Event, decode, encode, wrap
 from services.common.errors import InvalidEvent
+from services.common.kafka_security import client_options
 from services.common.lag import export_lag, partition_lag
 from services.common.liveness import Heartbeat
 from services.common.protos.alama.events.v1.envelope_pb2 import DeadLetter, EventEnvelope
@@ -61,9 +63,9 @@ MAX_DETAIL_CHARS = 2000
 
 
 def create_producer(infra: InfraSettings, *, client_id: str, **overrides: Any) -> AIOKafkaProducer:
-    """An idempotent producer that waits for the in-sync replicas: no lost or doubled writes."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": infra.kafka_bootstrap,
+    """An idempotent producer that waits for the in-sync replicas: no lost or doubled writes.
+    Every client authenticates as `InfraSettings` says (`kafka_security.client_options`)."""
+    options: dict[str, Any] = client_options(infra) | {
         "client_id": client_id,
         "acks": "all",
         "enable_idempotence": True,
@@ -77,8 +79,7 @@ def create_consumer(
     infra: InfraSettings, *topics: str, group_id: str, client_id: str, **overrides: Any
 ) -> AIOKafkaConsumer:
     """A group consumer with manual commits, starting from the earliest offset when new."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": infra.kafka_bootstrap,
+    options: dict[str, Any] = client_options(infra) | {
         "group_id": group_id,
         "client_id": client_id,
         "enable_auto_commit": False,
@@ -88,6 +89,11 @@ def create_consumer(
         "heartbeat_interval_ms": 3_000,
     }
     return AIOKafkaConsumer(*topics, **(options | overrides))
+
+
+def create_admin(infra: InfraSettings, **overrides: Any) -> AIOKafkaAdminClient:
+    """An admin client that authenticates like the producers and consumers."""
+    return AIOKafkaAdminClient(**(client_options(infra) | overrides))
 
 
 async def publish(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import BaseModel, Field, SecretBytes, SecretStr, model_validator
@@ -80,6 +80,38 @@ class InfraSettings(BaseSettings):
         default=None,
         description="append every finished span to this file as JSON lines (local runs, tests)",
     )
+
+    # How every Kafka client authenticates (`services.common.kafka_security`) and how durable
+    # the topics ensure_topics and Faust create are. A local broker speaks PLAINTEXT on one
+    # node; a cluster gets SASL/SCRAM or mTLS, replication 3 and min ISR 2.
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_username: str | None = Field(default=None, description="SASL/SCRAM user")
+    kafka_password: SecretStr | None = Field(default=None, description="SASL/SCRAM password")
+    kafka_ca_file: str | None = Field(
+        default=None, description="CA bundle (PEM) that signed the brokers' certificates"
+    )
+    kafka_cert_file: str | None = Field(default=None, description="client certificate (mTLS)")
+    kafka_key_file: str | None = Field(default=None, description="client private key (mTLS)")
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    kafka_min_insync_replicas: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _kafka_security_is_complete(self) -> Self:
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_username and self.kafka_password
+        ):
+            raise ValueError(
+                f"ALAMA_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs"
+                " ALAMA_KAFKA_USERNAME and ALAMA_KAFKA_PASSWORD"
+            )
+        if bool(self.kafka_cert_file) != bool(self.kafka_key_file):
+            raise ValueError("ALAMA_KAFKA_CERT_FILE and ALAMA_KAFKA_KEY_FILE go together (mTLS)")
+        if self.kafka_min_insync_replicas > self.kafka_replication_factor:
+            raise ValueError(
+                "ALAMA_KAFKA_MIN_INSYNC_REPLICAS cannot exceed ALAMA_KAFKA_REPLICATION_FACTOR"
+            )
+        return self
 
 
 class ServiceSettings(BaseSettings):

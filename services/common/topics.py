@@ -1,18 +1,25 @@
-"""The one declarative list of Kafka topics, and the code that makes the broker match it.
+"""The one declarative list of Kafka topics, who may use each, and the code that makes the
+broker match it.
 
 Every topic a service consumes has a dead-letter twin (``<name>.dlq``) that keeps the records
-it could not process together with the reason.
+it could not process together with the reason. `SERVICE_ACCESS` says which service produces and
+consumes what, under which consumer group; `acl_bindings` turns it into the Kafka ACLs the
+deployment grants each service's principal (the Helm chart's ACL job is checked against it).
+Topics are created with the replication factor and ``min.insync.replicas`` of `InfraSettings`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
+
+from services.common.kafka_security import client_options
+from services.common.settings import InfraSettings
 
 DAY_MS = 24 * 60 * 60 * 1000
 DEAD_LETTER_SUFFIX = ".dlq"
@@ -95,11 +102,20 @@ class TopicChange:
 
 
 async def ensure_topics(
-    bootstrap: str, topics: Iterable[TopicSpec] | None = None, *, timeout_ms: int = 30_000
+    infra: InfraSettings | str,
+    topics: Iterable[TopicSpec] | None = None,
+    *,
+    timeout_ms: int = 30_000,
 ) -> list[TopicChange]:
-    """Create missing topics, grow partition counts and fix configs; existing data is kept."""
+    """Create missing topics, grow partition counts and fix configs; existing data is kept.
+
+    New topics get `infra`'s replication factor and ``min.insync.replicas``. A bare bootstrap
+    address takes the rest (security, replication) from the environment's `InfraSettings`.
+    """
+    if isinstance(infra, str):
+        infra = InfraSettings(kafka_bootstrap=infra)
     wanted = all_topics(TOPICS if topics is None else topics)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+    admin = AIOKafkaAdminClient(**client_options(infra), request_timeout_ms=timeout_ms)
     await admin.start()
     changes: list[TopicChange] = []
     try:
@@ -111,7 +127,15 @@ async def ensure_topics(
         if missing:
             try:
                 await admin.create_topics(
-                    [NewTopic(t.name, t.partitions, 1, topic_configs=t.config) for t in missing],
+                    [
+                        NewTopic(
+                            t.name,
+                            t.partitions,
+                            infra.kafka_replication_factor,
+                            topic_configs=_wanted_config(t, infra),
+                        )
+                        for t in missing
+                    ],
                     timeout_ms=timeout_ms,
                 )
             except TopicAlreadyExistsError:
@@ -127,25 +151,123 @@ async def ensure_topics(
             changes += [TopicChange(name, "partitions") for name in grow]
         present = [t for t in wanted if t.name in partitions_now]
         if present:
-            changes += await _align_configs(admin, present)
+            changes += await _align_configs(admin, present, infra)
     finally:
         await admin.close()
     return changes
 
 
-async def _align_configs(admin: AIOKafkaAdminClient, topics: list[TopicSpec]) -> list[TopicChange]:
+def _wanted_config(topic: TopicSpec, infra: InfraSettings) -> dict[str, str]:
+    return topic.config | {"min.insync.replicas": str(infra.kafka_min_insync_replicas)}
+
+
+async def _align_configs(
+    admin: AIOKafkaAdminClient, topics: list[TopicSpec], infra: InfraSettings
+) -> list[TopicChange]:
+    """Alter (which replaces a topic's whole set of overrides) only topics that differ."""
     resources = [ConfigResource(ConfigResourceType.TOPIC, t.name) for t in topics]
     responses = await admin.describe_configs(resources)
     actual: dict[str, dict[str, str]] = {}
     for response in responses:
         for _err, _msg, _rtype, name, entries in response.resources:
             actual[name] = {entry[0]: entry[1] for entry in entries}
+    wanted = {t.name: _wanted_config(t, infra) for t in topics}
     stale = [
-        t for t in topics if any(actual.get(t.name, {}).get(k) != v for k, v in t.config.items())
+        t
+        for t in topics
+        if any(actual.get(t.name, {}).get(k) != v for k, v in wanted[t.name].items())
     ]
     if not stale:
         return []
     await admin.alter_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, t.name, configs=t.config) for t in stale]
+        [ConfigResource(ConfigResourceType.TOPIC, t.name, configs=wanted[t.name]) for t in stale]
     )
     return [TopicChange(t.name, "config") for t in stale]
+
+
+#: Kafka ACL operations (``kafka-acls --operation``) and resource kinds as the ACL tool names them
+READ, WRITE, DESCRIBE, CREATE = "Read", "Write", "Describe", "Create"
+TOPIC, GROUP = "topic", "group"
+LITERAL, PREFIXED = "literal", "prefixed"
+
+
+@dataclass(frozen=True, order=True)
+class AclGrant:
+    """One ALLOW ACL for a service's principal: an operation on a topic or group."""
+
+    resource: str  # TOPIC or GROUP
+    name: str
+    operation: str
+    pattern: str = LITERAL  # PREFIXED: every topic whose name starts with `name`
+
+
+@dataclass(frozen=True)
+class ServiceAccess:
+    """What one deployed service does on Kafka (its chart is `chart`)."""
+
+    chart: str
+    consumes: tuple[str, ...] = ()
+    produces: tuple[str, ...] = ()
+    group: str | None = None
+    #: topics read by assignment, outside any group (the audit anchors it verifies)
+    reads: tuple[str, ...] = ()
+    #: a Faust app's id: its changelog, repartition and leader topics start with ``<id>-``
+    internal_prefix: str | None = None
+
+
+#: Who produces and consumes each topic. The group names are the services' default
+#: ``consumer_group`` / ``group_id`` / ``app_id`` settings (a unit test holds them together).
+SERVICE_ACCESS: tuple[ServiceAccess, ...] = (
+    ServiceAccess("gateway", produces=(LOAN_APPLICATIONS, MOBILE_MONEY_TRANSACTIONS)),
+    ServiceAccess(
+        "scoring", consumes=(LOAN_APPLICATIONS,), produces=(CREDIT_DECISIONS,), group="scoring"
+    ),
+    ServiceAccess(
+        "explanation",
+        consumes=(CREDIT_DECISIONS,),
+        produces=(CREDIT_EXPLANATIONS,),
+        group="explanation",
+    ),
+    ServiceAccess(
+        "feature-store",
+        consumes=(MOBILE_MONEY_TRANSACTIONS, REPAYMENTS),
+        group="feature_store",
+        internal_prefix="feature_store-",
+    ),
+    ServiceAccess(
+        "audit",
+        consumes=(LOAN_APPLICATIONS, CREDIT_DECISIONS, CREDIT_EXPLANATIONS, REVIEW_OUTCOMES),
+        produces=(AUDIT_ANCHORS,),
+        reads=(AUDIT_ANCHORS,),
+        group="audit",
+    ),
+    ServiceAccess(
+        "drift",
+        consumes=(CREDIT_DECISIONS,),
+        produces=(DRIFT_ALERTS,),
+        group="alama-drift",
+        internal_prefix="alama-drift-",
+    ),
+)
+
+
+def acl_bindings(access: ServiceAccess) -> list[AclGrant]:
+    """Exactly what `access` needs: Read on what it consumes or reads, Write on what it produces
+    and on the dead-letter twin of each consumed topic, Describe on all of them (metadata, lag),
+    Read and Describe on its group, and everything on a Faust app's own topics."""
+    return sorted(set(_grants(access)))
+
+
+def _grants(access: ServiceAccess) -> Iterator[AclGrant]:
+    for topic in (*access.consumes, *access.reads):
+        yield AclGrant(TOPIC, topic, READ)
+        yield AclGrant(TOPIC, topic, DESCRIBE)
+    for topic in (*access.produces, *map(dead_letter_topic, access.consumes)):
+        yield AclGrant(TOPIC, topic, WRITE)
+        yield AclGrant(TOPIC, topic, DESCRIBE)
+    if access.group is not None:
+        yield AclGrant(GROUP, access.group, READ)
+        yield AclGrant(GROUP, access.group, DESCRIBE)
+    if access.internal_prefix is not None:
+        for operation in (READ, WRITE, DESCRIBE, CREATE):
+            yield AclGrant(TOPIC, access.internal_prefix, operation, PREFIXED)

@@ -1,10 +1,26 @@
 from services.common.topics import (
+    CREATE,
+    CREDIT_DECISIONS,
     DAY_MS,
     DEAD_LETTER_SUFFIX,
+    DESCRIBE,
+    DRIFT_ALERTS,
+    GROUP,
+    LOAN_APPLICATIONS,
+    PREFIXED,
+    READ,
+    REPAYMENTS,
+    REVIEW_OUTCOMES,
+    SERVICE_ACCESS,
+    TOPIC,
     TOPICS,
+    WRITE,
+    AclGrant,
     CleanupPolicy,
     TopicSpec,
+    acl_bindings,
     all_topics,
+    dead_letter_topic,
 )
 
 REQUIRED = {
@@ -37,3 +53,58 @@ def test_topic_config_carries_retention_and_cleanup_policy() -> None:
     assert spec.config == {"retention.ms": str(3 * DAY_MS), "cleanup.policy": "compact"}
     assert spec.dead_letter.retention_days >= 30
     assert not spec.dead_letter.consumed
+
+
+def test_the_access_table_names_declared_topics_and_the_services_groups() -> None:
+    from services.audit.settings import AuditSettings
+    from services.drift.settings import DriftSettings
+    from services.explanation.settings import ExplanationSettings
+    from services.feature_store.settings import FeatureStoreSettings
+    from services.scoring.settings import ScoringSettings
+
+    declared = {t.name for t in all_topics()}
+    for access in SERVICE_ACCESS:
+        assert {*access.consumes, *access.produces, *access.reads} <= declared, access.chart
+        assert all(dead_letter_topic(t) in declared for t in access.consumes)
+    groups = {a.chart: a.group for a in SERVICE_ACCESS}
+    prefixes = {a.chart: a.internal_prefix for a in SERVICE_ACCESS}
+    assert groups == {
+        "gateway": None,
+        "scoring": ScoringSettings.model_fields["consumer_group"].default,
+        "explanation": ExplanationSettings.model_fields["consumer_group"].default,
+        "feature-store": FeatureStoreSettings.model_fields["app_id"].default,
+        "audit": AuditSettings.model_fields["group_id"].default,
+        "drift": DriftSettings.model_fields["app_id"].default,
+    }
+    # a Faust app's internal topics are named <app id>-...
+    assert prefixes["feature-store"] == f"{groups['feature-store']}-"
+    assert prefixes["drift"] == f"{groups['drift']}-"
+
+
+def test_every_consumed_topic_has_a_consumer_and_every_topic_a_producer_or_reader() -> None:
+    consumed = {t for a in SERVICE_ACCESS for t in a.consumes}
+    produced = {t for a in SERVICE_ACCESS for t in a.produces}
+    # review outcomes come from risk officers' tools and drift alerts go to retraining, both
+    # outside the deployed services
+    assert {t.name for t in TOPICS if t.consumed} - consumed == {DRIFT_ALERTS}
+    assert {t.name for t in TOPICS} - produced == {REPAYMENTS, REVIEW_OUTCOMES}
+
+
+def test_acls_grant_exactly_what_a_service_uses() -> None:
+    scoring = next(a for a in SERVICE_ACCESS if a.chart == "scoring")
+    assert acl_bindings(scoring) == sorted(
+        [
+            AclGrant(TOPIC, LOAN_APPLICATIONS, READ),
+            AclGrant(TOPIC, LOAN_APPLICATIONS, DESCRIBE),
+            AclGrant(TOPIC, CREDIT_DECISIONS, WRITE),
+            AclGrant(TOPIC, CREDIT_DECISIONS, DESCRIBE),
+            AclGrant(TOPIC, dead_letter_topic(LOAN_APPLICATIONS), WRITE),
+            AclGrant(TOPIC, dead_letter_topic(LOAN_APPLICATIONS), DESCRIBE),
+            AclGrant(GROUP, "scoring", READ),
+            AclGrant(GROUP, "scoring", DESCRIBE),
+        ]
+    )
+    gateway = next(a for a in SERVICE_ACCESS if a.chart == "gateway")
+    assert {g.operation for g in acl_bindings(gateway)} == {WRITE, DESCRIBE}
+    drift = next(a for a in SERVICE_ACCESS if a.chart == "drift")
+    assert AclGrant(TOPIC, "alama-drift-", CREATE, PREFIXED) in acl_bindings(drift)
