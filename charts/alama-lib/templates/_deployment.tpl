@@ -111,6 +111,9 @@ spec:
               mountPath: {{ .Values.bundle.mountPath }}
               readOnly: true
             {{- end }}
+            {{- with include "alama-lib.kafkaVolumeMounts" . | trim }}
+            {{- . | nindent 12 }}
+            {{- end }}
             {{- with .Values.extraVolumeMounts }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
@@ -126,6 +129,9 @@ spec:
           {{- else }}
           {{- tpl (toYaml (required "bundle.volume is required (for example a persistentVolumeClaim)" .Values.bundle.volume)) . | nindent 10 }}
           {{- end }}
+        {{- end }}
+        {{- with include "alama-lib.kafkaVolumes" . | trim }}
+        {{- . | nindent 8 }}
         {{- end }}
         {{- with .Values.extraVolumes }}
         {{- toYaml . | nindent 8 }}

@@ -15,6 +15,7 @@ existing Secret's name and key given in values.
   "PYTHONDONTWRITEBYTECODE" "1"
 -}}
 {{- with $g.otlp.endpoint }}{{ $_ := set $env "ALAMA_OTLP_ENDPOINT" . }}{{ end -}}
+{{- include "alama-lib.kafkaConfig" (dict "env" $env "root" $) -}}
 {{- if .Values.feast.enabled -}}
 {{- $f := $g.feast -}}
 {{- $_ := set $env "ALAMA_FEAST_PG_HOST" $f.pgHost -}}
@@ -66,6 +67,7 @@ data:
 {{- if .Values.feast.enabled }}
 {{ include "alama-lib.secretKeyRef" (dict "env" "ALAMA_FEAST_PG_PASSWORD" "ref" $secrets.feastPassword "root" $) }}
 {{- end }}
+{{- include "alama-lib.kafkaSecretEnv" . }}
 {{- range $name, $ref := .Values.secretEnv }}
 {{- if kindIs "string" $ref }}
 {{- $ref = required (printf "secretEnv.%s names global.secrets.%s, which is not set" $name $ref) (index $secrets $ref) }}
