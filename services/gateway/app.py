@@ -94,7 +94,7 @@ def status_code_for(exc: GatewayError) -> int:
     return 500
 
 
-def _headers(exc: GatewayError) -> dict[str, str]:
+def _headers(exc: GatewayError, retry_after_seconds: int = 1) -> dict[str, str]:
     if isinstance(exc, NotAuthenticated):
         return {"WWW-Authenticate": f'{REALM}, APIKey header="X-API-Key"'}
     if isinstance(exc, InsufficientScope):
@@ -105,7 +105,7 @@ def _headers(exc: GatewayError) -> dict[str, str]:
     if isinstance(exc, RateLimited):
         return {"Retry-After": str(exc.retry_after)}
     if isinstance(exc, UpstreamUnavailable):
-        return {"Retry-After": "1"}
+        return {"Retry-After": str(retry_after_seconds)}
     return {}
 
 
@@ -141,7 +141,7 @@ async def handle_validation_error(_request: Request, exc: Exception) -> JSONResp
     return SafeJSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
 
-async def handle_gateway_error(_request: Request, exc: Exception) -> JSONResponse:
+async def handle_gateway_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)
     status = status_code_for(exc)
     if isinstance(exc, InvalidRequest):
@@ -152,7 +152,9 @@ async def handle_gateway_error(_request: Request, exc: Exception) -> JSONRespons
         content = {"detail": exc.detail}
     if status >= 500:
         log.warning("request failed upstream", extra={"status": status, "detail": exc.detail})
-    return SafeJSONResponse(content, status_code=status, headers=_headers(exc))
+    settings: GatewaySettings = request.app.state.settings
+    headers = _headers(exc, settings.retry_after_seconds)
+    return SafeJSONResponse(content, status_code=status, headers=headers)
 
 
 @asynccontextmanager

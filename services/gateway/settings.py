@@ -104,16 +104,16 @@ class GatewaySettings(ServiceSettings):
         default=1024 * 1024, ge=1024, description="largest webhook delivery; larger is a 413"
     )
     rate_limit_default: str = Field(
-        default="100/second", description="requests per tenant without an entry in rate_limits"
+        default="200/second", description="requests per tenant without an entry in rate_limits"
     )
     rate_limits: dict[str, str] = Field(
         default_factory=dict, description='tenant -> its own rate, e.g. {"sacco-a": "20/second"}'
     )
     webhook_rate_limit: str = Field(
-        default="50/second", description="webhook deliveries per client address"
+        default="1000/second", description="webhook deliveries per client address"
     )
     max_in_flight: int = Field(
-        default=64, ge=1, description="requests one process serves at once; beyond it 503"
+        default=128, ge=1, description="requests one process serves at once; beyond it 503"
     )
     retry_after_seconds: int = Field(
         default=1, ge=1, description="Retry-After of a 503 (in-flight cap, upstream down)"
