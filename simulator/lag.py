@@ -33,7 +33,7 @@ async def wait_for_group(
 ) -> LagWait:
     """Poll until the group's lag on `topics` is zero, or `within` seconds pass."""
     started = time.monotonic()
-    async with GroupLagProbe(infra.kafka_bootstrap, group_id, topics) as probe:
+    async with GroupLagProbe(infra, group_id, topics) as probe:
         lag = await probe.sample()
         while lag.total > 0 and time.monotonic() - started < within:
             await asyncio.sleep(min(poll_interval, max(within - (time.monotonic() - started), 0)))

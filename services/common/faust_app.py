@@ -135,7 +135,7 @@ class StreamConsumer:
         group_id: str,
         topics: Sequence[str],
         send: DeadLetterSend,
-        bootstrap: str,
+        infra: InfraSettings,
         liveness: Liveness,
         lag_every_s: float,
         retry: RetryPolicy | None = None,
@@ -147,7 +147,7 @@ class StreamConsumer:
         self.send = send
         self.retry = retry or RetryPolicy()
         self.liveness = liveness
-        self.lag = GroupLagProbe(bootstrap, group_id, self.topics, service=service)
+        self.lag = GroupLagProbe(infra, group_id, self.topics, service=service)
         self._processors: dict[str, RecordProcessor] = {}
         self._agent_topics: dict[str, set[str]] = {}
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from services.common.kafka_security import client_options
+from services.common.settings import InfraSettings
 from services.common.telemetry import CONSUMER_LAG
 
 
@@ -48,12 +50,18 @@ class GroupLag:
 
 class GroupLagProbe:
     """Reads a group's committed offsets and its topics' offsets; with `service`, every sample
-    also sets the `alama_consumer_lag` gauge under that service's label."""
+    also sets the `alama_consumer_lag` gauge under that service's label. Its clients
+    authenticate as every other (`kafka_security.client_options`)."""
 
     def __init__(
-        self, bootstrap: str, group_id: str, topics: Sequence[str], *, service: str | None = None
+        self,
+        infra: InfraSettings,
+        group_id: str,
+        topics: Sequence[str],
+        *,
+        service: str | None = None,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.infra = infra
         self.group_id = group_id
         self.topics = list(topics)
         self.service = service
@@ -69,8 +77,9 @@ class GroupLagProbe:
 
     async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         if self._admin is None or self._offsets is None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-            offsets = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+            options = client_options(self.infra)
+            admin = AIOKafkaAdminClient(**options)
+            offsets = AIOKafkaConsumer(**options, enable_auto_commit=False)
             await admin.start()
             try:
                 await offsets.start()

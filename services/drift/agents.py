@@ -127,7 +127,7 @@ def create_drift_app(
         group_id=settings.app_id,
         topics=[settings.decisions_topic],
         send=publish,
-        bootstrap=settings.infra.kafka_bootstrap,
+        infra=settings.infra,
         liveness=Liveness(settings.liveness_stall_s),
         lag_every_s=settings.lag_every_s,
         retry=settings.retry_policy,

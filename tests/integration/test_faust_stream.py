@@ -72,7 +72,7 @@ def _stream_consumer(
         group_id=app.conf.id,
         topics=[topic],
         send=faust_sender(app, settings.service_name, timeout_s=30),
-        bootstrap=settings.infra.kafka_bootstrap,
+        infra=settings.infra,
         liveness=liveness,
         lag_every_s=0.2,
         retry=FAST,
