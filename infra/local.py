@@ -44,6 +44,7 @@ from services.common.settings import (
     KAFKA_PORT,
     POSTGRES_PORT,
     REDIS_PORT,
+    InfraSettings,
 )
 from services.common.topics import ensure_topics
 
@@ -678,7 +679,15 @@ def up(timeout: float = 120.0, echo: Callable[[str], None] = console.print) -> N
             _wait_accepting(server, deadline)
             server.bootstrap()  # idempotent: roles and database the project needs
         _wait(server, deadline)
-    changes = asyncio.run(ensure_topics(f"127.0.0.1:{KAFKA_PORT}"))
+    # the PLAINTEXT listener (always there, SCRAM or not) of a one-node broker, whatever the
+    # client settings in this environment say
+    local_kafka = InfraSettings(
+        kafka_bootstrap=f"127.0.0.1:{KAFKA_PORT}",
+        kafka_security_protocol="PLAINTEXT",
+        kafka_replication_factor=1,
+        kafka_min_insync_replicas=1,
+    )
+    changes = asyncio.run(ensure_topics(local_kafka))
     for change in changes:
         echo(f"topic {change.topic}: {change.action}")
 
