@@ -147,16 +147,19 @@ class Unused:
 
 
 @app.command(hidden=True)
-def serve(port: int, capacity: float, workers: int) -> None:
-    """The gateway on fakes (the child process)."""
+def serve(port: int, capacity: float, workers: int, shedding: bool = True) -> None:
+    """The gateway on fakes (the child process); `--no-shedding`: no in-flight cap and no rate
+    limits, only scoring's bounded queue (the baseline)."""
     settings = gateway_settings(capacity, workers)
+    if not shedding:
+        settings = settings.model_copy(update={"max_in_flight": 1_000_000})
     unused = Unused()
     backends = Backends(
         scoring=CapacityScoring(workers, workers / capacity, queue=workers * 8),
         explanations=unused,
         events=unused,
         replay=unused,
-        limiter=RateLimiter.in_memory(settings),
+        limiter=RateLimiter.in_memory(settings) if shedding else None,
     )
     uvicorn.run(
         create_app(settings, backends=backends),
@@ -252,20 +255,31 @@ async def drive(
 
 
 def _markdown(report: dict[str, Any]) -> str:
-    cfg, res = report["config"], report["result"]
-    served = res["served_latency"]
+    cfg = report["config"]
     lines = [
         "# Gateway overload",
         "",
         f"Measured {report['measured_at']} on {report['machine']['cores']} cores (shared);"
         f" `python -m bench.overload run`. The gateway under uvicorn in its own process on fakes:"
-        f" scoring's capacity {cfg['capacity_per_s']:g}/s ({cfg['workers']} workers,"
+        f" scoring's capacity {cfg['capacity_per_s']:g}/s ({cfg['workers']} at a time,"
         f" {cfg['service_ms']:g} ms each, a bounded queue that answers RESOURCE_EXHAUSTED),"
         f" in-flight cap {cfg['max_in_flight']}, {cfg['tenant_rate']} per tenant.",
         f"Offered {cfg['offered_per_s']:g}/s ({cfg['overload']:g}x capacity) for"
         f" {cfg['duration_s']:g} s, open loop; {cfg['noisy_share']:.0%} from `{NOISY}`, the rest"
         " spread over three quiet tenants. Latency is timed from the moment each request was due.",
+        f"Baseline: the same gateway without its in-flight cap and rate limits (scoring's queue of"
+        f" {cfg['scoring_queue']} still bounded).",
         "",
+    ]
+    for title, key in (("With load shedding", "result"), ("Baseline", "baseline")):
+        if key in report:
+            lines += [f"## {title}", "", *_result_lines(report[key])]
+    return "\n".join(lines)
+
+
+def _result_lines(res: dict[str, Any]) -> list[str]:
+    served = res["served_latency"]
+    lines = [
         "| served/s | served p50 | p95 | p99 | max | served within the 2 s deadline |",
         "|---|---|---|---|---|---|",
         f"| {res['served_per_s']:g} | {served['p50_ms']} ms | {served['p95_ms']} ms"
@@ -282,7 +296,7 @@ def _markdown(report: dict[str, Any]) -> str:
     for tenant, counts in res["by_tenant"].items():
         text = ", ".join(f"{s}: {n}" for s, n in counts.items())
         lines.append(f"| {tenant} | {text} |")
-    return "\n".join(lines) + "\n"
+    return [*lines, ""]
 
 
 @app.command()
@@ -292,28 +306,34 @@ def run(
     overload: Annotated[float, typer.Option(help="offered load as a multiple of capacity")] = 5,
     duration: Annotated[float, typer.Option(help="seconds of load")] = 10,
     noisy_share: Annotated[float, typer.Option(help="the noisy tenant's share")] = 0.75,
+    baseline: Annotated[bool, typer.Option(help="also run without the gateway's shedding")] = True,
 ) -> None:
     """Start the gateway on fakes, overload it, write bench/results/overload.json and .md."""
     os.environ["ALAMA_DEV_MODE"] = "1"  # fakes and bench-only secrets, on this machine
-    port = _free_port()
-    env = dict(os.environ)
-    child = subprocess.Popen(
-        [sys.executable, "-m", "bench.overload", "serve", str(port), str(capacity), str(workers)],
-        env=env,
-    )
-    try:
-        base_url = f"http://127.0.0.1:{port}"
-        _wait_ready(base_url, child)
-        settings = gateway_settings(capacity, workers)
-        rate = capacity * overload
-        console.print(f"POST /v1/scores at {rate:g}/s for {duration:g}s ({overload:g}x capacity)")
-        result = asyncio.run(
-            drive(base_url, settings, rate=rate, duration=duration, noisy_share=noisy_share)
-        )
-    finally:
-        child.terminate()
-        child.wait(timeout=30)
-    report = {
+    settings = gateway_settings(capacity, workers)
+    rate = capacity * overload
+
+    def one(shedding: bool) -> dict[str, Any]:
+        port = _free_port()
+        command = [sys.executable, "-m", "bench.overload", "serve", str(port), str(capacity)]
+        command += [str(workers), "--shedding" if shedding else "--no-shedding"]
+        child = subprocess.Popen(command, env=dict(os.environ))
+        try:
+            base_url = f"http://127.0.0.1:{port}"
+            _wait_ready(base_url, child)
+            console.print(
+                f"POST /v1/scores at {rate:g}/s for {duration:g}s ({overload:g}x capacity),"
+                f" {'with' if shedding else 'without'} load shedding"
+            )
+            return asyncio.run(
+                drive(base_url, settings, rate=rate, duration=duration, noisy_share=noisy_share)
+            )
+        finally:
+            child.terminate()
+            child.wait(timeout=30)
+
+    result = one(shedding=True)
+    report: dict[str, Any] = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "cores": os.cpu_count(),
@@ -331,9 +351,12 @@ def run(
             "duration_s": duration,
             "noisy_share": noisy_share,
             "deadline_s": DEADLINE_S,
+            "scoring_queue": workers * 8,
         },
         "result": result,
     }
+    if baseline:
+        report["baseline"] = one(shedding=False)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "overload.json").write_text(json.dumps(report, indent=2) + "\n")
     (RESULTS / "overload.md").write_text(_markdown(report))
