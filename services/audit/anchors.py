@@ -39,6 +39,7 @@ from services.audit.chain import (
 from services.audit.settings import AuditSettings
 from services.audit.store import AuditStore, ChainTampered
 from services.common.kafka import create_producer
+from services.common.kafka_security import client_options
 from services.common.settings import InfraSettings
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ async def read_topic_anchors(
     infra: InfraSettings, topic: str, chain: str, *, within: float = 30.0
 ) -> tuple[list[AnchorRecord], list[str]]:
     """Every anchor of `chain` still on the topic, oldest first (compaction keeps the newest)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(infra))
     await admin.start()
     try:
         (described,) = await admin.describe_topics([topic])
@@ -153,7 +154,7 @@ async def read_topic_anchors(
     if described.get("error_code", 0) != 0 or not described.get("partitions"):
         return [], [f"anchor topic {topic!r} does not exist"]
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=infra.kafka_bootstrap, enable_auto_commit=False, request_timeout_ms=15_000
+        **client_options(infra), enable_auto_commit=False, request_timeout_ms=15_000
     )
     await consumer.start()
     anchors: list[AnchorRecord] = []

@@ -18,7 +18,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common.envelope import decode
 from services.common.errors import InvalidEvent
+from services.common.kafka_security import client_options
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
+from services.common.settings import InfraSettings
 from services.drift.reference import SCORE, DriftReference
 from services.drift.settings import DriftSettings
 
@@ -30,7 +32,7 @@ async def recent_decisions(
 ) -> pd.DataFrame:
     """The newest `count` decisions on the decisions topic: features, score and decision time."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.infra.kafka_bootstrap,
+        **client_options(settings.infra),
         group_id=None,
         enable_auto_commit=False,
         client_id=f"{settings.service_name}-report-{uuid.uuid4().hex[:8]}",
@@ -38,7 +40,7 @@ async def recent_decisions(
     await consumer.start()
     rows: list[dict[str, float | pd.Timestamp]] = []
     try:
-        partitions = await _partitions(settings.infra.kafka_bootstrap, settings.decisions_topic)
+        partitions = await _partitions(settings.infra, settings.decisions_topic)
         assigned = [TopicPartition(settings.decisions_topic, p) for p in partitions]
         if not assigned:
             return pd.DataFrame()
@@ -71,9 +73,9 @@ async def recent_decisions(
     return frame.sort_values(DECIDED_AT, kind="stable").tail(count).reset_index(drop=True)
 
 
-async def _partitions(bootstrap: str, topic: str) -> list[int]:
+async def _partitions(infra: InfraSettings, topic: str) -> list[int]:
     """The topic's partition ids (none when it does not exist)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(infra))
     await admin.start()
     try:
         described = await admin.describe_topics([topic])
