@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,6 +24,12 @@ from services.gateway.metrics import SHED_REQUESTS
 
 log = logging.getLogger(__name__)
 
+#: What every API route may answer under load, for the OpenAPI description of each router.
+SHED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"description": "The body is larger than this route class allows"},
+    429: {"description": "The tenant's rate limit is spent; see Retry-After and RateLimit-*"},
+    503: {"description": "The gateway or a dependency is at capacity; see Retry-After"},
+}
 #: Paths the in-flight cap never refuses: liveness and readiness must answer under overload.
 PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 WEBHOOK_PREFIX = "/v1/webhooks/"

@@ -12,8 +12,9 @@ from services.gateway.deps import BackendsDep, authenticate
 from services.gateway.errors import UpstreamUnavailable
 from services.gateway.schemas import Model
 from services.gateway.security import ADMIN, Principal
+from services.gateway.shedding import SHED_RESPONSES
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=SHED_RESPONSES)
 Admin = Annotated[Principal, Security(authenticate, scopes=[ADMIN])]
 
 

@@ -10,8 +10,9 @@ from services.gateway.deps import BackendsDep, SettingsDep, authenticate, servin
 from services.gateway.events import application_envelope
 from services.gateway.schemas import Accepted, Application
 from services.gateway.security import SCORE_WRITE, Principal
+from services.gateway.shedding import SHED_RESPONSES
 
-router = APIRouter(prefix="/v1", tags=["applications"])
+router = APIRouter(prefix="/v1", tags=["applications"], responses=SHED_RESPONSES)
 
 
 def decision_url(application_id: str) -> str:

@@ -10,8 +10,9 @@ from services.gateway.deps import BackendsDep, authenticate
 from services.gateway.errors import NotFound
 from services.gateway.schemas import ID_PATTERN, Decision, Explanation
 from services.gateway.security import DECISIONS_READ, EXPLANATIONS_READ, Principal
+from services.gateway.shedding import SHED_RESPONSES
 
-router = APIRouter(prefix="/v1", tags=["decisions"])
+router = APIRouter(prefix="/v1", tags=["decisions"], responses=SHED_RESPONSES)
 ApplicationId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 DecisionId = Annotated[str, Path(min_length=1, max_length=128, pattern=ID_PATTERN)]
 Reader = Annotated[Principal, Security(authenticate, scopes=[DECISIONS_READ])]

@@ -21,8 +21,9 @@ from services.gateway.schemas import (
     ResultError,
 )
 from services.gateway.security import SCORE_WRITE, Principal
+from services.gateway.shedding import SHED_RESPONSES
 
-router = APIRouter(prefix="/v1", tags=["scores"])
+router = APIRouter(prefix="/v1", tags=["scores"], responses=SHED_RESPONSES)
 Scorer = Annotated[Principal, Security(authenticate, scopes=[SCORE_WRITE])]
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "The member is unknown to scoring"},

@@ -31,8 +31,9 @@ from services.gateway.rate_limits import admit
 from services.gateway.schemas import WebhookAccepted, WebhookDelivery
 from services.gateway.security import replay_key, verify_webhook
 from services.gateway.settings import GatewaySettings
+from services.gateway.shedding import SHED_RESPONSES
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=SHED_RESPONSES)
 
 BODY_SCHEMA: dict[str, Any] = {
     "requestBody": {
