@@ -325,6 +325,7 @@ def create_app(
         BodyLimit,
         api_bytes=settings.max_body_bytes,
         webhook_bytes=settings.max_webhook_body_bytes,
+        read_timeout=settings.body_read_timeout_seconds,
     )
     app.add_middleware(
         InFlightLimit,

@@ -29,7 +29,7 @@ UPSTREAM_SECONDS = Histogram(
 SHED_REQUESTS = Counter(
     "alama_gateway_shed_requests_total",
     "Requests refused to protect the gateway: in_flight (503), body_too_large (413),"
-    " rate_limited (429)",
+    " body_too_slow (408), rate_limited (429)",
     ["reason"],
 )
 RATE_LIMITER_ERRORS = Counter(

@@ -103,6 +103,9 @@ class GatewaySettings(ServiceSettings):
     max_webhook_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="largest webhook delivery; larger is a 413"
     )
+    body_read_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="longest wait for a request body to arrive; then 408"
+    )
     rate_limit_default: str = Field(
         default="200/second", description="requests per tenant without an entry in rate_limits"
     )

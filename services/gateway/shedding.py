@@ -8,11 +8,13 @@ out) in a queue that only grows. The probes are exempt, so an overloaded gateway
 `BodyLimit` refuses a body larger than its route class allows (the JSON API or the webhook) with
 413 before reading it: from ``Content-Length`` when the caller sends one, otherwise by counting
 the chunks of a streamed body as the application reads them, so an oversized body is never
-buffered or parsed.
+buffered or parsed. A body that takes longer than its deadline to arrive is a 408, so a client
+trickling bytes cannot hold one of the in-flight slots for long.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -82,13 +84,26 @@ class BodyTooLarge(HTTPException):
         )
 
 
-class BodyLimit:
-    """413 for a body over its route class's limit, before it is read or parsed."""
+class BodyTooSlow(HTTPException):
+    """Raised from `receive` when the body has not arrived within its deadline."""
 
-    def __init__(self, app: ASGIApp, *, api_bytes: int, webhook_bytes: int) -> None:
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            408, f"the request body did not arrive within {seconds:g}s", {"Connection": "close"}
+        )
+
+
+class BodyLimit:
+    """413 for a body over its route class's limit, before it is read or parsed; 408 for one
+    that does not arrive within `read_timeout` seconds of the request."""
+
+    def __init__(
+        self, app: ASGIApp, *, api_bytes: int, webhook_bytes: int, read_timeout: float = 10.0
+    ) -> None:
         self.app = app
         self.api_bytes = api_bytes
         self.webhook_bytes = webhook_bytes
+        self.read_timeout = read_timeout
 
     def limit_for(self, path: str) -> int:
         return self.webhook_bytes if path.startswith(WEBHOOK_PREFIX) else self.api_bytes
@@ -104,13 +119,23 @@ class BodyLimit:
             await self._refuse(send, limit)
             return
         received = 0
+        complete = False
         started = False
+        deadline = asyncio.get_running_loop().time() + self.read_timeout
 
         async def counted_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # after the body: waiting for a disconnect is not bounded here
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                SHED_REQUESTS.labels("body_too_slow").inc()
+                raise BodyTooSlow(self.read_timeout) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if received > limit:
                     SHED_REQUESTS.labels("body_too_large").inc()
                     raise BodyTooLarge(limit)
@@ -124,11 +149,11 @@ class BodyLimit:
 
         try:
             await self.app(scope, counted_receive, watched_send)
-        except BodyTooLarge:
+        except (BodyTooLarge, BodyTooSlow) as exc:
             # the app let it through (FastAPI's handlers normally answer it): answer it here
             if started:
                 raise
-            await self._refuse(send, limit)
+            await send_json(send, exc.status_code, exc.detail, {"Connection": "close"})
 
     async def _refuse(self, send: Send, limit: int) -> None:
         await send_json(

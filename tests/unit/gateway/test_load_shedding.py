@@ -109,8 +109,11 @@ def shed(reason: str) -> float:
 # --- (a) body limits before parsing -------------------------------------------------------
 
 
-async def call_raw(app: FastAPI, path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-    """One request straight through ASGI, recording whether the app ever read the body."""
+async def call_raw(
+    app: FastAPI, path: str, headers: list[tuple[bytes, bytes]], *, trickle: bool = False
+) -> dict[str, Any]:
+    """One request straight through ASGI, recording whether the app ever read the body;
+    `trickle`: the body's first bytes arrive, the rest never does."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -131,7 +134,10 @@ async def call_raw(app: FastAPI, path: str, headers: list[tuple[bytes, bytes]]) 
     async def receive() -> dict[str, Any]:
         nonlocal reads
         reads += 1
-        return {"type": "http.request", "body": b"{}", "more_body": False}
+        if trickle and reads > 1:
+            await asyncio.Event().wait()  # the client stopped sending
+        body = b"{" if trickle else b"{}"
+        return {"type": "http.request", "body": body, "more_body": trickle}
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
@@ -163,6 +169,26 @@ async def test_a_declared_oversized_body_is_413_before_a_byte_is_read(
     assert answer["reads"] == 0  # refused on Content-Length alone
     assert scoring.calls == 0
     assert shed("body_too_large") == before + 1
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_408_and_frees_its_slot() -> None:
+    settings = shedding_settings(body_read_timeout_seconds=0.05, max_in_flight=1)
+    scoring = RecordingScoring()
+    async with serving(settings, scoring=scoring) as (app, client, _):
+        before = shed("body_too_slow")
+        answer = await call_raw(
+            app,
+            "/v1/scores",
+            [(b"content-type", b"application/json"), (b"x-api-key", b"dev-partner-key")],
+            trickle=True,
+        )
+        assert answer["status"] == 408
+        assert shed("body_too_slow") == before + 1
+        assert scoring.calls == 0
+        served = await client.post(
+            "/v1/scores", json=application(), headers={"X-API-Key": "dev-partner-key"}
+        )
+        assert served.status_code == 200  # the one slot is free again
 
 
 async def chunks(count: int, size: int, pulled: list[int]) -> AsyncIterator[bytes]:
