@@ -17,6 +17,7 @@ from services.common.logs import configure_logging
 from services.common.redis_store import create_redis
 from services.common.telemetry import setup_tracing, start_metrics
 from services.scoring.consumer import build_consumer
+from services.scoring.ledger import KEY_PREFIX as LEDGER_PREFIX
 from services.scoring.ledger import RedisLedger
 from services.scoring.online_features import OnlineFeatures
 from services.scoring.publisher import DecisionPublisher
@@ -27,6 +28,15 @@ from services.scoring.settings import ScoringSettings
 log = logging.getLogger("services.scoring")
 
 
+def build_ledger(settings: ScoringSettings) -> RedisLedger:
+    """The decision ledger of this deployment's namespace (tests use one each)."""
+    return RedisLedger(
+        create_redis(settings.infra),
+        ttl_seconds=settings.ledger_days * 86_400,
+        prefix=f"{LEDGER_PREFIX}{settings.ledger_namespace}:",
+    )
+
+
 def build_scorer(settings: ScoringSettings) -> Scorer:
     """Load the promoted bundle and open Feast; fails at start-up rather than at first request."""
     repo = Path(settings.feature_repo)
@@ -35,7 +45,7 @@ def build_scorer(settings: ScoringSettings) -> Scorer:
         OnlineFeatures(store),
         load_served_bundle(settings.bundle_dir, threads=settings.model_threads),
         bundle_dir=settings.bundle_dir,
-        ledger=RedisLedger(create_redis(settings.infra), ttl_seconds=settings.ledger_days * 86_400),
+        ledger=build_ledger(settings),
         threads=settings.model_threads,
         max_reasons=settings.max_reasons,
     )

@@ -172,7 +172,9 @@ async def test_a_rest_score_is_the_decision_scoring_makes(
     direct = (
         await scoring.stub.Score(
             scoring_pb2.ScoreRequest(
-                application=application_message(settings, Application.model_validate(body))
+                application=application_message(
+                    settings, Application.model_validate(body), "dev-sacco"
+                )
             )
         )
     ).decision

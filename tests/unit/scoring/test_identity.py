@@ -170,3 +170,13 @@ async def test_application_ids_are_each_tenants_own() -> None:
     assert a.decision is not None and b.decision is not None  # no conflict across tenants
     assert a.decision.tenant_id == "sacco-a" and b.decision.tenant_id == "sacco-b"
     assert a.decision.decision_id != b.decision.decision_id
+
+
+def test_the_service_keeps_its_ledger_in_its_own_namespace() -> None:
+    from services.scoring.__main__ import build_ledger
+    from services.scoring.settings import ScoringSettings
+
+    one = build_ledger(ScoringSettings(ledger_namespace="sacco-deployment", ledger_days=30))
+    other = build_ledger(ScoringSettings(ledger_namespace="a-test-run"))
+    assert one.prefix == "alama:scoring:decided:sacco-deployment:"
+    assert other.prefix != one.prefix and one.ttl == 30 * 86_400
