@@ -27,7 +27,7 @@ TEST_INSTANCE := ALAMA_RUN_DIR=$(CURDIR)/.run-test ALAMA_PORT_OFFSET=10000
 SYSTEM_PACKAGES := redis-server postgresql-15 openjdk-17-jre-headless maven
 
 .PHONY: help setup system-packages lock protos infra-up infra-down infra-status test test-down test-unit train \
-        test-integration test-e2e lint format demo bench bench-import up deploy-tools charts-check services-status services-down down clean \
+        test-integration test-e2e lint format demo fuzz bench bench-import up deploy-tools charts-check services-status services-down down clean \
         compose-env
 
 help: ## List the targets
@@ -125,6 +125,9 @@ services-down: ## Stop the six services (SIGTERM: they finish and commit their w
 
 bench-import: setup ## Import 10 million mobile-money rows and measure time and peak memory (bench/results/import.*)
 	$(PY) -m bench.import_scale
+
+fuzz: setup ## Fuzz every gateway route from its OpenAPI schema, 1,000 examples each (no 5xx allowed)
+	ALAMA_FUZZ_EXAMPLES=1000 $(PY) -m pytest tests/unit/gateway/test_openapi_fuzz.py
 
 bench: infra-up ## Measure the running system (API at 50/200/500 req/s, ONNX floor, pipeline); writes bench/results/latest.json and .md
 	$(PY) -m bench

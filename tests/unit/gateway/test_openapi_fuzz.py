@@ -10,6 +10,7 @@ the routes behind authentication rather than stopping at 401.
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -70,8 +71,12 @@ def _webhook_call(case: Any) -> dict[str, Any]:
     }
 
 
+#: `make fuzz` runs 1,000 examples per route (the acceptance bar); `make test` a quick 8.
+EXAMPLES = int(os.environ.get("ALAMA_FUZZ_EXAMPLES", "8"))
+
+
 @schema.parametrize()
-@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_input_makes_the_gateway_fail(case: Any) -> None:
     if case.path == "/v1/webhooks/mobile-money":
         response = case.call(**_webhook_call(case))
