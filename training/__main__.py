@@ -63,6 +63,13 @@ QueryOption = Annotated[
 WorkersOption = Annotated[
     int, typer.Option("--load-workers", help="processes computing feature snapshots at once")
 ]
+MaterializeOption = Annotated[
+    bool,
+    typer.Option(
+        help="copy the latest features to the Redis online store (off: a training-only run; "
+        "at a million members one Feast materialize process grew past 14 GB)"
+    ),
+]
 MEMBERS_PER_CHUNK = 50_000  # training.feature_tables.MEMBERS_PER_CHUNK (kept light to import)
 APPLICATIONS_PER_QUERY = 100_000  # training.feature_tables.APPLICATIONS_PER_QUERY
 LOAD_WORKERS = 2  # training.feature_tables.LOAD_WORKERS
@@ -290,6 +297,7 @@ def load(
     source: SourceOption = "synthetic",
     members_per_chunk: ChunkOption = MEMBERS_PER_CHUNK,
     load_workers: WorkersOption = LOAD_WORKERS,
+    materialize: MaterializeOption = True,
 ) -> None:
     """Write feature snapshots to the Feast offline store (PostgreSQL) and run `feast apply`."""
     from training import pipeline
@@ -300,6 +308,7 @@ def load(
         echo=_echo,
         members_per_chunk=members_per_chunk,
         workers=load_workers,
+        materialize=materialize,
     )
 
 
@@ -395,6 +404,7 @@ def run_all(
     members_per_chunk: ChunkOption = MEMBERS_PER_CHUNK,
     applications_per_query: QueryOption = APPLICATIONS_PER_QUERY,
     load_workers: WorkersOption = LOAD_WORKERS,
+    materialize: MaterializeOption = True,
 ) -> None:
     """Every step in order: generate or import, load, train, evaluate, export, report, track."""
     if source == "synthetic":
@@ -405,7 +415,7 @@ def run_all(
             import_(kind, Path(rest))
         else:
             _book(source, get_profile(profile))
-    load(profile, source, members_per_chunk, load_workers)
+    load(profile, source, members_per_chunk, load_workers, materialize)
     train(profile, source, applications_per_query)
     evaluate(profile, source)
     export(profile, source)

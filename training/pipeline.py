@@ -178,9 +178,11 @@ def load_into_feast(
     echo: Echo = print,
     members_per_chunk: int = feature_tables.MEMBERS_PER_CHUNK,
     workers: int = feature_tables.LOAD_WORKERS,
+    materialize: bool = True,
 ) -> None:
     """Feature snapshots, member chunk by member chunk, into the offline store; `feast apply`;
-    the latest values into the online store."""
+    the latest values into the online store (unless `materialize` is off: training reads only
+    the offline store, and at a million members one Feast materialize process grew past 14 GB)."""
     started = time.perf_counter()
     with Progress(
         TextColumn("feature snapshots"),
@@ -204,6 +206,9 @@ def load_into_feast(
     )
     feature_tables.apply_repo(infra)
     echo(f"offline store loaded and `feast apply` done in {time.perf_counter() - started:.1f}s")
+    if not materialize:
+        echo("the online store is left as it was (--no-materialize)")
+        return
     started = time.perf_counter()
     feature_tables.materialize_online(infra, load)
     echo(

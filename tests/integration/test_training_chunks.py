@@ -44,7 +44,9 @@ def test_chunked_load_and_queries_give_the_whole_training_set(
     with feast_project("training_chunks"):
         pipeline.load_into_feast(infra, book, members_per_chunk=WHOLE, **quiet)
         whole = feature_tables.training_set(infra, book, applications_per_query=WHOLE)
-        pipeline.load_into_feast(infra, book, members_per_chunk=150, workers=1, **quiet)
+        pipeline.load_into_feast(
+            infra, book, members_per_chunk=150, workers=1, materialize=False, **quiet
+        )
         one_process = feature_tables.training_set(infra, book, applications_per_query=WHOLE)
         pipeline.load_into_feast(infra, book, members_per_chunk=150, workers=2, **quiet)
         loaded_in_chunks = feature_tables.training_set(infra, book, applications_per_query=WHOLE)
