@@ -65,9 +65,16 @@ def _run(command: list[str], what: str) -> None:
 
 
 def ensure_model() -> dict[str, Any]:
-    """The promoted bundle's manifest; trains the quick profile first when there is none."""
-    if not (BUNDLE / "manifest.json").exists():
-        console.print("no promoted model yet: training the quick profile (a few minutes)")
+    """The promoted bundle's manifest; trains the quick profile first when there is none, or
+    when the promoted one predates hashed drift references (drift would refuse it)."""
+    manifest_path = BUNDLE / "manifest.json"
+    stale = manifest_path.exists() and not (
+        json.loads(manifest_path.read_text()).get("reference", {}).get("sha256")
+    )
+    if stale:
+        console.print("the promoted model predates hashed drift references: retraining it")
+    if stale or not manifest_path.exists():
+        console.print("no usable promoted model: training the quick profile (a few minutes)")
         _run([sys.executable, "-m", "training", "all", "--profile", "quick"], "training")
     manifest = json.loads((BUNDLE / "manifest.json").read_text())
     metrics = json.loads((BUNDLE / "metrics.json").read_text())
