@@ -9,9 +9,9 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.common.feast_config import FEATURE_REPO, REPO_ROOT
-from services.common.retries import RetryPolicy
-from services.common.settings import ServiceSettings, service_port
+from services.common.settings import service_port
 from services.common.topics import MOBILE_MONEY_TRANSACTIONS, REPAYMENTS
+from services.common.worker_settings import StreamWorkerSettings
 
 
 class PushTarget(StrEnum):
@@ -21,7 +21,7 @@ class PushTarget(StrEnum):
     ONLINE_AND_OFFLINE = "online_and_offline"
 
 
-class FeatureStoreSettings(ServiceSettings):
+class FeatureStoreSettings(StreamWorkerSettings):
     model_config = SettingsConfigDict(env_prefix="ALAMA_FEATURE_STORE_", extra="ignore")
 
     service_name: str = "feature_store"
@@ -53,23 +53,9 @@ class FeatureStoreSettings(ServiceSettings):
     retry_pending_every_s: float = Field(
         default=10.0, gt=0, description="how often members whose push failed are pushed again"
     )
-    lag_every_s: float = Field(default=5.0, gt=0, description="consumer lag sampling period")
-    publish_timeout_s: float = Field(default=30.0, gt=0, description="bound on one dead letter")
     shutdown_grace_s: float = Field(
         default=20.0, gt=0, description="time a batch in hand gets to finish when stopping"
     )
-    handler_attempts: int = Field(
-        default=3, ge=1, description="attempts at a failing record before it is dead-lettered"
-    )
-    liveness_stall_s: float = Field(
-        default=120.0,
-        gt=0,
-        description="/livez fails when an agent with work has finished nothing for this long",
-    )
-
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(attempts=self.handler_attempts)
 
     @property
     def feature_repo_path(self) -> Path:

@@ -1,4 +1,3 @@
-import importlib
 import json
 import os
 import subprocess
@@ -19,6 +18,7 @@ from services.common.settings import (
 from services.gateway.security import hash_api_key
 from services.gateway.settings import DEV_PARTNER_KEY_SALT, DEV_PARTNER_KEY_SHA256, GatewaySettings
 from services.scoring.settings import ScoringSettings
+from tests.unit.service_settings import settings_class
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -55,16 +55,6 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
 SERVICE_NAMES = ("gateway", "scoring", "explanation", "audit", "drift", "feature_store")
 STRONG = "k7Q2v9Zr4pXw8Ls1Nd6Fh3Tb0Yc5Jm2Ue"  # 34 bytes, no development prefix
-
-
-def settings_class(name: str) -> type[ServiceSettings]:
-    module = importlib.import_module(f"services.{name}.settings")
-    (found,) = {
-        obj
-        for obj in vars(module).values()
-        if isinstance(obj, type) and issubclass(obj, ServiceSettings) and obj is not ServiceSettings
-    }
-    return found
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ import yaml
 
 from infra.local import FEAST_USER, PG_DATABASE, PG_USER
 from infra.supervisor import BY_NAME
+from tests.unit.service_settings import settings_class
 
 REPO = Path(__file__).resolve().parents[3]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -143,21 +144,9 @@ def cmd(path: Path) -> list[str]:
 def service_settings_defaults(name: str) -> dict[str, Any]:
     """Defaults of the service's settings class (its ports), read from the class, not the env,
     as a container has them: without the test instance's port offset (ALAMA_PORT_OFFSET)."""
-    from pydantic_settings import BaseSettings
+    from services.common.settings import PORT_OFFSET
 
-    from services.common.settings import PORT_OFFSET, ServiceSettings
-
-    module = __import__(f"services.{name}.settings", fromlist=["_"])
-    classes = [
-        obj
-        for obj in vars(module).values()
-        if isinstance(obj, type)
-        and issubclass(obj, ServiceSettings)
-        and obj is not ServiceSettings
-        and issubclass(obj, BaseSettings)
-    ]
-    assert len(classes) == 1, f"services.{name}.settings: expected one settings class"
-    defaults = {key: field.default for key, field in classes[0].model_fields.items()}
+    defaults = {key: field.default for key, field in settings_class(name).model_fields.items()}
     for key in ("port", "grpc_port", "metrics_port"):
         if defaults.get(key):
             defaults[key] -= PORT_OFFSET
@@ -598,7 +587,7 @@ def test_make_compose_env_generates_secrets_every_service_accepts(
 ) -> None:
     """`make compose-env` writes every required variable, and with them each service's settings
     pass the production rule (development mode off, as compose runs them)."""
-    from services.common.settings import ServiceSettings, UnsafeSettings
+    from services.common.settings import UnsafeSettings
     from services.gateway.security import authenticate_api_key
 
     env_file = tmp_path / "run" / "compose.env"
@@ -625,12 +614,7 @@ def test_make_compose_env_generates_secrets_every_service_accepts(
                 monkeypatch.delenv(variable)
         for variable, value in svc["environment"].items():
             monkeypatch.setenv(variable, interpolate(str(value), generated))
-        module = __import__(f"services.{name}.settings", fromlist=["_"])
-        (cls,) = {
-            o
-            for o in vars(module).values()
-            if isinstance(o, type) and issubclass(o, ServiceSettings) and o is not ServiceSettings
-        }
+        cls = settings_class(name)
         try:
             settings = cls()
         except UnsafeSettings as exc:
