@@ -32,10 +32,20 @@ from services.common.kafka import trace_id_from_headers
 GENESIS_HASH = "0" * 64
 COMMITMENT_PREFIX = "sha256:"
 
-# Top-level payload fields that identify a member (Kenya Data Protection Act 2019).
+# Top-level payload fields that identify a member or describe them (Kenya Data Protection Act
+# 2019): identifiers, what they declared, and the feature values they were scored on (a decision's
+# `features`, an explanation's per-feature `contributions`, which carry each feature's value).
+# Scores, bands and reasons stay readable: with the member unlinked they describe no one.
 PERSONAL_FIELDS: Mapping[str, tuple[str, ...]] = {
-    "alama.events.v1.LoanApplicationSubmitted": ("member_id", "national_id_hash"),
-    "alama.events.v1.CreditDecision": ("member_id",),
+    "alama.events.v1.LoanApplicationSubmitted": (
+        "member_id",
+        "national_id_hash",
+        "amount_kes",
+        "declared_monthly_income_kes",
+        "attributes",
+    ),
+    "alama.events.v1.CreditDecision": ("member_id", "features"),
+    "alama.events.v1.CreditExplanation": ("contributions",),
 }
 
 ERASURE_TOPIC = "audit.erasures"
@@ -50,11 +60,15 @@ MAINTENANCE_PAYLOAD_TYPES = (RETENTION_PAYLOAD_TYPE, ADOPTION_PAYLOAD_TYPE)
 
 @dataclass(frozen=True)
 class PersonalData:
-    """Raw personal values of one event and the salt that commits to them."""
+    """Raw personal values of one event and the salt that commits to them.
+
+    `member_id` is empty for an event that names no member (an explanation): erasure finds
+    those through the member's application ids.
+    """
 
     member_id: str
     salt: str
-    fields: Mapping[str, str]
+    fields: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -134,9 +148,14 @@ class VerifyResult:
     head: ChainHead = ChainHead()  # the last verified row
 
 
-def commit(salt: str, value: str) -> str:
-    """A salted commitment: provable with the salt, unlinkable once the salt is erased."""
-    return COMMITMENT_PREFIX + hashlib.sha256((salt + value).encode()).hexdigest()
+def commit(salt: str, value: Any) -> str:
+    """A salted commitment: provable with the salt, unlinkable once the salt is erased.
+
+    Text is committed as it is (what rows written before structured fields hold); any other
+    value (a number, a feature map, a list of contributions) as its canonical JSON.
+    """
+    text = value if isinstance(value, str) else canonical_json(value)
+    return COMMITMENT_PREFIX + hashlib.sha256((salt + text).encode()).hexdigest()
 
 
 def canonical_json(value: Any) -> str:
@@ -158,16 +177,14 @@ def separate_personal_data(
     Returns the hashed payload, the hashed subject, the raw values and their joint commitment.
     """
     raw = {
-        name: str(payload[name])
-        for name in PERSONAL_FIELDS.get(payload_type, ())
-        if payload.get(name)
+        name: payload[name] for name in PERSONAL_FIELDS.get(payload_type, ()) if payload.get(name)
     }
     if not raw:
         return dict(payload), subject, None, ""
     hashed = dict(payload) | {name: commit(salt, value) for name, value in raw.items()}
     if subject and subject in raw.values():
         subject = commit(salt, subject)
-    personal = PersonalData(member_id=raw.get("member_id", ""), salt=salt, fields=raw)
+    personal = PersonalData(member_id=str(raw.get("member_id", "")), salt=salt, fields=raw)
     return hashed, subject, personal, commit(salt, canonical_json(raw))
 
 

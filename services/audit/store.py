@@ -39,6 +39,7 @@ from services.audit.chain import (
     EntryDraft,
     VerifyResult,
     adoption_payload,
+    canonical_time,
     draft_from_payload,
     mac_matches,
     retention_payload,
@@ -444,6 +445,122 @@ class AuditStore:
             )
             rows = await self._append(conn, [record])
         return ErasureResult(len(event_ids), rows[0].seq)
+
+    # --- members' rights (services.common.member_rights) -------------------------------------
+
+    #: The member's own events in a tenant (their personal data names them), then every event of
+    #: the same applications (explanations name no member), all within the tenant.
+    _MEMBER_EVENTS = """
+        WITH own AS (
+            SELECT e.application_id FROM {s}.personal_data p JOIN {s}.events e USING (event_id)
+            WHERE p.member_id = $1 AND coalesce(e.payload_doc->>'tenant_id', '') = $2
+        )
+        SELECT {columns} FROM {s}.events e
+        WHERE e.application_id <> '' AND e.application_id IN (SELECT application_id FROM own)
+          AND coalesce(e.payload_doc->>'tenant_id', '') = $2
+    """
+
+    def _member_events_sql(self, columns: str) -> str:
+        return self._MEMBER_EVENTS.format(s=self.schema, columns=columns)
+
+    async def member_erasures(
+        self, conn: asyncpg.Connection, tenant: str, member_ref: str
+    ) -> list[asyncpg.Record]:
+        return list(
+            await conn.fetch(
+                f"SELECT {ROW_COLUMNS} FROM {self.events} WHERE payload_type = $1"
+                " AND payload_doc->>'member_ref' = $2 AND payload_doc->>'tenant_id' = $3"
+                " ORDER BY seq",
+                ERASURE_PAYLOAD_TYPE,
+                member_ref,
+                tenant,
+            )
+        )
+
+    async def holds_member(self, tenant: str, member_id: str, member_ref: str) -> bool:
+        """Whether the tenant's chain has the member's data, or records erasing it."""
+        async with self.pool.acquire() as conn:
+            held = await conn.fetchval(
+                f"SELECT EXISTS ({self._member_events_sql('1')})", member_id, tenant
+            )
+            return bool(held) or bool(await self.member_erasures(conn, tenant, member_ref))
+
+    async def member_records(
+        self, tenant: str, member_id: str, member_ref: str
+    ) -> list[AuditRecord]:
+        """Every row about the member's applications in the tenant (personal values restored
+        while not erased), then the erasures recorded for the member."""
+        columns = ", ".join("e." + c.strip() for c in ROW_COLUMNS.split(","))
+        async with self.pool.acquire() as conn:
+            records = await conn.fetch(
+                f"SELECT m.*, p.fields FROM ({self._member_events_sql(columns)}) m"
+                f" LEFT JOIN {self.schema}.personal_data p USING (event_id) ORDER BY m.seq",
+                member_id,
+                tenant,
+            )
+            erasures = await self.member_erasures(conn, tenant, member_ref)
+        return [
+            AuditRecord(_row(r), json.loads(r["fields"]) if r["fields"] is not None else None)
+            for r in records
+        ] + [AuditRecord(_row(r), None) for r in erasures]
+
+    async def erase_member_data(
+        self,
+        *,
+        tenant: str,
+        member_id: str,
+        member_ref: str,
+        request_id: str,
+        requested_by: str,
+        requested_at: datetime,
+        erased_elsewhere: Mapping[str, int],
+        holder: str = "audit",
+    ) -> ErasureResult:
+        """Crypto-shred a tenant's member and record the request, in one transaction.
+
+        Deleting the personal data rows deletes the raw values and the salts of their
+        commitments, so the chain (which hashed only the commitments) still verifies and no
+        longer links to the member. The erasure event names the member by pseudonym only, with
+        who asked, when, the tenant and what every store erased; its event id is the request
+        id, so a repeated request is recorded once. Needs the owner's login.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", self.lock_key)
+            erased = await conn.fetch(
+                f"DELETE FROM {self.schema}.personal_data WHERE event_id IN"
+                f" (SELECT event_id FROM ({self._member_events_sql('e.event_id')}) m)"
+                " RETURNING event_id",
+                member_id,
+                tenant,
+            )
+            event_ids = sorted(r["event_id"] for r in erased)
+            record = draft_from_payload(
+                event_id=request_id,
+                topic=ERASURE_TOPIC,
+                payload_type=ERASURE_PAYLOAD_TYPE,
+                producer=requested_by,
+                occurred_at=requested_at,
+                subject="",
+                payload={
+                    "request_id": request_id,
+                    "tenant_id": tenant,
+                    "member_ref": member_ref,
+                    "requested_by": requested_by,
+                    "requested_at": canonical_time(requested_at),
+                    "erased_event_ids": event_ids,
+                    "erased": dict(erased_elsewhere) | {holder: len(event_ids)},
+                    "law": "Kenya Data Protection Act 2019",
+                },
+            )
+            rows = await self._append(conn, [record])
+            seq = (
+                rows[0].seq
+                if rows
+                else await conn.fetchval(
+                    f"SELECT seq FROM {self.events} WHERE event_id = $1", request_id
+                )
+            )
+        return ErasureResult(len(event_ids), seq)
 
     async def apply_retention(
         self, cutoff: datetime, *, min_age: timedelta, requested_by: str

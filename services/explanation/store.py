@@ -40,6 +40,7 @@ CREATE INDEX IF NOT EXISTS decisions_application_id
 ALTER TABLE {s}.decisions ADD COLUMN IF NOT EXISTS tenant_id text NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS decisions_tenant_application
     ON {s}.decisions (tenant_id, application_id, decided_at DESC);
+CREATE INDEX IF NOT EXISTS decisions_tenant_member ON {s}.decisions (tenant_id, member_id);
 CREATE TABLE IF NOT EXISTS {s}.explanations (
     decision_id text PRIMARY KEY REFERENCES {s}.decisions (decision_id) ON DELETE CASCADE,
     payload bytea NOT NULL,
@@ -202,3 +203,53 @@ class DecisionStore:
                 tenant_id,
             )
         return None if payload is None else _explanation(payload)
+
+    # --- members' rights (services.common.member_rights) -------------------------------------
+
+    async def holds_member(self, tenant_id: str, member_id: str) -> bool:
+        async with self.pool.acquire() as conn:
+            return bool(
+                await conn.fetchval(
+                    f"SELECT EXISTS (SELECT 1 FROM {self.schema}.decisions"
+                    " WHERE tenant_id = $1 AND member_id = $2)",
+                    tenant_id,
+                    member_id,
+                )
+            )
+
+    async def member_decisions(
+        self, tenant_id: str, member_id: str
+    ) -> list[tuple[CreditDecision, CreditExplanation | None]]:
+        """The member's decisions in the tenant, oldest first, each with its explanation."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                f"SELECT d.payload AS decision, e.payload AS explanation"
+                f" FROM {self.schema}.decisions d"
+                f" LEFT JOIN {self.schema}.explanations e USING (decision_id)"
+                " WHERE d.tenant_id = $1 AND d.member_id = $2"
+                " ORDER BY d.decided_at, d.decision_id",
+                tenant_id,
+                member_id,
+            )
+        return [
+            (
+                _decision(r["decision"]),
+                None if r["explanation"] is None else _explanation(r["explanation"]),
+            )
+            for r in rows
+        ]
+
+    async def erase_member(self, tenant_id: str, member_id: str) -> int:
+        """Delete the member's decisions in the tenant and (by cascade) their explanations.
+
+        The rows are deleted, not masked: they are a read model of the decision topic, which
+        keeps the events until its retention ends (what the erasure receipt says it keeps).
+        Returns the number of decisions deleted.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            status = await conn.execute(
+                f"DELETE FROM {self.schema}.decisions WHERE tenant_id = $1 AND member_id = $2",
+                tenant_id,
+                member_id,
+            )
+        return int(status.split()[-1])

@@ -37,6 +37,7 @@ from services.common.faust_app import (
 from services.common.kafka import DeadLetterSend
 from services.common.lag import GroupLagProbe
 from services.common.liveness import Liveness
+from services.common.member_rights import member_pseudonym
 from services.common.protos.alama.events.v1.mobile_money_pb2 import MobileMoneyTransaction
 from services.common.protos.alama.events.v1.repayments_pb2 import RepaymentRecorded
 from services.feature_store.activity import (
@@ -109,6 +110,11 @@ class FeatureStoreService:
     def streams(self) -> tuple[ActivityStream[Any], ...]:
         return (self.mobile_money, self.repayments)
 
+    def member_ref(self, member_id: str) -> str:
+        return member_pseudonym(
+            self.settings.member_pseudonym_key.get_secret_value().encode(), member_id
+        )
+
     @property
     def lag(self) -> GroupLagProbe:
         return self.consumer.lag
@@ -147,7 +153,8 @@ class FeatureStoreService:
             touched[row.member_id] = history
             outcome = history.add(row)  # idempotent per transaction / repayment id
             span = trace.get_current_span()
-            span.set_attribute("alama.member_id", row.member_id)
+            # never the raw id in a span: the keyed pseudonym (services.common.member_rights)
+            span.set_attribute("alama.member_ref", self.member_ref(row.member_id))
             span.set_attribute("alama.outcome", str(outcome))
             if outcome is Outcome.DUPLICATE:
                 DUPLICATES.labels(stream.topic).inc()

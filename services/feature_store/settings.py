@@ -5,10 +5,11 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.common.feast_config import FEATURE_REPO, REPO_ROOT
+from services.common.member_rights import pseudonym_key_field
 from services.common.settings import service_port
 from services.common.topics import MOBILE_MONEY_TRANSACTIONS, REPAYMENTS
 from services.common.worker_settings import StreamWorkerSettings
@@ -56,6 +57,7 @@ class FeatureStoreSettings(StreamWorkerSettings):
     shutdown_grace_s: float = Field(
         default=20.0, gt=0, description="time a batch in hand gets to finish when stopping"
     )
+    member_pseudonym_key: SecretStr = pseudonym_key_field()
 
     @property
     def feature_repo_path(self) -> Path:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import grpc
 from aiokafka import AIOKafkaProducer
@@ -46,6 +46,9 @@ from services.gateway.errors import (
 from services.gateway.metrics import UPSTREAM_SECONDS
 from services.gateway.rate_limits import RateLimiter
 from services.gateway.settings import GatewaySettings
+
+if TYPE_CHECKING:
+    from services.gateway.members import MemberRightsBackend
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("alama.gateway")
@@ -356,9 +359,13 @@ class Backends:
     revocations: Revocations | None = None
     #: None only where a test does not limit rates
     limiter: RateLimiter | None = None
+    #: members' export and erasure; None unless ALAMA_GATEWAY_MEMBER_RIGHTS is on (503)
+    members: MemberRightsBackend | None = None
 
     async def close(self) -> None:
-        for name in ("scoring", "explanations", "events", "replay"):
+        for name in ("scoring", "explanations", "events", "replay", "members"):
+            if getattr(self, name) is None:
+                continue
             try:
                 await getattr(self, name).close()
             except Exception:
@@ -385,4 +392,12 @@ async def open_backends(settings: GatewaySettings) -> Backends:
         ),
         revocations=RedisRevocations(redis, settings.redis_timeout_seconds),
         limiter=RateLimiter.on_redis(redis, settings),
+        members=await _open_members(settings) if settings.member_rights else None,
     )
+
+
+async def _open_members(settings: GatewaySettings) -> MemberRightsBackend:
+    from services.gateway.members import open_member_rights  # opens other services' stores
+
+    key = settings.member_pseudonym_key.get_secret_value().encode()
+    return await open_member_rights(settings.infra, key)

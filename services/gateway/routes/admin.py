@@ -1,19 +1,36 @@
-"""Operations an administrator performs on the gateway itself."""
+"""Operations an administrator performs: token revocation, and members' rights (Kenya Data
+Protection Act 2019): export everything held on a member, erase it.
+
+Member routes take the member id in the JSON body, never in the path: URLs end up in span
+attributes (`http.target`), proxies' and load balancers' logs, and a raw member id must appear in
+none of them. The tenant is the caller's (`Principal.tenant`): another tenant's member is a 404.
+"""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Response, Security, status
 from pydantic import AwareDatetime, Field
 
+from services.common.member_rights import (
+    MEMBER_ID_PATTERN,
+    ErasureRequest,
+    InvalidMember,
+    MemberNotFound,
+    MemberRef,
+    MemberRightsFailed,
+)
+from services.gateway.clients import Backends
 from services.gateway.deps import BackendsDep, authenticate
-from services.gateway.errors import UpstreamUnavailable
+from services.gateway.errors import InvalidRequest, NotFound, UpstreamUnavailable
 from services.gateway.schemas import Model
 from services.gateway.security import ADMIN, Principal
 from services.gateway.shedding import SHED_RESPONSES
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=SHED_RESPONSES)
 Admin = Annotated[Principal, Security(authenticate, scopes=[ADMIN])]
 
@@ -38,3 +55,108 @@ async def revoke_token(revocation: Revocation, backends: BackendsDep, _admin: Ad
     until: datetime = revocation.expires_at
     await backends.revocations.revoke(revocation.token_id, until)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+class MemberQuery(Model):
+    member_id: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=MEMBER_ID_PATTERN,
+        description="the member's id in the caller's tenant (core banking's member number)",
+    )
+
+
+class MemberExportDocument(Model):
+    """Everything Alama holds on the member, by store."""
+
+    member_id: str
+    tenant: str
+    member_ref: str = Field(description="the member's pseudonym in spans, logs and the audit")
+    exported_at: str
+    law: str
+    stores: dict[str, Any] = Field(
+        description="feast (online, offline), faust_tables, decisions (with explanations), audit"
+    )
+
+
+class ErasureReceiptDocument(Model):
+    """What the erasure did, per store, and what no erasure can reach."""
+
+    request_id: str
+    tenant: str
+    member_ref: str
+    requested_by: str
+    requested_at: str
+    erased: dict[str, int] = Field(description="records removed or made unreadable, per store")
+    audit_seq: int | None = Field(description="where the request sits in the audit chain")
+    kept: list[str]
+    law: str
+
+
+_MEMBER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "The caller's tenant holds nothing on this member"},
+    503: {"description": "Member rights are off on this gateway, or a store is unavailable"},
+}
+
+
+def _member(backends: Backends, admin: Principal, member_id: str) -> MemberRef:
+    if backends.members is None:
+        raise UpstreamUnavailable(
+            "member rights are not served by this gateway (ALAMA_GATEWAY_MEMBER_RIGHTS);"
+            " use `python -m services.gateway members`"
+        )
+    try:
+        return backends.members.member(admin.tenant, member_id)
+    except InvalidMember as exc:
+        raise InvalidRequest(str(exc), loc=("body", "member_id")) from None
+
+
+@router.post("/members/export", responses=_MEMBER_RESPONSES)
+async def export_member(
+    query: MemberQuery, backends: BackendsDep, admin: Admin
+) -> MemberExportDocument:
+    """Everything Alama holds on one of the tenant's members (decisions, explanations, audit
+    rows, Feast online and offline, the feature store's tables) as one JSON document."""
+    member = _member(backends, admin, query.member_id)
+    assert backends.members is not None
+    try:
+        export = await backends.members.rights.export(member)
+    except MemberNotFound as exc:
+        raise NotFound(str(exc)) from None
+    except (OSError, TimeoutError) as exc:
+        raise UpstreamUnavailable(f"a member store is unavailable ({type(exc).__name__})") from exc
+    log.info(
+        "member exported",
+        extra={"member_ref": member.pseudonym, "tenant": member.tenant, "by": admin.subject},
+    )
+    return MemberExportDocument(**export.document())
+
+
+@router.post("/members/erasures", responses=_MEMBER_RESPONSES)
+async def erase_member(
+    query: MemberQuery, backends: BackendsDep, admin: Admin
+) -> ErasureReceiptDocument:
+    """Erase one of the tenant's members everywhere Alama can (crypto-shredding the audit
+    chain's personal data, which still verifies) and record the request in the audit chain;
+    returns the receipt. Repeating it is safe."""
+    member = _member(backends, admin, query.member_id)
+    assert backends.members is not None
+    request = ErasureRequest.new(member, requested_by=f"{admin.method}:{admin.subject}")
+    try:
+        receipt = await backends.members.rights.erase(request)
+    except MemberNotFound as exc:
+        raise NotFound(str(exc)) from None
+    except MemberRightsFailed as exc:
+        raise UpstreamUnavailable(str(exc)) from exc
+    except (OSError, TimeoutError) as exc:
+        raise UpstreamUnavailable(f"a member store is unavailable ({type(exc).__name__})") from exc
+    log.info(
+        "member erased",
+        extra={
+            "member_ref": member.pseudonym,
+            "tenant": member.tenant,
+            "request_id": receipt.request_id,
+            "audit_seq": receipt.audit_seq,
+        },
+    )
+    return ErasureReceiptDocument(**receipt.document())

@@ -85,7 +85,12 @@ def test_personal_fields_become_commitments() -> None:
     assert "m-1" not in draft.payload and "nid-secret" not in draft.payload
     assert draft.personal is not None
     assert draft.personal.member_id == "m-1"
-    assert draft.personal.fields == {"member_id": "m-1", "national_id_hash": "nid-secret"}
+    assert draft.personal.fields == {
+        "member_id": "m-1",
+        "national_id_hash": "nid-secret",
+        "amount_kes": 25_000.0,
+    }
+    assert payload["amount_kes"] == commit("salt", 25_000.0)
     assert draft.personal_commitment.startswith("sha256:")
 
 

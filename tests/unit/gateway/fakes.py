@@ -3,13 +3,14 @@ in-memory Kafka and Redis that record what the gateway sent them."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from services.common.member_rights import ErasureRequest, MemberRef, MemberRights
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import (
     CreditDecision,
@@ -27,6 +28,7 @@ from services.common.protos.alama.scoring.v1 import scoring_pb2, scoring_pb2_grp
 from services.common.telemetry import inject_kafka_headers
 from services.gateway.clients import SCORING_SERVICE
 from services.gateway.errors import NotFound, UpstreamUnavailable
+from services.gateway.members import MemberRightsBackend
 
 KNOWN_MEMBERS = frozenset({"M-1", "M-2", "M-3"})
 DECIDED_AT = datetime(2026, 1, 5, 8, 30, tzinfo=UTC)
@@ -324,3 +326,53 @@ class FakeExplanations:
 
     async def close(self) -> None:
         pass
+
+
+class FakeMemberStore:
+    """An in-memory, tenant-scoped member store: (tenant, member id) -> records."""
+
+    tenant_scoped = True
+
+    def __init__(self, name: str, records: dict[tuple[str, str], list[str]]) -> None:
+        self.name = name
+        self.records = records
+
+    async def holds(self, member: MemberRef) -> bool:
+        return (member.tenant, member.member_id) in self.records
+
+    async def export(self, member: MemberRef) -> list[str]:
+        return list(self.records.get((member.tenant, member.member_id), []))
+
+    async def erase(self, member: MemberRef) -> int:
+        return len(self.records.pop((member.tenant, member.member_id), []))
+
+
+class FakeMemberAudit(FakeMemberStore):
+    """Records erasure requests like the audit chain (by pseudonym), and stays the tenant's."""
+
+    def __init__(self, records: dict[tuple[str, str], list[str]]) -> None:
+        super().__init__("audit", records)
+        self.erasures: list[tuple[ErasureRequest, dict[str, int]]] = []
+
+    async def holds(self, member: MemberRef) -> bool:
+        return await super().holds(member) or any(r.member == member for r, _ in self.erasures)
+
+    async def erase_and_record(
+        self, request: ErasureRequest, erased: Mapping[str, int]
+    ) -> tuple[int, int | None]:
+        count = await self.erase(request.member)
+        self.erasures.append((request, dict(erased)))
+        return count, len(self.erasures)
+
+
+MEMBER_KEY = b"unit-test-member-pseudonym-key"
+
+
+def fake_members(
+    records: dict[tuple[str, str], list[str]] | None = None,
+) -> tuple[MemberRightsBackend, FakeMemberStore, FakeMemberAudit]:
+    """Member rights over two fake stores; `records` seed both (the decisions' copy)."""
+    seed = records if records is not None else {("dev-sacco", "M-1"): ["decision d-1"]}
+    decisions = FakeMemberStore("decisions", {k: list(v) for k, v in seed.items()})
+    audit = FakeMemberAudit({k: [f"audit {x}" for x in v] for k, v in seed.items()})
+    return MemberRightsBackend(MemberRights([decisions], audit), MEMBER_KEY), decisions, audit

@@ -29,6 +29,7 @@ from tests.unit.gateway.fakes import (
     FakeReplayStore,
     FakeRevocations,
     FakeScoring,
+    fake_members,
 )
 
 SECRET = "fuzz-webhook-secret"
@@ -47,6 +48,7 @@ app = create_app(
         events=EVENTS,
         replay=FakeReplayStore(),
         revocations=FakeRevocations(),
+        members=fake_members()[0],
     ),
 )
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_operator_app(app))

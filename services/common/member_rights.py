@@ -1,0 +1,263 @@
+"""Members' rights under the Kenya Data Protection Act 2019: export everything, erase everything.
+
+A member is a (tenant, member id) pair: a tenant may export or erase only a member it holds
+records for, and any other member id is `MemberNotFound` (a 404 that confirms nothing).
+
+Each store that keeps a member's data implements `MemberDataHolder` in its own service folder
+(decisions and explanations, the audit chain, Feast, the Faust tables); `MemberRights` runs them in
+one order for both rights, so an export and an erasure can never disagree about what "everything"
+is. Whatever is not tenant-scoped (Feast and the Faust tables are keyed by member id alone) is
+only touched once a tenant-scoped holder has vouched that the member is the tenant's.
+
+Raw member ids never go into spans or logs: `member_pseudonym` is a keyed HMAC (the key is a
+secret from settings), stable per member so operators can still follow one member's traces once
+they compute it, useless to anyone without the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import uuid
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, Self, TypeVar
+
+from services.common.errors import AlamaError
+
+T = TypeVar("T")
+
+#: What a member id (and a tenant) may look like: ids from core banking, never free text.
+MEMBER_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+TENANT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+PSEUDONYM_PREFIX = "mbr_"
+LAW = "Kenya Data Protection Act 2019"
+
+
+class MemberNotFound(AlamaError):
+    """The tenant holds nothing on this member (or the member is another tenant's)."""
+
+
+class InvalidMember(AlamaError, ValueError):
+    """A member id or tenant that cannot name a member."""
+
+
+class MemberRightsFailed(AlamaError):
+    """A store failed part-way; what was done is idempotent, so the request can be repeated."""
+
+
+def member_pseudonym(key: bytes, member_id: str) -> str:
+    """The keyed pseudonym of a member id, for spans, logs and the audit chain.
+
+    Not tenant-scoped: Feast and the Faust tables (whose spans carry it) do not know tenants, and
+    one member's spans should share one pseudonym whichever service wrote them.
+    """
+    if not key:
+        raise ValueError("the member pseudonym key is empty")
+    digest = hmac.new(key, f"alama-member\0{member_id}".encode(), hashlib.sha256).hexdigest()
+    return PSEUDONYM_PREFIX + digest[:32]
+
+
+@dataclass(frozen=True)
+class MemberRef:
+    """One tenant's member, and its pseudonym (what may be logged)."""
+
+    tenant: str
+    member_id: str
+    pseudonym: str
+
+    @classmethod
+    def of(cls, tenant: str, member_id: str, key: bytes) -> MemberRef:
+        if not re.fullmatch(TENANT_PATTERN, tenant):
+            raise InvalidMember(f"tenant must match {TENANT_PATTERN}")
+        if not re.fullmatch(MEMBER_ID_PATTERN, member_id):
+            raise InvalidMember(f"member id must match {MEMBER_ID_PATTERN}")
+        return cls(tenant, member_id, member_pseudonym(key, member_id))
+
+    def __repr__(self) -> str:  # never the raw id, wherever a ref gets printed
+        return f"MemberRef(tenant={self.tenant!r}, pseudonym={self.pseudonym!r})"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class ErasureRequest:
+    """Who asked to erase which member, and when; what the audit chain records (no raw id)."""
+
+    request_id: str
+    member: MemberRef
+    requested_by: str
+    requested_at: datetime
+
+    @classmethod
+    def new(cls, member: MemberRef, requested_by: str, now: datetime | None = None) -> Self:
+        return cls(f"erasure-{uuid.uuid4()}", member, requested_by, now or datetime.now(UTC))
+
+
+class MemberDataHolder(Protocol):
+    """One store's part of a member's data.
+
+    `tenant_scoped` holders know which tenant a member belongs to (`holds`); the others are
+    keyed by member id alone and trust that check. `erase` is idempotent and returns how many
+    records it removed or made unreadable.
+    """
+
+    name: str
+    tenant_scoped: bool
+
+    async def holds(self, member: MemberRef) -> bool: ...
+
+    async def export(self, member: MemberRef) -> Any:
+        """JSON-ready data (dicts, lists, strings, numbers, None)."""
+        ...
+
+    async def erase(self, member: MemberRef) -> int: ...
+
+
+class MemberAudit(MemberDataHolder, Protocol):
+    """The audit chain: a tenant-scoped holder that also records the erasure request.
+
+    `erase_and_record` makes the member's audit data unreadable and appends the request (with
+    every other store's counts) in one transaction, so the chain never says "erased" about data
+    it still holds, nor holds erased data without saying so. Returns (records erased, seq).
+    """
+
+    async def erase_and_record(
+        self, request: ErasureRequest, erased: Mapping[str, int]
+    ) -> tuple[int, int | None]: ...
+
+
+@dataclass(frozen=True)
+class MemberExport:
+    """Everything Alama holds on one member, by store."""
+
+    member: MemberRef
+    exported_at: datetime
+    stores: dict[str, Any]
+
+    def document(self) -> dict[str, Any]:
+        """The JSON document the member receives (their own id included: it is theirs)."""
+        return {
+            "member_id": self.member.member_id,
+            "tenant": self.member.tenant,
+            "member_ref": self.member.pseudonym,
+            "exported_at": self.exported_at.isoformat(),
+            "law": LAW,
+            "stores": self.stores,
+        }
+
+
+@dataclass(frozen=True)
+class ErasureReceipt:
+    """What an erasure did: per store, how many records went or became unreadable."""
+
+    request_id: str
+    tenant: str
+    member_ref: str
+    requested_by: str
+    requested_at: datetime
+    erased: dict[str, int]
+    audit_seq: int | None
+    kept: tuple[str, ...] = field(default_factory=tuple)
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "tenant": self.tenant,
+            "member_ref": self.member_ref,
+            "requested_by": self.requested_by,
+            "requested_at": self.requested_at.isoformat(),
+            "erased": self.erased,
+            "audit_seq": self.audit_seq,
+            "kept": list(self.kept),
+            "law": LAW,
+        }
+
+
+#: What an erasure cannot reach, stated in every receipt.
+KEPT_AFTER_ERASURE = (
+    "Kafka topics keep the original events (loan.applications, credit.decisions,"
+    " credit.explanations, mobile_money.transactions, core.repayments) until their retention"
+    " period expires; they cannot be rewritten",
+    "the audit chain keeps each event's hashes, salted commitments, scores, bands and reasons,"
+    " no longer linkable to the member (the salts and raw values are erased)",
+)
+
+
+class MemberRights:
+    """Export and erase one tenant's member across every holder, in one fixed order.
+
+    Erasure runs the stores in order and the audit last: it erases its own part and records
+    the request, with the counts, in one transaction. A store that fails stops the erasure
+    before it is recorded; every step is idempotent and the audit (tenant-scoped) still holds
+    the member until its own step, so repeating the request finishes it. An erased member stays
+    the tenant's (the chain records the erasure under the member's pseudonym), so a repeat is a
+    receipt of zeros, not a 404.
+    """
+
+    def __init__(self, stores: Sequence[MemberDataHolder], audit: MemberAudit) -> None:
+        self.stores = list(stores)
+        self.audit = audit
+
+    @property
+    def holders(self) -> list[MemberDataHolder]:
+        return [*self.stores, self.audit]
+
+    async def _check_tenant(self, member: MemberRef) -> None:
+        for holder in self.holders:
+            if holder.tenant_scoped and await holder.holds(member):
+                return
+        raise MemberNotFound(f"tenant {member.tenant!r} holds no member with this id")
+
+    async def export(self, member: MemberRef, now: datetime | None = None) -> MemberExport:
+        await self._check_tenant(member)
+        stores = {holder.name: await holder.export(member) for holder in self.holders}
+        return MemberExport(member, now or datetime.now(UTC), stores)
+
+    async def erase(self, request: ErasureRequest) -> ErasureReceipt:
+        member = request.member
+        await self._check_tenant(member)
+        erased: dict[str, int] = {}
+        for holder in self.stores:
+            erased[holder.name] = await self._step(holder.name, holder.erase(member))
+        count, seq = await self._step(self.audit.name, self.audit.erase_and_record(request, erased))
+        erased[self.audit.name] = count
+        return ErasureReceipt(
+            request_id=request.request_id,
+            tenant=member.tenant,
+            member_ref=member.pseudonym,
+            requested_by=request.requested_by,
+            requested_at=request.requested_at,
+            erased=erased,
+            audit_seq=seq,
+            kept=KEPT_AFTER_ERASURE,
+        )
+
+    @staticmethod
+    async def _step(name: str, work: Awaitable[T]) -> T:
+        try:
+            return await work
+        except Exception as exc:
+            raise MemberRightsFailed(
+                f"erasing from {name} failed ({type(exc).__name__}); the request is not recorded"
+                " yet and every step is idempotent: repeat it"
+            ) from exc
+
+
+#: One variable for every service, so a member has one pseudonym in every span and log.
+PSEUDONYM_KEY_VARIABLE = "ALAMA_MEMBER_PSEUDONYM_KEY"
+DEV_PSEUDONYM_KEY = "dev-only-member-pseudonym-key-change-me"
+
+
+def pseudonym_key_field() -> Any:
+    """The settings field holding the member pseudonym key (refused outside development mode
+    while it is the public default, like every `dev-only-` secret)."""
+    from pydantic import Field, SecretStr
+
+    return Field(
+        default=SecretStr(DEV_PSEUDONYM_KEY),
+        validation_alias=PSEUDONYM_KEY_VARIABLE,
+        description="HMAC key of member pseudonyms in spans, logs and the audit chain",
+    )
