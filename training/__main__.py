@@ -66,8 +66,8 @@ WorkersOption = Annotated[
 MaterializeOption = Annotated[
     bool,
     typer.Option(
-        help="copy the latest features to the Redis online store (off: a training-only run; "
-        "at a million members one Feast materialize process grew past 14 GB)"
+        help="write each member's latest features to the Redis online store, chunk by chunk "
+        "(off: a training-only run, the online store keeps what it had)"
     ),
 ]
 MEMBERS_PER_CHUNK = 50_000  # training.feature_tables.MEMBERS_PER_CHUNK (kept light to import)

@@ -8,6 +8,7 @@ values to ignore; the training set comes only from `get_historical_features`.
 from __future__ import annotations
 
 import asyncio
+import copy
 import multiprocessing
 import os
 import subprocess
@@ -17,10 +18,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, as_
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from services.common import features as F
 from services.common.feast_config import (
@@ -33,7 +37,16 @@ from services.common.feast_config import (
 from services.common.settings import InfraSettings
 from training.contract import LoanBook
 from training.library_output import into_log
-from training.partitions import count_pieces, member_chunks, member_pieces, piece_chunks
+from training.partitions import (
+    PartitionedLoanBook,
+    count_pieces,
+    member_chunks,
+    member_pieces,
+    piece_chunks,
+)
+
+if TYPE_CHECKING:
+    from feast import FeatureStore, FeatureView
 
 SNAPSHOT_OFFSETS = (timedelta(days=-30), timedelta(0), timedelta(days=14))
 ENTITY_COLUMNS = ("application_id", "member_id", "amount_kes", "term_months", "product")
@@ -426,31 +439,162 @@ def training_inputs(
 
 
 #: Rows Feast turns into online-store values and writes to Redis at once (Feast's default is
-#: a whole feature view: a million members' sequences as protobuf objects at once).
+#: everything a materialization pulled at once).
 ONLINE_WRITE_BATCH = 50_000
 
 
-def materialize_online(
-    infra: InfraSettings, load: OfflineLoad, workers: int = LOAD_WORKERS
-) -> None:
-    """Copy each member's latest offline values into the Redis online store (materialize), one
-    feature view per worker process at a time when `workers` > 1."""
+@dataclass(frozen=True)
+class OnlineWindow:
+    """The instants a load's online write covers: what `feast materialize START END` would be
+    given to copy every snapshot (the latest row per member and view, as of `end`)."""
+
+    start: datetime
+    end: datetime
+
+
+def online_window(load: OfflineLoad) -> OnlineWindow | None:
     if load.first is None or load.last is None:
-        return
-    start = (load.first - pd.Timedelta(seconds=1)).to_pydatetime()
-    end = (load.last + pd.Timedelta(seconds=1)).to_pydatetime()
-    names = [view.name for view in open_feature_store(infra).list_feature_views()]
-    if workers <= 1:
-        _materialize(infra, start, end, names)
-        return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        for done in [pool.submit(_materialize, infra, start, end, [name]) for name in names]:
-            done.result()
+        return None
+    return OnlineWindow(
+        (load.first - pd.Timedelta(seconds=1)).to_pydatetime(),
+        (load.last + pd.Timedelta(seconds=1)).to_pydatetime(),
+    )
 
 
-def _materialize(infra: InfraSettings, start: datetime, end: datetime, views: list[str]) -> None:
+def member_id_chunks(book: LoanBook, members_per_chunk: int) -> Iterator[list[str]]:
+    """The member ids of each chunk `member_chunks` gives, in the same order, without reading
+    any table but the members (a book in parts keeps them in part order in memory)."""
+    ids = book.members["member_id"].astype(str)
+    if isinstance(book, PartitionedLoanBook):
+        sizes = [pq.read_metadata(part / "members.parquet").num_rows for part in book.parts]
+    else:
+        sizes = [len(ids)]
+    start = 0
+    for size in sizes:
+        part = ids.iloc[start : start + size].tolist()
+        step = size if size <= members_per_chunk else members_per_chunk
+        for first in range(0, size, max(step, 1)):
+            yield part[first : first + step]
+        start += size
+
+
+@dataclass
+class OnlineWrite:
+    """What an online write did: members written per feature view, and the window recorded."""
+
+    window: OnlineWindow | None = None
+    members: dict[str, int] = field(default_factory=dict)
+
+
+def write_online(
+    infra: InfraSettings,
+    book: LoanBook,
+    load: OfflineLoad,
+    *,
+    members_per_chunk: int = MEMBERS_PER_CHUNK,
+    workers: int = LOAD_WORKERS,
+    progress: Callable[[int], None] | None = None,
+) -> OnlineWrite:
+    """Each member's latest offline values into the Redis online store, member chunk by member
+    chunk, then the window recorded in the registry as `materialize` records it.
+
+    `FeatureStore.materialize` pulls a feature view's every row in the window into one process
+    (at a million members one view grew past 14 GB); here each (chunk, view) pair runs Feast's
+    own materialization of that view with its source narrowed to the chunk's members, so what
+    reaches Redis is what `materialize` writes (the latest row per member, Feast's conversion,
+    Feast's online write) and memory is bounded by the chunk. `workers` pairs at a time, each
+    in its own process when more than one; `progress` hears each finished chunk's members."""
+    window = online_window(load)
+    done = OnlineWrite(window)
+    if window is None:
+        return done
     store = open_feature_store(infra)
-    store.config.materialization_config.online_write_batch_size = ONLINE_WRITE_BATCH
-    with into_log():  # Feast lists every view it materializes, in colour
-        store.materialize(start_date=start, end_date=end, feature_views=views)
+    views = [view.name for view in store.list_feature_views() if view.online]
+    env = feast_environment(infra)
+    jobs = ((view, ids) for ids in member_id_chunks(book, members_per_chunk) for view in views)
+
+    def finished(view: str, members: int) -> None:
+        done.members[view] = done.members.get(view, 0) + members
+        if progress is not None and view == views[-1]:
+            progress(members)
+
+    if workers <= 1:
+        for view, ids in jobs:
+            finished(view, write_online_chunk(infra, env, view, ids, window))
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            running: dict[Future[int], str] = {}
+            for view, ids in jobs:  # at most 2 x `workers` chunks in flight: memory stays bounded
+                running[pool.submit(write_online_chunk, infra, env, view, ids, window)] = view
+                if len(running) >= 2 * workers:
+                    complete, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in complete:
+                        finished(running.pop(future), future.result())
+            for future in as_completed(running):
+                finished(running[future], future.result())
+    for view in views:  # as `materialize` does after each view: incremental runs start here
+        store.registry.apply_materialization(
+            store.get_feature_view(view), store.project, window.start, window.end, commit=True
+        )
+    return done
+
+
+_STORES: dict[tuple[tuple[str, str], ...], FeatureStore] = {}
+
+
+def write_online_chunk(
+    infra: InfraSettings, env: dict[str, str], view_name: str, ids: list[str], window: OnlineWindow
+) -> int:
+    """Feast's materialization of one feature view for these members only (in a worker process
+    too); returns how many members it covered."""
+    os.environ.update(env)  # the parent's project and schema, whatever the worker inherited
+    key = tuple(sorted(env.items()))
+    store = _STORES.get(key)
+    if store is None:
+        store = _STORES[key] = open_feature_store(infra)
+        store.config.materialization_config.online_write_batch_size = ONLINE_WRITE_BATCH
+    view = chunk_view(store.get_feature_view(view_name), ids)
+    with into_log():
+        store._get_provider().materialize_single_feature_view(
+            config=store.config,
+            feature_view=view,
+            start_date=window.start,
+            end_date=window.end,
+            registry=store.registry,
+            project=store.project,
+            tqdm_builder=_no_progress,
+        )
+    return len(ids)
+
+
+def chunk_view(view: FeatureView, ids: list[str]) -> FeatureView:
+    """A copy of `view` whose offline source holds only these members' rows (the source's own
+    query, narrowed on the join key; PostgreSQL reads them through the member index)."""
+    from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
+        PostgreSQLSource,
+    )
+
+    source = view.batch_source
+    if not isinstance(source, PostgreSQLSource):
+        raise TypeError(f"{view.name}: an online write per chunk reads PostgreSQL sources only")
+    (key,) = [column.name for column in view.entity_columns]
+    members = ",".join("'" + str(i).replace("'", "''") + "'" for i in ids)
+    narrowed = PostgreSQLSource(
+        name=source.name,
+        query=(
+            f"SELECT * FROM {source.get_table_query_string()} AS whole "
+            f'WHERE whole."{key}" = ANY(ARRAY[{members}]::text[])'
+        ),
+        timestamp_field=source.timestamp_field,
+        created_timestamp_column=source.created_timestamp_column,
+        field_mapping=source.field_mapping,
+    )
+    copied = copy.copy(view)
+    copied.source = narrowed  # what Feast's local engine reads
+    copied.batch_source = narrowed
+    return copied
+
+
+def _no_progress(length: int) -> tqdm:
+    return tqdm(total=length, disable=True)

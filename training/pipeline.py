@@ -181,8 +181,8 @@ def load_into_feast(
     materialize: bool = True,
 ) -> None:
     """Feature snapshots, member chunk by member chunk, into the offline store; `feast apply`;
-    the latest values into the online store (unless `materialize` is off: training reads only
-    the offline store, and at a million members one Feast materialize process grew past 14 GB)."""
+    each member's latest values into the online store, chunk by chunk as well (unless
+    `materialize` is off: training reads only the offline store)."""
     started = time.perf_counter()
     with Progress(
         TextColumn("feature snapshots"),
@@ -210,9 +210,25 @@ def load_into_feast(
         echo("the online store is left as it was (--no-materialize)")
         return
     started = time.perf_counter()
-    feature_tables.materialize_online(infra, load)
+    with Progress(
+        TextColumn("online store"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f} members"),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("online", total=len(book.members))
+        written = feature_tables.write_online(
+            infra,
+            book,
+            load,
+            members_per_chunk=members_per_chunk,
+            workers=workers,
+            progress=lambda members: bar.advance(task, members),
+        )
     echo(
-        f"latest features materialized to the Redis online store in "
+        f"each member's latest features written to the Redis online store in chunks of "
+        f"{members_per_chunk:,} members ({len(written.members)} feature views) in "
         f"{time.perf_counter() - started:.1f}s"
     )
 
