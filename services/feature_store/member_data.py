@@ -200,11 +200,7 @@ class ActivityTableMemberData:
     async def _latest(self, member_id: str) -> dict[str, Any]:
         """The member's current value in each table's changelog (None: none, or erased)."""
         key = member_id.encode()
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.infra.kafka_bootstrap,
-            enable_auto_commit=False,
-            **client_options(self.infra),
-        )
+        consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(self.infra))
         await consumer.start()
         try:
             latest: dict[str, Any] = {}
