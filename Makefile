@@ -27,7 +27,7 @@ TEST_INSTANCE := ALAMA_RUN_DIR=$(CURDIR)/.run-test ALAMA_PORT_OFFSET=10000
 SYSTEM_PACKAGES := redis-server postgresql-15 openjdk-17-jre-headless maven
 
 .PHONY: help setup system-packages lock protos infra-up infra-down infra-status test test-down test-unit train \
-        test-integration test-e2e lint format demo fuzz bench bench-import up deploy-tools charts-check services-status services-down down clean \
+        test-integration test-e2e lint format demo fuzz chaos bench bench-import up deploy-tools charts-check services-status services-down down clean \
         compose-env
 
 help: ## List the targets
@@ -128,6 +128,9 @@ bench-import: setup ## Import 10 million mobile-money rows and measure time and 
 
 fuzz: setup ## Fuzz every gateway route from its OpenAPI schema, 1,000 examples each (no 5xx allowed)
 	ALAMA_FUZZ_EXAMPLES=1000 $(PY) -m pytest tests/unit/gateway/test_openapi_fuzz.py
+
+chaos: infra-up ## Break one thing at a time under load (kill -9 each service, restart the broker, stop Redis and PostgreSQL, scale scoring); writes bench/results/chaos.json and .md
+	$(PY) -m bench.chaos --scale standard
 
 bench: infra-up ## Measure the running system (API at 50/200/500 req/s, ONNX floor, pipeline); writes bench/results/latest.json and .md
 	$(PY) -m bench

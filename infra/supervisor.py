@@ -10,7 +10,11 @@ work and leave their groups), then SIGKILL after a grace period.
 The services inherit this process's environment: under ``make`` that includes ALAMA_DEV_MODE=1,
 without which they refuse the development secrets (services.common.settings) and exit at start.
 
+Scoring, explanation and audit can run as several replicas in one consumer group (``scale``):
+replica n is ``<service>-<n>`` with its ports moved by ``REPLICA_PORT_STEP * (n - 1)``.
+
     python -m infra.supervisor up|down|status [service ...]
+    python -m infra.supervisor scale scoring 3
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import grpc
@@ -63,17 +67,43 @@ def _grpc_serving(target: str) -> str | None:
     return None
 
 
+#: A replica's ports are its service's, shifted by this much per replica number above 1.
+REPLICA_PORT_STEP = 100
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
-    name: str
+    name: str  # the process's name under the run folder: the service, or "<service>-<n>"
     args: tuple[str, ...]
     #: None when the service answers like a client needs it to, else why not
     probe: Callable[[Mapping[str, str]], str | None]
     env: Mapping[str, str] = field(default_factory=dict)
+    #: the settings (environment variable: default port) a second replica must move
+    ports: Mapping[str, int] = field(default_factory=dict)
+    service: str = ""  # the package under services/; the name when empty
+
+    @property
+    def module(self) -> str:
+        return f"services.{self.service or self.name}"
 
     @property
     def command(self) -> list[str]:
-        return [PYTHON, "-m", f"services.{self.name}", *self.args]
+        return [PYTHON, "-m", self.module, *self.args]
+
+
+def replica(name: str, number: int) -> ServiceSpec:
+    """Replica `number` of a service (1 is the service itself): the same consumer group, its
+    own pid, log and ports, so the broker spreads the partitions over the replicas."""
+    base = BY_NAME[name]
+    if number == 1:
+        return base
+    if number < 1 or not base.ports:
+        raise SupervisorError(f"{name} has no replica {number}")
+    moved = {
+        key: str(service_port(port) + REPLICA_PORT_STEP * (number - 1))
+        for key, port in base.ports.items()
+    }
+    return replace(base, name=f"{name}-{number}", service=name, env={**base.env, **moved})
 
 
 def _env(env: Mapping[str, str], key: str, default: str) -> str:
@@ -95,9 +125,24 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         "feature_store", ("run",), _metrics_probe("ALAMA_FEATURE_STORE_METRICS_PORT", 9102)
     ),
-    ServiceSpec("scoring", (), _grpc_probe("ALAMA_SCORING_GRPC_PORT", 50051)),
-    ServiceSpec("explanation", (), _grpc_probe("ALAMA_EXPLANATION_GRPC_PORT", 50052)),
-    ServiceSpec("audit", ("run",), _metrics_probe("ALAMA_AUDIT_METRICS_PORT", 9105)),
+    ServiceSpec(
+        "scoring",
+        (),
+        _grpc_probe("ALAMA_SCORING_GRPC_PORT", 50051),
+        ports={"ALAMA_SCORING_GRPC_PORT": 50051, "ALAMA_SCORING_METRICS_PORT": 9103},
+    ),
+    ServiceSpec(
+        "explanation",
+        (),
+        _grpc_probe("ALAMA_EXPLANATION_GRPC_PORT", 50052),
+        ports={"ALAMA_EXPLANATION_GRPC_PORT": 50052, "ALAMA_EXPLANATION_METRICS_PORT": 9104},
+    ),
+    ServiceSpec(
+        "audit",
+        ("run",),
+        _metrics_probe("ALAMA_AUDIT_METRICS_PORT", 9105),
+        ports={"ALAMA_AUDIT_METRICS_PORT": 9105},
+    ),
     ServiceSpec("drift", ("run",), _metrics_probe("ALAMA_DRIFT_METRICS_PORT", 9106)),
     ServiceSpec(
         "gateway",
@@ -130,14 +175,22 @@ def _cmdline(pid: int) -> str:
 
 
 def pid_of(name: str) -> int | None:
-    """The live pid of a supervised service, None when it is not running."""
+    """The live pid of a supervised service (or replica), None when it is not running."""
     try:
         pid = int(_pid_path(name).read_text().strip())
     except (OSError, ValueError):
         return None
-    if pid_alive(pid) and f"services.{name}" in _cmdline(pid):
+    module = f"services.{name.split('-', 1)[0]} "
+    if pid_alive(pid) and module in _cmdline(pid) + " ":
         return pid
     return None
+
+
+def running_replicas(name: str) -> list[str]:
+    """The names of a service's replicas above the first that are running now."""
+    return sorted(
+        path.stem for path in services_dir().glob(f"{name}-*.pid") if pid_of(path.stem) is not None
+    )
 
 
 def _tail(name: str, lines: int = 25) -> str:
@@ -170,7 +223,7 @@ def start(
             process = subprocess.Popen(
                 spec.command,
                 cwd=REPO,
-                env={**os.environ, **spec.env, **overrides},
+                env={**os.environ, **overrides, **spec.env},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -186,7 +239,7 @@ def start(
                 f"{spec.name} exited during start-up; the end of {log_path(spec.name)}:\n"
                 + _tail(spec.name)
             )
-        reason = spec.probe(overrides)
+        reason = spec.probe({**overrides, **spec.env})
         if reason is None:
             return pid
         time.sleep(0.5)
@@ -245,9 +298,10 @@ def down(
     names: Sequence[str] | None = None, *, echo: Callable[[str], None] = console.print
 ) -> None:
     for spec in reversed(_select(names)):
-        if pid_of(spec.name) is not None:
-            stop(spec.name)
-            echo(f"  {spec.name:<13} stopped")
+        for name in [*running_replicas(spec.name), spec.name]:
+            if pid_of(name) is not None:
+                stop(name)
+                echo(f"  {name:<13} stopped")
 
 
 @dataclass(frozen=True)
@@ -263,11 +317,38 @@ class ServiceStatus:
 
 def status(env: Mapping[str, str] | None = None) -> list[ServiceStatus]:
     rows = []
-    for spec in SERVICES:
-        pid = pid_of(spec.name)
-        detail = "not running" if pid is None else (spec.probe(env or {}) or "ready")
-        rows.append(ServiceStatus(spec.name, pid, detail))
+    for base in SERVICES:
+        for spec in [
+            base,
+            *(replica(base.name, int(n.rsplit("-", 1)[1])) for n in running_replicas(base.name)),
+        ]:
+            pid = pid_of(spec.name)
+            probe_env = {**(env or {}), **spec.env}
+            detail = "not running" if pid is None else (spec.probe(probe_env) or "ready")
+            rows.append(ServiceStatus(spec.name, pid, detail))
     return rows
+
+
+def scale(
+    name: str,
+    replicas: int,
+    env: Mapping[str, str] | None = None,
+    *,
+    echo: Callable[[str], None] = console.print,
+) -> None:
+    """Run exactly `replicas` processes of a service in its consumer group: start the missing
+    ones (each waits until ready) and stop (SIGTERM: they finish and leave the group) the rest."""
+    if replicas < 1:
+        raise SupervisorError(f"{name} needs at least 1 replica, not {replicas}")
+    for number in range(1, replicas + 1):
+        spec = replica(name, number)
+        if pid_of(spec.name) is None:
+            pid = start(spec, env)
+            echo(f"  {spec.name:<13} ready (pid {pid})")
+    for extra in running_replicas(name):
+        if int(extra.rsplit("-", 1)[1]) > replicas:
+            stop(extra)
+            echo(f"  {extra:<13} stopped")
 
 
 def _print_status(rows: list[ServiceStatus]) -> None:
@@ -290,6 +371,9 @@ def main(argv: list[str]) -> int:
         if command == "down":
             down(names)
             return 0
+        if command == "scale" and len(argv) == 4 and argv[3].isdigit():
+            scale(argv[2], int(argv[3]))
+            return 0
         if command == "status":
             rows = status()
             _print_status(rows)
@@ -297,7 +381,7 @@ def main(argv: list[str]) -> int:
     except SupervisorError as exc:
         console.print(f"[bold red]services {command} failed:[/] {exc}")
         return 1
-    console.print(f"unknown command {command!r}; use up, down or status")
+    console.print(f"unknown command {command!r}; use up, down, status or scale SERVICE N")
     return 2
 
 
