@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import re
 import uuid
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, Self, TypeVar
@@ -261,3 +261,19 @@ def pseudonym_key_field() -> Any:
         validation_alias=PSEUDONYM_KEY_VARIABLE,
         description="HMAC key of member pseudonyms in spans, logs and the audit chain",
     )
+
+
+@dataclass
+class MemberRightsBackend:
+    """`MemberRights` as a host opened it, the pseudonym key, and what closes its connections."""
+
+    rights: MemberRights
+    pseudonym_key: bytes
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def member(self, tenant: str, member_id: str) -> MemberRef:
+        return MemberRef.of(tenant, member_id, self.pseudonym_key)
+
+    async def close(self) -> None:
+        for close in self.closers:
+            await close()

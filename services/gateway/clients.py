@@ -48,7 +48,7 @@ from services.gateway.rate_limits import RateLimiter
 from services.gateway.settings import GatewaySettings
 
 if TYPE_CHECKING:
-    from services.gateway.members import MemberRightsBackend
+    from services.common.member_rights import MemberRightsBackend
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("alama.gateway")
@@ -359,7 +359,8 @@ class Backends:
     revocations: Revocations | None = None
     #: None only where a test does not limit rates
     limiter: RateLimiter | None = None
-    #: members' export and erasure; None unless ALAMA_GATEWAY_MEMBER_RIGHTS is on (503)
+    #: members' export and erasure (member_rights.wiring), given by whoever hosts the app with
+    #: every member store: a gateway image holds none of them, so there it is None (503)
     members: MemberRightsBackend | None = None
 
     async def close(self) -> None:
@@ -392,12 +393,4 @@ async def open_backends(settings: GatewaySettings) -> Backends:
         ),
         revocations=RedisRevocations(redis, settings.redis_timeout_seconds),
         limiter=RateLimiter.on_redis(redis, settings),
-        members=await _open_members(settings) if settings.member_rights else None,
     )
-
-
-async def _open_members(settings: GatewaySettings) -> MemberRightsBackend:
-    from services.gateway.members import open_member_rights  # opens other services' stores
-
-    key = settings.member_pseudonym_key.get_secret_value().encode()
-    return await open_member_rights(settings.infra, key)

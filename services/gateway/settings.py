@@ -23,7 +23,6 @@ from limits import parse
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.common.member_rights import pseudonym_key_field
 from services.common.settings import ServiceSettings, service_port
 from services.common.topics import LOAN_APPLICATIONS, MOBILE_MONEY_TRANSACTIONS
 
@@ -97,13 +96,6 @@ class GatewaySettings(ServiceSettings):
     webhook_tolerance_seconds: int = Field(default=300, description="oldest accepted delivery")
     max_webhook_transactions: int = Field(default=500, ge=1, le=MAX_WEBHOOK_TRANSACTIONS)
     pseudonym_key: SecretStr = SecretStr("dev-only-pseudonym-key-change-me")
-    member_pseudonym_key: SecretStr = pseudonym_key_field()
-    member_rights: bool = Field(
-        default=False,
-        description="serve /v1/admin/members (export, erasure): the gateway then also needs the"
-        " audit owner login and MAC key (ALAMA_AUDIT_*) and reaches Feast and the feature"
-        " store's changelogs; off, those routes answer 503",
-    )
     max_batch: int = Field(default=1000, ge=1, le=MAX_BATCH_APPLICATIONS)
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="largest JSON API body; larger is a 413"

@@ -26,12 +26,13 @@ from aiokafka.partitioner import DefaultPartitioner
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import SecretStr
 
+from member_rights.wiring import open_member_rights
 from services.audit.chain import ERASURE_PAYLOAD_TYPE, draft_from_event
 from services.audit.settings import AuditSettings
 from services.audit.store import AuditStore
 from services.common.envelope import decode, encode, wrap
 from services.common.kafka import create_producer
-from services.common.member_rights import member_pseudonym
+from services.common.member_rights import MemberRightsBackend, member_pseudonym
 from services.common.postgres import create_pool
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, DecisionBand
@@ -45,7 +46,6 @@ from services.explanation.store import DecisionStore, StoredDecision
 from services.feature_store.member_data import ACTIVITY_TABLES, FeastMemberData
 from services.gateway.app import create_app
 from services.gateway.clients import Backends
-from services.gateway.members import MemberRightsBackend, open_member_rights
 from services.gateway.security import issue_token
 from services.gateway.settings import GatewaySettings
 from tests.integration.feast_projects import feast_project
@@ -206,7 +206,6 @@ async def stores(infra: InfraSettings, world: World, tmp_path: Path) -> AsyncIte
 def _client(stores: Stores) -> tuple[httpx.AsyncClient, GatewaySettings]:
     settings = GatewaySettings(
         jwt_secret=SecretStr("member-rights-it-jwt-secret-32-bytes-long"),
-        member_pseudonym_key=SecretStr(KEY.decode()),
     )
     app = create_app(
         settings,

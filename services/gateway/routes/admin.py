@@ -102,8 +102,7 @@ _MEMBER_RESPONSES: dict[int | str, dict[str, Any]] = {
 def _member(backends: Backends, admin: Principal, member_id: str) -> MemberRef:
     if backends.members is None:
         raise UpstreamUnavailable(
-            "member rights are not served by this gateway (ALAMA_GATEWAY_MEMBER_RIGHTS);"
-            " use `python -m services.gateway members`"
+            "member rights are not served by this gateway; use `python -m member_rights`"
         )
     try:
         return backends.members.member(admin.tenant, member_id)

@@ -10,7 +10,12 @@ from datetime import UTC, datetime
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from services.common.member_rights import ErasureRequest, MemberRef, MemberRights
+from services.common.member_rights import (
+    ErasureRequest,
+    MemberRef,
+    MemberRights,
+    MemberRightsBackend,
+)
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import (
     CreditDecision,
@@ -28,7 +33,6 @@ from services.common.protos.alama.scoring.v1 import scoring_pb2, scoring_pb2_grp
 from services.common.telemetry import inject_kafka_headers
 from services.gateway.clients import SCORING_SERVICE
 from services.gateway.errors import NotFound, UpstreamUnavailable
-from services.gateway.members import MemberRightsBackend
 
 KNOWN_MEMBERS = frozenset({"M-1", "M-2", "M-3"})
 DECIDED_AT = datetime(2026, 1, 5, 8, 30, tzinfo=UTC)

@@ -1,29 +1,35 @@
-"""Members' rights wiring: the stores that hold a member's data, opened for the admin API and CLI.
+"""Members' rights wiring: the stores that hold a member's data, opened for the CLI and admin API.
 
 This is the one place outside a service that opens other services' stores, and it does so on
 purpose: an export must answer synchronously with every store's data, and no service serves its
 members' data over gRPC yet. Each store's queries stay in its own service folder (the explanation
 store, the audit store, `feature_store.member_data`); this module only opens them with each
 service's settings (`ALAMA_EXPLANATION_DB_SCHEMA`, `ALAMA_AUDIT_*`, `ALAMA_FEATURE_STORE_APP_ID`)
-and adapts them to `services.common.member_rights`. The cost is that a gateway serving these
-routes holds the audit owner's login and the audit MAC key, so it is off unless
-``ALAMA_GATEWAY_MEMBER_RIGHTS`` is on; the CLI (an operator's shell) is the default way in. The
-next step is for each service to act on an erasure event and answer an export over gRPC.
+and adapts them to `services.common.member_rights`. It lives beside the services, not in one
+(a service imports only itself and the shared library, and its image holds nothing else), and it
+holds the audit owner's login and the audit MAC key, which no public-facing process should: the
+CLI (`python -m member_rights`, an operator's shell) is the way in, and the gateway's admin routes
+answer only where a host injects this backend. The next step is for each service to act on an
+erasure event and answer an export over gRPC, so the gateway can serve them itself.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 from google.protobuf.json_format import MessageToDict
 
 from services.audit.settings import AuditSettings
 from services.audit.store import AuditStore, personal_fields
-from services.common.member_rights import ErasureRequest, MemberDataHolder, MemberRef, MemberRights
+from services.common.member_rights import (
+    ErasureRequest,
+    MemberDataHolder,
+    MemberRef,
+    MemberRights,
+    MemberRightsBackend,
+)
 from services.common.postgres import create_pool
 from services.common.settings import InfraSettings
 from services.explanation.store import DecisionStore
@@ -105,22 +111,6 @@ class AuditHolder:
         return result.events_erased, result.erasure_seq
 
 
-@dataclass
-class MemberRightsBackend:
-    """`MemberRights` with the pools it opened, and the pseudonym key."""
-
-    rights: MemberRights
-    pseudonym_key: bytes
-    pools: list[asyncpg.Pool] = field(default_factory=list)
-
-    def member(self, tenant: str, member_id: str) -> MemberRef:
-        return MemberRef.of(tenant, member_id, self.pseudonym_key)
-
-    async def close(self) -> None:
-        for pool in self.pools:
-            await pool.close()
-
-
 async def open_member_rights(
     infra: InfraSettings,
     pseudonym_key: bytes,
@@ -144,4 +134,6 @@ async def open_member_rights(
         DecisionsHolder(DecisionStore(shared, schema)),
     ]
     audit_holder = AuditHolder(AuditStore(owner, audit.db_schema, mac_key=audit.mac_key_bytes))
-    return MemberRightsBackend(MemberRights(stores, audit_holder), pseudonym_key, [shared, owner])
+    return MemberRightsBackend(
+        MemberRights(stores, audit_holder), pseudonym_key, [shared.close, owner.close]
+    )
