@@ -11,6 +11,7 @@ beside the data for fairness audits only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -411,7 +412,7 @@ def application_features(
     amount_kes: ArrayLike,
     term_months: ArrayLike,
     product: ArrayLike,
-    profile: pd.DataFrame,
+    profile: pd.DataFrame | Mapping[str, ArrayLike],
     mm_inflow_sum_90d: ArrayLike,
 ) -> pd.DataFrame:
     """Application-time ratios (Feast on-demand features) and the product indicator.
@@ -419,6 +420,20 @@ def application_features(
     `profile` holds the member-profile features (income, deposits, share capital, existing
     balance, deposit change), row-aligned with the application arrays.
     """
+    return pd.DataFrame(
+        application_arrays(amount_kes, term_months, product, profile, mm_inflow_sum_90d)
+    )
+
+
+def application_arrays(
+    amount_kes: ArrayLike,
+    term_months: ArrayLike,
+    product: ArrayLike,
+    profile: pd.DataFrame | Mapping[str, ArrayLike],
+    mm_inflow_sum_90d: ArrayLike,
+) -> dict[str, np.ndarray]:
+    """`application_features` as float64 arrays by name (in APPLICATION_FEATURES order), for
+    scoring's hot path, which builds no DataFrame."""
 
     def col(values: ArrayLike, floor: float | None = None) -> np.ndarray:
         arr = np.nan_to_num(np.asarray(values, dtype=np.float64))
@@ -430,20 +445,18 @@ def application_features(
     deposits = col(profile["deposits_kes"], 1.0)
     savings = col(profile["deposits_kes"]) + col(profile["share_capital_kes"])
     instalment = amount * (1.0 + FLAT_ANNUAL_INTEREST * term / 12.0) / term
-    out = pd.DataFrame(
-        {
-            "amount_kes": amount,
-            "term_months": term,
-            "loan_to_income": amount / (12.0 * income),
-            "instalment_to_income": amount / term / income,
-            "loan_to_deposits": amount / deposits,
-            "loan_to_savings": amount / np.maximum(savings, 1.0),
-            "debt_service_ratio": (instalment + col(profile["existing_loan_balance_kes"]) / 12.0)
-            / income,
-            "inflow_90d_to_income": col(mm_inflow_sum_90d) / income,
-            "deposits_change_6m_to_income": col(profile["deposits_change_6m_kes"]) / income,
-        }
-    )
+    out = {
+        "amount_kes": amount,
+        "term_months": term,
+        "loan_to_income": amount / (12.0 * income),
+        "instalment_to_income": amount / term / income,
+        "loan_to_deposits": amount / deposits,
+        "loan_to_savings": amount / np.maximum(savings, 1.0),
+        "debt_service_ratio": (instalment + col(profile["existing_loan_balance_kes"]) / 12.0)
+        / income,
+        "inflow_90d_to_income": col(mm_inflow_sum_90d) / income,
+        "deposits_change_6m_to_income": col(profile["deposits_change_6m_kes"]) / income,
+    }
     products = np.asarray(product).astype(str)
     for p in PRODUCTS:
         out[f"product_{p}"] = (products == p).astype(np.float64)
@@ -462,6 +475,9 @@ class ModelInputs:
     mobile_money_mask: np.ndarray  # float32 [N, 13]
 
 
+_MONEY_COLUMNS = np.array([j for j, f in enumerate(TABULAR_FEATURES) if f in MONEY_FEATURES])
+
+
 def _stack(column: pd.Series, width: int) -> np.ndarray:
     values = [np.zeros(width) if v is None else np.asarray(v, dtype=np.float64) for v in column]
     return np.vstack(values) if values else np.zeros((0, width))
@@ -477,11 +493,24 @@ def model_inputs(features: pd.DataFrame) -> ModelInputs:
     if missing:
         raise KeyError(f"features missing: {missing}")
     tabular = features[list(TABULAR_FEATURES)].to_numpy(dtype=np.float64)
+    sequences = {c: _stack(features[c], REPAYMENT_MONTHS) for c in REPAYMENT_SEQUENCES} | {
+        c: _stack(features[c], MOBILE_MONEY_WEEKS) for c in MOBILE_MONEY_SEQUENCES
+    }
+    return model_inputs_from_arrays(tabular, sequences)
+
+
+def model_inputs_from_arrays(
+    tabular: np.ndarray, sequences: Mapping[str, np.ndarray]
+) -> ModelInputs:
+    """Both models' inputs from the tabular features [N, len(TABULAR_FEATURES)] (float64, NaN
+    where missing) and each sequence [N, steps] (zeros where nothing was observed)."""
+    missing = [f for f in (*REPAYMENT_SEQUENCES, *MOBILE_MONEY_SEQUENCES) if f not in sequences]
+    if missing or tabular.ndim != 2 or tabular.shape[1] != len(TABULAR_FEATURES):
+        raise KeyError(f"features missing: {missing or 'tabular columns'}")
     static = tabular.copy()
-    for j, name in enumerate(TABULAR_FEATURES):
-        if name in MONEY_FEATURES:
-            static[:, j] = np.sign(static[:, j]) * np.log1p(np.abs(static[:, j]))
-    due, paid, late, rmask = (_stack(features[c], REPAYMENT_MONTHS) for c in REPAYMENT_SEQUENCES)
+    money = static[:, _MONEY_COLUMNS]
+    static[:, _MONEY_COLUMNS] = np.sign(money) * np.log1p(np.abs(money))
+    due, paid, late, rmask = (sequences[c] for c in REPAYMENT_SEQUENCES)
     paid_ratio = np.divide(paid, due, out=np.ones_like(due), where=due > 0).clip(0.0, 2.0)
     repayments = np.stack(
         [
@@ -492,7 +521,7 @@ def model_inputs(features: pd.DataFrame) -> ModelInputs:
         ],
         axis=-1,
     )
-    mm = [_stack(features[c], MOBILE_MONEY_WEEKS) for c in MOBILE_MONEY_SEQUENCES]
+    mm = [sequences[c] for c in MOBILE_MONEY_SEQUENCES]
     mmask = mm[-1]
     mobile_money = (
         np.stack(
