@@ -269,6 +269,7 @@ async def test_consumer_appends_once_and_chain_survives_erasure_and_retention(
     assert records[0].personal == {
         "member_id": members[first_app],
         "national_id_hash": f"nid-{members[first_app]}",
+        "amount_kes": 30_000.0,  # what the member declared is theirs too
     }
     assert members[first_app] not in records[0].row.payload
 
