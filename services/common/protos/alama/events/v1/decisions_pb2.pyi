@@ -32,7 +32,7 @@ class ReasonCode(_message.Message):
     def __init__(self, code: _Optional[str] = ..., description: _Optional[str] = ..., contribution: _Optional[float] = ...) -> None: ...
 
 class CreditDecision(_message.Message):
-    __slots__ = ("decision_id", "application_id", "member_id", "model_version", "probability_of_default", "score", "band", "reasons", "decided_at", "features", "gbm_probability", "lstm_probability", "repayment_attention", "mobile_money_attention", "tenant_id")
+    __slots__ = ("decision_id", "application_id", "member_id", "model_version", "probability_of_default", "score", "band", "reasons", "decided_at", "features", "gbm_probability", "lstm_probability", "repayment_attention", "mobile_money_attention", "tenant_id", "contributions")
     class FeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,7 @@ class CreditDecision(_message.Message):
     REPAYMENT_ATTENTION_FIELD_NUMBER: _ClassVar[int]
     MOBILE_MONEY_ATTENTION_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     application_id: str
     member_id: str
@@ -70,4 +71,5 @@ class CreditDecision(_message.Message):
     repayment_attention: _containers.RepeatedScalarFieldContainer[float]
     mobile_money_attention: _containers.RepeatedScalarFieldContainer[float]
     tenant_id: str
-    def __init__(self, decision_id: _Optional[str] = ..., application_id: _Optional[str] = ..., member_id: _Optional[str] = ..., model_version: _Optional[str] = ..., probability_of_default: _Optional[float] = ..., score: _Optional[int] = ..., band: _Optional[_Union[DecisionBand, str]] = ..., reasons: _Optional[_Iterable[_Union[ReasonCode, _Mapping]]] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., features: _Optional[_Mapping[str, float]] = ..., gbm_probability: _Optional[float] = ..., lstm_probability: _Optional[float] = ..., repayment_attention: _Optional[_Iterable[float]] = ..., mobile_money_attention: _Optional[_Iterable[float]] = ..., tenant_id: _Optional[str] = ...) -> None: ...
+    contributions: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, decision_id: _Optional[str] = ..., application_id: _Optional[str] = ..., member_id: _Optional[str] = ..., model_version: _Optional[str] = ..., probability_of_default: _Optional[float] = ..., score: _Optional[int] = ..., band: _Optional[_Union[DecisionBand, str]] = ..., reasons: _Optional[_Iterable[_Union[ReasonCode, _Mapping]]] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., features: _Optional[_Mapping[str, float]] = ..., gbm_probability: _Optional[float] = ..., lstm_probability: _Optional[float] = ..., repayment_attention: _Optional[_Iterable[float]] = ..., mobile_money_attention: _Optional[_Iterable[float]] = ..., tenant_id: _Optional[str] = ..., contributions: _Optional[_Iterable[float]] = ...) -> None: ...
