@@ -19,7 +19,7 @@ from services.common.telemetry import setup_tracing, start_metrics
 from services.scoring.consumer import build_consumer
 from services.scoring.ledger import KEY_PREFIX as LEDGER_PREFIX
 from services.scoring.ledger import RedisLedger
-from services.scoring.online_features import OnlineFeatures
+from services.scoring.online_features import RedisOnlineFeatures
 from services.scoring.publisher import DecisionPublisher
 from services.scoring.scorer import Scorer
 from services.scoring.server import start_server
@@ -42,7 +42,7 @@ def build_scorer(settings: ScoringSettings) -> Scorer:
     repo = Path(settings.feature_repo)
     store = open_feature_store(settings.infra, repo if repo.is_absolute() else REPO_ROOT / repo)
     return Scorer(
-        OnlineFeatures(store),
+        RedisOnlineFeatures(store),
         load_served_bundle(settings.bundle_dir, threads=settings.model_threads),
         bundle_dir=settings.bundle_dir,
         ledger=build_ledger(settings),

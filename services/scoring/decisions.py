@@ -56,8 +56,14 @@ def build_decisions(
     model_version: str,
     decided_at: datetime,
     max_reasons: int = 4,
+    model_columns: np.ndarray | None = None,
 ) -> list[CreditDecision]:
-    """One decision per application, row-aligned with the scores and feature arrays."""
+    """One decision per application, row-aligned with the scores and feature arrays.
+
+    `contributions` span the whole vocabulary (TABULAR_FEATURES); those of the features the
+    model reads (`model_columns`, the bundle's order) travel in the decision for explanation.
+    """
+    carried = None if model_columns is None else contributions[:, model_columns]
     decisions = []
     for i, application in enumerate(applications):
         decision = CreditDecision(
@@ -75,6 +81,7 @@ def build_decisions(
             lstm_probability=float(scores.lstm_probability[i]),
             repayment_attention=scores.repayment_attention[i].astype(float).tolist(),
             mobile_money_attention=scores.mobile_money_attention[i].astype(float).tolist(),
+            contributions=None if carried is None else carried[i].tolist(),
         )
         decision.decided_at.FromDatetime(decided_at)
         decisions.append(decision)
@@ -108,6 +115,7 @@ def build_tabular_decisions(
             reasons=model.reasons(contributions[i], encoded[i], limit=max_reasons),
             features={name: float(v) for name, v in zip(names, encoded[i], strict=True)},
             gbm_probability=float(scores.model_probability[i]),
+            contributions=np.asarray(contributions[i], dtype=np.float64).tolist(),
         )
         decision.decided_at.FromDatetime(decided_at)
         decisions.append(decision)

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from services.common.bundle import ModelBundle, ServedBundle, load_served_bundle
-from services.common.features import model_inputs
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.tabular_bundle import TabularBundle
@@ -183,9 +182,9 @@ class Scorer:
                         ),
                     )
             if scoreable:
-                frame = online.features.iloc[scoreable].reset_index(drop=True)
-                inputs = model_inputs(frame)
+                inputs = online.model_inputs(scoreable)
                 scores = model.score(inputs)
+                # TreeSHAP once per decision, batched: the reasons and the explanation's share
                 contributions = model.contributions(inputs.tabular)
                 chosen = [applications[valid[k]] for k in scoreable]
                 decisions = build_decisions(
@@ -196,6 +195,7 @@ class Scorer:
                     model_version=model.version,
                     decided_at=datetime.now(UTC),
                     max_reasons=self.max_reasons,
+                    model_columns=model.columns,
                 )
                 for k, decision in zip(scoreable, decisions, strict=True):
                     outcomes[valid[k]] = Outcome(applications[valid[k]], decision=decision)

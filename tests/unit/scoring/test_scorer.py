@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from services.common.errors import InvalidEvent
@@ -40,9 +38,7 @@ class UnknownMembers:
 
     def fetch(self, applications: Sequence[LoanApplicationSubmitted]) -> OnlineBatch:
         self.asked.extend(a.member_id for a in applications)
-        return OnlineBatch(
-            pd.DataFrame(index=range(len(applications))), np.zeros(len(applications), bool)
-        )
+        return OnlineBatch.unknown(len(applications))
 
 
 class NoModel:
