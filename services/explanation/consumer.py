@@ -62,7 +62,7 @@ class ExplanationPipeline:
             unique.setdefault(item.decision.decision_id, item)
         items = list(unique.values())
         outcomes = await self.explainer.explain(
-            [p.decision for p in items], explained_at=datetime.now(UTC), path="kafka"
+            [p.decision for p in items], explained_at=datetime.now(UTC), path="kafka", checked=True
         )
         explained: list[Pending] = []
         for item, outcome in zip(items, outcomes, strict=True):

@@ -3,9 +3,11 @@
 A decision is explained by the model that made it: its `model_version` names a bundle folder
 under the bundle root, loaded once and kept in a small cache. A tabular bundle (trained on a
 lender's own table) is explained over its own encoded columns, with reasons per source column.
-The GBM part is exact TreeSHAP (`shap.TreeExplainer` on the bundle's native `gbm.txt`) in
-log-odds, over the features the scoring service recorded in the decision, so contributions plus
-the expected value equal the booster's raw score. The LSTM part is the attention the scoring
+The GBM part is exact TreeSHAP in log-odds, over the features the scoring service recorded in
+the decision, so contributions plus the expected value equal the booster's raw score: scoring
+computes them once (LightGBM's native contributions, batched) and carries them in the decision;
+a decision made before they were carried gets them here (`shap.TreeExplainer` on the bundle's
+native `gbm.txt`). The LSTM part is the attention the scoring
 service already put in the decision; when it concentrates on a few months (or weeks) one more
 reason says so in words.
 Everything here is synchronous and CPU-bound: `ExplainerPool` runs it off the event loop.
@@ -54,6 +56,7 @@ UNKNOWN_MODEL_VERSION = "unknown_model_version"
 UNUSABLE_MODEL_BUNDLE = "unusable_model_bundle"
 MALFORMED_FEATURES = "malformed_features"
 MALFORMED_ATTENTION = "malformed_attention"
+MALFORMED_CONTRIBUTIONS = "malformed_contributions"
 MISSING_FIELD = "missing_field"
 
 #: Attention "concentrates" when this many neighbouring steps hold at least this share of it.
@@ -95,6 +98,11 @@ class TreeModel:
         columns = np.array([TABULAR_FEATURES.index(n) for n in names], dtype=np.int64)
         return cls(version, booster, shap.TreeExplainer(booster), columns)
 
+    @property
+    def read_columns(self) -> np.ndarray:
+        """Where the features the model reads sit in `feature_names` (the bundle's order)."""
+        return self.columns
+
     def contributions(self, tabular: np.ndarray) -> tuple[np.ndarray, float]:
         """[N, len(TABULAR_FEATURES)] log-odds contributions (0 for a feature the model does not
         use) and the expected log-odds (the bias)."""
@@ -118,6 +126,10 @@ class LinearModel:
     bundle: ModelBundle
     feature_names: tuple[str, ...] = TABULAR_FEATURES
     method: Explainer = Explainer.EXPLAINER_LINEAR_TERMS
+
+    @property
+    def read_columns(self) -> np.ndarray:
+        return self.bundle.columns
 
     def contributions(self, tabular: np.ndarray) -> tuple[np.ndarray, float]:
         x = np.asarray(tabular, dtype=np.float64).reshape(-1, len(TABULAR_FEATURES))
@@ -146,6 +158,10 @@ class TabularModel:
         if self.bundle.booster is not None:
             return Explainer.EXPLAINER_TREE_SHAP
         return Explainer.EXPLAINER_LINEAR_TERMS
+
+    @property
+    def read_columns(self) -> np.ndarray:
+        return np.arange(len(self.bundle.feature_names))
 
     def contributions(self, rows: np.ndarray) -> tuple[np.ndarray, float]:
         return self.bundle.contributions(rows)
@@ -225,9 +241,14 @@ class BundleCache:
         return model
 
 
-def tabular_row(decision: CreditDecision, names: Sequence[str] = TABULAR_FEATURES) -> np.ndarray:
-    """The decision's model inputs in the model's feature order; raises when they are unusable."""
+def tabular_row(
+    decision: CreditDecision, names: Sequence[str] = TABULAR_FEATURES, *, checked: bool = False
+) -> np.ndarray:
+    """The decision's model inputs in the model's feature order; raises when they are unusable
+    (unless `checked`: they were found usable already)."""
     features = decision.features
+    if checked:
+        return np.array([features[name] for name in names], dtype=np.float64)
     missing = [name for name in names if name not in features]
     if missing:
         shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
@@ -237,6 +258,22 @@ def tabular_row(decision: CreditDecision, names: Sequence[str] = TABULAR_FEATURE
         bad = [n for n, v in zip(names, row, strict=True) if not np.isfinite(v)]
         raise InvalidEvent(MALFORMED_FEATURES, f"non-finite values: {', '.join(bad[:5])}")
     return row
+
+
+def carried_contributions(decision: CreditDecision, model: ExplainedModel) -> np.ndarray | None:
+    """The contributions scoring computed for this decision, over `model.feature_names` (0 for a
+    feature the model does not read); None for a decision made before scoring carried them."""
+    if not decision.contributions:
+        return None
+    columns = model.read_columns
+    if len(decision.contributions) != len(columns):
+        raise InvalidEvent(
+            MALFORMED_CONTRIBUTIONS,
+            f"{len(decision.contributions)} contributions for a model of {len(columns)} features",
+        )
+    full = np.zeros(len(model.feature_names))
+    full[columns] = decision.contributions
+    return full
 
 
 def _check_attention(name: str, weights: Sequence[float], steps: int) -> None:
@@ -258,6 +295,8 @@ def validate(decision: CreditDecision) -> None:
         raise InvalidEvent(MALFORMED_FEATURES, f"non-finite values: {', '.join(sorted(bad)[:5])}")
     _check_attention("repayment_attention", decision.repayment_attention, REPAYMENT_MONTHS)
     _check_attention("mobile_money_attention", decision.mobile_money_attention, MOBILE_MONEY_WEEKS)
+    if not np.all(np.isfinite(np.asarray(decision.contributions, dtype=np.float64))):
+        raise InvalidEvent(MALFORMED_CONTRIBUTIONS, "contributions must be finite")
 
 
 @dataclass(frozen=True)
@@ -367,20 +406,34 @@ class DecisionExplainer:
     def check(self, decision: CreditDecision) -> None:
         """Raise `InvalidEvent` unless the decision can be explained (loads its bundle once)."""
         validate(decision)
-        tabular_row(decision, self.models.get(decision.model_version).feature_names)
+        self.check_against_model(decision)
+
+    def check_against_model(self, decision: CreditDecision) -> None:
+        """`check`, less what `validate` checks: what the decision's bundle needs of it."""
+        model = self.models.get(decision.model_version)
+        tabular_row(decision, model.feature_names)
+        carried_contributions(decision, model)
 
     def explain(
-        self, decisions: Sequence[CreditDecision], *, explained_at: datetime
+        self,
+        decisions: Sequence[CreditDecision],
+        *,
+        explained_at: datetime,
+        checked: bool = False,
     ) -> list[Outcome]:
-        """One outcome per decision, in order; TreeSHAP runs once per model version."""
+        """One outcome per decision, in order. The contributions scoring carried are used as
+        they are; TreeSHAP runs, once per model version, only for decisions without them.
+        `checked`: every decision passed `check` already (the Kafka path), so it is validated
+        once, not twice."""
         outcomes: list[Outcome | None] = [None] * len(decisions)
         groups: dict[str, list[int]] = {}
         for i, decision in enumerate(decisions):
-            try:
-                validate(decision)
-            except InvalidEvent as exc:
-                outcomes[i] = Outcome(decision, error=exc)
-                continue
+            if not checked:
+                try:
+                    validate(decision)
+                except InvalidEvent as exc:
+                    outcomes[i] = Outcome(decision, error=exc)
+                    continue
             groups.setdefault(decision.model_version, []).append(i)
         for version, members in groups.items():
             try:
@@ -389,20 +442,24 @@ class DecisionExplainer:
                 for i in members:
                     outcomes[i] = Outcome(decisions[i], error=exc)
                 continue
-            rows: list[tuple[int, np.ndarray]] = []
+            rows: list[tuple[int, np.ndarray, np.ndarray | None]] = []
             for i in members:
                 try:
-                    rows.append((i, tabular_row(decisions[i], model.feature_names)))
+                    row = tabular_row(decisions[i], model.feature_names, checked=checked)
+                    rows.append((i, row, carried_contributions(decisions[i], model)))
                 except InvalidEvent as exc:
                     outcomes[i] = Outcome(decisions[i], error=exc)
-            if not rows:
-                continue
-            contributions, _expected = model.contributions(np.vstack([row for _i, row in rows]))
-            for k, (i, row) in enumerate(rows):
+            older = [k for k, (_i, _row, carried) in enumerate(rows) if carried is None]
+            computed: dict[int, np.ndarray] = {}
+            if older:  # decisions from before scoring carried its contributions
+                values, _expected = model.contributions(np.vstack([rows[k][1] for k in older]))
+                computed = dict(zip(older, values, strict=True))
+            for k, (i, row, carried) in enumerate(rows):
+                contributions = carried if carried is not None else computed[k]
                 outcomes[i] = Outcome(
                     decisions[i],
                     explanation=self._explanation(
-                        decisions[i], model, row, contributions[k], explained_at
+                        decisions[i], model, row, contributions, explained_at
                     ),
                 )
         return [o for o in outcomes if o is not None]
@@ -452,18 +509,25 @@ class ExplainerPool:
     async def check(self, decision: CreditDecision) -> None:
         validate(decision)  # cheap: on the loop
         if self.explainer.models.cached(decision.model_version):
-            self.explainer.check(decision)  # the bundle is loaded: a dictionary lookup
+            self.explainer.check_against_model(decision)  # the bundle is loaded: a lookup
         else:
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self.pool, self.explainer.check, decision)
+            await loop.run_in_executor(self.pool, self.explainer.check_against_model, decision)
 
     async def explain(
-        self, decisions: Sequence[CreditDecision], *, explained_at: datetime, path: str
+        self,
+        decisions: Sequence[CreditDecision],
+        *,
+        explained_at: datetime,
+        path: str,
+        checked: bool = False,
     ) -> list[Outcome]:
         started = time.perf_counter()
         outcomes = await asyncio.get_running_loop().run_in_executor(
             self.pool,
-            lambda: self.explainer.explain(list(decisions), explained_at=explained_at),
+            lambda: self.explainer.explain(
+                list(decisions), explained_at=explained_at, checked=checked
+            ),
         )
         EXPLAIN_SECONDS.labels(path).observe(time.perf_counter() - started)
         EXPLANATIONS.labels(path).inc(sum(o.explanation is not None for o in outcomes))

@@ -303,3 +303,73 @@ def test_bundle_cache_loads_each_version_once_and_keeps_a_few(
     with pytest.raises(InvalidEvent) as raised:
         BundleCache(tmp_path, loader=broken).get("v1")
     assert raised.value.reason == "unusable_model_bundle"
+
+
+def test_carried_contributions_are_used_and_older_decisions_are_recomputed(
+    model: TreeModel, rows: np.ndarray
+) -> None:
+    native = np.asarray(model.booster.predict(rows, pred_contrib=True))[:, :-1]  # as scoring
+    carried = [decision_for(row, i, contributions=native[i].tolist()) for i, row in enumerate(rows)]
+    older = [decision_for(row, i) for i, row in enumerate(rows)]  # before the field existed
+    explainer = DecisionExplainer(Models(model))
+    for new, old in zip(
+        explainer.explain(carried, explained_at=AT),
+        explainer.explain(older, explained_at=AT),
+        strict=True,
+    ):
+        assert new.explanation is not None and old.explanation is not None
+        assert [c.feature for c in new.explanation.contributions] == [
+            c.feature for c in old.explanation.contributions
+        ]
+        np.testing.assert_allclose(
+            [c.contribution for c in new.explanation.contributions],
+            [c.contribution for c in old.explanation.contributions],
+            rtol=0,
+            atol=1e-9,
+        )
+        assert [r.code for r in new.explanation.reasons] == [
+            r.code for r in old.explanation.reasons
+        ]
+    # what is carried is what is explained: no TreeSHAP for a decision that brings its own
+    doubled = decision_for(rows[0], 0, contributions=(2 * native[0]).tolist())
+    (outcome,) = explainer.explain([doubled], explained_at=AT)
+    assert outcome.explanation is not None
+    shown = {c.feature: c.contribution for c in outcome.explanation.contributions}
+    assert [shown[name] for name in TABULAR_FEATURES] == (2 * native[0]).tolist()
+
+
+def test_malformed_carried_contributions_are_errors(model: TreeModel, rows: np.ndarray) -> None:
+    short = decision_for(rows[0], 0, contributions=[0.1, 0.2])
+    nan = decision_for(rows[1], 1, contributions=[float("nan")] * len(TABULAR_FEATURES))
+    outcomes = DecisionExplainer(Models(model)).explain([short, nan], explained_at=AT)
+    assert [o.error.reason if o.error else None for o in outcomes] == [
+        "malformed_contributions",
+        "malformed_contributions",
+    ]
+    with pytest.raises(InvalidEvent, match="2 contributions"):
+        DecisionExplainer(Models(model)).check(short)
+
+
+async def test_a_checked_decision_is_validated_once(
+    model: TreeModel, rows: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.explanation import explainer as module
+
+    validated: list[str] = []
+    real = module.validate
+
+    def counting(decision: CreditDecision) -> None:
+        validated.append(decision.decision_id)
+        real(decision)
+
+    monkeypatch.setattr(module, "validate", counting)
+    pool = module.ExplainerPool(DecisionExplainer(Models(model)))
+    try:
+        decisions = [decision_for(row, i) for i, row in enumerate(rows[:3])]
+        for decision in decisions:
+            await pool.check(decision)  # the Kafka handler
+        outcomes = await pool.explain(decisions, explained_at=AT, path="kafka", checked=True)
+    finally:
+        pool.close()
+    assert all(o.explanation is not None for o in outcomes)
+    assert validated == [d.decision_id for d in decisions]
