@@ -511,7 +511,9 @@ def write_online(
     store = open_feature_store(infra)
     views = [view.name for view in store.list_feature_views() if view.online]
     env = feast_environment(infra)
-    jobs = ((view, ids) for ids in member_id_chunks(book, members_per_chunk) for view in views)
+    chunks = list(member_id_chunks(book, members_per_chunk))
+    jobs = ((view, ids) for ids in chunks for view in views)
+    workers = min(workers, len(chunks))  # one chunk is written here: no processes to start
 
     def finished(view: str, members: int) -> None:
         done.members[view] = done.members.get(view, 0) + members
