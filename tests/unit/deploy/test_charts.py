@@ -288,7 +288,11 @@ def test_secrets_come_only_from_secret_key_refs(manifests: list[Manifest]) -> No
             "ALAMA_GATEWAY_API_KEYS",
         },
         "scoring": {"ALAMA_POSTGRES_DSN", "ALAMA_FEAST_PG_PASSWORD"},
-        "feature-store": {"ALAMA_POSTGRES_DSN", "ALAMA_FEAST_PG_PASSWORD"},
+        "feature-store": {
+            "ALAMA_POSTGRES_DSN",
+            "ALAMA_FEAST_PG_PASSWORD",
+            "ALAMA_MEMBER_PSEUDONYM_KEY",
+        },
         "audit": {
             "ALAMA_POSTGRES_DSN",
             "ALAMA_AUDIT_MAC_KEY",
