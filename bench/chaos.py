@@ -57,9 +57,8 @@ from services.common.topics import (
     MOBILE_MONEY_TRANSACTIONS,
     REPAYMENTS,
     REVIEW_OUTCOMES,
-    all_topics,
-    ensure_topics,
 )
+from simulator.lag import end_offsets, start_groups_at_the_end
 from simulator.payloads import application_body, lane_deliveries
 from simulator.scenario import ApplicationRequest, build_scenario
 from simulator.senders import GatewayClient
@@ -126,6 +125,7 @@ class FaultResult:
     chain_verified: bool
     lags_zero: bool
     recovery_seconds: float | None
+    seconds: float = 0.0  # the whole fault: load, fault, catching up, counting, verifying
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -188,34 +188,6 @@ def system_env(run: str, bundle: Path, extra: Mapping[str, str] | None = None) -
         "ALAMA_FEATURE_STORE_APP_ID": f"feature-store-chaos-{run}",
         "ALAMA_DRIFT_WINDOW_SIZE": "200",
     }
-
-
-async def _end_offsets(infra: InfraSettings, topics: Sequence[str]) -> dict[TopicPartition, int]:
-    specs = {t.name: t for t in all_topics()}
-    partitions = [TopicPartition(t, p) for t in topics for p in range(specs[t].partitions)]
-    consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka_bootstrap)
-    await consumer.start()
-    try:
-        return dict(await consumer.end_offsets(partitions))
-    finally:
-        await consumer.stop()
-
-
-async def start_groups_at_the_end(infra: InfraSettings, groups: Mapping[str, list[str]]) -> None:
-    """Commit each fresh consumer group at its topics' current end, so the services see only
-    what is sent from now on, not what the demo or earlier runs left on the topics."""
-    await ensure_topics(infra.kafka_bootstrap, all_topics())
-    for group, topics in groups.items():
-        ends = await _end_offsets(infra, topics)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=infra.kafka_bootstrap, group_id=group, enable_auto_commit=False
-        )
-        await consumer.start()
-        try:
-            consumer.assign(list(ends))
-            await consumer.commit(dict(ends))
-        finally:
-            await consumer.stop()
 
 
 def start_system(infra: InfraSettings, env: dict[str, str], run: str) -> System:
@@ -450,7 +422,7 @@ async def _topic_counts(
 ) -> Counter[str]:
     """Records per application id of this fault on a topic since the fault began."""
     message = CreditDecision if topic == CREDIT_DECISIONS else CreditExplanation
-    ends = await _end_offsets(system.infra, [topic])
+    ends = await end_offsets(system.infra, [topic])
     counts: Counter[str] = Counter()
     consumer = AIOKafkaConsumer(bootstrap_servers=system.infra.kafka_bootstrap)
     await consumer.start()
@@ -496,7 +468,8 @@ async def run_fault(
     echo: Echo = console.print,
 ) -> FaultResult:
     prefix = f"chaos{system.run}{FAULTS.index(name)}"
-    since = await _end_offsets(system.infra, [CREDIT_DECISIONS, CREDIT_EXPLANATIONS])
+    began = time.monotonic()
+    since = await end_offsets(system.infra, [CREDIT_DECISIONS, CREDIT_EXPLANATIONS])
     if name == "scoring-replicas":
         await asyncio.to_thread(supervisor.scale, "scoring", 3, system.env, echo=_quiet)
     echo(f"  {name}: {scale.applications} applications at {scale.rate:g}/s")
@@ -542,6 +515,7 @@ async def run_fault(
         chain_verified=verified,
         lags_zero=lags_zero,
         recovery_seconds=None if recovered is None else round(recovered, 1),
+        seconds=round(time.monotonic() - began, 1),
     )
     if load.rejected:
         result.notes.append(f"not taken: {dict(load.rejected)}")
@@ -550,7 +524,8 @@ async def run_fault(
     echo(
         f"    taken {result.applications}, lost {result.lost}, duplicated {result.duplicated},"
         f" topic duplicates {sum(result.topic_duplicates.values())},"
-        f" chain {'verified' if verified else 'BROKEN'}, recovery {result.recovery_seconds} s"
+        f" chain {'verified' if verified else 'BROKEN'}, recovery {result.recovery_seconds} s,"
+        f" {result.seconds} s in all"
     )
     return result
 

@@ -412,6 +412,11 @@ class Redis(PidFileServer):
             check=True,
             capture_output=True,
         )
+        # The daemon writes its pid file after the launcher has returned; on a busy machine
+        # that can take a while, and until then the server would look as if it had exited.
+        deadline = time.monotonic() + 30
+        while self.pid() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def ready(self) -> str | None:
         try:

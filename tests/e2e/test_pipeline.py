@@ -44,9 +44,8 @@ from services.common.topics import (
     REPAYMENTS,
     REVIEW_OUTCOMES,
     all_topics,
-    ensure_topics,
 )
-from simulator.lag import wait_for_group
+from simulator.lag import end_offsets, start_groups_at_the_end, wait_for_group
 from simulator.payloads import application_body
 from simulator.run import SimulationOptions, Summary, simulate
 from simulator.scenario import build_scenario
@@ -82,32 +81,6 @@ def _partitions(topic: str) -> list[TopicPartition]:
     return [TopicPartition(topic, p) for p in range(spec.partitions)]
 
 
-async def _end_offsets(infra: InfraSettings, topics: list[str]) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka_bootstrap)
-    await consumer.start()
-    try:
-        return dict(await consumer.end_offsets([tp for t in topics for tp in _partitions(t)]))
-    finally:
-        await consumer.stop()
-
-
-async def _start_groups_at_the_end(infra: InfraSettings, groups: dict[str, list[str]]) -> None:
-    """Commit each fresh consumer group at the topics' current end, so the services under test
-    see only this module's events, not what the demo or earlier runs left on the topics."""
-    await ensure_topics(infra.kafka_bootstrap, all_topics())
-    for group, topics in groups.items():
-        ends = await _end_offsets(infra, topics)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=infra.kafka_bootstrap, group_id=group, enable_auto_commit=False
-        )
-        await consumer.start()
-        try:
-            consumer.assign(list(ends))
-            await consumer.commit({tp: offset for tp, offset in ends.items()})
-        finally:
-            await consumer.stop()
-
-
 @pytest.fixture(scope="module")
 def system(
     infra: InfraSettings, tiny_model: TinyModel, tmp_path_factory: pytest.TempPathFactory
@@ -133,7 +106,7 @@ def system(
     }
     supervisor.down(echo=lambda _line: None)
     asyncio.run(
-        _start_groups_at_the_end(
+        start_groups_at_the_end(
             infra,
             {
                 env["ALAMA_SCORING_CONSUMER_GROUP"]: [LOAN_APPLICATIONS],
@@ -149,7 +122,7 @@ def system(
             },
         )
     )
-    baseline = asyncio.run(_end_offsets(infra, [t.name for t in all_topics()]))
+    baseline = asyncio.run(end_offsets(infra, [t.name for t in all_topics()]))
     supervisor.up(env=env, echo=lambda _line: None)
     try:
         yield System(tiny_model, env, audit_schema, trace_file, infra, run, baseline)
@@ -192,7 +165,7 @@ async def _decided(system: System, prefix: str, n: int) -> bool:
 
 async def _records_on(system: System, topic: str) -> int:
     """How many records reached a topic since the services under test started."""
-    ends = await _end_offsets(system.infra, [topic])
+    ends = await end_offsets(system.infra, [topic])
     return sum(end - system.baseline[tp] for tp, end in ends.items())
 
 
