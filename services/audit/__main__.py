@@ -1,6 +1,7 @@
-"""Audit service CLI: `run` consumes; `migrate`, `verify`, `lookup`, `erase`, `retention` maintain.
+"""Audit service CLI: `run` consumes; `migrate`, `verify`, `lookup`, `retention` maintain.
+(A member's erasure runs across every store at once: `python -m member_rights erase`.)
 
-`run`, `verify` and `lookup` log in as the writer (INSERT and SELECT only); `migrate`, `erase` and
+`run`, `verify` and `lookup` log in as the writer (INSERT and SELECT only); `migrate` and
 `retention` as the schema's owner.
 """
 
@@ -135,18 +136,6 @@ def lookup(application_id: Annotated[str, typer.Option("--application-id")]) -> 
             "kept" if record.personal else "-",
         )
     console.print(table)
-
-
-@app.command()
-def erase(member_id: Annotated[str, typer.Option("--member-id")]) -> None:
-    """Erase a member's personal data (Kenya Data Protection Act 2019); the chain still verifies."""
-    result = asyncio.run(
-        _with_store(_settings(), Login.OWNER, lambda store: store.erase_member(member_id))
-    )
-    console.print(
-        f"erased personal data of {result.events_erased} events;"
-        f" erasure recorded at seq {result.erasure_seq}"
-    )
 
 
 @app.command()
