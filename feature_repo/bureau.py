@@ -1,7 +1,7 @@
 """Credit reference bureau features: accounts, balances, arrears and listings at other lenders.
 
 Batch only: bureau reports arrive with a lender's export (or a CRB pull), not as a stream, so
-training writes the offline table and `materialize` copies the latest values online.
+training writes the offline table and its load copies each member's latest values online.
 """
 
 from datetime import timedelta
