@@ -13,6 +13,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,6 +48,7 @@ from training.sources.synthetic import loan_book_from_world
 from training.world import World, generate_world
 
 if TYPE_CHECKING:
+    from feast import FeatureStore
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 pytestmark = pytest.mark.integration
@@ -327,22 +329,195 @@ async def test_a_newly_promoted_bundle_is_swapped_in(
     )
 
 
-def test_fast_online_path_equals_feasts_on_demand_path(
+def test_application_features_equal_feasts_on_demand_path(
     settings: ScoringSettings, world: World
 ) -> None:
     """Scoring applies the on-demand view's function itself; the inputs must not change."""
     import numpy as np
 
     from services.common.feast_config import open_feature_store
-    from services.common.features import model_inputs
-    from services.scoring.online_features import FeastOnDemandFeatures, OnlineFeatures
+    from services.scoring.online_features import (
+        FeastOnDemandFeatures,
+        OnlineFeatures,
+        RedisOnlineFeatures,
+    )
 
     store = open_feature_store(settings.infra)
     apps = [*applications(world), unknown_member()]
-    fast, reference = OnlineFeatures(store).fetch(apps), FeastOnDemandFeatures(store).fetch(apps)
-    assert list(fast.known) == list(reference.known) and not fast.known[-1]
-    rows = fast.known
-    ours = model_inputs(fast.features[rows].reset_index(drop=True))
-    feasts = model_inputs(reference.features[rows].reset_index(drop=True))
-    for name in ("tabular", "static", "repayments", "mobile_money"):
-        np.testing.assert_allclose(getattr(ours, name), getattr(feasts, name), rtol=0, atol=1e-9)
+    reference = FeastOnDemandFeatures(store).fetch(apps)
+    for source in (OnlineFeatures(store), RedisOnlineFeatures(store)):
+        batch = source.fetch(apps)
+        assert list(batch.known) == list(reference.known) and not batch.known[-1]
+        rows = np.flatnonzero(batch.known)
+        ours, feasts = batch.model_inputs(rows), reference.model_inputs(rows)
+        for name in ("tabular", "static", "repayments", "mobile_money"):
+            np.testing.assert_allclose(
+                getattr(ours, name), getattr(feasts, name), rtol=0, atol=1e-9
+            )
+
+
+def write_online(
+    store: FeatureStore, view: str, member: str, values: dict[str, object], at: datetime
+) -> None:
+    """One row written by Feast's own Redis writer (what materialize and push call)."""
+    from feast.infra.online_stores.redis import RedisOnlineStore
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    protos = {
+        name: Value(double_list_val={"val": v}) if isinstance(v, list) else Value(double_val=v)
+        for name, v in values.items()
+    }
+    key = EntityKey(join_keys=["member_id"], entity_values=[Value(string_val=member)])
+    RedisOnlineStore().online_write_batch(
+        store.config, store.get_feature_view(view), [(key, protos, at, None)], None
+    )
+
+
+def test_one_round_trip_read_equals_feasts_sdk(settings: ScoringSettings, world: World) -> None:
+    """The pipelined Redis read returns what `get_online_features` returns, value for value:
+    every view of the service, members Feast does not know, members with some views or some
+    values missing, rows older than their view's ttl, a member asked for twice."""
+    import numpy as np
+
+    from services.common.feast_config import open_feature_store
+    from services.common.features import SNAPSHOT_COLUMNS
+    from services.scoring.online_features import (
+        SEQUENCE_STEPS,
+        STORED_FEATURES,
+        OnlineFeatures,
+        RedisOnlineFeatures,
+    )
+
+    store = open_feature_store(settings.infra)
+    run = uuid.uuid4().hex[:8]
+    now = datetime.now(UTC)
+    partial, stale, views_only = f"M-partial-{run}", f"M-stale-{run}", f"M-views-{run}"
+    # a profile with only some values, mobile money with one sequence and no aggregates
+    write_online(
+        store, "member_profile", partial, {"tenure_months": 7.0, "deposits_kes": 1.5e4}, now
+    )
+    write_online(store, "mobile_money_sequence", partial, {"mm_inflow_seq": [3.0] * 13}, now)
+    # 400 days old: older than member_profile's ttl (62 days) and bureau_summary's (400)
+    old = now - timedelta(days=401)
+    profile = store.get_feature_view("member_profile")
+    assert profile.ttl is not None and now - old > profile.ttl
+    write_online(store, "member_profile", stale, {n: 2.0 for n in SNAPSHOT_COLUMNS}, old)
+    write_online(store, "bureau_summary", stale, {"bureau_accounts": 3.0}, old)
+    # views but no profile: repayments only
+    write_online(
+        store,
+        "repayment_history",
+        views_only,
+        {"rp_months_observed": 4.0, "rp_mask_seq": [1.0] * 24},
+        now,
+    )
+    known = [a.member_id for a in applications(world)]
+    members = [*known, UNKNOWN_MEMBER, partial, stale, views_only, known[0], UNKNOWN_MEMBER]
+
+    fast = RedisOnlineFeatures(store)
+    scalars, sequences = fast.stored(members)
+    frame = OnlineFeatures(store).stored_frame(members)  # Feast's SDK
+    assert len(fast.views) == 5 and len(frame) == len(members)
+    for name in STORED_FEATURES:
+        np.testing.assert_array_equal(scalars[name], frame[name].to_numpy(dtype=np.float64), name)
+    for name, steps in SEQUENCE_STEPS.items():
+        expected = np.vstack([np.zeros(steps) if v is None else np.asarray(v) for v in frame[name]])
+        np.testing.assert_array_equal(sequences[name], expected, name)
+    # what the cases above must have covered
+    at = {m: i for i, m in reversed(list(enumerate(members)))}
+    assert np.isnan(scalars["tenure_months"][at[UNKNOWN_MEMBER]])
+    assert scalars["tenure_months"][at[partial]] == 7.0 and np.isnan(
+        scalars["n_guarantors"][at[partial]]
+    )
+    assert np.isnan(scalars["mm_inflow_sum_90d"][at[partial]])
+    assert sequences["mm_inflow_seq"][at[partial]].tolist() == [3.0] * 13
+    assert not sequences["mm_outflow_seq"][at[partial]].any()
+    # Feast's SDK returns a row older than its view's ttl (its Redis read applies no ttl), so
+    # the fast path does too; a Feast that starts enforcing it fails the equality above first
+    assert (
+        scalars["tenure_months"][at[stale]] == 2.0 and scalars["bureau_accounts"][at[stale]] == 3.0
+    )
+    assert np.isnan(scalars["tenure_months"][at[views_only]])
+    assert scalars["rp_months_observed"][at[views_only]] == 4.0
+    assert not np.isnan(scalars["tenure_months"][: len(known)]).any()
+    assert not np.isnan(scalars["mm_inflow_sum_90d"][: len(known)]).all()
+
+    # and the whole batch, application features and who is known included
+    apps = [
+        LoanApplicationSubmitted(
+            application_id=f"fast-read-{i}",
+            member_id=member,
+            product=PRODUCTS["business"],
+            amount_kes=25_000.0 + i,
+            term_months=1 + i % 24,
+        )
+        for i, member in enumerate(members)
+    ]
+    ours, sdk = fast.fetch(apps), OnlineFeatures(store).fetch(apps)
+    np.testing.assert_array_equal(ours.tabular, sdk.tabular)
+    for name in SEQUENCE_STEPS:
+        np.testing.assert_array_equal(ours.sequences[name], sdk.sequences[name])
+    assert ours.known.tolist() == sdk.known.tolist()
+    assert not ours.known[at[UNKNOWN_MEMBER]] and not ours.known[at[views_only]]
+    assert ours.known[at[partial]] and ours.known[at[stale]] and ours.known[: len(known)].all()
+
+
+async def test_decisions_equal_the_dataframe_path(settings: ScoringSettings, world: World) -> None:
+    """The fast path decides exactly what the SDK-and-DataFrame path decided before it: same
+    ids, PD, score, band, reasons, features and attention; and it carries the contributions."""
+    import numpy as np
+
+    from services.common.bundle import load_bundle
+    from services.common.feast_config import open_feature_store
+    from services.common.features import model_inputs
+    from services.scoring.decisions import build_decisions
+    from services.scoring.ledger import MemoryLedger
+    from services.scoring.online_features import OnlineFeatures, RedisOnlineFeatures
+
+    store = open_feature_store(settings.infra)
+    bundle = load_bundle(settings.bundle_dir)
+    run = uuid.uuid4().hex[:8]
+    apps = []
+    for app in applications(world):
+        fresh = LoanApplicationSubmitted()
+        fresh.CopyFrom(app)
+        fresh.application_id = f"{app.application_id}-{run}"
+        apps.append(fresh)
+
+    # before: Feast's SDK, a DataFrame, model_inputs on it
+    frame = OnlineFeatures(store).frame(apps)
+    inputs = model_inputs(frame)
+    tabular = inputs.tabular.astype(np.float64)
+    before = build_decisions(
+        apps,
+        bundle.score(inputs),
+        tabular,
+        bundle.contributions(inputs.tabular),
+        model_version=bundle.version,
+        decided_at=datetime.now(UTC),
+    )
+    # now: the scorer on the one-round-trip read
+    scorer = Scorer(
+        RedisOnlineFeatures(store),
+        bundle,
+        bundle_dir=settings.bundle_dir,
+        ledger=MemoryLedger(),
+        threads=1,
+    )
+    try:
+        outcomes = await scorer.score(apps, path="grpc")
+    finally:
+        scorer.close()
+    after = [o.decision for o in outcomes]
+    assert all(d is not None for d in after)
+    expected_contributions = bundle.contributions(inputs.tabular)[:, bundle.columns]
+    for old, new, carried in zip(before, after, expected_contributions, strict=True):
+        assert new is not None
+        assert list(new.contributions) == carried.tolist()
+        same = CreditDecision()
+        same.CopyFrom(new)
+        same.ClearField("contributions")
+        same.decided_at.CopyFrom(old.decided_at)
+        assert same == old  # every field, exactly
+    assert any(d.reasons for d in before)
