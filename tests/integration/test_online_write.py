@@ -4,6 +4,8 @@ whole feature views writes: the same Redis entries, byte for byte, the same valu
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -45,7 +47,10 @@ def book() -> LoanBook:
 
 def online_entries(client: redis.Redis, project: str) -> dict[bytes, dict[bytes, bytes]]:
     """Every Redis hash of the project (its keys end with the project's name)."""
-    return {key: client.hgetall(key) for key in client.scan_iter(match=b"*" + project.encode())}
+    return {
+        key: cast("dict[bytes, bytes]", client.hgetall(key))
+        for key in client.scan_iter(match=b"*" + project.encode())
+    }
 
 
 def clear_online(client: redis.Redis, project: str) -> None:
