@@ -96,6 +96,10 @@ def test_feature_snapshots_in_member_chunks_equal_the_whole_book(whole_book: Loa
     assert_same_tables(whole, chunked)
     chunks = list(member_chunks(whole_book, 170))
     assert [len(c.members) for c in chunks] == [170] * 8 + [140]
+    # the online store is written in the same chunks, from the members table alone
+    assert list(feature_tables.member_id_chunks(whole_book, 170)) == [
+        c.members["member_id"].astype(str).tolist() for c in chunks
+    ]
     for chunk in chunks:  # every row of a chunk is one of its members'
         own = set(chunk.members["member_id"])
         for name in ("applications", "profile_snapshots", "repayments", "mobile_money", "loans"):
@@ -124,6 +128,9 @@ def test_a_book_in_parts_reads_as_the_whole_book(
     assert book.rows["mobile_money"] == len(whole_book.mobile_money)
     assert book.fingerprint() == load_book(tmp_path).fingerprint() != ""
     assert book.cutoff == whole_book.cutoff and book.meta == {"world_seed": SEED}
+    assert list(feature_tables.member_id_chunks(book, 200)) == [
+        c.members["member_id"].astype(str).tolist() for c in member_chunks(book, 200)
+    ]
     assert_same_tables(
         feature_tables.build_tables(whole_book, members_per_chunk=10**9),
         feature_tables.build_tables(book, members_per_chunk=200),  # parts split further
