@@ -25,6 +25,10 @@ from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.protos.alama.events.v1.drift_pb2 import DriftAlert
 from services.common.protos.alama.events.v1.envelope_pb2 import DeadLetter, EventEnvelope
 from services.common.protos.alama.events.v1.explanations_pb2 import CreditExplanation
+from services.common.protos.alama.events.v1.members_pb2 import (
+    MemberErasureCompleted,
+    MemberErasureRequested,
+)
 from services.common.protos.alama.events.v1.mobile_money_pb2 import MobileMoneyTransaction
 from services.common.protos.alama.events.v1.repayments_pb2 import RepaymentRecorded
 from services.common.protos.alama.events.v1.reviews_pb2 import ReviewOutcome
@@ -42,6 +46,8 @@ PAYLOAD_TYPES: dict[str, type[Message]] = {
         CreditExplanation,
         ReviewOutcome,
         DriftAlert,
+        MemberErasureRequested,
+        MemberErasureCompleted,
         DeadLetter,
     )
 }

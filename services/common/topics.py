@@ -69,6 +69,9 @@ CREDIT_EXPLANATIONS = "credit.explanations"
 REVIEW_OUTCOMES = "credit.review_outcomes"
 DRIFT_ALERTS = "drift.alerts"
 AUDIT_ANCHORS = "audit.anchors"
+MEMBER_ERASURES = "member.erasures"
+MEMBER_ERASURES_VOUCHED = "member.erasures.vouched"
+MEMBER_ERASURES_COMPLETED = "member.erasures.completed"
 
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(LOAN_APPLICATIONS, 6, 7, description="LoanApplicationSubmitted from core banking"),
@@ -85,6 +88,19 @@ TOPICS: tuple[TopicSpec, ...] = (
         cleanup_policy=CleanupPolicy.COMPACT,
         consumed=False,
         description="the audit chain's sealed head per chain (keyed by schema), outside PostgreSQL",
+    ),
+    TopicSpec(MEMBER_ERASURES, 3, 7, description="MemberErasureRequested from the admin API"),
+    TopicSpec(
+        MEMBER_ERASURES_VOUCHED,
+        6,  # co-partitioned with the feature store's source topics (keyed by member id)
+        7,
+        description="MemberErasureRequested the audit vouched for, for stores without tenants",
+    ),
+    TopicSpec(
+        MEMBER_ERASURES_COMPLETED,
+        3,
+        30,
+        description="MemberErasureCompleted from each store that holds members' data",
     ),
 )
 
@@ -218,26 +234,39 @@ class ServiceAccess:
 #: Who produces and consumes each topic. The group names are the services' default
 #: ``consumer_group`` / ``group_id`` / ``app_id`` settings (a unit test holds them together).
 SERVICE_ACCESS: tuple[ServiceAccess, ...] = (
-    ServiceAccess("gateway", produces=(LOAN_APPLICATIONS, MOBILE_MONEY_TRANSACTIONS)),
+    ServiceAccess(
+        "gateway",
+        consumes=(MEMBER_ERASURES_COMPLETED,),
+        produces=(LOAN_APPLICATIONS, MOBILE_MONEY_TRANSACTIONS, MEMBER_ERASURES),
+        group="gateway-erasures",
+    ),
     ServiceAccess(
         "scoring", consumes=(LOAN_APPLICATIONS,), produces=(CREDIT_DECISIONS,), group="scoring"
     ),
     ServiceAccess(
         "explanation",
-        consumes=(CREDIT_DECISIONS,),
-        produces=(CREDIT_EXPLANATIONS,),
+        consumes=(CREDIT_DECISIONS, MEMBER_ERASURES),
+        produces=(CREDIT_EXPLANATIONS, MEMBER_ERASURES_COMPLETED),
         group="explanation",
     ),
     ServiceAccess(
         "feature-store",
-        consumes=(MOBILE_MONEY_TRANSACTIONS, REPAYMENTS),
+        consumes=(MOBILE_MONEY_TRANSACTIONS, REPAYMENTS, MEMBER_ERASURES_VOUCHED),
+        produces=(MEMBER_ERASURES_COMPLETED,),
         group="feature_store",
         internal_prefix="feature_store-",
     ),
     ServiceAccess(
         "audit",
-        consumes=(LOAN_APPLICATIONS, CREDIT_DECISIONS, CREDIT_EXPLANATIONS, REVIEW_OUTCOMES),
-        produces=(AUDIT_ANCHORS,),
+        consumes=(
+            LOAN_APPLICATIONS,
+            CREDIT_DECISIONS,
+            CREDIT_EXPLANATIONS,
+            REVIEW_OUTCOMES,
+            MEMBER_ERASURES,
+            MEMBER_ERASURES_COMPLETED,
+        ),
+        produces=(AUDIT_ANCHORS, MEMBER_ERASURES_VOUCHED, MEMBER_ERASURES_COMPLETED),
         reads=(AUDIT_ANCHORS,),
         group="audit",
     ),

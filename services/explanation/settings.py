@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from services.common.member_rights import pseudonym_key_field
 from services.common.settings import ServiceSettings, service_port
-from services.common.topics import CREDIT_DECISIONS, CREDIT_EXPLANATIONS
+from services.common.topics import (
+    CREDIT_DECISIONS,
+    CREDIT_EXPLANATIONS,
+    MEMBER_ERASURES,
+    MEMBER_ERASURES_COMPLETED,
+)
 
 
 class ExplanationSettings(ServiceSettings):
@@ -24,6 +30,10 @@ class ExplanationSettings(ServiceSettings):
     consumer_group: str = "explanation"
     decisions_topic: str = CREDIT_DECISIONS
     explanations_topic: str = CREDIT_EXPLANATIONS
+    erasures_topic: str = MEMBER_ERASURES
+    erasures_completed_topic: str = MEMBER_ERASURES_COMPLETED
+    #: keys the erased-members set (tenant-scoped pseudonyms), so no raw id outlives an erasure
+    member_pseudonym_key: SecretStr = pseudonym_key_field()
     db_schema: str = Field(
         default="explanation", description="PostgreSQL schema of the stored decisions"
     )

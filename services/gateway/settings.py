@@ -23,8 +23,14 @@ from limits import parse
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.common.member_rights import pseudonym_key_field
 from services.common.settings import ServiceSettings, service_port
-from services.common.topics import LOAN_APPLICATIONS, MOBILE_MONEY_TRANSACTIONS
+from services.common.topics import (
+    LOAN_APPLICATIONS,
+    MEMBER_ERASURES,
+    MEMBER_ERASURES_COMPLETED,
+    MOBILE_MONEY_TRANSACTIONS,
+)
 
 #: The development key's salt and sha256(salt + "dev-partner-key"), never the key itself.
 DEV_PARTNER_KEY_SALT = "a1c3e5f7091b2d4f6a8c0e2b4d6f8a0c"
@@ -77,6 +83,16 @@ class GatewaySettings(ServiceSettings):
     )
     scoring_target: str = f"127.0.0.1:{service_port(50051)}"
     explanation_target: str = f"127.0.0.1:{service_port(50052)}"
+    erasures_topic: str = MEMBER_ERASURES
+    erasures_completed_topic: str = MEMBER_ERASURES_COMPLETED
+    erasure_status_group: str = Field(
+        default="gateway-erasures",
+        description="consumer group reading erasure completions into the status in Redis",
+    )
+    erasure_status_ttl_days: int = Field(
+        default=90, ge=1, description="how long an erasure request's status can be read"
+    )
+    member_pseudonym_key: SecretStr = pseudonym_key_field()
     grpc_timeout_seconds: float = Field(default=2.0, gt=0, description="deadline of every call")
     applications_topic: str = LOAN_APPLICATIONS
     transactions_topic: str = MOBILE_MONEY_TRANSACTIONS

@@ -60,6 +60,7 @@ def test_the_access_table_names_declared_topics_and_the_services_groups() -> Non
     from services.drift.settings import DriftSettings
     from services.explanation.settings import ExplanationSettings
     from services.feature_store.settings import FeatureStoreSettings
+    from services.gateway.settings import GatewaySettings
     from services.scoring.settings import ScoringSettings
 
     declared = {t.name for t in all_topics()}
@@ -69,7 +70,7 @@ def test_the_access_table_names_declared_topics_and_the_services_groups() -> Non
     groups = {a.chart: a.group for a in SERVICE_ACCESS}
     prefixes = {a.chart: a.internal_prefix for a in SERVICE_ACCESS}
     assert groups == {
-        "gateway": None,
+        "gateway": GatewaySettings.model_fields["erasure_status_group"].default,
         "scoring": ScoringSettings.model_fields["consumer_group"].default,
         "explanation": ExplanationSettings.model_fields["consumer_group"].default,
         "feature-store": FeatureStoreSettings.model_fields["app_id"].default,
@@ -105,6 +106,8 @@ def test_acls_grant_exactly_what_a_service_uses() -> None:
         ]
     )
     gateway = next(a for a in SERVICE_ACCESS if a.chart == "gateway")
-    assert {g.operation for g in acl_bindings(gateway)} == {WRITE, DESCRIBE}
+    # the gateway reads only erasure completions (the status it reports), in its own group
+    reads = {(g.resource, g.name) for g in acl_bindings(gateway) if g.operation == READ}
+    assert reads == {(TOPIC, "member.erasures.completed"), (GROUP, "gateway-erasures")}
     drift = next(a for a in SERVICE_ACCESS if a.chart == "drift")
     assert AclGrant(TOPIC, "alama-drift-", CREATE, PREFIXED) in acl_bindings(drift)

@@ -286,7 +286,9 @@ def test_secrets_come_only_from_secret_key_refs(manifests: list[Manifest]) -> No
             "ALAMA_GATEWAY_WEBHOOK_SECRET",
             "ALAMA_GATEWAY_PSEUDONYM_KEY",
             "ALAMA_GATEWAY_API_KEYS",
+            "ALAMA_MEMBER_PSEUDONYM_KEY",
         },
+        "explanation": {"ALAMA_POSTGRES_DSN", "ALAMA_MEMBER_PSEUDONYM_KEY"},
         "scoring": {"ALAMA_POSTGRES_DSN", "ALAMA_FEAST_PG_PASSWORD"},
         "feature-store": {
             "ALAMA_POSTGRES_DSN",
