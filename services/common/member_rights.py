@@ -26,6 +26,10 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, Self, TypeVar
 
 from services.common.errors import AlamaError
+from services.common.protos.alama.events.v1.members_pb2 import (
+    MemberErasureCompleted,
+    MemberErasureRequested,
+)
 
 T = TypeVar("T")
 
@@ -277,3 +281,74 @@ class MemberRightsBackend:
     async def close(self) -> None:
         for close in self.closers:
             await close()
+
+
+# --- erasure as events (member.erasures -> each store -> member.erasures.completed) -----------
+
+#: Every store that answers an erasure request with a `MemberErasureCompleted`, the status
+#: endpoint's list: the tenant-scoped ones first (they vouch), then those that know no tenants.
+ERASURE_STORES = ("decisions", "audit", "feast", "faust_tables")
+TENANT_SCOPED_STORES = ("decisions", "audit")
+
+
+def tenant_member_ref(key: bytes, tenant: str, member_id: str) -> str:
+    """The tenant-scoped keyed pseudonym: the key of the erased-members sets, so a store can
+    refuse to re-create an erased member's rows without keeping the raw id."""
+    if not key:
+        raise ValueError("the member pseudonym key is empty")
+    digest = hmac.new(
+        key, f"alama-tenant-member\0{tenant}\0{member_id}".encode(), hashlib.sha256
+    ).hexdigest()
+    return "tmbr_" + digest[:40]
+
+
+def erasure_requested(request: ErasureRequest) -> MemberErasureRequested:
+    """The `MemberErasureRequested` payload of a request."""
+    message = MemberErasureRequested(
+        request_id=request.request_id,
+        tenant_id=request.member.tenant,
+        member_id=request.member.member_id,
+        member_ref=request.member.pseudonym,
+        requested_by=request.requested_by,
+    )
+    message.requested_at.FromDatetime(request.requested_at)
+    return message
+
+
+def erasure_request_of(message: MemberErasureRequested) -> ErasureRequest:
+    """The request a `MemberErasureRequested` carries (validated like an admin's input)."""
+    member = MemberRef.of(message.tenant_id, message.member_id, b"unused")
+    return ErasureRequest(
+        request_id=message.request_id,
+        member=MemberRef(member.tenant, member.member_id, message.member_ref),
+        requested_by=message.requested_by,
+        requested_at=message.requested_at.ToDatetime(tzinfo=UTC),
+    )
+
+
+def erasure_completed(
+    request: ErasureRequest,
+    store: str,
+    records_erased: int,
+    *,
+    member_held: bool = True,
+    audit_seq: int | None = None,
+    now: datetime | None = None,
+) -> MemberErasureCompleted:
+    """One store's `MemberErasureCompleted` for a request (no raw member id)."""
+    message = MemberErasureCompleted(
+        request_id=request.request_id,
+        tenant_id=request.member.tenant,
+        member_ref=request.member.pseudonym,
+        store=store,
+        records_erased=records_erased,
+        member_held=member_held,
+        audit_seq=audit_seq or 0,
+    )
+    message.completed_at.FromDatetime(now or datetime.now(UTC))
+    return message
+
+
+def completion_event_id(request_id: str, store: str) -> str:
+    """Deterministic: a store that handles a redelivered request publishes the same event."""
+    return f"{request_id}/{store}"

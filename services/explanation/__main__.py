@@ -13,6 +13,7 @@ import signal
 from pathlib import Path
 
 from services.common.logs import configure_logging
+from services.common.member_rights import tenant_member_ref
 from services.common.postgres import create_pool
 from services.common.telemetry import setup_tracing, start_metrics
 from services.explanation.consumer import build_consumer
@@ -40,7 +41,10 @@ async def serve(settings: ExplanationSettings, stop: asyncio.Event) -> None:
     pool = await create_pool(settings.infra, max_size=4)
     publisher = ExplanationPublisher(settings)
     try:
-        store = DecisionStore(pool, settings.db_schema)
+        key = settings.member_pseudonym_key.get_secret_value().encode()
+        store = DecisionStore(
+            pool, settings.db_schema, lambda tenant, member: tenant_member_ref(key, tenant, member)
+        )
         await store.create_schema()
         await publisher.start()
         server, health_servicer, port = await start_server(

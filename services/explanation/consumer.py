@@ -21,6 +21,8 @@ from opentelemetry.context import Context
 from services.common.envelope import Event
 from services.common.kafka import EventConsumer, Route, trace_id_from_headers
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
+from services.common.protos.alama.events.v1.members_pb2 import MemberErasureRequested
+from services.explanation.erasures import DecisionErasures
 from services.explanation.explainer import ExplainerPool
 from services.explanation.publisher import ExplanationPublisher
 from services.explanation.settings import ExplanationSettings
@@ -79,6 +81,8 @@ class ExplanationPipeline:
         )
         deliveries = []
         for item in explained:
+            if item.decision.decision_id not in stored:
+                continue  # an erased member's decision from before the erasure: not stored
             token = otel_context.attach(item.trace_context)
             try:
                 deliveries.append(await self.publisher.publish(stored[item.decision.decision_id]))
@@ -105,10 +109,16 @@ def build_consumer(
 ) -> EventConsumer:
     """The shared consumer on the decisions topic, publishing through the service's publisher."""
     pipeline = ExplanationPipeline(explainer, store, publisher)
+    erasures = DecisionErasures(
+        store, publisher.producer, settings.erasures_completed_topic, settings.service_name
+    )
     consumer = EventConsumer(
         settings,
         group_id=settings.consumer_group,
-        routes={settings.decisions_topic: Route((CreditDecision,), pipeline.handle)},
+        routes={
+            settings.decisions_topic: Route((CreditDecision,), pipeline.handle),
+            settings.erasures_topic: Route((MemberErasureRequested,), erasures.handle),
+        },
         consumer_options={"max_poll_records": settings.micro_batch_size},
         on_batch=pipeline.flush,
     )

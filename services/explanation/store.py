@@ -3,15 +3,20 @@
 Inserts ignore rows already there (the decision id is deterministic), and a consumed batch is
 written in one transaction, so a replayed batch stores nothing twice. Writing an explanation
 returns the one stored first, so a replay republishes the very same event.
+
+An erased member's decisions are deleted and the member goes into ``erased_members``, keyed by
+the tenant-scoped keyed pseudonym (`member_rights.tenant_member_ref`, no raw id): a decision
+redelivered from the topic that was made before the erasure is not stored again; one made after
+it (the member applied again) is.
 """
 
 from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -41,6 +46,10 @@ ALTER TABLE {s}.decisions ADD COLUMN IF NOT EXISTS tenant_id text NOT NULL DEFAU
 CREATE INDEX IF NOT EXISTS decisions_tenant_application
     ON {s}.decisions (tenant_id, application_id, decided_at DESC);
 CREATE INDEX IF NOT EXISTS decisions_tenant_member ON {s}.decisions (tenant_id, member_id);
+CREATE TABLE IF NOT EXISTS {s}.erased_members (
+    member_ref text PRIMARY KEY,
+    erased_at timestamptz NOT NULL
+);
 CREATE TABLE IF NOT EXISTS {s}.explanations (
     decision_id text PRIMARY KEY REFERENCES {s}.decisions (decision_id) ON DELETE CASCADE,
     payload bytea NOT NULL,
@@ -103,11 +112,19 @@ def _explanation(payload: bytes) -> CreditExplanation:
 class DecisionStore:
     """Decisions and explanations in one PostgreSQL schema (tests use a fresh one each run)."""
 
-    def __init__(self, pool: asyncpg.Pool, schema: str = "explanation") -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        schema: str = "explanation",
+        member_ref: Callable[[str, str], str] | None = None,
+    ) -> None:
+        """`member_ref(tenant, member_id)` is the tenant-scoped pseudonym of the erased-members
+        set; without it erasures are not remembered (the operator tool's read-only uses)."""
         if not _IDENTIFIER.match(schema):
             raise ValueError(f"invalid schema name {schema!r}")
         self.pool = pool
         self.schema = schema
+        self.member_ref = member_ref
         self.lock_key = zlib.crc32(f"alama-explanation:{schema}".encode())
 
     async def create_schema(self) -> None:
@@ -138,6 +155,9 @@ class DecisionStore:
     async def _insert_decisions(
         self, conn: asyncpg.Connection, decisions: Sequence[StoredDecision]
     ) -> None:
+        decisions = await self._not_erased(conn, decisions)
+        if not decisions:
+            return
         await conn.executemany(
             f"INSERT INTO {self.schema}.decisions (decision_id, application_id, member_id,"
             " model_version, decided_at, band, score, probability_of_default, payload, trace_id,"
@@ -146,14 +166,36 @@ class DecisionStore:
             [_decision_row(d) for d in decisions],
         )
 
+    async def _not_erased(
+        self, conn: asyncpg.Connection, decisions: Sequence[StoredDecision]
+    ) -> list[StoredDecision]:
+        """The decisions that are not an erased member's from before the erasure."""
+        if self.member_ref is None or not decisions:
+            return list(decisions)
+        refs = [self.member_ref(d.decision.tenant_id, d.decision.member_id) for d in decisions]
+        rows = await conn.fetch(
+            f"SELECT member_ref, erased_at FROM {self.schema}.erased_members"
+            " WHERE member_ref = ANY($1::text[])",
+            sorted(set(refs)),
+        )
+        erased: dict[str, datetime] = {r["member_ref"]: r["erased_at"] for r in rows}
+        return [
+            d
+            for d, ref in zip(decisions, refs, strict=True)
+            if ref not in erased or d.decision.decided_at.ToDatetime(tzinfo=UTC) > erased[ref]
+        ]
+
     async def _insert_explanations(
         self, conn: asyncpg.Connection, explanations: Sequence[CreditExplanation]
     ) -> dict[str, CreditExplanation]:
         if not explanations:
             return {}
+        # only for stored decisions: an erased member's refused decision gets no explanation
         await conn.executemany(
             f"INSERT INTO {self.schema}.explanations (decision_id, payload, explained_at)"
-            " VALUES ($1, $2, $3) ON CONFLICT (decision_id) DO NOTHING",
+            " SELECT $1::text, $2::bytea, $3::timestamptz WHERE EXISTS"
+            f" (SELECT 1 FROM {self.schema}.decisions WHERE decision_id = $1)"
+            " ON CONFLICT (decision_id) DO NOTHING",
             [_explanation_row(e) for e in explanations],
         )
         rows = await conn.fetch(
@@ -217,6 +259,19 @@ class DecisionStore:
                 )
             )
 
+    async def erased(self, tenant_id: str, member_id: str) -> bool:
+        """Whether the tenant's member has been erased (False where no key is set)."""
+        if self.member_ref is None:
+            return False
+        async with self.pool.acquire() as conn:
+            return bool(
+                await conn.fetchval(
+                    f"SELECT EXISTS (SELECT 1 FROM {self.schema}.erased_members"
+                    " WHERE member_ref = $1)",
+                    self.member_ref(tenant_id, member_id),
+                )
+            )
+
     async def member_decisions(
         self, tenant_id: str, member_id: str
     ) -> list[tuple[CreditDecision, CreditExplanation | None]]:
@@ -239,14 +294,25 @@ class DecisionStore:
             for r in rows
         ]
 
-    async def erase_member(self, tenant_id: str, member_id: str) -> int:
-        """Delete the member's decisions in the tenant and (by cascade) their explanations.
+    async def erase_member(
+        self, tenant_id: str, member_id: str, erased_at: datetime | None = None
+    ) -> int:
+        """Delete the member's decisions in the tenant and (by cascade) their explanations,
+        and remember the erasure (tenant-scoped pseudonym and time) where a key is set.
 
         The rows are deleted, not masked: they are a read model of the decision topic, which
         keeps the events until its retention ends (what the erasure receipt says it keeps).
         Returns the number of decisions deleted.
         """
         async with self.pool.acquire() as conn, conn.transaction():
+            if self.member_ref is not None:
+                await conn.execute(
+                    f"INSERT INTO {self.schema}.erased_members (member_ref, erased_at)"
+                    " VALUES ($1, $2) ON CONFLICT (member_ref)"
+                    " DO UPDATE SET erased_at = greatest(erased_members.erased_at, $2)",
+                    self.member_ref(tenant_id, member_id),
+                    erased_at or datetime.now(UTC),
+                )
             status = await conn.execute(
                 f"DELETE FROM {self.schema}.decisions WHERE tenant_id = $1 AND member_id = $2",
                 tenant_id,
