@@ -1,8 +1,9 @@
 """Audit service CLI: `run` consumes; `migrate`, `verify`, `lookup`, `retention` maintain.
-(A member's erasure runs across every store at once: `python -m member_rights erase`.)
+(A member's erasure arrives as a MemberErasureRequested event, services.audit.erasures.)
 
 `run`, `verify` and `lookup` log in as the writer (INSERT and SELECT only); `migrate` and
-`retention` as the schema's owner.
+`retention` as the schema's owner, and `run` also for members' erasures alone (deleting the
+personal data it shreds).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from rich.table import Table
 
 from services.audit.anchors import AnchorReport, verify_with_anchors
 from services.audit.consumer import run_consumer
+from services.audit.erasures import AuditErasures
 from services.audit.settings import AuditSettings
 from services.audit.store import AuditStore, RetentionRefused
 from services.common.logs import configure_logging
@@ -86,7 +88,11 @@ def run() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_consumer(settings, store, stop)
+
+        async def with_owner(owner: AuditStore) -> None:  # members' erasures delete as owner
+            await run_consumer(settings, store, stop, erasures=AuditErasures(settings, owner))
+
+        await _with_store(settings, Login.OWNER, with_owner)
 
     asyncio.run(_with_store(settings, Login.WRITER, main))
 

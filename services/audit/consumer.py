@@ -18,6 +18,7 @@ from prometheus_client import Counter
 
 from services.audit.anchors import Anchorer
 from services.audit.chain import EntryDraft, draft_from_event
+from services.audit.erasures import AuditErasures
 from services.audit.settings import AuditSettings
 from services.audit.store import AuditStore
 from services.common.envelope import Event
@@ -25,11 +26,17 @@ from services.common.kafka import EventConsumer, Route
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.protos.alama.events.v1.explanations_pb2 import CreditExplanation
+from services.common.protos.alama.events.v1.members_pb2 import (
+    MemberErasureCompleted,
+    MemberErasureRequested,
+)
 from services.common.protos.alama.events.v1.reviews_pb2 import ReviewOutcome
 from services.common.topics import (
     CREDIT_DECISIONS,
     CREDIT_EXPLANATIONS,
     LOAN_APPLICATIONS,
+    MEMBER_ERASURES,
+    MEMBER_ERASURES_COMPLETED,
     REVIEW_OUTCOMES,
 )
 
@@ -44,6 +51,9 @@ AUDITED_TOPICS: Mapping[str, tuple[type[Message], ...]] = {
     CREDIT_DECISIONS: (CreditDecision,),
     CREDIT_EXPLANATIONS: (CreditExplanation,),
     REVIEW_OUTCOMES: (ReviewOutcome,),
+    # every store's answer to an erasure request (pseudonym only); the request itself is
+    # recorded by AuditErasures with the member's data it shreds
+    MEMBER_ERASURES_COMPLETED: (MemberErasureCompleted,),
 }
 
 
@@ -76,12 +86,17 @@ def build_consumer(
     settings: AuditSettings,
     store: AuditStore,
     topics: Mapping[str, tuple[type[Message], ...]] = AUDITED_TOPICS,
+    erasures: AuditErasures | None = None,
+    erasures_topic: str = MEMBER_ERASURES,
 ) -> EventConsumer:
     writer = AuditWriter(store)
+    routes = {topic: Route(types, writer.handle) for topic, types in topics.items()}
+    if erasures is not None:
+        routes[erasures_topic] = Route((MemberErasureRequested,), erasures.handle)
     return EventConsumer(
         settings,
         group_id=settings.group_id,
-        routes={topic: Route(types, writer.handle) for topic, types in topics.items()},
+        routes=routes,
         on_batch=writer.flush,
     )
 
@@ -91,11 +106,16 @@ async def run_consumer(
     store: AuditStore,
     stop: asyncio.Event,
     topics: Mapping[str, tuple[type[Message], ...]] = AUDITED_TOPICS,
+    erasures: AuditErasures | None = None,
+    erasures_topic: str = MEMBER_ERASURES,
 ) -> None:
     """Consume until `stop` is set, then finish the batch in hand, anchor the head once more and
-    leave the group. The head is anchored outside PostgreSQL on a schedule meanwhile."""
-    consumer = build_consumer(settings, store, topics)
+    leave the group. The head is anchored outside PostgreSQL on a schedule meanwhile. With
+    `erasures`, members' erasure requests are handled too (its producer is started here)."""
+    consumer = build_consumer(settings, store, topics, erasures, erasures_topic)
     anchorer = Anchorer(settings, store)
+    if erasures is not None:
+        await erasures.start()
     await consumer.start()
     await anchorer.start()
     consumed = asyncio.Event()
@@ -112,3 +132,5 @@ async def run_consumer(
         consumed.set()  # the last batch is in: anchor it, then stop
         await anchoring
         await anchorer.stop()
+        if erasures is not None:
+            await erasures.stop()
