@@ -38,6 +38,7 @@ from services.common.kafka import DeadLetterSend
 from services.common.lag import GroupLagProbe
 from services.common.liveness import Liveness
 from services.common.member_rights import member_pseudonym
+from services.common.protos.alama.events.v1.members_pb2 import MemberErasureRequested
 from services.common.protos.alama.events.v1.mobile_money_pb2 import MobileMoneyTransaction
 from services.common.protos.alama.events.v1.repayments_pb2 import RepaymentRecorded
 from services.feature_store.activity import (
@@ -46,8 +47,10 @@ from services.feature_store.activity import (
     RepaymentHistory,
     WalletHistory,
 )
+from services.feature_store.erasures import ERASED, FeastEraser, MemberErasures
 from services.feature_store.events import recorded_repayment, wallet_transaction
 from services.feature_store.feature_rows import mobile_money_rows, repayment_rows
+from services.feature_store.member_data import FeastMemberData
 from services.feature_store.metrics import DUPLICATES
 from services.feature_store.push import FeastPusher, FeaturePusher
 from services.feature_store.settings import FeatureStoreSettings
@@ -105,6 +108,8 @@ class FeatureStoreService:
     repayments: ActivityStream[RepaymentHistory]
     consumer: StreamConsumer
     agents: dict[str, AgentT[Any]] = field(default_factory=dict)
+    #: members' erasures (services.feature_store.erasures), set by create_feature_store_app
+    erasures: MemberErasures | None = None
 
     @property
     def streams(self) -> tuple[ActivityStream[Any], ...]:
@@ -149,6 +154,10 @@ class FeatureStoreService:
     ) -> str:
         async def add(event: Event[Any]) -> str:
             row = stream.to_row(event)  # InvalidEvent: dead-lettered with its reason
+            if self.erasures is not None and self.erasures.refuses(
+                row.member_id, event.occurred_at
+            ):
+                return ERASED  # an erased member's event from before the erasure
             history = touched.get(row.member_id) or stream.load(row.member_id)
             touched[row.member_id] = history
             outcome = history.add(row)  # idempotent per transaction / repayment id
@@ -213,8 +222,10 @@ def create_feature_store_app(
     settings: FeatureStoreSettings,
     pusher: FeaturePusher | None = None,
     publisher: Publisher | None = None,
+    feast_eraser: FeastEraser | None = None,
 ) -> FeatureStoreService:
-    """Wire the agents, state tables and timers; open Feast unless a pusher is given."""
+    """Wire the agents, state tables and timers; open Feast unless a pusher is given (then
+    erasures reach Feast only through `feast_eraser`)."""
     app = create_faust_app(settings, app_id=settings.app_id)
     publish = publisher or faust_sender(
         app, settings.service_name, timeout_s=settings.publish_timeout_s
@@ -270,6 +281,25 @@ def create_feature_store_app(
             retry=settings.retry_policy,
         ),
     )
+    if feast_eraser is None and pusher is None:
+        feast_eraser = FeastMemberData(settings.infra).erase
+    service.erasures = MemberErasures(
+        service,
+        # keyed by the member's pseudonym; written in the partition of the vouched request,
+        # which is the member's (co-partitioned with the source topics)
+        app.Table(
+            "erased_members",
+            default=None,
+            schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+            partitions=settings.topic_partitions,
+        ),
+        feast_eraser,
+        settings.erasures_completed_topic,
+    )
+    service.consumer.agent("erasures", [settings.erasures_topic])
+    service.agents["erasures"] = app.agent(
+        app.topic(settings.erasures_topic), name="feature_store.erasures"
+    )(_erasure_agent(service, service.erasures))
     for stream in service.streams:
         service.consumer.agent(stream.name, [stream.topic])
         service.agents[stream.name] = app.agent(
@@ -301,6 +331,22 @@ async def _changelog_metadata(app: faust.App, table: TableT[str, Any]) -> None:
     if isinstance(app.producer, KafkaProducer) and app.producer.started:  # not in test contexts
         producer = app.producer._ensure_producer()  # Faust exposes no public way
         await producer.partitions_for(table.changelog_topic.get_topic_name())
+
+
+def _erasure_agent(
+    service: FeatureStoreService, erasures: MemberErasures
+) -> Callable[[StreamT[bytes]], AsyncIterator[str]]:
+    topic = service.settings.erasures_topic
+
+    async def erase(events: StreamT[bytes]) -> AsyncIterator[str]:
+        async for event in events.events():
+            record = FaustRecord.of(event, topic)
+            result = await service.consumer.process(
+                "erasures", record, MemberErasureRequested, erasures.handle
+            )
+            yield str(result.outcome)
+
+    return erase
 
 
 def _batch_agent(

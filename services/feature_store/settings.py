@@ -11,7 +11,12 @@ from pydantic_settings import SettingsConfigDict
 from services.common.feast_config import FEATURE_REPO, REPO_ROOT
 from services.common.member_rights import pseudonym_key_field
 from services.common.settings import service_port
-from services.common.topics import MOBILE_MONEY_TRANSACTIONS, REPAYMENTS
+from services.common.topics import (
+    MEMBER_ERASURES_COMPLETED,
+    MEMBER_ERASURES_VOUCHED,
+    MOBILE_MONEY_TRANSACTIONS,
+    REPAYMENTS,
+)
 from services.common.worker_settings import StreamWorkerSettings
 
 
@@ -30,6 +35,8 @@ class FeatureStoreSettings(StreamWorkerSettings):
     app_id: str = Field(default="feature_store", description="Faust app id (the consumer group)")
     mobile_money_topic: str = MOBILE_MONEY_TRANSACTIONS
     repayments_topic: str = REPAYMENTS
+    erasures_topic: str = MEMBER_ERASURES_VOUCHED
+    erasures_completed_topic: str = MEMBER_ERASURES_COMPLETED
     topic_partitions: int = Field(
         default=6, ge=1, description="partitions of the source topics; the state tables match"
     )
