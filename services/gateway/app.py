@@ -45,6 +45,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common.signatures import SIGNATURE_HEADER
 from services.gateway.clients import Backends, open_backends
+from services.gateway.erasure_status import build_status_consumer
 from services.gateway.errors import (
     BadSignature,
     Conflict,
@@ -171,6 +172,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         backends = await open_backends(settings)
         app.state.backends = backends
+        statuses = None
+        if backends.erasures is not None:  # each store's erasure completion, into Redis
+            statuses = build_status_consumer(settings, backends.erasures)
+            await statuses.start()
+            consuming = asyncio.create_task(statuses.run(), name="erasure-status")
         log.info(
             "gateway started",
             extra={"scoring": settings.scoring_target, "operator_port": settings.metrics_port},
@@ -179,6 +185,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             yield
         finally:
             log.info("gateway stopping")
+            if statuses is not None:
+                await statuses.stop()
+                await asyncio.gather(consuming, return_exceptions=True)
             await backends.close()
             app.state.backends = None
     finally:

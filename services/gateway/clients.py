@@ -36,6 +36,7 @@ from services.common.protos.alama.explanation.v1 import explanation_pb2, explana
 from services.common.protos.alama.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from services.common.redis_store import create_redis
 from services.common.telemetry import inject_grpc_metadata
+from services.common.topics import MEMBER_ERASURES
 from services.gateway.errors import (
     Conflict,
     InvalidRequest,
@@ -349,6 +350,62 @@ class RedisRevocations:
             raise UpstreamUnavailable("the revocation list is unavailable; retry later") from exc
 
 
+class ErasureStatuses(Protocol):
+    """Members' erasure requests and each store's completion, per tenant."""
+
+    async def requested(self, tenant: str, request_id: str, member_ref: str, at: str) -> None: ...
+
+    async def completed(self, tenant: str, request_id: str, store: str, status: str) -> None: ...
+
+    async def status(self, tenant: str, request_id: str) -> dict[str, str] | None: ...
+
+
+class RedisErasureStatuses:
+    """One Redis hash per request, keyed by tenant and request id (another tenant's id finds
+    nothing): ``requested_at``, ``member_ref`` and one field per store that completed (a JSON
+    text, the first completion kept: a redelivered request's repeat counts 0)."""
+
+    prefix = "alama:gateway:erasure:"
+
+    def __init__(
+        self, redis: Redis, ttl_seconds: int, timeout: float = DEFAULT_REDIS_TIMEOUT
+    ) -> None:
+        self.redis = redis
+        self.ttl_seconds = ttl_seconds
+        self.timeout = timeout
+
+    def _key(self, tenant: str, request_id: str) -> str:
+        return f"{self.prefix}{tenant}:{request_id}"
+
+    async def requested(self, tenant: str, request_id: str, member_ref: str, at: str) -> None:
+        key = self._key(tenant, request_id)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.redis.hset(key, mapping={"requested_at": at, "member_ref": member_ref})  # type: ignore[misc]
+                await self.redis.expire(key, self.ttl_seconds)
+        except (RedisError, TimeoutError) as exc:
+            raise UpstreamUnavailable("the erasure status store is unavailable") from exc
+
+    async def completed(self, tenant: str, request_id: str, store: str, status: str) -> None:
+        key = self._key(tenant, request_id)
+        async with asyncio.timeout(self.timeout):  # the consumer retries outages
+            await self.redis.hsetnx(key, f"store:{store}", status)  # type: ignore[misc]
+            await self.redis.expire(key, self.ttl_seconds)
+
+    async def status(self, tenant: str, request_id: str) -> dict[str, str] | None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                found = await self.redis.hgetall(self._key(tenant, request_id))  # type: ignore[misc]
+        except (RedisError, TimeoutError) as exc:
+            raise UpstreamUnavailable("the erasure status store is unavailable") from exc
+        if not found:
+            return None
+        return {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in found.items()
+        }
+
+
 @dataclass
 class Backends:
     scoring: Scoring
@@ -362,6 +419,11 @@ class Backends:
     #: members' export and erasure (member_rights.wiring), given by whoever hosts the app with
     #: every member store: a gateway image holds none of them, so there it is None (503)
     members: MemberRightsBackend | None = None
+    #: members' erasure requests and their per-store status (the event path of a deployment)
+    erasures: ErasureStatuses | None = None
+    #: the member pseudonym key (ALAMA_MEMBER_PSEUDONYM_KEY) and where erasure requests go
+    members_key: bytes | None = None
+    erasures_topic: str = MEMBER_ERASURES
 
     async def close(self) -> None:
         for name in ("scoring", "explanations", "events", "replay", "members"):
@@ -393,4 +455,9 @@ async def open_backends(settings: GatewaySettings) -> Backends:
         ),
         revocations=RedisRevocations(redis, settings.redis_timeout_seconds),
         limiter=RateLimiter.on_redis(redis, settings),
+        erasures=RedisErasureStatuses(
+            redis, settings.erasure_status_ttl_days * 86400, settings.redis_timeout_seconds
+        ),
+        members_key=settings.member_pseudonym_key.get_secret_value().encode(),
+        erasures_topic=settings.erasures_topic,
     )

@@ -12,7 +12,7 @@ import logging
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Response, Security, status
+from fastapi import APIRouter, Path, Response, Security, status
 from pydantic import AwareDatetime, Field
 
 from services.common.member_rights import (
@@ -25,6 +25,7 @@ from services.common.member_rights import (
 )
 from services.gateway.clients import Backends
 from services.gateway.deps import BackendsDep, authenticate
+from services.gateway.erasure_status import erasure_report, erasure_request_envelope
 from services.gateway.errors import InvalidRequest, NotFound, UpstreamUnavailable
 from services.gateway.schemas import Model
 from services.gateway.security import ADMIN, Principal
@@ -131,13 +132,40 @@ async def export_member(
     return MemberExportDocument(**export.document())
 
 
-@router.post("/members/erasures", responses=_MEMBER_RESPONSES)
+class ErasureAccepted(Model):
+    """The erasure request is on its way to every store; follow it at `status_url`."""
+
+    request_id: str
+    status_url: str
+
+
+class ErasureStatusDocument(Model):
+    """Per store: pending, or its completion (records erased, whether the tenant held it)."""
+
+    request_id: str
+    member_ref: str
+    requested_at: str
+    status: str = Field(description="pending, completed, or not_found (no store held the member)")
+    stores: dict[str, Any]
+
+
+@router.post(
+    "/members/erasures",
+    responses=_MEMBER_RESPONSES
+    | {202: {"model": ErasureAccepted, "description": "Published to every store"}},
+)
 async def erase_member(
-    query: MemberQuery, backends: BackendsDep, admin: Admin
-) -> ErasureReceiptDocument:
+    query: MemberQuery, backends: BackendsDep, admin: Admin, response: Response
+) -> ErasureReceiptDocument | ErasureAccepted:
     """Erase one of the tenant's members everywhere Alama can (crypto-shredding the audit
-    chain's personal data, which still verifies) and record the request in the audit chain;
-    returns the receipt. Repeating it is safe."""
+    chain's personal data, which still verifies) and record the request in the audit chain.
+
+    In a deployment this publishes a MemberErasureRequested event and answers 202 with the
+    request id: each store erases its part and reports back (GET .../erasures/{request_id}).
+    Where a host injects every store (`backends.members`), it erases in place and returns the
+    receipt. Repeating it is safe."""
+    if backends.members is None and backends.erasures is not None:
+        return await _request_erasure(query, backends, admin, response)
     member = _member(backends, admin, query.member_id)
     assert backends.members is not None
     request = ErasureRequest.new(member, requested_by=f"{admin.method}:{admin.subject}")
@@ -159,3 +187,52 @@ async def erase_member(
         },
     )
     return ErasureReceiptDocument(**receipt.document())
+
+
+async def _request_erasure(
+    query: MemberQuery, backends: Backends, admin: Principal, response: Response
+) -> ErasureAccepted:
+    assert backends.erasures is not None and backends.members_key is not None
+    try:
+        member = MemberRef.of(admin.tenant, query.member_id, backends.members_key)
+    except InvalidMember as exc:
+        raise InvalidRequest(str(exc), loc=("body", "member_id")) from None
+    request = ErasureRequest.new(member, requested_by=f"{admin.method}:{admin.subject}")
+    await backends.erasures.requested(
+        member.tenant, request.request_id, member.pseudonym, request.requested_at.isoformat()
+    )
+    await backends.events.publish(backends.erasures_topic, [erasure_request_envelope(request)])
+    log.info(
+        "member erasure requested",
+        extra={
+            "member_ref": member.pseudonym,
+            "tenant": member.tenant,
+            "request_id": request.request_id,
+        },
+    )
+    response.status_code = status.HTTP_202_ACCEPTED
+    return ErasureAccepted(
+        request_id=request.request_id,
+        status_url=f"/v1/admin/members/erasures/{request.request_id}",
+    )
+
+
+@router.get(
+    "/members/erasures/{request_id}",
+    responses={
+        404: {"description": "No such request in the caller's tenant"},
+        503: {"description": "The erasure status store is unavailable"},
+    },
+)
+async def erasure_status(
+    request_id: Annotated[str, Path(max_length=64, pattern=r"^erasure-[0-9a-f-]{36}$")],
+    backends: BackendsDep,
+    admin: Admin,
+) -> ErasureStatusDocument:
+    """Where an erasure request stands in each store (the caller's tenant only)."""
+    if backends.erasures is None:
+        raise UpstreamUnavailable("this gateway keeps no erasure status")
+    found = await backends.erasures.status(admin.tenant, request_id)
+    if found is None:
+        raise NotFound("no erasure request with this id in your tenant")
+    return ErasureStatusDocument(**erasure_report(request_id, found))

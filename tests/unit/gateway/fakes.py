@@ -380,3 +380,21 @@ def fake_members(
     decisions = FakeMemberStore("decisions", {k: list(v) for k, v in seed.items()})
     audit = FakeMemberAudit({k: [f"audit {x}" for x in v] for k, v in seed.items()})
     return MemberRightsBackend(MemberRights([decisions], audit), MEMBER_KEY), decisions, audit
+
+
+class FakeErasureStatuses:
+    """Erasure requests and completions in a dict, like RedisErasureStatuses."""
+
+    def __init__(self) -> None:
+        self.hashes: dict[tuple[str, str], dict[str, str]] = {}
+
+    async def requested(self, tenant: str, request_id: str, member_ref: str, at: str) -> None:
+        self.hashes.setdefault((tenant, request_id), {}).update(
+            {"requested_at": at, "member_ref": member_ref}
+        )
+
+    async def completed(self, tenant: str, request_id: str, store: str, status: str) -> None:
+        self.hashes.setdefault((tenant, request_id), {}).setdefault(f"store:{store}", status)
+
+    async def status(self, tenant: str, request_id: str) -> dict[str, str] | None:
+        return self.hashes.get((tenant, request_id))

@@ -24,6 +24,7 @@ from services.gateway.clients import Backends
 from services.gateway.security import issue_token
 from services.gateway.settings import GatewaySettings
 from tests.unit.gateway.fakes import (
+    FakeErasureStatuses,
     FakeEvents,
     FakeExplanations,
     FakeReplayStore,
@@ -49,6 +50,7 @@ app = create_app(
         replay=FakeReplayStore(),
         revocations=FakeRevocations(),
         members=fake_members()[0],
+        erasures=FakeErasureStatuses(),
     ),
 )
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_operator_app(app))
