@@ -65,7 +65,7 @@ class OnlineBatch:
             np.zeros(n, dtype=bool),
         )
 
-    def model_inputs(self, rows: Sequence[int]) -> ModelInputs:
+    def model_inputs(self, rows: Sequence[int] | np.ndarray) -> ModelInputs:
         """Both models' inputs for these rows."""
         picked = np.asarray(rows, dtype=np.int64)
         return model_inputs_from_arrays(
@@ -96,7 +96,7 @@ def assemble(
     for j, name in enumerate(TABULAR_FEATURES):
         tabular[:, j] = stored[name] if name in stored else derived[name]
     # a member profile is always materialized for a member Feast knows
-    known = ~np.isnan(tabular[:, _SNAPSHOT]).all(axis=1)
+    known = np.asarray(~np.isnan(tabular[:, _SNAPSHOT]).all(axis=1))
     return OnlineBatch(tabular, dict(sequences), known)
 
 
@@ -197,9 +197,15 @@ class RedisOnlineFeatures:
         it appears."""
         unique: dict[str, int] = {}
         rows = np.array([unique.setdefault(m, len(unique)) for m in member_ids], dtype=np.int64)
-        scalars = np.full((len(unique), len(STORED_FEATURES)), np.nan)
-        sequences = {name: np.zeros((len(unique), s)) for name, s in SEQUENCE_STEPS.items()}
-        for u, reply in enumerate(self.read(list(unique))):
+        return self.decode(self.read(list(unique)), rows)
+
+    def decode(
+        self, replies: Sequence[Sequence[bytes | None]], rows: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """`read`'s replies (one per distinct member) as arrays, row i from reply `rows[i]`."""
+        scalars = np.full((len(replies), len(STORED_FEATURES)), np.nan)
+        sequences = {name: np.zeros((len(replies), s)) for name, s in SEQUENCE_STEPS.items()}
+        for u, reply in enumerate(replies):
             row = scalars[u]
             for (column, sequence), raw in zip(self.slots, reply, strict=True):
                 if raw is None:
