@@ -28,7 +28,13 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
+    UnknownProducerId,
+)
 from aiokafka.structs import RecordMetadata
 from google.protobuf.message import Message
 from opentelemetry import trace
@@ -62,9 +68,65 @@ HANDLER_ERROR = "handler_error"
 MAX_DETAIL_CHARS = 2000
 
 
+#: what ends aiokafka's sender for good: the broker no longer knows this producer's sequence
+PRODUCER_STATE_LOST = (OutOfOrderSequenceNumber, UnknownProducerId)
+
+
+class HealingProducer(AIOKafkaProducer):  # type: ignore[misc]
+    """An idempotent producer that outlives the broker forgetting its producer state.
+
+    After an unclean broker restart (or a truncated log) the broker answers this producer's
+    batches with OutOfOrderSequenceNumber, and keeps doing so for every later batch: aiokafka
+    goes on numbering from where it was. One broker restart left a service unable to publish
+    until it was restarted itself (the chaos battery's broker restart found the gateway answering
+    503 for minutes). Once a delivery fails that way, the next send first restarts this producer
+    under a new producer id, as the Java client does by bumping its epoch. The records that
+    failed stay failed: their callers see a transient error (`retries.is_transient`) and send
+    them again.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._options = options
+        self._state_lost = False
+        self._generation = 0
+        self._healing = asyncio.Lock()
+
+    async def send(self, *args: Any, **kwargs: Any) -> asyncio.Future[RecordMetadata]:
+        while True:
+            if self._state_lost:
+                await self._heal()
+            generation = self._generation
+            try:
+                future: asyncio.Future[RecordMetadata] = await super().send(*args, **kwargs)
+            except ProducerClosed:
+                if generation != self._generation:
+                    continue  # closed under it by a restart: send on the new producer
+                raise
+            future.add_done_callback(self._watch)
+            return future
+
+    def _watch(self, future: asyncio.Future[RecordMetadata]) -> None:
+        if not future.cancelled() and isinstance(future.exception(), PRODUCER_STATE_LOST):
+            self._state_lost = True
+
+    async def _heal(self) -> None:
+        async with self._healing:
+            if not self._state_lost:
+                return  # another send restarted it meanwhile
+            log.warning("the broker lost this producer's state; restarting it under a new id")
+            await super().stop()
+            healing, generation = self._healing, self._generation
+            AIOKafkaProducer.__init__(self, **self._options)
+            self._healing, self._generation = healing, generation + 1
+            self._state_lost = False
+            await super().start()
+
+
 def create_producer(infra: InfraSettings, *, client_id: str, **overrides: Any) -> AIOKafkaProducer:
-    """An idempotent producer that waits for the in-sync replicas: no lost or doubled writes.
-    Every client authenticates as `InfraSettings` says (`kafka_security.client_options`)."""
+    """An idempotent producer that waits for the in-sync replicas: no lost or doubled writes,
+    and one that recovers when the broker loses its state (`HealingProducer`). Every client
+    authenticates as `InfraSettings` says (`kafka_security.client_options`)."""
     options: dict[str, Any] = client_options(infra) | {
         "client_id": client_id,
         "acks": "all",
@@ -72,7 +134,7 @@ def create_producer(infra: InfraSettings, *, client_id: str, **overrides: Any) -
         "linger_ms": 5,
         "request_timeout_ms": 30_000,
     }
-    return AIOKafkaProducer(**(options | overrides))
+    return HealingProducer(**(options | overrides))
 
 
 def create_consumer(

@@ -40,6 +40,10 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     kafka_errors.KafkaConnectionError,
     kafka_errors.KafkaTimeoutError,
     kafka_errors.NodeNotReadyError,
+    # the broker forgot the producer's sequence (an unclean restart): the producer starts a new
+    # producer id on its next send (services.common.kafka.HealingProducer), so sending again works
+    kafka_errors.OutOfOrderSequenceNumber,
+    kafka_errors.UnknownProducerId,
 )
 
 

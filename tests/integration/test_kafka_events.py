@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, OutOfOrderSequenceNumber
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY
@@ -20,7 +20,7 @@ from services.common.errors import InvalidEvent
 from services.common.kafka import REASON_HEADER, EventConsumer, Route, create_producer, publish
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.envelope_pb2 import DeadLetter, EventEnvelope
-from services.common.retries import RetryPolicy
+from services.common.retries import RetryPolicy, is_transient
 from services.common.settings import ServiceSettings
 from services.common.topics import TopicSpec, dead_letter_topic
 
@@ -427,3 +427,28 @@ async def test_a_commit_refused_by_a_rebalance_is_not_fatal(
         await asyncio.wait_for(task, timeout=30)
     assert refused and handled == ["app-1", "app-2"]
     assert await _committed_to_the_end(service_settings, scratch_topic.name, group)
+
+
+async def test_a_producer_the_broker_forgot_starts_a_new_producer_id_and_sends_again(
+    service_settings: ServiceSettings, scratch_topic: TopicSpec
+) -> None:
+    """The broker losing a producer's sequence (an unclean restart) ends aiokafka's sender for
+    good; the project's producer sends again on its next call, under a new producer id."""
+    producer = create_producer(service_settings.infra, client_id="test-healing")
+    await producer.start()
+    tp = TopicPartition(scratch_topic.name, 0)
+    try:
+        await producer.send_and_wait(scratch_topic.name, b"before", partition=0)
+        first_id = producer._txn_manager.producer_id
+        # what the broker sees after losing records: a gap in this producer's sequence
+        producer._txn_manager.increment_sequence_number(tp, 7)
+        with pytest.raises(OutOfOrderSequenceNumber):
+            await producer.send_and_wait(scratch_topic.name, b"lost", partition=0)
+        after = await producer.send_and_wait(scratch_topic.name, b"after", partition=0)
+        assert producer._txn_manager.producer_id != first_id  # a new producer id
+        assert after.offset == 1
+    finally:
+        await producer.stop()
+    records = await read_topic(service_settings.infra, scratch_topic.name, 2)
+    assert [r.value for r in records] == [b"before", b"after"]
+    assert is_transient(OutOfOrderSequenceNumber())  # the caller of the failed send retries
