@@ -256,13 +256,19 @@ class _OneModel:
 
 
 def spin(path: str, seconds: float, batch: int, bundle_dir: Path, members: list[str]) -> None:
-    """The scorer's hot path in a loop, for py-spy to sample."""
+    """The scorer's hot path in a loop, for py-spy to sample: says "ready" once warm (imports,
+    connections, the registry), then loops for `seconds`."""
     store = open_feature_store(InfraSettings())
     source = RedisOnlineFeatures(store) if path == "fast" else OnlineFeatures(store)
     bundle = load_bundle(bundle_dir)
     scorer = Scorer(source, bundle, bundle_dir=bundle_dir, ledger=MemoryLedger(), threads=1)
     amounts = [25_000.0]
     loop = asyncio.new_event_loop()
+    for _ in range(5):
+        loop.run_until_complete(
+            scorer.score(applications(members, amounts, batch, uuid.uuid4().hex), path="grpc")
+        )
+    print("ready", flush=True)  # noqa: T201 - the parent waits for this line
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         apps = applications(members, amounts, batch, uuid.uuid4().hex[:8])
@@ -272,32 +278,30 @@ def spin(path: str, seconds: float, batch: int, bundle_dir: Path, members: list[
 
 
 def flame(path: str, seconds: float, batch: int, bundle_dir: Path) -> Path:
-    """py-spy's flame graph of `spin` on one feature path (a child process it starts)."""
+    """py-spy's flame graph of `spin` on one feature path: a child process, sampled only once
+    it is warm, so start-up (Feast imports torch) stays out of the graph."""
     out = RESULTS / f"profile-scoring-{path}-batch{batch}.svg"
-    py_spy = Path(sys.executable).with_name("py-spy")
-    command = [
-        str(py_spy),
-        "record",
-        "--rate",
-        "200",
-        "--subprocesses",
-        "--nonblocking",
-        "--output",
-        str(out),
-        "--",
-        sys.executable,
-        "-m",
-        "bench.profile_scoring",
-        "--spin",
-        path,
-        "--seconds",
-        str(seconds),
-        "--spin-batch",
-        str(batch),
-        "--bundle",
-        str(bundle_dir),
-    ]
-    subprocess.run(command, check=True, cwd=REPO, env=os.environ | PROJECT)
+    spinning = [
+        sys.executable, "-m", "bench.profile_scoring", "--spin", path,
+        "--seconds", str(seconds + 30), "--spin-batch", str(batch), "--bundle", str(bundle_dir),
+    ]  # fmt: skip
+    child = subprocess.Popen(
+        spinning, cwd=REPO, env=os.environ | PROJECT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        for line in child.stdout:
+            if line.strip() == "ready":
+                break
+        py_spy = Path(sys.executable).with_name("py-spy")
+        record = [
+            str(py_spy), "record", "--pid", str(child.pid), "--rate", "200",
+            "--duration", str(int(seconds)), "--nonblocking", "--output", str(out),
+        ]  # fmt: skip
+        subprocess.run(record, check=True)
+    finally:
+        child.terminate()
+        child.wait(timeout=60)
     return out
 
 
