@@ -148,6 +148,8 @@ async def test_explanation_explains_a_tabular_decision_over_its_own_columns(
         scorer.close()
     decision = outcome.decision
     assert isinstance(decision, CreditDecision)
+    # contributions computed once, by scoring, and carried to the explanation
+    assert len(decision.contributions) == len(bundle.feature_names)
     explainer = DecisionExplainer(BundleCache(bundles), top_reasons=4)
     [explained] = explainer.explain([decision], explained_at=datetime.now(UTC))
     explanation = explained.explanation
@@ -163,6 +165,8 @@ async def test_explanation_explains_a_tabular_decision_over_its_own_columns(
     p = bundle.model_probability(x)[0]
     total = baseline + sum(c.contribution for c in explanation.contributions)
     assert total == pytest.approx(np.log(p / (1 - p)), abs=1e-4)
+    shown = {c.feature: c.contribution for c in explanation.contributions}
+    assert [shown[n] for n in bundle.feature_names] == list(decision.contributions)
 
 
 def test_scoring_describes_what_the_model_reads(bundle: TabularBundle) -> None:
