@@ -204,21 +204,22 @@ def profile_batch(
         )
 
     timed(stages, "decisions (protos, reasons, features map)", n, reps, decide)
-    scorer = Scorer(fast, bundle, bundle_dir=bundle_dir, ledger=MemoryLedger(), threads=1)
-    loop = asyncio.new_event_loop()
-    try:
-        timed(
-            stages,
-            "whole scorer (fast read + all of the above)",
-            n,
-            reps,
-            lambda: loop.run_until_complete(
-                scorer.score(applications(members, amounts, n, uuid.uuid4().hex[:8]), path="grpc")
-            ),
-        )
-    finally:
-        loop.close()
-        scorer.close()
+    for name, source in (
+        ("whole scorer, one-round-trip read (now)", fast),
+        ("whole scorer, Feast SDK read (before)", sdk),
+    ):
+        scorer = Scorer(source, bundle, bundle_dir=bundle_dir, ledger=MemoryLedger(), threads=1)
+        loop = asyncio.new_event_loop()
+
+        def score(scorer: Scorer = scorer, loop: asyncio.AbstractEventLoop = loop) -> None:
+            apps = applications(members, amounts, n, uuid.uuid4().hex[:8])
+            loop.run_until_complete(scorer.score(apps, path="grpc"))
+
+        try:
+            timed(stages, name, n, reps, score)
+        finally:
+            loop.close()
+            scorer.close()
     decisions = decide()
     older = []
     for d in decisions:
@@ -327,6 +328,21 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {row['batch']} | {row['stage']} | {row['p50_ms']:.3f} | {row['p90_ms']:.3f}"
             f" | {row['p50_us_per_application']:,.1f} |"
+        )
+    lines += ["", "Reading the table (medians of this run):", ""]
+    p50 = {(r["batch"], r["stage"]): r["p50_ms"] for r in result["stages"]}
+    for batch in sorted({r["batch"] for r in result["stages"]}):
+        sdk = p50[(batch, "features: Feast SDK get_online_features().to_df() (before)")]
+        fast = p50[(batch, "features: one-round-trip Redis read, total (now)")]
+        before = p50.get((batch, "whole scorer, Feast SDK read (before)"))
+        now = p50.get((batch, "whole scorer, one-round-trip read (now)"))
+        carried = p50[(batch, "explanation, contributions carried (now)")]
+        recomputed = p50[(batch, "explanation, TreeSHAP recomputed (before)")]
+        whole = f"; the whole scorer {before:.2f} → {now:.2f} ms" if before and now else ""
+        lines.append(
+            f"- batch {batch}: features {sdk:.2f} → {fast:.2f} ms ({sdk / fast:.1f} times faster)"
+            f"{whole}; explanation {recomputed:.2f} → {carried:.2f} ms without recomputing"
+            " TreeSHAP"
         )
     if result.get("flame_graphs"):
         lines += ["", "Flame graphs (py-spy, the scorer's loop on each feature path):", ""]
