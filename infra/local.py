@@ -186,6 +186,17 @@ class PidFileServer(Server):
             return pid
         return None
 
+    def _await_own_pid(self, launched: int | None = None, within: float = 30.0) -> None:
+        """Until `pid()` sees the server: a daemon writes its pid file after the launcher has
+        returned, and a fresh child shows its command line only once it has exec'd; on a busy
+        machine either can take a while, and until then the server would look as if it had
+        exited during start-up. Returns early if the launched process did exit."""
+        deadline = time.monotonic() + within
+        while self.pid() is None and time.monotonic() < deadline:
+            if launched is not None and not pid_alive(launched):
+                return
+            time.sleep(0.05)
+
     def stop(self) -> None:
         pid = self.pid()
         if pid is not None:
@@ -349,6 +360,7 @@ class Kafka(PidFileServer):
                 cwd=self.root,
             )
         self.pid_path.write_text(str(proc.pid))
+        self._await_own_pid(proc.pid)
 
     def ready(self) -> str | None:
         async def probe() -> str | None:
@@ -412,11 +424,7 @@ class Redis(PidFileServer):
             check=True,
             capture_output=True,
         )
-        # The daemon writes its pid file after the launcher has returned; on a busy machine
-        # that can take a while, and until then the server would look as if it had exited.
-        deadline = time.monotonic() + 30
-        while self.pid() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        self._await_own_pid()
 
     def ready(self) -> str | None:
         try:
