@@ -576,15 +576,16 @@ def markdown(result: dict[str, Any]) -> str:
         f" `python -m bench.chaos` (`make chaos`).",
         "",
         "| fault | applications | decisions | explanations | audit trails | lost | duplicated"
-        " | topic duplicates (decisions, explanations) | told, unaudited | chain | lags 0 | recovery s | client retries |",
+        " | topic duplicates (decisions, explanations) | told, unaudited | chain | lags 0"
+        " | recovery s | client retries |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: |",
     ]
     for f in result["faults"]:
+        dups = f["topic_duplicates"]
         lines.append(
             f"| {f['fault']} | {f['applications']} | {f['decisions']} | {f['explanations']} |"
             f" {f['audit_trails']} | {f['lost']} | {f['duplicated']} |"
-            f" {f['topic_duplicates'][CREDIT_DECISIONS]}, {f['topic_duplicates'][CREDIT_EXPLANATIONS]}"
-            f" | {f['told_unaudited']} |"
+            f" {dups[CREDIT_DECISIONS]}, {dups[CREDIT_EXPLANATIONS]} | {f['told_unaudited']} |"
             f" {'verified' if f['chain_verified'] else 'BROKEN'} |"
             f" {'yes' if f['lags_zero'] else 'NO'} | {f['recovery_seconds']} |"
             f" {f['client_retries']} |"
