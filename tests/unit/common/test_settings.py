@@ -125,6 +125,7 @@ def test_short_secrets_and_the_development_api_key_are_refused(
 ) -> None:
     for variable in ("JWT_SECRET", "WEBHOOK_SECRET", "PSEUDONYM_KEY"):
         production.setenv(f"ALAMA_GATEWAY_{variable}", STRONG)
+    production.setenv("ALAMA_MEMBER_PSEUDONYM_KEY", STRONG)
     production.setenv("ALAMA_POSTGRES_DSN", strong_value("ALAMA_POSTGRES_DSN"))
     dev_key = [
         {
