@@ -100,8 +100,8 @@ SCALES = {
         send_deadline_seconds=120.0,
     ),
     "standard": Scale(
-        applications=1500,
-        rate=50.0,
+        applications=1000,
+        rate=40.0,
         outage_seconds=10.0,
         catch_up_seconds=600.0,
         send_deadline_seconds=300.0,
