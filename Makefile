@@ -100,7 +100,7 @@ charts-check: deploy-tools ## Lint, render and validate the Helm charts (kubecon
 lint: setup ## ruff and mypy
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy services infra bench simulator
+	$(PY) -m mypy services infra bench simulator member_rights
 
 format: setup ## Apply ruff's fixes and formatting
 	$(PY) -m ruff check --fix .
