@@ -12,8 +12,9 @@ import hashlib
 import json
 import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,20 +185,9 @@ def load_into_feast(
     each member's latest values into the online store, chunk by chunk as well (unless
     `materialize` is off: training reads only the offline store)."""
     started = time.perf_counter()
-    with Progress(
-        TextColumn("feature snapshots"),
-        BarColumn(),
-        TextColumn("{task.completed:,.0f}/{task.total:,.0f} members"),
-        TimeElapsedColumn(),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("snapshots", total=len(book.members))
+    with _members_bar("feature snapshots", len(book.members)) as advance:
         load = feature_tables.load_offline_tables(
-            infra,
-            book,
-            members_per_chunk=members_per_chunk,
-            workers=workers,
-            progress=lambda members: bar.advance(task, members),
+            infra, book, members_per_chunk=members_per_chunk, workers=workers, progress=advance
         )
     echo(
         f"computed and wrote feature snapshots in chunks of {members_per_chunk:,} members "
@@ -210,27 +200,34 @@ def load_into_feast(
         echo("the online store is left as it was (--no-materialize)")
         return
     started = time.perf_counter()
-    with Progress(
-        TextColumn("online store"),
-        BarColumn(),
-        TextColumn("{task.completed:,.0f}/{task.total:,.0f} members"),
-        TimeElapsedColumn(),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("online", total=len(book.members))
+    with _members_bar("online store", len(book.members)) as advance:
         written = feature_tables.write_online(
             infra,
             book,
             load,
             members_per_chunk=members_per_chunk,
             workers=workers,
-            progress=lambda members: bar.advance(task, members),
+            progress=advance,
         )
     echo(
         f"each member's latest features written to the Redis online store in chunks of "
         f"{members_per_chunk:,} members ({len(written.members)} feature views) in "
         f"{time.perf_counter() - started:.1f}s"
     )
+
+
+@contextmanager
+def _members_bar(label: str, members: int) -> Iterator[Callable[[int], None]]:
+    """A transient progress bar over members; yields what advances it by a chunk's count."""
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f} members"),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=members)
+        yield lambda done: bar.advance(task, done)
 
 
 @dataclass
