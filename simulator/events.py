@@ -23,6 +23,7 @@ import pandas as pd
 
 from services.common import topics
 from services.common.envelope import wrap
+from services.common.members import DEV_TENANT, member_key
 from services.common.protos.alama.events.v1 import (
     applications_pb2,
     mobile_money_pb2,
@@ -89,10 +90,6 @@ def _moment(ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=ns // 1_000)
 
 
-#: The tenant a developer's SACCO is (the gateway's development API key acts for it too).
-DEV_TENANT = "dev-sacco"
-
-
 def application_envelope(
     application: ApplicationRequest, namespace: uuid.UUID, tenant: str = DEV_TENANT
 ) -> EventEnvelope:
@@ -130,10 +127,11 @@ def application_envelope(
 
 
 def _repayment_envelope(
-    row: tuple[Any, ...], due_ns: int, recorded_ns: int, namespace: uuid.UUID
+    row: tuple[Any, ...], due_ns: int, recorded_ns: int, namespace: uuid.UUID, tenant: str
 ) -> EventEnvelope:
     rid, member, loan, amount_due, paid, late = row
     message = repayments_pb2.RepaymentRecorded(
+        tenant_id=tenant,
         repayment_id=str(rid),
         member_id=str(member),
         loan_id=str(loan),
@@ -146,7 +144,7 @@ def _repayment_envelope(
     return wrap(
         message,
         producer=CORE_BANKING,
-        subject=str(member),
+        subject=member_key(tenant, str(member)),  # the feature store's table key
         event_id=repayment_event_id(namespace, str(rid)),
         occurred_at=_moment(recorded_ns),
     )
@@ -162,9 +160,11 @@ _REPAYMENT_FIELDS = (
 )
 
 
-def repayment_envelopes(repayments: pd.DataFrame, namespace: uuid.UUID) -> Iterator[EventEnvelope]:
+def repayment_envelopes(
+    repayments: pd.DataFrame, namespace: uuid.UUID, tenant: str = DEV_TENANT
+) -> Iterator[EventEnvelope]:
     """One RepaymentRecorded envelope per row of contract repayments with a `repayment_id`
-    (as `scenario.repayment_history` gives them), in the rows' order."""
+    (as `scenario.repayment_history` gives them), in the rows' order, for `tenant`'s members."""
     rows = zip(*(repayments[c].astype(object).tolist() for c in _REPAYMENT_FIELDS), strict=True)
     times = zip(
         _nanoseconds(repayments["due_date"]).tolist(),
@@ -172,12 +172,15 @@ def repayment_envelopes(repayments: pd.DataFrame, namespace: uuid.UUID) -> Itera
         strict=True,
     )
     for row, (due, recorded) in zip(rows, times, strict=True):
-        yield _repayment_envelope(row, due, recorded, namespace)
+        yield _repayment_envelope(row, due, recorded, namespace, tenant)
 
 
-def _transaction_envelope(row: tuple[Any, ...], at_ns: int, namespace: uuid.UUID) -> EventEnvelope:
+def _transaction_envelope(
+    row: tuple[Any, ...], at_ns: int, namespace: uuid.UUID, tenant: str
+) -> EventEnvelope:
     tx_id, member, kind, amount, balance = row
     message = mobile_money_pb2.MobileMoneyTransaction(
+        tenant_id=tenant,
         transaction_id=str(tx_id),
         member_id=str(member),
         kind=mobile_money_pb2.TransactionKind.Value(f"TRANSACTION_KIND_{str(kind).upper()}"),
@@ -189,7 +192,7 @@ def _transaction_envelope(row: tuple[Any, ...], at_ns: int, namespace: uuid.UUID
     return wrap(
         message,
         producer=MOBILE_MONEY,
-        subject=str(member),
+        subject=member_key(tenant, str(member)),  # the feature store's table key
         event_id=transaction_event_id(namespace, str(tx_id)),
         occurred_at=_moment(at_ns),
     )
@@ -201,19 +204,20 @@ def _transaction_envelope(row: tuple[Any, ...], at_ns: int, namespace: uuid.UUID
 _Pending = tuple[int, int, str, Callable[[], EventEnvelope]]
 
 
-def book_events(book: LoanBook) -> Iterator[tuple[str, EventEnvelope]]:
+def book_events(book: LoanBook, tenant: str = DEV_TENANT) -> Iterator[tuple[str, EventEnvelope]]:
     """Every application, repayment and wallet transaction of `book` as (topic, envelope), in
     time order (applications first at equal times, then repayments, then transactions).
 
     The three streams are merged lazily (a heap over three sorted streams, built `EVENT_CHUNK`
     rows at a time), so a large book is never materialised as envelopes. Applications keep the
-    book's ids (a run's scenario gives them run-scoped ones instead).
+    book's ids (a run's scenario gives them run-scoped ones instead). Every event is `tenant`'s,
+    the SACCO whose book it is.
     """
     namespace = book_namespace(book)
     streams = [
-        _application_stream(book, namespace),
-        _repayment_stream(book.repayments, namespace),
-        _transaction_stream(book.mobile_money, namespace),
+        _application_stream(book, namespace, tenant),
+        _repayment_stream(book.repayments, namespace, tenant),
+        _transaction_stream(book.mobile_money, namespace, tenant),
     ]
     for _at, _rank, topic, build in heapq.merge(*streams, key=lambda item: (item[0], item[1])):
         yield topic, build()
@@ -231,16 +235,23 @@ def _bind(build: Callable[..., EventEnvelope], *args: Any) -> Callable[[], Event
     return lambda: build(*args)
 
 
-def _application_stream(book: LoanBook, namespace: uuid.UUID) -> Iterator[_Pending]:
+def _application_stream(book: LoanBook, namespace: uuid.UUID, tenant: str) -> Iterator[_Pending]:
     national = national_ids(book)
     for chunk in _sorted_chunks(book.applications, "applied_at"):
         ids = chunk["application_id"].astype(str).tolist()
         requests = application_requests(chunk, ids, national)
         for request, at in zip(requests, _nanoseconds(chunk["applied_at"]).tolist(), strict=True):
-            yield at, 0, topics.LOAN_APPLICATIONS, _bind(application_envelope, request, namespace)
+            yield (
+                at,
+                0,
+                topics.LOAN_APPLICATIONS,
+                _bind(application_envelope, request, namespace, tenant),
+            )
 
 
-def _repayment_stream(repayments: pd.DataFrame, namespace: uuid.UUID) -> Iterator[_Pending]:
+def _repayment_stream(
+    repayments: pd.DataFrame, namespace: uuid.UUID, tenant: str
+) -> Iterator[_Pending]:
     for chunk in _sorted_chunks(repayments, "recorded_at"):
         dues = _nanoseconds(chunk["due_date"]).tolist()
         ids = [
@@ -251,10 +262,17 @@ def _repayment_stream(repayments: pd.DataFrame, namespace: uuid.UUID) -> Iterato
         rows = zip(ids, *columns, strict=True)
         times = zip(dues, _nanoseconds(chunk["recorded_at"]).tolist(), strict=True)
         for row, (due, at) in zip(rows, times, strict=True):
-            yield at, 1, topics.REPAYMENTS, _bind(_repayment_envelope, row, due, at, namespace)
+            yield (
+                at,
+                1,
+                topics.REPAYMENTS,
+                _bind(_repayment_envelope, row, due, at, namespace, tenant),
+            )
 
 
-def _transaction_stream(mobile_money: pd.DataFrame, namespace: uuid.UUID) -> Iterator[_Pending]:
+def _transaction_stream(
+    mobile_money: pd.DataFrame, namespace: uuid.UUID, tenant: str
+) -> Iterator[_Pending]:
     columns = ["transaction_id", "member_id", "kind", "amount_kes", "balance_kes"]
     for chunk in _sorted_chunks(mobile_money, "occurred_at"):
         rows = zip(*(chunk[c].astype(object).tolist() for c in columns), strict=True)
@@ -263,5 +281,5 @@ def _transaction_stream(mobile_money: pd.DataFrame, namespace: uuid.UUID) -> Ite
                 at,
                 2,
                 topics.MOBILE_MONEY_TRANSACTIONS,
-                _bind(_transaction_envelope, row, at, namespace),
+                _bind(_transaction_envelope, row, at, namespace, tenant),
             )

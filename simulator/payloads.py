@@ -16,7 +16,12 @@ from typing import Any
 
 import pandas as pd
 
-from services.common.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, webhook_signature
+from services.common.signatures import (
+    SIGNATURE_HEADER,
+    TENANT_HEADER,
+    TIMESTAMP_HEADER,
+    webhook_signature,
+)
 from simulator.events import PROVIDER
 from simulator.scenario import ApplicationRequest
 
@@ -64,12 +69,16 @@ class WebhookDelivery:
     body: bytes
     transactions: int
 
-    def headers(self, secret: str, timestamp: int) -> dict[str, str]:
-        return {
+    def headers(self, secret: str, timestamp: int, tenant: str | None = None) -> dict[str, str]:
+        """Signed with `tenant`'s own secret; without a tenant, for the gateway's own one."""
+        headers = {
             "Content-Type": "application/json",
             TIMESTAMP_HEADER: str(timestamp),
             SIGNATURE_HEADER: webhook_signature(secret, timestamp, self.body),
         }
+        if tenant is not None:
+            headers[TENANT_HEADER] = tenant
+        return headers
 
 
 def lane_of(member_id: str, lanes: int) -> int:

@@ -228,6 +228,7 @@ async def simulate(
                 client,
                 api_key=settings.api_key.get_secret_value(),
                 webhook_secret=settings.webhook_secret.get_secret_value(),
+                tenant=settings.tenant,
             )
             if client is not None
             else None

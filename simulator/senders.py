@@ -57,11 +57,13 @@ class GatewayClient:
         *,
         api_key: str,
         webhook_secret: str,
+        tenant: str | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.api_key = api_key
         self.webhook_secret = webhook_secret
+        self.tenant = tenant  # whose members the deliveries are about (X-Alama-Tenant)
         self.wall_clock = wall_clock
 
     async def submit(self, application: ApplicationRequest) -> Outcome:
@@ -79,7 +81,7 @@ class GatewayClient:
 
     async def deliver(self, delivery: WebhookDelivery) -> Outcome:
         """POST one delivery, signed now over the exact bytes sent."""
-        headers = delivery.headers(self.webhook_secret, int(self.wall_clock()))
+        headers = delivery.headers(self.webhook_secret, int(self.wall_clock()), self.tenant)
         try:
             response = await self.client.post(WEBHOOK_PATH, content=delivery.body, headers=headers)
         except httpx.HTTPError as exc:
@@ -142,7 +144,7 @@ class KafkaCoreBanking:
                 if on_outcome is not None:
                     on_outcome(outcome)
 
-        for envelope in repayment_envelopes(repayments, self.namespace):
+        for envelope in repayment_envelopes(repayments, self.namespace, self.tenant):
             pending.append(await publish(self.producer, self.repayments_topic, envelope))
             if len(pending) >= window:
                 await settle(pending)

@@ -11,10 +11,12 @@ sets the data.
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import pandas as pd
 import typer
@@ -22,7 +24,8 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from services.common.settings import InfraSettings
+from services.common.members import DEV_TENANT, TENANT_PATTERN
+from services.common.settings import DEV_MODE_VARIABLE, InfraSettings
 from training import paths
 from training.contract import LoanBook
 from training.importer import ImportResult
@@ -89,7 +92,7 @@ def _echo(line: str) -> None:
     console.print(f"[cyan]•[/] {line}")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     console.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code=1)
 
@@ -174,6 +177,14 @@ def import_(
         Path | None,
         typer.Option(help="where the loan book goes (default: artifacts/loanbooks/NAME)"),
     ] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option(
+            help="the SACCO (tenant) whose book it is: its members' features are kept under"
+            " it, and only its decisions read them (default in development mode: the"
+            f" development tenant, {DEV_TENANT})"
+        ),
+    ] = None,
 ) -> None:
     """Validate a lender's export against the data contract and import it, all or nothing."""
     from training.importer import ImportFailed
@@ -183,8 +194,9 @@ def import_(
     if not folder.is_dir():
         _fail(f"{folder}: no such folder")
     destination = destination or paths.LOAN_BOOKS / (name or f"{kind}-{folder.resolve().name}")
+    owner = _tenant(tenant)
     try:
-        result = import_book(kind, folder, destination, cutoff, assume_timezone)
+        result = import_book(kind, folder, destination, cutoff, assume_timezone, owner)
     except ImportFailed as failed:
         _show_violations(failed, report)
         raise typer.Exit(code=1) from None
@@ -204,6 +216,7 @@ def import_book(
     destination: Path,
     cutoff: str | None = None,
     assume_timezone: str | None = None,
+    tenant: str = DEV_TENANT,
 ) -> ImportResult:
     """Run one import with a live row count per table; returns the importer's ImportResult."""
     from training import importer
@@ -231,7 +244,7 @@ def import_book(
         if kind == "home-credit":
             from training.sources.home_credit import import_home_credit
 
-            return import_home_credit(folder, destination, progress=progress)
+            return import_home_credit(folder, destination, progress=progress, tenant=tenant)
         inputs = (importer.csv_inputs if kind == "csv" else importer.parquet_inputs)(folder)
         return importer.import_tables(
             inputs,
@@ -240,7 +253,20 @@ def import_book(
             cutoff=stamp,
             assume_tz=assume_timezone,
             progress=progress,
+            meta={"tenant": tenant},
         )
+
+
+def _tenant(option: str | None) -> str:
+    """The tenant an import is for: named, or the development tenant in development mode only
+    (a SACCO's real book filed under the development tenant would serve no one)."""
+    if option is not None:
+        if not re.fullmatch(TENANT_PATTERN, option):
+            _fail(f"--tenant {option!r} must match {TENANT_PATTERN}")
+        return option
+    if os.environ.get(DEV_MODE_VARIABLE, "").lower() in {"1", "true", "yes", "on"}:
+        return DEV_TENANT
+    _fail(f"--tenant is required (the SACCO whose book this is) unless {DEV_MODE_VARIABLE}=1")
 
 
 def _show_violations(failed: Exception, report: Path | None) -> None:
@@ -405,6 +431,10 @@ def run_all(
     applications_per_query: QueryOption = APPLICATIONS_PER_QUERY,
     load_workers: WorkersOption = LOAD_WORKERS,
     materialize: MaterializeOption = True,
+    tenant: Annotated[
+        str | None,
+        typer.Option(help="the SACCO whose book an imported source is (see `import --tenant`)"),
+    ] = None,
 ) -> None:
     """Every step in order: generate or import, load, train, evaluate, export, report, track."""
     if source == "synthetic":
@@ -412,7 +442,7 @@ def run_all(
     else:
         kind, _, rest = source.partition(":")
         if kind in IMPORT_KINDS:
-            import_(kind, Path(rest))
+            import_(kind, Path(rest), tenant=tenant)
         else:
             _book(source, get_profile(profile))
     load(profile, source, members_per_chunk, load_workers, materialize)

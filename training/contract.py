@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 from pandera.typing import Series
 
 from services.common.features import EMPLOYMENT_TYPES, PRODUCTS, TRANSACTION_KINDS
+from services.common.members import DEV_TENANT
 
 CONTRACT_VERSION = 1
 GENDERS = ("female", "male", "other")
@@ -396,6 +397,13 @@ class LoanBook:
         if name in self.tables:
             return self.tables[name]
         return pd.DataFrame({c: pd.Series(dtype=object) for c in TABLE_SPECS[name].columns})
+
+    @property
+    def tenant(self) -> str:
+        """The SACCO whose book this is: its members' features are kept under its keys
+        (services.common.members). A book that names none (the synthetic world) is the
+        development tenant's."""
+        return str(self.meta.get("tenant") or DEV_TENANT)
 
     def has(self, name: str) -> bool:
         return name in self.tables and len(self.tables[name]) > 0

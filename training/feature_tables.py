@@ -34,6 +34,7 @@ from services.common.feast_config import (
     feast_environment,
     open_feature_store,
 )
+from services.common.members import KEY_SEPARATOR, member_key
 from services.common.settings import InfraSettings
 from training.contract import LoanBook
 from training.library_output import into_log
@@ -278,15 +279,33 @@ async def _swap(dsn: str, schema: str, names: Iterable[str]) -> None:
         await conn.close()
 
 
+def member_keys(ids: pd.Series, tenant: str) -> pd.Series:
+    """The Feast entity values of a book's member ids: each one the tenant's member
+    (services.common.members.member_key), so two SACCOs' books never share a member's rows."""
+    member_key(tenant, "x")  # a malformed tenant fails here, before any row is written
+    return tenant + KEY_SEPARATOR + ids.astype(str)
+
+
+def keyed_tables(tables: dict[str, pd.DataFrame], tenant: str) -> dict[str, pd.DataFrame]:
+    """Offline tables (from `chunk_tables`) with their member ids as the tenant's keys."""
+    out = {}
+    for name, frame in tables.items():
+        frame = frame.copy()
+        frame["member_id"] = member_keys(frame["member_id"], tenant)
+        out[name] = frame
+    return out
+
+
 def load_piece(
-    piece: Path | LoanBook, members_per_chunk: int, dsn: str, schema: str
+    piece: Path | LoanBook, members_per_chunk: int, dsn: str, schema: str, tenant: str
 ) -> tuple[OfflineLoad, int]:
-    """Compute and COPY the snapshots of one piece of a book (see `member_pieces`), chunk by
-    chunk; returns what was written and how many members. Runs in a worker process too."""
+    """Compute and COPY the snapshots of one piece of `tenant`'s book (see `member_pieces`),
+    chunk by chunk; returns what was written and how many members. Runs in a worker process
+    too."""
     load, members = OfflineLoad(), 0
     for chunk in piece_chunks(piece, members_per_chunk):
         members += len(chunk.members)
-        tables = chunk_tables(chunk)
+        tables = keyed_tables(chunk_tables(chunk), tenant)
         del chunk  # before the next chunk is sliced
         asyncio.run(_copy(dsn, schema, tables))
         load.add(tables)
@@ -312,7 +331,7 @@ def load_offline_tables(
     pieces = member_pieces(book, members_per_chunk)
     if workers == 1:
         for piece in pieces:
-            done, members = load_piece(piece, members_per_chunk, dsn, schema)
+            done, members = load_piece(piece, members_per_chunk, dsn, schema, book.tenant)
             load.merge(done)
             if progress is not None:
                 progress(members)
@@ -321,7 +340,9 @@ def load_offline_tables(
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
             running: set[Future[tuple[OfflineLoad, int]]] = set()
             for piece in pieces:  # at most `workers` pieces in flight: memory stays bounded
-                running.add(pool.submit(load_piece, piece, members_per_chunk, dsn, schema))
+                running.add(
+                    pool.submit(load_piece, piece, members_per_chunk, dsn, schema, book.tenant)
+                )
                 if len(running) >= workers:
                     finished, running = wait(running, return_when=FIRST_COMPLETED)
                     for future in finished:
@@ -358,9 +379,12 @@ def _records(frame: pd.DataFrame) -> list[tuple[object, ...]]:
     return list(zip(*cols, strict=True))
 
 
-def write_offline_tables(infra: InfraSettings, tables: dict[str, pd.DataFrame]) -> OfflineLoad:
-    """Write whole offline tables (built by `build_tables`) in one piece."""
+def write_offline_tables(
+    infra: InfraSettings, tables: dict[str, pd.DataFrame], tenant: str
+) -> OfflineLoad:
+    """Write whole offline tables (built by `build_tables`) of `tenant`'s book in one piece."""
     dsn, schema = infra.postgres_dsn, offline_schema(infra)
+    tables = keyed_tables(tables, tenant)
     asyncio.run(_prepare(dsn, schema))
     asyncio.run(_copy(dsn, schema, tables))
     load = OfflineLoad()
@@ -383,7 +407,7 @@ def apply_repo(infra: InfraSettings) -> None:
 def entity_frame(book: LoanBook) -> pd.DataFrame:
     apps = book.labelled
     frame = apps[list(ENTITY_COLUMNS)].copy()
-    frame["member_id"] = frame["member_id"].astype(str)
+    frame["member_id"] = member_keys(frame["member_id"], book.tenant)
     frame["amount_kes"] = frame["amount_kes"].astype(np.float64)
     frame["term_months"] = frame["term_months"].astype(np.float64)
     frame["product"] = frame["product"].astype(str)
@@ -463,8 +487,9 @@ def online_window(load: OfflineLoad) -> OnlineWindow | None:
 
 def member_id_chunks(book: LoanBook, members_per_chunk: int) -> Iterator[list[str]]:
     """The member ids of each chunk `member_chunks` gives, in the same order, without reading
-    any table but the members (a book in parts keeps them in part order in memory)."""
-    ids = book.members["member_id"].astype(str)
+    any table but the members (a book in parts keeps them in part order in memory), as the
+    tenant's keys the offline rows carry."""
+    ids = member_keys(book.members["member_id"], book.tenant)
     if isinstance(book, PartitionedLoanBook):
         sizes = [pq.read_metadata(part / "members.parquet").num_rows for part in book.parts]
     else:

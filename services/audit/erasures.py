@@ -85,7 +85,7 @@ class AuditErasures:
             vouched = wrap(
                 message,
                 producer=self.service,
-                subject=member.member_id,  # the key the feature store's tables use
+                subject=member.key,  # the key the feature store's tables and source topics use
                 event_id=f"{request.request_id}/vouched",
                 occurred_at=request.requested_at,
             )

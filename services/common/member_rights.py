@@ -6,8 +6,8 @@ records for, and any other member id is `MemberNotFound` (a 404 that confirms no
 Each store that keeps a member's data implements `MemberDataHolder` in its own service folder
 (decisions and explanations, the audit chain, Feast, the Faust tables); `MemberRights` runs them in
 one order for both rights, so an export and an erasure can never disagree about what "everything"
-is. Whatever is not tenant-scoped (Feast and the Faust tables are keyed by member id alone) is
-only touched once a tenant-scoped holder has vouched that the member is the tenant's.
+is. Feast and the Faust tables are keyed by `MemberRef.key` (tenant and member id), and are only
+touched once a holder of the tenant's decisions has vouched that the member is the tenant's.
 
 Raw member ids never go into spans or logs: `member_pseudonym` is a keyed HMAC (the key is a
 secret from settings), stable per member so operators can still follow one member's traces once
@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, Self, TypeVar
 
 from services.common.errors import AlamaError
+from services.common.members import MEMBER_ID_PATTERN, TENANT_PATTERN, member_key
 from services.common.protos.alama.events.v1.members_pb2 import (
     MemberErasureCompleted,
     MemberErasureRequested,
@@ -33,9 +34,6 @@ from services.common.protos.alama.events.v1.members_pb2 import (
 
 T = TypeVar("T")
 
-#: What a member id (and a tenant) may look like: ids from core banking, never free text.
-MEMBER_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
-TENANT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 PSEUDONYM_PREFIX = "mbr_"
 LAW = "Kenya Data Protection Act 2019"
 
@@ -79,6 +77,11 @@ class MemberRef:
         if not re.fullmatch(MEMBER_ID_PATTERN, member_id):
             raise InvalidMember(f"member id must match {MEMBER_ID_PATTERN}")
         return cls(tenant, member_id, member_pseudonym(key, member_id))
+
+    @property
+    def key(self) -> str:
+        """The member's key in the stores of features (Feast, the feature store's tables)."""
+        return member_key(self.tenant, self.member_id)
 
     def __repr__(self) -> str:  # never the raw id, wherever a ref gets printed
         return f"MemberRef(tenant={self.tenant!r}, pseudonym={self.pseudonym!r})"

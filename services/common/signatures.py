@@ -4,6 +4,10 @@ The contract between the provider (played by the simulator) and the gateway, lik
 ``X-Alama-Timestamp: <unix seconds>`` and ``X-Alama-Signature: sha256=<hex digest>`` where the
 digest is HMAC-SHA256(secret, ``<timestamp>.<body>``). Binding the timestamp into the MAC stops a
 captured body from being replayed later under a fresh timestamp.
+
+Each SACCO (tenant) has its own webhook secret: ``X-Alama-Tenant: <tenant>`` names whose members
+a delivery is about, and only that tenant's secret verifies it, so a delivery cannot be moved to
+another tenant. Without the header a delivery is the gateway's own ``webhook_tenant``'s.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import hmac
 
 TIMESTAMP_HEADER = "X-Alama-Timestamp"
 SIGNATURE_HEADER = "X-Alama-Signature"
+TENANT_HEADER = "X-Alama-Tenant"
 SCHEME = "sha256="
 
 

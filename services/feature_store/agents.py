@@ -38,6 +38,7 @@ from services.common.kafka import DeadLetterSend
 from services.common.lag import GroupLagProbe
 from services.common.liveness import Liveness
 from services.common.member_rights import member_pseudonym
+from services.common.members import split_member_key
 from services.common.protos.alama.events.v1.members_pb2 import MemberErasureRequested
 from services.common.protos.alama.events.v1.mobile_money_pb2 import MobileMoneyTransaction
 from services.common.protos.alama.events.v1.repayments_pb2 import RepaymentRecorded
@@ -162,8 +163,11 @@ class FeatureStoreService:
             touched[row.member_id] = history
             outcome = history.add(row)  # idempotent per transaction / repayment id
             span = trace.get_current_span()
-            # never the raw id in a span: the keyed pseudonym (services.common.member_rights)
-            span.set_attribute("alama.member_ref", self.member_ref(row.member_id))
+            # never the raw id in a span: the keyed pseudonym of the member id, the one every
+            # service's spans carry (services.common.member_rights)
+            span.set_attribute(
+                "alama.member_ref", self.member_ref(split_member_key(row.member_id)[1])
+            )
             span.set_attribute("alama.outcome", str(outcome))
             if outcome is Outcome.DUPLICATE:
                 DUPLICATES.labels(stream.topic).inc()
@@ -232,8 +236,8 @@ def create_feature_store_app(
     )
 
     def table(name: str) -> TableT[str, Any]:
-        # keyed like the source topics (raw member id) and partitioned by the producer's
-        # partitioner: a member's state lives in the partition its events come from
+        # keyed like the source topics (the tenant-scoped member key) and partitioned by the
+        # producer's partitioner: a member's state lives in the partition its events come from
         return app.Table(
             name,
             default=None,

@@ -7,15 +7,15 @@ holds the member's state is the one that gets the request. For each it
 - drops the member from its in-memory activity tables (a table delete, which also writes the
   changelog tombstone), so the member's pending push is gone too and the retry timer cannot
   write the member back to Feast;
-- remembers the erasure in the ``erased_members`` table, keyed by the member's keyed pseudonym
-  (no raw id) with the request's time, so a redelivered transaction or repayment from before
-  the erasure is skipped (outcome ``erased``) instead of starting the history again; one that
-  happened later starts a new history;
+- remembers the erasure in the ``erased_members`` table, keyed by the keyed pseudonym of the
+  member's tenant-scoped key (no raw id) with the request's time, so a redelivered transaction
+  or repayment from before the erasure is skipped (outcome ``erased``) instead of starting the
+  history again; one that happened later starts a new history;
 - deletes the member's rows in Feast's online and offline stores (`member_data.FeastMemberData`);
 - answers with a `MemberErasureCompleted` per store ("faust_tables", "feast").
 
-Feast and the Faust tables know no tenants (the events carry none), so their set is keyed by the
-member pseudonym, not the tenant-scoped one: what the audit vouched for is erased for everyone.
+The tables and Feast are keyed by the tenant-scoped member key (services.common.members), so
+erasing one SACCO's member M-0001 leaves another SACCO's M-0001 alone.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class MemberErasures:
     async def handle(self, event: Event[Any]) -> str:
         message: MemberErasureRequested = event.payload
         request = erasure_request_of(message)
-        member_id = request.member.member_id
+        member_id = request.member.key  # the tables' key: this tenant's member only
         ref = self.service.member_ref(member_id)
         previous = self.erased_at(member_id)
         if previous is None or previous < request.requested_at:

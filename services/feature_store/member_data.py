@@ -1,9 +1,10 @@
 """A member's data in the feature store: Feast online (Redis) and offline (PostgreSQL), and the
 feature_store worker's Faust tables (their changelog topics). Export reads it, erasure removes it.
 
-These stores are keyed by member id alone (mobile-money and repayment events carry no tenant), so
-they are the `MemberDataHolder`s that are not tenant-scoped: `MemberRights` calls them only after
-a tenant-scoped store has vouched for the member.
+These stores are keyed by the tenant-scoped member key (`MemberRef.key`, services.common.members),
+so one SACCO's member never reaches another's rows. They hold no decisions, so they never vouch
+(`holds` is False): `MemberRights` calls them only after a store of the tenant's decisions has
+vouched for the member.
 
 - Online: the member's Redis hash, its key computed with Feast's own serialisation
   (`_redis_key` over the `member_id` entity key), so it is exactly the key Feast reads; deleting
@@ -12,7 +13,7 @@ a tenant-scoped store has vouched for the member.
   tables training loads and anything added beside them), found in the catalogue rather than
   listed, so a table added later is not missed.
 - Faust tables: the worker keeps each member's recent activity in memory, backed by compacted
-  changelog topics keyed by the raw member id. Erasure publishes a tombstone per table with the
+  changelog topics keyed by the member key. Erasure publishes a tombstone per table with the
   same key (and so the same partition: the producer's default partitioner, which the tables use);
   compaction then removes the values and a restarting worker restores nothing for the member.
   A worker that is running keeps its in-memory copy until it restarts or rebalances (not readable
@@ -136,7 +137,7 @@ class FeastMemberData:
         return f'"{self._offline_schema()}"."{name}"'
 
     async def export(self, member: MemberRef) -> dict[str, Any]:
-        online = await asyncio.to_thread(self._online, member.member_id)
+        online = await asyncio.to_thread(self._online, member.key)
         offline: dict[str, list[dict[str, Any]]] = {}
         pool = await create_pool(self.infra, max_size=1)
         try:
@@ -144,7 +145,7 @@ class FeastMemberData:
                 for table in await self._offline_tables(conn):
                     rows = await conn.fetch(
                         f"SELECT * FROM {self._table(table)} WHERE {MEMBER_KEY} = $1",
-                        member.member_id,
+                        member.key,
                     )
                     if rows:
                         offline[table] = [
@@ -156,7 +157,7 @@ class FeastMemberData:
 
     async def erase(self, member: MemberRef) -> int:
         """Delete the online hash and the offline rows; returns how many went."""
-        key = await asyncio.to_thread(self._redis_key, member.member_id)
+        key = await asyncio.to_thread(self._redis_key, member.key)
         redis = create_redis(self.infra)
         try:
             removed = int(await redis.delete(key))
@@ -168,7 +169,7 @@ class FeastMemberData:
                 for table in await self._offline_tables(conn):
                     status = await conn.execute(
                         f"DELETE FROM {self._table(table)} WHERE {MEMBER_KEY} = $1",
-                        member.member_id,
+                        member.key,
                     )
                     removed += int(status.split()[-1])
         finally:
@@ -230,18 +231,18 @@ class ActivityTableMemberData:
         return value
 
     async def export(self, member: MemberRef) -> dict[str, Any]:
-        latest = await self._latest(member.member_id)
+        latest = await self._latest(member.key)
         return {topic: value for topic, value in latest.items() if value is not None}
 
     async def erase(self, member: MemberRef) -> int:
         """A tombstone for the member in every table's changelog; returns how many tables held
         a value (a tombstone goes to each anyway: harmless, and it covers a write in flight)."""
-        held = sum(value is not None for value in (await self._latest(member.member_id)).values())
+        held = sum(value is not None for value in (await self._latest(member.key)).values())
         producer = create_producer(self.infra, client_id="member-erasure")
         await producer.start()
         try:
             for topic in self.topics:
-                await producer.send_and_wait(topic, key=member.member_id.encode(), value=None)
+                await producer.send_and_wait(topic, key=member.key.encode(), value=None)
         finally:
             await producer.stop()
         return held

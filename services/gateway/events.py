@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 
 from services.common.envelope import wrap
+from services.common.members import member_key
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 from services.gateway.schemas import Application, Transaction
@@ -47,19 +48,23 @@ def application_envelope(
     )
 
 
-def transaction_envelope(settings: GatewaySettings, transaction: Transaction) -> EventEnvelope:
-    """One MobileMoneyTransaction; the counterparty's phone only as the hash of its one form."""
+def transaction_envelope(
+    settings: GatewaySettings, tenant: str, transaction: Transaction
+) -> EventEnvelope:
+    """One MobileMoneyTransaction of `tenant`'s member (the tenant whose secret signed the
+    delivery); the counterparty's phone only as the hash of its one form."""
     counterparty_hash = (
         pseudonymise(settings, normalise_phone(transaction.counterparty_phone))
         if transaction.counterparty_phone
         else ""
     )
     message = transaction.to_proto(counterparty_hash)
-    key = f"mobile-money/{transaction.provider}/{transaction.transaction_id}"
+    message.tenant_id = tenant
+    key = f"mobile-money/{tenant}/{transaction.provider}/{transaction.transaction_id}"
     return wrap(
         message,
         producer=PRODUCER,
-        subject=message.member_id,
+        subject=member_key(tenant, message.member_id),  # partitions like the tables
         event_id=str(uuid.uuid5(EVENT_NAMESPACE, key)),
         occurred_at=transaction.occurred_at,
     )

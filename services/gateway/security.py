@@ -176,6 +176,7 @@ def verify_webhook(
     timestamp: str | None,
     signature: str | None,
     body: bytes,
+    tenant: str | None = None,
     now: datetime | None = None,
 ) -> int:
     """Signature first (401), then freshness (409): an unsigned request learns nothing else.
@@ -187,8 +188,13 @@ def verify_webhook(
     if not (timestamp.isascii() and signature.isascii()):
         # hmac.compare_digest refuses non-ASCII str (TypeError, a 500); no valid header has any
         raise BadSignature("the X-Alama-Timestamp and X-Alama-Signature headers must be ASCII")
-    secret = settings.webhook_secret.get_secret_value()
-    if not signature_matches(secret, timestamp, body, signature):
+    if tenant is not None and not tenant.isascii():
+        raise BadSignature("the X-Alama-Tenant header must be ASCII")
+    known = settings.webhook_secret_of(tenant or settings.webhook_tenant)
+    if known is None:
+        # the same answer as a wrong signature: an outsider learns no tenant names
+        raise BadSignature("the X-Alama-Signature does not match the timestamp and body")
+    if not signature_matches(known.get_secret_value(), timestamp, body, signature):
         raise BadSignature("the X-Alama-Signature does not match the timestamp and body")
     try:
         sent = int(timestamp.strip())

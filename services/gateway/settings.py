@@ -16,7 +16,8 @@ Rates use the `limits` notation: ``"100/second"``, ``"6000/minute"``, ``"10 per 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from typing import ClassVar
 
 from limits import parse
@@ -24,6 +25,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.member_rights import pseudonym_key_field
+from services.common.members import DEV_TENANT, TENANT_PATTERN
 from services.common.settings import ServiceSettings, service_port
 from services.common.topics import (
     LOAN_APPLICATIONS,
@@ -35,9 +37,6 @@ from services.common.topics import (
 #: The development key's salt and sha256(salt + "dev-partner-key"), never the key itself.
 DEV_PARTNER_KEY_SALT = "a1c3e5f7091b2d4f6a8c0e2b4d6f8a0c"
 DEV_PARTNER_KEY_SHA256 = "3f6f97f79b8ae376be8e95db8c2b4a69dcdde3783e5cf981d7a7cf7dd6afe2ec"
-#: The tenant the development key and tokens belong to.
-DEV_TENANT = "dev-sacco"
-TENANT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 #: Ceilings the request schemas enforce whatever the settings say (schemas.py).
 MAX_BATCH_APPLICATIONS = 1000
 MAX_WEBHOOK_TRANSACTIONS = 1000
@@ -109,6 +108,16 @@ class GatewaySettings(ServiceSettings):
     )
     api_keys: list[ApiKey] = Field(default_factory=_dev_api_keys)
     webhook_secret: SecretStr = SecretStr("dev-only-webhook-secret-change-me")
+    webhook_tenant: str = Field(
+        default=DEV_TENANT,
+        pattern=TENANT_PATTERN,
+        description="the tenant (SACCO) whose members webhook_secret's deliveries are about",
+    )
+    webhook_tenants: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="more tenants' own webhook secrets (tenant -> secret); a delivery names its"
+        " tenant in X-Alama-Tenant",
+    )
     webhook_tolerance_seconds: int = Field(default=300, description="oldest accepted delivery")
     max_webhook_transactions: int = Field(default=500, ge=1, le=MAX_WEBHOOK_TRANSACTIONS)
     pseudonym_key: SecretStr = SecretStr("dev-only-pseudonym-key-change-me")
@@ -156,6 +165,30 @@ class GatewaySettings(ServiceSettings):
     def _rate(cls, value: str) -> str:
         parse(value)  # ValueError names what is wrong
         return value
+
+    @field_validator("webhook_tenants")
+    @classmethod
+    def _webhook_tenants(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for tenant in value:
+            if not re.fullmatch(TENANT_PATTERN, tenant):
+                raise ValueError(f"webhook tenant {tenant!r} must match {TENANT_PATTERN}")
+        return value
+
+    def unsafe_secrets(self) -> Iterator[tuple[str, str]]:
+        yield from super().unsafe_secrets()
+        if "webhook_tenant" not in self.model_fields_set:
+            # deliveries filed under the development tenant would feed no real SACCO's scores
+            yield (
+                "ALAMA_GATEWAY_WEBHOOK_TENANT",
+                "is not set: name the tenant (SACCO) whose members the webhook secret's"
+                f" deliveries are about (only development mode defaults it to {DEV_TENANT})",
+            )
+
+    def webhook_secret_of(self, tenant: str) -> SecretStr | None:
+        """The secret that signs `tenant`'s deliveries; None for a tenant without one."""
+        if tenant == self.webhook_tenant:
+            return self.webhook_secret
+        return self.webhook_tenants.get(tenant)
 
     @field_validator("rate_limits")
     @classmethod

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from services.common.members import KEY_SEPARATOR, TENANT_PATTERN
 from services.common.protos.alama.events.v1.applications_pb2 import (
     LoanApplicationSubmitted,
     LoanProduct,
@@ -45,6 +47,10 @@ def invalid_reasons(application: LoanApplicationSubmitted) -> list[str]:
         problems.append("application_id is missing")
     if not application.member_id.strip():
         problems.append("member_id is missing")
+    elif KEY_SEPARATOR in application.member_id:
+        problems.append(f"member_id must not contain {KEY_SEPARATOR!r}")
+    if not re.fullmatch(TENANT_PATTERN, application.tenant_id):
+        problems.append("tenant_id is missing or malformed: a member is always a tenant's")
     if not application.amount_kes > 0:  # also catches NaN
         problems.append(f"amount_kes must be positive, got {application.amount_kes}")
     if application.term_months <= 0:

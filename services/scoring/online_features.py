@@ -32,6 +32,7 @@ from services.common.features import (
     application_arrays,
     model_inputs_from_arrays,
 )
+from services.common.members import member_key
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.scoring.applications import PRODUCT_NAMES
 
@@ -225,7 +226,7 @@ class RedisOnlineFeatures:
     def fetch(self, applications: Sequence[LoanApplicationSubmitted]) -> OnlineBatch:
         if not applications:
             return OnlineBatch.unknown(0)
-        scalars, sequences = self.stored([a.member_id for a in applications])
+        scalars, sequences = self.stored([feature_key(a) for a in applications])
         return assemble(applications, scalars, sequences)
 
 
@@ -248,11 +249,16 @@ def _python_value(raw: bytes) -> Any:
     return feast_value_type_to_python_type(value)
 
 
+def feature_key(application: LoanApplicationSubmitted) -> str:
+    """The applicant's key in Feast: its tenant's member (validated by `applications.validate`)."""
+    return member_key(application.tenant_id, application.member_id)
+
+
 def entity_rows(applications: Sequence[LoanApplicationSubmitted]) -> list[dict[str, object]]:
     """The entity key plus the request fields the on-demand features need."""
     return [
         {
-            "member_id": a.member_id,
+            "member_id": feature_key(a),
             "amount_kes": float(a.amount_kes),
             "term_months": float(a.term_months),
             "product": PRODUCT_NAMES[a.product],
@@ -315,7 +321,7 @@ class OnlineFeatures:
     def frame(self, applications: Sequence[LoanApplicationSubmitted]) -> pd.DataFrame:
         from services.common.features import application_features
 
-        frame = self.stored_frame([a.member_id for a in applications])
+        frame = self.stored_frame([feature_key(a) for a in applications])
         amounts = np.array([a.amount_kes for a in applications], dtype=np.float64)
         terms = np.array([a.term_months for a in applications], dtype=np.float64)
         products = np.array([PRODUCT_NAMES.get(a.product, "") for a in applications])

@@ -1347,6 +1347,7 @@ def import_home_credit(
     sacco_id: str = SOURCE,
     progress: Callable[[str, int], None] | None = None,
     partition_bytes: int = PARTITION_BYTES,
+    tenant: str | None = None,
 ) -> HomeCreditImport:
     """Import the unmodified Home Credit files in `folder` as a loan book at `destination`.
 
@@ -1368,6 +1369,8 @@ def import_home_credit(
     )
     try:
         meta = source.meta()  # its `dropped` dict fills while the tables stream
+        if tenant is not None:
+            meta["tenant"] = tenant
         result = import_tables(
             source.inputs(),
             destination,

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Header, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from services.common.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from services.common.signatures import SIGNATURE_HEADER, TENANT_HEADER, TIMESTAMP_HEADER
 from services.gateway.deps import BackendsDep, SettingsDep
 from services.gateway.errors import InvalidRequest, ReplayedDelivery
 from services.gateway.events import transaction_envelope
@@ -85,13 +85,17 @@ async def mobile_money(
     backends: BackendsDep,
     timestamp: Annotated[str | None, Header(alias=TIMESTAMP_HEADER)] = None,
     signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER)] = None,
+    tenant: Annotated[str | None, Header(alias=TENANT_HEADER)] = None,
 ) -> WebhookAccepted:
     """Accept a signed batch of transactions; each becomes one event, delivered before 202."""
     if backends.limiter is not None:
         address = request.client.host if request.client is not None else "unknown"
         admit(request, await backends.limiter.spend_address(address))
     body = await request.body()
-    sent = verify_webhook(settings, timestamp=timestamp, signature=signature, body=body)
+    sent = verify_webhook(
+        settings, timestamp=timestamp, signature=signature, body=body, tenant=tenant
+    )
+    owner = tenant or settings.webhook_tenant
     assert signature is not None  # verify_webhook rejects a missing one
     key = replay_key(signature)
     ttl = settings.webhook_tolerance_seconds + max(0, sent - int(time.time()))
@@ -99,7 +103,7 @@ async def mobile_money(
         raise ReplayedDelivery("this delivery was already accepted; it is not processed twice")
     try:
         delivery = parse_delivery(settings, body)
-        envelopes = [transaction_envelope(settings, t) for t in delivery.transactions]
+        envelopes = [transaction_envelope(settings, owner, t) for t in delivery.transactions]
         await backends.events.publish(settings.transactions_topic, envelopes)
     except BaseException:
         await backends.replay.release(key)

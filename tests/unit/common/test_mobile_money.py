@@ -40,6 +40,7 @@ def gateway_accepts(amount: float, balance: float) -> bool:
 
 def feature_store_accepts(amount: float, balance: float) -> bool:
     payload = MobileMoneyTransaction(
+        tenant_id="sacco-a",
         transaction_id="QK00000001",
         member_id="M-1",
         kind=TRANSACTION_KIND_INFLOW,

@@ -115,6 +115,8 @@ def test_the_gateway_names_each_development_secret(production: pytest.MonkeyPatc
     ):
         assert problems[variable] == "is the public development default"
     assert "development API key" in problems["ALAMA_GATEWAY_API_KEYS"]
+    # a member's features are kept per tenant: webhook deliveries must name a real SACCO's
+    assert "is not set" in problems["ALAMA_GATEWAY_WEBHOOK_TENANT"]
     message = str(refused.value)
     assert "ALAMA_GATEWAY_JWT_SECRET" in message and "at least 32 bytes" in message
     assert "secrets.token_urlsafe" in message
@@ -127,6 +129,7 @@ def test_short_secrets_and_the_development_api_key_are_refused(
         production.setenv(f"ALAMA_GATEWAY_{variable}", STRONG)
     production.setenv("ALAMA_MEMBER_PSEUDONYM_KEY", STRONG)
     production.setenv("ALAMA_POSTGRES_DSN", strong_value("ALAMA_POSTGRES_DSN"))
+    production.setenv("ALAMA_GATEWAY_WEBHOOK_TENANT", "sacco-a")
     dev_key = [
         {
             "name": "dev",

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from services.common.envelope import Event, decode
+from services.common.members import DEV_TENANT, member_key
 from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 from services.common.protos.alama.events.v1.mobile_money_pb2 import MobileMoneyTransaction
 from services.common.protos.alama.events.v1.repayments_pb2 import RepaymentRecorded
@@ -31,7 +32,9 @@ class WorldEvents:
         return [m for m in ids if m in both][:n]
 
     def of(self, envelopes: list[EventEnvelope], members: list[str]) -> list[EventEnvelope]:
-        return [e for e in envelopes if e.subject in members]
+        """These members' events (keyed by the tenant-scoped member key, like the tables)."""
+        keys = {member_key(DEV_TENANT, m) for m in members}
+        return [e for e in envelopes if e.subject in keys]
 
     def table(self, name: str, members: list[str]) -> pd.DataFrame:
         frame: pd.DataFrame = getattr(self.world, name)

@@ -11,6 +11,7 @@ import pytest
 from services.common.envelope import wrap
 from services.common.errors import InvalidEvent
 from services.common.features import MOBILE_MONEY_HISTORY_DAYS, TRANSACTION_KINDS
+from services.common.members import DEV_TENANT, member_key
 from services.common.protos.alama.events.v1.mobile_money_pb2 import (
     MobileMoneyTransaction,
     TransactionKind,
@@ -73,7 +74,8 @@ def test_rows_out_of_the_window_are_pruned_and_older_arrivals_are_stale() -> Non
 
 def test_histories_survive_the_changelog_round_trip(world_events_small: WorldEvents) -> None:
     member = world_events_small.members(1)[0]
-    wallet, repay = WalletHistory(member_id=member), RepaymentHistory(member_id=member)
+    key = member_key(DEV_TENANT, member)  # the tables' key: the tenant's member
+    wallet, repay = WalletHistory(member_id=key), RepaymentHistory(member_id=key)
     for envelope in world_events_small.of(world_events_small.mobile_money, [member]):
         wallet.add(wallet_transaction(transaction_event(envelope)))
     for envelope in world_events_small.of(world_events_small.repayments, [member]):
@@ -92,6 +94,7 @@ def test_every_proto_kind_maps_to_a_feature_kind_name() -> None:
 def _mm(**fields: object) -> MobileMoneyTransaction:
     base: dict[str, object] = {
         "transaction_id": "t1",
+        "tenant_id": "sacco-a",
         "member_id": "M1",
         "kind": TransactionKind.TRANSACTION_KIND_INFLOW,
         "amount_kes": 10.0,
@@ -104,6 +107,8 @@ def _mm(**fields: object) -> MobileMoneyTransaction:
     ("payload", "reason"),
     [
         (_mm(member_id=""), "missing_member_id"),
+        (_mm(tenant_id=""), "missing_tenant_id"),
+        (_mm(member_id="sacco-b/M1"), "invalid_member"),
         (_mm(transaction_id=""), "missing_transaction_id"),
         (_mm(kind=TransactionKind.TRANSACTION_KIND_UNSPECIFIED), "unknown_transaction_kind"),
         (_mm(amount_kes=-5.0), "negative_amount"),
@@ -126,6 +131,7 @@ def test_transaction_time_falls_back_to_the_envelope() -> None:
     ("fields", "reason"),
     [
         ({"member_id": ""}, "missing_member_id"),
+        ({"tenant_id": ""}, "missing_tenant_id"),
         ({"loan_id": ""}, "missing_loan_id"),
         ({"amount_paid_kes": -1.0}, "negative_amount"),
         ({"due": False}, "missing_due_date"),
@@ -135,6 +141,7 @@ def test_bad_repayments_raise_their_reason(fields: dict[str, object], reason: st
     with_due = bool(fields.pop("due", True))
     base: dict[str, object] = {
         "repayment_id": "r1",
+        "tenant_id": "sacco-a",
         "member_id": "M1",
         "loan_id": "L1",
         "amount_due_kes": 100.0,

@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from services.common import features as F
 from services.common.envelope import decode, encode, wrap
+from services.common.members import DEV_TENANT, member_key
 from services.common.protos.alama.events.v1.envelope_pb2 import DeadLetter, EventEnvelope
 from services.common.protos.alama.events.v1.mobile_money_pb2 import (
     MobileMoneyTransaction,
@@ -95,6 +96,7 @@ def _bad_transactions() -> list[tuple[bytes, str]]:
     def txn(**fields: object) -> bytes:
         base: dict[str, object] = {
             "transaction_id": f"bad-{uuid.uuid4().hex[:6]}",
+            "tenant_id": "sacco-a",
             "member_id": "M-bad",
             "kind": TransactionKind.TRANSACTION_KIND_INFLOW,
             "amount_kes": 10.0,
@@ -107,6 +109,7 @@ def _bad_transactions() -> list[tuple[bytes, str]]:
         (b"\x00not an envelope", "undecodable_envelope"),
         (wrong_type, "unexpected_payload_type"),
         (txn(member_id=""), "missing_member_id"),
+        (txn(tenant_id=""), "missing_tenant_id"),
         (txn(amount_kes=-250.0), "negative_amount"),
     ]
 
@@ -142,11 +145,15 @@ async def test_mobile_money_batches_push_training_equal_features_and_dead_letter
 
     # the last pushed row of each member is training's computation on the world's rows
     latest = pusher.latest("mobile_money_push")
-    state = {m: WalletHistory.from_json(service.mobile_money.table[m]) for m in members}
+    state = {
+        m: WalletHistory.from_json(service.mobile_money.table[member_key(DEV_TENANT, m)])
+        for m in members
+    }
     assert not any(h.pending for h in state.values())
     as_of = as_of_series({m: h.pushed_as_of_ns for m, h in state.items()})
     expected = F.mobile_money_features(data.table("mobile_money", members), as_of)
-    assert_rows_equal(latest.set_index("member_id").loc[members].reset_index(), expected, as_of)
+    keys = [member_key(DEV_TENANT, m) for m in members]
+    assert_rows_equal(latest.set_index("member_id").loc[keys].reset_index(), expected, as_of)
 
 
 def _outcomes(reports: object) -> list[int]:
@@ -157,8 +164,8 @@ async def test_a_failed_push_leaves_members_pending_until_the_retry(
     world_events_small: WorldEvents,
 ) -> None:
     data = world_events_small
-    members = data.members(2)
-    envelopes = data.of(data.repayments, members)
+    members = [member_key(DEV_TENANT, m) for m in data.members(2)]  # the tables' keys
+    envelopes = data.of(data.repayments, data.members(2))
     pusher, letters = RecordingPusher(failures=1), Letters()
     service = _service(pusher, letters)
 

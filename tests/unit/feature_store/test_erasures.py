@@ -9,6 +9,7 @@ from faust.types import TP
 
 from services.common.envelope import decode, encode, wrap
 from services.common.member_rights import ErasureRequest, MemberRef, erasure_requested
+from services.common.members import DEV_TENANT, member_key
 from services.common.protos.alama.events.v1.members_pb2 import MemberErasureCompleted
 from services.feature_store.agents import FeatureStoreService, create_feature_store_app
 from services.feature_store.settings import FeatureStoreSettings
@@ -30,7 +31,7 @@ def _service(pusher: RecordingPusher, letters: Letters, feast: list[str]) -> Fea
     )
 
     async def erase_feast(member: MemberRef) -> int:
-        feast.append(member.member_id)
+        feast.append(member.key)
         return 3
 
     service = create_feature_store_app(
@@ -44,12 +45,15 @@ async def test_an_erased_member_leaves_the_tables_and_retries_and_is_not_recreat
     world_events_small: WorldEvents,
 ) -> None:
     data = world_events_small
-    member, other = data.members(2)
-    envelopes = data.of(data.repayments, [member, other])
+    raw, raw_other = data.members(2)
+    envelopes = data.of(data.repayments, [raw, raw_other])
     pusher, letters, feast = RecordingPusher(failures=1), Letters(), []  # type: ignore[var-annotated]
     service = _service(pusher, letters, feast)
-    ref = MemberRef.of("sacco-a", member, b"k")
+    ref = MemberRef.of(DEV_TENANT, raw, b"k")
+    member, other = ref.key, member_key(DEV_TENANT, raw_other)  # the tables' keys
     request = ErasureRequest.new(ref, requested_by="test")
+    # another SACCO's member with the same id: its erasure leaves this tenant's member alone
+    elsewhere = ErasureRequest.new(MemberRef.of("sacco-b", raw, b"k"), requested_by="test")
 
     async with service.agents["repayments"].test_context() as agent:
         for envelope in envelopes:
@@ -58,6 +62,14 @@ async def test_an_erased_member_leaves_the_tables_and_retries_and_is_not_recreat
         assert service.repayments.table[member]["pending"]  # the push failed: a retry waits
 
         async with service.agents["erasures"].test_context() as erasures:
+            foreign = wrap(erasure_requested(elsewhere), producer="audit", subject=raw)
+            await erasures.put(encode(foreign))
+            await _until(lambda: len(letters.sent) == 2)
+            assert service.repayments.table[member]["pending"]  # sacco-b's M is not this one
+            assert feast == [member_key("sacco-b", raw)]
+            letters.sent.clear()
+            feast.clear()
+
             vouched = wrap(erasure_requested(request), producer="audit", subject=member)
             await erasures.put(encode(vouched))
             await _until(lambda: len(letters.sent) == 2)
@@ -68,7 +80,7 @@ async def test_an_erased_member_leaves_the_tables_and_retries_and_is_not_recreat
         assert await service.push_pending() == [other]  # the erased member is not pushed back
 
         # the member's events redelivered: skipped, the history does not start again
-        mine = data.of(data.repayments, [member])
+        mine = data.of(data.repayments, [raw])
         for envelope in mine:
             await agent.put(encode(envelope), wait=False)
         total = len(envelopes) + len(mine)
@@ -79,4 +91,4 @@ async def test_an_erased_member_leaves_the_tables_and_retries_and_is_not_recreat
     completions = [decode(encode(e), MemberErasureCompleted).payload for _, e, _ in letters.sent]
     assert {(c.store, c.records_erased) for c in completions} == {("faust_tables", 1), ("feast", 3)}
     assert {c.request_id for c in completions} == {request.request_id}
-    assert all(member not in str(c) for c in completions)  # pseudonym only
+    assert all(raw not in str(c) for c in completions)  # pseudonym only

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from services.common import features as F
+from services.common.members import DEV_TENANT, member_key, split_member_key
 from services.feature_store.activity import RepaymentHistory, WalletHistory
 from services.feature_store.events import recorded_repayment, wallet_transaction
 from services.feature_store.feature_rows import (
@@ -21,8 +22,15 @@ from services.feature_store.feature_rows import (
 from tests.unit.feature_store.conftest import WorldEvents, repayment_event, transaction_event
 
 
+def keyed(members: list[str]) -> dict[str, str]:
+    """Each member's key in the feature store's tables (the tenant's member) -> its id."""
+    return {member_key(DEV_TENANT, m): m for m in members}
+
+
 def assert_rows_equal(rows: pd.DataFrame, expected: pd.DataFrame, as_of: pd.Series) -> None:
-    """Pushed rows (member_id, event_timestamp, features) against training's frame."""
+    """Pushed rows (member_id: the tenant-scoped key, event_timestamp, features) against
+    training's frame over the world's own member ids."""
+    rows = rows.assign(member_id=[split_member_key(k)[1] for k in rows["member_id"]])
     rows = rows.set_index("member_id")
     assert list(rows.index) == list(expected.index)
     assert (pd.to_datetime(rows["event_timestamp"], utc=True) == as_of.loc[rows.index]).all()
@@ -36,7 +44,8 @@ def assert_rows_equal(rows: pd.DataFrame, expected: pd.DataFrame, as_of: pd.Seri
 def test_streamed_mobile_money_features_equal_training(world_events_small: WorldEvents) -> None:
     data = world_events_small
     members = data.members(6)
-    histories = {m: WalletHistory(member_id=m) for m in members}
+    ids = keyed(members)
+    histories = {k: WalletHistory(member_id=k) for k in ids}
     envelopes = data.of(data.mobile_money, members)
     # stream in batches, pushing (and pruning) after each, as the service does
     for start in range(0, len(envelopes), 97):
@@ -51,7 +60,7 @@ def test_streamed_mobile_money_features_equal_training(world_events_small: World
 
     rows = mobile_money_rows(list(histories.values()), as_of_ns)
 
-    as_of = as_of_series(as_of_ns)
+    as_of = as_of_series({ids[k]: ns for k, ns in as_of_ns.items()})
     expected = F.mobile_money_features(data.table("mobile_money", members), as_of)
     assert expected["mm_txn_count_90d"].min() > 0  # the latest transactions are included
     assert_rows_equal(rows, expected, as_of)
@@ -60,7 +69,8 @@ def test_streamed_mobile_money_features_equal_training(world_events_small: World
 def test_streamed_repayment_features_equal_training(world_events_small: WorldEvents) -> None:
     data = world_events_small
     members = data.members(6)
-    histories = {m: RepaymentHistory(member_id=m) for m in members}
+    ids = keyed(members)
+    histories = {k: RepaymentHistory(member_id=k) for k in ids}
     for envelope in data.of(data.repayments, members):
         row = recorded_repayment(repayment_event(envelope))
         histories[row.member_id].add(row)
@@ -68,7 +78,7 @@ def test_streamed_repayment_features_equal_training(world_events_small: WorldEve
 
     rows = repayment_rows(list(histories.values()), as_of_ns)
 
-    as_of = as_of_series(as_of_ns)
+    as_of = as_of_series({ids[k]: ns for k, ns in as_of_ns.items()})
     expected = F.repayment_features(data.table("repayments", members), as_of)
     assert expected["rp_months_observed"].min() > 0
     assert_rows_equal(rows, expected, as_of)

@@ -26,6 +26,8 @@ from tests.unit.gateway.fakes import (
 )
 
 WEBHOOK_SECRET = "unit-test-webhook-secret"
+#: A second SACCO whose deliveries name it in X-Alama-Tenant, signed with its own secret.
+OTHER_TENANT, OTHER_WEBHOOK_SECRET = "sacco-b", "unit-test-webhook-secret-of-sacco-b"
 
 
 @pytest.fixture
@@ -33,6 +35,7 @@ def settings() -> GatewaySettings:
     return GatewaySettings(
         jwt_secret=SecretStr("unit-test-jwt-secret-of-at-least-32-bytes"),
         webhook_secret=SecretStr(WEBHOOK_SECRET),
+        webhook_tenants={OTHER_TENANT: SecretStr(OTHER_WEBHOOK_SECRET)},
         pseudonym_key=SecretStr("unit-test-pseudonym-key"),
         max_batch=5,
         max_webhook_transactions=3,

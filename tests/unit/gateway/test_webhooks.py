@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from services.common.envelope import decode
+from services.common.members import member_key
 from services.common.protos.alama.events.v1.mobile_money_pb2 import (
     TRANSACTION_KIND_BETTING,
     TRANSACTION_KIND_INFLOW,
@@ -16,7 +17,12 @@ from services.common.protos.alama.events.v1.mobile_money_pb2 import (
 )
 from services.common.signatures import webhook_signature
 from services.gateway.security import pseudonymise
-from tests.unit.gateway.conftest import WEBHOOK_SECRET, Gateway
+from tests.unit.gateway.conftest import (
+    OTHER_TENANT,
+    OTHER_WEBHOOK_SECRET,
+    WEBHOOK_SECRET,
+    Gateway,
+)
 
 PATH = "/v1/webhooks/mobile-money"
 PHONE = "0712345678"
@@ -63,7 +69,10 @@ async def test_a_signed_delivery_lands_each_transaction_hashed(gateway: Gateway)
     ]
     assert [e.payload.kind for e in events] == [TRANSACTION_KIND_INFLOW, TRANSACTION_KIND_BETTING]
     assert events[0].payload.transaction_id == "QK00000001"
-    assert events[0].envelope.subject == "M-1" and events[0].envelope.producer == "gateway"
+    assert events[0].payload.member_id == "M-1" and events[0].envelope.producer == "gateway"
+    # the gateway's own webhook tenant's member, keyed (and so partitioned) as the tables are
+    assert events[0].payload.tenant_id == gateway.settings.webhook_tenant
+    assert events[0].envelope.subject == member_key(gateway.settings.webhook_tenant, "M-1")
     assert events[0].payload.provider == "mpesa"
     assert events[0].payload.occurred_at.ToDatetime().hour == 5  # 08:30 EAT is 05:30 UTC
     # both spellings of the same number hash the same, and the number itself never leaves
@@ -102,6 +111,37 @@ async def test_missing_or_bad_signatures_are_401(gateway: Gateway) -> None:
     tampered = body.replace(b"1500.0", b"9500.0")
     assert (await gateway.client.post(PATH, content=tampered, headers=headers)).status_code == 401
     assert gateway.events.published == [] and gateway.replay.keys == {}
+
+
+async def test_each_tenant_signs_its_own_members_deliveries(gateway: Gateway) -> None:
+    """Two SACCOs' member M-1 are two people: a delivery is the tenant's whose secret signed
+    it, and naming another tenant does not move it there."""
+    body = encode([transaction(1)])
+    theirs = {**signed(body, secret=OTHER_WEBHOOK_SECRET), "X-Alama-Tenant": OTHER_TENANT}
+    assert (await gateway.client.post(PATH, content=body, headers=theirs)).status_code == 202
+    [published] = gateway.events.published
+    event = decode(published.envelope.SerializeToString(), MobileMoneyTransaction)
+    assert event.payload.tenant_id == OTHER_TENANT and event.payload.member_id == "M-1"
+    assert published.envelope.subject == member_key(OTHER_TENANT, "M-1")
+    # the same transaction for the gateway's own tenant is another member's: another event
+    again = encode([transaction(1)])
+    ours = signed(again, at=int(time.time()) + 1)
+    assert (await gateway.client.post(PATH, content=again, headers=ours)).status_code == 202
+    first, second = gateway.events.published
+    assert first.envelope.event_id != second.envelope.event_id
+
+    refused: list[dict[str, str | bytes]] = [
+        # our secret cannot file a delivery under sacco-b, nor sacco-b's under us
+        {**signed(body, at=int(time.time()) + 2), "X-Alama-Tenant": OTHER_TENANT},
+        signed(body, at=int(time.time()) + 3, secret=OTHER_WEBHOOK_SECRET),
+        # a tenant without a secret looks exactly like a wrong signature
+        {**signed(body, at=int(time.time()) + 4), "X-Alama-Tenant": "sacco-unknown"},
+        {**signed(body, at=int(time.time()) + 5), "X-Alama-Tenant": "sacco-é".encode()},
+    ]
+    for headers in refused:
+        response = await gateway.client.post(PATH, content=body, headers=headers)
+        assert response.status_code == 401, response.text
+    assert len(gateway.events.published) == 2
 
 
 @pytest.mark.parametrize(

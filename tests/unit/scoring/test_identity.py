@@ -65,7 +65,12 @@ class DriftingScorer(Scorer):
 
 def app(app_id: str, amount: float = 1000.0) -> LoanApplicationSubmitted:
     return LoanApplicationSubmitted(
-        application_id=app_id, member_id="M1", product=1, amount_kes=amount, term_months=6
+        application_id=app_id,
+        tenant_id="sacco-a",
+        member_id="M1",
+        product=1,
+        amount_kes=amount,
+        term_months=6,
     )
 
 

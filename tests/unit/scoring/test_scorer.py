@@ -22,6 +22,7 @@ from services.scoring.settings import ScoringSettings
 def application(**overrides: object) -> LoanApplicationSubmitted:
     fields: dict[str, object] = {
         "application_id": "A1",
+        "tenant_id": "sacco-a",
         "member_id": "M1",
         "product": LoanProduct.LOAN_PRODUCT_EMERGENCY,
         "amount_kes": 5000.0,
@@ -59,6 +60,10 @@ class NoModel:
         ({"application_id": ""}, "application_id is missing"),
         ({"member_id": " "}, "member_id is missing"),
         ({"product": LoanProduct.LOAN_PRODUCT_UNSPECIFIED}, "product is missing"),
+        # a member is always one tenant's: its features are read under the tenant's key
+        ({"tenant_id": ""}, "tenant_id is missing"),
+        ({"tenant_id": "sacco a"}, "tenant_id is missing or malformed"),
+        ({"member_id": "sacco-b/M1"}, "member_id must not contain '/'"),
     ],
 )
 def test_invalid_applications_are_rejected_with_the_reason(

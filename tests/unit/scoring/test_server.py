@@ -40,7 +40,12 @@ class ValidatingScorer:
 
 def app(i: int, amount: float = 1000.0) -> LoanApplicationSubmitted:
     return LoanApplicationSubmitted(
-        application_id=f"A{i}", member_id=f"M{i}", product=1, amount_kes=amount, term_months=6
+        application_id=f"A{i}",
+        tenant_id="sacco-a",
+        member_id=f"M{i}",
+        product=1,
+        amount_kes=amount,
+        term_months=6,
     )
 
 

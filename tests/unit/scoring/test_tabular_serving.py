@@ -90,6 +90,7 @@ def attributes(row: pd.Series) -> dict[str, str]:
 def application(app_id: str, attrs: dict[str, str]) -> LoanApplicationSubmitted:
     return LoanApplicationSubmitted(
         application_id=app_id,
+        tenant_id="sacco-a",
         member_id=f"member-{app_id}",
         product=LoanProduct.LOAN_PRODUCT_DEVELOPMENT,
         amount_kes=50_000.0,

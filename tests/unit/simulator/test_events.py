@@ -10,6 +10,7 @@ from typing import Any
 
 from services.common import topics
 from services.common.envelope import Event, decode, encode
+from services.common.members import DEV_TENANT, member_key
 from services.common.protos.alama.events.v1.applications_pb2 import (
     CHANNEL_UNSPECIFIED,
     Channel,
@@ -53,7 +54,11 @@ def test_book_events_are_every_row_in_time_order_and_decode(small_book: LoanBook
         payload_type, producer, _ = PAYLOADS[topic]
         event: Event[Any] = decode(encode(envelope), payload_type)
         assert envelope.producer == producer
-        assert envelope.subject == event.payload.member_id
+        if isinstance(event.payload, LoanApplicationSubmitted):
+            assert envelope.subject == event.payload.member_id
+        else:  # keyed like the feature store's tables: the tenant's member
+            assert envelope.subject == member_key(DEV_TENANT, event.payload.member_id)
+        assert event.payload.tenant_id == DEV_TENANT
         if isinstance(event.payload, LoanApplicationSubmitted):
             assert event.payload.applied_at == envelope.occurred_at
             assert event.payload.national_id_hash == hash_national_id(
@@ -104,7 +109,9 @@ def test_repayment_envelopes_decode_with_deterministic_ids(small_book: LoanBook)
     for envelope, row in zip(envelopes, scenario.repayments.itertuples(), strict=True):
         event = decode(envelope.SerializeToString(), RepaymentRecorded)
         assert envelope.producer == "core-banking"
-        assert envelope.subject == row.member_id == event.payload.member_id
+        assert envelope.subject == member_key(DEV_TENANT, row.member_id)
+        assert event.payload.member_id == row.member_id
+        assert event.payload.tenant_id == DEV_TENANT
         assert event.payload.repayment_id == row.repayment_id
         assert event.payload.amount_paid_kes == row.amount_paid_kes
         assert event.payload.days_late == row.days_late

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from services.common.members import DEV_TENANT, member_key
 from training import feature_tables
 from training.contract import LoanBook
 from training.partitions import PartitionedLoanBook, load_book, member_chunks, write_parts
@@ -96,9 +97,10 @@ def test_feature_snapshots_in_member_chunks_equal_the_whole_book(whole_book: Loa
     assert_same_tables(whole, chunked)
     chunks = list(member_chunks(whole_book, 170))
     assert [len(c.members) for c in chunks] == [170] * 8 + [140]
-    # the online store is written in the same chunks, from the members table alone
+    # the online store is written in the same chunks, from the members table alone, under the
+    # keys the offline rows carry (the book's tenant's members)
     assert list(feature_tables.member_id_chunks(whole_book, 170)) == [
-        c.members["member_id"].astype(str).tolist() for c in chunks
+        [member_key(DEV_TENANT, m) for m in c.members["member_id"].astype(str)] for c in chunks
     ]
     for chunk in chunks:  # every row of a chunk is one of its members'
         own = set(chunk.members["member_id"])
@@ -129,7 +131,8 @@ def test_a_book_in_parts_reads_as_the_whole_book(
     assert book.fingerprint() == load_book(tmp_path).fingerprint() != ""
     assert book.cutoff == whole_book.cutoff and book.meta == {"world_seed": SEED}
     assert list(feature_tables.member_id_chunks(book, 200)) == [
-        c.members["member_id"].astype(str).tolist() for c in member_chunks(book, 200)
+        [member_key(DEV_TENANT, m) for m in c.members["member_id"].astype(str)]
+        for c in member_chunks(book, 200)
     ]
     assert_same_tables(
         feature_tables.build_tables(whole_book, members_per_chunk=10**9),

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"alama/events/v1/mobile_money.proto\x12\x0f\x61lama.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfa\x01\n\x16MobileMoneyTransaction\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12.\n\x04kind\x18\x03 \x01(\x0e\x32 .alama.events.v1.TransactionKind\x12\x12\n\namount_kes\x18\x04 \x01(\x01\x12\x13\n\x0b\x62\x61lance_kes\x18\x05 \x01(\x01\x12/\n\x0boccurred_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08provider\x18\x07 \x01(\t\x12\x19\n\x11\x63ounterparty_hash\x18\x08 \x01(\t*\x98\x02\n\x0fTransactionKind\x12 \n\x1cTRANSACTION_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17TRANSACTION_KIND_INFLOW\x10\x01\x12\x1c\n\x18TRANSACTION_KIND_OUTFLOW\x10\x02\x12\x1c\n\x18TRANSACTION_KIND_AIRTIME\x10\x03\x12!\n\x1dTRANSACTION_KIND_BILL_PAYMENT\x10\x04\x12\x1c\n\x18TRANSACTION_KIND_BETTING\x10\x05\x12#\n\x1fTRANSACTION_KIND_OVERDRAFT_DRAW\x10\x06\x12$\n TRANSACTION_KIND_OVERDRAFT_REPAY\x10\x07\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"alama/events/v1/mobile_money.proto\x12\x0f\x61lama.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x02\n\x16MobileMoneyTransaction\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12.\n\x04kind\x18\x03 \x01(\x0e\x32 .alama.events.v1.TransactionKind\x12\x12\n\namount_kes\x18\x04 \x01(\x01\x12\x13\n\x0b\x62\x61lance_kes\x18\x05 \x01(\x01\x12/\n\x0boccurred_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08provider\x18\x07 \x01(\t\x12\x19\n\x11\x63ounterparty_hash\x18\x08 \x01(\t\x12\x11\n\ttenant_id\x18\t \x01(\t*\x98\x02\n\x0fTransactionKind\x12 \n\x1cTRANSACTION_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17TRANSACTION_KIND_INFLOW\x10\x01\x12\x1c\n\x18TRANSACTION_KIND_OUTFLOW\x10\x02\x12\x1c\n\x18TRANSACTION_KIND_AIRTIME\x10\x03\x12!\n\x1dTRANSACTION_KIND_BILL_PAYMENT\x10\x04\x12\x1c\n\x18TRANSACTION_KIND_BETTING\x10\x05\x12#\n\x1fTRANSACTION_KIND_OVERDRAFT_DRAW\x10\x06\x12$\n TRANSACTION_KIND_OVERDRAFT_REPAY\x10\x07\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'alama.events.v1.mobile_money_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRANSACTIONKIND']._serialized_start=342
-  _globals['_TRANSACTIONKIND']._serialized_end=622
+  _globals['_TRANSACTIONKIND']._serialized_start=361
+  _globals['_TRANSACTIONKIND']._serialized_end=641
   _globals['_MOBILEMONEYTRANSACTION']._serialized_start=89
-  _globals['_MOBILEMONEYTRANSACTION']._serialized_end=339
+  _globals['_MOBILEMONEYTRANSACTION']._serialized_end=358
 # @@protoc_insertion_point(module_scope)

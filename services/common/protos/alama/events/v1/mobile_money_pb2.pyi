@@ -29,7 +29,7 @@ TRANSACTION_KIND_OVERDRAFT_DRAW: TransactionKind
 TRANSACTION_KIND_OVERDRAFT_REPAY: TransactionKind
 
 class MobileMoneyTransaction(_message.Message):
-    __slots__ = ("transaction_id", "member_id", "kind", "amount_kes", "balance_kes", "occurred_at", "provider", "counterparty_hash")
+    __slots__ = ("transaction_id", "member_id", "kind", "amount_kes", "balance_kes", "occurred_at", "provider", "counterparty_hash", "tenant_id")
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +38,7 @@ class MobileMoneyTransaction(_message.Message):
     OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     COUNTERPARTY_HASH_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
     member_id: str
     kind: TransactionKind
@@ -46,4 +47,5 @@ class MobileMoneyTransaction(_message.Message):
     occurred_at: _timestamp_pb2.Timestamp
     provider: str
     counterparty_hash: str
-    def __init__(self, transaction_id: _Optional[str] = ..., member_id: _Optional[str] = ..., kind: _Optional[_Union[TransactionKind, str]] = ..., amount_kes: _Optional[float] = ..., balance_kes: _Optional[float] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., provider: _Optional[str] = ..., counterparty_hash: _Optional[str] = ...) -> None: ...
+    tenant_id: str
+    def __init__(self, transaction_id: _Optional[str] = ..., member_id: _Optional[str] = ..., kind: _Optional[_Union[TransactionKind, str]] = ..., amount_kes: _Optional[float] = ..., balance_kes: _Optional[float] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., provider: _Optional[str] = ..., counterparty_hash: _Optional[str] = ..., tenant_id: _Optional[str] = ...) -> None: ...

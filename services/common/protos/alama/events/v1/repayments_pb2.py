@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n alama/events/v1/repayments.proto\x12\x0f\x61lama.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf0\x01\n\x11RepaymentRecorded\x12\x14\n\x0crepayment_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x0f\n\x07loan_id\x18\x03 \x01(\t\x12,\n\x08\x64ue_date\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x61mount_due_kes\x18\x05 \x01(\x01\x12\x17\n\x0f\x61mount_paid_kes\x18\x06 \x01(\x01\x12\x11\n\tdays_late\x18\x07 \x01(\r\x12/\n\x0brecorded_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n alama/events/v1/repayments.proto\x12\x0f\x61lama.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x02\n\x11RepaymentRecorded\x12\x14\n\x0crepayment_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x0f\n\x07loan_id\x18\x03 \x01(\t\x12,\n\x08\x64ue_date\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x61mount_due_kes\x18\x05 \x01(\x01\x12\x17\n\x0f\x61mount_paid_kes\x18\x06 \x01(\x01\x12\x11\n\tdays_late\x18\x07 \x01(\r\x12/\n\x0brecorded_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\ttenant_id\x18\t \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,5 +33,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'alama.events.v1.repayments_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REPAYMENTRECORDED']._serialized_start=87
-  _globals['_REPAYMENTRECORDED']._serialized_end=327
+  _globals['_REPAYMENTRECORDED']._serialized_end=346
 # @@protoc_insertion_point(module_scope)

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RepaymentRecorded(_message.Message):
-    __slots__ = ("repayment_id", "member_id", "loan_id", "due_date", "amount_due_kes", "amount_paid_kes", "days_late", "recorded_at")
+    __slots__ = ("repayment_id", "member_id", "loan_id", "due_date", "amount_due_kes", "amount_paid_kes", "days_late", "recorded_at", "tenant_id")
     REPAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     LOAN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +18,7 @@ class RepaymentRecorded(_message.Message):
     AMOUNT_PAID_KES_FIELD_NUMBER: _ClassVar[int]
     DAYS_LATE_FIELD_NUMBER: _ClassVar[int]
     RECORDED_AT_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     repayment_id: str
     member_id: str
     loan_id: str
@@ -26,4 +27,5 @@ class RepaymentRecorded(_message.Message):
     amount_paid_kes: float
     days_late: int
     recorded_at: _timestamp_pb2.Timestamp
-    def __init__(self, repayment_id: _Optional[str] = ..., member_id: _Optional[str] = ..., loan_id: _Optional[str] = ..., due_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., amount_due_kes: _Optional[float] = ..., amount_paid_kes: _Optional[float] = ..., days_late: _Optional[int] = ..., recorded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    tenant_id: str
+    def __init__(self, repayment_id: _Optional[str] = ..., member_id: _Optional[str] = ..., loan_id: _Optional[str] = ..., due_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., amount_due_kes: _Optional[float] = ..., amount_paid_kes: _Optional[float] = ..., days_late: _Optional[int] = ..., recorded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tenant_id: _Optional[str] = ...) -> None: ...
