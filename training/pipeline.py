@@ -319,17 +319,22 @@ class TrainedModels:
         return sequence_inputs(self.inputs, index, self.features.columns)
 
 
+def stratified_cap(rows: np.ndarray, y: np.ndarray, cap: int | None, seed: int) -> np.ndarray:
+    """A sorted stratified sample of `cap` of `rows` (all of them where `cap` is None or no
+    smaller), so that a step too slow for a million rows on 2 cores sees the same default rate."""
+    if cap is None or cap >= len(rows):
+        return rows
+    kept, _ = train_test_split(rows, train_size=cap, stratify=y[rows], random_state=seed)
+    return np.sort(kept)
+
+
 def cross_validated_choice(
     tabular: np.ndarray, y: np.ndarray, rows: np.ndarray, names: tuple[str, ...], profile: Profile
 ) -> Selection:
     """Out-of-fold PDs of the plain logistic regression and LightGBM on the development rows
     (train and validation; never test or out-of-time), and which one the folds support; on a
     stratified sample of `profile.choice_rows` of them where the profile sets one."""
-    if profile.choice_rows is not None and profile.choice_rows < len(rows):
-        rows, _ = train_test_split(
-            rows, train_size=profile.choice_rows, stratify=y[rows], random_state=profile.seed
-        )
-        rows = np.sort(rows)
+    rows = stratified_cap(rows, y, profile.choice_rows, profile.seed)
     folds = np.zeros(len(rows), dtype=np.int64)
     oof = {"logistic_regression": np.zeros(len(rows)), "lightgbm": np.zeros(len(rows))}
     splitter = StratifiedKFold(CHOICE_FOLDS, shuffle=True, random_state=profile.seed)
@@ -479,11 +484,19 @@ def train(
     lstm = None
     if chosen.sequences:
         clock = time.perf_counter()
+        cap = profile.lstm_rows
+        lstm_tr = stratified_cap(tr, y, cap, profile.seed)
+        lstm_va = stratified_cap(va, y, None if cap is None else cap // 2, profile.seed)
+        if len(lstm_tr) < len(tr):
+            echo(
+                f"LSTM on stratified samples of {len(lstm_tr):,} training and "
+                f"{len(lstm_va):,} validation rows"
+            )
         lstm = fit_lstm(
-            sequence_inputs(inputs, tr, chosen.columns),
-            y[tr],
-            sequence_inputs(inputs, va, chosen.columns),
-            y[va],
+            sequence_inputs(inputs, lstm_tr, chosen.columns),
+            y[lstm_tr],
+            sequence_inputs(inputs, lstm_va, chosen.columns),
+            y[lstm_va],
             LSTMParams(hidden=profile.lstm_hidden, epochs=profile.lstm_epochs, seed=profile.seed),
             progress=True,
         )
