@@ -28,6 +28,7 @@ from bench.load import open_loop
 from bench.pipeline import run_pipeline
 from infra import local, supervisor
 from infra.demo import BUNDLE, ensure_model
+from services.common.members import DEV_TENANT
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.settings import InfraSettings, service_port
 from simulator.payloads import application_body
@@ -99,6 +100,7 @@ def pipeline_applications(world: World, n: int, prefix: str) -> list[LoanApplica
     return [
         LoanApplicationSubmitted(
             application_id=f"{prefix}{i}",
+            tenant_id=DEV_TENANT,  # the synthetic book's tenant
             member_id=str(rows["member_id"].iat[i % len(rows)]),
             sacco_id=str(rows["sacco_id"].iat[i % len(rows)]),
             product=PRODUCTS[str(rows["product"].iat[i % len(rows)])],  # type: ignore[arg-type]

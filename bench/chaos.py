@@ -219,6 +219,7 @@ class Client:
             http,
             api_key=self.api_key,
             webhook_secret=settings.webhook_secret.get_secret_value(),
+            tenant=settings.tenant,
         )
         self.deadline = deadline
         self.retries = 0

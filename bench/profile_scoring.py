@@ -39,6 +39,7 @@ from rich.console import Console
 from bench.__main__ import machine
 from services.common.bundle import ModelBundle, load_bundle
 from services.common.feast_config import open_feature_store
+from services.common.members import DEV_TENANT, member_key
 from services.common.protos.alama.events.v1.applications_pb2 import (
     LoanApplicationSubmitted,
     LoanProduct,
@@ -90,6 +91,7 @@ def applications(members: Sequence[str], amounts: Sequence[float], n: int, run: 
     return [
         LoanApplicationSubmitted(
             application_id=f"profile-{run}-{i}",
+            tenant_id=DEV_TENANT,  # the synthetic book's tenant
             member_id=members[i % len(members)],
             product=LoanProduct.LOAN_PRODUCT_BUSINESS,
             amount_kes=float(amounts[i % len(amounts)]),
@@ -140,7 +142,7 @@ def profile_batch(
     amounts: Sequence[float],
 ) -> None:
     apps = applications(members, amounts, n, uuid.uuid4().hex[:8])
-    ids = [a.member_id for a in apps]
+    ids = [member_key(a.tenant_id, a.member_id) for a in apps]  # Feast's entity keys
     timed(
         stages,
         "features: Feast SDK get_online_features().to_df() (before)",

@@ -195,6 +195,12 @@ async def simulate(
         live.note = "loading the loan book"
         book = await asyncio.to_thread(load_book, settings.book, settings.profile)
     live.note = "choosing applications and their history"
+    if book.tenant != settings.tenant:
+        # its members' features are in Feast under the book's tenant: scoring would find none
+        raise ValueError(
+            f"the loan book {book.source!r} is tenant {book.tenant!r}'s, but the simulator plays"
+            f" tenant {settings.tenant!r}; set ALAMA_SIMULATOR_TENANT (and an API key of it)"
+        )
     scenario = await asyncio.to_thread(build_scenario, book, options.applications, run_id)
     namespace = book_namespace(book)
     if not options.history:

@@ -6,6 +6,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.common import topics
+from services.common.members import DEV_TENANT, TENANT_PATTERN
 from services.common.settings import ServiceSettings, service_port
 
 
@@ -16,8 +17,8 @@ class SimulatorSettings(ServiceSettings):
     gateway_url: str = f"http://127.0.0.1:{service_port(8080)}"
     api_key: SecretStr = SecretStr("dev-partner-key")
     tenant: str = Field(
-        default="dev-sacco",
-        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        default=DEV_TENANT,
+        pattern=TENANT_PATTERN,
         description="the SACCO core banking publishes for (the API key's tenant, so its"
         " decisions can be read back through the gateway)",
     )

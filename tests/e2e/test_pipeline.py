@@ -32,6 +32,7 @@ from infra import supervisor
 from services.audit.settings import AuditSettings
 from services.common.envelope import decode, wrap
 from services.common.kafka import create_producer, publish
+from services.common.members import DEV_TENANT
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.protos.alama.events.v1.envelope_pb2 import DeadLetter
@@ -317,6 +318,7 @@ async def test_an_undecodable_event_is_dead_lettered_and_the_pipeline_goes_on(
     member = str(system.model.world.applications["member_id"].iloc[0])
     application = LoanApplicationSubmitted(
         application_id=f"dlq{system.run}-1",
+        tenant_id=DEV_TENANT,
         member_id=member,
         product=1,
         amount_kes=20_000.0,
@@ -355,6 +357,7 @@ async def test_scoring_killed_mid_stream_loses_and_duplicates_no_decision(
             row = apps.iloc[i % len(apps)]
             application = LoanApplicationSubmitted(
                 application_id=f"{prefix}{i}",
+                tenant_id=DEV_TENANT,  # core banking publishes for its SACCO
                 member_id=str(row["member_id"]),
                 product=PRODUCTS[str(row["product"])],
                 amount_kes=float(row["amount_kes"]),

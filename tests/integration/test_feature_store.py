@@ -24,6 +24,7 @@ from services.common import features as F
 from services.common.envelope import decode, wrap
 from services.common.feast_config import FEATURE_SERVICE, open_feature_store
 from services.common.kafka import create_producer, publish
+from services.common.members import DEV_TENANT, member_key
 from services.common.protos.alama.events.v1.envelope_pb2 import DeadLetter, EventEnvelope
 from services.common.protos.alama.events.v1.mobile_money_pb2 import (
     MobileMoneyTransaction,
@@ -76,18 +77,24 @@ class MemberStream:
     transactions: pd.DataFrame
     repayments: pd.DataFrame
 
+    @property
+    def key(self) -> str:
+        """The member's key in Feast and the tables: the world's book is the dev tenant's."""
+        return member_key(DEV_TENANT, self.member_id)
+
     def transaction_envelopes(self, rows: pd.DataFrame | None = None) -> list[EventEnvelope]:
         out = []
         for r in (self.transactions if rows is None else rows).itertuples():
             txn = MobileMoneyTransaction(
                 transaction_id=str(r.transaction_id),
+                tenant_id=DEV_TENANT,
                 member_id=self.member_id,
                 kind=TransactionKind.Value(f"TRANSACTION_KIND_{str(r.kind).upper()}"),
                 amount_kes=float(r.amount_kes),
                 balance_kes=float(r.balance_kes),
             )
             txn.occurred_at.FromNanoseconds(pd.Timestamp(r.occurred_at).value)
-            out.append(wrap(txn, producer="mobile-money", subject=self.member_id))
+            out.append(wrap(txn, producer="mobile-money", subject=self.key))
         return out
 
     def repayment_envelopes(self) -> list[EventEnvelope]:
@@ -96,6 +103,7 @@ class MemberStream:
             due = pd.Timestamp(r.due_date)
             rp = RepaymentRecorded(
                 repayment_id=f"{r.loan_id}:{due:%Y%m}",
+                tenant_id=DEV_TENANT,
                 member_id=self.member_id,
                 loan_id=str(r.loan_id),
                 amount_due_kes=float(r.amount_due_kes),
@@ -104,7 +112,7 @@ class MemberStream:
             )
             rp.due_date.FromNanoseconds(due.value)
             rp.recorded_at.FromNanoseconds(pd.Timestamp(r.recorded_at).value)
-            out.append(wrap(rp, producer="core-banking", subject=self.member_id))
+            out.append(wrap(rp, producer="core-banking", subject=self.key))
         return out
 
     def expected(self, transactions: pd.DataFrame | None = None) -> pd.Series:
@@ -190,7 +198,7 @@ def _online(member: MemberStream) -> pd.Series:
     store = open_feature_store(InfraSettings())
     service = store.get_feature_service(FEATURE_SERVICE)
     row = {
-        "member_id": member.member_id,
+        "member_id": member.key,
         "amount_kes": 10_000.0,
         "term_months": 6.0,
         "product": "emergency",
@@ -268,13 +276,14 @@ async def test_streamed_events_reach_feast_exactly_as_training_computes_them(
     )
     settings = _settings(infra, f"feature-store-it-{suffix}", mm_topic, rp_topic)
     member = member_stream(world)
-    _forget_online(infra, member.member_id)
+    _forget_online(infra, member.key)
     held_back = member.transactions.tail(3)  # sent after a restart
     first = member.transactions.iloc[: -len(held_back)]
     envelopes = member.transaction_envelopes(first)
     half = len(envelopes) // 2
     bad = MobileMoneyTransaction(
         transaction_id="bad-1",
+        tenant_id=DEV_TENANT,
         member_id=member.member_id,
         kind=TransactionKind.TRANSACTION_KIND_OUTFLOW,
         amount_kes=-50.0,
@@ -288,8 +297,8 @@ async def test_streamed_events_reach_feast_exactly_as_training_computes_them(
         mm_topic,
         [
             *envelopes[:half],
-            wrap(bad, producer="mobile-money", subject=member.member_id),
-            wrap(far, producer="mobile-money", subject=member.member_id),
+            wrap(bad, producer="mobile-money", subject=member.key),
+            wrap(far, producer="mobile-money", subject=member.key),
             *envelopes[half:],
         ],
     )

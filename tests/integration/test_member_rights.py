@@ -33,6 +33,7 @@ from services.audit.store import AuditStore
 from services.common.envelope import decode, encode, wrap
 from services.common.kafka import create_producer
 from services.common.member_rights import MemberRightsBackend, member_pseudonym
+from services.common.members import member_key
 from services.common.postgres import create_pool
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, DecisionBand
@@ -73,7 +74,9 @@ def world(infra: InfraSettings) -> Iterator[World]:
     with feast_project("member_rights_test"):
         profile = get_profile("tiny")
         world = generate_world(profile.n_members, profile.seed)
-        pipeline.load_into_feast(infra, loan_book_from_world(world), echo=lambda _line: None)
+        book = loan_book_from_world(world)
+        book.meta["tenant"] = TENANT_A  # its members' features are tenant A's
+        pipeline.load_into_feast(infra, book, echo=lambda _line: None)
         yield world
 
 
@@ -126,7 +129,8 @@ def _events(app: str, member: str, tenant: str) -> list[Any]:
 
 
 async def _faust_state(infra: InfraSettings, app_id: str, members: list[str]) -> None:
-    """What the worker's tables hold for each member, written as Faust writes its changelog."""
+    """What the worker's tables hold for each member (by tenant-scoped key), written as Faust
+    writes its changelog."""
     topics = [f"{app_id}-{t}-changelog" for t in ACTIVITY_TABLES]
     await ensure_topics(
         infra.kafka_bootstrap,
@@ -182,7 +186,15 @@ async def stores(infra: InfraSettings, world: World, tmp_path: Path) -> AsyncIte
             drafts += [draft_from_event(e, "t") for e in events]
             await decisions.save_batch([StoredDecision(events[1].payload)], [events[2].payload])
         await writer.append(drafts)
-        await _faust_state(infra, app_id, [members.erased, members.kept, members.other])
+        await _faust_state(
+            infra,
+            app_id,
+            [
+                member_key(TENANT_A, members.erased),
+                member_key(TENANT_A, members.kept),
+                member_key(TENANT_B, members.other),
+            ],
+        )
         backend = await open_member_rights(
             infra,
             KEY,
@@ -306,8 +318,11 @@ async def test_export_then_erase_a_member_everywhere(
         assert s["audit"][1]["payload"]["features"]["mm_inflow_sum_90d"] == 91_234.5
         assert s["feast"]["online"], "no online features exported"
         assert s["feast"]["offline"], "no offline rows exported"
+        erased_key, kept_key = member_key(TENANT_A, m.erased), member_key(TENANT_A, m.kept)
         assert all(
-            row["member_id"] == m.erased for rows in s["feast"]["offline"].values() for row in rows
+            row["member_id"] == erased_key
+            for rows in s["feast"]["offline"].values()
+            for row in rows
         )
         assert len(s["faust_tables"]) == len(ACTIVITY_TABLES)
 
@@ -364,20 +379,20 @@ async def test_export_then_erase_a_member_everywhere(
     # Straight from the stores, not through export.
     assert not await stores.decisions.holds_member(TENANT_A, m.erased)
     assert await stores.decisions.holds_member(TENANT_A, m.kept)
-    assert not await _online_key_exists(infra, m.erased)
-    assert await _online_key_exists(infra, m.kept)
-    assert await _changelog_latest(infra, stores.app_id, m.erased) == [None, None]
-    assert None not in await _changelog_latest(infra, stores.app_id, m.kept)
+    assert not await _online_key_exists(infra, erased_key)
+    assert await _online_key_exists(infra, kept_key)
+    assert await _changelog_latest(infra, stores.app_id, erased_key) == [None, None]
+    assert None not in await _changelog_latest(infra, stores.app_id, kept_key)
     with feast_project("member_rights_test"):
         schema = FeastMemberData(infra)._offline_schema()
     pool = await create_pool(infra, max_size=1)
     try:
         async with pool.acquire() as conn:
             offline = await conn.fetchval(
-                f"SELECT count(*) FROM {schema}.member_profile WHERE member_id = $1", m.erased
+                f"SELECT count(*) FROM {schema}.member_profile WHERE member_id = $1", erased_key
             )
             kept_offline = await conn.fetchval(
-                f"SELECT count(*) FROM {schema}.member_profile WHERE member_id = $1", m.kept
+                f"SELECT count(*) FROM {schema}.member_profile WHERE member_id = $1", kept_key
             )
     finally:
         await pool.close()

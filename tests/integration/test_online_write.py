@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from services.common.feast_config import FEATURE_SERVICE, open_feature_store
+from services.common.members import member_key
 from services.common.settings import InfraSettings
 from tests.integration.feast_projects import feast_project
 from training import feature_tables
@@ -63,7 +64,7 @@ def online_features(infra: InfraSettings, book: LoanBook) -> pd.DataFrame:
     apps = book.applications.drop_duplicates("member_id")
     rows = [
         {
-            "member_id": str(a.member_id),
+            "member_id": member_key(book.tenant, str(a.member_id)),  # Feast's entity key
             "amount_kes": float(a.amount_kes),
             "term_months": float(a.term_months),
             "product": str(a.product),

@@ -24,6 +24,7 @@ from opentelemetry import trace
 
 from services.common.envelope import decode, wrap
 from services.common.kafka import create_producer, publish
+from services.common.members import DEV_TENANT, member_key, split_member_key
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.protos.alama.events.v1.envelope_pb2 import DeadLetter
@@ -125,6 +126,7 @@ def applications(world: World) -> list[LoanApplicationSubmitted]:
     return [
         LoanApplicationSubmitted(
             application_id=f"scoring-test-{a.application_id}",
+            tenant_id=DEV_TENANT,  # the world's book is the development tenant's
             member_id=str(a.member_id),
             sacco_id=str(a.sacco_id),
             product=PRODUCTS[str(a.product)],
@@ -138,6 +140,7 @@ def applications(world: World) -> list[LoanApplicationSubmitted]:
 def unknown_member() -> LoanApplicationSubmitted:
     return LoanApplicationSubmitted(
         application_id="scoring-test-unknown",
+        tenant_id=DEV_TENANT,
         member_id=UNKNOWN_MEMBER,
         product=PRODUCTS["emergency"],
         amount_kes=10_000.0,
@@ -392,7 +395,11 @@ def test_one_round_trip_read_equals_feasts_sdk(settings: ScoringSettings, world:
     store = open_feature_store(settings.infra)
     run = uuid.uuid4().hex[:8]
     now = datetime.now(UTC)
-    partial, stale, views_only = f"M-partial-{run}", f"M-stale-{run}", f"M-views-{run}"
+    # Feast holds each member under its tenant's key (services.common.members)
+    partial, stale, views_only = (
+        member_key(DEV_TENANT, f"M-{case}-{run}") for case in ("partial", "stale", "views")
+    )
+    nobody = member_key(DEV_TENANT, UNKNOWN_MEMBER)
     # a profile with only some values, mobile money with one sequence and no aggregates
     write_online(
         store, "member_profile", partial, {"tenure_months": 7.0, "deposits_kes": 1.5e4}, now
@@ -412,8 +419,8 @@ def test_one_round_trip_read_equals_feasts_sdk(settings: ScoringSettings, world:
         {"rp_months_observed": 4.0, "rp_mask_seq": [1.0] * 24},
         now,
     )
-    known = [a.member_id for a in applications(world)]
-    members = [*known, UNKNOWN_MEMBER, partial, stale, views_only, known[0], UNKNOWN_MEMBER]
+    known = [member_key(a.tenant_id, a.member_id) for a in applications(world)]
+    members = [*known, nobody, partial, stale, views_only, known[0], nobody]
 
     fast = RedisOnlineFeatures(store)
     scalars, sequences = fast.stored(members)
@@ -426,7 +433,7 @@ def test_one_round_trip_read_equals_feasts_sdk(settings: ScoringSettings, world:
         np.testing.assert_array_equal(sequences[name], expected, name)
     # what the cases above must have covered
     at = {m: i for i, m in reversed(list(enumerate(members)))}
-    assert np.isnan(scalars["tenure_months"][at[UNKNOWN_MEMBER]])
+    assert np.isnan(scalars["tenure_months"][at[nobody]])
     assert scalars["tenure_months"][at[partial]] == 7.0 and np.isnan(
         scalars["n_guarantors"][at[partial]]
     )
@@ -447,7 +454,8 @@ def test_one_round_trip_read_equals_feasts_sdk(settings: ScoringSettings, world:
     apps = [
         LoanApplicationSubmitted(
             application_id=f"fast-read-{i}",
-            member_id=member,
+            tenant_id=split_member_key(member)[0],
+            member_id=split_member_key(member)[1],
             product=PRODUCTS["business"],
             amount_kes=25_000.0 + i,
             term_months=1 + i % 24,
@@ -459,8 +467,19 @@ def test_one_round_trip_read_equals_feasts_sdk(settings: ScoringSettings, world:
     for name in SEQUENCE_STEPS:
         np.testing.assert_array_equal(ours.sequences[name], sdk.sequences[name])
     assert ours.known.tolist() == sdk.known.tolist()
-    assert not ours.known[at[UNKNOWN_MEMBER]] and not ours.known[at[views_only]]
+    assert not ours.known[at[nobody]] and not ours.known[at[views_only]]
     assert ours.known[at[partial]] and ours.known[at[stale]] and ours.known[: len(known)].all()
+
+    # another SACCO's members with the same ids are other people: none of these features
+    elsewhere = [LoanApplicationSubmitted() for _ in known]
+    for theirs, app in zip(elsewhere, apps, strict=False):
+        theirs.CopyFrom(app)
+        theirs.tenant_id = "sacco-elsewhere"
+    assert not fast.fetch(elsewhere).known.any()
+    theirs_stored, _ = fast.stored(
+        [member_key("sacco-elsewhere", m) for m in (split_member_key(k)[1] for k in known)]
+    )
+    assert all(np.isnan(values).all() for values in theirs_stored.values())
 
 
 async def test_decisions_equal_the_dataframe_path(settings: ScoringSettings, world: World) -> None:

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from services.common.envelope import decode
 from services.common.kafka import create_consumer
+from services.common.members import member_key
 from services.common.protos.alama.events.v1.applications_pb2 import (
     CHANNEL_UNSPECIFIED,
     LoanApplicationSubmitted,
@@ -122,8 +123,10 @@ async def test_history_and_kafka_applications_are_complete_signed_and_idempotent
     records = await read_topic(infra, scratch.repayments, 2 * n_repayments)
     events = [decode(r.value, RepaymentRecorded) for r in records]
     assert all(e.envelope.producer == "core-banking" for e in events)
+    # keyed (so partitioned) by the tenant's member, as the feature store's tables are
     assert all(
-        r.key.decode() == e.envelope.subject == e.payload.member_id
+        r.key.decode() == e.envelope.subject == member_key(settings.tenant, e.payload.member_id)
+        and e.payload.tenant_id == settings.tenant
         for r, e in zip(records, events, strict=True)
     )
     ids = Counter(e.event_id for e in events)

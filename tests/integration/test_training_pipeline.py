@@ -14,6 +14,7 @@ import pytest
 
 from services.common import features as F
 from services.common.bundle import load_bundle
+from services.common.members import DEV_TENANT, member_key, split_member_key
 from services.common.settings import InfraSettings
 from tests.integration.feast_projects import feast_project
 from training import feature_tables, pipeline
@@ -67,8 +68,11 @@ def test_feast_training_set_is_point_in_time_correct(
 ) -> None:
     assert len(training_frame) == len(world.applications)
     assert list(training_frame["application_id"]) == list(world.applications["application_id"])
-    at = direct_features(world, pd.Timedelta(0)).loc[training_frame["member_id"]]
-    after = direct_features(world, pd.Timedelta(days=14)).loc[training_frame["member_id"]]
+    # Feast's entities are the book's tenant's members (services.common.members)
+    tenants, members = zip(*map(split_member_key, training_frame["member_id"]), strict=True)
+    assert set(tenants) == {DEV_TENANT}
+    at = direct_features(world, pd.Timedelta(0)).loc[list(members)]
+    after = direct_features(world, pd.Timedelta(days=14)).loc[list(members)]
     for column in ("mm_inflow_sum_7d", "mm_txn_count_30d", "rp_months_observed", "deposits_kes"):
         got = training_frame[column].to_numpy(dtype=float)
         np.testing.assert_allclose(got, at[column].to_numpy(dtype=float), rtol=1e-9)
@@ -88,7 +92,7 @@ def test_online_store_serves_each_members_latest_features(
     apps = world.applications.head(20)
     rows = [
         {
-            "member_id": str(a.member_id),
+            "member_id": member_key(DEV_TENANT, str(a.member_id)),
             "amount_kes": float(a.amount_kes),
             "term_months": float(a.term_months),
             "product": str(a.product),
