@@ -32,15 +32,17 @@ from infra import supervisor
 from services.audit.settings import AuditSettings
 from services.common.envelope import decode, wrap
 from services.common.kafka import create_producer, publish
-from services.common.members import DEV_TENANT
+from services.common.members import DEV_TENANT, member_key
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.protos.alama.events.v1.envelope_pb2 import DeadLetter
+from services.common.redis_store import create_redis
 from services.common.settings import InfraSettings, service_port
 from services.common.topics import (
     CREDIT_DECISIONS,
     CREDIT_EXPLANATIONS,
     LOAN_APPLICATIONS,
+    MEMBER_ERASURES_VOUCHED,
     MOBILE_MONEY_TRANSACTIONS,
     REPAYMENTS,
     REVIEW_OUTCOMES,
@@ -119,7 +121,11 @@ def system(
                     REVIEW_OUTCOMES,
                 ],
                 env["ALAMA_DRIFT_APP_ID"]: [CREDIT_DECISIONS],
-                env["ALAMA_FEATURE_STORE_APP_ID"]: [MOBILE_MONEY_TRANSACTIONS, REPAYMENTS],
+                env["ALAMA_FEATURE_STORE_APP_ID"]: [
+                    MOBILE_MONEY_TRANSACTIONS,
+                    REPAYMENTS,
+                    MEMBER_ERASURES_VOUCHED,  # earlier runs' erasures are not this run's
+                ],
             },
         )
     )
@@ -295,18 +301,26 @@ async def test_500_applications_become_one_decision_explanation_and_audit_trail_
     assert verified.returncode == 0, verified.stdout + verified.stderr
     conn = await asyncpg.connect(AuditSettings(infra=system.infra).owner_dsn)
     events = f"{system.audit_schema}.events"
-    try:
+
+    async def rewrite(seq: int, payload: str) -> None:
         await conn.execute(f"ALTER TABLE {events} DISABLE TRIGGER events_append_only")
-        await conn.execute(
-            f"UPDATE {events} SET payload = (payload::jsonb || '{{\"score\": 900}}')::text"
-            f" WHERE seq = (SELECT min(seq) FROM {events} WHERE topic = $1)",
+        await conn.execute(f"UPDATE {events} SET payload = $2 WHERE seq = $1", seq, payload)
+        await conn.execute(f"ALTER TABLE {events} ENABLE TRIGGER events_append_only")
+
+    try:
+        first = await conn.fetchrow(
+            f"SELECT seq, payload FROM {events} WHERE topic = $1 ORDER BY seq LIMIT 1",
             CREDIT_DECISIONS,
         )
-        await conn.execute(f"ALTER TABLE {events} ENABLE TRIGGER events_append_only")
+        altered = json.dumps(json.loads(first["payload"]) | {"score": 900})
+        await rewrite(first["seq"], altered)
+        tampered = await asyncio.to_thread(_audit_verify, system)
+        assert tampered.returncode != 0, tampered.stdout
+        await rewrite(first["seq"], first["payload"])  # later tests verify the chain too
     finally:
         await conn.close()
-    tampered = await asyncio.to_thread(_audit_verify, system)
-    assert tampered.returncode != 0, tampered.stdout
+    restored = await asyncio.to_thread(_audit_verify, system)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
 
 
 async def test_an_undecodable_event_is_dead_lettered_and_the_pipeline_goes_on(
@@ -435,3 +449,81 @@ async def test_scoring_killed_right_after_its_replies_loses_no_decision_it_told(
 
 def _decided_count(rows: list[asyncpg.Record]) -> int:
     return sum(1 for r in rows if r["topic"] == CREDIT_EXPLANATIONS)
+
+
+async def test_a_members_erasure_reaches_every_store_through_events(system: System) -> None:
+    """The admin API's erasure as a deployment runs it: 202, then explanation, the audit chain
+    and the feature store (Feast and its tables) each erase their part and answer on
+    member.erasures.completed; the status reports every store, the member's decision is gone,
+    its Feast online hash is gone, another member's is kept, and the chain still verifies."""
+    from services.feature_store.member_data import FeastMemberData
+    from services.gateway.security import issue_token
+    from services.gateway.settings import GatewaySettings
+    from tests.integration.feast_projects import feast_project
+
+    world = system.model.world
+    member, kept = (str(m) for m in world.members["member_id"].iloc[[-1, -2]])
+    with feast_project("bundle_test"):  # the tiny model's Feast project, the services' too
+        feast = FeastMemberData(system.infra)
+        online = {m: feast._redis_key(member_key(DEV_TENANT, m)) for m in (member, kept)}
+
+    async def held() -> dict[str, bool]:
+        redis = create_redis(system.infra)
+        try:
+            return {m: bool(await redis.exists(key)) for m, key in online.items()}
+        finally:
+            await redis.aclose()
+
+    assert await held() == {member: True, kept: True}
+    body = {
+        "application_id": f"erase{system.run}-1",
+        "member_id": member,
+        "product": "emergency",
+        "amount_kes": 15_000.0,
+        "term_months": 6,
+    }
+    token = issue_token(GatewaySettings(), "dpo", ["admin"], tenant=DEV_TENANT)
+    admin = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=GATEWAY, timeout=30) as client:
+        scored = await client.post("/v1/scores", json=body, headers=API_KEY)
+        assert scored.status_code == 200, scored.text
+        decision_id = scored.json()["decision_id"]
+
+        async def stored() -> bool:
+            found = await client.get(f"/v1/decisions/{decision_id}", headers=API_KEY)
+            return found.status_code == 200
+
+        await _until(stored, 120, "the decision in the decision store")
+        await _until(
+            lambda: _decided(system, body["application_id"], 1), 120, "the decision audited"
+        )
+
+        accepted = await client.post(
+            "/v1/admin/members/erasures", json={"member_id": member}, headers=admin
+        )
+        assert accepted.status_code == 202, accepted.text
+        status_url = accepted.json()["status_url"]
+
+        async def finished() -> dict[str, Any] | None:
+            report = (await client.get(status_url, headers=admin)).json()
+            return None if report["status"] == "pending" else report
+
+        report = await _until(finished, 180, "every store's erasure completion", every=1.0)
+        assert report["status"] == "completed", report
+        stores = report["stores"]
+        assert set(stores) == {"decisions", "audit", "feast", "faust_tables"}
+        assert stores["decisions"]["member_held"] and stores["decisions"]["records_erased"] >= 1
+        assert stores["audit"]["member_held"] and stores["audit"]["records_erased"] >= 1
+        assert stores["feast"]["records_erased"] >= 1  # at least the online hash
+        assert "M0" not in json.dumps(report)  # the member appears by pseudonym only
+
+        gone = await client.get(f"/v1/decisions/{decision_id}", headers=API_KEY)
+        assert gone.status_code == 404, gone.text
+        # another tenant asking for the status learns nothing
+        other = issue_token(GatewaySettings(), "dpo", ["admin"], tenant="sacco-other")
+        hidden = await client.get(status_url, headers={"Authorization": f"Bearer {other}"})
+        assert hidden.status_code == 404
+
+    assert await held() == {member: False, kept: True}
+    verified = await asyncio.to_thread(_audit_verify, system)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
