@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import signal
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -27,6 +26,7 @@ from services.audit.settings import AuditSettings
 from services.audit.store import AuditStore, RetentionRefused
 from services.common.logs import configure_logging
 from services.common.postgres import create_pool
+from services.common.runtime import run_until_signalled
 from services.common.telemetry import setup_tracing, start_metrics
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -83,18 +83,16 @@ def run() -> None:
     if settings.migrate_on_start:
         asyncio.run(_migrate(settings))
 
-    async def main(store: AuditStore) -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    async def serve(stop: asyncio.Event) -> None:
+        async def main(store: AuditStore) -> None:
+            async def with_owner(owner: AuditStore) -> None:  # members' erasures delete as owner
+                await run_consumer(settings, store, stop, erasures=AuditErasures(settings, owner))
 
-        async def with_owner(owner: AuditStore) -> None:  # members' erasures delete as owner
-            await run_consumer(settings, store, stop, erasures=AuditErasures(settings, owner))
+            await _with_store(settings, Login.OWNER, with_owner)
 
-        await _with_store(settings, Login.OWNER, with_owner)
+        await _with_store(settings, Login.WRITER, main)
 
-    asyncio.run(_with_store(settings, Login.WRITER, main))
+    run_until_signalled(serve, settings.infra.event_loop)
 
 
 @app.command()

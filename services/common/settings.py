@@ -80,6 +80,16 @@ class InfraSettings(BaseSettings):
         default=None,
         description="append every finished span to this file as JSON lines (local runs, tests)",
     )
+    trace_sample_ratio: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        description="share of new traces recorded (a span follows its parent's choice); lower it"
+        " when tracing every request costs too much",
+    )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop", description="the asyncio event loop services run on"
+    )
 
     # How every Kafka client authenticates (`services.common.kafka_security`) and how durable
     # the topics ensure_topics and Faust create are. A local broker speaks PLAINTEXT on one

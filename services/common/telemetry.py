@@ -17,6 +17,7 @@ from opentelemetry.propagators.textmap import Getter, Setter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from services.common.settings import ServiceSettings
@@ -103,13 +104,15 @@ def setup_tracing(
 ) -> TracerProvider:
     """Install a tracer provider for the service; export over OTLP when an endpoint is set."""
     provider = TracerProvider(
+        # a child span follows its parent's choice, so a trace is whole or absent across services
+        sampler=ParentBased(TraceIdRatioBased(settings.infra.trace_sample_ratio)),
         resource=Resource.create(
             {
                 "service.name": settings.service_name,
                 "service.namespace": "alama",
                 "deployment.environment": settings.infra.environment,
             }
-        )
+        ),
     )
     if exporter is None and settings.infra.otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter

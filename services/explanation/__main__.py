@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from pathlib import Path
 
 from services.common.logs import configure_logging
 from services.common.member_rights import tenant_member_ref
 from services.common.postgres import create_pool
+from services.common.runtime import run_until_signalled
 from services.common.telemetry import setup_tracing, start_metrics
 from services.explanation.consumer import build_consumer
 from services.explanation.explainer import BundleCache, DecisionExplainer, ExplainerPool
@@ -84,14 +84,7 @@ def main() -> None:
     setup_tracing(settings)
     start_metrics(settings)
 
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop)
-
-    asyncio.run(run())
+    run_until_signalled(lambda stop: serve(settings, stop), settings.infra.event_loop)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ def serve(settings: GatewaySettings) -> None:
         port=settings.port,
         log_config=None,  # keep the JSON logs configured above
         access_log=False,
+        loop=settings.infra.event_loop,  # uvloop unless ALAMA_EVENT_LOOP=asyncio
+        http="httptools",  # the C parser (uvicorn's standard extras)
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from pathlib import Path
 
 from services.common.bundle import load_served_bundle
 from services.common.feast_config import REPO_ROOT, open_feature_store
 from services.common.logs import configure_logging
 from services.common.redis_store import create_redis
+from services.common.runtime import run_until_signalled
 from services.common.telemetry import setup_tracing, start_metrics
 from services.scoring.consumer import build_consumer
 from services.scoring.ledger import KEY_PREFIX as LEDGER_PREFIX
@@ -103,14 +103,7 @@ def main() -> None:
     setup_tracing(settings)
     start_metrics(settings)
 
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop)
-
-    asyncio.run(run())
+    run_until_signalled(lambda stop: serve(settings, stop), settings.infra.event_loop)
 
 
 if __name__ == "__main__":

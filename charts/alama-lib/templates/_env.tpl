@@ -15,6 +15,7 @@ existing Secret's name and key given in values.
   "PYTHONDONTWRITEBYTECODE" "1"
 -}}
 {{- with $g.otlp.endpoint }}{{ $_ := set $env "ALAMA_OTLP_ENDPOINT" . }}{{ end -}}
+{{- with $g.otlp.sampleRatio }}{{ $_ := set $env "ALAMA_TRACE_SAMPLE_RATIO" (toString .) }}{{ end -}}
 {{- include "alama-lib.kafkaConfig" (dict "env" $env "root" $) -}}
 {{- if .Values.feast.enabled -}}
 {{- $f := $g.feast -}}

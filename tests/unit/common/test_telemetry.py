@@ -2,6 +2,7 @@ import io
 import json
 import logging
 
+import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -54,3 +55,30 @@ def test_logs_are_json_with_the_active_trace_id() -> None:
     assert record["service"] == "scoring"
     assert record["trace_id"] == trace_id
     assert record["application_id"] == "a-1"
+
+
+def test_sampling_is_a_setting_and_a_trace_is_whole_or_absent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ALAMA_TRACE_SAMPLE_RATIO samples new traces; a span continuing a caller's trace follows
+    the caller's choice, so each service records all of a sampled trace and none of another."""
+    from services.common.settings import ServiceSettings
+    from services.common.telemetry import setup_tracing
+
+    def provider(ratio: str) -> TracerProvider:
+        monkeypatch.setenv("ALAMA_TRACE_SAMPLE_RATIO", ratio)
+        monkeypatch.setattr(trace, "set_tracer_provider", lambda _provider: None)
+        return setup_tracing(ServiceSettings(service_name="sampling-test"))
+
+    always, never = provider("1").get_tracer("t"), provider("0").get_tracer("t")
+    with always.start_as_current_span("sampled root") as root:
+        assert root.is_recording()
+        sampled = inject_kafka_headers()
+    with never.start_as_current_span("new root") as skipped:
+        assert not skipped.is_recording()
+        unsampled = inject_kafka_headers()
+    # downstream, at ratio 0: the sampled trace is still recorded, the other one not
+    with never.start_as_current_span("consume", context=extract_kafka_context(sampled)) as s:
+        assert s.is_recording()
+    with always.start_as_current_span("consume", context=extract_kafka_context(unsampled)) as s:
+        assert not s.is_recording()

@@ -1,0 +1,47 @@
+"""How a service's asyncio program runs: on uvloop unless settings say otherwise, stopped by
+SIGTERM or SIGINT.
+
+uvloop (libuv, already installed with uvicorn's standard extras) runs the same asyncio code with
+cheaper sockets, timers and callbacks; every service that owns its loop starts through
+`run_until_signalled`, so the choice is one setting (`ALAMA_EVENT_LOOP`) and one place, and the
+signal handling that every service repeated lives here once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+EventLoop = Literal["uvloop", "asyncio"]
+
+
+def run(main: Callable[[], Awaitable[None]], event_loop: EventLoop = "uvloop") -> None:
+    """Run `main()` to completion on the chosen event loop."""
+
+    async def program() -> None:
+        await main()
+
+    if event_loop == "uvloop":
+        import uvloop
+
+        uvloop.run(program())
+    else:
+        asyncio.run(program())
+
+
+def run_until_signalled(
+    serve: Callable[[asyncio.Event], Awaitable[None]], event_loop: EventLoop = "uvloop"
+) -> None:
+    """Run `serve(stop)`, where `stop` is set by SIGTERM or SIGINT (the service then finishes
+    and commits its work and returns)."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(stop)
+
+    run(main, event_loop)

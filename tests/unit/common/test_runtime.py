@@ -1,0 +1,39 @@
+"""Services run on uvloop unless told otherwise, and SIGTERM lets them finish."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+import uvloop
+
+from services.common.runtime import run, run_until_signalled
+
+
+@pytest.mark.parametrize(("choice", "loop_type"), [("uvloop", uvloop.Loop), ("asyncio", None)])
+def test_the_event_loop_is_a_setting(choice: str, loop_type: type | None) -> None:
+    seen: list[asyncio.AbstractEventLoop] = []
+
+    async def main() -> None:
+        seen.append(asyncio.get_running_loop())
+
+    run(main, choice)  # type: ignore[arg-type]
+    [loop] = seen
+    if loop_type is None:
+        assert not isinstance(loop, uvloop.Loop)
+    else:
+        assert isinstance(loop, loop_type)
+
+
+def test_sigterm_sets_stop_and_the_service_finishes_its_work() -> None:
+    finished: list[str] = []
+
+    async def serve(stop: asyncio.Event) -> None:
+        asyncio.get_running_loop().call_later(0.05, os.kill, os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(stop.wait(), timeout=5)
+        finished.append("committed")  # what a service does after stop: finish, commit, close
+
+    run_until_signalled(serve)
+    assert finished == ["committed"]
