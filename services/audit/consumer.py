@@ -29,6 +29,7 @@ from services.common.protos.alama.events.v1.explanations_pb2 import CreditExplan
 from services.common.protos.alama.events.v1.members_pb2 import (
     MemberErasureCompleted,
     MemberErasureRequested,
+    MemberExportRequested,
 )
 from services.common.protos.alama.events.v1.reviews_pb2 import ReviewOutcome
 from services.common.topics import (
@@ -93,6 +94,7 @@ def build_consumer(
     routes = {topic: Route(types, writer.handle) for topic, types in topics.items()}
     if erasures is not None:
         routes[erasures_topic] = Route((MemberErasureRequested,), erasures.handle)
+        routes[settings.exports_topic] = Route((MemberExportRequested,), erasures.exports.handle)
     return EventConsumer(
         settings,
         group_id=settings.group_id,

@@ -23,15 +23,18 @@ from typing import Any
 
 from aiokafka import ConsumerRecord
 
+from services.audit.member_data import AuditHolder
 from services.audit.settings import AuditSettings
 from services.audit.store import AuditStore
 from services.common.envelope import Event, wrap
 from services.common.kafka import create_producer, publish_traced
+from services.common.member_exports import ExportAnswer
 from services.common.member_rights import (
     completion_event_id,
     erasure_completed,
     erasure_request_of,
 )
+from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 from services.common.protos.alama.events.v1.members_pb2 import MemberErasureRequested
 from services.common.topics import MEMBER_ERASURES_COMPLETED, MEMBER_ERASURES_VOUCHED
 
@@ -55,6 +58,13 @@ class AuditErasures:
         self.completed_topic = completed_topic
         self.vouched_topic = vouched_topic
         self.producer = create_producer(settings.infra, client_id=f"{self.service}-erasures")
+        # a member's export: the audit rows about the tenant's member, as the CLI exports them
+        self.exports = ExportAnswer(
+            [AuditHolder(owner_store)], self._send, settings.export_parts_topic, self.service
+        )
+
+    async def _send(self, topic: str, envelope: EventEnvelope) -> None:
+        await (await publish_traced(self.producer, topic, envelope))
 
     async def start(self) -> None:
         await self.producer.start()

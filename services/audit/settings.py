@@ -16,7 +16,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings, service_port
-from services.common.topics import AUDIT_ANCHORS
+from services.common.topics import AUDIT_ANCHORS, MEMBER_EXPORT_PARTS, MEMBER_EXPORTS
 
 AUDIT_OWNER_ROLE = "alama_audit_owner"
 AUDIT_WRITER_ROLE = "alama_audit_writer"
@@ -75,6 +75,8 @@ class AuditSettings(ServiceSettings):
     )
 
     anchor_topic: str = AUDIT_ANCHORS
+    exports_topic: str = MEMBER_EXPORTS
+    export_parts_topic: str = MEMBER_EXPORT_PARTS
     anchor_dir: Path = Field(
         default_factory=_default_anchor_dir,
         description="folder of the anchor files, one `<schema>.jsonl` per chain",

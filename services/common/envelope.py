@@ -28,6 +28,8 @@ from services.common.protos.alama.events.v1.explanations_pb2 import CreditExplan
 from services.common.protos.alama.events.v1.members_pb2 import (
     MemberErasureCompleted,
     MemberErasureRequested,
+    MemberExportPart,
+    MemberExportRequested,
 )
 from services.common.protos.alama.events.v1.mobile_money_pb2 import MobileMoneyTransaction
 from services.common.protos.alama.events.v1.repayments_pb2 import RepaymentRecorded
@@ -48,6 +50,8 @@ PAYLOAD_TYPES: dict[str, type[Message]] = {
         DriftAlert,
         MemberErasureRequested,
         MemberErasureCompleted,
+        MemberExportRequested,
+        MemberExportPart,
         DeadLetter,
     )
 }

@@ -72,6 +72,8 @@ AUDIT_ANCHORS = "audit.anchors"
 MEMBER_ERASURES = "member.erasures"
 MEMBER_ERASURES_VOUCHED = "member.erasures.vouched"
 MEMBER_ERASURES_COMPLETED = "member.erasures.completed"
+MEMBER_EXPORTS = "member.exports"
+MEMBER_EXPORT_PARTS = "member.exports.parts"
 
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(LOAN_APPLICATIONS, 6, 7, description="LoanApplicationSubmitted from core banking"),
@@ -101,6 +103,18 @@ TOPICS: tuple[TopicSpec, ...] = (
         3,
         30,
         description="MemberErasureCompleted from each store that holds members' data",
+    ),
+    TopicSpec(
+        MEMBER_EXPORTS,
+        6,  # co-partitioned with the feature store's source topics (keyed by member key)
+        1,
+        description="MemberExportRequested from the admin API",
+    ),
+    TopicSpec(
+        MEMBER_EXPORT_PARTS,
+        3,
+        1,  # a member's personal data: kept one day, read by the gateway alone
+        description="MemberExportPart from each store that holds members' data",
     ),
 )
 
@@ -236,8 +250,8 @@ class ServiceAccess:
 SERVICE_ACCESS: tuple[ServiceAccess, ...] = (
     ServiceAccess(
         "gateway",
-        consumes=(MEMBER_ERASURES_COMPLETED,),
-        produces=(LOAN_APPLICATIONS, MOBILE_MONEY_TRANSACTIONS, MEMBER_ERASURES),
+        consumes=(MEMBER_ERASURES_COMPLETED, MEMBER_EXPORT_PARTS),
+        produces=(LOAN_APPLICATIONS, MOBILE_MONEY_TRANSACTIONS, MEMBER_ERASURES, MEMBER_EXPORTS),
         group="gateway-erasures",
     ),
     ServiceAccess(
@@ -245,14 +259,14 @@ SERVICE_ACCESS: tuple[ServiceAccess, ...] = (
     ),
     ServiceAccess(
         "explanation",
-        consumes=(CREDIT_DECISIONS, MEMBER_ERASURES),
-        produces=(CREDIT_EXPLANATIONS, MEMBER_ERASURES_COMPLETED),
+        consumes=(CREDIT_DECISIONS, MEMBER_ERASURES, MEMBER_EXPORTS),
+        produces=(CREDIT_EXPLANATIONS, MEMBER_ERASURES_COMPLETED, MEMBER_EXPORT_PARTS),
         group="explanation",
     ),
     ServiceAccess(
         "feature-store",
-        consumes=(MOBILE_MONEY_TRANSACTIONS, REPAYMENTS, MEMBER_ERASURES_VOUCHED),
-        produces=(MEMBER_ERASURES_COMPLETED,),
+        consumes=(MOBILE_MONEY_TRANSACTIONS, REPAYMENTS, MEMBER_ERASURES_VOUCHED, MEMBER_EXPORTS),
+        produces=(MEMBER_ERASURES_COMPLETED, MEMBER_EXPORT_PARTS),
         group="feature_store",
         internal_prefix="feature_store-",
     ),
@@ -265,8 +279,14 @@ SERVICE_ACCESS: tuple[ServiceAccess, ...] = (
             REVIEW_OUTCOMES,
             MEMBER_ERASURES,
             MEMBER_ERASURES_COMPLETED,
+            MEMBER_EXPORTS,
         ),
-        produces=(AUDIT_ANCHORS, MEMBER_ERASURES_VOUCHED, MEMBER_ERASURES_COMPLETED),
+        produces=(
+            AUDIT_ANCHORS,
+            MEMBER_ERASURES_VOUCHED,
+            MEMBER_ERASURES_COMPLETED,
+            MEMBER_EXPORT_PARTS,
+        ),
         reads=(AUDIT_ANCHORS,),
         group="audit",
     ),

@@ -19,11 +19,17 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 
 from services.common.envelope import Event
-from services.common.kafka import EventConsumer, Route, trace_id_from_headers
+from services.common.kafka import EventConsumer, Route, publish_traced, trace_id_from_headers
+from services.common.member_exports import ExportAnswer
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
-from services.common.protos.alama.events.v1.members_pb2 import MemberErasureRequested
+from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
+from services.common.protos.alama.events.v1.members_pb2 import (
+    MemberErasureRequested,
+    MemberExportRequested,
+)
 from services.explanation.erasures import DecisionErasures
 from services.explanation.explainer import ExplainerPool
+from services.explanation.member_data import DecisionsHolder
 from services.explanation.publisher import ExplanationPublisher
 from services.explanation.settings import ExplanationSettings
 from services.explanation.store import DecisionStore, StoredDecision
@@ -112,12 +118,21 @@ def build_consumer(
     erasures = DecisionErasures(
         store, publisher.producer, settings.erasures_completed_topic, settings.service_name
     )
+
+    async def send(topic: str, envelope: EventEnvelope) -> None:
+        await (await publish_traced(publisher.producer, topic, envelope))
+
+    # a member's export: the tenant's decisions with their explanations, as the CLI exports them
+    exports = ExportAnswer(
+        [DecisionsHolder(store)], send, settings.export_parts_topic, settings.service_name
+    )
     consumer = EventConsumer(
         settings,
         group_id=settings.consumer_group,
         routes={
             settings.decisions_topic: Route((CreditDecision,), pipeline.handle),
             settings.erasures_topic: Route((MemberErasureRequested,), erasures.handle),
+            settings.exports_topic: Route((MemberExportRequested,), exports.handle),
         },
         consumer_options={"max_poll_records": settings.micro_batch_size},
         on_batch=pipeline.flush,

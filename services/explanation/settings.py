@@ -12,6 +12,8 @@ from services.common.topics import (
     CREDIT_EXPLANATIONS,
     MEMBER_ERASURES,
     MEMBER_ERASURES_COMPLETED,
+    MEMBER_EXPORT_PARTS,
+    MEMBER_EXPORTS,
 )
 
 
@@ -32,6 +34,8 @@ class ExplanationSettings(ServiceSettings):
     explanations_topic: str = CREDIT_EXPLANATIONS
     erasures_topic: str = MEMBER_ERASURES
     erasures_completed_topic: str = MEMBER_ERASURES_COMPLETED
+    exports_topic: str = MEMBER_EXPORTS
+    export_parts_topic: str = MEMBER_EXPORT_PARTS
     #: keys the erased-members set (tenant-scoped pseudonyms), so no raw id outlives an erasure
     member_pseudonym_key: SecretStr = pseudonym_key_field()
     db_schema: str = Field(

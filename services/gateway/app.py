@@ -174,7 +174,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.backends = backends
         statuses = None
         if backends.erasures is not None:  # each store's erasure completion, into Redis
-            statuses = build_status_consumer(settings, backends.erasures)
+            statuses = build_status_consumer(settings, backends.erasures, backends.exports)
             await statuses.start()
             consuming = asyncio.create_task(statuses.run(), name="erasure-status")
         log.info(

@@ -36,7 +36,7 @@ from services.common.protos.alama.explanation.v1 import explanation_pb2, explana
 from services.common.protos.alama.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from services.common.redis_store import create_redis
 from services.common.telemetry import inject_grpc_metadata
-from services.common.topics import MEMBER_ERASURES
+from services.common.topics import MEMBER_ERASURES, MEMBER_EXPORTS
 from services.gateway.errors import (
     Conflict,
     InvalidRequest,
@@ -368,11 +368,17 @@ class RedisErasureStatuses:
     prefix = "alama:gateway:erasure:"
 
     def __init__(
-        self, redis: Redis, ttl_seconds: int, timeout: float = DEFAULT_REDIS_TIMEOUT
+        self,
+        redis: Redis,
+        ttl_seconds: int,
+        timeout: float = DEFAULT_REDIS_TIMEOUT,
+        prefix: str | None = None,
     ) -> None:
         self.redis = redis
         self.ttl_seconds = ttl_seconds
         self.timeout = timeout
+        if prefix is not None:  # exports keep their parts the same way, under their own prefix
+            self.prefix = prefix
 
     def _key(self, tenant: str, request_id: str) -> str:
         return f"{self.prefix}{tenant}:{request_id}"
@@ -424,6 +430,9 @@ class Backends:
     #: the member pseudonym key (ALAMA_MEMBER_PSEUDONYM_KEY) and where erasure requests go
     members_key: bytes | None = None
     erasures_topic: str = MEMBER_ERASURES
+    #: members' export requests and each store's part (kept `export_ttl_hours`: personal data)
+    exports: ErasureStatuses | None = None
+    exports_topic: str = MEMBER_EXPORTS
 
     async def close(self) -> None:
         for name in ("scoring", "explanations", "events", "replay", "members"):
@@ -460,4 +469,11 @@ async def open_backends(settings: GatewaySettings) -> Backends:
         ),
         members_key=settings.member_pseudonym_key.get_secret_value().encode(),
         erasures_topic=settings.erasures_topic,
+        exports=RedisErasureStatuses(
+            redis,
+            settings.export_ttl_hours * 3600,
+            settings.redis_timeout_seconds,
+            prefix="alama:gateway:export:",
+        ),
+        exports_topic=settings.exports_topic,
     )

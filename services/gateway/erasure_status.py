@@ -18,10 +18,14 @@ from aiokafka import ConsumerRecord
 
 from services.common.envelope import Event, wrap
 from services.common.kafka import EventConsumer, Route
+from services.common.member_exports import part_status
 from services.common.member_rights import ERASURE_STORES, TENANT_SCOPED_STORES, ErasureRequest
 from services.common.member_rights import erasure_requested as requested_payload
 from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
-from services.common.protos.alama.events.v1.members_pb2 import MemberErasureCompleted
+from services.common.protos.alama.events.v1.members_pb2 import (
+    MemberErasureCompleted,
+    MemberExportPart,
+)
 from services.gateway.clients import ErasureStatuses
 from services.gateway.settings import GatewaySettings
 
@@ -74,8 +78,11 @@ def erasure_report(request_id: str, found: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def build_status_consumer(settings: GatewaySettings, statuses: ErasureStatuses) -> EventConsumer:
-    """The consumer that records each store's completion (at least once; first one kept)."""
+def build_status_consumer(
+    settings: GatewaySettings, statuses: ErasureStatuses, exports: ErasureStatuses | None = None
+) -> EventConsumer:
+    """The consumer that records each store's erasure completion and, with `exports`, each
+    store's export part (at least once; the first one kept)."""
 
     async def handle(event: Event[Any], _record: ConsumerRecord) -> None:
         completion: MemberErasureCompleted = event.payload
@@ -86,8 +93,12 @@ def build_status_consumer(settings: GatewaySettings, statuses: ErasureStatuses) 
             completion_status(completion),
         )
 
-    return EventConsumer(
-        settings,
-        group_id=settings.erasure_status_group,
-        routes={settings.erasures_completed_topic: Route((MemberErasureCompleted,), handle)},
-    )
+    async def keep_part(event: Event[Any], _record: ConsumerRecord) -> None:
+        part: MemberExportPart = event.payload
+        assert exports is not None
+        await exports.completed(part.tenant_id, part.request_id, part.store, part_status(part))
+
+    routes = {settings.erasures_completed_topic: Route((MemberErasureCompleted,), handle)}
+    if exports is not None:
+        routes[settings.export_parts_topic] = Route((MemberExportPart,), keep_part)
+    return EventConsumer(settings, group_id=settings.erasure_status_group, routes=routes)

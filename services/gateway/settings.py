@@ -31,6 +31,8 @@ from services.common.topics import (
     LOAN_APPLICATIONS,
     MEMBER_ERASURES,
     MEMBER_ERASURES_COMPLETED,
+    MEMBER_EXPORT_PARTS,
+    MEMBER_EXPORTS,
     MOBILE_MONEY_TRANSACTIONS,
 )
 
@@ -84,9 +86,14 @@ class GatewaySettings(ServiceSettings):
     explanation_target: str = f"127.0.0.1:{service_port(50052)}"
     erasures_topic: str = MEMBER_ERASURES
     erasures_completed_topic: str = MEMBER_ERASURES_COMPLETED
+    exports_topic: str = MEMBER_EXPORTS
+    export_parts_topic: str = MEMBER_EXPORT_PARTS
     erasure_status_group: str = Field(
         default="gateway-erasures",
         description="consumer group reading erasure completions into the status in Redis",
+    )
+    export_ttl_hours: int = Field(
+        default=24, ge=1, description="how long the gateway keeps an export's parts (personal data)"
     )
     erasure_status_ttl_days: int = Field(
         default=90, ge=1, description="how long an erasure request's status can be read"

@@ -43,6 +43,7 @@ from services.common.topics import (
     CREDIT_EXPLANATIONS,
     LOAN_APPLICATIONS,
     MEMBER_ERASURES_VOUCHED,
+    MEMBER_EXPORTS,
     MOBILE_MONEY_TRANSACTIONS,
     REPAYMENTS,
     REVIEW_OUTCOMES,
@@ -125,6 +126,7 @@ def system(
                     MOBILE_MONEY_TRANSACTIONS,
                     REPAYMENTS,
                     MEMBER_ERASURES_VOUCHED,  # earlier runs' erasures are not this run's
+                    MEMBER_EXPORTS,
                 ],
             },
         )
@@ -451,11 +453,15 @@ def _decided_count(rows: list[asyncpg.Record]) -> int:
     return sum(1 for r in rows if r["topic"] == CREDIT_EXPLANATIONS)
 
 
-async def test_a_members_erasure_reaches_every_store_through_events(system: System) -> None:
-    """The admin API's erasure as a deployment runs it: 202, then explanation, the audit chain
-    and the feature store (Feast and its tables) each erase their part and answer on
-    member.erasures.completed; the status reports every store, the member's decision is gone,
-    its Feast online hash is gone, another member's is kept, and the chain still verifies."""
+async def test_a_members_export_and_erasure_reach_every_store_through_events(
+    system: System,
+) -> None:
+    """The admin API's export and erasure as a deployment runs them. Export: 202, then
+    explanation, the audit chain and the feature store each answer with their part of the
+    member's data on member.exports.parts, and the gateway returns the whole. Erasure: 202, then
+    each store erases its part and answers on member.erasures.completed; the status reports
+    every store, the member's decision is gone, its Feast online hash is gone, another member's
+    is kept, and the chain still verifies."""
     from services.feature_store.member_data import FeastMemberData
     from services.gateway.security import issue_token
     from services.gateway.settings import GatewaySettings
@@ -497,6 +503,31 @@ async def test_a_members_erasure_reaches_every_store_through_events(system: Syst
         await _until(
             lambda: _decided(system, body["application_id"], 1), 120, "the decision audited"
         )
+
+        asked = await client.post(
+            "/v1/admin/members/exports", json={"member_id": member}, headers=admin
+        )
+        assert asked.status_code == 202, asked.text
+        export_url = asked.json()["status_url"]
+
+        async def exported() -> dict[str, Any] | None:
+            report = (await client.get(export_url, headers=admin)).json()
+            return None if report["status"] == "pending" else report
+
+        export = await _until(exported, 180, "every store's export part", every=1.0)
+        assert export["status"] == "completed", export
+        parts = export["stores"]
+        decided = {d["decision"]["decision_id"]: d for d in parts["decisions"]["data"]}
+        held = decided[decision_id]  # (earlier tests may have decided for the member too)
+        assert held["decision"]["member_id"] == member and held["explanation"] is not None
+        assert body["application_id"] in {r["application_id"] for r in parts["audit"]["data"]}
+        assert parts["feast"]["data"]["online"], "no online features exported"
+        assert all(
+            row["member_id"] == member_key(DEV_TENANT, member)
+            for rows in parts["feast"]["data"]["offline"].values()
+            for row in rows
+        )
+        assert parts["faust_tables"]["status"] == "completed"
 
         accepted = await client.post(
             "/v1/admin/members/erasures", json={"member_id": member}, headers=admin

@@ -15,6 +15,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Response, Security, status
 from pydantic import AwareDatetime, Field
 
+from services.common.member_exports import (
+    EXPORT_ID_PATTERN,
+    ExportRequest,
+    export_report,
+    export_request_envelope,
+)
 from services.common.member_rights import (
     MEMBER_ID_PATTERN,
     ErasureRequest,
@@ -236,3 +242,83 @@ async def erasure_status(
     if found is None:
         raise NotFound("no erasure request with this id in your tenant")
     return ErasureStatusDocument(**erasure_report(request_id, found))
+
+
+class ExportAccepted(Model):
+    """The export request is on its way to every store; collect the document at `status_url`."""
+
+    request_id: str
+    status_url: str
+
+
+class ExportStatusDocument(Model):
+    """Per store: pending, or its part of the member's data; the whole once every store
+    answered. Kept for a day (`ALAMA_GATEWAY_EXPORT_TTL_HOURS`): it is personal data."""
+
+    request_id: str
+    member_ref: str
+    requested_at: str
+    status: str = Field(description="pending, completed, or not_found (the tenant holds nothing)")
+    stores: dict[str, Any] = Field(
+        description="decisions (with explanations), audit, feast (online, offline), faust_tables"
+    )
+
+
+@router.post(
+    "/members/exports",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        202: {"model": ExportAccepted, "description": "Published to every store"},
+        503: {"description": "Kafka or the export store is unavailable"},
+    },
+)
+async def request_export(query: MemberQuery, backends: BackendsDep, admin: Admin) -> ExportAccepted:
+    """Ask every store for one of the tenant's members' data (the event path a deployment
+    uses): each store answers with its part and `GET .../exports/{request_id}` returns them."""
+    if backends.exports is None or backends.members_key is None:
+        raise UpstreamUnavailable("this gateway keeps no member exports")
+    try:
+        member = MemberRef.of(admin.tenant, query.member_id, backends.members_key)
+    except InvalidMember as exc:
+        raise InvalidRequest(str(exc), loc=("body", "member_id")) from None
+    request = ExportRequest.new(member, requested_by=f"{admin.method}:{admin.subject}")
+    await backends.exports.requested(
+        member.tenant, request.request_id, member.pseudonym, request.requested_at.isoformat()
+    )
+    await backends.events.publish(
+        backends.exports_topic, [export_request_envelope(request, producer="gateway")]
+    )
+    log.info(
+        "member export requested",
+        extra={
+            "member_ref": member.pseudonym,
+            "tenant": member.tenant,
+            "request_id": request.request_id,
+            "by": admin.subject,
+        },
+    )
+    return ExportAccepted(
+        request_id=request.request_id,
+        status_url=f"/v1/admin/members/exports/{request.request_id}",
+    )
+
+
+@router.get(
+    "/members/exports/{request_id}",
+    responses={
+        404: {"description": "No such request in the caller's tenant (or it expired)"},
+        503: {"description": "The export store is unavailable"},
+    },
+)
+async def export_status(
+    request_id: Annotated[str, Path(max_length=64, pattern=EXPORT_ID_PATTERN)],
+    backends: BackendsDep,
+    admin: Admin,
+) -> ExportStatusDocument:
+    """The member's data as each store answered (the caller's tenant only)."""
+    if backends.exports is None:
+        raise UpstreamUnavailable("this gateway keeps no member exports")
+    found = await backends.exports.status(admin.tenant, request_id)
+    if found is None:
+        raise NotFound("no export request with this id in your tenant")
+    return ExportStatusDocument(**export_report(request_id, found))

@@ -106,8 +106,19 @@ def test_acls_grant_exactly_what_a_service_uses() -> None:
         ]
     )
     gateway = next(a for a in SERVICE_ACCESS if a.chart == "gateway")
-    # the gateway reads only erasure completions (the status it reports), in its own group
+    # the gateway reads only erasure completions and export parts (what it reports), in its
+    # own group; it alone reads the parts, which hold members' personal data
     reads = {(g.resource, g.name) for g in acl_bindings(gateway) if g.operation == READ}
-    assert reads == {(TOPIC, "member.erasures.completed"), (GROUP, "gateway-erasures")}
+    assert reads == {
+        (TOPIC, "member.erasures.completed"),
+        (TOPIC, "member.exports.parts"),
+        (GROUP, "gateway-erasures"),
+    }
+    part_readers = {
+        a.chart
+        for a in SERVICE_ACCESS
+        if AclGrant(TOPIC, "member.exports.parts", READ) in acl_bindings(a)
+    }
+    assert part_readers == {"gateway"}
     drift = next(a for a in SERVICE_ACCESS if a.chart == "drift")
     assert AclGrant(TOPIC, "alama-drift-", CREATE, PREFIXED) in acl_bindings(drift)

@@ -51,6 +51,8 @@ app = create_app(
         revocations=FakeRevocations(),
         members=fake_members()[0],
         erasures=FakeErasureStatuses(),
+        exports=FakeErasureStatuses(),
+        members_key=b"fuzz-member-pseudonym-key-of-32-bytes",
     ),
 )
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_operator_app(app))

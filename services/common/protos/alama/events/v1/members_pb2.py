@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61lama/events/v1/members.proto\x12\x0f\x61lama.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\x01\n\x16MemberErasureRequested\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x11\n\tmember_id\x18\x03 \x01(\t\x12\x12\n\nmember_ref\x18\x04 \x01(\t\x12\x14\n\x0crequested_by\x18\x05 \x01(\t\x12\x30\n\x0crequested_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd4\x01\n\x16MemberErasureCompleted\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x12\n\nmember_ref\x18\x03 \x01(\t\x12\r\n\x05store\x18\x04 \x01(\t\x12\x16\n\x0erecords_erased\x18\x05 \x01(\x03\x12\x13\n\x0bmember_held\x18\x06 \x01(\x08\x12\x30\n\x0c\x63ompleted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\taudit_seq\x18\x08 \x01(\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61lama/events/v1/members.proto\x12\x0f\x61lama.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\x01\n\x16MemberErasureRequested\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x11\n\tmember_id\x18\x03 \x01(\t\x12\x12\n\nmember_ref\x18\x04 \x01(\t\x12\x14\n\x0crequested_by\x18\x05 \x01(\t\x12\x30\n\x0crequested_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd4\x01\n\x16MemberErasureCompleted\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x12\n\nmember_ref\x18\x03 \x01(\t\x12\r\n\x05store\x18\x04 \x01(\t\x12\x16\n\x0erecords_erased\x18\x05 \x01(\x03\x12\x13\n\x0bmember_held\x18\x06 \x01(\x08\x12\x30\n\x0c\x63ompleted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\taudit_seq\x18\x08 \x01(\x03\"\xad\x01\n\x15MemberExportRequested\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x11\n\tmember_id\x18\x03 \x01(\t\x12\x12\n\nmember_ref\x18\x04 \x01(\t\x12\x14\n\x0crequested_by\x18\x05 \x01(\t\x12\x30\n\x0crequested_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb6\x01\n\x10MemberExportPart\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x12\n\nmember_ref\x18\x03 \x01(\t\x12\r\n\x05store\x18\x04 \x01(\t\x12\x13\n\x0bmember_held\x18\x05 \x01(\x08\x12\x11\n\tdata_json\x18\x06 \x01(\t\x12\x30\n\x0c\x63ompleted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,4 +36,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEMBERERASUREREQUESTED']._serialized_end=258
   _globals['_MEMBERERASURECOMPLETED']._serialized_start=261
   _globals['_MEMBERERASURECOMPLETED']._serialized_end=473
+  _globals['_MEMBEREXPORTREQUESTED']._serialized_start=476
+  _globals['_MEMBEREXPORTREQUESTED']._serialized_end=649
+  _globals['_MEMBEREXPORTPART']._serialized_start=652
+  _globals['_MEMBEREXPORTPART']._serialized_end=834
 # @@protoc_insertion_point(module_scope)
