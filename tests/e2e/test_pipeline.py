@@ -518,8 +518,8 @@ async def test_a_members_export_and_erasure_reach_every_store_through_events(
         assert export["status"] == "completed", export
         parts = export["stores"]
         decided = {d["decision"]["decision_id"]: d for d in parts["decisions"]["data"]}
-        held = decided[decision_id]  # (earlier tests may have decided for the member too)
-        assert held["decision"]["member_id"] == member and held["explanation"] is not None
+        ours = decided[decision_id]  # (earlier tests may have decided for the member too)
+        assert ours["decision"]["member_id"] == member and ours["explanation"] is not None
         assert body["application_id"] in {r["application_id"] for r in parts["audit"]["data"]}
         assert parts["feast"]["data"]["online"], "no online features exported"
         assert all(
