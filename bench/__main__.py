@@ -30,9 +30,11 @@ from bench.load import open_loop
 from bench.pipeline import run_pipeline
 from infra import local, supervisor
 from infra.demo import BUNDLE, ensure_model
+from services.common import topics
 from services.common.members import DEV_TENANT
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.settings import InfraSettings, service_port
+from simulator.lag import wait_for_group
 from simulator.payloads import application_body
 from simulator.scenario import build_scenario
 from training.contract import LoanBook
@@ -90,6 +92,7 @@ async def api_rates(book: LoanBook, rates: list[float], duration: float) -> list
         await open_loop(client, "/v1/scores", bodies, rate=50, duration=4, headers=API_KEY)
         results = []
         for rate in rates:
+            await settle(InfraSettings())  # the last rate's explanations and audit rows first
             console.print(f"  POST /v1/scores at {rate:g}/s for {duration:g}s")
             result = await open_loop(
                 client, "/v1/scores", bodies, rate=rate, duration=duration, headers=API_KEY
@@ -127,6 +130,28 @@ async def batch_scores(book: LoanBook, size: int, repeats: int) -> dict[str, Any
         "applications_per_s": round(size * repeats / (values.sum() / 1000), 1),
         "errors": errors,
     }
+
+
+#: Every consumer group downstream of a decision, with the topics it reads.
+DOWNSTREAM = {
+    "scoring": [topics.LOAN_APPLICATIONS],
+    "explanation": [topics.CREDIT_DECISIONS],
+    "audit": [topics.LOAN_APPLICATIONS, topics.CREDIT_DECISIONS, topics.CREDIT_EXPLANATIONS],
+    "alama-drift": [topics.CREDIT_DECISIONS],
+}
+
+
+async def settle(infra: InfraSettings, within: float = 600.0) -> dict[str, float]:
+    """Wait until every downstream group has caught up, so one measurement's backlog (the
+    explanations and audit rows of the last phase's decisions) is not counted in the next;
+    returns how long each group took."""
+    took = {}
+    for group, read in DOWNSTREAM.items():
+        waited = await wait_for_group(infra, group, read, within=within)
+        took[group] = round(waited.seconds, 1)
+        if not waited.caught_up:
+            console.print(f"  {group} still {waited.lag.total:,} behind after {within:g}s")
+    return took
 
 
 def knee(api: list[dict[str, Any]]) -> float | None:
@@ -234,10 +259,12 @@ def main(
     api = asyncio.run(api_rates(book, [float(r) for r in rates.split(",")], duration))
 
     console.rule(f"(a2) POST /v1/scores:batch of {BATCH_SIZE:,}")
+    console.print(f"  settled: {asyncio.run(settle(infra))}")
     batch = asyncio.run(batch_scores(book, BATCH_SIZE, BATCH_REPEATS))
     console.print(batch)
 
     console.rule(f"(c) pipeline at saturation: {pipeline:,} applications")
+    console.print(f"  settled: {asyncio.run(settle(infra))}")
     prefix = f"bench{uuid.uuid4().hex[:8]}-"
     piped = asyncio.run(
         run_pipeline(infra, pipeline_applications(world, pipeline, prefix), prefix=prefix)
