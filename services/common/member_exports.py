@@ -84,10 +84,9 @@ def export_request_envelope(request: ExportRequest, producer: str) -> EventEnvel
 
 def export_request_of(message: MemberExportRequested) -> ExportRequest:
     """The request a `MemberExportRequested` carries (validated like an admin's input)."""
-    member = MemberRef.of(message.tenant_id, message.member_id, b"unused")
     return ExportRequest(
         request_id=message.request_id,
-        member=MemberRef(member.tenant, member.member_id, message.member_ref),
+        member=MemberRef.carried(message.tenant_id, message.member_id, message.member_ref),
         requested_by=message.requested_by,
         requested_at=message.requested_at.ToDatetime(tzinfo=UTC),
     )

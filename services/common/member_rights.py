@@ -78,6 +78,13 @@ class MemberRef:
             raise InvalidMember(f"member id must match {MEMBER_ID_PATTERN}")
         return cls(tenant, member_id, member_pseudonym(key, member_id))
 
+    @classmethod
+    def carried(cls, tenant: str, member_id: str, pseudonym: str) -> MemberRef:
+        """The member an event names (validated like an admin's input), with the pseudonym the
+        event carries: the receiving store needs no pseudonym key."""
+        member = cls.of(tenant, member_id, b"unused")
+        return cls(member.tenant, member.member_id, pseudonym)
+
     @property
     def key(self) -> str:
         """The member's key in the stores of features (Feast, the feature store's tables)."""
@@ -320,10 +327,9 @@ def erasure_requested(request: ErasureRequest) -> MemberErasureRequested:
 
 def erasure_request_of(message: MemberErasureRequested) -> ErasureRequest:
     """The request a `MemberErasureRequested` carries (validated like an admin's input)."""
-    member = MemberRef.of(message.tenant_id, message.member_id, b"unused")
     return ErasureRequest(
         request_id=message.request_id,
-        member=MemberRef(member.tenant, member.member_id, message.member_ref),
+        member=MemberRef.carried(message.tenant_id, message.member_id, message.member_ref),
         requested_by=message.requested_by,
         requested_at=message.requested_at.ToDatetime(tzinfo=UTC),
     )
