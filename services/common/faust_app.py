@@ -31,6 +31,7 @@ from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 from services.common.retries import RetryPolicy
 from services.common.settings import InfraSettings, ServiceSettings
 from services.common.telemetry import EVENTS_PUBLISHED, inject_kafka_headers
+from services.common.topics import CleanupPolicy, TopicChange, TopicSpec, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,37 @@ def create_faust_app(settings: ServiceSettings, *, app_id: str, **overrides: Any
         "broker_heartbeat_interval": 3.0,
     }
     return faust.App(app_id, **(options | overrides))
+
+
+#: a compacted changelog keeps each key's latest value whatever its retention; this only fills the
+#: spec (Kafka applies ``retention.ms`` to the delete policy alone)
+CHANGELOG_RETENTION_DAYS = 3650
+
+
+def table_topics(app: faust.App) -> list[TopicSpec]:
+    """The changelog topic of every table the app declares, as the broker should hold it."""
+    return [
+        TopicSpec(
+            name=table.changelog_topic.get_topic_name(),
+            partitions=table.partitions or app.conf.topic_partitions,
+            retention_days=CHANGELOG_RETENTION_DAYS,
+            cleanup_policy=CleanupPolicy.COMPACT,
+            consumed=False,
+            description=f"changelog of the {table.name} table",
+        )
+        for table in app.tables.values()
+    ]
+
+
+async def declare_table_topics(app: faust.App, infra: InfraSettings) -> list[TopicChange]:
+    """Create the tables' changelogs before the worker joins its group.
+
+    Faust creates them only after the consumer has joined, so the group's metadata snapshot
+    holds a new changelog with 0 partitions until its next refresh (minutes): a write to a
+    table keyed by the source partition then fails with ``PartitionsMismatch`` (the first
+    erasure a fresh worker got was dead-lettered so). Created first, every snapshot is right.
+    """
+    return await ensure_topics(infra, table_topics(app))
 
 
 def faust_credentials(infra: InfraSettings) -> CredentialsT | None:

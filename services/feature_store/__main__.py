@@ -22,8 +22,11 @@ console = Console()
 @app.command()
 def run() -> None:
     """Consume mobile_money.transactions and core.repayments and push features until stopped."""
+    import asyncio
+
     import faust
 
+    from services.common.faust_app import declare_table_topics
     from services.feature_store.agents import create_feature_store_app
     from services.feature_store.push import OfflinePushUnsupported
 
@@ -34,6 +37,7 @@ def run() -> None:
     except OfflinePushUnsupported as exc:
         console.print(f"[red]cannot start feature_store[/red]: {exc}")
         raise typer.Exit(1) from exc
+    asyncio.run(declare_table_topics(service.app, settings.infra))
     setup_tracing(settings)
     if settings.metrics_port:  # /metrics and /livez (agents making progress) on one port
         serve_health(settings.metrics_port, service.liveness)

@@ -11,10 +11,17 @@ from typing import Any
 
 import faust
 import pytest
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from services.common.envelope import Event, decode, wrap
-from services.common.faust_app import FaustRecord, StreamConsumer, create_faust_app, faust_sender
-from services.common.kafka import create_producer, publish
+from services.common.faust_app import (
+    FaustRecord,
+    StreamConsumer,
+    create_faust_app,
+    declare_table_topics,
+    faust_sender,
+)
+from services.common.kafka import create_admin, create_producer, publish
 from services.common.liveness import Liveness, serve_health
 from services.common.protos.alama.events.v1.envelope_pb2 import DeadLetter, EventEnvelope
 from services.common.protos.alama.events.v1.mobile_money_pb2 import MobileMoneyTransaction
@@ -198,3 +205,62 @@ async def test_the_liveness_probe_notices_a_stalled_agent_while_metrics_answers(
         release.set()
         await app.stop()
         server.close()
+
+
+async def test_a_fresh_worker_declares_its_changelogs_before_it_joins_and_writes_its_tables(
+    service_settings: ServiceSettings, scratch_topic: TopicSpec
+) -> None:
+    """Faust creates a table's changelog only after joining the group; declared first, the
+    changelog exists with the table's partitions (compacted) and the first write succeeds."""
+    app = create_faust_app(service_settings, app_id=f"alama-it-{uuid.uuid4().hex[:8]}")
+    table = app.Table(
+        "seen",
+        default=None,
+        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+        partitions=scratch_topic.partitions,  # keyed by the source partition, as erased_members
+    )
+    changelog = table.changelog_topic.get_topic_name()
+    outcomes: list[str] = []
+    done = asyncio.Event()
+
+    @app.agent(app.topic(scratch_topic.name))
+    async def remember(stream):  # type: ignore[no-untyped-def]
+        async for value in stream:
+            txn = decode(value, MobileMoneyTransaction).payload
+            try:
+                table[txn.member_id] = txn.transaction_id
+                outcomes.append("written")
+            except Exception as exc:  # reported, not retried: the failure under test
+                outcomes.append(type(exc).__name__)
+            done.set()
+
+    changes = await declare_table_topics(app, service_settings.infra)
+    assert [(c.topic, c.action) for c in changes] == [(changelog, "created")]
+    assert await declare_table_topics(app, service_settings.infra) == []  # idempotent
+    admin = create_admin(service_settings.infra)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([changelog])
+        configs = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, changelog)]
+        )
+    finally:
+        await admin.close()
+    assert len(described["partitions"]) == scratch_topic.partitions
+    entries = configs[0].resources[0][4]
+    policy = {entry[0]: entry[1] for entry in entries}["cleanup.policy"]
+    assert policy == "compact"
+
+    await app.start()
+    try:
+        producer = create_producer(service_settings.infra, client_id="faust-test")
+        await producer.start()
+        try:
+            txn = MobileMoneyTransaction(transaction_id="txn-1", member_id="m-1")
+            await (await publish(producer, scratch_topic.name, wrap(txn, producer="mpesa")))
+        finally:
+            await producer.stop()
+        await asyncio.wait_for(done.wait(), timeout=60)
+    finally:
+        await app.stop()
+    assert outcomes == ["written"]
