@@ -22,3 +22,19 @@ def fit_ensemble(p_gbm: np.ndarray, p_lstm: np.ndarray, y: np.ndarray) -> Ensemb
     ]
     w = float(grid[int(np.argmin(losses))])
     return EnsembleWeights(gbm=w, lstm=1.0 - w)
+
+
+def cross_fitted_ensemble(
+    p_gbm: np.ndarray, p_lstm: np.ndarray, y: np.ndarray, folds: np.ndarray
+) -> np.ndarray:
+    """Each row's ensemble PD from a weight fitted on the other folds only.
+
+    The shipped weight is fitted on the whole validation set, so the ensemble's validation AUC
+    flatters it; these out-of-fold PDs are what judging it against the simple model needs.
+    """
+    out = np.zeros(len(y), dtype=np.float64)
+    for fold in np.unique(folds):
+        held = folds == fold
+        weights = fit_ensemble(p_gbm[~held], p_lstm[~held], y[~held])
+        out[held] = weights.combine(p_gbm[held], p_lstm[held])
+    return out

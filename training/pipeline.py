@@ -37,7 +37,7 @@ from training.baseline import (
 from training.calibration import choose_calibrator
 from training.contract import LoanBook
 from training.credit_metrics import credit_report, information_values
-from training.ensemble import fit_ensemble
+from training.ensemble import cross_fitted_ensemble, fit_ensemble
 from training.evaluate import classification_metrics, fairness_report
 from training.gbm import FittedGBM, FoldGBMParams, GBMParams, fit_gbm, fit_gbm_cv, predict_gbm
 from training.lstm import FittedLSTM, LSTMParams, SequenceInputs, fit_lstm, predict_lstm
@@ -300,6 +300,7 @@ class TrainedModels:
     cost: BusinessCost
     features: FeatureChoice
     choice: Selection
+    check: Selection  # the ensemble against the plain model on validation folds
     plain: Any  # the plain logistic regression (a scikit-learn pipeline)
     shipped: str  # "ensemble", or "logistic_regression" when the simple model beats it
     refusal: str | None  # why the ensemble does not ship, when it does not
@@ -348,22 +349,60 @@ def cross_validated_choice(
     return select_model(oof, labels, folds, simple="logistic_regression")
 
 
-def ensemble_refusal(
-    choice: Selection, y_valid: np.ndarray, plain_valid: np.ndarray, ensemble_valid: np.ndarray
-) -> str | None:
-    """Why the ensemble must not ship, or None: the plain logistic regression beats LightGBM
-    on the folds outside the noise and also beats the ensemble on validation."""
+def ensemble_check(
+    y_valid: np.ndarray,
+    plain_valid: np.ndarray,
+    gbm_valid: np.ndarray,
+    lstm_valid: np.ndarray | None,
+    seed: int,
+) -> Selection:
+    """The ensemble against the plain logistic regression on stratified folds of the validation
+    rows, paired per fold. The LSTM is trained once (not per fold), so the folds are of the
+    validation set, on which neither model was fitted; the ensemble's weight is cross-fitted
+    (`cross_fitted_ensemble`) so it is not judged on the rows it was fitted to. AUC ignores the
+    monotone calibration, so no calibrator is needed here."""
+    ensemble = (
+        gbm_valid
+        if lstm_valid is None
+        else cross_fitted_ensemble(gbm_valid, lstm_valid, y_valid, _validation_folds(y_valid, seed))
+    )
+    return select_model(
+        {"logistic_regression": plain_valid, "ensemble": ensemble},
+        y_valid,
+        _validation_folds(y_valid, seed),
+        simple="logistic_regression",
+    )
+
+
+def _validation_folds(y: np.ndarray, seed: int) -> np.ndarray:
+    folds = np.zeros(len(y), dtype=np.int64)
+    splitter = StratifiedKFold(CHOICE_FOLDS, shuffle=True, random_state=seed)
+    for k, (_fit, held) in enumerate(splitter.split(np.zeros(len(y)), y)):
+        folds[held] = k
+    return folds
+
+
+def ensemble_refusal(choice: Selection, check: Selection) -> str | None:
+    """Why the ensemble must not ship, or None. It does not ship when the plain logistic
+    regression beats it on the validation folds beyond the noise, nor when the plain model
+    beats LightGBM on the development folds beyond the noise and the ensemble does not win
+    back a clear margin on the validation folds (the simple model wins what is left a tie)."""
+    ensemble = check.comparisons["ensemble"]
+    if ensemble.mean_gain < -ensemble.standard_error:
+        return (
+            f"the plain logistic regression beats the ensemble by {-ensemble.mean_gain:.4f} AUC "
+            f"on {check.folds} validation folds (standard error {ensemble.standard_error:.4f})"
+        )
     lightgbm = choice.comparisons.get("lightgbm")
     if lightgbm is None or lightgbm.mean_gain >= -lightgbm.standard_error:
         return None
-    plain = classification_metrics(y_valid, plain_valid)["auc"]
-    ensemble = classification_metrics(y_valid, ensemble_valid)["auc"]
-    if ensemble >= plain:
+    if ensemble.beats_simple:
         return None
     return (
         f"the plain logistic regression beats LightGBM by {-lightgbm.mean_gain:.4f} AUC on "
         f"{choice.folds} folds (standard error {lightgbm.standard_error:.4f}) and the "
-        f"ensemble on validation ({plain:.4f} against {ensemble:.4f})"
+        f"ensemble does not beat it beyond the noise on {check.folds} validation folds "
+        f"({ensemble.mean_gain:+.4f}, standard error {ensemble.standard_error:.4f})"
     )
 
 
@@ -538,9 +577,14 @@ def train(
     predictions["ensemble_uncalibrated"] = raw
     calibrator, calibration_scores = choose_calibrator(raw[va], y[va], seed=profile.seed)
     predictions["ensemble"] = calibrator.apply(raw)
-    refusal = ensemble_refusal(
-        choice, y[va], predictions["logistic_regression"][va], predictions["ensemble"][va]
+    check = ensemble_check(
+        y[va],
+        predictions["logistic_regression"][va],
+        predictions["lightgbm"][va],
+        None if lstm is None else predictions["lstm"][va],
+        profile.seed,
     )
+    refusal = ensemble_refusal(choice, check)
     shipped = "ensemble"
     if refusal is not None:
         # never ship a model the simple one beats: the calibrated logistic regression ships
@@ -584,6 +628,7 @@ def train(
         choice=choice,
         plain=plain,
         shipped=shipped,
+        check=check,
         refusal=refusal,
         predictions=predictions,
         timings=timings,
@@ -650,6 +695,7 @@ def evaluate(trained: TrainedModels) -> dict[str, Any]:
     result["model_choice"] = trained.choice.to_dict() | {
         "shipped": trained.shipped,
         "ensemble_refused": trained.refusal,
+        "ensemble_on_validation_folds": trained.check.to_dict(),
     }
     result["features"] = {
         "used": list(trained.features.names),

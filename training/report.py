@@ -396,6 +396,17 @@ def _choice_section(metrics: dict[str, Any]) -> str:
         f"Winner: **{choice['winner']}**, {choice['margin']:+.4f} AUC over {choice['simple']} "
         f"(standard error {choice['standard_error']:.4f})."
     )
+    check = choice.get("ensemble_on_validation_folds")
+    if check:
+        ensemble = check["comparisons"]["ensemble"]
+        verdict += (
+            f" On {check['folds']} folds of the validation rows (neither model fitted on them,"
+            f" the ensemble's weight cross-fitted) the ensemble's AUC is"
+            f" {check['candidates']['ensemble']['mean']['auc']:.4f} against"
+            f" {check['candidates']['logistic_regression']['mean']['auc']:.4f},"
+            f" a paired gain of {ensemble['mean_gain']:+.4f}"
+            f" (standard error {ensemble['standard_error']:.4f})."
+        )
     refused = choice.get("ensemble_refused")
     verdict += (
         f" The ensemble does **not** ship: {refused}; the calibrated plain logistic regression "

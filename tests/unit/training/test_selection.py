@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from training.ensemble import cross_fitted_ensemble, fit_ensemble
 from training.gbm import FoldGBMParams, fit_gbm_cv, predict_gbm, rare_default_weight
+from training.pipeline import ensemble_check, ensemble_refusal
 from training.scorecard import BusinessCost
-from training.selection import fold_ids, select_model
+from training.selection import Comparison, Selection, fold_ids, select_model
 from training.tabular import CANDIDATES, TabularData, TabularSettings, run_tabular
 
 
@@ -167,3 +169,71 @@ def test_interaction_world_ships_lightgbm() -> None:
     assert run.selection.winner == "lightgbm"
     assert run.selection.margin > 0.1
     assert run.selection.margin > run.selection.standard_error
+
+
+def _validation(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Outcomes, a good score (true logit plus a little noise) and pure noise."""
+    rng = np.random.default_rng(seed)
+    logit = rng.normal(-1.5, 1.3, n)
+    y = rng.binomial(1, _p(logit))
+    return y, _p(logit + rng.normal(0.0, 0.5, n)), rng.uniform(0.01, 0.99, n)
+
+
+def _choice(lightgbm_gain: float, se: float = 0.002) -> Selection:
+    """A development-fold choice whose LightGBM comparison is given (the rest is not read)."""
+    comparison = Comparison(lightgbm_gain, se, lightgbm_gain > se)
+    return Selection(
+        "logistic_regression",
+        "logistic_regression",
+        "auc",
+        0.0,
+        0.0,
+        5,
+        {},
+        {"lightgbm": comparison},
+    )
+
+
+def test_an_ensemble_the_plain_model_beats_on_validation_folds_does_not_ship() -> None:
+    # LightGBM held its own on the development folds, but the ensemble leans on a useless
+    # sequence model: its weight, cross-fitted, cannot rescue it from noise-only LSTM PDs when
+    # the GBM itself is noise too, while the plain model is good
+    y, good, noise = _validation(4000, 1)
+    rng = np.random.default_rng(2)
+    check = ensemble_check(y, good, rng.uniform(0.01, 0.99, len(y)), noise, seed=0)
+    refusal = ensemble_refusal(_choice(lightgbm_gain=0.0), check)
+    assert refusal is not None and "validation folds" in refusal
+    assert check.comparisons["ensemble"].mean_gain < -check.comparisons["ensemble"].standard_error
+
+
+def test_the_ensemble_ships_when_it_is_not_beaten_and_lightgbm_held_its_own() -> None:
+    y, good, noise = _validation(4000, 3)
+    rng = np.random.default_rng(8)
+    plain = _p(np.log(good / (1 - good)) + rng.normal(0.0, 0.3, len(y)))  # a little worse
+    check = ensemble_check(y, plain, good, noise, seed=0)
+    assert check.comparisons["ensemble"].mean_gain > -check.comparisons["ensemble"].standard_error
+    assert ensemble_refusal(_choice(lightgbm_gain=0.001), check) is None
+
+
+def test_a_tie_goes_to_the_plain_model_when_lightgbm_lost_on_the_development_folds() -> None:
+    y, good, noise = _validation(4000, 4)
+    check = ensemble_check(y, good, good, noise, seed=0)  # the ensemble only ties
+    refusal = ensemble_refusal(_choice(lightgbm_gain=-0.02), check)
+    assert refusal is not None and "LightGBM" in refusal
+    # ...but an ensemble that wins back a clear margin on the validation folds ships
+    y, good, noise = _validation(4000, 5)
+    rng = np.random.default_rng(6)
+    weaker = _p(np.log(good / (1 - good)) + rng.normal(0.0, 2.0, len(y)))
+    check = ensemble_check(y, weaker, good, noise, seed=0)
+    assert check.comparisons["ensemble"].beats_simple
+    assert ensemble_refusal(_choice(lightgbm_gain=-0.02), check) is None
+
+
+def test_the_ensemble_weight_is_cross_fitted_not_fitted_on_the_rows_it_is_judged_on() -> None:
+    y, good, noise = _validation(2000, 7)
+    folds = np.arange(len(y)) % 5
+    out = cross_fitted_ensemble(good, noise, y, folds)
+    for fold in range(5):
+        held = folds == fold
+        weights = fit_ensemble(good[~held], noise[~held], y[~held])
+        np.testing.assert_allclose(out[held], weights.combine(good[held], noise[held]))
