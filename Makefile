@@ -27,7 +27,7 @@ TEST_INSTANCE := ALAMA_RUN_DIR=$(CURDIR)/.run-test ALAMA_PORT_OFFSET=10000
 SYSTEM_PACKAGES := redis-server postgresql-15 openjdk-17-jre-headless maven
 
 .PHONY: help setup system-packages lock protos infra-up infra-down infra-status test test-down test-unit train \
-        test-integration test-e2e lint format demo fuzz chaos bench bench-import up deploy-tools charts-check services-status services-down down clean \
+        test-integration test-e2e lint format demo fuzz chaos bench soak mlserver-env bench-import up deploy-tools charts-check services-status services-down down clean \
         compose-env
 
 help: ## List the targets
@@ -132,8 +132,21 @@ fuzz: setup ## Fuzz every gateway route from its OpenAPI schema, 1,000 examples 
 chaos: infra-up ## Break one thing at a time under load (kill -9 each service, restart the broker, stop Redis and PostgreSQL, scale scoring); writes bench/results/chaos.json and .md
 	$(PY) -m bench.chaos --scale standard
 
-bench: infra-up ## Measure the running system (API at 50/200/500 req/s, ONNX floor, pipeline); writes bench/results/latest.json and .md
+bench: infra-up mlserver-env ## Measure the running system beside MLServer (API at 50/200/500/1000 req/s, CPU per process, batch, ONNX floor, pipeline); writes bench/results/latest.json and .md
 	$(PY) -m bench
+
+soak: infra-up ## 30 minutes at 200 requests/s: p99 per minute and every process's memory, drift and creep reported (bench/results/soak.json and .md)
+	$(PY) -m bench.soak --minutes $(or $(MINUTES),30) --rate $(or $(RATE),200)
+
+# MLServer, the generic model server `make bench` compares with, pins FastAPI and pydantic
+# versions Alama does not use: it gets its own environment, from its own pinned list.
+mlserver-env: .venv-mlserver/.synced ## Install MLServer and mlserver-lightgbm (pinned) into .venv-mlserver for the benchmark
+
+.venv-mlserver/.synced: bench/mlserver/requirements.txt | $(UV)
+	rm -rf .venv-mlserver
+	$(UV) venv -q .venv-mlserver
+	$(UV) pip sync -q --require-hashes -p .venv-mlserver/bin/python bench/mlserver/requirements.txt
+	touch $@
 
 # Every variable docker-compose.yml requires (`${NAME:?...}`), each a random URL-safe 32-byte
 # token; an API key list gets one partner key made by the gateway's own code (salted SHA-256),

@@ -10,8 +10,9 @@ work and leave their groups), then SIGKILL after a grace period.
 The services inherit this process's environment: under ``make`` that includes ALAMA_DEV_MODE=1,
 without which they refuse the development secrets (services.common.settings) and exit at start.
 
-Scoring, explanation and audit can run as several replicas in one consumer group (``scale``):
-replica n is ``<service>-<n>`` with its ports moved by ``REPLICA_PORT_STEP * (n - 1)``.
+Scoring, explanation and audit can run as several replicas in one consumer group (``scale``, or
+``ALAMA_SCORING_REPLICAS=3`` and the like for ``up``): replica n is ``<service>-<n>`` with its
+ports moved by ``REPLICA_PORT_STEP * (n - 1)``.
 
     python -m infra.supervisor up|down|status [service ...]
     python -m infra.supervisor scale scoring 3
@@ -292,6 +293,26 @@ def up(
         began = time.monotonic()
         pid = start(spec, env, timeout=timeout)
         echo(f"  {spec.name:<13} ready (pid {pid}, {time.monotonic() - began:.1f}s)")
+        wanted = replicas_wanted(spec.name, env or {})
+        if wanted > 1:
+            scale(spec.name, wanted, env, echo=echo)
+
+
+#: the services that scale out in one consumer group (their topics have partitions to share)
+SCALABLE = ("scoring", "explanation", "audit")
+
+
+def replicas_wanted(name: str, env: Mapping[str, str]) -> int:
+    """``ALAMA_<SERVICE>_REPLICAS`` (default 1) for a scalable service; 1 for the others."""
+    key = f"ALAMA_{name.upper()}_REPLICAS"
+    raw = _env(env, key, "1")
+    if name not in SCALABLE:
+        if raw != "1":
+            raise SupervisorError(f"{key}: {name} runs as one process (scalable: {SCALABLE})")
+        return 1
+    if not raw.isdigit() or int(raw) < 1:
+        raise SupervisorError(f"{key} must be a whole number of at least 1, not {raw!r}")
+    return int(raw)
 
 
 def down(

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
-from bench.__main__ import knee, markdown
+import numpy as np
+
+from bench.__main__ import cpu_table, knee, markdown, mlserver_ratios
+from bench.mlserver import MODEL_NAME, infer_bodies, model_repository
 
 
 def _rate(rate: float, p99: float, errors: dict[str, int] | None = None) -> dict[str, Any]:
@@ -69,3 +74,32 @@ def test_the_report_states_every_target_with_its_verdict() -> None:
     assert "beyond every measured rate" in text
     assert "200 requests/s — met" in text and "no errors — not met" in text
     assert "in at most 50 ms — not met" in text
+
+
+def test_the_report_shows_cpu_per_request_by_process_where_it_was_measured() -> None:
+    api = [_rate(50, 8.0), _rate(200, 40.0)]
+    api[0]["cpu_ms_per_request"] = {"gateway": 4.5, "scoring": 3.0, "total": 7.5}
+    lines = cpu_table(api)
+    assert "| rate | gateway | scoring | total |" in lines
+    assert "| 50/s | 4.5 | 3 | 7.5 |" in lines
+    assert not any(line.startswith("| 200/s") for line in lines)  # not measured there
+    assert cpu_table([_rate(50, 8.0)]) == []
+
+
+def test_alamas_p99_is_compared_with_mlservers_at_each_rate_both_measured() -> None:
+    api = [_rate(50, 20.0), _rate(200, 30.0), _rate(500, float("nan"))]
+    side = {"rates": [_rate(50, 10.0), _rate(200, 25.0), _rate(500, 12.0)]}
+    assert mlserver_ratios(api, side) == {"50": 2.0, "200": 1.2, "500": None}
+    assert mlserver_ratios(api, {"unavailable": "no environment"}) == {}
+
+
+def test_mlservers_model_repository_serves_the_bundles_own_lightgbm(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text(json.dumps({"version": "quick-1"}))
+    folder = model_repository(bundle, tmp_path / "models")
+    model = json.loads((folder / MODEL_NAME / "model-settings.json").read_text())
+    assert model["implementation"] == "mlserver_lightgbm.LightGBMModel"
+    assert model["parameters"] == {"uri": str(bundle / "gbm.txt"), "version": "quick-1"}
+    [body] = infer_bodies(np.array([[1.5, np.nan, 3.0]]))
+    assert body["inputs"][0]["shape"] == [1, 3] and body["inputs"][0]["data"] == [1.5, None, 3.0]

@@ -1,0 +1,32 @@
+"""How many replicas the supervisor starts: a setting for the services that share a group."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.supervisor import SCALABLE, SupervisorError, replica, replicas_wanted
+
+
+def test_scalable_services_take_their_replica_count_from_the_environment() -> None:
+    assert replicas_wanted("scoring", {}) == 1
+    assert replicas_wanted("scoring", {"ALAMA_SCORING_REPLICAS": "3"}) == 3
+    assert replicas_wanted("audit", {"ALAMA_AUDIT_REPLICAS": "2"}) == 2
+    assert set(SCALABLE) == {"scoring", "explanation", "audit"}
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "two", ""])
+def test_a_replica_count_that_is_not_a_positive_whole_number_is_refused(raw: str) -> None:
+    with pytest.raises(SupervisorError, match="ALAMA_SCORING_REPLICAS"):
+        replicas_wanted("scoring", {"ALAMA_SCORING_REPLICAS": raw})
+
+
+def test_a_service_that_runs_as_one_process_refuses_replicas() -> None:
+    assert replicas_wanted("gateway", {"ALAMA_GATEWAY_REPLICAS": "1"}) == 1
+    with pytest.raises(SupervisorError, match="runs as one process"):
+        replicas_wanted("feature_store", {"ALAMA_FEATURE_STORE_REPLICAS": "2"})
+
+
+def test_each_replica_has_its_own_ports_in_the_same_group() -> None:
+    second, third = replica("scoring", 2), replica("scoring", 3)
+    assert second.service == third.service == "scoring"
+    assert set(second.env.values()).isdisjoint(third.env.values())
