@@ -51,6 +51,9 @@ class AuditSettings(ServiceSettings):
         default="audit", description="PostgreSQL schema of the audit tables (tests use a fresh one)"
     )
     group_id: str = "audit"
+    # off the synchronous path: batches of events per transaction
+    consumer_fetch_min_bytes: int = Field(default=65536, ge=1)
+    consumer_fetch_max_wait_ms: int = Field(default=50, ge=0, le=10_000)
 
     writer_user: str = Field(
         default=AUDIT_WRITER_ROLE, description="the role the service appends as: INSERT, SELECT"

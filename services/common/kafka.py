@@ -485,7 +485,13 @@ class EventConsumer:
             *self.routes,
             group_id=group_id,
             client_id=f"{self.service}-consumer",
-            **dict(consumer_options or {}),
+            **(
+                {
+                    "fetch_min_bytes": settings.consumer_fetch_min_bytes,
+                    "fetch_max_wait_ms": settings.consumer_fetch_max_wait_ms,
+                }
+                | dict(consumer_options or {})
+            ),
         )
         self.producer = create_producer(settings.infra, client_id=f"{self.service}-dead-letter")
         self._stopping = asyncio.Event()

@@ -42,6 +42,9 @@ class ExplanationSettings(ServiceSettings):
         default="explanation", description="PostgreSQL schema of the stored decisions"
     )
     micro_batch_size: int = Field(default=256, ge=1, description="records polled per batch")
+    # off the synchronous path: batches of decisions, not one fetch and commit each
+    consumer_fetch_min_bytes: int = Field(default=65536, ge=1)
+    consumer_fetch_max_wait_ms: int = Field(default=50, ge=0, le=10_000)
     explain_threads: int = Field(default=1, ge=1, description="worker threads running SHAP")
     top_reasons: int = 4
     shutdown_grace_seconds: float = 5.0

@@ -19,6 +19,9 @@ class ScoringSettings(ServiceSettings):
     bundle_dir: str = "artifacts/bundles/current"
     feature_repo: str = "feature_repo"
     micro_batch_size: int = 256
+    # the Kafka path only (gRPC calls never wait): applications in batches
+    consumer_fetch_min_bytes: int = Field(default=16384, ge=1)
+    consumer_fetch_max_wait_ms: int = Field(default=20, ge=0, le=10_000)
     model_threads: int = 2
     applications_topic: str = LOAN_APPLICATIONS
     decisions_topic: str = CREDIT_DECISIONS
