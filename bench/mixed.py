@@ -24,12 +24,12 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from bench.load import RateResult, open_loop
+from bench.load import RateResult, load_session, open_loop
 from services.common.lag import GroupLagProbe
 from services.common.settings import InfraSettings
 from services.common.topics import MOBILE_MONEY_TRANSACTIONS
 from simulator.payloads import WebhookDelivery, lane_deliveries
-from simulator.senders import GatewayClient
+from simulator.senders import GatewayClient, Outcome
 from simulator.settings import SimulatorSettings
 
 FEATURE_STORE_GROUP = "feature_store"
@@ -39,7 +39,7 @@ TARGET_LAG_ZERO_S = 10.0
 
 def run_transactions(mobile_money: pd.DataFrame, n: int, run: str) -> pd.DataFrame:
     """`n` of the book's transactions with ids unique to `run`, sorted as deliveries need."""
-    rows = mobile_money.sample(n=min(n, len(mobile_money)), replace=n > len(mobile_money))
+    rows = mobile_money.sample(n=n, replace=n > len(mobile_money), random_state=0)
     rows = rows.assign(
         transaction_id=[f"{run}-{i}-{t}" for i, t in enumerate(rows["transaction_id"])]
     )
@@ -72,9 +72,16 @@ async def _stream_webhooks(
     client: GatewayClient, batches: Sequence[WebhookDelivery], per_s: float, stop: asyncio.Event
 ) -> dict[str, int]:
     """Deliveries on a fixed schedule (`per_s` transactions a second) until sent or stopped."""
-    sent = accepted = refused = 0
+    counts = {"transactions_sent": 0, "transactions_accepted": 0, "refused": 0}
     started = time.perf_counter()
-    pending: set[asyncio.Task[Any]] = set()
+    pending: set[asyncio.Task[Outcome]] = set()
+
+    def done(task: asyncio.Task[Outcome]) -> None:
+        pending.discard(task)
+        outcome = task.result()
+        counts["transactions_accepted"] += outcome.count if outcome.accepted else 0
+        counts["refused"] += 0 if outcome.accepted else 1
+
     due = 0.0
     for delivery in batches:
         if stop.is_set():
@@ -85,12 +92,10 @@ async def _stream_webhooks(
         due += delivery.transactions / per_s
         task = asyncio.create_task(client.deliver(delivery))
         pending.add(task)
-        task.add_done_callback(pending.discard)
-        sent += delivery.transactions
-    for outcome in await asyncio.gather(*pending):
-        accepted += outcome.count
-        refused += 0 if outcome.accepted else 1
-    return {"transactions_sent": sent, "transactions_accepted": accepted, "refused": refused}
+        task.add_done_callback(done)
+        counts["transactions_sent"] += delivery.transactions
+    await asyncio.gather(*pending)
+    return counts
 
 
 async def lag_zero_after(infra: InfraSettings, within: float = 300.0) -> float | None:
@@ -125,7 +130,10 @@ async def mixed_load(
     trace = LagTrace()
     stop_webhooks, stop_trace = asyncio.Event(), asyncio.Event()
     started = time.perf_counter()
-    async with httpx.AsyncClient(base_url=gateway, timeout=10.0, limits=limits) as http:
+    async with (
+        httpx.AsyncClient(base_url=gateway, timeout=10.0, limits=limits) as http,
+        load_session(gateway) as api_client,
+    ):
         client = GatewayClient(
             http,
             api_key=settings.api_key.get_secret_value(),
@@ -140,7 +148,12 @@ async def mixed_load(
         for rate in rates:
             api.append(
                 await open_loop(
-                    http, "/v1/scores", api_bodies, rate=rate, duration=duration, headers=headers
+                    api_client,
+                    "/v1/scores",
+                    api_bodies,
+                    rate=rate,
+                    duration=duration,
+                    headers=headers,
                 )
             )
         stop_webhooks.set()

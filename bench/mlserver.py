@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench.load import RateResult, open_loop
+from bench.load import RateResult, load_session, open_loop
 from infra.local import REPO, run_dir
 from services.common.settings import service_port
 
@@ -153,13 +153,13 @@ def pid_of_running() -> list[int]:
 
 
 async def mlserver_rates(
-    url: str, rows: np.ndarray, rates: Sequence[float], duration: float
+    url: str, rows: np.ndarray, rates: Sequence[float], duration: float, *, warm: bool = True
 ) -> list[RateResult]:
     bodies = infer_bodies(rows)
     path = f"/v2/models/{MODEL_NAME}/infer"
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(base_url=url, timeout=10.0, limits=limits) as client:
-        await open_loop(client, path, bodies, rate=50, duration=4, headers={})  # warm
+    async with load_session(url) as client:
+        if warm:
+            await open_loop(client, path, bodies, rate=50, duration=4, headers={})
         return [
             await open_loop(client, path, bodies, rate=rate, duration=duration, headers={})
             for rate in rates

@@ -19,15 +19,16 @@ from pathlib import Path
 TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """utime + stime of one process (its reaped children's too), None once it is gone."""
+def cpu_seconds(pid: int, *, reaped_children: bool = True) -> float | None:
+    """utime + stime of one process, with its reaped children's (a PostgreSQL backend that has
+    exited) unless told not to; None once it is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return None
     # after the command: state is field 3; utime 14, stime 15, cutime 16, cstime 17 (1-based)
     utime, stime, cutime, cstime = (int(fields[i]) for i in (11, 12, 13, 14))
-    return (utime + stime + cutime + cstime) / TICKS_PER_S
+    return (utime + stime + (cutime + cstime if reaped_children else 0)) / TICKS_PER_S
 
 
 def rss_bytes(pid: int) -> int | None:
@@ -68,6 +69,18 @@ Group = Callable[[], list[int]]
 
 
 @dataclass(frozen=True)
+class Alone:
+    """A group of exactly these processes: not their children, not their reaped children. The
+    load generator is one: the services it starts are its children, and they are counted as
+    themselves."""
+
+    pids: Group
+
+    def __call__(self) -> list[int]:
+        return self.pids()
+
+
+@dataclass(frozen=True)
 class Snapshot:
     seconds: dict[str, float]  # group -> CPU seconds of its processes alive now
 
@@ -76,20 +89,23 @@ class ProcessMeter:
     def __init__(self, groups: Mapping[str, Group]) -> None:
         self.groups = dict(groups)
 
+    def _pids(self, group: Group) -> set[int]:
+        return set(group()) if isinstance(group, Alone) else descendants(group())
+
     def snapshot(self) -> Snapshot:
         seconds = {}
-        for name, roots in self.groups.items():
-            total = 0.0
-            for pid in descendants(roots()):
-                total += cpu_seconds(pid) or 0.0
-            seconds[name] = total
+        for name, group in self.groups.items():
+            alone = isinstance(group, Alone)
+            seconds[name] = sum(
+                cpu_seconds(pid, reaped_children=not alone) or 0.0 for pid in self._pids(group)
+            )
         return Snapshot(seconds)
 
     def memory_mib(self) -> dict[str, float]:
         """Resident memory of each group's processes alive now, MiB."""
         return {
-            name: round(sum(rss_bytes(pid) or 0 for pid in descendants(roots())) / 2**20, 1)
-            for name, roots in self.groups.items()
+            name: round(sum(rss_bytes(pid) or 0 for pid in self._pids(group)) / 2**20, 1)
+            for name, group in self.groups.items()
         }
 
     @staticmethod
@@ -122,5 +138,5 @@ def system_meter() -> ProcessMeter:
 
     groups: dict[str, Group] = {s.name: service(s.name) for s in supervisor.SERVICES}
     groups |= {srv.name: server(srv) for srv in local.servers()}
-    groups["load generator"] = lambda: [os.getpid()]
+    groups["load generator"] = Alone(lambda: [os.getpid()])
     return ProcessMeter(groups)

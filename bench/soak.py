@@ -19,12 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import numpy as np
 import typer
 from rich.console import Console
 
-from bench.load import open_loop
+from bench.load import load_session, open_loop
 from bench.procs import ProcessMeter, system_meter
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -43,9 +42,8 @@ async def soak(
     minutes: int,
     rate: float,
 ) -> list[dict[str, Any]]:
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     out = []
-    async with httpx.AsyncClient(base_url=gateway, timeout=10.0, limits=limits) as client:
+    async with load_session(gateway) as client:
         for minute in range(1, minutes + 1):
             result = await open_loop(
                 client, "/v1/scores", bodies, rate=rate, duration=60.0, headers=headers
