@@ -20,7 +20,15 @@ import pytest
 import yaml
 
 from infra import deploy_tools
-from services.common.topics import GROUP, SERVICE_ACCESS, TOPIC, AclGrant, acl_bindings
+from services.common.topics import (
+    CREDIT_DECISIONS,
+    GROUP,
+    SERVICE_ACCESS,
+    TOPIC,
+    TOPICS,
+    AclGrant,
+    acl_bindings,
+)
 
 CHARTS = Path(__file__).resolve().parents[3] / "charts"
 SERVICES = ("gateway", "scoring", "explanation", "feature-store", "audit", "drift")
@@ -33,7 +41,7 @@ METRICS_PORTS = {
     "audit": 9105,
     "drift": 9106,
 }
-WITH_HPA = {"gateway", "scoring"}
+WITH_HPA = {"gateway", "scoring", "explanation", "audit"}
 WITH_PDB = {"gateway", "scoring", "explanation", "feature-store", "audit"}
 RELEASE = "alama"
 #: every service on mTLS: the brokers' CA and one client certificate per service
@@ -373,7 +381,13 @@ def test_network_policies_can_be_turned_off(helm: Helm) -> None:
 
 def test_autoscalers_and_disruption_budgets(manifests: list[Manifest]) -> None:
     deployments = of_kind(manifests, "Deployment")
-    for name, hpa in of_kind(manifests, "HorizontalPodAutoscaler").items():
+    hpas = of_kind(manifests, "HorizontalPodAutoscaler")
+    assert {"scoring", "explanation", "audit"} <= set(hpas), "the consumer groups scale out"
+    partitions = {t.name: t.partitions for t in TOPICS}
+    # a consumer-only service gains nothing from more replicas than its topics' partitions
+    assert hpas["explanation"]["spec"]["maxReplicas"] <= partitions[CREDIT_DECISIONS]
+    assert hpas["audit"]["spec"]["maxReplicas"] <= partitions[CREDIT_DECISIONS]
+    for name, hpa in hpas.items():
         assert hpa["spec"]["scaleTargetRef"]["name"] == deployments[name]["metadata"]["name"]
         assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
         assert "replicas" not in deployments[name]["spec"], "the autoscaler owns the replicas"
