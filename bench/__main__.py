@@ -36,6 +36,7 @@ from services.common import topics
 from services.common.members import DEV_TENANT
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.settings import InfraSettings, service_port
+from services.common.vocabulary import PRODUCTS
 from simulator.lag import wait_for_group
 from simulator.payloads import application_body
 from simulator.scenario import build_scenario
@@ -48,7 +49,6 @@ console = Console()
 RESULTS = Path(__file__).resolve().parent / "results"
 GATEWAY = f"http://127.0.0.1:{service_port(8080)}"
 API_KEY = {"X-API-Key": "dev-partner-key"}
-PRODUCTS = {"development": 1, "emergency": 2, "school_fees": 3, "business": 4, "asset": 5}
 TARGET_P99_MS_AT_200 = 10.0
 TARGET_P99_MS_AT_500 = 25.0
 TARGET_KNEE_PER_S = 1000.0
@@ -232,7 +232,7 @@ def pipeline_applications(world: World, n: int, prefix: str) -> list[LoanApplica
             tenant_id=DEV_TENANT,  # the synthetic book's tenant
             member_id=str(rows["member_id"].iat[i % len(rows)]),
             sacco_id=str(rows["sacco_id"].iat[i % len(rows)]),
-            product=PRODUCTS[str(rows["product"].iat[i % len(rows)])],  # type: ignore[arg-type]
+            product=PRODUCTS.value(str(rows["product"].iat[i % len(rows)])),  # type: ignore[arg-type]
             amount_kes=float(rows["amount_kes"].iat[i % len(rows)]),
             term_months=int(rows["term_months"].iat[i % len(rows)]),
         )

@@ -30,6 +30,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from infra import local, supervisor
+from services.common import vocabulary
 from services.common.settings import InfraSettings, service_port
 from services.common.topics import CREDIT_DECISIONS, CREDIT_EXPLANATIONS, LOAN_APPLICATIONS
 
@@ -48,7 +49,7 @@ METRICS = {
     "drift": f"http://127.0.0.1:{service_port(9106)}/metrics",
 }
 AUDIT_SCHEMA = "audit"
-BANDS = ("approve", "review", "decline")
+BANDS = vocabulary.BANDS.names
 
 
 def _step(title: str) -> None:

@@ -21,18 +21,14 @@ import numpy as np
 import pandas as pd
 
 from services.common.features import MOBILE_MONEY_HISTORY_DAYS
-from services.common.protos.alama.events.v1.applications_pb2 import Channel
+from services.common.vocabulary import CHANNELS
 from training.contract import LoanBook
 
 HISTORY_WINDOW = timedelta(days=MOBILE_MONEY_HISTORY_DAYS)
 SELECTION_SEED = 20_250_101  # fixed: the same book and N always pick the same applications
 #: The channels the wire (protos and the gateway's schema) can name. The contract also allows
 #: `agent` and `other`; those and an empty channel travel as unspecified (see `wire_channel`).
-WIRE_CHANNELS = tuple(
-    name.removeprefix("CHANNEL_").lower()
-    for name in Channel.keys()
-    if name != "CHANNEL_UNSPECIFIED"
-)
+WIRE_CHANNELS = CHANNELS.names
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from services.common import vocabulary
+
 REPAYMENT_MONTHS = 24
 MOBILE_MONEY_WEEKS = 13
 WINDOWS_DAYS = (7, 30, 90)
@@ -25,16 +27,8 @@ MOBILE_MONEY_HISTORY_DAYS = MOBILE_MONEY_WEEKS * 7
 
 PROTECTED_ATTRIBUTES = ("gender", "age", "age_band", "county")
 EMPLOYMENT_TYPES = ("salaried", "self_employed", "farmer", "casual")
-PRODUCTS = ("development", "emergency", "school_fees", "business", "asset")
-TRANSACTION_KINDS = (
-    "inflow",
-    "outflow",
-    "airtime",
-    "bill_payment",
-    "betting",
-    "overdraft_draw",
-    "overdraft_repay",
-)
+PRODUCTS = vocabulary.PRODUCTS.names  # the proto's order: the one-hot columns follow it
+TRANSACTION_KINDS = vocabulary.TRANSACTION_KINDS.names
 OUTGOING_KINDS = ("outflow", "airtime", "bill_payment", "betting")
 
 PROFILE_FEATURES = (

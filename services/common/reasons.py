@@ -12,6 +12,7 @@ import numpy as np
 
 from services.common.features import TABULAR_FEATURES
 from services.common.protos.alama.events.v1.decisions_pb2 import ReasonCode
+from services.common.vocabulary import PRODUCTS
 
 Describe = Callable[[float], str | None]
 
@@ -117,10 +118,7 @@ REASON_TEXT: dict[str, Describe] = {
     "employment_farmer": _flag("farming income"),
     "employment_self_employed": _flag("self-employed income"),
     "employment_salaried": _flag("salaried employment"),
-    **{
-        f"product_{p}": _flag(f"{p.replace('_', ' ')} loan product")
-        for p in ("development", "emergency", "school_fees", "business", "asset")
-    },
+    **{f"product_{p}": _flag(f"{p.replace('_', ' ')} loan product") for p in PRODUCTS.names},
 }
 
 

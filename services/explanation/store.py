@@ -20,8 +20,9 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, DecisionBand
+from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.protos.alama.events.v1.explanations_pb2 import CreditExplanation
+from services.common.vocabulary import BANDS
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -57,12 +58,6 @@ CREATE TABLE IF NOT EXISTS {s}.explanations (
 );
 """
 
-BAND_NAMES = {
-    DecisionBand.DECISION_BAND_APPROVE: "approve",
-    DecisionBand.DECISION_BAND_REVIEW: "review",
-    DecisionBand.DECISION_BAND_DECLINE: "decline",
-}
-
 
 @dataclass(frozen=True)
 class StoredDecision:
@@ -80,7 +75,7 @@ def _decision_row(item: StoredDecision) -> tuple[object, ...]:
         d.member_id,
         d.model_version,
         d.decided_at.ToDatetime(tzinfo=UTC),
-        BAND_NAMES.get(d.band, "unspecified"),
+        BANDS.name_or(d.band, "unspecified"),
         int(d.score),
         float(d.probability_of_default),
         d.SerializeToString(deterministic=True),

@@ -14,20 +14,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.common.envelope import Event
 from services.common.errors import InvalidEvent
-from services.common.features import TRANSACTION_KINDS
 from services.common.members import member_key
 from services.common.mobile_money import TRANSACTION_AMOUNT_KES, WALLET_BALANCE_KES, KesRange
 from services.common.protos.alama.events.v1.mobile_money_pb2 import (
     MobileMoneyTransaction,
-    TransactionKind,
 )
 from services.common.protos.alama.events.v1.repayments_pb2 import RepaymentRecorded
+from services.common.vocabulary import TRANSACTION_KINDS
 from services.feature_store.activity import RecordedRepayment, WalletTransaction
-
-# TRANSACTION_KIND_BILL_PAYMENT <-> "bill_payment": the proto enum and the feature names agree.
-KIND_NAMES: dict[int, str] = {
-    TransactionKind.Value(f"TRANSACTION_KIND_{name.upper()}"): name for name in TRANSACTION_KINDS
-}
 
 
 def wallet_transaction(event: Event[MobileMoneyTransaction]) -> WalletTransaction:
@@ -36,7 +30,7 @@ def wallet_transaction(event: Event[MobileMoneyTransaction]) -> WalletTransactio
     _require(txn.transaction_id, "missing_transaction_id", "transaction_id is empty")
     _require(txn.member_id, "missing_member_id", f"transaction {txn.transaction_id}")
     _require(txn.tenant_id, "missing_tenant_id", f"transaction {txn.transaction_id}")
-    kind = KIND_NAMES.get(txn.kind)
+    kind = TRANSACTION_KINDS.name(txn.kind)
     if kind is None:
         raise InvalidEvent(
             "unknown_transaction_kind", f"transaction {txn.transaction_id}: kind {txn.kind}"

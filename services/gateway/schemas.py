@@ -23,12 +23,13 @@ from services.common.protos.alama.events.v1.applications_pb2 import (
     LoanApplicationSubmitted,
     LoanProduct,
 )
-from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, DecisionBand
-from services.common.protos.alama.events.v1.explanations_pb2 import CreditExplanation, Explainer
+from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
+from services.common.protos.alama.events.v1.explanations_pb2 import CreditExplanation
 from services.common.protos.alama.events.v1.mobile_money_pb2 import (
     MobileMoneyTransaction,
     TransactionKind,
 )
+from services.common.vocabulary import BANDS, CHANNELS, EXPLAINERS, PRODUCTS, TRANSACTION_KINDS
 from services.gateway.security import normalise_phone
 from services.gateway.settings import MAX_BATCH_APPLICATIONS, MAX_WEBHOOK_TRANSACTIONS
 
@@ -100,7 +101,7 @@ class Product(StrEnum):
     ASSET = "asset"
 
     def to_proto(self) -> LoanProduct:
-        return cast(LoanProduct, LoanProduct.Value(f"LOAN_PRODUCT_{self.name}"))
+        return cast(LoanProduct, PRODUCTS.value(self.value))
 
 
 class ApplicationChannel(StrEnum):
@@ -110,7 +111,7 @@ class ApplicationChannel(StrEnum):
     PARTNER_API = "partner_api"
 
     def to_proto(self) -> Channel:
-        return cast(Channel, Channel.Value(f"CHANNEL_{self.name}"))
+        return cast(Channel, CHANNELS.value(self.value))
 
 
 class Band(StrEnum):
@@ -121,7 +122,7 @@ class Band(StrEnum):
 
     @classmethod
     def from_proto(cls, band: int) -> Band:
-        return cls(DecisionBand.Name(band).removeprefix("DECISION_BAND_").lower())
+        return cls(BANDS.name_or(band, "unspecified"))
 
 
 class Kind(StrEnum):
@@ -134,7 +135,7 @@ class Kind(StrEnum):
     OVERDRAFT_REPAY = "overdraft_repay"
 
     def to_proto(self) -> TransactionKind:
-        return cast(TransactionKind, TransactionKind.Value(f"TRANSACTION_KIND_{self.name}"))
+        return cast(TransactionKind, TRANSACTION_KINDS.value(self.value))
 
 
 def _timestamp(moment: datetime) -> Timestamp:
@@ -298,7 +299,7 @@ class Explanation(Model):
                     feature=c.feature,
                     value=c.value,
                     contribution=c.contribution,
-                    explainer=Explainer.Name(c.explainer).removeprefix("EXPLAINER_").lower(),
+                    explainer=EXPLAINERS.name_or(c.explainer, "unspecified"),
                 )
                 for c in explanation.contributions
             ],

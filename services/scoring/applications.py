@@ -7,19 +7,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from services.common.members import KEY_SEPARATOR, TENANT_PATTERN
-from services.common.protos.alama.events.v1.applications_pb2 import (
-    LoanApplicationSubmitted,
-    LoanProduct,
-)
-
-#: The proto enum to the product names the feature definitions use (features.PRODUCTS).
-PRODUCT_NAMES: dict[int, str] = {
-    LoanProduct.LOAN_PRODUCT_DEVELOPMENT: "development",
-    LoanProduct.LOAN_PRODUCT_EMERGENCY: "emergency",
-    LoanProduct.LOAN_PRODUCT_SCHOOL_FEES: "school_fees",
-    LoanProduct.LOAN_PRODUCT_BUSINESS: "business",
-    LoanProduct.LOAN_PRODUCT_ASSET: "asset",
-}
+from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
+from services.common.vocabulary import PRODUCTS
 
 
 class RejectionCode(StrEnum):
@@ -55,7 +44,7 @@ def invalid_reasons(application: LoanApplicationSubmitted) -> list[str]:
         problems.append(f"amount_kes must be positive, got {application.amount_kes}")
     if application.term_months <= 0:
         problems.append(f"term_months must be positive, got {application.term_months}")
-    if application.product not in PRODUCT_NAMES:
+    if PRODUCTS.name(application.product) is None:
         problems.append("product is missing or unknown")
     return problems
 

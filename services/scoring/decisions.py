@@ -18,18 +18,13 @@ import numpy as np
 from services.common.bundle import Scores
 from services.common.features import TABULAR_FEATURES
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
-from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, DecisionBand
+from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.reasons import reason_codes
 from services.common.tabular_bundle import TabularBundle, TabularScores
+from services.common.vocabulary import BANDS
 
 #: Fixed forever: changing it would change every decision id.
 DECISION_NAMESPACE = uuid.UUID("6f1c2a7e-3b5d-5e8a-9c41-a1a3a0c0de01")
-
-BANDS: dict[str, DecisionBand] = {
-    "approve": DecisionBand.DECISION_BAND_APPROVE,
-    "review": DecisionBand.DECISION_BAND_REVIEW,
-    "decline": DecisionBand.DECISION_BAND_DECLINE,
-}
 
 
 def content_digest(application: LoanApplicationSubmitted) -> str:
@@ -74,7 +69,7 @@ def build_decisions(
             model_version=model_version,
             probability_of_default=float(scores.probability_of_default[i]),
             score=int(scores.score[i]),
-            band=BANDS[str(scores.band[i])],
+            band=BANDS.value(str(scores.band[i])),  # type: ignore[arg-type]
             reasons=reason_codes(contributions[i], tabular[i], limit=max_reasons),
             features={name: float(v) for name, v in zip(TABULAR_FEATURES, tabular[i], strict=True)},
             gbm_probability=float(scores.gbm_probability[i]),
@@ -111,7 +106,7 @@ def build_tabular_decisions(
             model_version=model.version,
             probability_of_default=float(scores.probability_of_default[i]),
             score=int(scores.score[i]),
-            band=BANDS[str(scores.band[i])],
+            band=BANDS.value(str(scores.band[i])),  # type: ignore[arg-type]
             reasons=model.reasons(contributions[i], encoded[i], limit=max_reasons),
             features={name: float(v) for name, v in zip(names, encoded[i], strict=True)},
             gbm_probability=float(scores.model_probability[i]),

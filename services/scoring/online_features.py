@@ -34,7 +34,7 @@ from services.common.features import (
 )
 from services.common.members import member_key
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
-from services.scoring.applications import PRODUCT_NAMES
+from services.common.vocabulary import PRODUCTS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,7 +90,7 @@ def assemble(
     (`features.application_arrays`), amount and term as the caller sent them."""
     amounts = np.array([a.amount_kes for a in applications], dtype=np.float64)
     terms = np.array([a.term_months for a in applications], dtype=np.float64)
-    products = np.array([PRODUCT_NAMES.get(a.product, "") for a in applications])
+    products = np.array([PRODUCTS.name_or(a.product, "") for a in applications])
     derived = application_arrays(amounts, terms, products, stored, stored["mm_inflow_sum_90d"])
     derived["amount_kes"], derived["term_months"] = amounts, terms
     tabular = np.empty((len(applications), len(TABULAR_FEATURES)))
@@ -261,7 +261,7 @@ def entity_rows(applications: Sequence[LoanApplicationSubmitted]) -> list[dict[s
             "member_id": feature_key(a),
             "amount_kes": float(a.amount_kes),
             "term_months": float(a.term_months),
-            "product": PRODUCT_NAMES[a.product],
+            "product": PRODUCTS.name_or(a.product, ""),
         }
         for a in applications
     ]
@@ -324,7 +324,7 @@ class OnlineFeatures:
         frame = self.stored_frame([feature_key(a) for a in applications])
         amounts = np.array([a.amount_kes for a in applications], dtype=np.float64)
         terms = np.array([a.term_months for a in applications], dtype=np.float64)
-        products = np.array([PRODUCT_NAMES.get(a.product, "") for a in applications])
+        products = np.array([PRODUCTS.name_or(a.product, "") for a in applications])
         derived = application_features(
             amounts, terms, products, frame, frame["mm_inflow_sum_90d"].to_numpy()
         )

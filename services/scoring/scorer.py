@@ -24,6 +24,7 @@ from services.common.bundle import ModelBundle, ServedBundle, load_served_bundle
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.tabular_bundle import TabularBundle
+from services.common.vocabulary import BANDS
 from services.scoring.applications import Rejection, RejectionCode, invalid_reasons, validate
 from services.scoring.decisions import build_decisions, build_tabular_decisions, content_digest
 from services.scoring.ledger import Entry, Ledger, ledger_key
@@ -254,4 +255,4 @@ def _settled(application: LoanApplicationSubmitted, entry: Entry | None) -> Outc
 
 
 def _band_name(decision: CreditDecision) -> str:
-    return {1: "approve", 2: "review", 3: "decline"}.get(int(decision.band), "unspecified")
+    return BANDS.name_or(decision.band, "unspecified")

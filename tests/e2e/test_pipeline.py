@@ -49,6 +49,7 @@ from services.common.topics import (
     REVIEW_OUTCOMES,
     all_topics,
 )
+from services.common.vocabulary import BANDS
 from simulator.lag import end_offsets, start_groups_at_the_end, wait_for_group
 from simulator.payloads import application_body
 from simulator.run import SimulationOptions, Summary, simulate
@@ -62,7 +63,6 @@ N_APPLICATIONS = 500
 API_KEY = {"X-API-Key": "dev-partner-key"}
 GATEWAY = f"http://127.0.0.1:{service_port(8080)}"
 PRODUCTS = {"development": 1, "emergency": 2, "school_fees": 3, "business": 4, "asset": 5}
-BAND_NAMES = {1: "approve", 2: "review", 3: "decline"}
 
 
 @dataclass
@@ -222,7 +222,7 @@ def _same_decision(sync: dict[str, Any], event: CreditDecision) -> None:
     assert sync["decision_id"] == event.decision_id
     assert sync["score"] == event.score
     assert sync["probability_of_default"] == pytest.approx(event.probability_of_default, abs=1e-12)
-    assert sync["band"] == BAND_NAMES[event.band]
+    assert sync["band"] == BANDS.name(event.band)
     assert [r["code"] for r in sync["reasons"]] == [r.code for r in event.reasons]
 
 

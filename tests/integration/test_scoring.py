@@ -32,8 +32,8 @@ from services.common.protos.alama.scoring.v1 import scoring_pb2, scoring_pb2_grp
 from services.common.settings import InfraSettings
 from services.common.telemetry import extract_kafka_context, inject_grpc_metadata
 from services.common.topics import TopicSpec, dead_letter_topic, ensure_topics
+from services.common.vocabulary import PRODUCTS as PRODUCT_VOCABULARY
 from services.scoring.__main__ import build_scorer
-from services.scoring.applications import PRODUCT_NAMES
 from services.scoring.consumer import build_consumer
 from services.scoring.publisher import DecisionPublisher
 from services.scoring.scorer import Scorer
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 pytestmark = pytest.mark.integration
-PRODUCTS = {name: number for number, name in PRODUCT_NAMES.items()}
+PRODUCTS = {name: PRODUCT_VOCABULARY.value(name) for name in PRODUCT_VOCABULARY}
 N_APPLICATIONS = 40
 UNKNOWN_MEMBER = "M-nobody-knows"
 
