@@ -27,7 +27,7 @@ TEST_INSTANCE := ALAMA_RUN_DIR=$(CURDIR)/.run-test ALAMA_PORT_OFFSET=10000
 SYSTEM_PACKAGES := redis-server postgresql-15 openjdk-17-jre-headless maven
 
 .PHONY: help setup system-packages lock protos infra-up infra-down infra-status test test-down test-unit train \
-        test-integration test-e2e lint format demo fuzz chaos bench soak mlserver-env bench-import up deploy-tools charts-check services-status services-down down clean \
+        test-integration test-e2e lint format demo fuzz chaos bench profile soak mlserver-env bench-import up deploy-tools charts-check services-status services-down down clean \
         compose-env
 
 help: ## List the targets
@@ -134,6 +134,9 @@ chaos: infra-up ## Break one thing at a time under load (kill -9 each service, r
 
 bench: infra-up mlserver-env ## Measure the running system beside MLServer (API at 50/200/500/1000 req/s, CPU per process, batch, ONNX floor, pipeline); writes bench/results/latest.json and .md
 	$(PY) -m bench
+
+profile: infra-up ## Every service under load, sampled by py-spy: bench/results/profile-<service>.svg and profiles.md
+	$(PY) -m bench.profile_services
 
 soak: infra-up ## 30 minutes at 200 requests/s: p99 per minute and every process's memory, drift and creep reported (bench/results/soak.json and .md)
 	$(PY) -m bench.soak --minutes $(or $(MINUTES),30) --rate $(or $(RATE),200)
