@@ -26,7 +26,7 @@ import typer
 from rich.console import Console
 
 from bench.load import load_session, open_loop
-from bench.procs import system_meter
+from bench.procs import ProcessMeter, system_meter
 
 app = typer.Typer(add_completion=False, help=__doc__)
 console = Console()
@@ -97,14 +97,19 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def _load(rate: float, seconds: float, webhooks: float) -> dict[str, Any]:
+async def _load(
+    rate: float, seconds: float, webhooks: float, meter: ProcessMeter
+) -> dict[str, Any]:
+    """The load; the CPU per request measured from its first request (the book and the
+    requests are built before) until every downstream group caught up."""
     import json
 
     import httpx
 
-    from bench.__main__ import API_KEY, GATEWAY, api_bodies, world_of
+    from bench.__main__ import API_KEY, GATEWAY, api_bodies, settle, world_of
     from bench.mixed import _stream_webhooks, deliveries, run_transactions
     from infra.demo import BUNDLE
+    from services.common.settings import InfraSettings
     from simulator.senders import GatewayClient
     from simulator.settings import SimulatorSettings
     from training.sources.synthetic import loan_book_from_world
@@ -127,13 +132,20 @@ async def _load(rate: float, seconds: float, webhooks: float) -> dict[str, Any]:
             api_key=settings.api_key.get_secret_value(),
             webhook_secret=settings.webhook_secret.get_secret_value(),
         )
+        before = meter.snapshot()
         streaming = asyncio.create_task(_stream_webhooks(sender, batches, webhooks, stop))
         result = await open_loop(
             client, "/v1/scores", bodies, rate=rate, duration=seconds, headers=API_KEY
         )
         stop.set()
         await streaming
-    return {"model_version": manifest["version"], "api": result.as_dict()}
+    await settle(InfraSettings())
+    reached = result.sent - result.errors.get("not_sent_overloaded", 0)
+    return {
+        "model_version": manifest["version"],
+        "api": result.as_dict(),
+        "cpu_ms_per_request": meter.per_request(before, meter.snapshot(), reached),
+    }
 
 
 @app.command()
@@ -143,10 +155,9 @@ def main(
     webhooks: Annotated[float, typer.Option(help="webhook transactions per second")] = 1000.0,
     out: Annotated[Path, typer.Option(help="results folder")] = RESULTS,
 ) -> None:
-    from bench.__main__ import BENCH_ENV, settle
+    from bench.__main__ import BENCH_ENV
     from infra import local, supervisor
     from infra.demo import ensure_model
-    from services.common.settings import InfraSettings
 
     local.up()
     ensure_model()
@@ -185,11 +196,7 @@ def main(
                     stderr=subprocess.DEVNULL,
                 )
             )
-    before = meter.snapshot()
-    loaded = asyncio.run(_load(rate, seconds, webhooks))
-    asyncio.run(settle(InfraSettings()))
-    reached = loaded["api"]["sent"] - loaded["api"]["errors"].get("not_sent_overloaded", 0)
-    cpu = meter.per_request(before, meter.snapshot(), reached)
+    loaded = asyncio.run(_load(rate, seconds, webhooks, meter))
     for sampler in samplers:
         sampler.wait()
     result = {
@@ -199,7 +206,7 @@ def main(
         "seconds": seconds,
         "webhooks": webhooks,
         "api": loaded["api"],
-        "cpu_ms_per_request": cpu,
+        "cpu_ms_per_request": loaded["cpu_ms_per_request"],
         "profiles": {
             name: heaviest((out / f"profile-{name}.txt").read_text())
             for name in pids
