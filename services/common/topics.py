@@ -265,8 +265,8 @@ SERVICE_ACCESS: tuple[ServiceAccess, ...] = (
     ),
     ServiceAccess(
         "feature-store",
-        consumes=(MOBILE_MONEY_TRANSACTIONS, REPAYMENTS, MEMBER_ERASURES_VOUCHED, MEMBER_EXPORTS),
-        produces=(MEMBER_ERASURES_COMPLETED, MEMBER_EXPORT_PARTS),
+        consumes=(MOBILE_MONEY_TRANSACTIONS, REPAYMENTS, MEMBER_ERASURES_VOUCHED),
+        produces=(MEMBER_ERASURES_COMPLETED,),
         group="feature_store",
         internal_prefix="feature_store-",
     ),
