@@ -35,3 +35,35 @@ def test_factory_points_at_the_configured_broker() -> None:
     app = create_faust_app(settings, app_id="alama-unit-faust-2")
     assert str(app.conf.broker[0]) == f"kafka://{settings.infra.kafka_bootstrap}"
     assert app.conf.topic_replication_factor == 1
+
+
+def test_a_partition_left_out_of_the_fetch_with_records_waiting_is_fetched_again() -> None:
+    from types import SimpleNamespace
+
+    from aiokafka import TopicPartition
+    from faust.types import TP
+
+    from services.common.faust_app import STUCK_SAMPLES, StreamConsumer
+
+    stuck, moving, held = TP("mm", 0), TP("mm", 1), TP("mm", 2)
+    consumer = SimpleNamespace(
+        _active_partitions={moving},
+        _paused_partitions={held},
+        _buffered_partitions={stuck},
+        assignment=lambda: {stuck, moving, held},
+    )
+    layer = StreamConsumer.__new__(StreamConsumer)  # only the watchdog's state is needed
+    layer.app = SimpleNamespace(consumer=consumer)  # type: ignore[assignment]
+    layer.service = "unit"
+    layer._last_lag, layer._stuck_samples = {}, {}
+    for sample in range(STUCK_SAMPLES + 1):  # the first sample only sets the baseline
+        assert stuck not in consumer._active_partitions
+        layer._refetch_stuck(
+            {
+                TopicPartition("mm", 0): 100,  # never moves
+                TopicPartition("mm", 1): 50 - sample,  # moves
+                TopicPartition("mm", 2): 100,  # paused by Faust on purpose: left alone
+            }
+        )
+    assert stuck in consumer._active_partitions and stuck not in consumer._buffered_partitions
+    assert held not in consumer._active_partitions
