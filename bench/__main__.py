@@ -113,8 +113,7 @@ async def api_rates(
             )
             # the explanations, audit rows and drift windows these decisions caused count too
             await settle(InfraSettings())
-            reached = result.sent - result.errors.get("not_sent_overloaded", 0)
-            cpu = meter.per_request(before, meter.snapshot(), reached)
+            cpu = meter.per_request(before, meter.snapshot(), result.reached)
             console.print(
                 f"    p50 {result.p50_ms} ms, p95 {result.p95_ms} ms, p99 {result.p99_ms} ms,"
                 f" errors {result.errors or 0}; CPU ms per request {cpu}"
@@ -192,8 +191,7 @@ def side_by_side(world: World, rates: list[float], duration: float) -> dict[str,
                 [result] = asyncio.run(
                     mlserver.mlserver_rates(url, rows, [rate], duration, warm=not measured)
                 )
-                reached = result.sent - result.errors.get("not_sent_overloaded", 0)
-                cpu = meter.per_request(before, meter.snapshot(), reached)
+                cpu = meter.per_request(before, meter.snapshot(), result.reached)
                 console.print(
                     f"  MLServer at {result.rate_per_s:g}/s: p50 {result.p50_ms} ms,"
                     f" p99 {result.p99_ms} ms, errors {result.errors or 0}; CPU ms/request {cpu}"

@@ -32,6 +32,11 @@ class RateResult:
     p99_ms: float
     max_ms: float
 
+    @property
+    def reached(self) -> int:
+        """Requests that reached the server (all but those never sent because it was behind)."""
+        return self.sent - self.errors.get("not_sent_overloaded", 0)
+
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
 

@@ -140,11 +140,10 @@ async def _load(
         stop.set()
         await streaming
     await settle(InfraSettings())
-    reached = result.sent - result.errors.get("not_sent_overloaded", 0)
     return {
         "model_version": manifest["version"],
         "api": result.as_dict(),
-        "cpu_ms_per_request": meter.per_request(before, meter.snapshot(), reached),
+        "cpu_ms_per_request": meter.per_request(before, meter.snapshot(), result.reached),
     }
 
 

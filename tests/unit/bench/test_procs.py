@@ -26,8 +26,9 @@ def test_a_process_that_burns_cpu_is_charged_for_it() -> None:
     assert cost["total"] == cost["me"]
 
 
-def test_a_child_process_is_counted_with_its_parent() -> None:
-    child = subprocess.Popen(
+def _burning_child() -> subprocess.Popen[bytes]:
+    """A child that burns 0.4 s of CPU, then sleeps until killed."""
+    return subprocess.Popen(
         [
             sys.executable,
             "-c",
@@ -35,6 +36,10 @@ def test_a_child_process_is_counted_with_its_parent() -> None:
             "while time.process_time()<end: pass\ntime.sleep(30)",
         ]
     )
+
+
+def test_a_child_process_is_counted_with_its_parent() -> None:
+    child = _burning_child()
     try:
         assert child.pid in descendants([os.getpid()])
         meter = ProcessMeter({"tree": lambda: [os.getpid()]})
@@ -67,14 +72,7 @@ def test_resident_memory_is_read_per_group() -> None:
 
 
 def test_a_process_counted_alone_is_not_charged_for_its_children() -> None:
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import time\nend=time.process_time()+0.4\n"
-            "while time.process_time()<end: pass\ntime.sleep(30)",
-        ]
-    )
+    child = _burning_child()
     try:
         meter = ProcessMeter({"me": Alone(lambda: [os.getpid()]), "tree": lambda: [os.getpid()]})
         before = meter.snapshot()
