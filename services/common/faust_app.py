@@ -280,6 +280,11 @@ class StreamConsumer:
                 continue
             faust_tp = next((t for t in consumer.assignment() if tuple(t) == key), None)
             if faust_tp is None or faust_tp in paused or faust_tp in active:
+                if faust_tp is not None and self._stuck_samples[key] == STUCK_SAMPLES:
+                    log.warning(
+                        "a partition's lag has not moved while it is fetched",
+                        extra={"lag": waiting, **_faust_partition_state(consumer, faust_tp)},
+                    )
                 continue
             buffered.discard(faust_tp)
             active.add(faust_tp)
@@ -295,3 +300,35 @@ class StreamConsumer:
             return list(self.app.assignor.assigned_actives())
         except Exception:  # not started (test contexts)
             return []
+
+
+def _faust_partition_state(consumer: Any, tp: Any) -> dict[str, Any]:
+    """Faust's and aiokafka's bookkeeping of one partition, for the stuck-partition warning."""
+    state: dict[str, Any] = {"topic": tp.topic, "partition": tp.partition}
+    try:
+        acked = list(consumer._acked.get(tp, ()))
+        unacked = [m.offset for m in list(consumer._unacked_messages) if m.tp == tp]
+        state |= {
+            "read_offset": consumer._read_offset.get(tp),
+            "committed_offset": consumer._committed_offset.get(tp),
+            "acked": len(acked),
+            "acked_min": min(acked, default=None),
+            "acked_max": max(acked, default=None),
+            "gaps": [(i.begin, i.end) for i in sorted(consumer._gap.get(tp, ()))][:5],
+            "unacked": len(unacked),
+            "unacked_min": min(unacked, default=None),
+            "paused": tp in consumer._paused_partitions,
+            "buffered": tp in getattr(consumer, "_buffered_partitions", ()),
+            "flow_active": getattr(consumer, "flow_active", None),
+        }
+        kafka = consumer._thread._consumer
+        tps = kafka._subscription.subscription.assignment.state_value(tp)
+        state |= {
+            "kafka_position": tps.position if tps.has_valid_position else None,
+            "kafka_paused": tps.paused,
+            "kafka_awaiting_reset": tps.awaiting_reset,
+        }
+    except Exception as exc:  # diagnostics must never break the sampling
+        state["state_error"] = repr(exc)
+    return state
+
