@@ -38,11 +38,12 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Headers = list[tuple[str, bytes]]
-#: lag samples in a row without a change before a partition Faust left out is fetched again
+#: lag samples in a row without a change, nothing in flight, before a partition is read again
 STUCK_SAMPLES = 3
 FETCH_RESTARTS = Counter(
-    "alama_faust_fetch_restarts_total",
-    "source partitions put back in the fetch after Faust left them out with records waiting",
+    "alama_faust_partition_rereads_total",
+    "source partitions read again from their committed offset after their lag stopped moving"
+    " with no record in flight",
     ["service", "topic"],
 )
 
@@ -251,24 +252,29 @@ class StreamConsumer:
             mine = [(tp.topic, tp.partition) for tp in held if tp.topic in topics]
             self.liveness.heartbeat(name).set_waiting(0 if pausing else lag.on(mine))
         if not pausing:
-            self._refetch_stuck(lag.by_partition)
+            await self._reread_stuck(lag.by_partition)
 
-    def _refetch_stuck(self, by_partition: Mapping[Any, int]) -> None:
-        """Put back in the fetch a source partition whose lag has not moved for
-        `STUCK_SAMPLES` samples while Faust leaves it out.
+    async def _reread_stuck(self, by_partition: Mapping[Any, int]) -> None:
+        """Re-read from its committed offset a source partition whose lag has not moved for
+        `STUCK_SAMPLES` samples while this worker holds no record of it in flight.
 
-        Faust drops a partition from the fetcher when its stream buffer passes the high-pressure
-        mark and puts it back only from the queue's pressure-drop callback. After a kill -9 the
-        restarted worker meets a backlog; in the chaos battery a mobile-money partition then
-        stayed out for good (lag 3,731, 5,065 and 1,268 in three runs, nothing logged). Adding a
-        partition back that was in fact being fetched changes nothing.
+        Faust commits a partition only up to its first offset not yet acknowledged, and its
+        fetch loop drops every record below the partition's read offset. After a rebalance
+        the loop can set that read offset from a record of the old generation (one it was
+        handing to a full stream buffer) after the new generation's seek reset it: the records
+        between the committed offset and that stale one are then dropped, never acknowledged,
+        and the partition's commit never moves again while everything after it is processed
+        (the chaos battery's kill -9 of the feature store met this: lag 3,731, 5,065, 1,268 and
+        775 in four runs, nothing logged). Likewise a partition Faust's flow control left out
+        of the fetch. Seeking back to the committed offset redelivers those records (the
+        handlers are idempotent, so the rest come back as duplicates) and puts the partition
+        back in the fetch; a partition that is merely slow always has a record in flight.
         """
         consumer = self.app.consumer
         active = getattr(consumer, "_active_partitions", None)
         if active is None:
             return
         paused: set[Any] = getattr(consumer, "_paused_partitions", set())
-        buffered: set[Any] = getattr(consumer, "_buffered_partitions", set())
         for tp, waiting in by_partition.items():
             key = (tp.topic, tp.partition)
             if waiting <= 0 or self._last_lag.get(key) != waiting:
@@ -279,20 +285,20 @@ class StreamConsumer:
             if self._stuck_samples[key] < STUCK_SAMPLES:
                 continue
             faust_tp = next((t for t in consumer.assignment() if tuple(t) == key), None)
-            if faust_tp is None or faust_tp in paused or faust_tp in active:
-                if faust_tp is not None and self._stuck_samples[key] == STUCK_SAMPLES:
-                    log.warning(
-                        "a partition's lag has not moved while it is fetched",
-                        extra={"lag": waiting, **_faust_partition_state(consumer, faust_tp)},
-                    )
+            if faust_tp is None or faust_tp in paused or _in_flight(consumer, faust_tp):
                 continue
-            buffered.discard(faust_tp)
-            active.add(faust_tp)
+            state = _faust_partition_state(consumer, faust_tp)
+            committed = getattr(consumer, "_committed_offset", {}).get(faust_tp)
             self._stuck_samples[key] = 0
+            getattr(consumer, "_buffered_partitions", set()).discard(faust_tp)
+            active.add(faust_tp)
+            if committed is not None:
+                await consumer.seek(faust_tp, committed)
             FETCH_RESTARTS.labels(self.service, tp.topic).inc()
             log.warning(
-                "a partition Faust left out of the fetch is fetched again",
-                extra={"topic": tp.topic, "partition": tp.partition, "lag": waiting},
+                "a partition whose lag stopped moving with nothing in flight is read again"
+                " from its committed offset",
+                extra={"lag": waiting, **state},
             )
 
     def _assigned(self) -> list[Any]:
@@ -300,6 +306,11 @@ class StreamConsumer:
             return list(self.app.assignor.assigned_actives())
         except Exception:  # not started (test contexts)
             return []
+
+
+def _in_flight(consumer: Any, tp: Any) -> bool:
+    """Whether a record of `tp` has been handed to a stream and not yet acknowledged."""
+    return any(message.tp == tp for message in list(consumer._unacked_messages))
 
 
 def _faust_partition_state(consumer: Any, tp: Any) -> dict[str, Any]:

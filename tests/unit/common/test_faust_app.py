@@ -37,7 +37,8 @@ def test_factory_points_at_the_configured_broker() -> None:
     assert app.conf.topic_replication_factor == 1
 
 
-def test_a_partition_left_out_of_the_fetch_with_records_waiting_is_fetched_again() -> None:
+def test_a_partition_whose_lag_stopped_with_nothing_in_flight_is_read_again() -> None:
+    import asyncio
     from types import SimpleNamespace
 
     from aiokafka import TopicPartition
@@ -45,25 +46,40 @@ def test_a_partition_left_out_of_the_fetch_with_records_waiting_is_fetched_again
 
     from services.common.faust_app import STUCK_SAMPLES, StreamConsumer
 
-    stuck, moving, held = TP("mm", 0), TP("mm", 1), TP("mm", 2)
+    stuck, moving, held, busy = TP("mm", 0), TP("mm", 1), TP("mm", 2), TP("mm", 3)
+    seeks: list[tuple[TP, int]] = []
+
+    async def seek(tp: TP, offset: int) -> None:
+        seeks.append((tp, offset))
+
     consumer = SimpleNamespace(
-        _active_partitions={moving},
+        _active_partitions={moving, busy},
         _paused_partitions={held},
         _buffered_partitions={stuck},
-        assignment=lambda: {stuck, moving, held},
+        _committed_offset={stuck: 40, moving: 10, held: 5, busy: 7},
+        _read_offset={stuck: 90},
+        _acked={stuck: [91, 92]},  # acknowledged past a hole that will never be
+        _gap={},
+        _unacked_messages=[SimpleNamespace(tp=busy, offset=7)],  # a slow record, in flight
+        seek=seek,
+        assignment=lambda: {stuck, moving, held, busy},
     )
     layer = StreamConsumer.__new__(StreamConsumer)  # only the watchdog's state is needed
     layer.app = SimpleNamespace(consumer=consumer)  # type: ignore[assignment]
     layer.service = "unit"
     layer._last_lag, layer._stuck_samples = {}, {}
     for sample in range(STUCK_SAMPLES + 1):  # the first sample only sets the baseline
-        assert stuck not in consumer._active_partitions
-        layer._refetch_stuck(
-            {
-                TopicPartition("mm", 0): 100,  # never moves
-                TopicPartition("mm", 1): 50 - sample,  # moves
-                TopicPartition("mm", 2): 100,  # paused by Faust on purpose: left alone
-            }
+        assert not seeks
+        asyncio.run(
+            layer._reread_stuck(
+                {
+                    TopicPartition("mm", 0): 100,  # never moves
+                    TopicPartition("mm", 1): 50 - sample,  # moves
+                    TopicPartition("mm", 2): 100,  # paused by Faust on purpose: left alone
+                    TopicPartition("mm", 3): 100,  # slow, not stuck: a record is in flight
+                }
+            )
         )
+    assert seeks == [(stuck, 40)]  # read again from the committed offset
     assert stuck in consumer._active_partitions and stuck not in consumer._buffered_partitions
     assert held not in consumer._active_partitions
