@@ -36,12 +36,13 @@ help: ## List the targets
 
 setup: system-packages $(VENV)/.synced $(KAFKA_LIB)/.fetched ## Install everything: Debian packages, pinned Python packages, Kafka jars (idempotent)
 
-system-packages: ## Install Redis, PostgreSQL 15, Java 17 and Maven from Debian's packages when missing
+system-packages: ## Install Redis, PostgreSQL 15, Java 17, Maven and Chromium (browser tests) from Debian's packages when missing
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	test -x /usr/lib/postgresql/15/bin/postgres || missing="$$missing postgresql-15"; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
