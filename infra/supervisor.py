@@ -75,7 +75,6 @@ REPLICA_PORT_STEP = 100
 @dataclass(frozen=True)
 class ServiceSpec:
     name: str  # the process's name under the run folder: the service, or "<service>-<n>"
-    args: tuple[str, ...]
     #: None when the service answers like a client needs it to, else why not
     probe: Callable[[Mapping[str, str]], str | None]
     env: Mapping[str, str] = field(default_factory=dict)
@@ -89,7 +88,7 @@ class ServiceSpec:
 
     @property
     def command(self) -> list[str]:
-        return [PYTHON, "-m", self.module, *self.args]
+        return [PYTHON, "-m", self.module]
 
 
 def replica(name: str, number: int) -> ServiceSpec:
@@ -123,31 +122,25 @@ def _grpc_probe(key: str, default: int) -> Callable[[Mapping[str, str]], str | N
 
 #: In start order: a service comes after what it calls.
 SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec(
-        "feature_store", ("run",), _metrics_probe("ALAMA_FEATURE_STORE_METRICS_PORT", 9102)
-    ),
+    ServiceSpec("feature_store", _metrics_probe("ALAMA_FEATURE_STORE_METRICS_PORT", 9102)),
     ServiceSpec(
         "scoring",
-        (),
         _grpc_probe("ALAMA_SCORING_GRPC_PORT", 50051),
         ports={"ALAMA_SCORING_GRPC_PORT": 50051, "ALAMA_SCORING_METRICS_PORT": 9103},
     ),
     ServiceSpec(
         "explanation",
-        (),
         _grpc_probe("ALAMA_EXPLANATION_GRPC_PORT", 50052),
         ports={"ALAMA_EXPLANATION_GRPC_PORT": 50052, "ALAMA_EXPLANATION_METRICS_PORT": 9104},
     ),
     ServiceSpec(
         "audit",
-        ("run",),
         _metrics_probe("ALAMA_AUDIT_METRICS_PORT", 9105),
         ports={"ALAMA_AUDIT_METRICS_PORT": 9105},
     ),
-    ServiceSpec("drift", ("run",), _metrics_probe("ALAMA_DRIFT_METRICS_PORT", 9106)),
+    ServiceSpec("drift", _metrics_probe("ALAMA_DRIFT_METRICS_PORT", 9106)),
     ServiceSpec(
         "gateway",
-        (),
         lambda env: _http_ok(
             f"http://127.0.0.1:{_env(env, 'ALAMA_GATEWAY_PORT', str(service_port(8080)))}/readyz"
         ),

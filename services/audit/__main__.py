@@ -1,4 +1,5 @@
-"""Audit service CLI: `run` consumes; `migrate`, `verify`, `lookup`, `retention` maintain.
+"""Audit service: `python -m services.audit` (or `... run`) consumes; `migrate`, `verify`,
+`lookup`, `retention` maintain.
 (A member's erasure arrives as a MemberErasureRequested event, services.audit.erasures.)
 
 `run`, `verify` and `lookup` log in as the writer (INSERT and SELECT only); `migrate` and
@@ -24,12 +25,12 @@ from services.audit.consumer import run_consumer
 from services.audit.erasures import AuditErasures
 from services.audit.settings import AuditSettings
 from services.audit.store import AuditStore, RetentionRefused
+from services.common.cli import service_cli
 from services.common.logs import configure_logging
 from services.common.postgres import create_pool
 from services.common.runtime import run_until_signalled
 from services.common.telemetry import setup_tracing, start_metrics
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
 T = TypeVar("T")
 
@@ -64,17 +65,6 @@ def _settings() -> AuditSettings:
     return settings
 
 
-@app.command()
-def migrate() -> None:
-    """Create or upgrade the audit schema as its owner; grant the writer INSERT and SELECT."""
-    settings = _settings()
-    adopted = asyncio.run(_migrate(settings))
-    console.print(f"schema {settings.db_schema} ready; the writer is {settings.writer_user}")
-    if adopted is not None:
-        console.print(f"rows written before sealing adopted by the sealed event at seq {adopted}")
-
-
-@app.command()
 def run() -> None:
     """Consume the pipeline topics and append every event to the chain until SIGTERM/SIGINT."""
     settings = _settings()
@@ -93,6 +83,19 @@ def run() -> None:
         await _with_store(settings, Login.WRITER, main)
 
     run_until_signalled(serve, settings.infra.event_loop)
+
+
+app = service_cli(run, help=__doc__)
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the audit schema as its owner; grant the writer INSERT and SELECT."""
+    settings = _settings()
+    adopted = asyncio.run(_migrate(settings))
+    console.print(f"schema {settings.db_schema} ready; the writer is {settings.writer_user}")
+    if adopted is not None:
+        console.print(f"rows written before sealing adopted by the sealed event at seq {adopted}")
 
 
 @app.command()

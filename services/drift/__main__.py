@@ -1,4 +1,5 @@
-"""Drift service CLI: `run` watches credit decisions; `report` writes an Evidently HTML report."""
+"""Drift service: `python -m services.drift` (or `... run`) watches credit decisions; `report`
+writes an Evidently HTML report."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from services.common.cli import service_cli
 from services.common.liveness import serve_health
 from services.common.logs import configure_logging
 from services.common.telemetry import setup_tracing
 from services.drift.reference import ReferenceMissing, load_reference
 from services.drift.settings import DriftSettings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
 
 
@@ -25,7 +26,6 @@ def _settings() -> DriftSettings:
     return settings
 
 
-@app.command()
 def run() -> None:
     """Consume credit.decisions, export PSI gauges and publish drift alerts until stopped."""
     import faust
@@ -43,6 +43,9 @@ def run() -> None:
         serve_health(settings.metrics_port, service.liveness)
     worker = faust.Worker(service.app, loglevel=settings.log_level)
     worker.execute_from_commandline()
+
+
+app = service_cli(run, help=__doc__)
 
 
 @app.command()

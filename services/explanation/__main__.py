@@ -1,4 +1,5 @@
-"""Start explanation: `python -m services.explanation` consumes decisions and serves gRPC together.
+"""Explanation: `python -m services.explanation` (or `... run`) consumes decisions and serves
+gRPC.
 
 SIGTERM or SIGINT stops both gracefully: health goes NOT_SERVING, the consumer finishes, stores,
 publishes and commits the batch in hand, the gRPC server lets in-flight calls complete within the
@@ -11,6 +12,7 @@ import asyncio
 import logging
 from pathlib import Path
 
+from services.common.cli import service_cli
 from services.common.logs import configure_logging
 from services.common.member_rights import tenant_member_ref
 from services.common.postgres import create_pool
@@ -78,7 +80,8 @@ async def serve(settings: ExplanationSettings, stop: asyncio.Event) -> None:
         explainer.close()
 
 
-def main() -> None:
+def run() -> None:
+    """Consume decisions and serve gRPC until SIGTERM/SIGINT."""
     settings = ExplanationSettings()
     configure_logging(settings.service_name, settings.log_level)
     setup_tracing(settings)
@@ -87,5 +90,7 @@ def main() -> None:
     run_until_signalled(lambda stop: serve(settings, stop), settings.infra.event_loop)
 
 
+app = service_cli(run, help=__doc__)
+
 if __name__ == "__main__":
-    main()
+    app()

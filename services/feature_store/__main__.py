@@ -1,6 +1,7 @@
-"""Feature-store service CLI: `run` streams mobile-money and repayment events into Feast.
+"""Feature-store service: `python -m services.feature_store` (or `... run`) streams mobile-money
+and repayment events into Feast; `check` says where pushes go.
 
-`python -m services.feature_store run` starts the Faust worker. SIGTERM or SIGINT stops it
+`python -m services.feature_store` starts the Faust worker. SIGTERM or SIGINT stops it
 gracefully: the worker stops fetching, lets the batches in hand finish (their members' state
 written, their features pushed), commits only the offsets of processed records and leaves.
 """
@@ -10,16 +11,15 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
+from services.common.cli import service_cli
 from services.common.liveness import serve_health
 from services.common.logs import configure_logging
 from services.common.telemetry import setup_tracing
 from services.feature_store.settings import FeatureStoreSettings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
 
 
-@app.command()
 def run() -> None:
     """Consume mobile_money.transactions and core.repayments and push features until stopped."""
     import asyncio
@@ -43,6 +43,9 @@ def run() -> None:
         serve_health(settings.metrics_port, service.liveness)
     worker = faust.Worker(service.app, loglevel=settings.log_level)
     worker.execute_from_commandline()
+
+
+app = service_cli(run, help=__doc__)
 
 
 @app.command()

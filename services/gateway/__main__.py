@@ -1,4 +1,5 @@
-"""Start the gateway: `python -m services.gateway` serves; `... token` prints a bearer JWT.
+"""The gateway: `python -m services.gateway` (or `... run`) serves the API; `token` prints a
+bearer JWT, `api-key` makes a partner's API key.
 
 uvicorn handles SIGTERM and SIGINT: it stops accepting, lets in-flight requests finish within
 the grace period, then runs the lifespan's shutdown (Kafka producer, Redis, gRPC channels).
@@ -13,13 +14,13 @@ import typer
 import uvicorn
 from rich.console import Console
 
+from services.common.cli import service_cli
 from services.common.logs import configure_logging
 from services.common.telemetry import setup_tracing
 from services.gateway.app import create_app
 from services.gateway.security import SCOPES, issue_token, new_api_key
 from services.gateway.settings import ApiKey, GatewaySettings
 
-cli = typer.Typer(add_completion=False, help="The Alama REST gateway.")
 console = Console()
 
 
@@ -38,20 +39,15 @@ def serve(settings: GatewaySettings) -> None:
     )
 
 
-@cli.callback(invoke_without_command=True)
-def main(ctx: typer.Context) -> None:
-    """Serve the API (the default when no command is given)."""
-    if ctx.invoked_subcommand is None:
-        serve(GatewaySettings())
-
-
-@cli.command("serve")
-def serve_command() -> None:
-    """Serve the API on the configured host and port."""
+def run() -> None:
+    """Serve the API on the configured host and port until SIGTERM/SIGINT."""
     serve(GatewaySettings())
 
 
-@cli.command()
+app = service_cli(run, help=__doc__)
+
+
+@app.command()
 def token(
     subject: Annotated[str, typer.Option(help="who the token is for, e.g. officer-1")],
     scope: Annotated[
@@ -73,7 +69,7 @@ def token(
     console.print(jwt, soft_wrap=True, highlight=False)
 
 
-@cli.command("api-key")
+@app.command("api-key")
 def api_key(
     name: Annotated[str, typer.Option(help="who the key is for, e.g. the partner's name")],
     tenant: Annotated[str, typer.Option(help="the SACCO or partner the key acts for")],
@@ -97,4 +93,4 @@ def api_key(
 
 
 if __name__ == "__main__":
-    cli()
+    app()

@@ -1,4 +1,4 @@
-"""Start scoring: `python -m services.scoring` serves gRPC and consumes applications together.
+"""Scoring: `python -m services.scoring` (or `... run`) serves gRPC and consumes applications.
 
 SIGTERM or SIGINT stops both gracefully: health goes NOT_SERVING, the consumer finishes and
 commits the batch in hand, the gRPC server lets in-flight calls complete within the grace period.
@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from services.common.bundle import load_served_bundle
+from services.common.cli import service_cli
 from services.common.feast_config import REPO_ROOT, open_feature_store
 from services.common.logs import configure_logging
 from services.common.redis_store import create_redis
@@ -97,7 +98,8 @@ async def serve(settings: ScoringSettings, stop: asyncio.Event) -> None:
         await scorer.ledger.close()
 
 
-def main() -> None:
+def run() -> None:
+    """Serve gRPC and consume loan applications until SIGTERM/SIGINT."""
     settings = ScoringSettings()
     configure_logging(settings.service_name, settings.log_level)
     setup_tracing(settings)
@@ -106,5 +108,7 @@ def main() -> None:
     run_until_signalled(lambda stop: serve(settings, stop), settings.infra.event_loop)
 
 
+app = service_cli(run, help=__doc__)
+
 if __name__ == "__main__":
-    main()
+    app()

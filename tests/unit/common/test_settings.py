@@ -262,7 +262,7 @@ CONTAINER_COMMANDS = {
     "gateway": ["python", "-m", "services.gateway"],
     "scoring": ["python", "-m", "services.scoring"],
     "explanation": ["python", "-m", "services.explanation"],
-    "audit": ["python", "-m", "services.audit", "run"],
-    "drift": ["python", "-m", "services.drift", "run"],
-    "feature_store": ["python", "-m", "services.feature_store", "run"],
+    "audit": ["python", "-m", "services.audit"],
+    "drift": ["python", "-m", "services.drift"],
+    "feature_store": ["python", "-m", "services.feature_store"],
 }

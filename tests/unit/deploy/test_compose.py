@@ -292,43 +292,25 @@ def test_bundle_mount_matches_the_image_paths() -> None:
 
 @pytest.mark.parametrize("name", SERVICES)
 def test_dockerfile_cmd_runs_the_service_module(name: str) -> None:
-    command = cmd(dockerfile(name))
-    assert command[:2] == ["python", "-m"], command
-    module = command[2]
-    assert module == f"services.{name}"
+    """Every image starts its service the one way: `python -m services.<name>`, the command the
+    charts and the supervisor use too."""
+    assert cmd(dockerfile(name)) == ["python", "-m", f"services.{name}"]
+    assert BY_NAME[name].command[1:] == ["-m", f"services.{name}"]
     main = REPO / "services" / name / "__main__.py"
-    assert main.is_file()
-    needs_command, commands = cli_commands(main)
-    if needs_command:
-        assert command[3:4] and command[3] in commands, f"{command} names no command of {main}"
-    else:
-        assert not command[3:] or command[3] in commands, command
+    assert builds_service_cli(main), f"{main} builds no services.common.cli.service_cli app"
 
 
-def cli_commands(main: Path) -> tuple[bool, set[str]]:
-    """Whether the module's typer app needs a command (no_args_is_help), and the commands it has."""
-    tree = ast.parse(main.read_text())
-    needs_command = False
-    commands: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "Typer":
-            needs_command |= any(
-                k.arg == "no_args_is_help" and getattr(k.value, "value", False)
-                for k in node.keywords
-            )
-        if isinstance(node, ast.FunctionDef):
-            for decorator in node.decorator_list:
-                if (
-                    isinstance(decorator, ast.Call)
-                    and getattr(decorator.func, "attr", "") == "command"
-                ):
-                    named = [
-                        a.value
-                        for a in decorator.args
-                        if isinstance(a, ast.Constant) and isinstance(a.value, str)
-                    ]
-                    commands.add(named[0] if named else node.name.replace("_", "-"))
-    return needs_command, commands
+def builds_service_cli(main: Path) -> bool:
+    """Whether the module's `app` is `service_cli(run, ...)`: the bare module runs the service."""
+    for node in ast.walk(ast.parse(main.read_text())):
+        if (
+            isinstance(node, ast.Assign)
+            and [getattr(t, "id", None) for t in node.targets] == ["app"]
+            and isinstance(node.value, ast.Call)
+            and getattr(node.value.func, "id", None) == "service_cli"
+        ):
+            return True
+    return False
 
 
 @pytest.mark.parametrize("name", SERVICES)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from services.gateway.__main__ import cli
+from services.gateway.__main__ import app as cli
 from services.gateway.security import authenticate_api_key, decode_token
 from services.gateway.settings import ApiKey, GatewaySettings
 
