@@ -49,7 +49,7 @@ async def serve(settings: ExplanationSettings, stop: asyncio.Event) -> None:
         )
         await store.create_schema()
         await publisher.start()
-        server, health_servicer, port = await start_server(
+        grpc_server = await start_server(
             store, explainer, host=settings.grpc_host, port=settings.grpc_port
         )
         consumer = build_consumer(settings, explainer, store, publisher)
@@ -62,18 +62,18 @@ async def serve(settings: ExplanationSettings, stop: asyncio.Event) -> None:
                 raise
             consuming = asyncio.create_task(consumer.run(), name="explanation-consumer")
             consuming.add_done_callback(lambda _task: stop.set())  # a dead consumer stops all
-            log.info("explanation started", extra={"grpc_port": port})
+            log.info("explanation started", extra={"grpc_port": grpc_server.port})
             await stop.wait()
         finally:
             log.info("explanation stopping")
             stop.set()
-            await health_servicer.enter_graceful_shutdown()
+            await grpc_server.not_serving()
             await consumer.stop()  # run() finishes and commits the batch in hand, then closes
             if consuming is not None:
                 for result in await asyncio.gather(consuming, return_exceptions=True):
                     if isinstance(result, BaseException):
                         log.error("the explanation consumer failed", exc_info=result)
-            await server.stop(settings.shutdown_grace_seconds)
+            await grpc_server.stop(settings.shutdown_grace_seconds)
     finally:
         await publisher.stop()  # after both paths: every queued explanation is delivered
         await pool.close()

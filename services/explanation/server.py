@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from typing import NoReturn
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from services.common.grpc_server import GrpcServer, start_grpc_server
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.protos.alama.events.v1.explanations_pb2 import CreditExplanation
 from services.common.protos.alama.explanation.v1 import explanation_pb2, explanation_pb2_grpc
@@ -129,16 +129,14 @@ class ExplanationServicer(explanation_pb2_grpc.ExplanationServiceServicer):
 
 async def start_server(
     store: DecisionStore, explainer: ExplainerPool, *, host: str, port: int
-) -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
-    """Start serving; returns the server, its health servicer and the bound port (0 picks one)."""
-    server = grpc.aio.server()
-    explanation_pb2_grpc.add_ExplanationServiceServicer_to_server(
-        ExplanationServicer(store, explainer), server
+) -> GrpcServer:
+    """Start serving ExplanationService and health on host:port (0 picks one)."""
+    servicer = ExplanationServicer(store, explainer)
+    return await start_grpc_server(
+        SERVICE_NAME,
+        lambda server: explanation_pb2_grpc.add_ExplanationServiceServicer_to_server(
+            servicer, server
+        ),
+        host=host,
+        port=port,
     )
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    bound = server.add_insecure_port(f"{host}:{port}")
-    await server.start()
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return server, health_servicer, bound

@@ -57,7 +57,7 @@ async def serve(settings: ScoringSettings, stop: asyncio.Event) -> None:
     scorer = build_scorer(settings)
     publisher = DecisionPublisher(settings)
     await publisher.start()
-    server, health_servicer, port = await start_server(
+    grpc_server = await start_server(
         scorer,
         host=settings.grpc_host,
         port=settings.grpc_port,
@@ -81,15 +81,15 @@ async def serve(settings: ScoringSettings, stop: asyncio.Event) -> None:
         ]
         log.info(
             "scoring started",
-            extra={"grpc_port": port, "model_version": scorer.model_version},
+            extra={"grpc_port": grpc_server.port, "model_version": scorer.model_version},
         )
         await stop.wait()
     finally:
         log.info("scoring stopping")
         stop.set()
-        await health_servicer.enter_graceful_shutdown()
+        await grpc_server.not_serving()
         await consumer.stop()  # run() finishes and commits the batch in hand, then closes
-        await server.stop(settings.shutdown_grace_seconds)
+        await grpc_server.stop(settings.shutdown_grace_seconds)
         await publisher.stop()  # after both paths: every queued decision is delivered
         for result in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(result, BaseException):

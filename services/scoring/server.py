@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from services.common.bundle import ServedBundle
+from services.common.grpc_server import GrpcServer, start_grpc_server
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from services.common.tabular_bundle import TabularBundle
@@ -169,21 +169,12 @@ async def start_server(
     max_batch: int = 1000,
     max_waiting: int = 1024,
     publisher: DecisionPublisher | None = None,
-) -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
-    """Start serving; returns the server, its health servicer and the bound port (0 picks one)."""
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", 32 * 1024 * 1024),
-            ("grpc.max_send_message_length", 64 * 1024 * 1024),
-        ]
+) -> GrpcServer:
+    """Start serving ScoringService and health on host:port (0 picks one)."""
+    servicer = ScoringServicer(scorer, publisher, max_batch=max_batch, max_waiting=max_waiting)
+    return await start_grpc_server(
+        SERVICE_NAME,
+        lambda server: scoring_pb2_grpc.add_ScoringServiceServicer_to_server(servicer, server),
+        host=host,
+        port=port,
     )
-    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(
-        ScoringServicer(scorer, publisher, max_batch=max_batch, max_waiting=max_waiting), server
-    )
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    bound = server.add_insecure_port(f"{host}:{port}")
-    await server.start()
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return server, health_servicer, bound

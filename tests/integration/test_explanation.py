@@ -318,8 +318,8 @@ async def test_grpc_serves_stored_decisions_and_explains_on_demand(
     later.decided_at.FromDatetime(first.decided_at.ToDatetime(tzinfo=UTC) + timedelta(hours=1))
     await env.store.save_decisions([StoredDecision(later, "")])
 
-    server, _health, port = await start_server(env.store, env.explainer, host="127.0.0.1", port=0)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    server = await start_server(env.store, env.explainer, host="127.0.0.1", port=0)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     stub = explanation_pb2_grpc.ExplanationServiceStub(channel)
     try:
         by_id = await stub.GetDecision(

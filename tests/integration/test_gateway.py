@@ -94,10 +94,10 @@ class Scoring:
 
 @pytest.fixture
 async def scoring(scorer: Scorer) -> AsyncIterator[Scoring]:
-    server, _health, port = await start_server(scorer, host="127.0.0.1", port=0)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    server = await start_server(scorer, host="127.0.0.1", port=0)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
-        yield Scoring(port, scoring_pb2_grpc.ScoringServiceStub(channel))
+        yield Scoring(server.port, scoring_pb2_grpc.ScoringServiceStub(channel))
     finally:
         await channel.close()
         await server.stop(None)

@@ -112,8 +112,8 @@ class Grpc:
 
 @pytest.fixture
 async def client(scorer: Scorer, settings: ScoringSettings) -> AsyncIterator[Grpc]:
-    server, _health, port = await start_server(scorer, host="127.0.0.1", port=0)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    server = await start_server(scorer, host="127.0.0.1", port=0)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
         yield Grpc(channel, scoring_pb2_grpc.ScoringServiceStub(channel))
     finally:
@@ -272,10 +272,8 @@ async def test_kafka_decisions_equal_grpc_decisions(
         assert sum(event.payload.repayment_attention) == pytest.approx(1.0, abs=1e-4)
 
     # the synchronous path gives the same decisions and queues them as events too
-    server, _health, port = await start_server(
-        scorer, host="127.0.0.1", port=0, publisher=publisher
-    )
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    server = await start_server(scorer, host="127.0.0.1", port=0, publisher=publisher)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
         sync = await scoring_pb2_grpc.ScoringServiceStub(channel).ScoreBatch(
             scoring_pb2.ScoreBatchRequest(applications=apps)

@@ -124,13 +124,13 @@ async def serving() -> AsyncIterator[
 ]:
     publisher = RecordingPublisher(delay=0.05)
     scorer = DriftingScorer()
-    server, _health, port = await start_server(
+    server = await start_server(
         scorer,
         host="127.0.0.1",
         port=0,
         publisher=publisher,  # type: ignore[arg-type]
     )
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
         yield scoring_pb2_grpc.ScoringServiceStub(channel), publisher
     finally:
