@@ -18,6 +18,7 @@ from services.common.protos.alama.events.v1.applications_pb2 import Channel, Loa
 from services.common.protos.alama.events.v1.decisions_pb2 import DecisionBand
 from services.common.protos.alama.events.v1.explanations_pb2 import Explainer
 from services.common.protos.alama.events.v1.mobile_money_pb2 import TransactionKind
+from services.common.protos.alama.events.v1.reviews_pb2 import ReviewKind
 
 
 class UnknownName(ValueError):
@@ -77,3 +78,4 @@ CHANNELS = Vocabulary(Channel, "CHANNEL_")
 BANDS = Vocabulary(DecisionBand, "DECISION_BAND_")
 TRANSACTION_KINDS = Vocabulary(TransactionKind, "TRANSACTION_KIND_")
 EXPLAINERS = Vocabulary(Explainer, "EXPLAINER_")
+REVIEW_KINDS = Vocabulary(ReviewKind, "REVIEW_KIND_")

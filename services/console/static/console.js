@@ -1,0 +1,52 @@
+// Alama console: CSRF token on htmx requests, and the charts drawn from the page's JSON.
+// Everything here is progressive: the pages work without it.
+(function () {
+  "use strict";
+  document.addEventListener("htmx:configRequest", function (event) {
+    var token = document.body.dataset.csrf;
+    if (token) { event.detail.headers["X-CSRF-Token"] = token; }
+  });
+
+  function draw() {
+    var holder = document.getElementById("chart-data");
+    if (!holder || typeof Chart === "undefined") { return; }
+    var data = JSON.parse(holder.textContent);
+    Chart.defaults.animation = false;
+    var waterfall = document.getElementById("chart-waterfall");
+    if (waterfall && data.waterfall) {
+      new Chart(waterfall, {
+        type: "bar",
+        data: {
+          labels: data.waterfall.map(function (b) { return b.label; }),
+          datasets: [{
+            label: "contribution to the log-odds of default",
+            data: data.waterfall.map(function (b) { return [b.from, b.to]; }),
+            backgroundColor: data.waterfall.map(function (b) {
+              return b.to > b.from ? "#a40e26" : "#116329";
+            })
+          }]
+        },
+        options: { indexAxis: "y", plugins: { legend: { display: false } },
+                   scales: { x: { title: { display: true, text: "log-odds (red raises risk)" } } } }
+      });
+    }
+    [["chart-repayment-attention", data.repayment_attention, "month"],
+     ["chart-mm-attention", data.mobile_money_attention, "week"]].forEach(function (spec) {
+      var canvas = document.getElementById(spec[0]);
+      if (!canvas || !spec[1] || !spec[1].length) { return; }
+      var n = spec[1].length;
+      new Chart(canvas, {
+        type: "bar",
+        data: {
+          labels: spec[1].map(function (_v, i) { return (i - n + 1) + " " + spec[2] + "s"; }),
+          datasets: [{ label: "attention per " + spec[2] + " (oldest first)", data: spec[1],
+                       backgroundColor: "#0b5cad" }]
+        },
+        options: { plugins: { legend: { display: true } } }
+      });
+    });
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", draw);
+  } else { draw(); }
+})();

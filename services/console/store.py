@@ -1,0 +1,638 @@
+"""The console's own tables in PostgreSQL (asyncpg): people and their sessions, the applications
+and decisions it has seen on the topics, the review queue and every action taken on it.
+
+The console reads other services only through their contracts (the topics it consumes, the
+explanation service's gRPC); these tables are its own. Inserts from the topics ignore rows
+already there, so a replayed batch changes nothing. Every state change of a queue item is a
+conditional UPDATE on the state it expects, so two people can never hold or settle one item.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
+from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, DecisionBand
+from services.common.protos.alama.events.v1.reviews_pb2 import ReviewKind
+
+SCHEMA_SQL = """
+CREATE SCHEMA IF NOT EXISTS {s};
+CREATE TABLE IF NOT EXISTS {s}.accounts (
+    account_id uuid PRIMARY KEY,
+    tenant_id text NOT NULL,
+    username text NOT NULL,
+    display_name text NOT NULL,
+    role text NOT NULL,
+    password_hash text NOT NULL,
+    failed_logins integer NOT NULL DEFAULT 0,
+    locked_until timestamptz,
+    disabled boolean NOT NULL DEFAULT false,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (tenant_id, username)
+);
+CREATE TABLE IF NOT EXISTS {s}.sessions (
+    token_hash bytea PRIMARY KEY,
+    account_id uuid NOT NULL REFERENCES {s}.accounts (account_id) ON DELETE CASCADE,
+    csrf_token text NOT NULL,
+    created_at timestamptz NOT NULL,
+    last_seen timestamptz NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {s}.applications (
+    tenant_id text NOT NULL,
+    application_id text NOT NULL,
+    member_id text NOT NULL,
+    product integer NOT NULL,
+    amount_kes double precision NOT NULL,
+    term_months integer NOT NULL,
+    channel integer NOT NULL,
+    declared_monthly_income_kes double precision NOT NULL,
+    applied_at timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, application_id)
+);
+CREATE TABLE IF NOT EXISTS {s}.decisions (
+    decision_id text PRIMARY KEY,
+    tenant_id text NOT NULL,
+    application_id text NOT NULL,
+    member_id text NOT NULL,
+    model_version text NOT NULL,
+    band integer NOT NULL,
+    score integer NOT NULL,
+    probability_of_default double precision NOT NULL,
+    decided_at timestamptz NOT NULL,
+    payload bytea NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_tenant_time ON {s}.decisions (tenant_id, decided_at);
+CREATE INDEX IF NOT EXISTS decisions_tenant_score ON {s}.decisions (tenant_id, score);
+CREATE TABLE IF NOT EXISTS {s}.items (
+    decision_id text PRIMARY KEY REFERENCES {s}.decisions (decision_id) ON DELETE CASCADE,
+    tenant_id text NOT NULL,
+    kind integer NOT NULL,
+    appeal_id text NOT NULL DEFAULT '',
+    entered_at timestamptz NOT NULL,
+    state text NOT NULL DEFAULT 'open',
+    claimed_by uuid,
+    claimed_at timestamptz,
+    proposal jsonb,
+    proposed_by uuid,
+    review_id text,
+    final_band integer,
+    closed_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS items_queue ON {s}.items (tenant_id, state, entered_at);
+CREATE TABLE IF NOT EXISTS {s}.actions (
+    action_id bigserial PRIMARY KEY,
+    tenant_id text NOT NULL,
+    decision_id text NOT NULL,
+    account_id uuid,
+    actor text NOT NULL,
+    action text NOT NULL,
+    detail jsonb NOT NULL DEFAULT '{{}}',
+    at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS actions_item ON {s}.actions (decision_id, at);
+"""
+
+#: queue states: open -> claimed -> (closed | awaiting_second -> second_claimed -> closed)
+OPEN, CLAIMED, AWAITING_SECOND, SECOND_CLAIMED, CLOSED = (
+    "open",
+    "claimed",
+    "awaiting_second",
+    "second_claimed",
+    "closed",
+)
+
+
+@dataclass(frozen=True)
+class Account:
+    account_id: uuid.UUID
+    tenant_id: str
+    username: str
+    display_name: str
+    role: str
+    password_hash: str
+    failed_logins: int
+    locked_until: datetime | None
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class Session:
+    account: Account
+    csrf_token: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Application:
+    application_id: str
+    product: int
+    amount_kes: float
+    term_months: int
+    channel: int
+    declared_monthly_income_kes: float
+    applied_at: datetime
+
+
+@dataclass(frozen=True)
+class Item:
+    """A queue item with the decision it is about (and the application, when seen)."""
+
+    decision: CreditDecision
+    tenant_id: str
+    kind: int
+    appeal_id: str
+    entered_at: datetime
+    state: str
+    claimed_by: uuid.UUID | None
+    claimed_by_name: str | None
+    claimed_at: datetime | None
+    proposal: dict[str, Any] | None
+    proposed_by: uuid.UUID | None
+    proposed_by_name: str | None
+    final_band: int | None
+    closed_at: datetime | None
+    application: Application | None
+
+    @property
+    def decision_id(self) -> str:
+        return self.decision.decision_id
+
+    def age(self, now: datetime) -> timedelta:
+        return now - self.entered_at
+
+
+@dataclass(frozen=True)
+class Action:
+    actor: str
+    action: str
+    detail: dict[str, Any]
+    at: datetime
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    open_items: int
+    oldest_open: datetime | None
+    breaching: int
+
+
+class ConsoleStore:
+    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
+        self.pool = pool
+        self.s = schema
+
+    async def create_schema(self) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.execute(SCHEMA_SQL.format(s=self.s))
+
+    # --- people ------------------------------------------------------------------------------
+
+    async def add_account(
+        self, *, tenant: str, username: str, display_name: str, role: str, password_hash: str
+    ) -> uuid.UUID:
+        account_id = uuid.uuid4()
+        await self.pool.execute(
+            f"INSERT INTO {self.s}.accounts"
+            " (account_id, tenant_id, username, display_name, role, password_hash)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            account_id,
+            tenant,
+            username,
+            display_name,
+            role,
+            password_hash,
+        )
+        return account_id
+
+    async def account(self, tenant: str, username: str) -> Account | None:
+        row = await self.pool.fetchrow(
+            f"SELECT * FROM {self.s}.accounts WHERE tenant_id = $1 AND username = $2",
+            tenant,
+            username,
+        )
+        return _account(row) if row else None
+
+    async def accounts(self, tenant: str) -> list[Account]:
+        rows = await self.pool.fetch(
+            f"SELECT * FROM {self.s}.accounts WHERE tenant_id = $1 ORDER BY username", tenant
+        )
+        return [_account(r) for r in rows]
+
+    async def record_failed_login(
+        self, account_id: uuid.UUID, *, limit: int, lock_for: timedelta
+    ) -> bool:
+        """Count a failed sign-in; lock the account at `limit` failures. True when locked."""
+        row = await self.pool.fetchrow(
+            f"UPDATE {self.s}.accounts SET failed_logins = failed_logins + 1,"
+            " locked_until = CASE WHEN failed_logins + 1 >= $2 THEN now() + $3::interval"
+            " ELSE locked_until END"
+            " WHERE account_id = $1 RETURNING locked_until",
+            account_id,
+            limit,
+            lock_for,
+        )
+        return bool(row and row["locked_until"] and row["locked_until"] > datetime.now(UTC))
+
+    async def record_login(self, account_id: uuid.UUID) -> None:
+        await self.pool.execute(
+            f"UPDATE {self.s}.accounts SET failed_logins = 0, locked_until = NULL"
+            " WHERE account_id = $1",
+            account_id,
+        )
+
+    async def unlock(self, tenant: str, account_id: uuid.UUID) -> bool:
+        done = await self.pool.execute(
+            f"UPDATE {self.s}.accounts SET failed_logins = 0, locked_until = NULL"
+            " WHERE account_id = $1 AND tenant_id = $2",
+            account_id,
+            tenant,
+        )
+        return bool(done.endswith(" 1"))
+
+    async def set_password(self, account_id: uuid.UUID, password_hash: str) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                f"UPDATE {self.s}.accounts SET password_hash = $2 WHERE account_id = $1",
+                account_id,
+                password_hash,
+            )
+            await conn.execute(
+                f"DELETE FROM {self.s}.sessions WHERE account_id = $1", account_id
+            )  # a new password signs out every session
+
+    async def create_session(
+        self, token_hash: bytes, account_id: uuid.UUID, csrf_token: str, expires_at: datetime
+    ) -> None:
+        now = datetime.now(UTC)
+        await self.pool.execute(
+            f"INSERT INTO {self.s}.sessions"
+            " (token_hash, account_id, csrf_token, created_at, last_seen, expires_at)"
+            " VALUES ($1, $2, $3, $4, $4, $5)",
+            token_hash,
+            account_id,
+            csrf_token,
+            now,
+            expires_at,
+        )
+
+    async def touch_session(self, token_hash: bytes, idle: timedelta) -> Session | None:
+        """The live session of this token, its idle clock restarted; None when expired."""
+        row = await self.pool.fetchrow(
+            f"UPDATE {self.s}.sessions s SET last_seen = now()"
+            f" FROM {self.s}.accounts a"
+            " WHERE s.token_hash = $1 AND a.account_id = s.account_id"
+            " AND s.expires_at > now() AND s.last_seen > now() - $2::interval AND NOT a.disabled"
+            " RETURNING a.*, s.csrf_token, s.expires_at",
+            token_hash,
+            idle,
+        )
+        if row is None:
+            return None
+        return Session(_account(row), row["csrf_token"], row["expires_at"])
+
+    async def end_session(self, token_hash: bytes) -> None:
+        await self.pool.execute(f"DELETE FROM {self.s}.sessions WHERE token_hash = $1", token_hash)
+
+    async def purge_sessions(self, idle: timedelta) -> int:
+        done = await self.pool.execute(
+            f"DELETE FROM {self.s}.sessions"
+            " WHERE expires_at <= now() OR last_seen <= now() - $1::interval",
+            idle,
+        )
+        return int(done.rsplit(" ", 1)[-1])
+
+    # --- from the topics ---------------------------------------------------------------------
+
+    async def add_applications(self, applications: Sequence[LoanApplicationSubmitted]) -> None:
+        if not applications:
+            return
+        await self.pool.executemany(
+            f"INSERT INTO {self.s}.applications (tenant_id, application_id, member_id, product,"
+            " amount_kes, term_months, channel, declared_monthly_income_kes, applied_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+            [
+                (
+                    a.tenant_id,
+                    a.application_id,
+                    a.member_id,
+                    int(a.product),
+                    a.amount_kes,
+                    a.term_months,
+                    int(a.channel),
+                    a.declared_monthly_income_kes,
+                    a.applied_at.ToDatetime(tzinfo=UTC),
+                )
+                for a in applications
+            ],
+        )
+
+    async def add_decisions(self, decisions: Sequence[CreditDecision], entered_at: datetime) -> int:
+        """Store decisions; those in band review enter the queue. Returns the new queue items."""
+        if not decisions:
+            return 0
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                f"INSERT INTO {self.s}.decisions (decision_id, tenant_id, application_id,"
+                " member_id, model_version, band, score, probability_of_default, decided_at,"
+                " payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                " ON CONFLICT DO NOTHING",
+                [
+                    (
+                        d.decision_id,
+                        d.tenant_id,
+                        d.application_id,
+                        d.member_id,
+                        d.model_version,
+                        int(d.band),
+                        d.score,
+                        d.probability_of_default,
+                        d.decided_at.ToDatetime(tzinfo=UTC),
+                        d.SerializeToString(deterministic=True),
+                    )
+                    for d in decisions
+                ],
+            )
+            review = [d for d in decisions if d.band == DecisionBand.DECISION_BAND_REVIEW]
+            if not review:
+                return 0
+            rows = await conn.fetch(
+                f"INSERT INTO {self.s}.items (decision_id, tenant_id, kind, entered_at)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[])"
+                " ON CONFLICT DO NOTHING RETURNING decision_id",
+                [d.decision_id for d in review],
+                [d.tenant_id for d in review],
+                [int(ReviewKind.REVIEW_KIND_BAND)] * len(review),
+                [entered_at] * len(review),
+            )
+            return len(rows)
+
+    # --- the queue ---------------------------------------------------------------------------
+
+    async def queue(
+        self, tenant: str, *, states: Sequence[str], limit: int, offset: int = 0
+    ) -> list[Item]:
+        rows = await self.pool.fetch(
+            f"{self._item_select()} WHERE i.tenant_id = $1 AND i.state = ANY($2::text[])"
+            " ORDER BY i.entered_at, i.decision_id LIMIT $3 OFFSET $4",
+            tenant,
+            list(states),
+            limit,
+            offset,
+        )
+        return [_item(r) for r in rows]
+
+    async def item(self, tenant: str, decision_id: str) -> Item | None:
+        row = await self.pool.fetchrow(
+            f"{self._item_select()} WHERE i.tenant_id = $1 AND i.decision_id = $2",
+            tenant,
+            decision_id,
+        )
+        return _item(row) if row else None
+
+    async def stats(self, tenant: str | None, sla: timedelta) -> list[tuple[str, QueueStats]]:
+        rows = await self.pool.fetch(
+            f"SELECT tenant_id, count(*) AS open_items, min(entered_at) AS oldest,"
+            " count(*) FILTER (WHERE entered_at < now() - $2::interval) AS breaching"
+            f" FROM {self.s}.items WHERE state <> 'closed' AND ($1::text IS NULL OR tenant_id = $1)"
+            " GROUP BY tenant_id",
+            tenant,
+            sla,
+        )
+        return [
+            (r["tenant_id"], QueueStats(r["open_items"], r["oldest"], r["breaching"])) for r in rows
+        ]
+
+    async def claim(
+        self, tenant: str, decision_id: str, account: Account, *, claim_ttl: timedelta
+    ) -> Item | None:
+        """Hold an item for `account`: an open one (or one whose claim lapsed), or one waiting
+        for its second person when `account` did not propose it. None when it can't be held."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"UPDATE {self.s}.items SET claimed_by = $3, claimed_at = now(),"
+                " state = CASE WHEN state IN ('open', 'claimed') THEN 'claimed'"
+                " ELSE 'second_claimed' END"
+                " WHERE tenant_id = $1 AND decision_id = $2 AND ("
+                "   state = 'open'"
+                "   OR (state = 'claimed'"
+                "       AND (claimed_by = $3 OR claimed_at < now() - $4::interval))"
+                "   OR (state = 'awaiting_second' AND proposed_by <> $3)"
+                "   OR (state = 'second_claimed' AND proposed_by <> $3"
+                "       AND (claimed_by = $3 OR claimed_at < now() - $4::interval)))"
+                " RETURNING state",
+                tenant,
+                decision_id,
+                account.account_id,
+                claim_ttl,
+            )
+            if row is None:
+                return None
+            await self._act(conn, tenant, decision_id, account, "claim", {"state": row["state"]})
+        return await self.item(tenant, decision_id)
+
+    async def release(self, tenant: str, decision_id: str, account: Account) -> bool:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"UPDATE {self.s}.items SET claimed_by = NULL, claimed_at = NULL,"
+                " state = CASE WHEN state = 'claimed' THEN 'open' ELSE 'awaiting_second' END"
+                " WHERE tenant_id = $1 AND decision_id = $2 AND claimed_by = $3"
+                " AND state IN ('claimed', 'second_claimed') RETURNING state",
+                tenant,
+                decision_id,
+                account.account_id,
+            )
+            if row is None:
+                return False
+            await self._act(conn, tenant, decision_id, account, "release", {})
+            return True
+
+    async def propose(
+        self, tenant: str, decision_id: str, account: Account, proposal: dict[str, Any]
+    ) -> bool:
+        """Leave an outcome for a second person to confirm (four eyes)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"UPDATE {self.s}.items SET state = 'awaiting_second', proposal = $4::jsonb,"
+                " proposed_by = $3, claimed_by = NULL, claimed_at = NULL"
+                " WHERE tenant_id = $1 AND decision_id = $2 AND claimed_by = $3"
+                " AND state = 'claimed' RETURNING decision_id",
+                tenant,
+                decision_id,
+                account.account_id,
+                json.dumps(proposal),
+            )
+            if row is None:
+                return False
+            await self._act(conn, tenant, decision_id, account, "propose", proposal)
+            return True
+
+    async def send_back(self, tenant: str, decision_id: str, account: Account, why: str) -> bool:
+        """The second person disagrees: the item goes back to the queue without a proposal."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"UPDATE {self.s}.items SET state = 'open', proposal = NULL, proposed_by = NULL,"
+                " claimed_by = NULL, claimed_at = NULL"
+                " WHERE tenant_id = $1 AND decision_id = $2 AND claimed_by = $3"
+                " AND state = 'second_claimed' RETURNING decision_id",
+                tenant,
+                decision_id,
+                account.account_id,
+            )
+            if row is None:
+                return False
+            await self._act(conn, tenant, decision_id, account, "send_back", {"why": why})
+            return True
+
+    async def close(
+        self,
+        tenant: str,
+        decision_id: str,
+        account: Account,
+        *,
+        expected_state: str,
+        review_id: str,
+        final_band: int,
+        detail: dict[str, Any],
+        publish: Any,
+    ) -> bool:
+        """Settle an item held by `account`: `publish()` (the outcome, awaited until the broker
+        has it) runs while the row is locked, so the item closes only when the outcome is out,
+        and a failed publish leaves it as it was."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"SELECT decision_id FROM {self.s}.items WHERE tenant_id = $1"
+                " AND decision_id = $2 AND claimed_by = $3 AND state = $4 FOR UPDATE",
+                tenant,
+                decision_id,
+                account.account_id,
+                expected_state,
+            )
+            if row is None:
+                return False
+            await publish()
+            await conn.execute(
+                f"UPDATE {self.s}.items SET state = 'closed', review_id = $3, final_band = $4,"
+                " closed_at = now(), claimed_by = NULL WHERE tenant_id = $1 AND decision_id = $2",
+                tenant,
+                decision_id,
+                review_id,
+                final_band,
+            )
+            await self._act(conn, tenant, decision_id, account, "close", detail)
+            return True
+
+    async def actions(self, tenant: str, decision_id: str) -> list[Action]:
+        rows = await self.pool.fetch(
+            f"SELECT actor, action, detail, at FROM {self.s}.actions"
+            " WHERE tenant_id = $1 AND decision_id = $2 ORDER BY at, action_id",
+            tenant,
+            decision_id,
+        )
+        return [Action(r["actor"], r["action"], json.loads(r["detail"]), r["at"]) for r in rows]
+
+    async def similar(self, tenant: str, decision: CreditDecision, limit: int = 5) -> list[Any]:
+        """Past decisions of the tenant nearest in score (not this member's), with the band a
+        review settled on where there was one."""
+        return list(
+            await self.pool.fetch(
+                "SELECT d.decision_id, d.application_id, d.score, d.probability_of_default,"
+                f" d.band, d.decided_at, i.final_band FROM {self.s}.decisions d"
+                f" LEFT JOIN {self.s}.items i USING (decision_id)"
+                " WHERE d.tenant_id = $1 AND d.decision_id <> $2 AND d.member_id <> $3"
+                " ORDER BY abs(d.score - $4), d.decided_at DESC LIMIT $5",
+                tenant,
+                decision.decision_id,
+                decision.member_id,
+                decision.score,
+                limit,
+            )
+        )
+
+    async def _act(
+        self,
+        conn: asyncpg.Connection,
+        tenant: str,
+        decision_id: str,
+        account: Account,
+        action: str,
+        detail: dict[str, Any],
+    ) -> None:
+        await conn.execute(
+            f"INSERT INTO {self.s}.actions (tenant_id, decision_id, account_id, actor, action,"
+            " detail) VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
+            tenant,
+            decision_id,
+            account.account_id,
+            account.username,
+            action,
+            json.dumps(detail),
+        )
+
+    def _item_select(self) -> str:
+        return (
+            "SELECT i.*, d.payload, c.username AS claimed_by_name,"
+            " p.username AS proposed_by_name, a.application_id AS a_application_id,"
+            " a.product, a.amount_kes, a.term_months, a.channel,"
+            " a.declared_monthly_income_kes, a.applied_at"
+            f" FROM {self.s}.items i JOIN {self.s}.decisions d USING (decision_id)"
+            f" LEFT JOIN {self.s}.accounts c ON c.account_id = i.claimed_by"
+            f" LEFT JOIN {self.s}.accounts p ON p.account_id = i.proposed_by"
+            f" LEFT JOIN {self.s}.applications a"
+            "   ON a.tenant_id = d.tenant_id AND a.application_id = d.application_id"
+        )
+
+
+def _account(row: Any) -> Account:
+    return Account(
+        account_id=row["account_id"],
+        tenant_id=row["tenant_id"],
+        username=row["username"],
+        display_name=row["display_name"],
+        role=row["role"],
+        password_hash=row["password_hash"],
+        failed_logins=row["failed_logins"],
+        locked_until=row["locked_until"],
+        disabled=row["disabled"],
+    )
+
+
+def _item(row: Any) -> Item:
+    decision = CreditDecision()
+    decision.ParseFromString(row["payload"])
+    application = None
+    if row["a_application_id"] is not None:
+        application = Application(
+            application_id=row["a_application_id"],
+            product=row["product"],
+            amount_kes=row["amount_kes"],
+            term_months=row["term_months"],
+            channel=row["channel"],
+            declared_monthly_income_kes=row["declared_monthly_income_kes"],
+            applied_at=row["applied_at"],
+        )
+    proposal = row["proposal"]
+    return Item(
+        decision=decision,
+        tenant_id=row["tenant_id"],
+        kind=row["kind"],
+        appeal_id=row["appeal_id"],
+        entered_at=row["entered_at"],
+        state=row["state"],
+        claimed_by=row["claimed_by"],
+        claimed_by_name=row["claimed_by_name"],
+        claimed_at=row["claimed_at"],
+        proposal=json.loads(proposal) if proposal else None,
+        proposed_by=row["proposed_by"],
+        proposed_by_name=row["proposed_by_name"],
+        final_band=row["final_band"],
+        closed_at=row["closed_at"],
+        application=application,
+    )

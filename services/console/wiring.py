@@ -1,0 +1,61 @@
+"""The console's own wiring: its store, the producer of review outcomes, the consumer that
+fills the queue, and the explanation client; each closed in reverse order at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from services.common.kafka import create_producer
+from services.common.postgres import create_pool
+from services.console.app import Console
+from services.console.consumer import build_consumer
+from services.console.explanations import ExplanationReader
+from services.console.people import People
+from services.console.review import OutcomePublisher, ReviewDesk
+from services.console.settings import ConsoleSettings
+from services.console.store import ConsoleStore
+
+log = logging.getLogger(__name__)
+
+
+async def open_store(settings: ConsoleSettings) -> ConsoleStore:
+    pool = await create_pool(settings.infra, max_size=8)
+    store = ConsoleStore(pool, settings.db_schema)
+    await store.create_schema()
+    return store
+
+
+async def build_console(settings: ConsoleSettings) -> Console:
+    store = await open_store(settings)
+    producer = create_producer(settings.infra, client_id=f"{settings.service_name}-outcomes")
+    await producer.start()
+    consumer = build_consumer(settings, store)
+    try:
+        await consumer.start()
+    except BaseException:
+        await producer.stop()
+        await store.pool.close()
+        raise
+    consuming = asyncio.create_task(consumer.run(), name="console-consumer")
+    explanations = ExplanationReader(
+        settings.explanation_target, settings.explanation_timeout_seconds
+    )
+
+    async def stop_consumer() -> None:
+        await consumer.stop()
+        for result in await asyncio.gather(consuming, return_exceptions=True):
+            if isinstance(result, BaseException):
+                log.error("the console consumer failed", exc_info=result)
+
+    publisher = OutcomePublisher(
+        producer, settings.review_outcomes_topic, settings.publish_timeout_seconds
+    )
+    return Console(
+        settings=settings,
+        store=store,
+        people=People(store, settings),
+        desk=ReviewDesk(store, settings, publisher),
+        explanations=explanations,
+        closers=[store.pool.close, producer.stop, stop_consumer, explanations.close],
+    )

@@ -1,0 +1,297 @@
+"""The console on the real broker and PostgreSQL: the queue fills from the topics, one person
+holds an item at a time, outcomes are published before an item closes, four eyes where the
+tenant's rules ask for them, and sign-in locks out after repeated failures."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from services.common.envelope import decode, wrap
+from services.common.kafka import create_producer, publish
+from services.common.postgres import create_pool
+from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
+from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, DecisionBand
+from services.common.protos.alama.events.v1.reviews_pb2 import ReviewKind, ReviewOutcome
+from services.common.settings import InfraSettings
+from services.common.topics import TopicSpec, ensure_topics
+from services.console.app import Console
+from services.console.people import Role
+from services.console.review import Proposal, ReviewRefused
+from services.console.settings import ConsoleSettings
+from services.console.store import AWAITING_SECOND, CLOSED
+from services.console.wiring import build_console
+
+from .kafka_helpers import read_topic
+
+pytestmark = pytest.mark.integration
+
+TENANT = "sacco-it"
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Running:
+    console: Console
+    settings: ConsoleSettings
+
+
+@pytest.fixture
+async def running(infra: InfraSettings) -> AsyncIterator[Running]:
+    run = uuid.uuid4().hex[:10]
+    topics = [TopicSpec(f"test.console.{name}.{run}", 3, 1) for name in ("apps", "dec", "rev")]
+    await ensure_topics(infra, topics)
+    settings = ConsoleSettings(
+        infra=infra,
+        db_schema=f"console_it_{run}",
+        consumer_group=f"console-it-{run}",
+        applications_topic=topics[0].name,
+        decisions_topic=topics[1].name,
+        review_outcomes_topic=topics[2].name,
+        explanation_target="127.0.0.1:1",  # nothing there: pages say the explanation is away
+        four_eyes_amount_kes=100_000,
+        lockout_failures=3,
+    )
+    console = await build_console(settings)
+    try:
+        yield Running(console, settings)
+    finally:
+        for close in reversed(console.closers):
+            await close()
+        pool = await create_pool(infra, max_size=1)
+        await pool.execute(f"DROP SCHEMA IF EXISTS {settings.db_schema} CASCADE")
+        await pool.close()
+
+
+def _decision(app_id: str, band: int, *, tenant: str = TENANT) -> CreditDecision:
+    decision = CreditDecision(
+        decision_id=f"d-{app_id}",
+        application_id=app_id,
+        member_id=f"m-{app_id}",
+        model_version="v-it",
+        probability_of_default=0.2,
+        score=610,
+        band=band,  # type: ignore[arg-type]
+        tenant_id=tenant,
+        repayment_attention=[1 / 24] * 24,
+    )
+    decision.decided_at.GetCurrentTime()
+    return decision
+
+
+def _application(app_id: str, amount: float) -> LoanApplicationSubmitted:
+    application = LoanApplicationSubmitted(
+        application_id=app_id,
+        member_id=f"m-{app_id}",
+        amount_kes=amount,
+        term_months=12,
+        tenant_id=TENANT,
+        product=1,  # type: ignore[arg-type]
+    )
+    application.applied_at.GetCurrentTime()
+    return application
+
+
+async def _feed(
+    running: Running,
+    applications: list[LoanApplicationSubmitted],
+    decisions: list[CreditDecision],
+) -> None:
+    producer = create_producer(running.settings.infra, client_id="console-it")
+    await producer.start()
+    try:
+        for a in applications:
+            envelope = wrap(a, producer="core", subject=a.application_id)
+            await (await publish(producer, running.settings.applications_topic, envelope))
+        for d in decisions:
+            envelope = wrap(d, producer="scoring", subject=d.application_id)
+            await (await publish(producer, running.settings.decisions_topic, envelope))
+    finally:
+        await producer.stop()
+
+
+async def _wait_for_items(running: Running, count: int, tenant: str = TENANT) -> None:
+    async with asyncio.timeout(60):
+        while len(await running.console.store.queue(tenant, states=["open"], limit=100)) < count:  # noqa: ASYNC110 - polled from PostgreSQL
+            await asyncio.sleep(0.2)
+
+
+async def _people(running: Running) -> dict[str, object]:
+    people = running.console.people
+    return {
+        "alice": await people.add(
+            tenant=TENANT,
+            username="alice",
+            display_name="Alice",
+            role=Role.RISK_OFFICER,
+            password=PASSWORD,
+        ),
+        "bob": await people.add(
+            tenant=TENANT,
+            username="bob",
+            display_name="Bob",
+            role=Role.CREDIT_MANAGER,
+            password=PASSWORD,
+        ),
+        "carol": await people.add(
+            tenant=TENANT,
+            username="carol",
+            display_name="Carol",
+            role=Role.LOAN_OFFICER,
+            password=PASSWORD,
+        ),
+        "eve": await people.add(
+            tenant="other-sacco",
+            username="eve",
+            display_name="Eve",
+            role=Role.RISK_OFFICER,
+            password=PASSWORD,
+        ),
+    }
+
+
+async def test_review_decisions_enter_the_queue_once_and_one_person_settles_each(
+    running: Running,
+) -> None:
+    small, big = _application("a-small", 50_000), _application("a-big", 400_000)
+    decisions = [
+        _decision("a-small", DecisionBand.DECISION_BAND_REVIEW),
+        _decision("a-big", DecisionBand.DECISION_BAND_REVIEW),
+        _decision("a-ok", DecisionBand.DECISION_BAND_APPROVE),
+        _decision("a-no", DecisionBand.DECISION_BAND_DECLINE),
+    ]
+    await _feed(running, [small, big], decisions)
+    await _feed(running, [], decisions[:2])  # redelivered: nothing enters twice
+    await _wait_for_items(running, 2)
+    await asyncio.sleep(1)
+    store, desk = running.console.store, running.console.desk
+    queue = await store.queue(TENANT, states=["open"], limit=100)
+    assert sorted(i.decision.application_id for i in queue) == ["a-big", "a-small"]
+    assert {
+        i.decision.application_id: i.application.amount_kes for i in queue if i.application
+    } == {
+        "a-small": 50_000,
+        "a-big": 400_000,
+    }
+    who = await _people(running)
+    alice, bob, carol, eve = who["alice"], who["bob"], who["carol"], who["eve"]
+
+    # another tenant's officer cannot see or hold it; a loan officer may read but not settle
+    assert await store.item("other-sacco", "d-a-small") is None
+    with pytest.raises(ReviewRefused):
+        await desk.claim(eve, "d-a-small")  # type: ignore[arg-type]
+    with pytest.raises(ReviewRefused) as refused:
+        await desk.claim(carol, "d-a-small")  # type: ignore[arg-type]
+    assert refused.value.status == 403
+
+    # two people race for one item: exactly one holds it
+    results = await asyncio.gather(
+        desk.claim(alice, "d-a-small"),  # type: ignore[arg-type]
+        desk.claim(bob, "d-a-small"),  # type: ignore[arg-type]
+        return_exceptions=True,
+    )
+    holders = [r for r in results if not isinstance(r, BaseException)]
+    assert len(holders) == 1
+    holder = alice if holders[0].claimed_by == alice.account_id else bob  # type: ignore[union-attr]
+
+    settled = await desk.decide(
+        holder,  # type: ignore[arg-type]
+        "d-a-small",
+        Proposal("approve", ("REVIEW_INCOME_VERIFIED",), "Payslips for six months verified."),
+    )
+    assert settled.closed and settled.review_id
+    item = await store.item(TENANT, "d-a-small")
+    assert item is not None and item.state == CLOSED
+    assert item.final_band == DecisionBand.DECISION_BAND_APPROVE
+
+    # above the tenant's amount: a second person must confirm, and not the proposer
+    await desk.claim(alice, "d-a-big")  # type: ignore[arg-type]
+    waiting = await desk.decide(
+        alice,  # type: ignore[arg-type]
+        "d-a-big",
+        Proposal("approve", ("REVIEW_GUARANTORS",), "Two guarantors pledged their shares."),
+    )
+    assert not waiting.closed and "above" in (waiting.waiting_because or "")
+    item = await store.item(TENANT, "d-a-big")
+    assert item is not None and item.state == AWAITING_SECOND
+    with pytest.raises(ReviewRefused):
+        await desk.claim(alice, "d-a-big")  # type: ignore[arg-type]
+    await desk.claim(bob, "d-a-big")  # type: ignore[arg-type]
+    confirmed = await desk.confirm(bob, "d-a-big")  # type: ignore[arg-type]
+    assert confirmed.closed
+
+    records = await read_topic(running.settings.infra, running.settings.review_outcomes_topic, 2)
+    outcomes = {
+        r.payload.application_id: r.payload
+        for r in (decode(rec.value, ReviewOutcome) for rec in records)
+    }
+    first, second = outcomes["a-small"], outcomes["a-big"]
+    assert first.review_id == settled.review_id
+    assert first.reviewer_id == holder.username  # type: ignore[union-attr]
+    assert first.second_reviewer_id == ""
+    assert list(first.reason_codes) == ["REVIEW_INCOME_VERIFIED"]
+    assert first.kind == ReviewKind.REVIEW_KIND_BAND and first.tenant_id == TENANT
+    assert first.original_band == DecisionBand.DECISION_BAND_REVIEW
+    assert first.final_band == DecisionBand.DECISION_BAND_APPROVE
+    assert (second.reviewer_id, second.second_reviewer_id) == ("alice", "bob")
+    actions = [a.action for a in await store.actions(TENANT, "d-a-big")]
+    assert actions == ["claim", "propose", "claim", "close"]
+
+
+async def test_an_outcome_the_broker_did_not_take_leaves_the_item_unsettled(
+    running: Running,
+) -> None:
+    await _feed(
+        running,
+        [_application("a-1", 10_000)],
+        [_decision("a-1", DecisionBand.DECISION_BAND_REVIEW)],
+    )
+    await _wait_for_items(running, 1)
+    alice = (await _people(running))["alice"]
+    desk = running.console.desk
+
+    async def broker_away(_outcome: ReviewOutcome) -> None:
+        raise TimeoutError("no ack from the broker")
+
+    working, desk.publish = desk.publish, broker_away
+    await desk.claim(alice, "d-a-1")  # type: ignore[arg-type]
+    proposal = Proposal("decline", ("REVIEW_ARREARS",), "Arrears of two months on a loan.")
+    with pytest.raises(TimeoutError):
+        await desk.decide(alice, "d-a-1", proposal)  # type: ignore[arg-type]
+    item = await running.console.store.item(TENANT, "d-a-1")
+    assert item is not None and item.state == "claimed"  # still hers, not settled
+    desk.publish = working
+    assert (await desk.decide(alice, "d-a-1", proposal)).closed  # type: ignore[arg-type]
+
+
+async def test_sign_in_locks_after_repeated_failures_and_sessions_expire(
+    running: Running,
+) -> None:
+    people = running.console.people
+    await _people(running)
+    ok = await people.sign_in(TENANT, "alice", PASSWORD)
+    assert ok.token is not None
+    session = await people.session(ok.token)
+    assert session is not None and session.account.username == "alice"
+    assert await people.session("forged-token") is None
+
+    for _ in range(running.settings.lockout_failures):
+        assert (await people.sign_in(TENANT, "alice", "wrong password!")).token is None
+    locked = await people.sign_in(TENANT, "alice", PASSWORD)
+    assert locked.token is None and "locked" in (locked.refused or "")
+    unknown = await people.sign_in(TENANT, "nobody", PASSWORD)
+    wrong = await people.sign_in(TENANT, "bob", "wrong password!")
+    assert unknown.refused == wrong.refused  # an unknown user reads as a wrong password
+
+    await people.sign_out(ok.token)
+    assert await people.session(ok.token) is None
+
+    running.settings.session_idle_minutes = 0.005  # 0.3 s
+    bob = await people.sign_in(TENANT, "bob", PASSWORD)
+    assert await people.session(bob.token) is not None
+    await asyncio.sleep(0.6)
+    assert await people.session(bob.token) is None
