@@ -160,14 +160,17 @@ class System:
         return {
             self.env["ALAMA_SCORING_CONSUMER_GROUP"]: [LOAN_APPLICATIONS],
             self.env["ALAMA_EXPLANATION_CONSUMER_GROUP"]: [CREDIT_DECISIONS],
-            self.env["ALAMA_AUDIT_GROUP_ID"]: [
+            self.env["ALAMA_AUDIT_CONSUMER_GROUP"]: [
                 LOAN_APPLICATIONS,
                 CREDIT_DECISIONS,
                 CREDIT_EXPLANATIONS,
                 REVIEW_OUTCOMES,
             ],
-            self.env["ALAMA_DRIFT_APP_ID"]: [CREDIT_DECISIONS],
-            self.env["ALAMA_FEATURE_STORE_APP_ID"]: [MOBILE_MONEY_TRANSACTIONS, REPAYMENTS],
+            self.env["ALAMA_DRIFT_CONSUMER_GROUP"]: [CREDIT_DECISIONS],
+            self.env["ALAMA_FEATURE_STORE_CONSUMER_GROUP"]: [
+                MOBILE_MONEY_TRANSACTIONS,
+                REPAYMENTS,
+            ],
         }
 
 
@@ -180,12 +183,12 @@ def system_env(run: str, bundle: Path, extra: Mapping[str, str] | None = None) -
         "ALAMA_EXPLANATION_BUNDLE_ROOT": str(bundle.parent),
         "ALAMA_AUDIT_DB_SCHEMA": f"audit_chaos_{run}",
         "ALAMA_EXPLANATION_DB_SCHEMA": f"explanation_chaos_{run}",
-        "ALAMA_AUDIT_GROUP_ID": f"audit-chaos-{run}",
+        "ALAMA_AUDIT_CONSUMER_GROUP": f"audit-chaos-{run}",
         "ALAMA_SCORING_CONSUMER_GROUP": f"scoring-chaos-{run}",
         "ALAMA_SCORING_LEDGER_NAMESPACE": f"chaos-{run}",
         "ALAMA_EXPLANATION_CONSUMER_GROUP": f"explanation-chaos-{run}",
-        "ALAMA_DRIFT_APP_ID": f"drift-chaos-{run}",
-        "ALAMA_FEATURE_STORE_APP_ID": f"feature-store-chaos-{run}",
+        "ALAMA_DRIFT_CONSUMER_GROUP": f"drift-chaos-{run}",
+        "ALAMA_FEATURE_STORE_CONSUMER_GROUP": f"feature-store-chaos-{run}",
         "ALAMA_DRIFT_WINDOW_SIZE": "200",
     }
 

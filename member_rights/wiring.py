@@ -6,7 +6,7 @@ exports and erases through events instead: each service answers for its own stor
 `services.common.member_exports`.) Each store's holder stays in its own service folder
 (`explanation.member_data`, `audit.member_data`, `feature_store.member_data`); this module only
 opens them with each service's settings (`ALAMA_EXPLANATION_DB_SCHEMA`, `ALAMA_AUDIT_*`,
-`ALAMA_FEATURE_STORE_APP_ID`) and hands them to `services.common.member_rights`. It lives
+`ALAMA_FEATURE_STORE_CONSUMER_GROUP`) and hands them to `services.common.member_rights`. It lives
 beside the services, not in one (a service imports only itself and the shared library, and its
 image holds nothing else), and it
 holds the audit owner's login and the audit MAC key, which no public-facing process should: the
@@ -39,20 +39,22 @@ async def open_member_rights(
     *,
     audit: AuditSettings | None = None,
     explanation_schema: str | None = None,
-    feature_store_app_id: str | None = None,
+    feature_store_group: str | None = None,
 ) -> MemberRightsBackend:
     """Open every member store; the audit with its owner's login (erasure deletes its
     personal data), the decision store with the shared login."""
     audit = audit or AuditSettings(infra=infra)
     schema = explanation_schema or os.environ.get("ALAMA_EXPLANATION_DB_SCHEMA", "explanation")
-    app_id = feature_store_app_id or os.environ.get("ALAMA_FEATURE_STORE_APP_ID", "feature_store")
+    group = feature_store_group or os.environ.get(
+        "ALAMA_FEATURE_STORE_CONSUMER_GROUP", "feature_store"
+    )
     shared = await create_pool(infra, max_size=2)
     owner = await create_pool(
         infra.model_copy(update={"postgres_dsn": audit.owner_dsn}), max_size=2
     )
     stores: list[MemberDataHolder] = [
         FeastMemberData(infra),
-        ActivityTableMemberData(infra, app_id=app_id),
+        ActivityTableMemberData(infra, app_id=group),
         DecisionsHolder(DecisionStore(shared, schema)),
     ]
     audit_holder = AuditHolder(AuditStore(owner, audit.db_schema, mac_key=audit.mac_key_bytes))

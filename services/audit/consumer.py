@@ -97,8 +97,9 @@ def build_consumer(
         routes[settings.exports_topic] = Route((MemberExportRequested,), erasures.exports.handle)
     return EventConsumer(
         settings,
-        group_id=settings.group_id,
+        group_id=settings.consumer_group,
         routes=routes,
+        consumer_options={"max_poll_records": settings.max_batch},
         on_batch=writer.flush,
     )
 
@@ -123,7 +124,7 @@ async def run_consumer(
     consumed = asyncio.Event()
     anchoring = asyncio.create_task(anchorer.run(consumed))
     task = asyncio.create_task(consumer.run())
-    log.info("audit consumer started", extra={"group_id": settings.group_id})
+    log.info("audit consumer started", extra={"group_id": settings.consumer_group})
     stopped = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)

@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import ServiceSettings, service_port
+from services.common.settings import ConsumerSettings, service_port
 from services.common.topics import AUDIT_ANCHORS, MEMBER_EXPORT_PARTS, MEMBER_EXPORTS
 
 AUDIT_OWNER_ROLE = "alama_audit_owner"
@@ -42,7 +42,7 @@ def dsn_as(dsn: str, user: str, password: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-class AuditSettings(ServiceSettings):
+class AuditSettings(ConsumerSettings):
     model_config = SettingsConfigDict(env_prefix="ALAMA_AUDIT_", extra="ignore")
 
     service_name: str = "audit"
@@ -50,7 +50,8 @@ class AuditSettings(ServiceSettings):
     db_schema: str = Field(
         default="audit", description="PostgreSQL schema of the audit tables (tests use a fresh one)"
     )
-    group_id: str = "audit"
+    consumer_group: str = "audit"
+    max_batch: int = Field(default=500, ge=1, description="events appended in one transaction")
     # off the synchronous path: batches of events per transaction
     consumer_fetch_min_bytes: int = Field(default=65536, ge=1)
     consumer_fetch_max_wait_ms: int = Field(default=50, ge=0, le=10_000)

@@ -176,6 +176,32 @@ class ServiceSettings(BaseSettings):
         yield from _unsafe_in_model(self, None, self.development_values)
 
 
+class ConsumerSettings(ServiceSettings):
+    """Base of every service that consumes Kafka topics (aiokafka or Faust): the settings they
+    share, named the same everywhere. A subclass gives its own defaults and keeps the bounds.
+
+    Not every consumer uses every field: drift handles decisions one at a time (no batch) and
+    audit and drift finish the record or batch in hand without a time bound (no grace).
+    """
+
+    consumer_group: str = Field(
+        description="the Kafka consumer group (for a Faust worker, its app id: the group, and the"
+        " prefix of its changelog topics)"
+    )
+    max_batch: int = Field(
+        default=500,
+        ge=1,
+        description="most records the consumer takes in one batch (one poll, or one take of a"
+        " Faust stream)",
+    )
+    shutdown_grace_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="how long the work in hand (in-flight calls, a batch being processed) gets"
+        " to finish when the service is stopped",
+    )
+
+
 def _variable(model: BaseModel, name: str, field: FieldInfo) -> str:
     """The environment variable a settings field is read from."""
     if isinstance(field.validation_alias, str):

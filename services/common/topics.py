@@ -246,7 +246,7 @@ class ServiceAccess:
 
 
 #: Who produces and consumes each topic. The group names are the services' default
-#: ``consumer_group`` / ``group_id`` / ``app_id`` settings (a unit test holds them together).
+#: ``consumer_group`` settings (a unit test holds them together).
 SERVICE_ACCESS: tuple[ServiceAccess, ...] = (
     ServiceAccess(
         "gateway",

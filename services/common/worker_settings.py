@@ -1,4 +1,5 @@
-"""Settings every Faust worker shares (feature_store, drift): lag sampling, poison-record
+"""Settings every Faust worker shares (feature_store, drift): besides every consumer's
+(`ConsumerSettings`: the consumer group, which is the Faust app id), lag sampling, poison-record
 retries and the liveness threshold of the shared consumer layer."""
 
 from __future__ import annotations
@@ -6,10 +7,10 @@ from __future__ import annotations
 from pydantic import Field
 
 from services.common.retries import RetryPolicy
-from services.common.settings import ServiceSettings
+from services.common.settings import ConsumerSettings
 
 
-class StreamWorkerSettings(ServiceSettings):
+class StreamWorkerSettings(ConsumerSettings):
     lag_every_s: float = Field(default=5.0, gt=0, description="consumer lag sampling period")
     publish_timeout_s: float = Field(default=30.0, gt=0, description="bound on one send")
     handler_attempts: int = Field(

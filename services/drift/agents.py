@@ -117,14 +117,14 @@ def create_drift_app(
         threshold=settings.psi_alert_threshold,
         evaluate_every=settings.evaluate_every,
     )
-    app = create_faust_app(settings, app_id=settings.app_id)
+    app = create_faust_app(settings, app_id=settings.consumer_group)
     publish = publisher or faust_sender(
         app, settings.service_name, timeout_s=settings.publish_timeout_s
     )
     consumer = StreamConsumer(
         app,
         service=settings.service_name,
-        group_id=settings.app_id,
+        group_id=settings.consumer_group,
         topics=[settings.decisions_topic],
         send=publish,
         infra=settings.infra,

@@ -21,6 +21,6 @@ class DriftSettings(StreamWorkerSettings):
     evaluate_every: int = Field(
         default=100, ge=1, description="decisions between PSI checks once the window is full"
     )
-    app_id: str = Field(default="alama-drift", description="Faust app id (the consumer group)")
+    consumer_group: str = "alama-drift"
     decisions_topic: str = CREDIT_DECISIONS
     alerts_topic: str = DRIFT_ALERTS

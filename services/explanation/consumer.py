@@ -134,7 +134,7 @@ def build_consumer(
             settings.erasures_topic: Route((MemberErasureRequested,), erasures.handle),
             settings.exports_topic: Route((MemberExportRequested,), exports.handle),
         },
-        consumer_options={"max_poll_records": settings.micro_batch_size},
+        consumer_options={"max_poll_records": settings.max_batch},
         on_batch=pipeline.flush,
     )
     pipeline.consumer = consumer

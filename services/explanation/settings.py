@@ -6,7 +6,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.common.member_rights import pseudonym_key_field
-from services.common.settings import ServiceSettings, service_port
+from services.common.settings import ConsumerSettings, service_port
 from services.common.topics import (
     CREDIT_DECISIONS,
     CREDIT_EXPLANATIONS,
@@ -17,7 +17,7 @@ from services.common.topics import (
 )
 
 
-class ExplanationSettings(ServiceSettings):
+class ExplanationSettings(ConsumerSettings):
     model_config = SettingsConfigDict(env_prefix="ALAMA_EXPLANATION_", extra="ignore")
 
     service_name: str = "explanation"
@@ -41,10 +41,9 @@ class ExplanationSettings(ServiceSettings):
     db_schema: str = Field(
         default="explanation", description="PostgreSQL schema of the stored decisions"
     )
-    micro_batch_size: int = Field(default=256, ge=1, description="records polled per batch")
+    max_batch: int = Field(default=256, ge=1, description="decisions explained per batch")
     # off the synchronous path: batches of decisions, not one fetch and commit each
     consumer_fetch_min_bytes: int = Field(default=65536, ge=1)
     consumer_fetch_max_wait_ms: int = Field(default=50, ge=0, le=10_000)
     explain_threads: int = Field(default=1, ge=1, description="worker threads running SHAP")
     top_reasons: int = 4
-    shutdown_grace_seconds: float = 5.0

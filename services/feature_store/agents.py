@@ -216,7 +216,7 @@ class FeatureStoreService:
                     for state in list(stream.table.values())
                     if state and state.get("pending")
                 ]
-                size = self.settings.batch_size
+                size = self.settings.max_batch
                 for start in range(0, len(pending), size):
                     pushed += await self._push(stream, pending[start : start + size])
         return pushed
@@ -230,7 +230,7 @@ def create_feature_store_app(
 ) -> FeatureStoreService:
     """Wire the agents, state tables and timers; open Feast unless a pusher is given (then
     erasures reach Feast only through `feast_eraser`)."""
-    app = create_faust_app(settings, app_id=settings.app_id)
+    app = create_faust_app(settings, app_id=settings.consumer_group)
     publish = publisher or faust_sender(
         app, settings.service_name, timeout_s=settings.publish_timeout_s
     )
@@ -276,7 +276,7 @@ def create_feature_store_app(
         consumer=StreamConsumer(
             app,
             service=settings.service_name,
-            group_id=settings.app_id,
+            group_id=settings.consumer_group,
             topics=[mobile_money.topic, repayments.topic],
             send=publish,
             infra=settings.infra,
@@ -360,7 +360,7 @@ def _batch_agent(
 
     async def ingest(events: StreamT[bytes]) -> AsyncIterator[BatchReport]:
         within = settings.batch_max_wait_ms / 1000
-        batches = cast(faust.Stream[bytes], events).take_events(settings.batch_size, within)
+        batches = cast(faust.Stream[bytes], events).take_events(settings.max_batch, within)
         await _changelog_metadata(service.app, stream.table)
         async for batch in batches:
             records = [FaustRecord.of(e, stream.topic) for e in batch]
@@ -370,7 +370,7 @@ def _batch_agent(
             try:
                 report = await asyncio.shield(work)
             except asyncio.CancelledError:
-                await asyncio.wait({work}, timeout=settings.shutdown_grace_s)
+                await asyncio.wait({work}, timeout=settings.shutdown_grace_seconds)
                 raise
             yield report
 

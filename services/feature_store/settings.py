@@ -32,7 +32,7 @@ class FeatureStoreSettings(StreamWorkerSettings):
 
     service_name: str = "feature_store"
     metrics_port: int = service_port(9102)
-    app_id: str = Field(default="feature_store", description="Faust app id (the consumer group)")
+    consumer_group: str = "feature_store"
     mobile_money_topic: str = MOBILE_MONEY_TRANSACTIONS
     repayments_topic: str = REPAYMENTS
     erasures_topic: str = MEMBER_ERASURES_VOUCHED
@@ -40,7 +40,7 @@ class FeatureStoreSettings(StreamWorkerSettings):
     topic_partitions: int = Field(
         default=6, ge=1, description="partitions of the source topics; the state tables match"
     )
-    batch_size: int = Field(default=500, ge=1, description="most events per stream.take batch")
+    max_batch: int = Field(default=500, ge=1, description="most events per stream.take batch")
     batch_max_wait_ms: int = Field(
         default=200, ge=1, description="longest wait for a batch to fill before processing it"
     )
@@ -61,7 +61,7 @@ class FeatureStoreSettings(StreamWorkerSettings):
     retry_pending_every_s: float = Field(
         default=10.0, gt=0, description="how often members whose push failed are pushed again"
     )
-    shutdown_grace_s: float = Field(
+    shutdown_grace_seconds: float = Field(
         default=20.0, gt=0, description="time a batch in hand gets to finish when stopping"
     )
     member_pseudonym_key: SecretStr = pseudonym_key_field()

@@ -31,7 +31,7 @@ from services.common.protos.alama.events.v1.mobile_money_pb2 import (
 )
 from services.common.vocabulary import BANDS, CHANNELS, EXPLAINERS, PRODUCTS, TRANSACTION_KINDS
 from services.gateway.security import normalise_phone
-from services.gateway.settings import MAX_BATCH_APPLICATIONS, MAX_WEBHOOK_TRANSACTIONS
+from services.gateway.settings import MAX_CALL_APPLICATIONS, MAX_WEBHOOK_TRANSACTIONS
 
 ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -207,8 +207,9 @@ def _as_text(value: str | float | int | None) -> str:
 
 
 class BatchRequest(Model):
-    # the configured max_batch (at most this) is checked by the route, with its own message
-    applications: list[Application] = Field(min_length=1, max_length=MAX_BATCH_APPLICATIONS)
+    # the configured max_call_applications (at most this) is checked by the route, with its own
+    # message
+    applications: list[Application] = Field(min_length=1, max_length=MAX_CALL_APPLICATIONS)
 
 
 class Reason(Model):

@@ -40,7 +40,7 @@ from services.common.topics import (
 DEV_PARTNER_KEY_SALT = "a1c3e5f7091b2d4f6a8c0e2b4d6f8a0c"
 DEV_PARTNER_KEY_SHA256 = "3f6f97f79b8ae376be8e95db8c2b4a69dcdde3783e5cf981d7a7cf7dd6afe2ec"
 #: Ceilings the request schemas enforce whatever the settings say (schemas.py).
-MAX_BATCH_APPLICATIONS = 1000
+MAX_CALL_APPLICATIONS = 1000
 MAX_WEBHOOK_TRANSACTIONS = 1000
 
 
@@ -128,7 +128,12 @@ class GatewaySettings(ServiceSettings):
     webhook_tolerance_seconds: int = Field(default=300, description="oldest accepted delivery")
     max_webhook_transactions: int = Field(default=500, ge=1, le=MAX_WEBHOOK_TRANSACTIONS)
     pseudonym_key: SecretStr = SecretStr("dev-only-pseudonym-key-change-me")
-    max_batch: int = Field(default=1000, ge=1, le=MAX_BATCH_APPLICATIONS)
+    max_call_applications: int = Field(
+        default=1000,
+        ge=1,
+        le=MAX_CALL_APPLICATIONS,
+        description="most applications one POST /v1/scores:batch may carry",
+    )
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="largest JSON API body; larger is a 413"
     )

@@ -61,7 +61,7 @@ async def serve(settings: ScoringSettings, stop: asyncio.Event) -> None:
         scorer,
         host=settings.grpc_host,
         port=settings.grpc_port,
-        max_batch=settings.max_batch_applications,
+        max_call_applications=settings.max_call_applications,
         max_waiting=settings.max_waiting_calls,
         publisher=publisher,
     )

@@ -58,7 +58,7 @@ class DecisionPipeline:
         if not self.pending:
             return
         batch, self.pending = self.pending, []
-        size = self.settings.micro_batch_size
+        size = self.settings.max_batch
         for start in range(0, len(batch), size):
             await self._flush_chunk(batch[start : start + size])
 
@@ -92,7 +92,7 @@ def build_consumer(
         settings,
         group_id=settings.consumer_group,
         routes={settings.applications_topic: Route((LoanApplicationSubmitted,), pipeline.handle)},
-        consumer_options={"max_poll_records": settings.micro_batch_size},
+        consumer_options={"max_poll_records": settings.max_batch},
         on_batch=pipeline.flush,
     )
     pipeline.consumer = consumer

@@ -89,7 +89,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         scorer: Scorer,
         publisher: DecisionPublisher | None,
         *,
-        max_batch: int = 1000,
+        max_call_applications: int = 1000,
         max_waiting: int = 1024,
     ) -> None:
         self.scorer = scorer
@@ -97,7 +97,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             scorer, in_flight=getattr(scorer, "threads", 1), max_waiting=max_waiting
         )
         self.publisher = publisher
-        self.max_batch = max_batch
+        self.max_call_applications = max_call_applications
 
     async def _record(self, outcomes: Sequence[Outcome], context: grpc.aio.ServicerContext) -> None:
         """Every decision acknowledged by the broker, or the call fails with UNAVAILABLE."""
@@ -146,7 +146,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             attributes={"rpc.system": "grpc", "rpc.method": "ScoreBatch"},
         ):
             try:
-                check_batch_size(request.applications, self.max_batch)
+                check_batch_size(request.applications, self.max_call_applications)
             except BatchTooLarge as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             outcomes = await self.scorer.score(request.applications, path="grpc")
@@ -166,12 +166,14 @@ async def start_server(
     *,
     host: str,
     port: int,
-    max_batch: int = 1000,
+    max_call_applications: int = 1000,
     max_waiting: int = 1024,
     publisher: DecisionPublisher | None = None,
 ) -> GrpcServer:
     """Start serving ScoringService and health on host:port (0 picks one)."""
-    servicer = ScoringServicer(scorer, publisher, max_batch=max_batch, max_waiting=max_waiting)
+    servicer = ScoringServicer(
+        scorer, publisher, max_call_applications=max_call_applications, max_waiting=max_waiting
+    )
     return await start_grpc_server(
         SERVICE_NAME,
         lambda server: scoring_pb2_grpc.add_ScoringServiceServicer_to_server(servicer, server),

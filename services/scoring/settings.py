@@ -5,11 +5,11 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import ServiceSettings, service_port
+from services.common.settings import ConsumerSettings, service_port
 from services.common.topics import CREDIT_DECISIONS, LOAN_APPLICATIONS
 
 
-class ScoringSettings(ServiceSettings):
+class ScoringSettings(ConsumerSettings):
     model_config = SettingsConfigDict(env_prefix="ALAMA_SCORING_", extra="ignore")
 
     service_name: str = "scoring"
@@ -18,7 +18,7 @@ class ScoringSettings(ServiceSettings):
     grpc_port: int = service_port(50051)
     bundle_dir: str = "artifacts/bundles/current"
     feature_repo: str = "feature_repo"
-    micro_batch_size: int = 256
+    max_batch: int = Field(default=256, ge=1, description="applications scored per Kafka batch")
     # the Kafka path only (gRPC calls never wait): applications in batches
     consumer_fetch_min_bytes: int = Field(default=16384, ge=1)
     consumer_fetch_max_wait_ms: int = Field(default=20, ge=0, le=10_000)
@@ -26,13 +26,14 @@ class ScoringSettings(ServiceSettings):
     applications_topic: str = LOAN_APPLICATIONS
     decisions_topic: str = CREDIT_DECISIONS
     consumer_group: str = "scoring"
-    max_batch_applications: int = 1000
+    max_call_applications: int = Field(
+        default=1000, ge=1, description="most applications one ScoreBatch call may carry"
+    )
     max_waiting_calls: int = Field(
         default=1024, ge=1, description="synchronous calls allowed to queue; more are shed"
     )
     max_reasons: int = 4
     bundle_check_seconds: float = 5.0
-    shutdown_grace_seconds: float = 5.0
     publish_timeout_seconds: float = Field(
         default=1.5,
         gt=0,

@@ -100,11 +100,11 @@ def system(
         "ALAMA_EXPLANATION_BUNDLE_ROOT": str(tiny_model.bundle.parent),
         "ALAMA_AUDIT_DB_SCHEMA": audit_schema,
         "ALAMA_EXPLANATION_DB_SCHEMA": f"explanation_e2e_{run}",
-        "ALAMA_AUDIT_GROUP_ID": f"audit-e2e-{run}",
+        "ALAMA_AUDIT_CONSUMER_GROUP": f"audit-e2e-{run}",
         "ALAMA_SCORING_CONSUMER_GROUP": f"scoring-e2e-{run}",
         "ALAMA_EXPLANATION_CONSUMER_GROUP": f"explanation-e2e-{run}",
-        "ALAMA_DRIFT_APP_ID": f"drift-e2e-{run}",
-        "ALAMA_FEATURE_STORE_APP_ID": f"feature-store-e2e-{run}",
+        "ALAMA_DRIFT_CONSUMER_GROUP": f"drift-e2e-{run}",
+        "ALAMA_FEATURE_STORE_CONSUMER_GROUP": f"feature-store-e2e-{run}",
         "ALAMA_DRIFT_WINDOW_SIZE": "200",
     }
     supervisor.down(echo=lambda _line: None)
@@ -114,14 +114,14 @@ def system(
             {
                 env["ALAMA_SCORING_CONSUMER_GROUP"]: [LOAN_APPLICATIONS],
                 env["ALAMA_EXPLANATION_CONSUMER_GROUP"]: [CREDIT_DECISIONS],
-                env["ALAMA_AUDIT_GROUP_ID"]: [
+                env["ALAMA_AUDIT_CONSUMER_GROUP"]: [
                     LOAN_APPLICATIONS,
                     CREDIT_DECISIONS,
                     CREDIT_EXPLANATIONS,
                     REVIEW_OUTCOMES,
                 ],
-                env["ALAMA_DRIFT_APP_ID"]: [CREDIT_DECISIONS],
-                env["ALAMA_FEATURE_STORE_APP_ID"]: [
+                env["ALAMA_DRIFT_CONSUMER_GROUP"]: [CREDIT_DECISIONS],
+                env["ALAMA_FEATURE_STORE_CONSUMER_GROUP"]: [
                     MOBILE_MONEY_TRANSACTIONS,
                     REPAYMENTS,
                     MEMBER_ERASURES_VOUCHED,  # earlier runs' erasures are not this run's
@@ -232,7 +232,7 @@ async def test_500_applications_become_one_decision_explanation_and_audit_trail_
 ) -> None:
     settings = SimulatorSettings(
         infra=system.infra,
-        feature_group=system.env["ALAMA_FEATURE_STORE_APP_ID"],
+        feature_group=system.env["ALAMA_FEATURE_STORE_CONSUMER_GROUP"],
         profile="tiny",
     )
     run_id = f"e2e{system.run}"

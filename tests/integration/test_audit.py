@@ -119,7 +119,7 @@ async def audit(infra: InfraSettings, tmp_path: Path) -> AsyncIterator[AuditFixt
     settings = AuditSettings(
         infra=infra,
         db_schema=schema,
-        group_id=f"audit-test-{uuid.uuid4().hex}",
+        consumer_group=f"audit-test-{uuid.uuid4().hex}",
         metrics_port=0,
         anchor_dir=tmp_path / "anchors",
         anchor_topic=anchors.name,

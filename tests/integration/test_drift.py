@@ -100,7 +100,7 @@ async def test_shifted_decisions_raise_a_drift_alert(
         bundle_dir=str(tiny_bundle),
         window_size=500,
         evaluate_every=100,
-        app_id=f"alama-drift-it-{uuid.uuid4().hex[:8]}",
+        consumer_group=f"alama-drift-it-{uuid.uuid4().hex[:8]}",
         decisions_topic=scratch_topic.name,
         alerts_topic=alerts.name,
     )
@@ -167,7 +167,7 @@ async def test_poison_decisions_are_dead_lettered_and_the_agent_goes_on(
         metrics_port=0,
         bundle_dir=str(tiny_bundle),
         window_size=500,
-        app_id=f"alama-drift-it-{uuid.uuid4().hex[:8]}",
+        consumer_group=f"alama-drift-it-{uuid.uuid4().hex[:8]}",
         decisions_topic=scratch_topic.name,
         alerts_topic=alerts.name,
     )

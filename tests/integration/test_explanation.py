@@ -144,7 +144,7 @@ async def env(
         explanations_topic=explanations.name,
         consumer_group=f"explanation-test-{uuid.uuid4().hex[:8]}",
         db_schema=schema,
-        micro_batch_size=16,
+        max_batch=16,
     )
     pool = await create_pool(infra, max_size=4)
     store = DecisionStore(pool, schema)

@@ -254,7 +254,7 @@ def _consumed(topic: str, outcome: str) -> float:
 def _settings(infra: InfraSettings, app_id: str, mm: str, rp: str) -> FeatureStoreSettings:
     return FeatureStoreSettings(
         infra=infra,
-        app_id=app_id,
+        consumer_group=app_id,
         mobile_money_topic=mm,
         repayments_topic=rp,
         topic_partitions=PARTITIONS,

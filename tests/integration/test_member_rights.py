@@ -200,7 +200,7 @@ async def stores(infra: InfraSettings, world: World, tmp_path: Path) -> AsyncIte
             KEY,
             audit=audit_settings,
             explanation_schema=decisions.schema,
-            feature_store_app_id=app_id,
+            feature_store_group=app_id,
         )
         try:
             yield Stores(backend, writer, owner_pool, decisions, app_id, members)

@@ -60,11 +60,13 @@ async def score(
 async def score_batch(
     batch: BatchRequest, settings: SettingsDep, backends: BackendsDep, caller: Scorer
 ) -> BatchResponse:
-    """Score up to `max_batch` applications; one result per application, in request order."""
+    """Score up to `max_call_applications` applications; one result per application, in request
+    order."""
     count = len(batch.applications)
-    if count > settings.max_batch:
+    if count > settings.max_call_applications:
         raise InvalidRequest(
-            f"a batch holds at most {settings.max_batch} applications, got {count}; split it",
+            f"a batch holds at most {settings.max_call_applications} applications, got {count};"
+            " split it",
             loc=("body", "applications"),
         )
     results = await backends.scoring.score_batch(

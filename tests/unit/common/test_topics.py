@@ -73,9 +73,9 @@ def test_the_access_table_names_declared_topics_and_the_services_groups() -> Non
         "gateway": GatewaySettings.model_fields["erasure_status_group"].default,
         "scoring": ScoringSettings.model_fields["consumer_group"].default,
         "explanation": ExplanationSettings.model_fields["consumer_group"].default,
-        "feature-store": FeatureStoreSettings.model_fields["app_id"].default,
-        "audit": AuditSettings.model_fields["group_id"].default,
-        "drift": DriftSettings.model_fields["app_id"].default,
+        "feature-store": FeatureStoreSettings.model_fields["consumer_group"].default,
+        "audit": AuditSettings.model_fields["consumer_group"].default,
+        "drift": DriftSettings.model_fields["consumer_group"].default,
     }
     # a Faust app's internal topics are named <app id>-...
     assert prefixes["feature-store"] == f"{groups['feature-store']}-"

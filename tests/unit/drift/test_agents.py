@@ -42,7 +42,10 @@ async def test_agent_updates_gauges_and_publishes_one_alert(reference: DriftRefe
         published.append((topic, envelope))
 
     settings = DriftSettings(
-        window_size=100, evaluate_every=50, app_id="alama-unit-drift", alerts_topic="alerts.t"
+        window_size=100,
+        evaluate_every=50,
+        consumer_group="alama-unit-drift",
+        alerts_topic="alerts.t",
     )
     service = create_drift_app(settings, reference, publisher=publish)
     rows = reference_sample(300, seed=21)

@@ -66,10 +66,10 @@ class Letters:
 def _service(pusher: RecordingPusher, letters: Letters) -> FeatureStoreService:
     suffix = uuid.uuid4().hex[:8]
     settings = FeatureStoreSettings(
-        app_id=f"feature-store-unit-{suffix}",
+        consumer_group=f"feature-store-unit-{suffix}",
         mobile_money_topic=f"unit.mm.{suffix}",
         repayments_topic=f"unit.rp.{suffix}",
-        batch_size=1000,
+        max_batch=1000,
         batch_max_wait_ms=20,
         metrics_port=0,
     )

@@ -20,12 +20,12 @@ from tests.unit.feature_store.test_agents import Letters, RecordingPusher, _outc
 def _service(pusher: RecordingPusher, letters: Letters, feast: list[str]) -> FeatureStoreService:
     suffix = uuid.uuid4().hex[:8]
     settings = FeatureStoreSettings(
-        app_id=f"feature-store-unit-{suffix}",
+        consumer_group=f"feature-store-unit-{suffix}",
         mobile_money_topic=f"unit.mm.{suffix}",
         repayments_topic=f"unit.rp.{suffix}",
         erasures_topic=f"unit.er.{suffix}",
         erasures_completed_topic=f"unit.done.{suffix}",
-        batch_size=1000,
+        max_batch=1000,
         batch_max_wait_ms=20,
         metrics_port=0,
     )

@@ -37,7 +37,7 @@ def settings() -> GatewaySettings:
         webhook_secret=SecretStr(WEBHOOK_SECRET),
         webhook_tenants={OTHER_TENANT: SecretStr(OTHER_WEBHOOK_SECRET)},
         pseudonym_key=SecretStr("unit-test-pseudonym-key"),
-        max_batch=5,
+        max_call_applications=5,
         max_webhook_transactions=3,
         webhook_tolerance_seconds=300,
         grpc_timeout_seconds=2.0,

@@ -222,14 +222,15 @@ async def test_batch_results_keep_request_order(gateway: Gateway) -> None:
 
 
 async def test_a_batch_over_the_limit_is_422_naming_the_limit(gateway: Gateway) -> None:
-    apps = [application(application_id=f"B-{i}") for i in range(gateway.settings.max_batch + 1)]
+    limit = gateway.settings.max_call_applications
+    apps = [application(application_id=f"B-{i}") for i in range(limit + 1)]
     response = await gateway.client.post(
         "/v1/scores:batch", json={"applications": apps}, headers=writer(gateway)
     )
     assert response.status_code == 422
     (error,) = response.json()["detail"]
     assert error["loc"] == ["body", "applications"]
-    assert f"at most {gateway.settings.max_batch} applications" in error["msg"]
+    assert f"at most {gateway.settings.max_call_applications} applications" in error["msg"]
     assert gateway.grpc.scoring.applications == []
     empty = await gateway.client.post(
         "/v1/scores:batch", json={"applications": []}, headers=writer(gateway)

@@ -37,7 +37,7 @@ SECRET = "fuzz-webhook-secret"
 GATEWAY = GatewaySettings(
     jwt_secret=SecretStr("fuzz-jwt-secret-that-is-at-least-32-bytes"),
     webhook_secret=SecretStr(SECRET),
-    max_batch=20,
+    max_call_applications=20,
     max_webhook_transactions=20,
 )
 EVENTS = FakeEvents()

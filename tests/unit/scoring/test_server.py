@@ -54,7 +54,7 @@ async def stub() -> AsyncIterator[
     tuple[scoring_pb2_grpc.ScoringServiceStub, grpc.aio.Channel, ValidatingScorer]
 ]:
     scorer = ValidatingScorer()
-    server = await start_server(scorer, host="127.0.0.1", port=0, max_batch=1000)  # type: ignore[arg-type]
+    server = await start_server(scorer, host="127.0.0.1", port=0, max_call_applications=1000)  # type: ignore[arg-type]
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
         yield scoring_pb2_grpc.ScoringServiceStub(channel), channel, scorer
