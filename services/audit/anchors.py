@@ -25,7 +25,6 @@ from pathlib import Path
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from prometheus_client import Counter, Gauge
 
 from services.audit.chain import (
     GENESIS_HASH,
@@ -36,6 +35,7 @@ from services.audit.chain import (
     keyed_mac,
     mac_matches,
 )
+from services.audit.metrics import ANCHORED_SEQ, ANCHORS_REFUSED, ANCHORS_WRITTEN
 from services.audit.settings import AuditSettings
 from services.audit.store import AuditStore, ChainTampered
 from services.common.kafka import create_producer
@@ -43,13 +43,6 @@ from services.common.kafka_security import client_options
 from services.common.settings import InfraSettings
 
 log = logging.getLogger(__name__)
-
-ANCHORS_WRITTEN = Counter("alama_audit_anchors_total", "Chain heads anchored outside PostgreSQL")
-ANCHORS_REFUSED = Counter(
-    "alama_audit_anchors_refused_total",
-    "Anchoring refused because the chain no longer extends the last anchor (tampering)",
-)
-ANCHORED_SEQ = Gauge("alama_audit_anchored_seq", "Seq of the newest anchored head")
 
 
 class AnchorFormatError(ValueError):

@@ -14,11 +14,11 @@ from typing import Any
 
 from aiokafka import ConsumerRecord
 from google.protobuf.message import Message
-from prometheus_client import Counter
 
 from services.audit.anchors import Anchorer
 from services.audit.chain import EntryDraft, draft_from_event
 from services.audit.erasures import AuditErasures
+from services.audit.metrics import DUPLICATES, FLUSH_BATCHES, ROWS_APPENDED
 from services.audit.settings import AuditSettings
 from services.audit.store import AuditStore
 from services.common.envelope import Event
@@ -42,10 +42,6 @@ from services.common.topics import (
 )
 
 log = logging.getLogger(__name__)
-
-ROWS_APPENDED = Counter("alama_audit_rows_appended_total", "Audit rows appended to the chain")
-DUPLICATES = Counter("alama_audit_duplicates_total", "Events skipped as already audited")
-FLUSH_BATCHES = Counter("alama_audit_batches_total", "Transactions that appended a batch")
 
 AUDITED_TOPICS: Mapping[str, tuple[type[Message], ...]] = {
     LOAN_APPLICATIONS: (LoanApplicationSubmitted,),
