@@ -9,19 +9,18 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.members import TENANT_PATTERN
-from services.common.settings import ServiceSettings, service_port
+from services.common.settings import ConsumerSettings, service_port
 from services.common.topics import CREDIT_DECISIONS, LOAN_APPLICATIONS, REVIEW_OUTCOMES
 
 
-class ConsoleSettings(ServiceSettings):
+class ConsoleSettings(ConsumerSettings):
     model_config = SettingsConfigDict(env_prefix="ALAMA_CONSOLE_", extra="ignore")
 
     service_name: str = "console"
     host: str = "127.0.0.1"
     port: int = service_port(8090)
     consumer_group: str = "console"
-    max_batch: int = Field(default=256, ge=1, description="records polled per batch")
-    shutdown_grace_seconds: float = 5.0
+    max_batch: int = Field(default=256, ge=1)
     decisions_topic: str = CREDIT_DECISIONS
     applications_topic: str = LOAN_APPLICATIONS
     review_outcomes_topic: str = REVIEW_OUTCOMES

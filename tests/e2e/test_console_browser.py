@@ -1,0 +1,346 @@
+"""The console in a real browser (Debian's chromium driven by Playwright): sign in, the queue,
+an item with its charts, claim and settle by mouse and by keyboard alone, four eyes across two
+people, a narrow laptop screen, and no serious axe-core violations.
+
+The console runs as the service does (its app and lifespan under uvicorn, its own consumer
+filling the queue from the topics, outcomes published to the broker); the topics and the
+schema are this test's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from services.common.envelope import decode, wrap
+from services.common.kafka import create_producer, publish
+from services.common.postgres import create_pool
+from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
+from services.common.protos.alama.events.v1.decisions_pb2 import (
+    CreditDecision,
+    DecisionBand,
+    ReasonCode,
+)
+from services.common.protos.alama.events.v1.reviews_pb2 import ReviewOutcome
+from services.common.settings import InfraSettings
+from services.common.topics import TopicSpec, ensure_topics
+from services.console.app import create_app
+from services.console.people import People, Role
+from services.console.settings import ConsoleSettings
+from services.console.wiring import open_store
+from tests.integration.kafka_helpers import read_topic
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+AXE = Path(__file__).parent / "vendor" / "axe.min.js"
+TENANT = "sacco-browser"
+PASSWORD = "a long enough password 1"
+SHOTS = (
+    Path(os.environ.get("ALAMA_SCREENSHOTS", "")) if os.environ.get("ALAMA_SCREENSHOTS") else None
+)
+
+
+@dataclass
+class Site:
+    url: str
+    settings: ConsoleSettings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def site(infra: InfraSettings) -> AsyncIterator[Site]:
+    run = uuid.uuid4().hex[:10]
+    topics = [TopicSpec(f"test.console.{name}.{run}", 3, 1) for name in ("apps", "dec", "rev")]
+    await ensure_topics(infra, topics)
+    settings = ConsoleSettings(
+        infra=infra,
+        db_schema=f"console_br_{run}",
+        consumer_group=f"console-br-{run}",
+        applications_topic=topics[0].name,
+        decisions_topic=topics[1].name,
+        review_outcomes_topic=topics[2].name,
+        explanation_target="127.0.0.1:1",
+        four_eyes_amount_kes=100_000,
+        port=_free_port(),
+    )
+    store = await open_store(settings)
+    people = People(store, settings)
+    for username, role in (
+        ("alice", Role.RISK_OFFICER),
+        ("bob", Role.CREDIT_MANAGER),
+        ("carol", Role.LOAN_OFFICER),
+    ):
+        await people.add(
+            tenant=TENANT,
+            username=username,
+            display_name=username.title(),
+            role=role,
+            password=PASSWORD,
+        )
+    await store.pool.close()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=settings.port,
+            log_config=None,
+            lifespan="on",
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    async with asyncio.timeout(60):
+        while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
+            await asyncio.sleep(0.05)
+    await _feed(settings)
+    try:
+        yield Site(f"http://localhost:{settings.port}", settings)
+    finally:
+        server.should_exit = True
+        await serving
+        pool = await create_pool(infra, max_size=1)
+        await pool.execute(f"DROP SCHEMA IF EXISTS {settings.db_schema} CASCADE")
+        await pool.close()
+
+
+async def _feed(settings: ConsoleSettings) -> None:
+    """Two applications in band review: one small, one above the tenant's four-eyes amount."""
+    producer = create_producer(settings.infra, client_id="console-browser-test")
+    await producer.start()
+    try:
+        for app_id, amount in (("app-small", 40_000), ("app-big", 350_000)):
+            application = LoanApplicationSubmitted(
+                application_id=app_id,
+                member_id=f"m-{app_id}",
+                amount_kes=amount,
+                term_months=12,
+                tenant_id=TENANT,
+                declared_monthly_income_kes=45_000,
+                product=1,  # type: ignore[arg-type]
+            )
+            application.applied_at.GetCurrentTime()
+            decision = CreditDecision(
+                decision_id=f"d-{app_id}",
+                application_id=app_id,
+                member_id=f"m-{app_id}",
+                model_version="v-browser",
+                probability_of_default=0.18,
+                score=604,
+                band=DecisionBand.DECISION_BAND_REVIEW,
+                tenant_id=TENANT,
+                reasons=[
+                    ReasonCode(code="LATE_6M", description="2 late repayments", contribution=0.4)
+                ],
+                repayment_attention=[(i + 1) / 300 for i in range(24)],
+                mobile_money_attention=[1 / 26] * 26,
+            )
+            decision.decided_at.GetCurrentTime()
+            for topic, payload in (
+                (settings.applications_topic, application),
+                (settings.decisions_topic, decision),
+            ):
+                envelope = wrap(payload, producer="test", subject=app_id)
+                await (await publish(producer, topic, envelope))
+    finally:
+        await producer.stop()
+
+
+async def _browser():  # type: ignore[no-untyped-def]
+    from playwright.async_api import async_playwright
+
+    playwright = await async_playwright().start()
+    browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+    return playwright, browser
+
+
+async def _sign_in(page, site: Site, username: str) -> None:  # type: ignore[no-untyped-def]
+    await page.goto(f"{site.url}/login")
+    await page.fill("#tenant", TENANT)
+    await page.fill("#username", username)
+    await page.fill("#password", PASSWORD)
+    await page.click("button[type=submit]")
+
+
+async def _shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    if SHOTS is not None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+async def _wait_for_queue(page, site: Site, rows: int) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(60):
+        while True:
+            await page.goto(f"{site.url}/queue")
+            if await page.locator("#queue-rows a").count() >= rows:
+                return
+            await asyncio.sleep(0.5)
+
+
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Debian's chromium is installed by make setup"
+)
+async def test_an_officer_settles_a_review_by_mouse_and_two_people_settle_a_large_one(
+    site: Site,
+) -> None:
+    manager, browser = await _browser()
+    try:
+        page = await (await browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
+        await page.goto(f"{site.url}/queue")
+        assert page.url.startswith(f"{site.url}/login")  # signed out: sent to sign in
+
+        await page.fill("#tenant", TENANT)
+        await page.fill("#username", "alice")
+        await page.fill("#password", "not her password")
+        await page.click("button[type=submit]")
+        assert "Wrong tenant, user name or password" in await page.inner_text("#login-error")
+
+        await _sign_in(page, site, "alice")
+        cookies = {c["name"]: c for c in await page.context.cookies()}
+        session_cookie = cookies["alama_console_session"]
+        assert session_cookie["httpOnly"] and session_cookie["secure"]
+        assert session_cookie["sameSite"] == "Strict"
+        await _wait_for_queue(page, site, 2)
+        await _shot(page, "queue")
+        assert await page.locator("#queue-rows tr").count() == 2
+
+        await page.click("text=app-small")
+        assert await page.inner_text("#amount") == "KES 40,000"
+        drawn = await page.evaluate(
+            "() => !!Chart.getChart(document.getElementById('chart-repayment-attention'))"
+        )
+        assert drawn, "the attention chart is drawn from the page's own scripts"
+        assert "unavailable" in await page.inner_text("#explanation-missing")
+        await page.click("#claim")
+        assert "You hold this item" in await page.inner_text("#notice")
+        await page.check("input[name=outcome][value=approve]")
+        await page.check("input[value=REVIEW_INCOME_VERIFIED]")
+        await page.fill("#justification", "Six months of payslips verified at the branch.")
+        await _shot(page, "item-claimed")
+        await page.click("#submit-outcome")
+        assert "Settled" in await page.inner_text("#notice")
+        assert await page.inner_text("#outcome") == "approve"
+
+        # the large one: alice proposes, she cannot confirm it herself, bob confirms
+        await page.goto(f"{site.url}/items/d-app-big")
+        await page.click("#claim")
+        await page.check("input[name=outcome][value=approve]")
+        await page.check("input[value=REVIEW_GUARANTORS]")
+        await page.fill("#justification", "Two guarantors pledged shares covering the loan.")
+        await page.click("#submit-outcome")
+        assert "waits for a second person" in await page.inner_text("#notice")
+        assert await page.locator("#claim-second").count() == 0
+
+        other = await (await browser.new_context()).new_page()
+        await _sign_in(other, site, "bob")
+        await other.goto(f"{site.url}/items/d-app-big")
+        assert "alice proposes to approve" in await other.inner_text("#proposal")
+        await other.click("#claim-second")
+        await other.click("#confirm")
+        assert "Settled" in await other.inner_text("#notice")
+        await _shot(other, "item-confirmed")
+
+        # a loan officer reads but cannot settle; the sign-out form ends the session
+        clerk = await (await browser.new_context()).new_page()
+        await _sign_in(clerk, site, "carol")
+        await clerk.goto(f"{site.url}/queue?view=closed")
+        assert await clerk.locator("#queue-rows a").count() == 2
+        await clerk.goto(f"{site.url}/items/d-app-small")
+        assert await clerk.locator("#claim").count() == 0
+        await clerk.click("text=Sign out")
+        await clerk.goto(f"{site.url}/queue")
+        assert clerk.url.startswith(f"{site.url}/login")
+    finally:
+        await browser.close()
+        await manager.stop()
+
+    records = await read_topic(site.settings.infra, site.settings.review_outcomes_topic, 2)
+    outcomes = {
+        o.application_id: o for o in (decode(r.value, ReviewOutcome).payload for r in records)
+    }
+    assert outcomes["app-small"].reviewer_id == "alice"
+    assert (outcomes["app-big"].reviewer_id, outcomes["app-big"].second_reviewer_id) == (
+        "alice",
+        "bob",
+    )
+
+
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Debian's chromium is installed by make setup"
+)
+async def test_the_console_works_by_keyboard_on_a_narrow_screen_without_serious_axe_violations(
+    site: Site,
+) -> None:
+    manager, browser = await _browser()
+    try:
+        context = await browser.new_context(viewport={"width": 800, "height": 700}, bypass_csp=True)
+        page = await context.new_page()
+        await page.goto(f"{site.url}/login")
+        await page.keyboard.press("Tab")  # the skip link first
+        assert await page.evaluate("document.activeElement.className") == "skip"
+        await page.focus("#tenant")
+        await page.keyboard.type(TENANT)
+        await page.keyboard.press("Tab")
+        await page.keyboard.type("alice")
+        await page.keyboard.press("Tab")
+        await page.keyboard.type(PASSWORD)
+        await page.keyboard.press("Enter")
+        await page.wait_for_url(f"{site.url}/queue")
+        await _wait_for_queue(page, site, 2)
+
+        violations = {}
+        for path in ("/queue", "/items/d-app-small"):
+            await page.goto(f"{site.url}{path}")
+            overflow = await page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, f"{path} scrolls sideways on an 800 px screen"
+            await page.add_script_tag(path=str(AXE))
+            found = await page.evaluate(
+                "async () => (await axe.run()).violations"
+                ".filter(v => v.impact === 'serious' || v.impact === 'critical')"
+                ".map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))"
+            )
+            violations[path] = found
+        assert violations == {"/queue": [], "/items/d-app-small": []}
+
+        # reach the item and claim it with the keyboard only
+        await page.goto(f"{site.url}/queue")
+        for _ in range(40):
+            await page.keyboard.press("Tab")
+            if await page.evaluate("document.activeElement.textContent") == "app-small":
+                break
+        else:
+            pytest.fail("the queue's link to the item cannot be reached with Tab")
+        await page.keyboard.press("Enter")
+        await page.wait_for_url(f"{site.url}/items/d-app-small")
+        await page.focus("#claim")
+        await page.keyboard.press("Enter")
+        await page.wait_for_selector("#notice")
+        assert "You hold this item" in await page.inner_text("#notice")
+        await _shot(page, "keyboard-narrow")
+    finally:
+        await browser.close()
+        await manager.stop()
