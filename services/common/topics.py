@@ -259,7 +259,7 @@ SERVICE_ACCESS: tuple[ServiceAccess, ...] = (
     ),
     ServiceAccess(
         "explanation",
-        consumes=(CREDIT_DECISIONS, MEMBER_ERASURES, MEMBER_EXPORTS),
+        consumes=(CREDIT_DECISIONS, REVIEW_OUTCOMES, MEMBER_ERASURES, MEMBER_EXPORTS),
         produces=(CREDIT_EXPLANATIONS, MEMBER_ERASURES_COMPLETED, MEMBER_EXPORT_PARTS),
         group="explanation",
     ),
@@ -289,6 +289,12 @@ SERVICE_ACCESS: tuple[ServiceAccess, ...] = (
         ),
         reads=(AUDIT_ANCHORS,),
         group="audit",
+    ),
+    ServiceAccess(
+        "console",
+        consumes=(LOAN_APPLICATIONS, CREDIT_DECISIONS),
+        produces=(REVIEW_OUTCOMES,),
+        group="console",
     ),
     ServiceAccess(
         "drift",

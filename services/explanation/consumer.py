@@ -19,6 +19,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 
 from services.common.envelope import Event
+from services.common.errors import InvalidEvent
 from services.common.kafka import EventConsumer, Route, publish_traced, trace_id_from_headers
 from services.common.member_exports import ExportAnswer
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
@@ -27,6 +28,7 @@ from services.common.protos.alama.events.v1.members_pb2 import (
     MemberErasureRequested,
     MemberExportRequested,
 )
+from services.common.protos.alama.events.v1.reviews_pb2 import ReviewOutcome
 from services.explanation.erasures import DecisionErasures
 from services.explanation.explainer import ExplainerPool
 from services.explanation.member_data import DecisionsHolder
@@ -107,6 +109,19 @@ class ExplanationPipeline:
             otel_context.detach(token)
 
 
+class ReviewKeeper:
+    """Keeps each person's review of a decision, so `GetDecision` reports the outcome."""
+
+    def __init__(self, store: DecisionStore) -> None:
+        self.store = store
+
+    async def handle(self, event: Event[Any], _record: ConsumerRecord) -> None:
+        review: ReviewOutcome = event.payload
+        if not review.review_id or not review.decision_id:
+            raise InvalidEvent("review_incomplete", "a review needs its review and decision ids")
+        await self.store.save_review(review)
+
+
 def build_consumer(
     settings: ExplanationSettings,
     explainer: ExplainerPool,
@@ -126,6 +141,7 @@ def build_consumer(
     exports = ExportAnswer(
         [DecisionsHolder(store)], send, settings.export_parts_topic, settings.service_name
     )
+    reviews = ReviewKeeper(store)
     consumer = EventConsumer(
         settings,
         group_id=settings.consumer_group,
@@ -133,6 +149,7 @@ def build_consumer(
             settings.decisions_topic: Route((CreditDecision,), pipeline.handle),
             settings.erasures_topic: Route((MemberErasureRequested,), erasures.handle),
             settings.exports_topic: Route((MemberExportRequested,), exports.handle),
+            settings.review_outcomes_topic: Route((ReviewOutcome,), reviews.handle),
         },
         consumer_options={"max_poll_records": settings.max_batch},
         on_batch=pipeline.flush,

@@ -90,7 +90,8 @@ class ExplanationServicer(explanation_pb2_grpc.ExplanationServiceServicer):
                     grpc.StatusCode.NOT_FOUND,
                     f"{missing} (yet: it may not have reached the explanation service)",
                 )
-            return explanation_pb2.GetDecisionResponse(decision=decision)
+            review = await self.store.latest_review(decision.decision_id, tenant)
+            return explanation_pb2.GetDecisionResponse(decision=decision, review=review)
 
     async def GetExplanation(
         self, request: explanation_pb2.GetExplanationRequest, context: grpc.aio.ServicerContext

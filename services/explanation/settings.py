@@ -14,6 +14,7 @@ from services.common.topics import (
     MEMBER_ERASURES_COMPLETED,
     MEMBER_EXPORT_PARTS,
     MEMBER_EXPORTS,
+    REVIEW_OUTCOMES,
 )
 
 
@@ -32,6 +33,7 @@ class ExplanationSettings(ConsumerSettings):
     consumer_group: str = "explanation"
     decisions_topic: str = CREDIT_DECISIONS
     explanations_topic: str = CREDIT_EXPLANATIONS
+    review_outcomes_topic: str = REVIEW_OUTCOMES
     erasures_topic: str = MEMBER_ERASURES
     erasures_completed_topic: str = MEMBER_ERASURES_COMPLETED
     exports_topic: str = MEMBER_EXPORTS

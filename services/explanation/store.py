@@ -22,6 +22,7 @@ import asyncpg
 
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.protos.alama.events.v1.explanations_pb2 import CreditExplanation
+from services.common.protos.alama.events.v1.reviews_pb2 import ReviewOutcome
 from services.common.vocabulary import BANDS
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -51,6 +52,14 @@ CREATE TABLE IF NOT EXISTS {s}.erased_members (
     member_ref text PRIMARY KEY,
     erased_at timestamptz NOT NULL
 );
+CREATE TABLE IF NOT EXISTS {s}.reviews (
+    review_id text PRIMARY KEY,
+    decision_id text NOT NULL,
+    tenant_id text NOT NULL,
+    reviewed_at timestamptz NOT NULL,
+    payload bytea NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reviews_decision ON {s}.reviews (decision_id, reviewed_at DESC);
 CREATE TABLE IF NOT EXISTS {s}.explanations (
     decision_id text PRIMARY KEY REFERENCES {s}.decisions (decision_id) ON DELETE CASCADE,
     payload bytea NOT NULL,
@@ -241,6 +250,40 @@ class DecisionStore:
             )
         return None if payload is None else _explanation(payload)
 
+    async def save_review(self, review: ReviewOutcome) -> bool:
+        """Keep a person's review of a decision (from credit.review_outcomes); a redelivered
+        one changes nothing. False when it was there already."""
+        async with self.pool.acquire() as conn:
+            status = await conn.execute(
+                f"INSERT INTO {self.schema}.reviews"
+                " (review_id, decision_id, tenant_id, reviewed_at, payload)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                review.review_id,
+                review.decision_id,
+                review.tenant_id,
+                review.reviewed_at.ToDatetime(tzinfo=UTC),
+                review.SerializeToString(deterministic=True),
+            )
+        return status.endswith(" 1")
+
+    async def latest_review(
+        self, decision_id: str, tenant_id: str | None = None
+    ) -> ReviewOutcome | None:
+        """The decision's most recent review within the tenant (an appeal makes another)."""
+        async with self.pool.acquire() as conn:
+            payload = await conn.fetchval(
+                f"SELECT payload FROM {self.schema}.reviews WHERE decision_id = $1"
+                " AND ($2::text IS NULL OR tenant_id = $2)"
+                " ORDER BY reviewed_at DESC, review_id LIMIT 1",
+                decision_id,
+                tenant_id,
+            )
+        if payload is None:
+            return None
+        review = ReviewOutcome()
+        review.ParseFromString(payload)
+        return review
+
     # --- members' rights (services.common.member_rights) -------------------------------------
 
     async def holds_member(self, tenant_id: str, member_id: str) -> bool:
@@ -308,6 +351,12 @@ class DecisionStore:
                     self.member_ref(tenant_id, member_id),
                     erased_at or datetime.now(UTC),
                 )
+            await conn.execute(  # a review's justification may describe the member
+                f"DELETE FROM {self.schema}.reviews r USING {self.schema}.decisions d"
+                " WHERE r.decision_id = d.decision_id AND d.tenant_id = $1 AND d.member_id = $2",
+                tenant_id,
+                member_id,
+            )
             status = await conn.execute(
                 f"DELETE FROM {self.schema}.decisions WHERE tenant_id = $1 AND member_id = $2",
                 tenant_id,

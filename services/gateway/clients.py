@@ -32,6 +32,7 @@ from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicat
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 from services.common.protos.alama.events.v1.explanations_pb2 import CreditExplanation
+from services.common.protos.alama.events.v1.reviews_pb2 import ReviewOutcome
 from services.common.protos.alama.explanation.v1 import explanation_pb2, explanation_pb2_grpc
 from services.common.protos.alama.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from services.common.redis_store import create_redis
@@ -90,6 +91,12 @@ class Explanations(Protocol):
         ...
 
     async def explanation(self, decision_id: str, *, tenant: str) -> CreditExplanation: ...
+
+    async def reviewed_decision(
+        self, decision_id: str, *, tenant: str
+    ) -> tuple[CreditDecision, ReviewOutcome | None]:
+        """The decision with its latest review by a person (None when nobody reviewed it)."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -242,6 +249,14 @@ class GrpcExplanations(_GrpcClient):
         response = await self._call("GetDecision", self.stub.GetDecision, request)
         assert isinstance(response, explanation_pb2.GetDecisionResponse)
         return response.decision
+
+    async def reviewed_decision(
+        self, decision_id: str, *, tenant: str
+    ) -> tuple[CreditDecision, ReviewOutcome | None]:
+        request = explanation_pb2.GetDecisionRequest(decision_id=decision_id, tenant_id=tenant)
+        response = await self._call("GetDecision", self.stub.GetDecision, request)
+        assert isinstance(response, explanation_pb2.GetDecisionResponse)
+        return response.decision, response.review if response.HasField("review") else None
 
     async def explanation(self, decision_id: str, *, tenant: str) -> CreditExplanation:
         request = explanation_pb2.GetExplanationRequest(decision_id=decision_id, tenant_id=tenant)

@@ -29,7 +29,15 @@ from services.common.protos.alama.events.v1.mobile_money_pb2 import (
     MobileMoneyTransaction,
     TransactionKind,
 )
-from services.common.vocabulary import BANDS, CHANNELS, EXPLAINERS, PRODUCTS, TRANSACTION_KINDS
+from services.common.protos.alama.events.v1.reviews_pb2 import ReviewOutcome
+from services.common.vocabulary import (
+    BANDS,
+    CHANNELS,
+    EXPLAINERS,
+    PRODUCTS,
+    REVIEW_KINDS,
+    TRANSACTION_KINDS,
+)
 from services.gateway.security import normalise_phone
 from services.gateway.settings import MAX_CALL_APPLICATIONS, MAX_WEBHOOK_TRANSACTIONS
 
@@ -218,6 +226,28 @@ class Reason(Model):
     contribution: float
 
 
+class Review(Model):
+    """A person's review of the decision: its band is the outcome that stands."""
+
+    review_id: str
+    band: Band
+    kind: str
+    reason_codes: list[str]
+    reviewed_at: datetime
+    four_eyes: bool
+
+    @classmethod
+    def from_proto(cls, review: ReviewOutcome) -> Review:
+        return cls(
+            review_id=review.review_id,
+            band=Band.from_proto(review.final_band),
+            kind=REVIEW_KINDS.name_or(review.kind, "band"),
+            reason_codes=list(review.reason_codes),
+            reviewed_at=_datetime(review.reviewed_at),
+            four_eyes=bool(review.second_reviewer_id),
+        )
+
+
 class Decision(Model):
     decision_id: str
     application_id: str
@@ -228,9 +258,10 @@ class Decision(Model):
     reasons: list[Reason]
     model_version: str
     decided_at: datetime
+    review: Review | None = None
 
     @classmethod
-    def from_proto(cls, decision: CreditDecision) -> Decision:
+    def from_proto(cls, decision: CreditDecision, review: ReviewOutcome | None = None) -> Decision:
         return cls(
             decision_id=decision.decision_id,
             application_id=decision.application_id,
@@ -244,6 +275,7 @@ class Decision(Model):
             ],
             model_version=decision.model_version,
             decided_at=_datetime(decision.decided_at),
+            review=None if review is None else Review.from_proto(review),
         )
 
 

@@ -33,9 +33,10 @@ from services.common.envelope import decode, wrap
 from services.common.kafka import create_producer, publish, trace_id_from_headers
 from services.common.postgres import create_pool
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
-from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
+from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, DecisionBand
 from services.common.protos.alama.events.v1.envelope_pb2 import DeadLetter
 from services.common.protos.alama.events.v1.explanations_pb2 import CreditExplanation, Explainer
+from services.common.protos.alama.events.v1.reviews_pb2 import ReviewOutcome
 from services.common.protos.alama.explanation.v1 import explanation_pb2, explanation_pb2_grpc
 from services.common.settings import InfraSettings
 from services.common.telemetry import inject_grpc_metadata
@@ -445,3 +446,72 @@ async def test_service_runs_consumer_and_server_and_stops_cleanly(
         await asyncio.wait_for(service, timeout=30)
     assert service.exception() is None
     assert await env.store.decision(decisions[0].decision_id) == decisions[0]
+
+
+async def test_a_persons_review_is_kept_and_served_with_its_decision(
+    env: Env, made: Decisions, infra: InfraSettings
+) -> None:
+    """credit.review_outcomes is consumed like the decisions: GetDecision then carries the
+    latest review (what GET /v1/decisions/{id} reports), never to another tenant, and a
+    member's erasure takes the reviews with the decisions."""
+    decision = made.decisions[0]
+    await env.store.save_decisions([StoredDecision(decision, "")])
+    reviews_topic = TopicSpec(f"test.reviews.{uuid.uuid4().hex[:12]}", 3, 1)
+    await ensure_topics(infra.kafka_bootstrap, [reviews_topic])
+    settings = env.settings.model_copy(update={"review_outcomes_topic": reviews_topic.name})
+
+    def review(review_id: str, band: int, minute: int) -> ReviewOutcome:
+        outcome = ReviewOutcome(
+            review_id=review_id,
+            decision_id=decision.decision_id,
+            application_id=decision.application_id,
+            tenant_id=decision.tenant_id,
+            final_band=band,  # type: ignore[arg-type]
+            reason_codes=["REVIEW_GUARANTORS"],
+        )
+        outcome.reviewed_at.FromDatetime(datetime(2026, 11, 29, 8, minute, tzinfo=UTC))
+        return outcome
+
+    first = review("r-first", DecisionBand.DECISION_BAND_DECLINE, 0)
+    appeal = review("r-appeal", DecisionBand.DECISION_BAND_APPROVE, 30)
+    producer = create_producer(infra, client_id="explanation-test-reviews")
+    await producer.start()
+    try:
+        for outcome in (appeal, first, appeal):  # out of order, and one redelivered
+            envelope = wrap(outcome, producer="console", event_id=outcome.review_id)
+            await (await publish(producer, reviews_topic.name, envelope))
+    finally:
+        await producer.stop()
+
+    publisher = ExplanationPublisher(settings)
+    await publisher.start()
+    consumer = build_consumer(settings, env.explainer, env.store, publisher)
+    await consumer.start()
+    running = asyncio.create_task(consumer.run())
+    try:
+        async with asyncio.timeout(60):
+            while len(await rows(env.pool, f"SELECT 1 FROM {settings.db_schema}.reviews")) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
+    finally:
+        await consumer.stop()
+        await asyncio.wait_for(running, timeout=30)
+        await publisher.stop()
+
+    server = await start_server(env.store, env.explainer, host="127.0.0.1", port=0)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    stub = explanation_pb2_grpc.ExplanationServiceStub(channel)
+    try:
+        mine = await stub.GetDecision(
+            explanation_pb2.GetDecisionRequest(
+                decision_id=decision.decision_id, tenant_id=decision.tenant_id
+            )
+        )
+        assert mine.review == appeal  # the latest review stands
+        assert mine.decision == decision
+    finally:
+        await channel.close()
+        await server.stop(None)
+    assert await env.store.latest_review(decision.decision_id, "another-tenant") is None
+
+    await env.store.erase_member(decision.tenant_id, decision.member_id)
+    assert await env.store.latest_review(decision.decision_id) is None

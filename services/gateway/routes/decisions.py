@@ -45,14 +45,15 @@ async def application_decision(
 
 @router.get("/decisions/{decision_id}", response_model=Decision, responses=ERRORS)
 async def get_decision(decision_id: DecisionId, backends: BackendsDep, caller: Reader) -> Decision:
-    """A decision of the caller's tenant (another tenant's is 404, as an unknown one)."""
+    """A decision of the caller's tenant (another tenant's is 404, as an unknown one), with the
+    outcome of a person's review where there was one (`review.band` is the outcome that stands)."""
     try:
-        decision = await backends.explanations.decision(
-            decision_id=decision_id, tenant=caller.tenant
+        decision, review = await backends.explanations.reviewed_decision(
+            decision_id, tenant=caller.tenant
         )
     except NotFound as exc:
         raise NotFound(f"decision {decision_id!r} is unknown") from exc
-    return Decision.from_proto(decision)
+    return Decision.from_proto(decision, review)
 
 
 @router.get(

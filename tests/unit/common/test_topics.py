@@ -10,7 +10,6 @@ from services.common.topics import (
     PREFIXED,
     READ,
     REPAYMENTS,
-    REVIEW_OUTCOMES,
     SERVICE_ACCESS,
     TOPIC,
     TOPICS,
@@ -57,6 +56,7 @@ def test_topic_config_carries_retention_and_cleanup_policy() -> None:
 
 def test_the_access_table_names_declared_topics_and_the_services_groups() -> None:
     from services.audit.settings import AuditSettings
+    from services.console.settings import ConsoleSettings
     from services.drift.settings import DriftSettings
     from services.explanation.settings import ExplanationSettings
     from services.feature_store.settings import FeatureStoreSettings
@@ -76,6 +76,7 @@ def test_the_access_table_names_declared_topics_and_the_services_groups() -> Non
         "feature-store": FeatureStoreSettings.model_fields["consumer_group"].default,
         "audit": AuditSettings.model_fields["consumer_group"].default,
         "drift": DriftSettings.model_fields["consumer_group"].default,
+        "console": ConsoleSettings.model_fields["consumer_group"].default,
     }
     # a Faust app's internal topics are named <app id>-...
     assert prefixes["feature-store"] == f"{groups['feature-store']}-"
@@ -85,10 +86,10 @@ def test_the_access_table_names_declared_topics_and_the_services_groups() -> Non
 def test_every_consumed_topic_has_a_consumer_and_every_topic_a_producer_or_reader() -> None:
     consumed = {t for a in SERVICE_ACCESS for t in a.consumes}
     produced = {t for a in SERVICE_ACCESS for t in a.produces}
-    # review outcomes come from risk officers' tools and drift alerts go to retraining, both
-    # outside the deployed services
+    # drift alerts go to retraining, outside the deployed services; repayments come from the
+    # SACCO's core banking system
     assert {t.name for t in TOPICS if t.consumed} - consumed == {DRIFT_ALERTS}
-    assert {t.name for t in TOPICS} - produced == {REPAYMENTS, REVIEW_OUTCOMES}
+    assert {t.name for t in TOPICS} - produced == {REPAYMENTS}
 
 
 def test_acls_grant_exactly_what_a_service_uses() -> None:

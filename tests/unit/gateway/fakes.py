@@ -28,6 +28,7 @@ from services.common.protos.alama.events.v1.explanations_pb2 import (
     Explainer,
     FeatureContribution,
 )
+from services.common.protos.alama.events.v1.reviews_pb2 import ReviewOutcome
 from services.common.protos.alama.explanation.v1 import explanation_pb2, explanation_pb2_grpc
 from services.common.protos.alama.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from services.common.telemetry import inject_kafka_headers
@@ -145,6 +146,7 @@ class FakeExplanationServicer(explanation_pb2_grpc.ExplanationServiceServicer):
     ) -> None:
         self.decisions = decisions
         self.explanations = explanations
+        self.reviews: dict[str, ReviewOutcome] = {}
 
     async def GetDecision(
         self, request: explanation_pb2.GetDecisionRequest, context: grpc.aio.ServicerContext
@@ -160,7 +162,9 @@ class FakeExplanationServicer(explanation_pb2_grpc.ExplanationServiceServicer):
             found = None  # another tenant's: exactly as if it did not exist
         if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such decision")
-        return explanation_pb2.GetDecisionResponse(decision=found)
+        return explanation_pb2.GetDecisionResponse(
+            decision=found, review=self.reviews.get(found.decision_id)
+        )
 
     async def GetExplanation(
         self, request: explanation_pb2.GetExplanationRequest, context: grpc.aio.ServicerContext
@@ -307,6 +311,7 @@ class FakeExplanations:
     def __init__(self) -> None:
         self.decisions = stored_decisions()
         self.explanations = stored_explanations(self.decisions)
+        self.reviews: dict[str, ReviewOutcome] = {}
 
     async def decision(
         self,
@@ -321,6 +326,12 @@ class FakeExplanations:
             if decision.decision_id == decision_id or decision.application_id == application_id:
                 return decision
         raise NotFound("no such decision")
+
+    async def reviewed_decision(
+        self, decision_id: str, *, tenant: str
+    ) -> tuple[CreditDecision, ReviewOutcome | None]:
+        decision = await self.decision(tenant=tenant, decision_id=decision_id)
+        return decision, self.reviews.get(decision_id)
 
     async def explanation(self, decision_id: str, *, tenant: str) -> CreditExplanation:
         owner = self.decisions.get(decision_id)

@@ -6,7 +6,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -19,6 +19,8 @@ from services.common.protos.alama.events.v1.applications_pb2 import (
     LOAN_PRODUCT_SCHOOL_FEES,
     LoanApplicationSubmitted,
 )
+from services.common.protos.alama.events.v1.decisions_pb2 import DecisionBand
+from services.common.protos.alama.events.v1.reviews_pb2 import ReviewKind, ReviewOutcome
 from services.gateway.app import STATUS_CODES, create_app, create_operator_app
 from services.gateway.clients import Backends
 from services.gateway.errors import UpstreamUnavailable
@@ -297,6 +299,33 @@ async def test_decisions_and_explanations_come_from_the_explanation_service(
     ]
     assert len(body["repayment_attention"]) == 24 and body["mobile_money_attention"] == [0.5, 0.5]
     assert body["reasons"][0]["code"] == "on_time"
+
+
+async def test_a_reviewed_decision_reports_the_outcome_that_stands(gateway: Gateway) -> None:
+    reader = bearer(gateway.settings, "decisions:read")
+    before = (await gateway.client.get("/v1/decisions/d-A-stored", headers=reader)).json()
+    assert before["review"] is None
+    review = ReviewOutcome(
+        review_id="r-1",
+        decision_id="d-A-stored",
+        final_band=DecisionBand.DECISION_BAND_DECLINE,
+        reason_codes=["REVIEW_ARREARS"],
+        second_reviewer_id="bob",
+        kind=ReviewKind.REVIEW_KIND_BAND,
+        justification="not shown to partners",
+    )
+    review.reviewed_at.FromDatetime(datetime(2026, 11, 29, 8, 0, tzinfo=UTC))
+    gateway.grpc.explanations.reviews["d-A-stored"] = review
+    after = (await gateway.client.get("/v1/decisions/d-A-stored", headers=reader)).json()
+    assert after["band"] == before["band"]  # the model's band stays what the model said
+    assert after["review"] == {
+        "review_id": "r-1",
+        "band": "decline",
+        "kind": "band",
+        "reason_codes": ["REVIEW_ARREARS"],
+        "reviewed_at": "2026-11-29T08:00:00Z",
+        "four_eyes": True,
+    }
 
 
 async def test_unknown_decisions_are_404(gateway: Gateway) -> None:

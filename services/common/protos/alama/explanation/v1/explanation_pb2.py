@@ -24,23 +24,24 @@ _sym_db = _symbol_database.Default()
 
 from services.common.protos.alama.events.v1 import decisions_pb2 as alama_dot_events_dot_v1_dot_decisions__pb2
 from services.common.protos.alama.events.v1 import explanations_pb2 as alama_dot_events_dot_v1_dot_explanations__pb2
+from services.common.protos.alama.events.v1 import reviews_pb2 as alama_dot_events_dot_v1_dot_reviews__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&alama/explanation/v1/explanation.proto\x12\x14\x61lama.explanation.v1\x1a\x1f\x61lama/events/v1/decisions.proto\x1a\"alama/events/v1/explanations.proto\"_\n\x12GetDecisionRequest\x12\x15\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\tH\x00\x12\x18\n\x0e\x61pplication_id\x18\x02 \x01(\tH\x00\x12\x11\n\ttenant_id\x18\x03 \x01(\tB\x05\n\x03key\"H\n\x13GetDecisionResponse\x12\x31\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x1f.alama.events.v1.CreditDecision\"?\n\x15GetExplanationRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\"Q\n\x16GetExplanationResponse\x12\x37\n\x0b\x65xplanation\x18\x01 \x01(\x0b\x32\".alama.events.v1.CreditExplanation2\xe5\x01\n\x12\x45xplanationService\x12\x62\n\x0bGetDecision\x12(.alama.explanation.v1.GetDecisionRequest\x1a).alama.explanation.v1.GetDecisionResponse\x12k\n\x0eGetExplanation\x12+.alama.explanation.v1.GetExplanationRequest\x1a,.alama.explanation.v1.GetExplanationResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&alama/explanation/v1/explanation.proto\x12\x14\x61lama.explanation.v1\x1a\x1f\x61lama/events/v1/decisions.proto\x1a\"alama/events/v1/explanations.proto\x1a\x1d\x61lama/events/v1/reviews.proto\"_\n\x12GetDecisionRequest\x12\x15\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\tH\x00\x12\x18\n\x0e\x61pplication_id\x18\x02 \x01(\tH\x00\x12\x11\n\ttenant_id\x18\x03 \x01(\tB\x05\n\x03key\"x\n\x13GetDecisionResponse\x12\x31\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x1f.alama.events.v1.CreditDecision\x12.\n\x06review\x18\x02 \x01(\x0b\x32\x1e.alama.events.v1.ReviewOutcome\"?\n\x15GetExplanationRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\"Q\n\x16GetExplanationResponse\x12\x37\n\x0b\x65xplanation\x18\x01 \x01(\x0b\x32\".alama.events.v1.CreditExplanation2\xe5\x01\n\x12\x45xplanationService\x12\x62\n\x0bGetDecision\x12(.alama.explanation.v1.GetDecisionRequest\x1a).alama.explanation.v1.GetDecisionResponse\x12k\n\x0eGetExplanation\x12+.alama.explanation.v1.GetExplanationRequest\x1a,.alama.explanation.v1.GetExplanationResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'alama.explanation.v1.explanation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETDECISIONREQUEST']._serialized_start=133
-  _globals['_GETDECISIONREQUEST']._serialized_end=228
-  _globals['_GETDECISIONRESPONSE']._serialized_start=230
-  _globals['_GETDECISIONRESPONSE']._serialized_end=302
-  _globals['_GETEXPLANATIONREQUEST']._serialized_start=304
-  _globals['_GETEXPLANATIONREQUEST']._serialized_end=367
-  _globals['_GETEXPLANATIONRESPONSE']._serialized_start=369
-  _globals['_GETEXPLANATIONRESPONSE']._serialized_end=450
-  _globals['_EXPLANATIONSERVICE']._serialized_start=453
-  _globals['_EXPLANATIONSERVICE']._serialized_end=682
+  _globals['_GETDECISIONREQUEST']._serialized_start=164
+  _globals['_GETDECISIONREQUEST']._serialized_end=259
+  _globals['_GETDECISIONRESPONSE']._serialized_start=261
+  _globals['_GETDECISIONRESPONSE']._serialized_end=381
+  _globals['_GETEXPLANATIONREQUEST']._serialized_start=383
+  _globals['_GETEXPLANATIONREQUEST']._serialized_end=446
+  _globals['_GETEXPLANATIONRESPONSE']._serialized_start=448
+  _globals['_GETEXPLANATIONRESPONSE']._serialized_end=529
+  _globals['_EXPLANATIONSERVICE']._serialized_start=532
+  _globals['_EXPLANATIONSERVICE']._serialized_end=761
 # @@protoc_insertion_point(module_scope)

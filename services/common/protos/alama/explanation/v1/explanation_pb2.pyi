@@ -1,5 +1,6 @@
 from services.common.protos.alama.events.v1 import decisions_pb2 as _decisions_pb2
 from services.common.protos.alama.events.v1 import explanations_pb2 as _explanations_pb2
+from services.common.protos.alama.events.v1 import reviews_pb2 as _reviews_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Mapping as _Mapping
@@ -18,10 +19,12 @@ class GetDecisionRequest(_message.Message):
     def __init__(self, decision_id: _Optional[str] = ..., application_id: _Optional[str] = ..., tenant_id: _Optional[str] = ...) -> None: ...
 
 class GetDecisionResponse(_message.Message):
-    __slots__ = ("decision",)
+    __slots__ = ("decision", "review")
     DECISION_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_FIELD_NUMBER: _ClassVar[int]
     decision: _decisions_pb2.CreditDecision
-    def __init__(self, decision: _Optional[_Union[_decisions_pb2.CreditDecision, _Mapping]] = ...) -> None: ...
+    review: _reviews_pb2.ReviewOutcome
+    def __init__(self, decision: _Optional[_Union[_decisions_pb2.CreditDecision, _Mapping]] = ..., review: _Optional[_Union[_reviews_pb2.ReviewOutcome, _Mapping]] = ...) -> None: ...
 
 class GetExplanationRequest(_message.Message):
     __slots__ = ("decision_id", "tenant_id")
