@@ -45,6 +45,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 
 from infra import local, supervisor
+from services.audit.reader import AuditedEvent, AuditReader
 from services.common.envelope import decode
 from services.common.lag import GroupLagProbe
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
@@ -364,16 +365,9 @@ def faults_for(system: System, scale: Scale) -> dict[str, Callable[[], Awaitable
 # ------------------------------------------------------------------------------------ counting
 
 
-async def _audit_rows(system: System, prefix: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(system.infra.postgres_dsn)
-    try:
-        return await conn.fetch(
-            f"SELECT topic, application_id, event_id FROM {system.audit_schema}.events"
-            " WHERE application_id LIKE $1",
-            prefix + "%",
-        )
-    finally:
-        await conn.close()
+async def _audit_rows(system: System, prefix: str) -> list[AuditedEvent]:
+    async with AuditReader.connect(system.infra.postgres_dsn, system.audit_schema) as audit:
+        return await audit.events(prefix)
 
 
 def _expected_topics(synchronous: bool) -> set[str]:
@@ -391,10 +385,10 @@ class Trails:
     audited_events: set[str]
 
 
-def trails(rows: Sequence[Mapping[str, Any]], taken: Mapping[str, bool]) -> Trails:
+def trails(rows: Sequence[AuditedEvent], taken: Mapping[str, bool]) -> Trails:
     per_app: dict[str, Counter[str]] = defaultdict(Counter)
     for row in rows:
-        per_app[row["application_id"]][row["topic"]] += 1
+        per_app[row.application_id][row.topic] += 1
     complete = sum(
         1 for app, sync in taken.items() if _expected_topics(sync) <= set(per_app.get(app, {}))
     )
@@ -409,7 +403,7 @@ def trails(rows: Sequence[Mapping[str, Any]], taken: Mapping[str, bool]) -> Trai
         duplicated=duplicated,
         decided=sum(1 for app in taken if per_app[app][CREDIT_DECISIONS] > 0),
         explained=sum(1 for app in taken if per_app[app][CREDIT_EXPLANATIONS] > 0),
-        audited_events={row["event_id"] for row in rows if row["topic"] == CREDIT_DECISIONS},
+        audited_events={row.event_id for row in rows if row.topic == CREDIT_DECISIONS},
     )
 
 
@@ -481,7 +475,7 @@ async def run_fault(
 
     recovered: float | None = None
     deadline = time.monotonic() + scale.catch_up_seconds
-    rows: list[asyncpg.Record] = []
+    rows: list[AuditedEvent] = []
     lags_zero = False
     while time.monotonic() < deadline:
         try:

@@ -3,7 +3,8 @@
 A backlog of applications is published to `loan.applications` as fast as core banking could,
 then the clock runs until the audit chain holds a decision row for every one of them.
 Throughput is applications over that span; each application's end-to-end latency is its decision
-row's `recorded_at` minus the application event's `occurred_at`.
+row's `recorded_at` minus the application event's `occurred_at`. The chain is read through the
+audit service's reader (services.audit.reader), never its tables.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-import asyncpg
 import numpy as np
 
+from services.audit.reader import AuditReader
 from services.common.envelope import wrap
 from services.common.kafka import create_producer, publish
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
@@ -53,16 +54,6 @@ async def _publish(infra: InfraSettings, applications: list[LoanApplicationSubmi
         await producer.stop()
 
 
-async def _decided(conn: asyncpg.Connection, schema: str, prefix: str) -> int:
-    return int(
-        await conn.fetchval(
-            f"SELECT count(*) FROM {schema}.events WHERE topic = $1 AND application_id LIKE $2",
-            CREDIT_DECISIONS,
-            prefix + "%",
-        )
-    )
-
-
 async def run_pipeline(
     infra: InfraSettings,
     applications: list[LoanApplicationSubmitted],
@@ -72,34 +63,20 @@ async def run_pipeline(
     within: float = 600.0,
 ) -> PipelineResult:
     """`applications` all carry ids starting with `prefix` (unique to this run)."""
-    conn = await asyncpg.connect(infra.postgres_dsn)
-    try:
+    async with AuditReader.connect(infra.postgres_dsn, audit_schema) as audit:
         started = time.perf_counter()
         await _publish(infra, applications)
         published = time.perf_counter() - started
         decided = 0
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            decided = await _decided(conn, audit_schema, prefix)
+            decided = await audit.count(prefix, CREDIT_DECISIONS)
             if decided >= len(applications):
                 break
             await asyncio.sleep(0.1)
         elapsed = time.perf_counter() - started
-        rows = await conn.fetch(
-            f"""
-            SELECT extract(epoch FROM d.recorded_at - a.occurred_at) * 1000 AS ms
-            FROM {audit_schema}.events d
-            JOIN {audit_schema}.events a
-              ON a.application_id = d.application_id AND a.topic = $1
-            WHERE d.topic = $2 AND d.application_id LIKE $3
-            """,
-            LOAN_APPLICATIONS,
-            CREDIT_DECISIONS,
-            prefix + "%",
-        )
-    finally:
-        await conn.close()
-    latency = np.array([float(r["ms"]) for r in rows])
+        latencies = await audit.decision_latencies_ms(prefix)
+    latency = np.array(latencies)
     return PipelineResult(
         applications=len(applications),
         decided=decided,

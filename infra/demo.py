@@ -23,6 +23,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console, Group
 from rich.live import Live
@@ -30,9 +31,10 @@ from rich.panel import Panel
 from rich.table import Table
 
 from infra import local, supervisor
+from services.audit.reader import AuditReader
 from services.common import vocabulary
 from services.common.settings import InfraSettings, service_port
-from services.common.topics import CREDIT_DECISIONS, CREDIT_EXPLANATIONS, LOAN_APPLICATIONS
+from services.common.topics import CREDIT_DECISIONS, CREDIT_EXPLANATIONS
 
 console = Console()
 REPO = local.REPO
@@ -173,46 +175,23 @@ def read_metrics(snapshot: Snapshot) -> None:
 
 
 async def read_audit(snapshot: Snapshot, infra: InfraSettings, run_id: str) -> None:
-    conn = await asyncpg.connect(infra.postgres_dsn)
+    """What the audit chain holds about this run, read through the audit service's reader."""
+    prefix = run_id + "-"
     try:
-        counts = dict(
-            await conn.fetch(
-                f"SELECT topic, count(*) FROM {AUDIT_SCHEMA}.events"
-                " WHERE application_id LIKE $1 GROUP BY topic",
-                run_id + "-%",
-            )
-        )
-        snapshot.audited = int(counts.get(CREDIT_DECISIONS, 0))
-        snapshot.run_bands = {
-            str(band).removeprefix("DECISION_BAND_").lower(): int(n)
-            for band, n in await conn.fetch(
-                f"SELECT payload_doc->>'band', count(*) FROM {AUDIT_SCHEMA}.events"
-                " WHERE topic = $1 AND application_id LIKE $2 GROUP BY 1",
-                CREDIT_DECISIONS,
-                run_id + "-%",
-            )
-        }
-        snapshot.explained = int(counts.get(CREDIT_EXPLANATIONS, 0))
-        row = await conn.fetchrow(
-            f"""
-            SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50,
-                   percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99
-            FROM (SELECT extract(epoch FROM d.recorded_at - a.occurred_at) * 1000 AS ms
-                  FROM {AUDIT_SCHEMA}.events d
-                  JOIN {AUDIT_SCHEMA}.events a
-                    ON a.application_id = d.application_id AND a.topic = $1
-                  WHERE d.topic = $2 AND d.application_id LIKE $3) AS latencies
-            """,
-            LOAN_APPLICATIONS,
-            CREDIT_DECISIONS,
-            run_id + "-%",
-        )
+        async with AuditReader.connect(infra.postgres_dsn, AUDIT_SCHEMA) as audit:
+            counts = await audit.counts_by_topic(prefix)
+            bands = await audit.decision_bands(prefix)
+            latencies = await audit.decision_latencies_ms(prefix)
     except asyncpg.UndefinedTableError:
-        return
-    finally:
-        await conn.close()
-    if row is not None:
-        snapshot.pipeline_p50_ms, snapshot.pipeline_p99_ms = row["p50"], row["p99"]
+        return  # the audit service has not migrated its schema yet
+    snapshot.audited = counts.get(CREDIT_DECISIONS, 0)
+    snapshot.explained = counts.get(CREDIT_EXPLANATIONS, 0)
+    snapshot.run_bands = {
+        band.removeprefix("DECISION_BAND_").lower(): n for band, n in bands.items()
+    }
+    if latencies:
+        p50, p99 = np.percentile(latencies, [50, 99])
+        snapshot.pipeline_p50_ms, snapshot.pipeline_p99_ms = float(p50), float(p99)
 
 
 def _ms(value: float | None) -> str:
@@ -287,31 +266,23 @@ async def simulate_live(
 
 async def example(infra: InfraSettings, run_id: str, trace_file: Path) -> None:
     """One application followed through the API and through its trace."""
-    conn = await asyncpg.connect(infra.postgres_dsn)
-    try:
-        row = await conn.fetchrow(
-            f"SELECT application_id, trace_id, payload_doc->>'decision_id' AS decision_id"
-            f" FROM {AUDIT_SCHEMA}.events WHERE topic = $1 AND application_id LIKE $2"
-            " ORDER BY seq LIMIT 1",
-            CREDIT_DECISIONS,
-            run_id + "-%",
-        )
-    finally:
-        await conn.close()
-    if row is None:
+    async with AuditReader.connect(infra.postgres_dsn, AUDIT_SCHEMA) as audit:
+        decisions = await audit.decisions(run_id + "-", limit=1)
+    if not decisions:
         console.print("[red]no decision was audited, so there is no example to show")
         return
+    audited = decisions[0]
     async with httpx.AsyncClient(base_url=GATEWAY, headers=API_KEY, timeout=5) as client:
-        decision = (await client.get(f"/v1/decisions/{row['decision_id']}")).json()
-        explanation = (await client.get(f"/v1/decisions/{row['decision_id']}/explanation")).json()
+        decision = (await client.get(f"/v1/decisions/{audited.decision_id}")).json()
+        explanation = (await client.get(f"/v1/decisions/{audited.decision_id}/explanation")).json()
     console.print(
-        f"application [bold]{row['application_id']}[/]: score {decision.get('score')},"
+        f"application [bold]{audited.application_id}[/]: score {decision.get('score')},"
         f" PD {decision.get('probability_of_default', 0):.3f}, band {decision.get('band')}"
     )
     for reason in explanation.get("reasons", [])[:4]:
         console.print(f"  • {reason.get('description')}")
-    spans = await asyncio.to_thread(trace_spans, trace_file, row["trace_id"])
-    table = Table("service", "span", "start", "ms", title=f"trace {row['trace_id']}")
+    spans = await asyncio.to_thread(trace_spans, trace_file, audited.trace_id)
+    table = Table("service", "span", "start", "ms", title=f"trace {audited.trace_id}")
     spans.sort(key=lambda s: s["start_time"])
     first = spans[0]["start_time"] if spans else ""
     for span in spans:

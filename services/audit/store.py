@@ -159,6 +159,13 @@ class RetentionRefused(ValueError):
     """A retention request that would prune rows younger than the minimum age."""
 
 
+def checked_schema(schema: str) -> str:
+    """`schema` if it is a plain lower-case identifier (it is spliced into SQL), else ValueError."""
+    if not _IDENTIFIER.match(schema):
+        raise ValueError(f"invalid schema name {schema!r}")
+    return schema
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -190,8 +197,7 @@ class AuditStore:
         mac_key: bytes,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
-        if not _IDENTIFIER.match(schema):
-            raise ValueError(f"invalid schema name {schema!r}")
+        checked_schema(schema)
         if not mac_key:
             raise ValueError("the audit MAC key is empty")
         self.pool = pool

@@ -29,6 +29,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from infra import supervisor
+from services.audit.reader import AuditedEvent, AuditReader
 from services.audit.settings import AuditSettings
 from services.common.envelope import decode, wrap
 from services.common.kafka import create_producer, publish
@@ -152,21 +153,15 @@ async def _until(check: Any, within: float, what: str, every: float = 0.5) -> An
     raise AssertionError(f"{what} not reached in {within:.0f}s (last: {last!r})")
 
 
-async def _audit_rows(system: System, prefix: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(system.infra.postgres_dsn)
-    try:
-        return await conn.fetch(
-            f"SELECT topic, application_id, event_id, trace_id FROM {system.audit_schema}.events"
-            " WHERE application_id LIKE $1",
-            prefix + "%",
-        )
-    finally:
-        await conn.close()
+async def _audit_rows(system: System, prefix: str) -> list[AuditedEvent]:
+    """Read as the demo and bench do: through the audit service's reader, with the shared login."""
+    async with AuditReader.connect(system.infra.postgres_dsn, system.audit_schema) as audit:
+        return await audit.events(prefix)
 
 
 async def _decided(system: System, prefix: str, n: int) -> bool:
     rows = await _audit_rows(system, prefix)
-    topics = Counter(r["topic"] for r in rows)
+    topics = Counter(r.topic for r in rows)
     return topics[CREDIT_DECISIONS] >= n and topics[CREDIT_EXPLANATIONS] >= n
 
 
@@ -261,18 +256,18 @@ async def test_500_applications_become_one_decision_explanation_and_audit_trail_
 
     # its audit rows: the application, the decision, the explanation; one trace across them
     rows = await _audit_rows(system, run_id)
-    by_application: dict[str, list[asyncpg.Record]] = defaultdict(list)
+    by_application: dict[str, list[AuditedEvent]] = defaultdict(list)
     for row in rows:
-        by_application[row["application_id"]].append(row)
+        by_application[row.application_id].append(row)
     assert len(by_application) == N_APPLICATIONS
     for application_id, trail in by_application.items():
-        assert sorted(r["topic"] for r in trail) == sorted(
+        assert sorted(r.topic for r in trail) == sorted(
             [LOAN_APPLICATIONS, CREDIT_DECISIONS, CREDIT_EXPLANATIONS]
         ), application_id
-        assert len({r["trace_id"] for r in trail}) == 1 and trail[0]["trace_id"]
+        assert len({r.trace_id for r in trail}) == 1 and trail[0].trace_id
 
     # the same trace id spans gateway, scoring, explanation and audit (spans from each process)
-    traces = {trail[0]["trace_id"] for trail in by_application.values()}
+    traces = {trail[0].trace_id for trail in by_application.values()}
     wanted = {"gateway", "scoring", "explanation", "audit"}
 
     async def all_traced() -> bool:
@@ -385,7 +380,7 @@ async def test_scoring_killed_mid_stream_loses_and_duplicates_no_decision(
 
     async def some_decided() -> int:
         rows = await _audit_rows(system, prefix)
-        decided = sum(1 for r in rows if r["topic"] == CREDIT_DECISIONS)
+        decided = sum(1 for r in rows if r.topic == CREDIT_DECISIONS)
         return decided if decided >= 200 else 0
 
     at_kill = await _until(some_decided, 120, "scoring under way", every=0.05)
@@ -397,8 +392,8 @@ async def test_scoring_killed_mid_stream_loses_and_duplicates_no_decision(
     lag = await wait_for_group(system.infra, system.scoring_group, [LOAN_APPLICATIONS], within=60)
     assert lag.caught_up
     rows = await _audit_rows(system, prefix)
-    decided = Counter(r["application_id"] for r in rows if r["topic"] == CREDIT_DECISIONS)
-    explained = Counter(r["application_id"] for r in rows if r["topic"] == CREDIT_EXPLANATIONS)
+    decided = Counter(r.application_id for r in rows if r.topic == CREDIT_DECISIONS)
+    explained = Counter(r.application_id for r in rows if r.topic == CREDIT_EXPLANATIONS)
     assert len(decided) == n and set(decided.values()) == {1}  # none lost, none twice
     assert len(explained) == n and set(explained.values()) == {1}
 
@@ -438,17 +433,17 @@ async def test_scoring_killed_right_after_its_replies_loses_no_decision_it_told(
 
     async def all_audited() -> bool:
         rows = await _audit_rows(system, prefix)
-        audited = {r["event_id"] for r in rows if r["topic"] == CREDIT_DECISIONS}
+        audited = {r.event_id for r in rows if r.topic == CREDIT_DECISIONS}
         return set(told) <= audited and _decided_count(rows) >= n
 
     await _until(all_audited, 120, "every decision told to a caller audited")
     rows = await _audit_rows(system, prefix)
-    decided = Counter(r["application_id"] for r in rows if r["topic"] == CREDIT_DECISIONS)
+    decided = Counter(r.application_id for r in rows if r.topic == CREDIT_DECISIONS)
     assert len(decided) == n and set(decided.values()) == {1}  # republished ones deduplicated
 
 
-def _decided_count(rows: list[asyncpg.Record]) -> int:
-    return sum(1 for r in rows if r["topic"] == CREDIT_EXPLANATIONS)
+def _decided_count(rows: list[AuditedEvent]) -> int:
+    return sum(1 for r in rows if r.topic == CREDIT_EXPLANATIONS)
 
 
 async def test_a_members_export_and_erasure_reach_every_store_through_events(

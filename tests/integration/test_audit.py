@@ -52,6 +52,7 @@ from services.audit.chain import (
     seal_all,
 )
 from services.audit.consumer import build_consumer, run_consumer
+from services.audit.reader import AuditReader
 from services.audit.settings import AuditSettings
 from services.audit.store import (
     ROW_COLUMNS,
@@ -69,7 +70,15 @@ from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 from services.common.protos.alama.events.v1.explanations_pb2 import CreditExplanation
 from services.common.protos.alama.events.v1.reviews_pb2 import ReviewOutcome
 from services.common.settings import InfraSettings
-from services.common.topics import CleanupPolicy, TopicSpec, ensure_topics
+from services.common.topics import (
+    CREDIT_DECISIONS,
+    CREDIT_EXPLANATIONS,
+    LOAN_APPLICATIONS,
+    REVIEW_OUTCOMES,
+    CleanupPolicy,
+    TopicSpec,
+    ensure_topics,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -785,3 +794,46 @@ async def test_a_chain_from_before_sealing_is_adopted_once_and_still_guarded(
     await owner_overwrite(audit, [replace(row, row_mac="") for row in forged] + rows[4:])
     result = await store.verify()
     assert not result.ok and result.first_broken_seq == 5, result
+
+
+async def test_the_reader_answers_about_a_run_with_the_shared_login(
+    audit: AuditFixture, infra: InfraSettings
+) -> None:
+    """What the demo and bench read through the audit service (services.audit.reader), logged in
+    as a reader role: the applications whose id starts with a prefix, LIKE's `_` in it literal."""
+    run = uuid.uuid4().hex[:8]
+    prefix = f"rd_{run}-"
+    apps = {f"{prefix}{i}": f"member-{run}-{i}" for i in range(2)}
+    lookalike = f"rdx{run}-0"  # matches the prefix only if `_` were a wildcard
+    topic_of = {
+        LoanApplicationSubmitted: LOAN_APPLICATIONS,
+        CreditDecision: CREDIT_DECISIONS,
+        CreditExplanation: CREDIT_EXPLANATIONS,
+        ReviewOutcome: REVIEW_OUTCOMES,
+    }
+    topics = {kind.DESCRIPTOR.full_name: topic for kind, topic in topic_of.items()}
+    envelopes = [
+        e
+        for app, member in [*apps.items(), (lookalike, "member-x")]
+        for e in application_events(app, member)
+    ]
+    await audit.store.append(
+        [draft_from_event(decode(encode(e)), topics[e.payload_type]) for e in envelopes]
+    )
+
+    async with AuditReader.connect(infra.postgres_dsn, audit.settings.db_schema) as reader:
+        events = await reader.events(prefix)
+        assert {e.application_id for e in events} == set(apps)
+        assert [e.seq for e in events] == sorted(e.seq for e in events)
+        assert await reader.counts_by_topic(prefix) == dict.fromkeys(topic_of.values(), 2)
+        assert await reader.count(prefix, CREDIT_DECISIONS) == 2
+        assert [e.topic for e in await reader.events(prefix, CREDIT_DECISIONS)] == [
+            CREDIT_DECISIONS
+        ] * 2
+        assert await reader.decision_bands(prefix) == {"DECISION_BAND_REVIEW": 2}
+        [first] = await reader.decisions(prefix, limit=1)
+        assert first.application_id in apps and first.decision_id == f"d-{first.application_id}"
+        assert first.band == "DECISION_BAND_REVIEW"
+        assert len(await reader.decision_latencies_ms(prefix)) == 2
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):  # never the personal data
+            await reader.db.fetch(f"SELECT * FROM {audit.settings.db_schema}.personal_data")
