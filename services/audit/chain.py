@@ -46,6 +46,9 @@ PERSONAL_FIELDS: Mapping[str, tuple[str, ...]] = {
     ),
     "alama.events.v1.CreditDecision": ("member_id", "features"),
     "alama.events.v1.CreditExplanation": ("contributions",),
+    # an officer's justification and a member's grounds may describe the member
+    "alama.events.v1.ReviewOutcome": ("justification",),
+    "alama.events.v1.AppealLodged": ("grounds",),
 }
 
 ERASURE_TOPIC = "audit.erasures"

@@ -31,8 +31,9 @@ from services.common.protos.alama.events.v1.members_pb2 import (
     MemberErasureRequested,
     MemberExportRequested,
 )
-from services.common.protos.alama.events.v1.reviews_pb2 import ReviewOutcome
+from services.common.protos.alama.events.v1.reviews_pb2 import AppealLodged, ReviewOutcome
 from services.common.topics import (
+    APPEALS,
     CREDIT_DECISIONS,
     CREDIT_EXPLANATIONS,
     LOAN_APPLICATIONS,
@@ -48,6 +49,7 @@ AUDITED_TOPICS: Mapping[str, tuple[type[Message], ...]] = {
     CREDIT_DECISIONS: (CreditDecision,),
     CREDIT_EXPLANATIONS: (CreditExplanation,),
     REVIEW_OUTCOMES: (ReviewOutcome,),
+    APPEALS: (AppealLodged,),
     # every store's answer to an erasure request (pseudonym only); the request itself is
     # recorded by AuditErasures with the member's data it shreds
     MEMBER_ERASURES_COMPLETED: (MemberErasureCompleted,),

@@ -33,7 +33,7 @@ from services.common.protos.alama.events.v1.members_pb2 import (
 )
 from services.common.protos.alama.events.v1.mobile_money_pb2 import MobileMoneyTransaction
 from services.common.protos.alama.events.v1.repayments_pb2 import RepaymentRecorded
-from services.common.protos.alama.events.v1.reviews_pb2 import ReviewOutcome
+from services.common.protos.alama.events.v1.reviews_pb2 import AppealLodged, ReviewOutcome
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
@@ -47,6 +47,7 @@ PAYLOAD_TYPES: dict[str, type[Message]] = {
         CreditDecision,
         CreditExplanation,
         ReviewOutcome,
+        AppealLodged,
         DriftAlert,
         MemberErasureRequested,
         MemberErasureCompleted,

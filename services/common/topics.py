@@ -67,6 +67,7 @@ MOBILE_MONEY_TRANSACTIONS = "mobile_money.transactions"
 CREDIT_DECISIONS = "credit.decisions"
 CREDIT_EXPLANATIONS = "credit.explanations"
 REVIEW_OUTCOMES = "credit.review_outcomes"
+APPEALS = "credit.appeals"
 DRIFT_ALERTS = "drift.alerts"
 AUDIT_ANCHORS = "audit.anchors"
 MEMBER_ERASURES = "member.erasures"
@@ -82,6 +83,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(CREDIT_DECISIONS, 6, 30, description="CreditDecision from scoring"),
     TopicSpec(CREDIT_EXPLANATIONS, 6, 30, description="CreditExplanation from explanation"),
     TopicSpec(REVIEW_OUTCOMES, 3, 365, description="ReviewOutcome from risk officers"),
+    TopicSpec(APPEALS, 3, 365, description="AppealLodged from partners (API) and officers"),
     TopicSpec(DRIFT_ALERTS, 1, 90, description="DriftAlert from drift; may trigger retraining"),
     TopicSpec(
         AUDIT_ANCHORS,
@@ -251,7 +253,13 @@ SERVICE_ACCESS: tuple[ServiceAccess, ...] = (
     ServiceAccess(
         "gateway",
         consumes=(MEMBER_ERASURES_COMPLETED, MEMBER_EXPORT_PARTS),
-        produces=(LOAN_APPLICATIONS, MOBILE_MONEY_TRANSACTIONS, MEMBER_ERASURES, MEMBER_EXPORTS),
+        produces=(
+            LOAN_APPLICATIONS,
+            MOBILE_MONEY_TRANSACTIONS,
+            APPEALS,
+            MEMBER_ERASURES,
+            MEMBER_EXPORTS,
+        ),
         group="gateway-erasures",
     ),
     ServiceAccess(
@@ -277,6 +285,7 @@ SERVICE_ACCESS: tuple[ServiceAccess, ...] = (
             CREDIT_DECISIONS,
             CREDIT_EXPLANATIONS,
             REVIEW_OUTCOMES,
+            APPEALS,
             MEMBER_ERASURES,
             MEMBER_ERASURES_COMPLETED,
             MEMBER_EXPORTS,
@@ -292,8 +301,8 @@ SERVICE_ACCESS: tuple[ServiceAccess, ...] = (
     ),
     ServiceAccess(
         "console",
-        consumes=(LOAN_APPLICATIONS, CREDIT_DECISIONS),
-        produces=(REVIEW_OUTCOMES,),
+        consumes=(LOAN_APPLICATIONS, CREDIT_DECISIONS, APPEALS),
+        produces=(REVIEW_OUTCOMES, APPEALS),
         group="console",
     ),
     ServiceAccess(

@@ -31,6 +31,7 @@ from services.common.vocabulary import BANDS, CHANNELS, EXPLAINERS, PRODUCTS, RE
 from services.console.explanations import ExplanationReader, Fetched
 from services.console.metrics import QUEUE_BREACHING, QUEUE_OLDEST_SECONDS, QUEUE_OPEN, SIGN_INS
 from services.console.people import (
+    APPEAL_LODGERS,
     REVIEWERS,
     ROLE_NAMES,
     SESSION_COOKIE,
@@ -317,6 +318,7 @@ def create_app(
             actions=await console.store.actions(tenant, decision_id),
             similar=await console.store.similar(tenant, item.decision),
             may_review=Role(session.account.role) in REVIEWERS,
+            may_appeal=Role(session.account.role) in APPEAL_LODGERS,
             mine=item.claimed_by == session.account.account_id,
             proposed_by_me=item.proposed_by == session.account.account_id,
             notice=notice,
@@ -324,6 +326,38 @@ def create_app(
             form=form or {},
             four_eyes_amount=console.settings.four_eyes_amount(tenant),
         )
+
+    @app.get("/decisions", response_class=HTMLResponse)
+    async def find_decision(request: Request, application_id: str = "") -> Response:
+        """An application's latest decision: its queue item, or the decision alone (where an
+        officer can lodge the member's appeal)."""
+        session = await session_of(request)
+        console = console_of(request)
+        tenant = session.account.tenant_id
+        decision_id = await console.store.find_decision(tenant, application_id.strip())
+        if decision_id is None:
+            raise ReviewRefused(f"No decision for application {application_id!r}.", status=404)
+        if await console.store.item(tenant, decision_id) is not None:
+            return RedirectResponse(f"/items/{quote(decision_id)}", status_code=303)
+        decision = await console.store.decision(tenant, decision_id)
+        return page(
+            request,
+            "decision.html",
+            session,
+            decision=decision,
+            may_appeal=Role(session.account.role) in APPEAL_LODGERS,
+        )
+
+    @app.post("/decisions/{decision_id}/appeals")
+    async def lodge_appeal(
+        request: Request,
+        decision_id: str,
+        csrf_token: str | None = Form(None),
+        grounds: str = Form("", max_length=4000),
+    ) -> Response:
+        session = await checked(request, csrf_token)
+        await console_of(request).desk.lodge_appeal(session.account, decision_id, grounds)
+        return _back(decision_id, "appealed")
 
     @app.post("/items/{decision_id}/claim")
     async def claim(

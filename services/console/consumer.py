@@ -14,9 +14,11 @@ from typing import Any
 from aiokafka import ConsumerRecord
 
 from services.common.envelope import Event
+from services.common.errors import InvalidEvent
 from services.common.kafka import EventConsumer, Route
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
+from services.common.protos.alama.events.v1.reviews_pb2 import AppealLodged
 from services.console.settings import ConsoleSettings
 from services.console.store import ConsoleStore
 
@@ -33,6 +35,24 @@ class QueueFeed:
     async def decision(self, event: Event[Any], _record: ConsumerRecord) -> None:
         self.decisions.append(event.payload)
 
+    async def appeal(self, event: Event[Any], _record: ConsumerRecord) -> None:
+        """An appeal lodged through the API (or this console: then already applied)."""
+        appeal: AppealLodged = event.payload
+        opened = await self.store.add_appeal(
+            tenant=appeal.tenant_id,
+            decision_id=appeal.decision_id,
+            appeal_id=appeal.appeal_id,
+            lodged_by=appeal.lodged_by,
+            channel=appeal.channel,
+            grounds=appeal.grounds,
+        )
+        if opened is None:
+            raise InvalidEvent(
+                "unknown_decision",
+                f"the console has no decision {appeal.decision_id!r} of tenant"
+                f" {appeal.tenant_id!r} to put back in the queue",
+            )
+
     async def flush(self) -> None:
         applications, self.applications = self.applications, []
         decisions, self.decisions = self.decisions, []
@@ -48,6 +68,7 @@ def build_consumer(settings: ConsoleSettings, store: ConsoleStore) -> EventConsu
         routes={
             settings.applications_topic: Route((LoanApplicationSubmitted,), feed.application),
             settings.decisions_topic: Route((CreditDecision,), feed.decision),
+            settings.appeals_topic: Route((AppealLodged,), feed.appeal),
         },
         consumer_options={"max_poll_records": settings.max_batch},
         on_batch=feed.flush,

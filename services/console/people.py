@@ -35,6 +35,8 @@ class Role(StrEnum):
 
 #: who may settle review items (claim, approve, decline, confirm a colleague's proposal)
 REVIEWERS = frozenset({Role.RISK_OFFICER, Role.CREDIT_MANAGER})
+#: who may lodge a member's appeal (those who deal with members and decisions)
+APPEAL_LODGERS = frozenset({Role.LOAN_OFFICER, Role.RISK_OFFICER, Role.CREDIT_MANAGER})
 #: who may see the queue and the items (everyone signed in)
 READERS = frozenset(Role)
 

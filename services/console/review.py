@@ -21,10 +21,10 @@ from aiokafka import AIOKafkaProducer
 
 from services.common.envelope import wrap
 from services.common.kafka import publish_traced
-from services.common.protos.alama.events.v1.decisions_pb2 import DecisionBand
-from services.common.protos.alama.events.v1.reviews_pb2 import ReviewOutcome
+from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, DecisionBand
+from services.common.protos.alama.events.v1.reviews_pb2 import AppealLodged, ReviewOutcome
 from services.console.metrics import REVIEW_ACTIONS
-from services.console.people import REVIEWERS, Role
+from services.console.people import APPEAL_LODGERS, REVIEWERS, Role
 from services.console.settings import ConsoleSettings
 from services.console.store import (
     AWAITING_SECOND,
@@ -55,6 +55,7 @@ DECLINE = DecisionBand.DECISION_BAND_DECLINE
 OUTCOMES = {"approve": APPROVE, "decline": DECLINE}
 
 Publish = Callable[[ReviewOutcome], Awaitable[None]]
+PublishAppeal = Callable[[AppealLodged], Awaitable[None]]
 
 
 class ReviewRefused(Exception):
@@ -152,23 +153,48 @@ def outcome_event(
     return outcome
 
 
-class OutcomePublisher:
-    """Publishes review outcomes and waits for the broker's acknowledgement."""
+class EventSender:
+    """Publishes one of the console's events to its topic and waits for the broker's
+    acknowledgement (a timeout is an error the caller reports, never a silent loss)."""
 
     def __init__(self, producer: AIOKafkaProducer, topic: str, timeout_s: float) -> None:
         self.producer = producer
         self.topic = topic
         self.timeout_s = timeout_s
 
-    async def __call__(self, outcome: ReviewOutcome) -> None:
-        envelope = wrap(
-            outcome,
-            producer="console",
-            subject=outcome.application_id,
-            event_id=outcome.review_id,
-        )
+    async def __call__(self, event: ReviewOutcome | AppealLodged) -> None:
+        event_id = event.review_id if isinstance(event, ReviewOutcome) else event.appeal_id
+        envelope = wrap(event, producer="console", subject=event.application_id, event_id=event_id)
         async with asyncio.timeout(self.timeout_s):
             await (await publish_traced(self.producer, self.topic, envelope))
+
+
+def grounds_of(text: str) -> str:
+    """A member's grounds for an appeal, validated like a justification."""
+    grounds = text.strip()
+    if len(grounds) < MIN_JUSTIFICATION_CHARS:
+        raise ValueError(f"grounds: write at least {MIN_JUSTIFICATION_CHARS} characters")
+    if len(grounds) > MAX_JUSTIFICATION_CHARS:
+        raise ValueError(f"grounds: at most {MAX_JUSTIFICATION_CHARS} characters")
+    if "\x00" in grounds:
+        raise ValueError("grounds: contains a NUL character")
+    return grounds
+
+
+def appeal_event(
+    decision: CreditDecision, *, lodged_by: str, channel: str, grounds: str
+) -> AppealLodged:
+    appeal = AppealLodged(
+        appeal_id=str(uuid.uuid4()),
+        decision_id=decision.decision_id,
+        application_id=decision.application_id,
+        tenant_id=decision.tenant_id,
+        lodged_by=lodged_by,
+        channel=channel,
+        grounds=grounds,
+    )
+    appeal.lodged_at.FromDatetime(datetime.now(UTC))
+    return appeal
 
 
 @dataclass(frozen=True)
@@ -181,10 +207,44 @@ class Settled:
 
 
 class ReviewDesk:
-    def __init__(self, store: ConsoleStore, settings: ConsoleSettings, publish: Publish) -> None:
+    def __init__(
+        self,
+        store: ConsoleStore,
+        settings: ConsoleSettings,
+        publish: Publish,
+        publish_appeal: PublishAppeal | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.publish = publish
+        self.publish_appeal = publish_appeal
+
+    async def lodge_appeal(self, account: Account, decision_id: str, grounds: str) -> str:
+        """An officer lodges a member's appeal: the event is on the broker (and so in the
+        audit chain) before the decision re-enters the queue. Returns the appeal id."""
+        if account.role not in APPEAL_LODGERS:
+            raise ReviewRefused("your role cannot lodge appeals", status=403)
+        decision = await self.store.decision(account.tenant_id, decision_id)
+        if decision is None:
+            raise ReviewRefused("no such decision", status=404)
+        try:
+            text = grounds_of(grounds)
+        except ValueError as exc:
+            raise ReviewRefused(str(exc), status=422) from exc
+        if self.publish_appeal is None:
+            raise ReviewRefused("appeals cannot be published from this console", status=503)
+        appeal = appeal_event(decision, lodged_by=account.username, channel="console", grounds=text)
+        await self.publish_appeal(appeal)
+        await self.store.add_appeal(
+            tenant=account.tenant_id,
+            decision_id=decision_id,
+            appeal_id=appeal.appeal_id,
+            lodged_by=account.username,
+            channel="console",
+            grounds=text,
+        )
+        REVIEW_ACTIONS.labels(account.tenant_id, "appeal").inc()
+        return appeal.appeal_id
 
     @property
     def claim_ttl(self) -> timedelta:
@@ -298,7 +358,7 @@ __all__ = [
     "AWAITING_SECOND",
     "OUTCOMES",
     "REASON_CODES",
-    "OutcomePublisher",
+    "EventSender",
     "Proposal",
     "ReviewDesk",
     "ReviewRefused",

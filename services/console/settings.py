@@ -10,7 +10,7 @@ from pydantic_settings import SettingsConfigDict
 
 from services.common.members import TENANT_PATTERN
 from services.common.settings import ConsumerSettings, service_port
-from services.common.topics import CREDIT_DECISIONS, LOAN_APPLICATIONS, REVIEW_OUTCOMES
+from services.common.topics import APPEALS, CREDIT_DECISIONS, LOAN_APPLICATIONS, REVIEW_OUTCOMES
 
 
 class ConsoleSettings(ConsumerSettings):
@@ -24,6 +24,7 @@ class ConsoleSettings(ConsumerSettings):
     decisions_topic: str = CREDIT_DECISIONS
     applications_topic: str = LOAN_APPLICATIONS
     review_outcomes_topic: str = REVIEW_OUTCOMES
+    appeals_topic: str = APPEALS
     db_schema: str = Field(default="console", description="PostgreSQL schema of the console")
     explanation_target: str = Field(
         default=f"127.0.0.1:{service_port(50052)}",

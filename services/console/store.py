@@ -374,6 +374,88 @@ class ConsoleStore:
             )
             return len(rows)
 
+    async def add_appeal(
+        self,
+        *,
+        tenant: str,
+        decision_id: str,
+        appeal_id: str,
+        lodged_by: str,
+        channel: str,
+        grounds: str,
+    ) -> bool | None:
+        """A member's appeal puts the decision (back) in the queue as an appeal, its history
+        kept. None when the console has not seen the decision; False when this appeal was
+        there already (a redelivery); True when the item (re)opened."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            known = await conn.fetchval(
+                f"SELECT 1 FROM {self.s}.decisions WHERE tenant_id = $1 AND decision_id = $2",
+                tenant,
+                decision_id,
+            )
+            if known is None:
+                return None
+            seen = await conn.fetchval(
+                f"SELECT 1 FROM {self.s}.actions WHERE tenant_id = $1 AND decision_id = $2"
+                " AND action = 'appeal' AND detail->>'appeal_id' = $3",
+                tenant,
+                decision_id,
+                appeal_id,
+            )
+            if seen:
+                return False
+            kind = int(ReviewKind.REVIEW_KIND_APPEAL)
+            await conn.execute(
+                f"INSERT INTO {self.s}.items (decision_id, tenant_id, kind, appeal_id, entered_at)"
+                " VALUES ($1, $2, $3, $4, now())"
+                " ON CONFLICT (decision_id) DO UPDATE SET kind = $3, appeal_id = $4,"
+                " entered_at = CASE WHEN items.state = 'closed' THEN now()"
+                "   ELSE items.entered_at END,"
+                " state = CASE WHEN items.state = 'closed' THEN 'open' ELSE items.state END,"
+                " claimed_by = CASE WHEN items.state = 'closed' THEN NULL"
+                "   ELSE items.claimed_by END,"
+                " proposal = CASE WHEN items.state = 'closed' THEN NULL ELSE items.proposal END,"
+                " proposed_by = CASE WHEN items.state = 'closed' THEN NULL"
+                "   ELSE items.proposed_by END,"
+                " closed_at = NULL, final_band = CASE WHEN items.state = 'closed' THEN NULL"
+                "   ELSE items.final_band END",
+                decision_id,
+                tenant,
+                kind,
+                appeal_id,
+            )
+            await conn.execute(
+                f"INSERT INTO {self.s}.actions (tenant_id, decision_id, account_id, actor, action,"
+                " detail) VALUES ($1, $2, NULL, $3, 'appeal', $4::jsonb)",
+                tenant,
+                decision_id,
+                lodged_by,
+                json.dumps({"appeal_id": appeal_id, "channel": channel, "why": grounds}),
+            )
+            return True
+
+    async def decision(self, tenant: str, decision_id: str) -> CreditDecision | None:
+        payload = await self.pool.fetchval(
+            f"SELECT payload FROM {self.s}.decisions WHERE tenant_id = $1 AND decision_id = $2",
+            tenant,
+            decision_id,
+        )
+        if payload is None:
+            return None
+        decision = CreditDecision()
+        decision.ParseFromString(payload)
+        return decision
+
+    async def find_decision(self, tenant: str, application_id: str) -> str | None:
+        """The latest decision id of an application in the tenant."""
+        value = await self.pool.fetchval(
+            f"SELECT decision_id FROM {self.s}.decisions WHERE tenant_id = $1"
+            " AND application_id = $2 ORDER BY decided_at DESC LIMIT 1",
+            tenant,
+            application_id,
+        )
+        return None if value is None else str(value)
+
     # --- the queue ---------------------------------------------------------------------------
 
     async def queue(

@@ -12,7 +12,7 @@ from services.console.app import Console
 from services.console.consumer import build_consumer
 from services.console.explanations import ExplanationReader
 from services.console.people import People
-from services.console.review import OutcomePublisher, ReviewDesk
+from services.console.review import EventSender, ReviewDesk
 from services.console.settings import ConsoleSettings
 from services.console.store import ConsoleStore
 
@@ -48,14 +48,15 @@ async def build_console(settings: ConsoleSettings) -> Console:
             if isinstance(result, BaseException):
                 log.error("the console consumer failed", exc_info=result)
 
-    publisher = OutcomePublisher(
+    outcomes = EventSender(
         producer, settings.review_outcomes_topic, settings.publish_timeout_seconds
     )
+    appeals = EventSender(producer, settings.appeals_topic, settings.publish_timeout_seconds)
     return Console(
         settings=settings,
         store=store,
         people=People(store, settings),
-        desk=ReviewDesk(store, settings, publisher),
+        desk=ReviewDesk(store, settings, outcomes, appeals),
         explanations=explanations,
         closers=[store.pool.close, producer.stop, stop_consumer, explanations.close],
     )

@@ -226,6 +226,25 @@ class Reason(Model):
     contribution: float
 
 
+def _prose(value: str) -> str:
+    """Free text a person wrote: line breaks and tabs allowed, other control characters not."""
+    return _clean_text(value.replace("\n", " ").replace("\r", " ").replace("\t", " ")) and value
+
+
+class AppealRequest(Model):
+    """A member's appeal of a decision, lodged by the partner on the member's behalf."""
+
+    grounds: Annotated[str, Field(min_length=20, max_length=2000), AfterValidator(_prose)] = Field(
+        description="the member's grounds, in their words (20 to 2,000 characters)"
+    )
+
+
+class AppealAccepted(Model):
+    appeal_id: str
+    decision_id: str
+    status: str = "lodged"
+
+
 class Review(Model):
     """A person's review of the decision: its band is the outcome that stands."""
 

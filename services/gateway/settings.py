@@ -28,6 +28,7 @@ from services.common.member_rights import pseudonym_key_field
 from services.common.members import DEV_TENANT, TENANT_PATTERN
 from services.common.settings import ServiceSettings, service_port
 from services.common.topics import (
+    APPEALS,
     LOAN_APPLICATIONS,
     MEMBER_ERASURES,
     MEMBER_ERASURES_COMPLETED,
@@ -101,6 +102,7 @@ class GatewaySettings(ServiceSettings):
     member_pseudonym_key: SecretStr = pseudonym_key_field()
     grpc_timeout_seconds: float = Field(default=2.0, gt=0, description="deadline of every call")
     applications_topic: str = LOAN_APPLICATIONS
+    appeals_topic: str = APPEALS
     transactions_topic: str = MOBILE_MONEY_TRANSACTIONS
     jwt_secret: SecretStr = SecretStr("dev-only-jwt-secret-change-me-before-deploying")
     jwt_issuer: str = "alama"

@@ -16,7 +16,11 @@ from services.common.kafka import create_producer, publish
 from services.common.postgres import create_pool
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, DecisionBand
-from services.common.protos.alama.events.v1.reviews_pb2 import ReviewKind, ReviewOutcome
+from services.common.protos.alama.events.v1.reviews_pb2 import (
+    AppealLodged,
+    ReviewKind,
+    ReviewOutcome,
+)
 from services.common.settings import InfraSettings
 from services.common.topics import TopicSpec, ensure_topics
 from services.console.app import Console
@@ -43,7 +47,8 @@ class Running:
 @pytest.fixture
 async def running(infra: InfraSettings) -> AsyncIterator[Running]:
     run = uuid.uuid4().hex[:10]
-    topics = [TopicSpec(f"test.console.{name}.{run}", 3, 1) for name in ("apps", "dec", "rev")]
+    names = ("apps", "dec", "rev", "appeals")
+    topics = [TopicSpec(f"test.console.{name}.{run}", 3, 1) for name in names]
     await ensure_topics(infra, topics)
     settings = ConsoleSettings(
         infra=infra,
@@ -52,6 +57,7 @@ async def running(infra: InfraSettings) -> AsyncIterator[Running]:
         applications_topic=topics[0].name,
         decisions_topic=topics[1].name,
         review_outcomes_topic=topics[2].name,
+        appeals_topic=topics[3].name,
         explanation_target="127.0.0.1:1",  # nothing there: pages say the explanation is away
         four_eyes_amount_kes=100_000,
         lockout_failures=3,
@@ -295,3 +301,80 @@ async def test_sign_in_locks_after_repeated_failures_and_sessions_expire(
     assert await people.session(bob.token) is not None
     await asyncio.sleep(0.6)
     assert await people.session(bob.token) is None
+
+
+async def test_an_appeal_puts_a_decision_back_in_the_queue_with_its_history(
+    running: Running,
+) -> None:
+    """Lodged by an officer in the console (published, then applied) or by a partner through
+    the API (consumed from credit.appeals): the decision re-enters the queue as an appeal and
+    its outcome says which appeal it answers; overriding a decline needs a second person."""
+    await _feed(
+        running,
+        [_application("a-rev", 20_000), _application("a-no", 20_000)],
+        [
+            _decision("a-rev", DecisionBand.DECISION_BAND_REVIEW),
+            _decision("a-no", DecisionBand.DECISION_BAND_DECLINE),
+        ],
+    )
+    await _wait_for_items(running, 1)
+    who = await _people(running)
+    alice, bob, carol = who["alice"], who["bob"], who["carol"]
+    store, desk = running.console.store, running.console.desk
+
+    await desk.claim(alice, "d-a-rev")  # type: ignore[arg-type]
+    declined = Proposal("decline", ("REVIEW_ARREARS",), "Arrears of two months on a loan.")
+    await desk.decide(alice, "d-a-rev", declined)  # type: ignore[arg-type]
+    with pytest.raises(ReviewRefused) as short:
+        await desk.lodge_appeal(carol, "d-a-rev", "unfair")  # type: ignore[arg-type]
+    assert short.value.status == 422
+    appeal_id = await desk.lodge_appeal(
+        carol,  # type: ignore[arg-type]
+        "d-a-rev",
+        "The arrears were cleared last week; the member has the receipt.",
+    )
+    item = await store.item(TENANT, "d-a-rev")
+    assert item is not None and (item.state, item.kind) == ("open", ReviewKind.REVIEW_KIND_APPEAL)
+    assert item.appeal_id == appeal_id and item.final_band is None
+    history = [a.action for a in await store.actions(TENANT, "d-a-rev")]
+    assert history == ["claim", "close", "appeal"]
+
+    # a partner's appeal through the API arrives on the topic, for a decline nobody reviewed
+    api_appeal = AppealLodged(
+        appeal_id="appeal-api-1",
+        decision_id="d-a-no",
+        application_id="a-no",
+        tenant_id=TENANT,
+        lodged_by="partner-key-1",
+        channel="api",
+        grounds="The member's salary was paid into another account.",
+    )
+    api_appeal.lodged_at.GetCurrentTime()
+    producer = create_producer(running.settings.infra, client_id="console-it-appeals")
+    await producer.start()
+    try:
+        for _ in range(2):  # redelivered: it opens the item once
+            envelope = wrap(api_appeal, producer="gateway", event_id=api_appeal.appeal_id)
+            await (await publish(producer, running.settings.appeals_topic, envelope))
+    finally:
+        await producer.stop()
+    await _wait_for_items(running, 2)
+    await desk.claim(alice, "d-a-no")  # type: ignore[arg-type]
+    overriding = Proposal("approve", ("REVIEW_INCOME_VERIFIED",), "Salary verified at the bank.")
+    waiting = await desk.decide(alice, "d-a-no", overriding)  # type: ignore[arg-type]
+    assert not waiting.closed and "overrides a decline" in (waiting.waiting_because or "")
+    await desk.claim(bob, "d-a-no")  # type: ignore[arg-type]
+    assert (await desk.confirm(bob, "d-a-no")).closed  # type: ignore[arg-type]
+    assert [a.action for a in await store.actions(TENANT, "d-a-no")].count("appeal") == 1
+
+    records = await read_topic(running.settings.infra, running.settings.review_outcomes_topic, 2)
+    outcomes = [decode(r.value, ReviewOutcome).payload for r in records]
+    answered = next(o for o in outcomes if o.decision_id == "d-a-no")
+    assert answered.kind == ReviewKind.REVIEW_KIND_APPEAL and answered.appeal_id == "appeal-api-1"
+    assert answered.original_band == DecisionBand.DECISION_BAND_DECLINE
+    assert answered.final_band == DecisionBand.DECISION_BAND_APPROVE
+    lodged = await read_topic(running.settings.infra, running.settings.appeals_topic, 3)
+    assert {decode(r.value, AppealLodged).payload.appeal_id for r in lodged} == {
+        appeal_id,
+        "appeal-api-1",
+    }

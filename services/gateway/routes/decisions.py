@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Security
+from fastapi import APIRouter, Path, Security, status
 
-from services.gateway.deps import BackendsDep, authenticate
+from services.gateway.deps import BackendsDep, SettingsDep, authenticate
 from services.gateway.errors import NotFound
-from services.gateway.schemas import ID_PATTERN, Decision, Explanation
-from services.gateway.security import DECISIONS_READ, EXPLANATIONS_READ, Principal
+from services.gateway.events import appeal_envelope
+from services.gateway.schemas import (
+    ID_PATTERN,
+    AppealAccepted,
+    AppealRequest,
+    Decision,
+    Explanation,
+)
+from services.gateway.security import DECISIONS_READ, EXPLANATIONS_READ, SCORE_WRITE, Principal
 from services.gateway.shedding import SHED_RESPONSES
 
 router = APIRouter(prefix="/v1", tags=["decisions"], responses=SHED_RESPONSES)
@@ -72,3 +79,30 @@ async def get_explanation(
     except NotFound as exc:
         raise NotFound(f"decision {decision_id!r} is unknown, so it has no explanation") from exc
     return Explanation.from_proto(explanation)
+
+
+@router.post(
+    "/decisions/{decision_id}/appeals",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=AppealAccepted,
+    responses=ERRORS,
+)
+async def lodge_appeal(
+    decision_id: DecisionId,
+    appeal: AppealRequest,
+    settings: SettingsDep,
+    backends: BackendsDep,
+    caller: Annotated[Principal, Security(authenticate, scopes=[SCORE_WRITE])],
+) -> AppealAccepted:
+    """Lodge a member's appeal of a decision of the caller's tenant: it re-enters the risk
+    officers' review queue, and the decision's `review` reports the outcome once settled.
+    Answers once the broker has the appeal (503 if it cannot take it)."""
+    try:
+        decision = await backends.explanations.decision(
+            decision_id=decision_id, tenant=caller.tenant
+        )
+    except NotFound as exc:
+        raise NotFound(f"decision {decision_id!r} is unknown") from exc
+    envelope = appeal_envelope(decision, appeal.grounds, lodged_by=caller.subject)
+    await backends.events.publish(settings.appeals_topic, [envelope])
+    return AppealAccepted(appeal_id=envelope.event_id, decision_id=decision_id)

@@ -20,7 +20,11 @@ from services.common.protos.alama.events.v1.applications_pb2 import (
     LoanApplicationSubmitted,
 )
 from services.common.protos.alama.events.v1.decisions_pb2 import DecisionBand
-from services.common.protos.alama.events.v1.reviews_pb2 import ReviewKind, ReviewOutcome
+from services.common.protos.alama.events.v1.reviews_pb2 import (
+    AppealLodged,
+    ReviewKind,
+    ReviewOutcome,
+)
 from services.gateway.app import STATUS_CODES, create_app, create_operator_app
 from services.gateway.clients import Backends
 from services.gateway.errors import UpstreamUnavailable
@@ -326,6 +330,46 @@ async def test_a_reviewed_decision_reports_the_outcome_that_stands(gateway: Gate
         "reviewed_at": "2026-11-29T08:00:00Z",
         "four_eyes": True,
     }
+
+
+async def test_a_partner_lodges_a_members_appeal_which_goes_to_the_appeals_topic(
+    gateway: Gateway,
+) -> None:
+    grounds = "The member's salary is paid into a second account.\nStatement attached."
+    response = await gateway.client.post(
+        "/v1/decisions/d-A-stored/appeals", json={"grounds": grounds}, headers=writer(gateway)
+    )
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["decision_id"] == "d-A-stored" and body["status"] == "lodged"
+    [published] = gateway.events.published
+    assert published.topic == gateway.settings.appeals_topic
+    appeal = decode(published.envelope.SerializeToString(), AppealLodged).payload
+    assert (appeal.appeal_id, appeal.decision_id, appeal.application_id) == (
+        body["appeal_id"],
+        "d-A-stored",
+        "A-stored",
+    )
+    assert (appeal.channel, appeal.lodged_by, appeal.grounds) == ("api", "officer-1", grounds)
+    assert appeal.tenant_id == "dev-sacco"
+
+    for decision_id, headers, body_json, status in (
+        ("nope", writer(gateway), {"grounds": grounds}, 404),
+        (
+            "d-A-stored",
+            bearer(gateway.settings, "score:write", tenant="t2"),
+            {"grounds": grounds},
+            404,
+        ),
+        ("d-A-stored", writer(gateway), {"grounds": "too short"}, 422),
+        ("d-A-stored", writer(gateway), {"grounds": grounds + "\x00"}, 422),
+        ("d-A-stored", bearer(gateway.settings, "decisions:read"), {"grounds": grounds}, 403),
+    ):
+        refused = await gateway.client.post(
+            f"/v1/decisions/{decision_id}/appeals", json=body_json, headers=headers
+        )
+        assert refused.status_code == status, (decision_id, body_json, refused.text)
+    assert len(gateway.events.published) == 1
 
 
 async def test_unknown_decisions_are_404(gateway: Gateway) -> None:

@@ -26,15 +26,17 @@ from services.common.protos.alama.events.v1 import decisions_pb2 as alama_dot_ev
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61lama/events/v1/reviews.proto\x12\x0f\x61lama.events.v1\x1a\x1f\x61lama/events/v1/decisions.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x98\x03\n\rReviewOutcome\x12\x11\n\treview_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x03 \x01(\t\x12\x13\n\x0breviewer_id\x18\x04 \x01(\t\x12\x34\n\roriginal_band\x18\x05 \x01(\x0e\x32\x1d.alama.events.v1.DecisionBand\x12\x31\n\nfinal_band\x18\x06 \x01(\x0e\x32\x1d.alama.events.v1.DecisionBand\x12\x15\n\rjustification\x18\x07 \x01(\t\x12/\n\x0breviewed_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0creason_codes\x18\t \x03(\t\x12\x1a\n\x12second_reviewer_id\x18\n \x01(\t\x12\x11\n\ttenant_id\x18\x0b \x01(\t\x12)\n\x04kind\x18\x0c \x01(\x0e\x32\x1b.alama.events.v1.ReviewKind\x12\x11\n\tappeal_id\x18\r \x01(\t*W\n\nReviewKind\x12\x1b\n\x17REVIEW_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10REVIEW_KIND_BAND\x10\x01\x12\x16\n\x12REVIEW_KIND_APPEAL\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61lama/events/v1/reviews.proto\x12\x0f\x61lama.events.v1\x1a\x1f\x61lama/events/v1/decisions.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x98\x03\n\rReviewOutcome\x12\x11\n\treview_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x03 \x01(\t\x12\x13\n\x0breviewer_id\x18\x04 \x01(\t\x12\x34\n\roriginal_band\x18\x05 \x01(\x0e\x32\x1d.alama.events.v1.DecisionBand\x12\x31\n\nfinal_band\x18\x06 \x01(\x0e\x32\x1d.alama.events.v1.DecisionBand\x12\x15\n\rjustification\x18\x07 \x01(\t\x12/\n\x0breviewed_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0creason_codes\x18\t \x03(\t\x12\x1a\n\x12second_reviewer_id\x18\n \x01(\t\x12\x11\n\ttenant_id\x18\x0b \x01(\t\x12)\n\x04kind\x18\x0c \x01(\x0e\x32\x1b.alama.events.v1.ReviewKind\x12\x11\n\tappeal_id\x18\r \x01(\t\"\xc5\x01\n\x0c\x41ppealLodged\x12\x11\n\tappeal_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x03 \x01(\t\x12\x11\n\ttenant_id\x18\x04 \x01(\t\x12\x11\n\tlodged_by\x18\x05 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x06 \x01(\t\x12\x0f\n\x07grounds\x18\x07 \x01(\t\x12-\n\tlodged_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*W\n\nReviewKind\x12\x1b\n\x17REVIEW_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10REVIEW_KIND_BAND\x10\x01\x12\x16\n\x12REVIEW_KIND_APPEAL\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'alama.events.v1.reviews_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REVIEWKIND']._serialized_start=527
-  _globals['_REVIEWKIND']._serialized_end=614
+  _globals['_REVIEWKIND']._serialized_start=727
+  _globals['_REVIEWKIND']._serialized_end=814
   _globals['_REVIEWOUTCOME']._serialized_start=117
   _globals['_REVIEWOUTCOME']._serialized_end=525
+  _globals['_APPEALLODGED']._serialized_start=528
+  _globals['_APPEALLODGED']._serialized_end=725
 # @@protoc_insertion_point(module_scope)

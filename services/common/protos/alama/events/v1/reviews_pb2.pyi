@@ -49,3 +49,23 @@ class ReviewOutcome(_message.Message):
     kind: ReviewKind
     appeal_id: str
     def __init__(self, review_id: _Optional[str] = ..., decision_id: _Optional[str] = ..., application_id: _Optional[str] = ..., reviewer_id: _Optional[str] = ..., original_band: _Optional[_Union[_decisions_pb2.DecisionBand, str]] = ..., final_band: _Optional[_Union[_decisions_pb2.DecisionBand, str]] = ..., justification: _Optional[str] = ..., reviewed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason_codes: _Optional[_Iterable[str]] = ..., second_reviewer_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., kind: _Optional[_Union[ReviewKind, str]] = ..., appeal_id: _Optional[str] = ...) -> None: ...
+
+class AppealLodged(_message.Message):
+    __slots__ = ("appeal_id", "decision_id", "application_id", "tenant_id", "lodged_by", "channel", "grounds", "lodged_at")
+    APPEAL_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    LODGED_BY_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    GROUNDS_FIELD_NUMBER: _ClassVar[int]
+    LODGED_AT_FIELD_NUMBER: _ClassVar[int]
+    appeal_id: str
+    decision_id: str
+    application_id: str
+    tenant_id: str
+    lodged_by: str
+    channel: str
+    grounds: str
+    lodged_at: _timestamp_pb2.Timestamp
+    def __init__(self, appeal_id: _Optional[str] = ..., decision_id: _Optional[str] = ..., application_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., lodged_by: _Optional[str] = ..., channel: _Optional[str] = ..., grounds: _Optional[str] = ..., lodged_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
