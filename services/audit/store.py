@@ -433,8 +433,15 @@ class AuditStore:
         """Delete a member's personal data (unlinking the commitments) and record the erasure."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", self.lock_key)
+            # the member's own events, and those of the same applications that name no member
+            # (an explanation's contributions, a review's justification, an appeal's grounds)
             erased = await conn.fetch(
-                f"DELETE FROM {self.schema}.personal_data WHERE member_id = $1 RETURNING event_id",
+                f"DELETE FROM {self.schema}.personal_data WHERE member_id = $1 OR event_id IN ("
+                f" SELECT e.event_id FROM {self.events} e WHERE e.application_id <> ''"
+                "  AND e.application_id IN ("
+                f"   SELECT o.application_id FROM {self.schema}.personal_data p"
+                f"   JOIN {self.events} o USING (event_id) WHERE p.member_id = $1))"
+                " RETURNING event_id",
                 member_id,
             )
             if not erased:

@@ -291,7 +291,8 @@ async def test_consumer_appends_once_and_chain_survives_erasure_and_retention(
 
     # Erasure (as the owner): personal data gone, erasure recorded, chain intact.
     erased = await audit.owner.erase_member(members[first_app])
-    assert erased.events_erased == 2 and erased.erasure_seq == len(envelopes) + 2
+    # the application, the decision and the review (its justification) of that member
+    assert erased.events_erased == 3 and erased.erasure_seq == len(envelopes) + 2
     assert (await store.verify()).ok
     records = await store.lookup(first_app)
     assert all(r.personal is None for r in records)
