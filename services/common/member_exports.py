@@ -3,12 +3,12 @@ document the gateway assembles from the parts (the right of access, Kenya Data P
 2019).
 
 `POST /v1/admin/members/exports` publishes a `MemberExportRequested` on member.exports (keyed by
-the member's tenant-scoped key) and answers 202. Explanation (decisions) and the audit answer with
-one `MemberExportPart` per store they own (`ExportAnswer`), built by the same
-`MemberDataHolder.export` the CLI's direct export calls. The gateway keeps the parts for a day
-and `GET /v1/admin/members/exports/{request_id}` returns them once every store has answered; a
-member neither store holds is `not_found`. Feast and the feature store's tables are in the CLI's
-export only (see EXPORT_STORES).
+the member's tenant-scoped key, so the feature store worker holding the member's tables gets it)
+and answers 202. Each service that holds members' data answers with one `MemberExportPart` per
+store it owns (`ExportAnswer`), built by the same `MemberDataHolder.export` the CLI's direct
+export calls, so both ways return the same document. The gateway keeps the parts for a day and
+`GET /v1/admin/members/exports/{request_id}` returns them once every store has answered. A
+member no store of the tenant's decisions holds is `not_found`, whatever the others answered.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any, Self
 
 from services.common.envelope import Event, wrap
 from services.common.member_rights import (
+    ERASURE_STORES,
     TENANT_SCOPED_STORES,
     MemberDataHolder,
     MemberRef,
@@ -35,10 +36,7 @@ from services.common.protos.alama.events.v1.members_pb2 import (
 
 log = logging.getLogger(__name__)
 
-#: The stores that answer an export request by event: the tenant-scoped ones. The feature store
-#: (Feast and its tables) is exported by the CLI only: with its worker answering export events, a
-#: source partition stayed uncommitted after a kill -9 in the chaos battery, not yet understood.
-EXPORT_STORES = TENANT_SCOPED_STORES
+EXPORT_STORES = ERASURE_STORES
 EXPORT_ID_PATTERN = r"^export-[0-9a-f-]{36}$"
 
 #: publishes one envelope on a topic and waits until the broker has it

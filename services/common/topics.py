@@ -273,8 +273,8 @@ SERVICE_ACCESS: tuple[ServiceAccess, ...] = (
     ),
     ServiceAccess(
         "feature-store",
-        consumes=(MOBILE_MONEY_TRANSACTIONS, REPAYMENTS, MEMBER_ERASURES_VOUCHED),
-        produces=(MEMBER_ERASURES_COMPLETED,),
+        consumes=(MOBILE_MONEY_TRANSACTIONS, REPAYMENTS, MEMBER_ERASURES_VOUCHED, MEMBER_EXPORTS),
+        produces=(MEMBER_ERASURES_COMPLETED, MEMBER_EXPORT_PARTS),
         group="feature_store",
         internal_prefix="feature_store-",
     ),

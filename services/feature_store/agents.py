@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
 
@@ -37,9 +37,13 @@ from services.common.faust_app import (
 from services.common.kafka import DeadLetterSend
 from services.common.lag import GroupLagProbe
 from services.common.liveness import Liveness
+from services.common.member_exports import ExportAnswer
 from services.common.member_rights import member_pseudonym
 from services.common.members import split_member_key
-from services.common.protos.alama.events.v1.members_pb2 import MemberErasureRequested
+from services.common.protos.alama.events.v1.members_pb2 import (
+    MemberErasureRequested,
+    MemberExportRequested,
+)
 from services.common.protos.alama.events.v1.mobile_money_pb2 import MobileMoneyTransaction
 from services.common.protos.alama.events.v1.repayments_pb2 import RepaymentRecorded
 from services.feature_store.activity import (
@@ -51,7 +55,7 @@ from services.feature_store.activity import (
 from services.feature_store.erasures import ERASED, FeastEraser, MemberErasures
 from services.feature_store.events import recorded_repayment, wallet_transaction
 from services.feature_store.feature_rows import mobile_money_rows, repayment_rows
-from services.feature_store.member_data import FeastMemberData
+from services.feature_store.member_data import FeastMemberData, WorkerTablesMemberData
 from services.feature_store.metrics import DUPLICATES
 from services.feature_store.push import FeastPusher, FeaturePusher
 from services.feature_store.settings import FeatureStoreSettings
@@ -300,10 +304,39 @@ def create_feature_store_app(
         feast_eraser,
         settings.erasures_completed_topic,
     )
+    # a member's export: Feast online and offline rows and this worker's tables, under the
+    # tenant-scoped key (the request is keyed by it, so this worker holds the member's tables)
+    exports = ExportAnswer(
+        [
+            FeastMemberData(settings.infra),
+            WorkerTablesMemberData([s.table for s in service.streams]),
+        ]
+        if pusher is None
+        else [WorkerTablesMemberData([s.table for s in service.streams])],
+        lambda topic, envelope: publish(topic, envelope, []),
+        settings.export_parts_topic,
+        settings.service_name,
+    )
+    service.consumer.agent("exports", [settings.exports_topic])
+    service.agents["exports"] = app.agent(
+        app.topic(settings.exports_topic), name="feature_store.exports"
+    )(
+        _record_agent(
+            service, "exports", settings.exports_topic, MemberExportRequested, exports.handle
+        )
+    )
     service.consumer.agent("erasures", [settings.erasures_topic])
     service.agents["erasures"] = app.agent(
         app.topic(settings.erasures_topic), name="feature_store.erasures"
-    )(_erasure_agent(service, service.erasures))
+    )(
+        _record_agent(
+            service,
+            "erasures",
+            settings.erasures_topic,
+            MemberErasureRequested,
+            service.erasures.handle,
+        )
+    )
     for stream in service.streams:
         service.consumer.agent(stream.name, [stream.topic])
         service.agents[stream.name] = app.agent(
@@ -337,20 +370,23 @@ async def _changelog_metadata(app: faust.App, table: TableT[str, Any]) -> None:
         await producer.partitions_for(table.changelog_topic.get_topic_name())
 
 
-def _erasure_agent(
-    service: FeatureStoreService, erasures: MemberErasures
+def _record_agent(
+    service: FeatureStoreService,
+    name: str,
+    topic: str,
+    payload_type: type[Message],
+    handle: Callable[[Event[Any]], Awaitable[Any]],
 ) -> Callable[[StreamT[bytes]], AsyncIterator[str]]:
-    topic = service.settings.erasures_topic
+    """An agent that handles one record at a time through the shared consumer layer."""
 
-    async def erase(events: StreamT[bytes]) -> AsyncIterator[str]:
+    async def each(events: StreamT[bytes]) -> AsyncIterator[str]:
         async for event in events.events():
-            record = FaustRecord.of(event, topic)
             result = await service.consumer.process(
-                "erasures", record, MemberErasureRequested, erasures.handle
+                name, FaustRecord.of(event, topic), payload_type, handle
             )
             yield str(result.outcome)
 
-    return erase
+    return each
 
 
 def _batch_agent(

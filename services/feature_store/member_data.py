@@ -34,6 +34,7 @@ import asyncpg
 import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
+from faust.types import TableT
 
 from services.common.feast_config import open_feature_store
 from services.common.kafka import create_producer
@@ -175,6 +176,32 @@ class FeastMemberData:
         finally:
             await pool.close()
         return removed
+
+
+class WorkerTablesMemberData:
+    """The member's state in the running worker's own tables (the worker that holds the
+    member's partition answers an export request): what `ActivityTableMemberData` reads from the
+    changelogs, without a consumer per request."""
+
+    name = "faust_tables"
+    tenant_scoped = False
+
+    def __init__(self, tables: Sequence[TableT[str, Any]]) -> None:
+        self.tables = tables
+
+    async def holds(self, member: MemberRef) -> bool:
+        return False
+
+    async def export(self, member: MemberRef) -> dict[str, Any]:
+        found = {
+            table.changelog_topic.get_topic_name(): table.get(member.key) for table in self.tables
+        }
+        return {topic: value for topic, value in found.items() if value is not None}
+
+    async def erase(self, member: MemberRef) -> int:  # the worker erases through its agent
+        raise NotImplementedError(
+            "the running worker erases through services.feature_store.erasures"
+        )
 
 
 class ActivityTableMemberData:

@@ -14,6 +14,8 @@ from services.common.settings import service_port
 from services.common.topics import (
     MEMBER_ERASURES_COMPLETED,
     MEMBER_ERASURES_VOUCHED,
+    MEMBER_EXPORT_PARTS,
+    MEMBER_EXPORTS,
     MOBILE_MONEY_TRANSACTIONS,
     REPAYMENTS,
 )
@@ -37,6 +39,8 @@ class FeatureStoreSettings(StreamWorkerSettings):
     repayments_topic: str = REPAYMENTS
     erasures_topic: str = MEMBER_ERASURES_VOUCHED
     erasures_completed_topic: str = MEMBER_ERASURES_COMPLETED
+    exports_topic: str = MEMBER_EXPORTS
+    export_parts_topic: str = MEMBER_EXPORT_PARTS
     topic_partitions: int = Field(
         default=6, ge=1, description="partitions of the source topics; the state tables match"
     )

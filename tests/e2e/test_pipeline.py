@@ -44,6 +44,7 @@ from services.common.topics import (
     CREDIT_EXPLANATIONS,
     LOAN_APPLICATIONS,
     MEMBER_ERASURES_VOUCHED,
+    MEMBER_EXPORTS,
     MOBILE_MONEY_TRANSACTIONS,
     REPAYMENTS,
     REVIEW_OUTCOMES,
@@ -126,6 +127,7 @@ def system(
                     MOBILE_MONEY_TRANSACTIONS,
                     REPAYMENTS,
                     MEMBER_ERASURES_VOUCHED,  # earlier runs' erasures are not this run's
+                    MEMBER_EXPORTS,
                 ],
             },
         )
@@ -450,8 +452,8 @@ async def test_a_members_export_and_erasure_reach_every_store_through_events(
     system: System,
 ) -> None:
     """The admin API's export and erasure as a deployment runs them. Export: 202, then
-    explanation and the audit chain each answer with their part of the member's data on
-    member.exports.parts, and the gateway returns the whole. Erasure: 202, then
+    explanation, the audit chain and the feature store each answer with their part of the
+    member's data on member.exports.parts, and the gateway returns the whole. Erasure: 202, then
     each store erases its part and answers on member.erasures.completed; the status reports
     every store, the member's decision is gone, its Feast online hash is gone, another member's
     is kept, and the chain still verifies."""
@@ -514,7 +516,13 @@ async def test_a_members_export_and_erasure_reach_every_store_through_events(
         ours = decided[decision_id]  # (earlier tests may have decided for the member too)
         assert ours["decision"]["member_id"] == member and ours["explanation"] is not None
         assert body["application_id"] in {r["application_id"] for r in parts["audit"]["data"]}
-        assert set(parts) == {"decisions", "audit"}  # Feast's part: the CLI's export only
+        assert parts["feast"]["data"]["online"], "no online features exported"
+        assert all(
+            row["member_id"] == member_key(DEV_TENANT, member)
+            for rows in parts["feast"]["data"]["offline"].values()
+            for row in rows
+        )
+        assert parts["faust_tables"]["status"] == "completed"
 
         accepted = await client.post(
             "/v1/admin/members/erasures", json={"member_id": member}, headers=admin
