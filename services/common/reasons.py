@@ -122,14 +122,126 @@ REASON_TEXT: dict[str, Describe] = {
 }
 
 
+_PRODUCTS_SW = {
+    "development": "mkopo wa maendeleo",
+    "emergency": "mkopo wa dharura",
+    "school_fees": "mkopo wa karo za shule",
+    "business": "mkopo wa biashara",
+    "asset": "mkopo wa mali",
+}
+
+#: The same sentences in Kiswahili, for members' notices (a test keeps both lists whole).
+REASON_TEXT_SW: dict[str, Describe] = {
+    "rp_late_count_6m": _count(
+        "malipo {n} yaliyochelewa katika miezi 6 iliyopita",
+        "malipo {n} yaliyochelewa katika miezi 6 iliyopita",
+    ),
+    "rp_late30_count_12m": _count(
+        "malipo {n} yaliyochelewa zaidi ya siku 30 katika miezi 12 iliyopita",
+        "malipo {n} yaliyochelewa zaidi ya siku 30 katika miezi 12 iliyopita",
+    ),
+    "rp_max_days_late_12m": _count(
+        "malipo yaliyochelewa kwa siku {n} katika miezi 12 iliyopita",
+        "malipo yaliyochelewa kwa siku {n} katika miezi 12 iliyopita",
+    ),
+    "rp_mean_days_late_24m": _times("malipo yalichelewa kwa wastani wa siku {x} katika miaka 2"),
+    "rp_mean_days_late_3m": _times(
+        "malipo yalichelewa kwa wastani wa siku {x} katika miezi 3 iliyopita"
+    ),
+    "rp_missed_count_12m": _count(
+        "malipo {n} ambayo hayakulipwa katika miezi 12 iliyopita",
+        "malipo {n} ambayo hayakulipwa katika miezi 12 iliyopita",
+    ),
+    "rp_paid_ratio_6m": _percent(
+        "ni {pct} tu ya kiasi kilichodaiwa kililipwa katika miezi 6 iliyopita"
+    ),
+    "rp_paid_ratio_24m": _percent(
+        "ni {pct} tu ya kiasi kilichodaiwa kililipwa katika miaka 2 iliyopita"
+    ),
+    "rp_months_observed": _count(
+        "historia ya malipo ya mwezi {n} tu", "historia ya malipo ya miezi {n} tu"
+    ),
+    "loan_to_savings": _times("mkopo ni mara {x} ya akiba yako"),
+    "loan_to_deposits": _times("mkopo ni mara {x} ya amana zako"),
+    "loan_to_income": _times("mkopo ni mara {x} ya mapato yako ya mwaka"),
+    "instalment_to_income": _percent("malipo ya kila mwezi yangechukua {pct} ya mapato yako"),
+    "debt_service_ratio": _percent(
+        "malipo ya mikopo yote yangechukua {pct} ya mapato yako ya mwezi"
+    ),
+    "existing_loans": _count(
+        "mkopo {n} ambao bado unaendelea", "mikopo {n} ambayo bado inaendelea"
+    ),
+    "existing_loan_balance_kes": _kes("{kes} bado zinadaiwa kwa mikopo iliyopo"),
+    "bureau_listed": _flag("umeorodheshwa na ofisi ya kumbukumbu za mikopo (CRB)"),
+    "n_guarantors": lambda v: (
+        "hakuna wadhamini" if v < 0.5 else _count("mdhamini {n} tu", "wadhamini {n} tu")(v)
+    ),
+    "tenure_months": _count("mwanachama kwa mwezi {n} tu", "mwanachama kwa miezi {n} tu"),
+    "deposits_kes": _kes("amana za {kes}"),
+    "share_capital_kes": _kes("hisa za {kes}"),
+    "deposits_change_6m_kes": lambda v: (
+        f"akiba ilipungua kwa KES {-v:,.0f} katika miezi 6 iliyopita"
+        if v < 0
+        else f"akiba iliongezeka kwa KES {v:,.0f} tu katika miezi 6 iliyopita"
+    ),
+    "deposits_change_6m_to_income": lambda v: (
+        f"akiba ilipungua kwa mapato ya miezi {-v:.1f} katika miezi 6 iliyopita"
+        if v < 0
+        else f"akiba iliongezeka kwa mapato ya miezi {v:.1f} tu katika miezi 6 iliyopita"
+    ),
+    "monthly_income_kes": _kes("mapato ya mwezi ya {kes}"),
+    "mm_betting_share_30d": _percent(
+        "{pct} ya matumizi ya pesa za simu yalienda kwenye kamari mwezi uliopita"
+    ),
+    "mm_betting_sum_30d": _kes("{kes} zilitumika kwenye kamari katika siku 30 zilizopita"),
+    "mm_betting_sum_90d": _kes("{kes} zilitumika kwenye kamari katika siku 90 zilizopita"),
+    "mm_overdraft_draw_count_30d": _count(
+        "mkopo {n} wa overdraft ya pesa za simu katika siku 30 zilizopita",
+        "mikopo {n} ya overdraft ya pesa za simu katika siku 30 zilizopita",
+    ),
+    "mm_overdraft_draw_count_90d": _count(
+        "mkopo {n} wa overdraft ya pesa za simu katika siku 90 zilizopita",
+        "mikopo {n} ya overdraft ya pesa za simu katika siku 90 zilizopita",
+    ),
+    "mm_balance_min_30d": _kes("salio la pesa za simu lilishuka hadi {kes} katika siku 30"),
+    "mm_balance_last": _kes("salio la pesa za simu la {kes}"),
+    "mm_net_flow_30d": _kes("mtiririko halisi wa pesa za simu wa {kes} katika siku 30"),
+    "mm_inflow_sum_90d": _kes("mapato ya pesa za simu ya {kes} katika siku 90 zilizopita"),
+    "inflow_90d_to_income": _times(
+        "mapato ya pesa za simu yalikuwa mara {x} ya mapato ya mwezi katika siku 90"
+    ),
+    **{
+        f"mm_txn_count_{w}d": _count(
+            f"muamala {{n}} wa pesa za simu katika siku {w} zilizopita",
+            f"miamala {{n}} ya pesa za simu katika siku {w} zilizopita",
+        )
+        for w in (7, 30, 90)
+    },
+    "amount_kes": _kes("kiasi cha mkopo cha {kes}"),
+    "term_months": _count("muda wa mwezi {n}", "muda wa miezi {n}"),
+    "employment_casual": _flag("ajira ya vibarua"),
+    "employment_farmer": _flag("mapato ya kilimo"),
+    "employment_self_employed": _flag("mapato ya kujiajiri"),
+    "employment_salaried": _flag("ajira ya mshahara"),
+    **{
+        f"product_{p}": _flag(_PRODUCTS_SW.get(p, f"mkopo wa {p.replace('_', ' ')}"))
+        for p in PRODUCTS.names
+    },
+}
+
+LANGUAGES = ("en", "sw")
+
+
 def _fallback(name: str) -> Describe:
     label = name.removeprefix("mm_").replace("_", " ")
     return lambda v: f"{label}: {v:,.2f}"
 
 
-def describe(feature: str, value: float) -> str | None:
-    """The member-readable sentence for one feature value, None when it explains nothing."""
-    return REASON_TEXT.get(feature, _fallback(feature))(float(value))
+def describe(feature: str, value: float, language: str = "en") -> str | None:
+    """The member-readable sentence for one feature value (English, or Kiswahili with "sw"),
+    None when it explains nothing."""
+    texts = REASON_TEXT_SW if language == "sw" else REASON_TEXT
+    return texts.get(feature, _fallback(feature))(float(value))
 
 
 def reason_codes(

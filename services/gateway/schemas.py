@@ -18,6 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.common.mobile_money import TRANSACTION_AMOUNT_KES, WALLET_BALANCE_KES
+from services.common.notices import Notice
 from services.common.protos.alama.events.v1.applications_pb2 import (
     Channel,
     LoanApplicationSubmitted,
@@ -243,6 +244,42 @@ class AppealAccepted(Model):
     appeal_id: str
     decision_id: str
     status: str = "lodged"
+
+
+class NoticeReasonOut(Model):
+    code: str
+    en: str
+    sw: str
+
+
+class OutcomeChangeOut(Model):
+    feature: str
+    en: str
+    sw: str
+
+
+class NoticeOut(Model):
+    """A member's notice of a declined application (English and Kiswahili)."""
+
+    decision_id: str
+    application_id: str
+    decided_at: datetime
+    reasons: list[NoticeReasonOut]
+    changes: list[OutcomeChangeOut]
+    how_to_appeal: dict[str, str]
+    reviewed: bool
+
+    @classmethod
+    def of(cls, notice: Notice) -> NoticeOut:
+        return cls(
+            decision_id=notice.decision_id,
+            application_id=notice.application_id,
+            decided_at=notice.decided_at,
+            reasons=[NoticeReasonOut(code=r.code, en=r.en, sw=r.sw) for r in notice.reasons],
+            changes=[OutcomeChangeOut(feature=c.feature, en=c.en, sw=c.sw) for c in notice.changes],
+            how_to_appeal=notice.how_to_appeal,
+            reviewed=notice.reviewed,
+        )
 
 
 class Review(Model):

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Security, status
+from fastapi.responses import Response
 
+from services.common.notices import NotADecline, notice_of, notice_pdf
 from services.gateway.deps import BackendsDep, SettingsDep, authenticate
 from services.gateway.errors import NotFound
 from services.gateway.events import appeal_envelope
@@ -15,6 +17,7 @@ from services.gateway.schemas import (
     AppealRequest,
     Decision,
     Explanation,
+    NoticeOut,
 )
 from services.gateway.security import DECISIONS_READ, EXPLANATIONS_READ, SCORE_WRITE, Principal
 from services.gateway.shedding import SHED_RESPONSES
@@ -106,3 +109,40 @@ async def lodge_appeal(
     envelope = appeal_envelope(decision, appeal.grounds, lodged_by=caller.subject)
     await backends.events.publish(settings.appeals_topic, [envelope])
     return AppealAccepted(appeal_id=envelope.event_id, decision_id=decision_id)
+
+
+async def _notice(backends: Any, decision_id: str, tenant: str) -> Any:
+    try:
+        decision, review = await backends.explanations.reviewed_decision(decision_id, tenant=tenant)
+        return notice_of(decision, review)
+    except NotFound as exc:
+        raise NotFound(f"decision {decision_id!r} is unknown") from exc
+    except NotADecline as exc:
+        raise NotFound(str(exc)) from exc
+
+
+@router.get("/decisions/{decision_id}/notice", response_model=NoticeOut, responses=ERRORS)
+async def decision_notice(
+    decision_id: DecisionId, backends: BackendsDep, caller: Reader
+) -> NoticeOut:
+    """The member's notice of a declined application: up to four reasons in English and
+    Kiswahili, what would change the outcome where the model can say, and how to appeal
+    (404 for a decision that is not a decline)."""
+    return NoticeOut.of(await _notice(backends, decision_id, caller.tenant))
+
+
+@router.get(
+    "/decisions/{decision_id}/notice.pdf",
+    response_class=Response,
+    responses=ERRORS | {200: {"content": {"application/pdf": {}}}},
+)
+async def decision_notice_pdf(
+    decision_id: DecisionId, backends: BackendsDep, caller: Reader
+) -> Response:
+    """The same notice as a printable PDF, English then Kiswahili."""
+    notice = await _notice(backends, decision_id, caller.tenant)
+    return Response(
+        notice_pdf(notice),
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="notice-{notice.application_id}.pdf"'},
+    )

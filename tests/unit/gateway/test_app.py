@@ -372,6 +372,44 @@ async def test_a_partner_lodges_a_members_appeal_which_goes_to_the_appeals_topic
     assert len(gateway.events.published) == 1
 
 
+async def test_a_decline_has_a_members_notice_in_english_and_kiswahili_as_json_and_pdf(
+    gateway: Gateway,
+) -> None:
+    reader = bearer(gateway.settings, "decisions:read")
+    stored = gateway.grpc.explanations.decisions["d-A-stored"]
+    if stored.band == DecisionBand.DECISION_BAND_DECLINE:  # the fake decides by a rule
+        stored.band = DecisionBand.DECISION_BAND_APPROVE
+    not_declined = await gateway.client.get("/v1/decisions/d-A-stored/notice", headers=reader)
+    assert not_declined.status_code == 404 and "not a decline" in not_declined.json()["detail"]
+
+    stored.band = DecisionBand.DECISION_BAND_DECLINE
+    stored.features["rp_late_count_6m"] = 3.0
+    stored.features["n_guarantors"] = 0.0
+    del stored.reasons[:]
+    for code in ("rp_late_count_6m", "n_guarantors"):
+        stored.reasons.add(code=code, description="as scored", contribution=0.3)
+    response = await gateway.client.get("/v1/decisions/d-A-stored/notice", headers=reader)
+    assert response.status_code == 200, response.text
+    notice = response.json()
+    assert [(r["en"], r["sw"]) for r in notice["reasons"]] == [
+        (
+            "3 late repayments in the last 6 months",
+            "malipo 3 yaliyochelewa katika miezi 6 iliyopita",
+        ),
+        ("no guarantors", "hakuna wadhamini"),
+    ]
+    assert "appeal" in notice["how_to_appeal"]["en"] and "rufaa" in notice["how_to_appeal"]["sw"]
+    pdf = await gateway.client.get("/v1/decisions/d-A-stored/notice.pdf", headers=reader)
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF-")
+    for text in (b"3 late repayments in the last 6 months", b"hakuna wadhamini", b"rufaa"):
+        assert text in pdf.content
+    other = bearer(gateway.settings, "decisions:read", tenant="t2")
+    assert (
+        await gateway.client.get("/v1/decisions/d-A-stored/notice", headers=other)
+    ).status_code == 404
+
+
 async def test_unknown_decisions_are_404(gateway: Gateway) -> None:
     reader = bearer(gateway.settings, "decisions:read", "explanations:read")
     pending = await gateway.client.get("/v1/applications/A-pending/decision", headers=reader)
