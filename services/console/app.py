@@ -26,7 +26,9 @@ from fastapi.templating import Jinja2Templates
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.middleware.base import BaseHTTPMiddleware
 
+from services.common.notices import NO_CHANGE, NotADecline, Notice, notice_of, notice_pdf
 from services.common.protos.alama.events.v1.decisions_pb2 import DecisionBand
+from services.common.protos.alama.events.v1.reviews_pb2 import ReviewOutcome
 from services.common.vocabulary import BANDS, CHANNELS, EXPLAINERS, PRODUCTS, REVIEW_KINDS
 from services.console.explanations import ExplanationReader, Fetched
 from services.console.metrics import QUEUE_BREACHING, QUEUE_OLDEST_SECONDS, QUEUE_OPEN, SIGN_INS
@@ -346,6 +348,42 @@ def create_app(
             session,
             decision=decision,
             may_appeal=Role(session.account.role) in APPEAL_LODGERS,
+        )
+
+    async def _notice(request: Request, session: Session, decision_id: str) -> Notice:
+        console = console_of(request)
+        tenant = session.account.tenant_id
+        decision = await console.store.decision(tenant, decision_id)
+        if decision is None:
+            raise ReviewRefused("There is no decision with that id.", status=404)
+        item = await console.store.item(tenant, decision_id)
+        review = (
+            ReviewOutcome(final_band=item.final_band)  # type: ignore[arg-type]
+            if item is not None and item.state == CLOSED and item.final_band
+            else None
+        )
+        try:
+            return notice_of(decision, review)
+        except NotADecline as exc:
+            raise ReviewRefused(str(exc), status=404) from exc
+
+    @app.get("/decisions/{decision_id}/notice", response_class=HTMLResponse)
+    async def notice_page(request: Request, decision_id: str) -> HTMLResponse:
+        """The member's notice, printable (the browser's print, or the PDF beside it)."""
+        session = await session_of(request)
+        notice = await _notice(request, session, decision_id)
+        return page(request, "notice.html", session, notice=notice, no_change=NO_CHANGE)
+
+    @app.get("/decisions/{decision_id}/notice.pdf")
+    async def notice_document(request: Request, decision_id: str) -> Response:
+        session = await session_of(request)
+        notice = await _notice(request, session, decision_id)
+        return Response(
+            notice_pdf(notice, session.account.tenant_id),
+            media_type="application/pdf",
+            headers={
+                "Content-Disposition": f'inline; filename="notice-{notice.application_id}.pdf"'
+            },
         )
 
     @app.post("/decisions/{decision_id}/appeals")

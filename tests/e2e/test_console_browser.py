@@ -30,7 +30,7 @@ from services.common.protos.alama.events.v1.decisions_pb2 import (
     DecisionBand,
     ReasonCode,
 )
-from services.common.protos.alama.events.v1.reviews_pb2 import ReviewOutcome
+from services.common.protos.alama.events.v1.reviews_pb2 import AppealLodged, ReviewOutcome
 from services.common.settings import InfraSettings
 from services.common.topics import TopicSpec, ensure_topics
 from services.console.app import create_app
@@ -74,7 +74,8 @@ def _free_port() -> int:
 @pytest.fixture
 async def site(infra: InfraSettings) -> AsyncIterator[Site]:
     run = uuid.uuid4().hex[:10]
-    topics = [TopicSpec(f"test.console.{name}.{run}", 3, 1) for name in ("apps", "dec", "rev")]
+    names = ("apps", "dec", "rev", "appeals")
+    topics = [TopicSpec(f"test.console.{name}.{run}", 3, 1) for name in names]
     await ensure_topics(infra, topics)
     settings = ConsoleSettings(
         infra=infra,
@@ -83,6 +84,7 @@ async def site(infra: InfraSettings) -> AsyncIterator[Site]:
         applications_topic=topics[0].name,
         decisions_topic=topics[1].name,
         review_outcomes_topic=topics[2].name,
+        appeals_topic=topics[3].name,
         explanation_target="127.0.0.1:1",
         four_eyes_amount_kes=100_000,
         port=_free_port(),
@@ -127,11 +129,16 @@ async def site(infra: InfraSettings) -> AsyncIterator[Site]:
 
 
 async def _feed(settings: ConsoleSettings) -> None:
-    """Two applications in band review: one small, one above the tenant's four-eyes amount."""
+    """Two applications in band review (one small, one above the tenant's four-eyes amount)
+    and one the model declined."""
     producer = create_producer(settings.infra, client_id="console-browser-test")
     await producer.start()
     try:
-        for app_id, amount in (("app-small", 40_000), ("app-big", 350_000)):
+        for app_id, amount, band in (
+            ("app-small", 40_000, DecisionBand.DECISION_BAND_REVIEW),
+            ("app-big", 350_000, DecisionBand.DECISION_BAND_REVIEW),
+            ("app-declined", 90_000, DecisionBand.DECISION_BAND_DECLINE),
+        ):
             application = LoanApplicationSubmitted(
                 application_id=app_id,
                 member_id=f"m-{app_id}",
@@ -149,10 +156,15 @@ async def _feed(settings: ConsoleSettings) -> None:
                 model_version="v-browser",
                 probability_of_default=0.18,
                 score=604,
-                band=DecisionBand.DECISION_BAND_REVIEW,
+                band=band,  # type: ignore[arg-type]
                 tenant_id=TENANT,
+                features={"rp_late_count_6m": 2.0},
                 reasons=[
-                    ReasonCode(code="LATE_6M", description="2 late repayments", contribution=0.4)
+                    ReasonCode(
+                        code="rp_late_count_6m",
+                        description="2 late repayments in the last 6 months",
+                        contribution=0.4,
+                    )
                 ],
                 repayment_attention=[(i + 1) / 300 for i in range(24)],
                 mobile_money_attention=[1 / 26] * 26,
@@ -344,3 +356,44 @@ async def test_the_console_works_by_keyboard_on_a_narrow_screen_without_serious_
     finally:
         await browser.close()
         await manager.stop()
+
+
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Debian's chromium is installed by make setup"
+)
+async def test_a_declined_members_notice_and_appeal_from_the_console(site: Site) -> None:
+    playwright, browser = await _browser()
+    try:
+        page = await (await browser.new_context()).new_page()
+        await _sign_in(page, site, "carol")  # a loan officer, at the member's side
+        await _wait_for_queue(page, site, 2)
+        await page.fill("#find-application", "app-declined")
+        await page.click("form.find button")
+        assert await page.inner_text("#band") == "decline"
+        await page.click("#notice-link")
+        english = await page.inner_text("#notice-en")
+        swahili = await page.inner_text("#notice-sw")
+        assert "2 late repayments in the last 6 months" in english
+        assert "malipo 2 yaliyochelewa katika miezi 6 iliyopita" in swahili
+        assert "Jinsi ya kukata rufaa" in swahili
+        await _shot(page, "notice")
+        pdf = await page.request.get(f"{site.url}/decisions/d-app-declined/notice.pdf")
+        assert pdf.ok and pdf.headers["content-type"] == "application/pdf"
+        assert b"malipo 2 yaliyochelewa" in await pdf.body()
+
+        await page.goto(f"{site.url}/decisions?application_id=app-declined")
+        await page.fill("#grounds", "The late payments were the bank's error; letter attached.")
+        await page.click("#lodge-appeal")
+        assert "appeal is lodged" in await page.inner_text("#notice")
+        await page.goto(f"{site.url}/queue")
+        assert await page.locator("#queue-rows a", has_text="app-declined").count() == 1
+    finally:
+        await browser.close()
+        await playwright.stop()
+    records = await read_topic(site.settings.infra, site.settings.appeals_topic, 1)
+    appeal = decode(records[0].value, AppealLodged).payload
+    assert (appeal.decision_id, appeal.lodged_by, appeal.channel) == (
+        "d-app-declined",
+        "carol",
+        "console",
+    )
