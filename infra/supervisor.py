@@ -1,11 +1,11 @@
-"""Run the six services as supervised local processes (no Docker): start, check, stop, kill.
+"""Run the seven services as supervised local processes (no Docker): start, check, stop, kill.
 
 Each service is ``python -m services.<name>`` in its own session, its output in
 ``<run folder>/services/<name>.log`` and its pid in ``<name>.pid``. ``up`` starts what is not
 running, in dependency order, and waits until each one answers like a client needs it to (gRPC
-health, the gateway's /readyz, a consumer's metrics endpoint); a service that dies or never gets
-ready fails the command with the end of its log. ``down`` sends SIGTERM (the services commit their
-work and leave their groups), then SIGKILL after a grace period.
+health, the gateway's /readyz, the console's /healthz, a consumer's metrics endpoint); a service
+that dies or never gets ready fails the command with the end of its log. ``down`` sends SIGTERM
+(the services commit their work and leave their groups), then SIGKILL after a grace period.
 
 The services inherit this process's environment: under ``make`` that includes ALAMA_DEV_MODE=1,
 without which they refuse the development secrets (services.common.settings) and exit at start.
@@ -143,6 +143,13 @@ SERVICES: tuple[ServiceSpec, ...] = (
         "gateway",
         lambda env: _http_ok(
             f"http://127.0.0.1:{_env(env, 'ALAMA_GATEWAY_PORT', str(service_port(8080)))}/readyz"
+        ),
+    ),
+    # the risk officers' console: /healthz answers once its store, producer and consumer are up
+    ServiceSpec(
+        "console",
+        lambda env: _http_ok(
+            f"http://127.0.0.1:{_env(env, 'ALAMA_CONSOLE_PORT', str(service_port(8090)))}/healthz"
         ),
     ),
 )

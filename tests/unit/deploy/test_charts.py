@@ -31,7 +31,7 @@ from services.common.topics import (
 )
 
 CHARTS = Path(__file__).resolve().parents[3] / "charts"
-SERVICES = ("gateway", "scoring", "explanation", "feature-store", "audit", "drift")
+SERVICES = ("gateway", "scoring", "explanation", "feature-store", "audit", "drift", "console")
 GRPC_PORTS = {"scoring": 50051, "explanation": 50052}
 METRICS_PORTS = {
     "gateway": 9101,  # its operator port: /metrics and the API docs, off the public http port
@@ -40,9 +40,14 @@ METRICS_PORTS = {
     "feature-store": 9102,
     "audit": 9105,
     "drift": 9106,
+    "console": 8090,  # its http port: the console serves /metrics beside its pages
 }
-WITH_HPA = {"gateway", "scoring", "explanation", "audit"}
-WITH_PDB = {"gateway", "scoring", "explanation", "feature-store", "audit"}
+#: the services whose metrics are on a service port, not a port named "metrics" of their own
+METRICS_PORT_NAMES = {"console": "http"}
+#: who may call each gRPC service
+GRPC_CALLERS = {"scoring": ["gateway"], "explanation": ["gateway", "console"]}
+WITH_HPA = {"gateway", "scoring", "explanation", "audit", "console"}
+WITH_PDB = {"gateway", "scoring", "explanation", "feature-store", "audit", "console"}
 RELEASE = "alama"
 #: every service on mTLS: the brokers' CA and one client certificate per service
 MTLS = (
@@ -223,6 +228,9 @@ def test_grpc_services_are_probed_natively(manifests: list[Manifest]) -> None:
     gateway = deployments["gateway"]["spec"]["template"]["spec"]["containers"][0]
     assert gateway["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert gateway["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    console = deployments["console"]["spec"]["template"]["spec"]["containers"][0]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert console[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
     audit = deployments["audit"]["spec"]["template"]["spec"]["containers"][0]
     assert audit["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
     for name in ("feature-store", "drift"):
@@ -237,15 +245,19 @@ def test_ports_and_services(manifests: list[Manifest]) -> None:
     services = of_kind(manifests, "Service")
     for name, metrics in METRICS_PORTS.items():
         ports = {p["name"]: p["port"] for p in services[name]["spec"]["ports"]}
-        assert ports["metrics"] == metrics, name
+        assert ports[METRICS_PORT_NAMES.get(name, "metrics")] == metrics, name
         if name in GRPC_PORTS:
             assert ports["grpc"] == GRPC_PORTS[name]
-        elif name != "gateway":
+        elif name not in {"gateway", "console"}:
             assert set(ports) == {"metrics"}, f"{name} is a worker: only its metrics port"
     gateway = {p["name"]: p["port"] for p in services["gateway"]["spec"]["ports"]}
     assert gateway == {"http": 8080, "metrics": 9101}
     config = of_kind(manifests, "ConfigMap")["gateway"]["data"]
     assert config["ALAMA_GATEWAY_METRICS_PORT"] == "9101", "the app listens where the chart says"
+    console = {p["name"]: p["port"] for p in services["console"]["spec"]["ports"]}
+    assert console == {"http": 8090}, "pages, /healthz and /metrics on one port"
+    config = of_kind(manifests, "ConfigMap")["console"]["data"]
+    assert config["ALAMA_CONSOLE_PORT"] == "8090", "the app listens where the chart says"
 
 
 def test_gateway_reaches_the_grpc_services_by_their_service_names(
@@ -258,6 +270,16 @@ def test_gateway_reaches_the_grpc_services_by_their_service_names(
         assert host == f"{RELEASE}-{name}"
         assert int(port) in {p["port"] for p in services[host]["spec"]["ports"]}
     assert config["ALAMA_GATEWAY_HOST"] == "0.0.0.0"
+
+
+def test_console_reaches_explanation_by_its_service_name(manifests: list[Manifest]) -> None:
+    config = of_kind(manifests, "ConfigMap")["console"]["data"]
+    services = {s["metadata"]["name"]: s for s in manifests if s["kind"] == "Service"}
+    host, port = config["ALAMA_CONSOLE_EXPLANATION_TARGET"].split(":")
+    assert host == f"{RELEASE}-explanation"
+    assert int(port) == GRPC_PORTS["explanation"]
+    assert int(port) in {p["port"] for p in services[host]["spec"]["ports"]}
+    assert config["ALAMA_CONSOLE_HOST"] == "0.0.0.0"
 
 
 def test_settings_reach_every_service(manifests: list[Manifest]) -> None:
@@ -354,12 +376,13 @@ def test_network_policies(manifests: list[Manifest]) -> None:
         ]
         egress_ports = {p["port"] for rule in spec["egress"] for p in rule.get("ports", [])}
         assert {53, 9092, 6379, 5432} <= egress_ports, name
-    for name in GRPC_PORTS:
+    for name, callers in GRPC_CALLERS.items():
         app_rule = policies[name]["spec"]["ingress"][0]
         assert app_rule["ports"] == [{"port": "grpc", "protocol": "TCP"}]
         labels = [peer["podSelector"]["matchLabels"] for peer in app_rule["from"]]
         assert labels == [
-            {"app.kubernetes.io/instance": RELEASE, "app.kubernetes.io/name": "gateway"}
+            {"app.kubernetes.io/instance": RELEASE, "app.kubernetes.io/name": caller}
+            for caller in callers
         ]
     public, operator = policies["gateway"]["spec"]["ingress"]
     assert "from" not in public, "the gateway is public"
@@ -368,6 +391,11 @@ def test_network_policies(manifests: list[Manifest]) -> None:
     assert "from" in operator, "metrics and the API docs only for the monitoring namespace"
     for name in ("feature-store", "audit", "drift"):
         assert len(policies[name]["spec"]["ingress"]) == 1, f"{name}: only metrics comes in"
+    # the console: staff's browsers (through the office network's proxy) on its one http port,
+    # which also serves /metrics to the monitoring namespace
+    staff, monitoring = policies["console"]["spec"]["ingress"]
+    assert "from" not in staff and staff["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert monitoring["ports"] == [{"port": "http", "protocol": "TCP"}]
 
 
 def test_network_policies_can_be_turned_off(helm: Helm) -> None:
@@ -385,6 +413,7 @@ def test_autoscalers_and_disruption_budgets(manifests: list[Manifest]) -> None:
     # a consumer-only service gains nothing from more replicas than its topics' partitions
     assert hpas["explanation"]["spec"]["maxReplicas"] <= partitions[CREDIT_DECISIONS]
     assert hpas["audit"]["spec"]["maxReplicas"] <= partitions[CREDIT_DECISIONS]
+    assert hpas["console"]["spec"]["maxReplicas"] <= partitions[CREDIT_DECISIONS]
     for name, hpa in hpas.items():
         assert hpa["spec"]["scaleTargetRef"]["name"] == deployments[name]["metadata"]["name"]
         assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"

@@ -41,7 +41,7 @@ COMPOSE_GO_VERSION = "v2.16.2"
 COMPOSE_GO_ZIP_SHA256 = "75410c9723430b920592093014fc53641f6207e01b52c016c848ba62bf2da805"
 COMPOSE_SPEC_SHA256 = "f266dcbb043229405d7cedd5aec918f9102c2b3d5e3850808fdd8edd564a43ff"
 
-#: the six deployables, as the supervisor knows them (a seventh needs a Dockerfile too)
+#: the seven deployables, as the supervisor knows them (an eighth needs a Dockerfile too)
 SERVICES = tuple(BY_NAME)
 
 
@@ -225,10 +225,14 @@ def test_the_services_wait_for_their_servers_and_the_topics() -> None:
         needs = svc["depends_on"]
         assert needs["kafka"]["condition"] == "service_healthy", key
         assert needs["topics-init"]["condition"] == "service_completed_successfully", key
-    _, gateway = compose_service_of("gateway")
-    for upstream in ("scoring", "explanation"):
-        key, _ = compose_service_of(upstream)
-        assert gateway["depends_on"][key]["condition"] == "service_healthy"
+    for caller, upstreams in (
+        ("gateway", ("scoring", "explanation")),
+        ("console", ("explanation",)),
+    ):
+        _, svc = compose_service_of(caller)
+        for upstream in upstreams:
+            key, _ = compose_service_of(upstream)
+            assert svc["depends_on"][key]["condition"] == "service_healthy", caller
 
 
 def test_services_reach_each_other_by_compose_name() -> None:
@@ -245,6 +249,10 @@ def test_services_reach_each_other_by_compose_name() -> None:
         key, _ = compose_service_of(upstream)
         assert host == key
         assert int(port) == service_settings_defaults(upstream)["grpc_port"]
+    _, console = compose_service_of("console")
+    host, port = console["environment"]["ALAMA_CONSOLE_EXPLANATION_TARGET"].split(":")
+    assert host == compose_service_of("explanation")[0]
+    assert int(port) == service_settings_defaults("explanation")["grpc_port"]
 
 
 def test_topics_job_runs_the_declared_topic_list() -> None:

@@ -209,7 +209,8 @@ def test_prometheus_scrapes_every_service_on_its_metrics_port() -> None:
     for name in SERVICES:
         key, _ = compose_service_of(name)
         defaults = service_settings_defaults(name)
-        port = defaults["metrics_port"]  # the gateway's too: its operator port, not the API's
+        # the gateway's operator port, not the API's; the console has none: its http port
+        port = defaults["metrics_port"] or defaults["port"]
         assert f"{key}:{port}" in targets, f"nothing scrapes {name}"
     assert "otel-collector:8888" in targets
 
