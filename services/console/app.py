@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -363,9 +363,13 @@ def create_app(
             else None
         )
         try:
-            return notice_of(decision, review)
+            notice = notice_of(decision, review)
         except NotADecline as exc:
             raise ReviewRefused(str(exc), status=404) from exc
+        if review is None and console.explanations is not None:  # the model's own decline
+            changes = await console.explanations.outcome_changes(decision_id, tenant)
+            notice = replace(notice, changes=changes)
+        return notice
 
     @app.get("/decisions/{decision_id}/notice", response_class=HTMLResponse)
     async def notice_page(request: Request, decision_id: str) -> HTMLResponse:

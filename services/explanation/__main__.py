@@ -18,6 +18,7 @@ from services.common.member_rights import tenant_member_ref
 from services.common.postgres import create_pool
 from services.common.runtime import run_until_signalled
 from services.common.telemetry import setup_tracing, start_metrics
+from services.explanation.changes import OutcomeChanges
 from services.explanation.consumer import build_consumer
 from services.explanation.explainer import BundleCache, DecisionExplainer, ExplainerPool
 from services.explanation.publisher import ExplanationPublisher
@@ -50,7 +51,11 @@ async def serve(settings: ExplanationSettings, stop: asyncio.Event) -> None:
         await store.create_schema()
         await publisher.start()
         grpc_server = await start_server(
-            store, explainer, host=settings.grpc_host, port=settings.grpc_port
+            store,
+            explainer,
+            host=settings.grpc_host,
+            port=settings.grpc_port,
+            changes=OutcomeChanges(settings.bundle_root, settings.max_cached_bundles),
         )
         consumer = build_consumer(settings, explainer, store, publisher)
         consuming: asyncio.Task[None] | None = None

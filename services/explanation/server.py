@@ -21,6 +21,7 @@ from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.protos.alama.events.v1.explanations_pb2 import CreditExplanation
 from services.common.protos.alama.explanation.v1 import explanation_pb2, explanation_pb2_grpc
 from services.common.telemetry import extract_grpc_context
+from services.explanation.changes import OutcomeChanges
 from services.explanation.explainer import ExplainerPool
 from services.explanation.metrics import GRPC_REQUESTS, ON_DEMAND
 from services.explanation.store import DecisionStore
@@ -64,9 +65,15 @@ def _rpc(method: str, context: grpc.aio.ServicerContext) -> Iterator[Call]:
 
 
 class ExplanationServicer(explanation_pb2_grpc.ExplanationServiceServicer):
-    def __init__(self, store: DecisionStore, explainer: ExplainerPool) -> None:
+    def __init__(
+        self,
+        store: DecisionStore,
+        explainer: ExplainerPool,
+        changes: OutcomeChanges | None = None,
+    ) -> None:
         self.store = store
         self.explainer = explainer
+        self.changes = changes
 
     async def GetDecision(
         self, request: explanation_pb2.GetDecisionRequest, context: grpc.aio.ServicerContext
@@ -105,6 +112,25 @@ class ExplanationServicer(explanation_pb2_grpc.ExplanationServiceServicer):
                 explanation = await self._explain_on_demand(request.decision_id, tenant, call)
             return explanation_pb2.GetExplanationResponse(explanation=explanation)
 
+    async def GetOutcomeChanges(
+        self, request: explanation_pb2.GetExplanationRequest, context: grpc.aio.ServicerContext
+    ) -> explanation_pb2.GetOutcomeChangesResponse:
+        with _rpc("GetOutcomeChanges", context) as call:
+            if not request.decision_id:
+                await call.abort(grpc.StatusCode.INVALID_ARGUMENT, "give a decision_id")
+            decision = await self.store.decision(request.decision_id, request.tenant_id or None)
+            if decision is None:
+                await call.abort(
+                    grpc.StatusCode.NOT_FOUND, f"no decision {request.decision_id!r} (yet)"
+                )
+            changes = [] if self.changes is None else await self.changes.changes(decision)
+            return explanation_pb2.GetOutcomeChangesResponse(
+                changes=[
+                    explanation_pb2.OutcomeChange(feature=c.feature, en=c.en, sw=c.sw)
+                    for c in changes
+                ]
+            )
+
     async def _explain_on_demand(
         self, decision_id: str, tenant: str | None, call: Call
     ) -> CreditExplanation:
@@ -129,10 +155,15 @@ class ExplanationServicer(explanation_pb2_grpc.ExplanationServiceServicer):
 
 
 async def start_server(
-    store: DecisionStore, explainer: ExplainerPool, *, host: str, port: int
+    store: DecisionStore,
+    explainer: ExplainerPool,
+    *,
+    host: str,
+    port: int,
+    changes: OutcomeChanges | None = None,
 ) -> GrpcServer:
     """Start serving ExplanationService and health on host:port (0 picks one)."""
-    servicer = ExplanationServicer(store, explainer)
+    servicer = ExplanationServicer(store, explainer, changes)
     return await start_grpc_server(
         SERVICE_NAME,
         lambda server: explanation_pb2_grpc.add_ExplanationServiceServicer_to_server(

@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.common.kafka import create_producer, publish
+from services.common.notices import OutcomeChange
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
@@ -96,6 +97,10 @@ class Explanations(Protocol):
         self, decision_id: str, *, tenant: str
     ) -> tuple[CreditDecision, ReviewOutcome | None]:
         """The decision with its latest review by a person (None when nobody reviewed it)."""
+        ...
+
+    async def outcome_changes(self, decision_id: str, *, tenant: str) -> list[OutcomeChange]:
+        """What would lift a decline, where the model can say ([] where it cannot)."""
         ...
 
     async def close(self) -> None: ...
@@ -257,6 +262,12 @@ class GrpcExplanations(_GrpcClient):
         response = await self._call("GetDecision", self.stub.GetDecision, request)
         assert isinstance(response, explanation_pb2.GetDecisionResponse)
         return response.decision, response.review if response.HasField("review") else None
+
+    async def outcome_changes(self, decision_id: str, *, tenant: str) -> list[OutcomeChange]:
+        request = explanation_pb2.GetExplanationRequest(decision_id=decision_id, tenant_id=tenant)
+        response = await self._call("GetOutcomeChanges", self.stub.GetOutcomeChanges, request)
+        assert isinstance(response, explanation_pb2.GetOutcomeChangesResponse)
+        return [OutcomeChange(c.feature, c.en, c.sw) for c in response.changes]
 
     async def explanation(self, decision_id: str, *, tenant: str) -> CreditExplanation:
         request = explanation_pb2.GetExplanationRequest(decision_id=decision_id, tenant_id=tenant)

@@ -41,6 +41,7 @@ from services.common.protos.alama.explanation.v1 import explanation_pb2, explana
 from services.common.settings import InfraSettings
 from services.common.telemetry import inject_grpc_metadata
 from services.common.topics import TopicSpec, dead_letter_topic, ensure_topics
+from services.common.vocabulary import PRODUCTS
 from services.explanation.__main__ import build_explainer, serve
 from services.explanation.consumer import build_consumer
 from services.explanation.explainer import ExplainerPool, explanation_id
@@ -515,3 +516,92 @@ async def test_a_persons_review_is_kept_and_served_with_its_decision(
 
     await env.store.erase_member(decision.tenant_id, decision.member_id)
     assert await env.store.latest_review(decision.decision_id) is None
+
+
+def _with_amount(decision: CreditDecision, amount: float, decision_id: str) -> CreditDecision:
+    """The decision's inputs with another loan amount, its ratios recomputed as scoring would."""
+    changed = CreditDecision()
+    changed.CopyFrom(decision)
+    changed.decision_id = decision_id
+    features = dict(decision.features)
+    product = next(p for p in PRODUCTS.names if features.get(f"product_{p}", 0.0) >= 0.5)
+    profile = {
+        name: [features[name]]
+        for name in (
+            "monthly_income_kes",
+            "deposits_kes",
+            "share_capital_kes",
+            "existing_loan_balance_kes",
+            "deposits_change_6m_kes",
+        )
+    }
+    ratios = F.application_arrays(
+        [amount], [features["term_months"]], [product], profile, [features["mm_inflow_sum_90d"]]
+    )
+    for name, values in ratios.items():
+        changed.features[name] = float(values[0])
+    return changed
+
+
+async def test_a_declines_notice_says_what_would_change_it_by_rescoring_with_its_bundle(
+    env: Env, made: Decisions
+) -> None:
+    """GetOutcomeChanges re-scores a declined decision's own inputs with its own bundle: the
+    smaller loan it names is, re-scored the same way, out of the decline band; a decision that
+    is not a decline has nothing to change."""
+    from services.common.counterfactual import _pd
+    from services.explanation.changes import OutcomeChanges
+
+    bundle = load_bundle(made.bundle_root / made.model_version)
+
+    def band(decision: CreditDecision) -> str:
+        row = np.array([[decision.features[n] for n in F.TABULAR_FEATURES]])
+        return str(bundle.bands.band(_pd(bundle, row, decision.lstm_probability))[0])
+
+    declined = None
+    for decision in made.decisions:
+        for factor in (2, 4, 8, 16, 32, 64):
+            amount = decision.features["amount_kes"] * factor
+            candidate = _with_amount(decision, amount, f"declined-{uuid.uuid4().hex[:8]}")
+            if band(candidate) == "decline":
+                declined = candidate
+                break
+        if declined is not None:
+            break
+    assert declined is not None, "no amount makes any tiny-world application a decline"
+    declined.band = DecisionBand.DECISION_BAND_DECLINE
+    approved = next(d for d in made.decisions if band(d) != "decline")
+    await env.store.save_decisions([StoredDecision(declined, ""), StoredDecision(approved, "")])
+
+    server = await start_server(
+        env.store,
+        env.explainer,
+        host="127.0.0.1",
+        port=0,
+        changes=OutcomeChanges(made.bundle_root),
+    )
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    stub = explanation_pb2_grpc.ExplanationServiceStub(channel)
+    try:
+        answer = await stub.GetOutcomeChanges(
+            explanation_pb2.GetExplanationRequest(
+                decision_id=declined.decision_id, tenant_id=declined.tenant_id
+            )
+        )
+        nothing = await stub.GetOutcomeChanges(
+            explanation_pb2.GetExplanationRequest(decision_id=approved.decision_id)
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:
+            await stub.GetOutcomeChanges(explanation_pb2.GetExplanationRequest(decision_id="nope"))
+    finally:
+        await channel.close()
+        await server.stop(None)
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    assert list(nothing.changes) == []
+    by_feature = {c.feature: c for c in answer.changes}
+    assert "amount_kes" in by_feature, answer
+    smaller = by_feature["amount_kes"]
+    assert smaller.en.startswith("Borrowing KES") and smaller.sw.startswith("Kukopa KES")
+    named = float(smaller.en.split("KES ")[1].split(" ")[0].replace(",", ""))
+    assert named < declined.features["amount_kes"]
+    assert band(_with_amount(declined, named, "check")) != "decline"

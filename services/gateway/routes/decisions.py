@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Security, status
 from fastapi.responses import Response
 
-from services.common.notices import NotADecline, notice_of, notice_pdf
+from services.common.notices import NotADecline, Notice, notice_of, notice_pdf
 from services.gateway.deps import BackendsDep, SettingsDep, authenticate
-from services.gateway.errors import NotFound
+from services.gateway.errors import NotFound, UpstreamUnavailable
 from services.gateway.events import appeal_envelope
 from services.gateway.schemas import (
     ID_PATTERN,
@@ -22,6 +24,7 @@ from services.gateway.schemas import (
 from services.gateway.security import DECISIONS_READ, EXPLANATIONS_READ, SCORE_WRITE, Principal
 from services.gateway.shedding import SHED_RESPONSES
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["decisions"], responses=SHED_RESPONSES)
 ApplicationId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 DecisionId = Annotated[str, Path(min_length=1, max_length=128, pattern=ID_PATTERN)]
@@ -111,14 +114,22 @@ async def lodge_appeal(
     return AppealAccepted(appeal_id=envelope.event_id, decision_id=decision_id)
 
 
-async def _notice(backends: Any, decision_id: str, tenant: str) -> Any:
+async def _notice(backends: Any, decision_id: str, tenant: str) -> Notice:
     try:
         decision, review = await backends.explanations.reviewed_decision(decision_id, tenant=tenant)
-        return notice_of(decision, review)
+        notice = notice_of(decision, review)
     except NotFound as exc:
         raise NotFound(f"decision {decision_id!r} is unknown") from exc
     except NotADecline as exc:
         raise NotFound(str(exc)) from exc
+    if review is not None:
+        return notice  # a person declined it: the model's levers are not what decided
+    try:
+        changes = await backends.explanations.outcome_changes(decision_id, tenant=tenant)
+    except UpstreamUnavailable:
+        log.warning("outcome changes unavailable", extra={"decision_id": decision_id})
+        changes = []  # the notice still goes out; it says the model cannot say
+    return replace(notice, changes=changes)
 
 
 @router.get("/decisions/{decision_id}/notice", response_model=NoticeOut, responses=ERRORS)

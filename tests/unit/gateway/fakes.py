@@ -16,6 +16,7 @@ from services.common.member_rights import (
     MemberRights,
     MemberRightsBackend,
 )
+from services.common.notices import OutcomeChange
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import (
     CreditDecision,
@@ -147,6 +148,7 @@ class FakeExplanationServicer(explanation_pb2_grpc.ExplanationServiceServicer):
         self.decisions = decisions
         self.explanations = explanations
         self.reviews: dict[str, ReviewOutcome] = {}
+        self.changes: dict[str, list[explanation_pb2.OutcomeChange]] = {}
 
     async def GetDecision(
         self, request: explanation_pb2.GetDecisionRequest, context: grpc.aio.ServicerContext
@@ -164,6 +166,16 @@ class FakeExplanationServicer(explanation_pb2_grpc.ExplanationServiceServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such decision")
         return explanation_pb2.GetDecisionResponse(
             decision=found, review=self.reviews.get(found.decision_id)
+        )
+
+    async def GetOutcomeChanges(
+        self, request: explanation_pb2.GetExplanationRequest, context: grpc.aio.ServicerContext
+    ) -> explanation_pb2.GetOutcomeChangesResponse:
+        owner = self.decisions.get(request.decision_id)
+        if owner is None or (request.tenant_id and owner.tenant_id != request.tenant_id):
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such decision")
+        return explanation_pb2.GetOutcomeChangesResponse(
+            changes=self.changes.get(request.decision_id, [])
         )
 
     async def GetExplanation(
@@ -332,6 +344,10 @@ class FakeExplanations:
     ) -> tuple[CreditDecision, ReviewOutcome | None]:
         decision = await self.decision(tenant=tenant, decision_id=decision_id)
         return decision, self.reviews.get(decision_id)
+
+    async def outcome_changes(self, decision_id: str, *, tenant: str) -> list[OutcomeChange]:
+        await self.decision(tenant=tenant, decision_id=decision_id)
+        return []
 
     async def explanation(self, decision_id: str, *, tenant: str) -> CreditExplanation:
         owner = self.decisions.get(decision_id)

@@ -25,6 +25,7 @@ from services.common.protos.alama.events.v1.reviews_pb2 import (
     ReviewKind,
     ReviewOutcome,
 )
+from services.common.protos.alama.explanation.v1 import explanation_pb2
 from services.gateway.app import STATUS_CODES, create_app, create_operator_app
 from services.gateway.clients import Backends
 from services.gateway.errors import UpstreamUnavailable
@@ -388,9 +389,21 @@ async def test_a_decline_has_a_members_notice_in_english_and_kiswahili_as_json_a
     del stored.reasons[:]
     for code in ("rp_late_count_6m", "n_guarantors"):
         stored.reasons.add(code=code, description="as scored", contribution=0.3)
+    gateway.grpc.explanations.changes["d-A-stored"] = [
+        explanation_pb2.OutcomeChange(
+            feature="amount_kes", en="Borrowing KES 1 less would do.", sw="Kukopa KES 1 pungufu."
+        )
+    ]
     response = await gateway.client.get("/v1/decisions/d-A-stored/notice", headers=reader)
     assert response.status_code == 200, response.text
     notice = response.json()
+    assert notice["changes"] == [
+        {
+            "feature": "amount_kes",
+            "en": "Borrowing KES 1 less would do.",
+            "sw": "Kukopa KES 1 pungufu.",
+        }
+    ]
     assert [(r["en"], r["sw"]) for r in notice["reasons"]] == [
         (
             "3 late repayments in the last 6 months",

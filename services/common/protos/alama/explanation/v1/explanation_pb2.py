@@ -27,7 +27,7 @@ from services.common.protos.alama.events.v1 import explanations_pb2 as alama_dot
 from services.common.protos.alama.events.v1 import reviews_pb2 as alama_dot_events_dot_v1_dot_reviews__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&alama/explanation/v1/explanation.proto\x12\x14\x61lama.explanation.v1\x1a\x1f\x61lama/events/v1/decisions.proto\x1a\"alama/events/v1/explanations.proto\x1a\x1d\x61lama/events/v1/reviews.proto\"_\n\x12GetDecisionRequest\x12\x15\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\tH\x00\x12\x18\n\x0e\x61pplication_id\x18\x02 \x01(\tH\x00\x12\x11\n\ttenant_id\x18\x03 \x01(\tB\x05\n\x03key\"x\n\x13GetDecisionResponse\x12\x31\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x1f.alama.events.v1.CreditDecision\x12.\n\x06review\x18\x02 \x01(\x0b\x32\x1e.alama.events.v1.ReviewOutcome\"?\n\x15GetExplanationRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\"Q\n\x16GetExplanationResponse\x12\x37\n\x0b\x65xplanation\x18\x01 \x01(\x0b\x32\".alama.events.v1.CreditExplanation2\xe5\x01\n\x12\x45xplanationService\x12\x62\n\x0bGetDecision\x12(.alama.explanation.v1.GetDecisionRequest\x1a).alama.explanation.v1.GetDecisionResponse\x12k\n\x0eGetExplanation\x12+.alama.explanation.v1.GetExplanationRequest\x1a,.alama.explanation.v1.GetExplanationResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&alama/explanation/v1/explanation.proto\x12\x14\x61lama.explanation.v1\x1a\x1f\x61lama/events/v1/decisions.proto\x1a\"alama/events/v1/explanations.proto\x1a\x1d\x61lama/events/v1/reviews.proto\"_\n\x12GetDecisionRequest\x12\x15\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\tH\x00\x12\x18\n\x0e\x61pplication_id\x18\x02 \x01(\tH\x00\x12\x11\n\ttenant_id\x18\x03 \x01(\tB\x05\n\x03key\"x\n\x13GetDecisionResponse\x12\x31\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x1f.alama.events.v1.CreditDecision\x12.\n\x06review\x18\x02 \x01(\x0b\x32\x1e.alama.events.v1.ReviewOutcome\"?\n\x15GetExplanationRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\"Q\n\x16GetExplanationResponse\x12\x37\n\x0b\x65xplanation\x18\x01 \x01(\x0b\x32\".alama.events.v1.CreditExplanation\"8\n\rOutcomeChange\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\n\n\x02\x65n\x18\x02 \x01(\t\x12\n\n\x02sw\x18\x03 \x01(\t\"Q\n\x19GetOutcomeChangesResponse\x12\x34\n\x07\x63hanges\x18\x01 \x03(\x0b\x32#.alama.explanation.v1.OutcomeChange2\xd8\x02\n\x12\x45xplanationService\x12\x62\n\x0bGetDecision\x12(.alama.explanation.v1.GetDecisionRequest\x1a).alama.explanation.v1.GetDecisionResponse\x12k\n\x0eGetExplanation\x12+.alama.explanation.v1.GetExplanationRequest\x1a,.alama.explanation.v1.GetExplanationResponse\x12q\n\x11GetOutcomeChanges\x12+.alama.explanation.v1.GetExplanationRequest\x1a/.alama.explanation.v1.GetOutcomeChangesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,6 +42,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETEXPLANATIONREQUEST']._serialized_end=446
   _globals['_GETEXPLANATIONRESPONSE']._serialized_start=448
   _globals['_GETEXPLANATIONRESPONSE']._serialized_end=529
-  _globals['_EXPLANATIONSERVICE']._serialized_start=532
-  _globals['_EXPLANATIONSERVICE']._serialized_end=761
+  _globals['_OUTCOMECHANGE']._serialized_start=531
+  _globals['_OUTCOMECHANGE']._serialized_end=587
+  _globals['_GETOUTCOMECHANGESRESPONSE']._serialized_start=589
+  _globals['_GETOUTCOMECHANGESRESPONSE']._serialized_end=670
+  _globals['_EXPLANATIONSERVICE']._serialized_start=673
+  _globals['_EXPLANATIONSERVICE']._serialized_end=1017
 # @@protoc_insertion_point(module_scope)

@@ -1,9 +1,10 @@
 from services.common.protos.alama.events.v1 import decisions_pb2 as _decisions_pb2
 from services.common.protos.alama.events.v1 import explanations_pb2 as _explanations_pb2
 from services.common.protos.alama.events.v1 import reviews_pb2 as _reviews_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -39,3 +40,19 @@ class GetExplanationResponse(_message.Message):
     EXPLANATION_FIELD_NUMBER: _ClassVar[int]
     explanation: _explanations_pb2.CreditExplanation
     def __init__(self, explanation: _Optional[_Union[_explanations_pb2.CreditExplanation, _Mapping]] = ...) -> None: ...
+
+class OutcomeChange(_message.Message):
+    __slots__ = ("feature", "en", "sw")
+    FEATURE_FIELD_NUMBER: _ClassVar[int]
+    EN_FIELD_NUMBER: _ClassVar[int]
+    SW_FIELD_NUMBER: _ClassVar[int]
+    feature: str
+    en: str
+    sw: str
+    def __init__(self, feature: _Optional[str] = ..., en: _Optional[str] = ..., sw: _Optional[str] = ...) -> None: ...
+
+class GetOutcomeChangesResponse(_message.Message):
+    __slots__ = ("changes",)
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedCompositeFieldContainer[OutcomeChange]
+    def __init__(self, changes: _Optional[_Iterable[_Union[OutcomeChange, _Mapping]]] = ...) -> None: ...

@@ -44,6 +44,11 @@ class ExplanationServiceStub:
                 request_serializer=alama_dot_explanation_dot_v1_dot_explanation__pb2.GetExplanationRequest.SerializeToString,
                 response_deserializer=alama_dot_explanation_dot_v1_dot_explanation__pb2.GetExplanationResponse.FromString,
                 _registered_method=True)
+        self.GetOutcomeChanges = channel.unary_unary(
+                '/alama.explanation.v1.ExplanationService/GetOutcomeChanges',
+                request_serializer=alama_dot_explanation_dot_v1_dot_explanation__pb2.GetExplanationRequest.SerializeToString,
+                response_deserializer=alama_dot_explanation_dot_v1_dot_explanation__pb2.GetOutcomeChangesResponse.FromString,
+                _registered_method=True)
 
 
 class ExplanationServiceServicer:
@@ -64,6 +69,15 @@ class ExplanationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetOutcomeChanges(self, request, context):
+        """What would take a declined decision out of the decline band (a member's notice): for each
+        lever the member controls, the smallest change that does, found by re-scoring the
+        decision's inputs with its own bundle. Empty where the model cannot say. NOT_FOUND as above.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExplanationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +90,11 @@ def add_ExplanationServiceServicer_to_server(servicer, server):
                     servicer.GetExplanation,
                     request_deserializer=alama_dot_explanation_dot_v1_dot_explanation__pb2.GetExplanationRequest.FromString,
                     response_serializer=alama_dot_explanation_dot_v1_dot_explanation__pb2.GetExplanationResponse.SerializeToString,
+            ),
+            'GetOutcomeChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOutcomeChanges,
+                    request_deserializer=alama_dot_explanation_dot_v1_dot_explanation__pb2.GetExplanationRequest.FromString,
+                    response_serializer=alama_dot_explanation_dot_v1_dot_explanation__pb2.GetOutcomeChangesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +151,33 @@ class ExplanationService:
             '/alama.explanation.v1.ExplanationService/GetExplanation',
             alama_dot_explanation_dot_v1_dot_explanation__pb2.GetExplanationRequest.SerializeToString,
             alama_dot_explanation_dot_v1_dot_explanation__pb2.GetExplanationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOutcomeChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alama.explanation.v1.ExplanationService/GetOutcomeChanges',
+            alama_dot_explanation_dot_v1_dot_explanation__pb2.GetExplanationRequest.SerializeToString,
+            alama_dot_explanation_dot_v1_dot_explanation__pb2.GetOutcomeChangesResponse.FromString,
             options,
             channel_credentials,
             insecure,
