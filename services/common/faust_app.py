@@ -342,4 +342,3 @@ def _faust_partition_state(consumer: Any, tp: Any) -> dict[str, Any]:
     except Exception as exc:  # diagnostics must never break the sampling
         state["state_error"] = repr(exc)
     return state
-
