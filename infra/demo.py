@@ -33,6 +33,7 @@ from rich.table import Table
 from infra import local, supervisor
 from services.audit.reader import AuditReader
 from services.common import vocabulary
+from services.common.members import DEV_TENANT
 from services.common.settings import InfraSettings, service_port
 from services.common.topics import CREDIT_DECISIONS, CREDIT_EXPLANATIONS
 
@@ -358,8 +359,49 @@ def print_summary(
     console.print(table)
 
 
-def where_next(trace_file: Path) -> None:
+#: the demo's risk officer (development mode only: a public password, like the dev API key)
+DEMO_OFFICER = ("officer", "dev-only-officer-password")
+DEMO_MANAGER = ("manager", "dev-only-manager-password")
+
+
+async def console_people() -> int:
+    """Give the development tenant a risk officer and a credit manager to sign in to the
+    console as (kept if there); returns the review items waiting in the tenant's queue."""
+    from services.console.people import People, Role
+    from services.console.settings import ConsoleSettings
+    from services.console.store import CLAIMED, OPEN
+    from services.console.wiring import open_store
+
+    settings = ConsoleSettings()
+    store = await open_store(settings)
+    try:
+        people = People(store, settings)
+        for (username, password), role in (
+            (DEMO_OFFICER, Role.RISK_OFFICER),
+            (DEMO_MANAGER, Role.CREDIT_MANAGER),
+        ):
+            if await store.account(DEV_TENANT, username) is None:
+                await people.add(
+                    tenant=DEV_TENANT,
+                    username=username,
+                    display_name=username.title(),
+                    role=role,
+                    password=password,
+                )
+        waiting = await store.queue(DEV_TENANT, states=[OPEN, CLAIMED], limit=100_000)
+        return len(waiting)
+    finally:
+        await store.pool.close()
+
+
+def where_next(trace_file: Path, waiting: int | None = None) -> None:
+    console_line = (
+        f"review console  http://127.0.0.1:{service_port(8090)} (SACCO {DEV_TENANT}, user"
+        f" {DEMO_OFFICER[0]} or {DEMO_MANAGER[0]}, password dev-only-<user>-password)"
+        + (f": {waiting:,} applications wait for review" if waiting is not None else "")
+    )
     lines = [
+        console_line,
         f"API docs        http://127.0.0.1:{service_port(9101)}/docs (the operator port)",
         "metrics         " + ", ".join(METRICS.values()),
         f"model report    {BUNDLE / 'report.md'}",
@@ -399,7 +441,12 @@ def main() -> int:
     chain_ok = verify_chain()
     print_summary(summary, snapshot, manifest, chain_ok)
     asyncio.run(example(infra, summary.run_id, trace_file))
-    where_next(trace_file)
+    try:
+        waiting: int | None = asyncio.run(console_people())
+    except Exception as exc:  # the console is a viewer of the run: report, don't fail the demo
+        console.print(f"[yellow]console accounts not set up: {exc}")
+        waiting = None
+    where_next(trace_file, waiting)
     console.print(f"demo finished in {time.monotonic() - began:,.0f} s; the services keep running")
     complete = snapshot.audited >= summary.applications.accepted > 0
     return 0 if complete and chain_ok else 1
