@@ -33,6 +33,7 @@ from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 from simulator.scenario import (
     ApplicationRequest,
     application_requests,
+    demographics,
     national_ids,
     repayment_id,
 )
@@ -117,6 +118,7 @@ def application_envelope(
         tenant_id=tenant,
     )
     message.applied_at.FromDatetime(application.applied_at)
+    message.attributes.update(application.attributes or {})
     return wrap(
         message,
         producer=CORE_BANKING,
@@ -236,10 +238,10 @@ def _bind(build: Callable[..., EventEnvelope], *args: Any) -> Callable[[], Event
 
 
 def _application_stream(book: LoanBook, namespace: uuid.UUID, tenant: str) -> Iterator[_Pending]:
-    national = national_ids(book)
+    national, protected = national_ids(book), demographics(book)
     for chunk in _sorted_chunks(book.applications, "applied_at"):
         ids = chunk["application_id"].astype(str).tolist()
-        requests = application_requests(chunk, ids, national)
+        requests = application_requests(chunk, ids, national, protected)
         for request, at in zip(requests, _nanoseconds(chunk["applied_at"]).tolist(), strict=True):
             yield (
                 at,

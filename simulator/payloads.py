@@ -54,6 +54,8 @@ def application_body(application: ApplicationRequest) -> dict[str, Any]:
         "declared_monthly_income_kes": application.declared_monthly_income_kes,
         "national_id": application.national_id,
     }
+    if application.attributes:
+        body["attributes"] = dict(application.attributes)
     return {k: v for k, v in body.items() if v is not None or k not in OPTIONAL_APPLICATION_KEYS}
 
 

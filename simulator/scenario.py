@@ -50,6 +50,9 @@ class ApplicationRequest:
     channel: str | None
     declared_monthly_income_kes: float | None
     national_id: str | None
+    #: columns of the lender's own table, and the member's protected attributes (gender, age
+    #: band) that core banking sends for fairness oversight; no Alama model reads those
+    attributes: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,8 +108,27 @@ def national_ids(book: LoanBook) -> dict[str, str | None]:
     }
 
 
+#: the protected attributes core banking sends with an application, for the console's fairness
+#: oversight of live decisions (never a model input: training drops them, scoring ignores them)
+OVERSIGHT_ATTRIBUTES = ("gender", "age_band")
+
+
+def demographics(book: LoanBook) -> dict[str, dict[str, str]]:
+    """Member id -> the protected attributes the book holds (empty where it holds none)."""
+    members = book.members
+    present = [c for c in OVERSIGHT_ATTRIBUTES if c in members.columns]
+    out: dict[str, dict[str, str]] = {}
+    for row in members[["member_id", *present]].itertuples(index=False):
+        values = {c: str(v) for c, v in zip(present, row[1:], strict=True) if _optional_text(v)}
+        out[str(row[0])] = values
+    return out
+
+
 def application_requests(
-    rows: pd.DataFrame, ids: list[str], national: Mapping[str, str | None]
+    rows: pd.DataFrame,
+    ids: list[str],
+    national: Mapping[str, str | None],
+    attributes: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[ApplicationRequest]:
     """Contract application rows as requests, the i-th sent under `ids[i]`."""
     columns = (
@@ -134,6 +156,7 @@ def application_requests(
             channel=wire_channel(channel),
             declared_monthly_income_kes=_optional_float(income),
             national_id=national.get(str(member)),
+            attributes=(attributes or {}).get(str(member)) or None,
         )
         for run_id, source, member, sacco, product, amount, term, applied, channel, income in zip(
             ids, *values, strict=True
@@ -158,7 +181,7 @@ def choose_applications(book: LoanBook, n: int, run_id: str) -> list[Application
         run_application_id(run_id, str(source), int(cycle))
         for source, cycle in zip(rows["application_id"], rows["cycle"], strict=True)
     ]
-    return application_requests(rows, ids, national_ids(book))
+    return application_requests(rows, ids, national_ids(book), demographics(book))
 
 
 def _as_of_table(applications: list[ApplicationRequest]) -> pd.DataFrame:

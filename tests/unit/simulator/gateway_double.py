@@ -21,9 +21,10 @@ APPLICATION_KEYS = {
     "channel",
     "declared_monthly_income_kes",
     "national_id",
+    "attributes",
 }
 #: The keys a body may leave out when the loan book has no value for them.
-OPTIONAL_APPLICATION_KEYS = {"channel", "declared_monthly_income_kes", "national_id"}
+OPTIONAL_APPLICATION_KEYS = {"channel", "declared_monthly_income_kes", "national_id", "attributes"}
 TRANSACTION_KEYS = {
     "transaction_id",
     "member_id",
