@@ -32,6 +32,7 @@ from services.common.protos.alama.events.v1.reviews_pb2 import ReviewOutcome
 from services.common.vocabulary import BANDS, CHANNELS, EXPLAINERS, PRODUCTS, REVIEW_KINDS
 from services.console.explanations import ExplanationReader, Fetched
 from services.console.metrics import QUEUE_BREACHING, QUEUE_OLDEST_SECONDS, QUEUE_OPEN, SIGN_INS
+from services.console.oversight import drift_psi, group_rates
 from services.console.people import (
     APPEAL_LODGERS,
     REVIEWERS,
@@ -327,6 +328,41 @@ def create_app(
             error=error,
             form=form or {},
             four_eyes_amount=console.settings.four_eyes_amount(tenant),
+        )
+
+    @app.get("/oversight", response_class=HTMLResponse)
+    async def oversight(request: Request) -> HTMLResponse:
+        """Decisions by band over time, approval and disparate impact by protected group with
+        bootstrap intervals, and the drift service's PSI."""
+        session = await session_of(request)
+        console = console_of(request)
+        tenant, days = session.account.tenant_id, console.settings.oversight_days
+        by_day = await console.store.bands_by_day(tenant, days)
+        series: dict[str, dict[str, int]] = {}
+        for row in by_day:
+            day = row["day"].strftime("%Y-%m-%d")
+            series.setdefault(day, {})[BANDS.name_or(row["band"], "unknown")] = row["n"]
+        fairness = {
+            attribute: group_rates(await console.store.outcomes_by_group(tenant, attribute, days))
+            for attribute in ("gender", "age_band")
+        }
+        url = console.settings.drift_metrics_url
+        psi = await drift_psi(url) if url else None
+        return page(
+            request,
+            "oversight.html",
+            session,
+            days=days,
+            series=series,
+            fairness=fairness,
+            psi=psi,
+            chart={
+                "days": list(series),
+                "bands": {
+                    band: [series[d].get(band, 0) for d in series]
+                    for band in ("approve", "review", "decline")
+                },
+            },
         )
 
     @app.get("/decisions", response_class=HTMLResponse)

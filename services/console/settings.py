@@ -31,6 +31,11 @@ class ConsoleSettings(ConsumerSettings):
         description="the explanation service's gRPC address (a decision's SHAP and attention)",
     )
     explanation_timeout_seconds: float = Field(default=2.0, gt=0)
+    drift_metrics_url: str = Field(
+        default=f"http://127.0.0.1:{service_port(9106)}/metrics",
+        description="the drift service's metrics endpoint (its PSI gauges); empty: none",
+    )
+    oversight_days: int = Field(default=30, ge=1, le=3650, description="oversight window")
     publish_timeout_seconds: float = Field(
         default=5.0, gt=0, description="how long an outcome waits for the broker's ack"
     )

@@ -57,6 +57,8 @@ CREATE TABLE IF NOT EXISTS {s}.applications (
     applied_at timestamptz NOT NULL,
     PRIMARY KEY (tenant_id, application_id)
 );
+ALTER TABLE {s}.applications ADD COLUMN IF NOT EXISTS gender text NOT NULL DEFAULT '';
+ALTER TABLE {s}.applications ADD COLUMN IF NOT EXISTS age_band text NOT NULL DEFAULT '';
 CREATE TABLE IF NOT EXISTS {s}.decisions (
     decision_id text PRIMARY KEY,
     tenant_id text NOT NULL,
@@ -316,8 +318,9 @@ class ConsoleStore:
             return
         await self.pool.executemany(
             f"INSERT INTO {self.s}.applications (tenant_id, application_id, member_id, product,"
-            " amount_kes, term_months, channel, declared_monthly_income_kes, applied_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+            " amount_kes, term_months, channel, declared_monthly_income_kes, applied_at,"
+            " gender, age_band)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
             [
                 (
                     a.tenant_id,
@@ -329,6 +332,8 @@ class ConsoleStore:
                     int(a.channel),
                     a.declared_monthly_income_kes,
                     a.applied_at.ToDatetime(tzinfo=UTC),
+                    a.attributes.get("gender", "")[:32],
+                    a.attributes.get("age_band", "")[:32],
                 )
                 for a in applications
             ],
@@ -455,6 +460,43 @@ class ConsoleStore:
             application_id,
         )
         return None if value is None else str(value)
+
+    # --- oversight -------------------------------------------------------------------------
+
+    async def bands_by_day(self, tenant: str, days: int) -> list[Any]:
+        """Decisions per day and band (the model's), the last `days` days."""
+        return list(
+            await self.pool.fetch(
+                f"SELECT date_trunc('day', decided_at) AS day, band, count(*) AS n"
+                f" FROM {self.s}.decisions WHERE tenant_id = $1"
+                " AND decided_at >= now() - make_interval(days => $2)"
+                " GROUP BY 1, 2 ORDER BY 1, 2",
+                tenant,
+                days,
+            )
+        )
+
+    async def outcomes_by_group(self, tenant: str, attribute: str, days: int) -> list[Any]:
+        """Per group of a protected attribute (from the applications, never the model): the
+        decisions whose outcome stands (a review's band over the model's; those still in
+        review left out) and how many were approved."""
+        column = {"gender": "a.gender", "age_band": "a.age_band"}[attribute]
+        return list(
+            await self.pool.fetch(
+                f"SELECT {column} AS grp, count(*) AS n,"
+                " count(*) FILTER (WHERE coalesce(i.final_band, d.band) = 1) AS approved"
+                f" FROM {self.s}.decisions d"
+                f" JOIN {self.s}.applications a"
+                "   ON a.tenant_id = d.tenant_id AND a.application_id = d.application_id"
+                f" LEFT JOIN {self.s}.items i USING (decision_id)"
+                " WHERE d.tenant_id = $1 AND d.decided_at >= now() - make_interval(days => $2)"
+                f" AND {column} <> ''"
+                " AND (i.decision_id IS NULL OR i.state = 'closed')"
+                " GROUP BY 1 ORDER BY 1",
+                tenant,
+                days,
+            )
+        )
 
     # --- the queue ---------------------------------------------------------------------------
 

@@ -86,6 +86,7 @@ async def site(infra: InfraSettings) -> AsyncIterator[Site]:
         review_outcomes_topic=topics[2].name,
         appeals_topic=topics[3].name,
         explanation_target="127.0.0.1:1",
+        drift_metrics_url="http://127.0.0.1:1/metrics",  # away: the page says so
         four_eyes_amount_kes=100_000,
         port=_free_port(),
     )
@@ -147,6 +148,7 @@ async def _feed(settings: ConsoleSettings) -> None:
                 tenant_id=TENANT,
                 declared_monthly_income_kes=45_000,
                 product=1,  # type: ignore[arg-type]
+                attributes={"gender": "female" if app_id != "app-big" else "male"},
             )
             application.applied_at.GetCurrentTime()
             decision = CreditDecision(
@@ -274,6 +276,17 @@ async def test_an_officer_settles_a_review_by_mouse_and_two_people_settle_a_larg
         assert "Settled" in await other.inner_text("#notice")
         await _shot(other, "item-confirmed")
 
+        # oversight: the settled outcomes by gender (the declined one is a decline), drift away
+        await page.click("text=Oversight")
+        gender = await page.inner_text("#fairness-gender")
+        assert "female" in gender and "male" in gender
+        assert "unavailable" in await page.inner_text("#psi-missing")
+        drawn = await page.evaluate(
+            "() => !!Chart.getChart(document.getElementById('chart-bands'))"
+        )
+        assert drawn
+        await _shot(page, "oversight")
+
         # a loan officer reads but cannot settle; the sign-out form ends the session
         clerk = await (await browser.new_context()).new_page()
         await _sign_in(clerk, site, "carol")
@@ -323,7 +336,7 @@ async def test_the_console_works_by_keyboard_on_a_narrow_screen_without_serious_
         await _wait_for_queue(page, site, 2)
 
         violations = {}
-        for path in ("/queue", "/items/d-app-small"):
+        for path in ("/queue", "/items/d-app-small", "/oversight"):
             await page.goto(f"{site.url}{path}")
             overflow = await page.evaluate(
                 "document.documentElement.scrollWidth - document.documentElement.clientWidth"
@@ -336,7 +349,7 @@ async def test_the_console_works_by_keyboard_on_a_narrow_screen_without_serious_
                 ".map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))"
             )
             violations[path] = found
-        assert violations == {"/queue": [], "/items/d-app-small": []}
+        assert violations == {"/queue": [], "/items/d-app-small": [], "/oversight": []}
 
         # reach the item and claim it with the keyboard only
         await page.goto(f"{site.url}/queue")

@@ -7,7 +7,26 @@
     if (token) { event.detail.headers["X-CSRF-Token"] = token; }
   });
 
+  function drawOversight() {
+    var holder = document.getElementById("oversight-data");
+    var canvas = document.getElementById("chart-bands");
+    if (!holder || !canvas || typeof Chart === "undefined") { return; }
+    var data = JSON.parse(holder.textContent);
+    var colours = { approve: "#116329", review: "#9a6700", decline: "#a40e26" };
+    new Chart(canvas, {
+      type: "bar",
+      data: {
+        labels: data.days,
+        datasets: Object.keys(data.bands).map(function (band) {
+          return { label: band, data: data.bands[band], backgroundColor: colours[band] };
+        })
+      },
+      options: { animation: false, scales: { x: { stacked: true }, y: { stacked: true } } }
+    });
+  }
+
   function draw() {
+    drawOversight();
     var holder = document.getElementById("chart-data");
     if (!holder || typeof Chart === "undefined") { return; }
     var data = JSON.parse(holder.textContent);
