@@ -1,6 +1,7 @@
 {{/*
 Ingress: the service ports only from the allowed pods of the same release (or from anywhere for the
-public gateway), and the metrics port only from the monitoring namespace.
+public gateway), and the metrics port only from the monitoring namespace (and the components in
+networkPolicy.ingress.metricsFromComponents: the console reads drift's PSI there).
 Egress (when global.networkPolicy.egress.enabled): DNS, the pods of the same release, and each
 configured destination (Kafka, Redis, PostgreSQL, the OTLP collector) by port and optional peers.
 */}}
@@ -51,6 +52,12 @@ spec:
         - namespaceSelector:
             matchLabels:
               kubernetes.io/metadata.name: {{ $g.monitoringNamespace | default "monitoring" }}
+        {{- range .Values.networkPolicy.ingress.metricsFromComponents | default list }}
+        - podSelector:
+            matchLabels:
+              app.kubernetes.io/instance: {{ $.Release.Name }}
+              app.kubernetes.io/name: {{ . }}
+        {{- end }}
   {{- if $egress.enabled }}
   egress:
     - to:

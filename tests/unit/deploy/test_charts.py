@@ -46,6 +46,8 @@ METRICS_PORTS = {
 METRICS_PORT_NAMES = {"console": "http"}
 #: who may call each gRPC service
 GRPC_CALLERS = {"scoring": ["gateway"], "explanation": ["gateway", "console"]}
+#: who besides the monitoring namespace reads a service's metrics port
+METRICS_READERS = {"drift": ("console",)}
 WITH_HPA = {"gateway", "scoring", "explanation", "audit", "console"}
 WITH_PDB = {"gateway", "scoring", "explanation", "feature-store", "audit", "console"}
 RELEASE = "alama"
@@ -272,6 +274,16 @@ def test_gateway_reaches_the_grpc_services_by_their_service_names(
     assert config["ALAMA_GATEWAY_HOST"] == "0.0.0.0"
 
 
+def test_console_reads_drifts_psi_from_its_metrics_port(manifests: list[Manifest]) -> None:
+    config = of_kind(manifests, "ConfigMap")["console"]["data"]
+    services = {s["metadata"]["name"]: s for s in manifests if s["kind"] == "Service"}
+    url = config["ALAMA_CONSOLE_DRIFT_METRICS_URL"]
+    assert url == f"http://{RELEASE}-drift:{METRICS_PORTS['drift']}/metrics"
+    assert METRICS_PORTS["drift"] in {
+        p["port"] for p in services[f"{RELEASE}-drift"]["spec"]["ports"]
+    }
+
+
 def test_console_reaches_explanation_by_its_service_name(manifests: list[Manifest]) -> None:
     config = of_kind(manifests, "ConfigMap")["console"]["data"]
     services = {s["metadata"]["name"]: s for s in manifests if s["kind"] == "Service"}
@@ -371,9 +383,21 @@ def test_network_policies(manifests: list[Manifest]) -> None:
         assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == name
         assert spec["policyTypes"] == ["Ingress", "Egress"]
         metrics_rule = spec["ingress"][-1]
-        assert metrics_rule["from"] == [
-            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+        readers = [
+            {
+                "podSelector": {
+                    "matchLabels": {
+                        "app.kubernetes.io/instance": RELEASE,
+                        "app.kubernetes.io/name": reader,
+                    }
+                }
+            }
+            for reader in METRICS_READERS.get(name, ())
         ]
+        assert metrics_rule["from"] == [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+            *readers,
+        ], name
         egress_ports = {p["port"] for rule in spec["egress"] for p in rule.get("ports", [])}
         assert {53, 9092, 6379, 5432} <= egress_ports, name
     for name, callers in GRPC_CALLERS.items():
