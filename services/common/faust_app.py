@@ -40,6 +40,8 @@ T = TypeVar("T")
 Headers = list[tuple[str, bytes]]
 #: lag samples in a row without a change, nothing in flight, before a partition is read again
 STUCK_SAMPLES = 3
+#: the same, with the same records in flight all along (an abandoned one, or a long outage)
+STUCK_IN_FLIGHT_SAMPLES = 12
 FETCH_RESTARTS = Counter(
     "alama_faust_partition_rereads_total",
     "source partitions read again from their committed offset after their lag stopped moving"
@@ -198,6 +200,7 @@ class StreamConsumer:
         self._agent_topics: dict[str, set[str]] = {}
         self._last_lag: dict[tuple[str, int], int] = {}
         self._stuck_samples: dict[tuple[str, int], int] = {}
+        self._last_flight: dict[tuple[str, int], tuple[int, ...]] = {}
 
         @app.timer(lag_every_s, name=f"{service}.consumer_lag")
         async def consumer_lag() -> None:
@@ -255,8 +258,9 @@ class StreamConsumer:
             await self._reread_stuck(lag.by_partition)
 
     async def _reread_stuck(self, by_partition: Mapping[Any, int]) -> None:
-        """Re-read from its committed offset a source partition whose lag has not moved for
-        `STUCK_SAMPLES` samples while this worker holds no record of it in flight.
+        """Re-read from its committed offset a source partition whose lag has stood still
+        while nothing about it moved: `STUCK_SAMPLES` samples with no record of it in flight,
+        or `STUCK_IN_FLIGHT_SAMPLES` with the same records in flight all along.
 
         Faust commits a partition only up to its first offset not yet acknowledged, and its
         fetch loop drops every record below the partition's read offset. After a rebalance
@@ -265,27 +269,35 @@ class StreamConsumer:
         between the committed offset and that stale one are then dropped, never acknowledged,
         and the partition's commit never moves again while everything after it is processed
         (the chaos battery's kill -9 of the feature store met this: lag 3,731, 5,065, 1,268 and
-        775 in four runs, nothing logged). Likewise a partition Faust's flow control left out
-        of the fetch. Seeking back to the committed offset redelivers those records (the
-        handlers are idempotent, so the rest come back as duplicates) and puts the partition
-        back in the fetch; a partition that is merely slow always has a record in flight.
+        775 in four runs, nothing logged). The abandoned record itself can stay in Faust's
+        unacknowledged set (a weak set) for minutes, looking in flight: hence the second, longer
+        bound. Likewise a partition Faust's flow control left out of the fetch. Seeking back to
+        the committed offset redelivers those records (the handlers are idempotent, so the rest
+        come back as duplicates) and puts the partition back in the fetch. A handler waiting out
+        an outage longer than the longer bound gets its records redelivered too: duplicates,
+        never a loss.
         """
         consumer = self.app.consumer
         active = getattr(consumer, "_active_partitions", None)
         if active is None:
             return
         paused: set[Any] = getattr(consumer, "_paused_partitions", set())
+        assigned = {tuple(t): t for t in consumer.assignment()}
         for tp, waiting in by_partition.items():
             key = (tp.topic, tp.partition)
-            if waiting <= 0 or self._last_lag.get(key) != waiting:
+            faust_tp = assigned.get(key)
+            flight = _in_flight(consumer, faust_tp) if faust_tp is not None else ()
+            if (
+                waiting <= 0
+                or self._last_lag.get(key) != waiting
+                or self._last_flight.get(key) != flight
+            ):
                 self._stuck_samples[key] = 0
             else:
                 self._stuck_samples[key] = self._stuck_samples.get(key, 0) + 1
-            self._last_lag[key] = waiting
-            if self._stuck_samples[key] < STUCK_SAMPLES:
-                continue
-            faust_tp = next((t for t in consumer.assignment() if tuple(t) == key), None)
-            if faust_tp is None or faust_tp in paused or _in_flight(consumer, faust_tp):
+            self._last_lag[key], self._last_flight[key] = waiting, flight
+            needed = STUCK_IN_FLIGHT_SAMPLES if flight else STUCK_SAMPLES
+            if self._stuck_samples[key] < needed or faust_tp is None or faust_tp in paused:
                 continue
             state = _faust_partition_state(consumer, faust_tp)
             committed = getattr(consumer, "_committed_offset", {}).get(faust_tp)
@@ -295,9 +307,17 @@ class StreamConsumer:
             if committed is not None:
                 await consumer.seek(faust_tp, committed)
             FETCH_RESTARTS.labels(self.service, tp.topic).inc()
+            # the state in the message itself: Faust's log format drops `extra`
             log.warning(
-                "a partition whose lag stopped moving with nothing in flight is read again"
-                " from its committed offset",
+                "partition %s[%s] read again from its committed offset %s: lag %s stood still"
+                " for %s samples (%s records in flight); %s",
+                tp.topic,
+                tp.partition,
+                committed,
+                waiting,
+                needed,
+                len(flight),
+                state,
                 extra={"lag": waiting, **state},
             )
 
@@ -308,9 +328,9 @@ class StreamConsumer:
             return []
 
 
-def _in_flight(consumer: Any, tp: Any) -> bool:
-    """Whether a record of `tp` has been handed to a stream and not yet acknowledged."""
-    return any(message.tp == tp for message in list(consumer._unacked_messages))
+def _in_flight(consumer: Any, tp: Any) -> tuple[int, ...]:
+    """The offsets of `tp`'s records handed to a stream and not yet acknowledged."""
+    return tuple(sorted(m.offset for m in list(consumer._unacked_messages) if m.tp == tp))
 
 
 def _faust_partition_state(consumer: Any, tp: Any) -> dict[str, Any]:

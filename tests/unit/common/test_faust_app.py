@@ -44,7 +44,7 @@ def test_a_partition_whose_lag_stopped_with_nothing_in_flight_is_read_again() ->
     from aiokafka import TopicPartition
     from faust.types import TP
 
-    from services.common.faust_app import STUCK_SAMPLES, StreamConsumer
+    from services.common.faust_app import STUCK_IN_FLIGHT_SAMPLES, STUCK_SAMPLES, StreamConsumer
 
     stuck, moving, held, busy = TP("mm", 0), TP("mm", 1), TP("mm", 2), TP("mm", 3)
     seeks: list[tuple[TP, int]] = []
@@ -67,19 +67,29 @@ def test_a_partition_whose_lag_stopped_with_nothing_in_flight_is_read_again() ->
     layer = StreamConsumer.__new__(StreamConsumer)  # only the watchdog's state is needed
     layer.app = SimpleNamespace(consumer=consumer)  # type: ignore[assignment]
     layer.service = "unit"
-    layer._last_lag, layer._stuck_samples = {}, {}
-    for sample in range(STUCK_SAMPLES + 1):  # the first sample only sets the baseline
-        assert not seeks
+    layer._last_lag, layer._stuck_samples, layer._last_flight = {}, {}, {}
+
+    def sample(n: int) -> None:
         asyncio.run(
             layer._reread_stuck(
                 {
                     TopicPartition("mm", 0): 100,  # never moves
-                    TopicPartition("mm", 1): 50 - sample,  # moves
+                    TopicPartition("mm", 1): 50 - n,  # moves
                     TopicPartition("mm", 2): 100,  # paused by Faust on purpose: left alone
-                    TopicPartition("mm", 3): 100,  # slow, not stuck: a record is in flight
+                    TopicPartition("mm", 3): 100,  # a record in flight: given longer
                 }
             )
         )
+
+    for n in range(STUCK_SAMPLES + 1):  # the first sample only sets the baseline
+        assert not seeks
+        sample(n)
     assert seeks == [(stuck, 40)]  # read again from the committed offset
     assert stuck in consumer._active_partitions and stuck not in consumer._buffered_partitions
     assert held not in consumer._active_partitions
+
+    # the same record in flight sample after sample, the lag still: abandoned, read again
+    for n in range(STUCK_SAMPLES + 1, STUCK_IN_FLIGHT_SAMPLES + 1):
+        sample(n)
+    assert (busy, 7) in seeks
+    assert all(tp != moving for tp, _offset in seeks)
