@@ -36,10 +36,12 @@ import uvicorn
 from pydantic import SecretStr
 from rich.console import Console
 
+from services.common.notices import OutcomeChange
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, DecisionBand
 from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 from services.common.protos.alama.events.v1.explanations_pb2 import CreditExplanation
+from services.common.protos.alama.events.v1.reviews_pb2 import ReviewOutcome
 from services.common.protos.alama.scoring.v1 import scoring_pb2
 from services.gateway.app import create_app
 from services.gateway.clients import Backends
@@ -129,6 +131,14 @@ class Unused:
 
     async def explanation(self, decision_id: str, *, tenant: str) -> CreditExplanation:
         raise NotFound("no explanations in this benchmark")
+
+    async def reviewed_decision(
+        self, decision_id: str, *, tenant: str
+    ) -> tuple[CreditDecision, ReviewOutcome | None]:
+        raise NotFound("no decisions in this benchmark")
+
+    async def outcome_changes(self, decision_id: str, *, tenant: str) -> list[OutcomeChange]:
+        raise NotFound("no decisions in this benchmark")
 
     async def publish(self, topic: str, envelopes: Sequence[EventEnvelope]) -> None:
         pass
