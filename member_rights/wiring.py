@@ -25,9 +25,12 @@ from services.common.member_rights import (
     MemberDataHolder,
     MemberRights,
     MemberRightsBackend,
+    tenant_member_ref,
 )
 from services.common.postgres import create_pool
 from services.common.settings import InfraSettings
+from services.console.member_data import ConsoleHolder
+from services.console.store import ConsoleStore
 from services.explanation.member_data import DecisionsHolder
 from services.explanation.store import DecisionStore
 from services.feature_store.member_data import ActivityTableMemberData, FeastMemberData
@@ -40,11 +43,13 @@ async def open_member_rights(
     audit: AuditSettings | None = None,
     explanation_schema: str | None = None,
     feature_store_group: str | None = None,
+    console_schema: str | None = None,
 ) -> MemberRightsBackend:
     """Open every member store; the audit with its owner's login (erasure deletes its
     personal data), the decision store with the shared login."""
     audit = audit or AuditSettings(infra=infra)
     schema = explanation_schema or os.environ.get("ALAMA_EXPLANATION_DB_SCHEMA", "explanation")
+    console = console_schema or os.environ.get("ALAMA_CONSOLE_DB_SCHEMA", "console")
     group = feature_store_group or os.environ.get(
         "ALAMA_FEATURE_STORE_CONSUMER_GROUP", "feature_store"
     )
@@ -52,10 +57,15 @@ async def open_member_rights(
     owner = await create_pool(
         infra.model_copy(update={"postgres_dsn": audit.owner_dsn}), max_size=2
     )
+    console_store = ConsoleStore(
+        shared, console, lambda tenant, member: tenant_member_ref(pseudonym_key, tenant, member)
+    )
+    await console_store.create_schema()  # idempotent; a console never started holds nothing
     stores: list[MemberDataHolder] = [
         FeastMemberData(infra),
         ActivityTableMemberData(infra, app_id=group),
         DecisionsHolder(DecisionStore(shared, schema)),
+        ConsoleHolder(console_store),
     ]
     audit_holder = AuditHolder(AuditStore(owner, audit.db_schema, mac_key=audit.mac_key_bytes))
     return MemberRightsBackend(

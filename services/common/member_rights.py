@@ -297,7 +297,7 @@ class MemberRightsBackend:
 
 #: Every store that answers an erasure request with a `MemberErasureCompleted`, the status
 #: endpoint's list: the tenant-scoped ones first (they vouch), then those that know no tenants.
-ERASURE_STORES = ("decisions", "audit", "feast", "faust_tables")
+ERASURE_STORES = ("decisions", "audit", "feast", "faust_tables", "console")
 TENANT_SCOPED_STORES = ("decisions", "audit")
 
 

@@ -301,8 +301,8 @@ SERVICE_ACCESS: tuple[ServiceAccess, ...] = (
     ),
     ServiceAccess(
         "console",
-        consumes=(LOAN_APPLICATIONS, CREDIT_DECISIONS, APPEALS),
-        produces=(REVIEW_OUTCOMES, APPEALS),
+        consumes=(LOAN_APPLICATIONS, CREDIT_DECISIONS, APPEALS, MEMBER_ERASURES, MEMBER_EXPORTS),
+        produces=(REVIEW_OUTCOMES, APPEALS, MEMBER_ERASURES_COMPLETED, MEMBER_EXPORT_PARTS),
         group="console",
     ),
     ServiceAccess(

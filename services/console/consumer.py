@@ -8,6 +8,7 @@ offsets commit, applications first, and a replayed batch stores nothing twice.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,9 +17,16 @@ from aiokafka import ConsumerRecord
 from services.common.envelope import Event
 from services.common.errors import InvalidEvent
 from services.common.kafka import EventConsumer, Route
+from services.common.member_exports import ExportAnswer
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
+from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
+from services.common.protos.alama.events.v1.members_pb2 import (
+    MemberErasureRequested,
+    MemberExportRequested,
+)
 from services.common.protos.alama.events.v1.reviews_pb2 import AppealLodged
+from services.console.member_data import ConsoleErasures, ConsoleHolder
 from services.console.settings import ConsoleSettings
 from services.console.store import ConsoleStore
 
@@ -60,8 +68,27 @@ class QueueFeed:
         await self.store.add_decisions(decisions, entered_at=datetime.now(UTC))
 
 
-def build_consumer(settings: ConsoleSettings, store: ConsoleStore) -> EventConsumer:
+def build_consumer(
+    settings: ConsoleSettings,
+    store: ConsoleStore,
+    send: Callable[[str, EventEnvelope], Awaitable[None]] | None = None,
+) -> EventConsumer:
+    """`send` publishes the console's answers to members' erasure and export requests (on
+    the broker before the request's offset commits); without it the console does not take
+    part in members' rights (tests of the queue alone)."""
     feed = QueueFeed(store)
+    rights: dict[str, Route] = {}
+    if send is not None:
+        erasures = ConsoleErasures(
+            store, send, settings.erasures_completed_topic, settings.service_name
+        )
+        exports = ExportAnswer(
+            [ConsoleHolder(store)], send, settings.export_parts_topic, settings.service_name
+        )
+        rights = {
+            settings.erasures_topic: Route((MemberErasureRequested,), erasures.handle),
+            settings.exports_topic: Route((MemberExportRequested,), exports.handle),
+        }
     return EventConsumer(
         settings,
         group_id=settings.consumer_group,
@@ -69,6 +96,7 @@ def build_consumer(settings: ConsoleSettings, store: ConsoleStore) -> EventConsu
             settings.applications_topic: Route((LoanApplicationSubmitted,), feed.application),
             settings.decisions_topic: Route((CreditDecision,), feed.decision),
             settings.appeals_topic: Route((AppealLodged,), feed.appeal),
+            **rights,
         },
         consumer_options={"max_poll_records": settings.max_batch},
         on_batch=feed.flush,

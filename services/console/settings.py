@@ -5,12 +5,22 @@ from __future__ import annotations
 import re
 from typing import Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.common.member_rights import pseudonym_key_field
 from services.common.members import TENANT_PATTERN
 from services.common.settings import ConsumerSettings, service_port
-from services.common.topics import APPEALS, CREDIT_DECISIONS, LOAN_APPLICATIONS, REVIEW_OUTCOMES
+from services.common.topics import (
+    APPEALS,
+    CREDIT_DECISIONS,
+    LOAN_APPLICATIONS,
+    MEMBER_ERASURES,
+    MEMBER_ERASURES_COMPLETED,
+    MEMBER_EXPORT_PARTS,
+    MEMBER_EXPORTS,
+    REVIEW_OUTCOMES,
+)
 
 
 class ConsoleSettings(ConsumerSettings):
@@ -25,6 +35,12 @@ class ConsoleSettings(ConsumerSettings):
     applications_topic: str = LOAN_APPLICATIONS
     review_outcomes_topic: str = REVIEW_OUTCOMES
     appeals_topic: str = APPEALS
+    erasures_topic: str = MEMBER_ERASURES
+    erasures_completed_topic: str = MEMBER_ERASURES_COMPLETED
+    exports_topic: str = MEMBER_EXPORTS
+    export_parts_topic: str = MEMBER_EXPORT_PARTS
+    #: keys the erased-members set (tenant-scoped pseudonyms), so no raw id outlives an erasure
+    member_pseudonym_key: SecretStr = pseudonym_key_field()
     db_schema: str = Field(default="console", description="PostgreSQL schema of the console")
     explanation_target: str = Field(
         default=f"127.0.0.1:{service_port(50052)}",

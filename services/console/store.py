@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -100,6 +100,12 @@ CREATE TABLE IF NOT EXISTS {s}.actions (
     at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS actions_item ON {s}.actions (decision_id, at);
+CREATE INDEX IF NOT EXISTS decisions_member ON {s}.decisions (tenant_id, member_id);
+CREATE INDEX IF NOT EXISTS applications_member ON {s}.applications (tenant_id, member_id);
+CREATE TABLE IF NOT EXISTS {s}.erased_members (
+    member_ref text PRIMARY KEY,
+    erased_at timestamptz NOT NULL
+);
 """
 
 #: queue states: open -> claimed -> (closed | awaiting_second -> second_claimed -> closed)
@@ -187,9 +193,18 @@ class QueueStats:
 
 
 class ConsoleStore:
-    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        schema: str,
+        member_ref: Callable[[str, str], str] | None = None,
+    ) -> None:
+        """`member_ref` is the tenant-scoped keyed pseudonym (`member_rights.tenant_member_ref`):
+        the key of the erased-members set, so a redelivered event of an erased member is not
+        stored again and no raw id outlives an erasure."""
         self.pool = pool
         self.s = schema
+        self.member_ref = member_ref
 
     async def create_schema(self) -> None:
         async with self.pool.acquire() as conn:
@@ -313,7 +328,23 @@ class ConsoleStore:
 
     # --- from the topics ---------------------------------------------------------------------
 
+    async def _not_erased(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The (tenant, member) pairs not erased (all of them where no key is set)."""
+        if self.member_ref is None or not pairs:
+            return set(pairs)
+        refs = {pair: self.member_ref(*pair) for pair in set(pairs)}
+        erased = {
+            r["member_ref"]
+            for r in await self.pool.fetch(
+                f"SELECT member_ref FROM {self.s}.erased_members WHERE member_ref = ANY($1)",
+                list(refs.values()),
+            )
+        }
+        return {pair for pair, ref in refs.items() if ref not in erased}
+
     async def add_applications(self, applications: Sequence[LoanApplicationSubmitted]) -> None:
+        keep = await self._not_erased([(a.tenant_id, a.member_id) for a in applications])
+        applications = [a for a in applications if (a.tenant_id, a.member_id) in keep]
         if not applications:
             return
         await self.pool.executemany(
@@ -340,7 +371,10 @@ class ConsoleStore:
         )
 
     async def add_decisions(self, decisions: Sequence[CreditDecision], entered_at: datetime) -> int:
-        """Store decisions; those in band review enter the queue. Returns the new queue items."""
+        """Store decisions; those in band review enter the queue. Returns the new queue items.
+        An erased member's decision redelivered from the topic is not stored again."""
+        keep = await self._not_erased([(d.tenant_id, d.member_id) for d in decisions])
+        decisions = [d for d in decisions if (d.tenant_id, d.member_id) in keep]
         if not decisions:
             return 0
         async with self.pool.acquire() as conn, conn.transaction():
@@ -460,6 +494,83 @@ class ConsoleStore:
             application_id,
         )
         return None if value is None else str(value)
+
+    # --- members' rights (services.common.member_rights) -------------------------------------
+
+    async def holds_member(self, tenant: str, member_id: str) -> bool:
+        return bool(
+            await self.pool.fetchval(
+                f"SELECT EXISTS (SELECT 1 FROM {self.s}.decisions WHERE tenant_id = $1"
+                f" AND member_id = $2) OR EXISTS (SELECT 1 FROM {self.s}.applications"
+                " WHERE tenant_id = $1 AND member_id = $2)",
+                tenant,
+                member_id,
+            )
+        )
+
+    async def member_data(self, tenant: str, member_id: str) -> dict[str, Any]:
+        """Everything the console holds on the member: applications (with the protected
+        attributes core banking sent), decisions, review items and every action on them."""
+        async with self.pool.acquire() as conn:
+            applications = await conn.fetch(
+                f"SELECT * FROM {self.s}.applications WHERE tenant_id = $1 AND member_id = $2"
+                " ORDER BY applied_at",
+                tenant,
+                member_id,
+            )
+            decisions = await conn.fetch(
+                f"SELECT d.decision_id, d.application_id, d.model_version, d.band, d.score,"
+                " d.probability_of_default, d.decided_at, i.kind, i.state, i.final_band,"
+                f" i.closed_at FROM {self.s}.decisions d LEFT JOIN {self.s}.items i"
+                " USING (decision_id) WHERE d.tenant_id = $1 AND d.member_id = $2"
+                " ORDER BY d.decided_at",
+                tenant,
+                member_id,
+            )
+            actions = await conn.fetch(
+                f"SELECT a.decision_id, a.actor, a.action, a.detail, a.at"
+                f" FROM {self.s}.actions a JOIN {self.s}.decisions d USING (decision_id)"
+                " WHERE d.tenant_id = $1 AND d.member_id = $2 ORDER BY a.at, a.action_id",
+                tenant,
+                member_id,
+            )
+        return {
+            "applications": [_plain(dict(r)) for r in applications],
+            "decisions": [_plain(dict(r)) for r in decisions],
+            "review_actions": [
+                _plain(dict(r) | {"detail": json.loads(r["detail"])}) for r in actions
+            ],
+        }
+
+    async def erase_member(self, tenant: str, member_id: str) -> int:
+        """Delete the member's applications, decisions, review items and actions in the
+        tenant, and remember the erasure by pseudonym where a key is set. Returns the rows
+        deleted."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if self.member_ref is not None:
+                await conn.execute(
+                    f"INSERT INTO {self.s}.erased_members (member_ref, erased_at)"
+                    " VALUES ($1, now()) ON CONFLICT (member_ref) DO UPDATE"
+                    " SET erased_at = now()",
+                    self.member_ref(tenant, member_id),
+                )
+            actions = await conn.execute(
+                f"DELETE FROM {self.s}.actions a USING {self.s}.decisions d"
+                " WHERE a.decision_id = d.decision_id AND d.tenant_id = $1 AND d.member_id = $2",
+                tenant,
+                member_id,
+            )
+            decisions = await conn.execute(  # their items go by cascade
+                f"DELETE FROM {self.s}.decisions WHERE tenant_id = $1 AND member_id = $2",
+                tenant,
+                member_id,
+            )
+            applications = await conn.execute(
+                f"DELETE FROM {self.s}.applications WHERE tenant_id = $1 AND member_id = $2",
+                tenant,
+                member_id,
+            )
+        return sum(int(status.split()[-1]) for status in (actions, decisions, applications))
 
     # --- oversight -------------------------------------------------------------------------
 
@@ -760,3 +871,18 @@ def _item(row: Any) -> Item:
         closed_at=row["closed_at"],
         application=application,
     )
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as JSON can carry it (times as ISO text, UUIDs as text)."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, datetime):
+            out[key] = value.isoformat()
+        elif isinstance(value, uuid.UUID):
+            out[key] = str(value)
+        elif isinstance(value, bytes):
+            continue
+        else:
+            out[key] = value
+    return out

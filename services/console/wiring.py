@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from services.common.kafka import create_producer
+from services.common.kafka import create_producer, publish_traced
+from services.common.member_rights import tenant_member_ref
 from services.common.postgres import create_pool
+from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 from services.console.app import Console
 from services.console.consumer import build_consumer
 from services.console.explanations import ExplanationReader
@@ -21,7 +23,10 @@ log = logging.getLogger(__name__)
 
 async def open_store(settings: ConsoleSettings) -> ConsoleStore:
     pool = await create_pool(settings.infra, max_size=8)
-    store = ConsoleStore(pool, settings.db_schema)
+    key = settings.member_pseudonym_key.get_secret_value().encode()
+    store = ConsoleStore(
+        pool, settings.db_schema, lambda tenant, member: tenant_member_ref(key, tenant, member)
+    )
     await store.create_schema()
     return store
 
@@ -30,7 +35,12 @@ async def build_console(settings: ConsoleSettings) -> Console:
     store = await open_store(settings)
     producer = create_producer(settings.infra, client_id=f"{settings.service_name}-outcomes")
     await producer.start()
-    consumer = build_consumer(settings, store)
+
+    async def send(topic: str, envelope: EventEnvelope) -> None:
+        async with asyncio.timeout(settings.publish_timeout_seconds):
+            await (await publish_traced(producer, topic, envelope))
+
+    consumer = build_consumer(settings, store, send)
     try:
         await consumer.start()
     except BaseException:

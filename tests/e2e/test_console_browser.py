@@ -74,7 +74,7 @@ def _free_port() -> int:
 @pytest.fixture
 async def site(infra: InfraSettings) -> AsyncIterator[Site]:
     run = uuid.uuid4().hex[:10]
-    names = ("apps", "dec", "rev", "appeals")
+    names = ("apps", "dec", "rev", "appeals", "erase", "erased", "export", "parts")
     topics = [TopicSpec(f"test.console.{name}.{run}", 3, 1) for name in names]
     await ensure_topics(infra, topics)
     settings = ConsoleSettings(
@@ -85,6 +85,10 @@ async def site(infra: InfraSettings) -> AsyncIterator[Site]:
         decisions_topic=topics[1].name,
         review_outcomes_topic=topics[2].name,
         appeals_topic=topics[3].name,
+        erasures_topic=topics[4].name,
+        erasures_completed_topic=topics[5].name,
+        exports_topic=topics[6].name,
+        export_parts_topic=topics[7].name,
         explanation_target="127.0.0.1:1",
         drift_metrics_url="http://127.0.0.1:1/metrics",  # away: the page says so
         four_eyes_amount_kes=100_000,

@@ -40,9 +40,11 @@ from services.common.protos.alama.events.v1.envelope_pb2 import DeadLetter
 from services.common.redis_store import create_redis
 from services.common.settings import InfraSettings, service_port
 from services.common.topics import (
+    APPEALS,
     CREDIT_DECISIONS,
     CREDIT_EXPLANATIONS,
     LOAN_APPLICATIONS,
+    MEMBER_ERASURES,
     MEMBER_ERASURES_VOUCHED,
     MEMBER_EXPORTS,
     MOBILE_MONEY_TRANSACTIONS,
@@ -51,6 +53,7 @@ from services.common.topics import (
     all_topics,
 )
 from services.common.vocabulary import BANDS
+from services.console.store import ConsoleStore
 from simulator.lag import end_offsets, start_groups_at_the_end, wait_for_group
 from simulator.payloads import application_body
 from simulator.run import SimulationOptions, Summary, simulate
@@ -108,6 +111,8 @@ def system(
         "ALAMA_DRIFT_CONSUMER_GROUP": f"drift-e2e-{run}",
         "ALAMA_FEATURE_STORE_CONSUMER_GROUP": f"feature-store-e2e-{run}",
         "ALAMA_DRIFT_WINDOW_SIZE": "200",
+        "ALAMA_CONSOLE_DB_SCHEMA": f"console_e2e_{run}",
+        "ALAMA_CONSOLE_CONSUMER_GROUP": f"console-e2e-{run}",
     }
     supervisor.down(echo=lambda _line: None)
     asyncio.run(
@@ -127,6 +132,13 @@ def system(
                     MOBILE_MONEY_TRANSACTIONS,
                     REPAYMENTS,
                     MEMBER_ERASURES_VOUCHED,  # earlier runs' erasures are not this run's
+                    MEMBER_EXPORTS,
+                ],
+                env["ALAMA_CONSOLE_CONSUMER_GROUP"]: [
+                    LOAN_APPLICATIONS,
+                    CREDIT_DECISIONS,
+                    APPEALS,
+                    MEMBER_ERASURES,
                     MEMBER_EXPORTS,
                 ],
             },
@@ -498,6 +510,16 @@ async def test_a_members_export_and_erasure_reach_every_store_through_events(
         await _until(
             lambda: _decided(system, body["application_id"], 1), 120, "the decision audited"
         )
+        console = ConsoleStore(
+            await asyncpg.create_pool(system.infra.postgres_dsn, min_size=1, max_size=1),
+            system.env["ALAMA_CONSOLE_DB_SCHEMA"],
+        )
+        try:
+            await _until(
+                lambda: console.holds_member(DEV_TENANT, member), 120, "the console's copy"
+            )
+        finally:
+            await console.pool.close()
 
         asked = await client.post(
             "/v1/admin/members/exports", json={"member_id": member}, headers=admin
@@ -523,6 +545,10 @@ async def test_a_members_export_and_erasure_reach_every_store_through_events(
             for row in rows
         )
         assert parts["faust_tables"]["status"] == "completed"
+        assert parts["console"]["member_held"]
+        console_part = parts["console"]["data"]
+        assert decision_id in {d["decision_id"] for d in console_part["decisions"]}
+        assert body["application_id"] in {a["application_id"] for a in console_part["applications"]}
 
         accepted = await client.post(
             "/v1/admin/members/erasures", json={"member_id": member}, headers=admin
@@ -537,7 +563,8 @@ async def test_a_members_export_and_erasure_reach_every_store_through_events(
         report = await _until(finished, 180, "every store's erasure completion", every=1.0)
         assert report["status"] == "completed", report
         stores = report["stores"]
-        assert set(stores) == {"decisions", "audit", "feast", "faust_tables"}
+        assert set(stores) == {"decisions", "audit", "feast", "faust_tables", "console"}
+        assert stores["console"]["member_held"] and stores["console"]["records_erased"] >= 2
         assert stores["decisions"]["member_held"] and stores["decisions"]["records_erased"] >= 1
         assert stores["audit"]["member_held"] and stores["audit"]["records_erased"] >= 1
         assert stores["feast"]["records_erased"] >= 1  # at least the online hash

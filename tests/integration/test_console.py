@@ -5,9 +5,11 @@ tenant's rules ask for them, and sign-in locks out after repeated failures."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 
@@ -16,6 +18,7 @@ from services.common.kafka import create_producer, publish
 from services.common.postgres import create_pool
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, DecisionBand
+from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 from services.common.protos.alama.events.v1.reviews_pb2 import (
     AppealLodged,
     ReviewKind,
@@ -47,7 +50,7 @@ class Running:
 @pytest.fixture
 async def running(infra: InfraSettings) -> AsyncIterator[Running]:
     run = uuid.uuid4().hex[:10]
-    names = ("apps", "dec", "rev", "appeals")
+    names = ("apps", "dec", "rev", "appeals", "erase", "erased", "export", "parts")
     topics = [TopicSpec(f"test.console.{name}.{run}", 3, 1) for name in names]
     await ensure_topics(infra, topics)
     settings = ConsoleSettings(
@@ -58,6 +61,10 @@ async def running(infra: InfraSettings) -> AsyncIterator[Running]:
         decisions_topic=topics[1].name,
         review_outcomes_topic=topics[2].name,
         appeals_topic=topics[3].name,
+        erasures_topic=topics[4].name,  # the real ones would answer other tests' requests
+        erasures_completed_topic=topics[5].name,
+        exports_topic=topics[6].name,
+        export_parts_topic=topics[7].name,
         explanation_target="127.0.0.1:1",  # nothing there: pages say the explanation is away
         four_eyes_amount_kes=100_000,
         lockout_failures=3,
@@ -378,3 +385,63 @@ async def test_an_appeal_puts_a_decision_back_in_the_queue_with_its_history(
         appeal_id,
         "appeal-api-1",
     }
+
+
+async def test_a_members_data_in_the_console_is_exported_and_erased_for_good(
+    running: Running,
+) -> None:
+    """The console's part of members' rights: export everything it holds on the member
+    (applications with their protected attributes, decisions, review actions), erase it in
+    the tenant only, answer on member.erasures.completed, and never store a redelivered event
+    of the erased member again."""
+    from services.common.envelope import Event
+    from services.common.member_exports import ExportAnswer, ExportRequest, export_requested
+    from services.common.member_rights import ErasureRequest, MemberRef, erasure_requested
+    from services.common.protos.alama.events.v1.members_pb2 import (
+        MemberErasureCompleted,
+        MemberExportPart,
+    )
+    from services.console.member_data import ConsoleErasures, ConsoleHolder
+
+    ours = _application("a-gone", 30_000)
+    ours.attributes["gender"] = "female"
+    decision = _decision("a-gone", DecisionBand.DECISION_BAND_REVIEW)
+    twin = _decision("a-twin", DecisionBand.DECISION_BAND_REVIEW, tenant="other-sacco")
+    twin.member_id = decision.member_id  # the same member id in another SACCO: another member
+    await _feed(running, [ours], [decision, twin])
+    await _wait_for_items(running, 1)
+    store = running.console.store
+    alice = (await _people(running))["alice"]
+    await running.console.desk.claim(alice, "d-a-gone")  # type: ignore[arg-type]
+
+    sent: list[tuple[str, EventEnvelope]] = []
+
+    async def send(topic: str, envelope: EventEnvelope) -> None:
+        sent.append((topic, envelope))
+
+    member = MemberRef.of(TENANT, decision.member_id, b"k" * 32)
+    export = export_requested(ExportRequest.new(member, "dpo"))
+    answer = ExportAnswer([ConsoleHolder(store)], send, "parts", "console")
+    await answer.handle(Event(wrap(export, producer="gateway"), export))
+    [(topic, part_envelope)] = sent
+    part = decode(part_envelope.SerializeToString(), MemberExportPart).payload
+    data = json.loads(part.data_json)
+    assert topic == "parts" and part.store == "console" and part.member_held
+    assert [a["gender"] for a in data["applications"]] == ["female"]
+    assert [d["decision_id"] for d in data["decisions"]] == ["d-a-gone"]
+    assert [a["action"] for a in data["review_actions"]] == ["claim"]
+
+    request = ErasureRequest.new(member, "dpo")
+    requested = erasure_requested(request)
+    erasures = ConsoleErasures(store, send, "completed", "console")
+    await erasures.handle(Event(wrap(requested, producer="gateway"), requested))
+    completion = decode(sent[-1][1].SerializeToString(), MemberErasureCompleted).payload
+    assert (completion.store, completion.member_held) == ("console", True)
+    assert completion.records_erased == 3  # the application, the decision, the action
+    assert not await store.holds_member(TENANT, decision.member_id)
+    assert await store.item(TENANT, "d-a-gone") is None
+    assert await store.holds_member("other-sacco", decision.member_id)  # the twin is kept
+
+    await store.add_applications([ours])  # redelivered from the topics after the erasure
+    await store.add_decisions([decision], entered_at=datetime.now(UTC))
+    assert not await store.holds_member(TENANT, decision.member_id)

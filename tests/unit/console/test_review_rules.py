@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import SecretStr
 
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, DecisionBand
 from services.common.protos.alama.events.v1.reviews_pb2 import ReviewKind
@@ -113,9 +114,11 @@ def test_passwords_are_argon2_hashed_and_short_ones_refused() -> None:
 def test_session_cookies_may_go_over_plain_http_only_in_development_mode() -> None:
     assert ConsoleSettings(cookie_secure=False, dev_mode=True).cookie_secure is False
     strong = InfraSettings(postgres_dsn=f"postgresql://alama:{'k' * 40}@db:5432/alama")
-    assert ConsoleSettings(infra=strong, dev_mode=False).cookie_secure is True
+    key = SecretStr("p" * 40)
+    production = {"infra": strong, "member_pseudonym_key": key, "dev_mode": False}
+    assert ConsoleSettings(**production).cookie_secure is True  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="COOKIE_SECURE"):
-        ConsoleSettings(infra=strong, cookie_secure=False, dev_mode=False)
+        ConsoleSettings(**production, cookie_secure=False)  # type: ignore[arg-type]
     settings = ConsoleSettings(four_eyes_amounts={"sacco-a": 200_000})
     assert settings.four_eyes_amount("sacco-a") == 200_000
     assert settings.four_eyes_amount("sacco-b") == settings.four_eyes_amount_kes

@@ -20,6 +20,7 @@ from services.common.member_exports import (
     part_status,
 )
 from services.common.member_rights import (
+    ERASURE_STORES,
     MemberRef,
     erasure_completed,
     erasure_request_of,
@@ -46,7 +47,7 @@ from tests.unit.gateway.fakes import (
 )
 
 KEY = b"unit-member-pseudonym-key-32-bytes!"
-STORES = ("decisions", "audit", "feast", "faust_tables")
+STORES = ERASURE_STORES  # decisions, audit, feast, faust_tables, console
 
 
 @dataclass
