@@ -66,14 +66,22 @@ class GatewayClient:
         self.tenant = tenant  # whose members the deliveries are about (X-Alama-Tenant)
         self.wall_clock = wall_clock
 
+    async def _post(self, path: str, content: bytes, headers: dict[str, str]) -> httpx.Response:
+        """POST once more when the connection broke under the request: a pooled keep-alive
+        connection the server closed as it was reused (httpx's ReadError or
+        RemoteProtocolError). Both routes are idempotent (an application id, a transaction id),
+        so a request the server did take comes back a duplicate, never a second fact."""
+        try:
+            return await self.client.post(path, content=content, headers=headers)
+        except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
+            return await self.client.post(path, content=content, headers=headers)
+
     async def submit(self, application: ApplicationRequest) -> Outcome:
         headers = {API_KEY_HEADER: self.api_key, "Content-Type": "application/json"}
         propagate.inject(headers)  # the gateway continues this application's trace
         try:
-            response = await self.client.post(
-                APPLICATIONS_PATH,
-                content=encode_json(application_body(application)),
-                headers=headers,
+            response = await self._post(
+                APPLICATIONS_PATH, encode_json(application_body(application)), headers
             )
         except httpx.HTTPError as exc:
             return _failure(exc)
@@ -83,7 +91,7 @@ class GatewayClient:
         """POST one delivery, signed now over the exact bytes sent."""
         headers = delivery.headers(self.webhook_secret, int(self.wall_clock()), self.tenant)
         try:
-            response = await self.client.post(WEBHOOK_PATH, content=delivery.body, headers=headers)
+            response = await self._post(WEBHOOK_PATH, delivery.body, headers)
         except httpx.HTTPError as exc:
             return _failure(exc)
         accepted = response.status_code == 202
