@@ -19,9 +19,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from services.common.appeals import appeal_lodged
 from services.common.envelope import wrap
 from services.common.kafka import publish_traced
-from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, DecisionBand
+from services.common.protos.alama.events.v1.decisions_pb2 import DecisionBand
 from services.common.protos.alama.events.v1.reviews_pb2 import AppealLodged, ReviewOutcome
 from services.console.metrics import REVIEW_ACTIONS
 from services.console.people import APPEAL_LODGERS, REVIEWERS, Role
@@ -181,22 +182,6 @@ def grounds_of(text: str) -> str:
     return grounds
 
 
-def appeal_event(
-    decision: CreditDecision, *, lodged_by: str, channel: str, grounds: str
-) -> AppealLodged:
-    appeal = AppealLodged(
-        appeal_id=str(uuid.uuid4()),
-        decision_id=decision.decision_id,
-        application_id=decision.application_id,
-        tenant_id=decision.tenant_id,
-        lodged_by=lodged_by,
-        channel=channel,
-        grounds=grounds,
-    )
-    appeal.lodged_at.FromDatetime(datetime.now(UTC))
-    return appeal
-
-
 @dataclass(frozen=True)
 class Settled:
     """What happened to an item after an officer's decision."""
@@ -233,7 +218,9 @@ class ReviewDesk:
             raise ReviewRefused(str(exc), status=422) from exc
         if self.publish_appeal is None:
             raise ReviewRefused("appeals cannot be published from this console", status=503)
-        appeal = appeal_event(decision, lodged_by=account.username, channel="console", grounds=text)
+        appeal = appeal_lodged(
+            decision, lodged_by=account.username, channel="console", grounds=text
+        )
         await self.publish_appeal(appeal)
         await self.store.add_appeal(
             tenant=account.tenant_id,

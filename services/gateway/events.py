@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import uuid
 
+from services.common.appeals import appeal_lodged
 from services.common.envelope import wrap
 from services.common.members import member_key
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
-from services.common.protos.alama.events.v1.reviews_pb2 import AppealLodged
 from services.gateway.schemas import Application, Transaction
 from services.gateway.security import normalise_national_id, normalise_phone, pseudonymise
 from services.gateway.settings import GatewaySettings
@@ -74,16 +74,7 @@ def transaction_envelope(
 
 def appeal_envelope(decision: CreditDecision, grounds: str, *, lodged_by: str) -> EventEnvelope:
     """A member's appeal lodged through the API; its event id is the appeal id."""
-    appeal = AppealLodged(
-        appeal_id=str(uuid.uuid4()),
-        decision_id=decision.decision_id,
-        application_id=decision.application_id,
-        tenant_id=decision.tenant_id,
-        lodged_by=lodged_by,
-        channel="api",
-        grounds=grounds,
-    )
-    appeal.lodged_at.GetCurrentTime()
+    appeal = appeal_lodged(decision, lodged_by=lodged_by, channel="api", grounds=grounds)
     return wrap(
         appeal, producer="gateway", subject=decision.application_id, event_id=appeal.appeal_id
     )
