@@ -11,7 +11,6 @@ from pydantic import SecretStr
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, DecisionBand
 from services.common.protos.alama.events.v1.reviews_pb2 import ReviewKind
 from services.common.settings import InfraSettings
-from services.console.app import _local
 from services.console.people import WeakPassword, hash_password, password_matches
 from services.console.review import (
     Proposal,
@@ -22,6 +21,7 @@ from services.console.review import (
 )
 from services.console.settings import ConsoleSettings
 from services.console.store import Application, Item
+from services.console.web import local as _local
 
 JUSTIFIED = "Payslips for six months were verified."
 
