@@ -34,7 +34,8 @@ COMMITMENT_PREFIX = "sha256:"
 
 # Top-level payload fields that identify a member or describe them (Kenya Data Protection Act
 # 2019): identifiers, what they declared, and the feature values they were scored on (a decision's
-# `features`, an explanation's per-feature `contributions`, which carry each feature's value).
+# `features` and `sequences`, an explanation's per-feature `contributions`, which carry each
+# feature's value).
 # Scores, bands and reasons stay readable: with the member unlinked they describe no one.
 PERSONAL_FIELDS: Mapping[str, tuple[str, ...]] = {
     "alama.events.v1.LoanApplicationSubmitted": (
@@ -44,7 +45,7 @@ PERSONAL_FIELDS: Mapping[str, tuple[str, ...]] = {
         "declared_monthly_income_kes",
         "attributes",
     ),
-    "alama.events.v1.CreditDecision": ("member_id", "features"),
+    "alama.events.v1.CreditDecision": ("member_id", "features", "sequences"),
     "alama.events.v1.CreditExplanation": ("contributions",),
     # an officer's justification and a member's grounds may describe the member
     "alama.events.v1.ReviewOutcome": ("justification",),

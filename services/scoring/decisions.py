@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import numpy as np
@@ -52,8 +52,11 @@ def build_decisions(
     decided_at: datetime,
     max_reasons: int = 4,
     model_columns: np.ndarray | None = None,
+    sequences: Mapping[str, np.ndarray] | None = None,
 ) -> list[CreditDecision]:
     """One decision per application, row-aligned with the scores and feature arrays.
+
+    `sequences` are the LSTM's inputs by name ([N, steps] each); they travel in the decision.
 
     `contributions` span the whole vocabulary (TABULAR_FEATURES); those of the features the
     model reads (`model_columns`, the bundle's order) travel in the decision for explanation.
@@ -78,6 +81,8 @@ def build_decisions(
             mobile_money_attention=scores.mobile_money_attention[i].astype(float).tolist(),
             contributions=None if carried is None else carried[i].tolist(),
         )
+        for name, values in (sequences or {}).items():
+            decision.sequences[name].values.extend(values[i].tolist())
         decision.decided_at.FromDatetime(decided_at)
         decisions.append(decision)
     return decisions

@@ -66,6 +66,11 @@ class OnlineBatch:
             np.zeros(n, dtype=bool),
         )
 
+    def sequences_of(self, rows: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
+        """The raw sequence arrays of these rows (what the decision carries)."""
+        picked = np.asarray(rows, dtype=np.int64)
+        return {name: seq[picked] for name, seq in self.sequences.items()}
+
     def model_inputs(self, rows: Sequence[int] | np.ndarray) -> ModelInputs:
         """Both models' inputs for these rows."""
         picked = np.asarray(rows, dtype=np.int64)

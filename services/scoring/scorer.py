@@ -197,6 +197,7 @@ class Scorer:
                     decided_at=datetime.now(UTC),
                     max_reasons=self.max_reasons,
                     model_columns=model.columns,
+                    sequences=online.sequences_of(scoreable),
                 )
                 for k, decision in zip(scoreable, decisions, strict=True):
                     outcomes[valid[k]] = Outcome(applications[valid[k]], decision=decision)

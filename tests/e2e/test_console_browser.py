@@ -22,6 +22,7 @@ import pytest
 import uvicorn
 
 from services.common.envelope import decode, wrap
+from services.common.features import MOBILE_MONEY_SEQUENCES, REPAYMENT_SEQUENCES
 from services.common.kafka import create_producer, publish
 from services.common.postgres import create_pool
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
@@ -176,6 +177,8 @@ async def _feed(settings: ConsoleSettings) -> None:
                 repayment_attention=[(i + 1) / 300 for i in range(24)],
                 mobile_money_attention=[1 / 26] * 26,
             )
+            for name, values in _history().items():
+                decision.sequences[name].values.extend(values)
             decision.decided_at.GetCurrentTime()
             for topic, payload in (
                 (settings.applications_topic, application),
@@ -185,6 +188,23 @@ async def _feed(settings: ConsoleSettings) -> None:
                 await (await publish(producer, topic, envelope))
     finally:
         await producer.stop()
+
+
+def _history() -> dict[str, list[float]]:
+    """The LSTM's inputs a decision carries: six months of repayments (one paid late, in
+    part), eight weeks of mobile money."""
+    months, weeks = 24, 13
+    due = [0.0] * 18 + [5000.0] * 6
+    paid = [0.0] * 18 + [5000.0, 5000.0, 2000.0, 5000.0, 5000.0, 5000.0]
+    late = [0.0] * 20 + [12.0, 0.0, 0.0, 0.0]
+    observed = [0.0] * 18 + [1.0] * 6
+    assert len(due) == len(paid) == len(late) == len(observed) == months
+    seen = [0.0] * 5 + [1.0] * 8
+    history = dict(zip(REPAYMENT_SEQUENCES, (due, paid, late, observed), strict=True))
+    history |= {name: [v * 1000.0 for v in seen] for name in MOBILE_MONEY_SEQUENCES}
+    history["mm_mask_seq"] = seen
+    assert all(len(history[n]) == weeks for n in MOBILE_MONEY_SEQUENCES)
+    return history
 
 
 async def _browser():  # type: ignore[no-untyped-def]
@@ -250,6 +270,14 @@ async def test_an_officer_settles_a_review_by_mouse_and_two_people_settle_a_larg
             "() => !!Chart.getChart(document.getElementById('chart-repayment-attention'))"
         )
         assert drawn, "the attention chart is drawn from the page's own scripts"
+        summary = await page.inner_text("#repayment-summary")
+        assert "6 months with a loan due" in summary and "late in 1 of them" in summary
+        assert "8 weeks with activity" in await page.inner_text("#mobile-money-summary")
+        drawn = await page.evaluate(
+            "() => ['chart-repayment-history', 'chart-mm-history'].every("
+            "id => !!Chart.getChart(document.getElementById(id)))"
+        )
+        assert drawn, "the member's history is charted"
         assert "unavailable" in await page.inner_text("#explanation-missing")
         await page.click("#claim")
         assert "You hold this item" in await page.inner_text("#notice")

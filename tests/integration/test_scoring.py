@@ -482,12 +482,17 @@ def test_one_round_trip_read_equals_feasts_sdk(settings: ScoringSettings, world:
 
 async def test_decisions_equal_the_dataframe_path(settings: ScoringSettings, world: World) -> None:
     """The fast path decides exactly what the SDK-and-DataFrame path decided before it: same
-    ids, PD, score, band, reasons, features and attention; and it carries the contributions."""
+    ids, PD, score, band, reasons, features and attention; and it carries the contributions and
+    the LSTM's sequence inputs exactly as Feast's SDK returns them."""
     import numpy as np
 
     from services.common.bundle import load_bundle
     from services.common.feast_config import open_feature_store
-    from services.common.features import model_inputs
+    from services.common.features import (
+        MOBILE_MONEY_SEQUENCES,
+        REPAYMENT_SEQUENCES,
+        model_inputs,
+    )
     from services.scoring.decisions import build_decisions
     from services.scoring.ledger import MemoryLedger
     from services.scoring.online_features import OnlineFeatures, RedisOnlineFeatures
@@ -529,12 +534,20 @@ async def test_decisions_equal_the_dataframe_path(settings: ScoringSettings, wor
     after = [o.decision for o in outcomes]
     assert all(d is not None for d in after)
     expected_contributions = bundle.contributions(inputs.tabular)[:, bundle.columns]
-    for old, new, carried in zip(before, after, expected_contributions, strict=True):
+    for row, (old, new, carried) in enumerate(
+        zip(before, after, expected_contributions, strict=True)
+    ):
         assert new is not None
         assert list(new.contributions) == carried.tolist()
+        sequences = (*REPAYMENT_SEQUENCES, *MOBILE_MONEY_SEQUENCES)
+        assert set(new.sequences) == set(sequences)
+        for name in sequences:
+            sdk = np.asarray(frame[name].iloc[row], dtype=np.float64)
+            assert list(new.sequences[name].values) == sdk.tolist()
         same = CreditDecision()
         same.CopyFrom(new)
         same.ClearField("contributions")
+        same.ClearField("sequences")
         same.decided_at.CopyFrom(old.decided_at)
         assert same == old  # every field, exactly
     assert any(d.reasons for d in before)

@@ -11,6 +11,12 @@ from fastapi.responses import HTMLResponse, Response
 
 from services.common.vocabulary import EXPLAINERS
 from services.console.explanations import Fetched
+from services.console.history import (
+    mobile_money_history,
+    mobile_money_summary,
+    repayment_history,
+    repayment_summary,
+)
 from services.console.people import APPEAL_LODGERS, REVIEWERS, Role
 from services.console.review import ReviewRefused, proposal_of
 from services.console.store import Item, Session
@@ -79,6 +85,8 @@ async def _item_page(
         if console.explanations is not None
         else Fetched(None, "No explanation service is configured.")
     )
+    charts = charts_of(item, fetched)
+    repayments, mobile_money = charts["repayment_history"], charts["mobile_money_history"]
     return page(
         request,
         "item.html",
@@ -88,7 +96,9 @@ async def _item_page(
         now=datetime.now(UTC),
         explanation=fetched.explanation,
         explanation_missing=fetched.missing,
-        charts=charts_of(item, fetched),
+        charts=charts,
+        repayments=repayment_summary(repayments) if repayments else None,
+        mobile_money=mobile_money_summary(mobile_money) if mobile_money else None,
         actions=await console.store.actions(tenant, decision_id),
         similar=await console.store.similar(tenant, item.decision),
         may_review=Role(session.account.role) in REVIEWERS,
@@ -176,6 +186,8 @@ def charts_of(item: Item, fetched: Fetched) -> dict[str, Any]:
     charts: dict[str, Any] = {
         "repayment_attention": list(decision.repayment_attention),
         "mobile_money_attention": list(decision.mobile_money_attention),
+        "repayment_history": repayment_history(decision),
+        "mobile_money_history": mobile_money_history(decision),
     }
     explanation = fetched.explanation
     if explanation is not None:

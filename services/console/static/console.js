@@ -64,7 +64,47 @@
         options: { plugins: { legend: { display: true } } }
       });
     });
+    drawHistory(data);
   }
+  function drawHistory(data) {
+    var repayments = document.getElementById("chart-repayment-history");
+    var r = data.repayment_history;
+    if (repayments && r) {
+      new Chart(repayments, {
+        data: {
+          labels: r.labels,
+          datasets: [
+            { type: "bar", label: "due (KES)", data: r.due, backgroundColor: "#8c959f" },
+            { type: "bar", label: "paid (KES)", data: r.paid, backgroundColor: "#116329" },
+            { type: "line", label: "days late", data: r.days_late, yAxisID: "late",
+              borderColor: "#a40e26", backgroundColor: "#a40e26", spanGaps: false }
+          ]
+        },
+        options: { scales: { y: { title: { display: true, text: "KES" } },
+                             late: { position: "right", beginAtZero: true,
+                                     title: { display: true, text: "days late" },
+                                     grid: { drawOnChartArea: false } } } }
+      });
+    }
+    var wallet = document.getElementById("chart-mm-history");
+    var m = data.mobile_money_history;
+    if (wallet && m) {
+      new Chart(wallet, {
+        data: {
+          labels: m.labels,
+          datasets: [
+            { type: "bar", label: "inflow (KES)", data: m.inflow, backgroundColor: "#116329" },
+            { type: "bar", label: "outflow (KES)", data: m.outflow, backgroundColor: "#8c959f" },
+            { type: "bar", label: "betting (KES)", data: m.betting, backgroundColor: "#a40e26" },
+            { type: "line", label: "balance (KES)", data: m.balance, borderColor: "#0b5cad",
+              backgroundColor: "#0b5cad", spanGaps: false }
+          ]
+        },
+        options: { scales: { y: { title: { display: true, text: "KES" } } } }
+      });
+    }
+  }
+
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", draw);
   } else { draw(); }

@@ -31,8 +31,14 @@ class ReasonCode(_message.Message):
     contribution: float
     def __init__(self, code: _Optional[str] = ..., description: _Optional[str] = ..., contribution: _Optional[float] = ...) -> None: ...
 
+class SequenceInput(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+
 class CreditDecision(_message.Message):
-    __slots__ = ("decision_id", "application_id", "member_id", "model_version", "probability_of_default", "score", "band", "reasons", "decided_at", "features", "gbm_probability", "lstm_probability", "repayment_attention", "mobile_money_attention", "tenant_id", "contributions")
+    __slots__ = ("decision_id", "application_id", "member_id", "model_version", "probability_of_default", "score", "band", "reasons", "decided_at", "features", "gbm_probability", "lstm_probability", "repayment_attention", "mobile_money_attention", "tenant_id", "contributions", "sequences")
     class FeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +46,13 @@ class CreditDecision(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class SequencesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: SequenceInput
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[SequenceInput, _Mapping]] = ...) -> None: ...
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +69,7 @@ class CreditDecision(_message.Message):
     MOBILE_MONEY_ATTENTION_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     application_id: str
     member_id: str
@@ -72,4 +86,5 @@ class CreditDecision(_message.Message):
     mobile_money_attention: _containers.RepeatedScalarFieldContainer[float]
     tenant_id: str
     contributions: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, decision_id: _Optional[str] = ..., application_id: _Optional[str] = ..., member_id: _Optional[str] = ..., model_version: _Optional[str] = ..., probability_of_default: _Optional[float] = ..., score: _Optional[int] = ..., band: _Optional[_Union[DecisionBand, str]] = ..., reasons: _Optional[_Iterable[_Union[ReasonCode, _Mapping]]] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., features: _Optional[_Mapping[str, float]] = ..., gbm_probability: _Optional[float] = ..., lstm_probability: _Optional[float] = ..., repayment_attention: _Optional[_Iterable[float]] = ..., mobile_money_attention: _Optional[_Iterable[float]] = ..., tenant_id: _Optional[str] = ..., contributions: _Optional[_Iterable[float]] = ...) -> None: ...
+    sequences: _containers.MessageMap[str, SequenceInput]
+    def __init__(self, decision_id: _Optional[str] = ..., application_id: _Optional[str] = ..., member_id: _Optional[str] = ..., model_version: _Optional[str] = ..., probability_of_default: _Optional[float] = ..., score: _Optional[int] = ..., band: _Optional[_Union[DecisionBand, str]] = ..., reasons: _Optional[_Iterable[_Union[ReasonCode, _Mapping]]] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., features: _Optional[_Mapping[str, float]] = ..., gbm_probability: _Optional[float] = ..., lstm_probability: _Optional[float] = ..., repayment_attention: _Optional[_Iterable[float]] = ..., mobile_money_attention: _Optional[_Iterable[float]] = ..., tenant_id: _Optional[str] = ..., contributions: _Optional[_Iterable[float]] = ..., sequences: _Optional[_Mapping[str, SequenceInput]] = ...) -> None: ...
