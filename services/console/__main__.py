@@ -21,7 +21,7 @@ from services.common.logs import configure_logging
 from services.common.members import TENANT_PATTERN
 from services.common.telemetry import setup_tracing
 from services.console.app import create_app
-from services.console.people import People, Role, WeakPassword
+from services.console.people import AccountRefused, People, Role, WeakPassword
 from services.console.settings import ConsoleSettings
 from services.console.wiring import open_store
 
@@ -86,11 +86,9 @@ def add_user(
     except WeakPassword as exc:
         console.print(f"[red]password refused[/red]: {exc}")
         raise typer.Exit(2) from exc
-    except Exception as exc:  # a duplicate user name is the usual one
-        if "unique" in str(exc).lower():
-            console.print(f"[red]{tenant}/{username} exists already[/red]")
-            raise typer.Exit(1) from exc
-        raise
+    except AccountRefused as exc:  # a taken or malformed user name
+        console.print(f"[red]{tenant}/{username} refused[/red]: {exc}")
+        raise typer.Exit(1) from exc
     console.print(f"added {tenant}/{username} as {role.value}")
 
 

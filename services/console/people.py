@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
+import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -23,6 +26,10 @@ from services.console.store import Account, ConsoleStore, Session
 
 SESSION_COOKIE = "alama_console_session"
 MIN_PASSWORD_CHARS = 12
+#: password accounts' user names; ":" is left out so none can look like an IdP account's
+USERNAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}"
+#: prefix of the user names of accounts made at an identity-provider sign-in
+OIDC_USERNAME_PREFIX = "oidc:"
 
 
 class Role(StrEnum):
@@ -55,6 +62,44 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 class WeakPassword(ValueError):
     pass
+
+
+class AccountRefused(ValueError):
+    """An account change that is not allowed or not possible; the message says why."""
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def role_of(role: str) -> Role:
+    try:
+        return Role(role)
+    except ValueError:
+        raise AccountRefused(f"There is no role {role!r}.") from None
+
+
+def role_from_claims(
+    claims: Mapping[str, object], claim: str, mapping: Mapping[str, str]
+) -> Role | None:
+    """The console role an ID token's claims give: the first entry of `mapping` (IdP role ->
+    console role, in the operator's order) whose IdP role the person holds. `claim` may be
+    dotted for a nested claim (Keycloak's `realm_access.roles`); a single string counts as
+    one role. None when no role maps."""
+    value: object = claims
+    for part in claim.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    held: set[str]
+    if isinstance(value, str):
+        held = {value}
+    elif isinstance(value, Iterable):
+        held = {v for v in value if isinstance(v, str)}
+    else:
+        return None
+    for idp_role, console_role in mapping.items():
+        if idp_role in held:
+            return Role(console_role)
+    return None
 
 
 def hash_password(password: str) -> str:
@@ -98,18 +143,107 @@ class People:
         return timedelta(minutes=self.settings.session_idle_minutes)
 
     async def add(
-        self, *, tenant: str, username: str, display_name: str, role: Role, password: str
+        self,
+        *,
+        tenant: str,
+        username: str,
+        display_name: str,
+        role: Role,
+        password: str,
+        actor: Account | None = None,
     ) -> Account:
-        await self.store.add_account(
+        """A password account (WeakPassword, or AccountRefused for a bad or taken user name);
+        `actor` is the administrator adding it, None from the command line."""
+        if not re.fullmatch(USERNAME_PATTERN, username):
+            raise AccountRefused(
+                "A user name is 1 to 64 letters, digits and . _ @ -, starting with a letter or"
+                " digit."
+            )
+        account_id = await self.store.add_account(
             tenant=tenant,
             username=username,
-            display_name=display_name,
+            display_name=display_name.strip() or username,
             role=str(role),
             password_hash=hash_password(password),
+            actor=actor,
         )
-        account = await self.store.account(tenant, username)
+        if account_id is None:
+            raise AccountRefused(f"There is an account {username!r} already.", status=409)
+        account = await self.store.account_by_id(tenant, account_id)
         assert account is not None
         return account
+
+    async def set_role(self, actor: Account, account_id: uuid.UUID, role: str) -> Account:
+        target = await self._target(actor, account_id)
+        new_role = role_of(role)
+        if target.account_id == actor.account_id and new_role != Role.ADMIN:
+            raise AccountRefused("You cannot take the administrator role from yourself.")
+        if target.oidc_subject:
+            raise AccountRefused(
+                "This person's role comes from the identity provider at every sign-in; change"
+                " it there."
+            )
+        await self.store.set_role(actor.tenant_id, account_id, str(new_role), actor)
+        return target
+
+    async def set_disabled(self, actor: Account, account_id: uuid.UUID, disabled: bool) -> Account:
+        target = await self._target(actor, account_id)
+        if disabled and target.account_id == actor.account_id:
+            raise AccountRefused("You cannot disable your own account.")
+        await self.store.set_disabled(actor.tenant_id, account_id, disabled, actor)
+        return target
+
+    async def unlock(self, actor: Account, account_id: uuid.UUID) -> Account:
+        target = await self._target(actor, account_id)
+        await self.store.unlock(actor.tenant_id, account_id, actor)
+        return target
+
+    async def _target(self, actor: Account, account_id: uuid.UUID) -> Account:
+        """An account of the actor's own tenant (another tenant's reads as unknown)."""
+        target = await self.store.account_by_id(actor.tenant_id, account_id)
+        if target is None:
+            raise AccountRefused("There is no such account.", status=404)
+        return target
+
+    async def sign_in_oidc(self, tenant: str, subject: str, claims: Mapping[str, object]) -> SignIn:
+        """Sign in a person the identity provider vouched for (the ID token already verified):
+        their account in `tenant`, keyed by the IdP subject, made at the first sign-in and
+        given the role the claims map to at every one. Nothing is made or changed when no
+        role maps."""
+        role = role_from_claims(claims, self.settings.oidc_role_claim, self.settings.oidc_roles)
+        if role is None:
+            return SignIn(
+                refused="Your identity provider gives you no role in this console. Ask an"
+                " administrator to grant you one there."
+            )
+        name = _claim_text(claims, "name") or _claim_text(claims, "preferred_username")
+        account = await self.store.account_by_subject(tenant, subject)
+        if account is None:
+            # the IdP's user name reads well beside actions; taken (two IdP people of that
+            # name), the subject, which the IdP keeps unique
+            base = _claim_text(claims, "preferred_username") or _claim_text(claims, "email")
+            candidates = [base, subject] if base else [subject]
+            for username in (f"{OIDC_USERNAME_PREFIX}{c}" for c in candidates):
+                if await self.store.add_account(
+                    tenant=tenant,
+                    username=username[:128],
+                    display_name=name or username,
+                    role=str(role),
+                    password_hash=None,
+                    oidc_subject=subject,
+                ):
+                    break
+            account = await self.store.account_by_subject(tenant, subject)
+            if account is None:
+                return SignIn(refused="No account could be made for you; ask an administrator.")
+        if account.disabled:
+            return SignIn(refused="This account is disabled; ask an administrator.")
+        if account.role != role or (name and account.display_name != name):
+            account = await self.store.update_from_idp(
+                account.account_id, role=str(role), display_name=name or account.display_name
+            )
+        await self.store.record_login(account.account_id)
+        return await self._open_session(account)
 
     async def sign_in(self, tenant: str, username: str, password: str) -> SignIn:
         account = await self.store.account(tenant, username)
@@ -117,7 +251,7 @@ class People:
         if account is None:
             password_matches(_DUMMY_HASH, password)
             return SignIn(refused="Wrong tenant, user name or password.")
-        if account.disabled:
+        if account.disabled or account.password_hash is None:  # an IdP account has none
             password_matches(_DUMMY_HASH, password)
             return SignIn(refused="Wrong tenant, user name or password.")
         if account.locked_until is not None and account.locked_until > now:
@@ -134,12 +268,15 @@ class People:
         await self.store.record_login(account.account_id)
         if _hasher.check_needs_rehash(account.password_hash):
             await self.store.set_password(account.account_id, _hasher.hash(password))
+        return await self._open_session(account)
+
+    async def _open_session(self, account: Account) -> SignIn:
         token = secrets.token_urlsafe(32)
         await self.store.create_session(
             token_hash(token),
             account.account_id,
             secrets.token_urlsafe(32),
-            now + timedelta(hours=self.settings.session_max_hours),
+            datetime.now(UTC) + timedelta(hours=self.settings.session_max_hours),
         )
         return SignIn(token=token, account=account)
 
@@ -158,3 +295,8 @@ def _locked_message(settings: ConsoleSettings) -> str:
         f"This account is locked after {settings.lockout_failures} failed sign-ins. Try again"
         f" in {settings.lockout_minutes:g} minutes or ask an administrator to unlock it."
     )
+
+
+def _claim_text(claims: Mapping[str, object], name: str) -> str:
+    value = claims.get(name)
+    return value.strip()[:128] if isinstance(value, str) else ""

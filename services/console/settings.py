@@ -78,6 +78,39 @@ class ConsoleSettings(ConsumerSettings):
         default_factory=dict, description='tenant -> its own amount, e.g. {"sacco-a": 200000}'
     )
     page_size: int = Field(default=50, ge=1, le=500, description="queue rows per page")
+    # sign-in through the SACCO's identity provider (OpenID Connect); off while the issuer is empty
+    oidc_issuer: str = Field(
+        default="",
+        description="the IdP's issuer URL (its discovery document is read from"
+        " <issuer>/.well-known/openid-configuration); empty: password sign-in only",
+    )
+    oidc_client_id: str = Field(default="", description="this console's client id at the IdP")
+    #: None, not "", when unset: an empty secret would be refused as weak with OIDC off
+    oidc_client_secret: SecretStr | None = Field(
+        default=None, description="the client secret (without one: a public client with PKCE)"
+    )
+    oidc_tenant: str = Field(default="", description="the SACCO the IdP's people belong to")
+    oidc_role_claim: str = Field(
+        default="roles",
+        description="the ID token claim holding the person's IdP roles (dotted for nested"
+        " claims, e.g. realm_access.roles)",
+    )
+    oidc_roles: dict[str, str] = Field(
+        default_factory=dict,
+        description='IdP role -> console role, e.g. {"alama-reviewers": "risk_officer"}; the'
+        " first entry the person holds wins",
+    )
+    oidc_redirect_url: str = Field(
+        default="",
+        description="the callback URL registered at the IdP; empty: derived from the request"
+        " (set it behind a proxy that terminates TLS)",
+    )
+    oidc_scope: str = Field(default="openid profile email", description="scopes asked for")
+    oidc_state_secret: SecretStr | None = Field(
+        default=None,
+        description="signs the short-lived cookie holding the sign-in's state, nonce and PKCE"
+        " verifier (random per process in development mode when unset)",
+    )
 
     @field_validator("db_schema")
     @classmethod
@@ -101,6 +134,50 @@ class ConsoleSettings(ConsumerSettings):
                 "ALAMA_CONSOLE_COOKIE_SECURE=false is only accepted in development mode: a"
                 " session cookie sent over plain HTTP can be read on the network"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> Self:
+        """With an issuer, everything sign-in needs; outside development mode its secrets too
+        (the shared rule then refuses them if weak or `dev-only-`)."""
+        if not self.oidc_issuer:
+            return self
+        from services.console.people import Role  # people imports this module
+
+        missing = [
+            name
+            for name, value in (
+                ("OIDC_CLIENT_ID", self.oidc_client_id),
+                ("OIDC_TENANT", self.oidc_tenant),
+                ("OIDC_ROLES", self.oidc_roles),
+            )
+            if not value
+        ]
+        if not self.dev_mode:
+            missing += [
+                name
+                for name, secret in (
+                    ("OIDC_CLIENT_SECRET", self.oidc_client_secret),
+                    ("OIDC_STATE_SECRET", self.oidc_state_secret),
+                )
+                if secret is None
+            ]
+        if missing:
+            raise ValueError(
+                "ALAMA_CONSOLE_OIDC_ISSUER is set, so these are needed too: "
+                + ", ".join(f"ALAMA_CONSOLE_{name}" for name in missing)
+            )
+        if not re.fullmatch(TENANT_PATTERN, self.oidc_tenant):
+            raise ValueError(f"ALAMA_CONSOLE_OIDC_TENANT must match {TENANT_PATTERN}")
+        known = {str(role) for role in Role}
+        unknown = sorted(set(self.oidc_roles.values()) - known)
+        if unknown:
+            raise ValueError(
+                f"ALAMA_CONSOLE_OIDC_ROLES maps to unknown console roles {unknown};"
+                f" known: {sorted(known)}"
+            )
+        if not self.oidc_issuer.startswith("https://") and not self.dev_mode:
+            raise ValueError("ALAMA_CONSOLE_OIDC_ISSUER must be https:// outside development mode")
         return self
 
     def four_eyes_amount(self, tenant: str) -> float:

@@ -37,6 +37,23 @@ CREATE TABLE IF NOT EXISTS {s}.accounts (
     created_at timestamptz NOT NULL DEFAULT now(),
     UNIQUE (tenant_id, username)
 );
+-- people who sign in through the identity provider have its subject and no password
+ALTER TABLE {s}.accounts ALTER COLUMN password_hash DROP NOT NULL;
+ALTER TABLE {s}.accounts ADD COLUMN IF NOT EXISTS oidc_subject text;
+ALTER TABLE {s}.accounts ADD COLUMN IF NOT EXISTS last_sign_in timestamptz;
+CREATE UNIQUE INDEX IF NOT EXISTS accounts_oidc_subject
+    ON {s}.accounts (tenant_id, oidc_subject) WHERE oidc_subject IS NOT NULL;
+CREATE TABLE IF NOT EXISTS {s}.account_actions (
+    action_id bigserial PRIMARY KEY,
+    tenant_id text NOT NULL,
+    account_id uuid NOT NULL REFERENCES {s}.accounts (account_id) ON DELETE CASCADE,
+    actor_id uuid,
+    actor text NOT NULL,
+    action text NOT NULL,
+    detail jsonb NOT NULL DEFAULT '{{}}',
+    at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS account_actions_tenant ON {s}.account_actions (tenant_id, at);
 CREATE TABLE IF NOT EXISTS {s}.sessions (
     token_hash bytea PRIMARY KEY,
     account_id uuid NOT NULL REFERENCES {s}.accounts (account_id) ON DELETE CASCADE,
@@ -125,10 +142,27 @@ class Account:
     username: str
     display_name: str
     role: str
-    password_hash: str
+    password_hash: str | None  # None: signs in through the identity provider only
     failed_logins: int
     locked_until: datetime | None
     disabled: bool
+    oidc_subject: str | None = None
+    last_sign_in: datetime | None = None
+
+    @property
+    def signs_in_with(self) -> str:
+        return "identity provider" if self.oidc_subject else "password"
+
+
+@dataclass(frozen=True)
+class AccountAction:
+    """Who changed an account, when, and how (the admin page's log)."""
+
+    username: str
+    actor: str
+    action: str
+    detail: dict[str, Any]
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -213,21 +247,154 @@ class ConsoleStore:
     # --- people ------------------------------------------------------------------------------
 
     async def add_account(
-        self, *, tenant: str, username: str, display_name: str, role: str, password_hash: str
-    ) -> uuid.UUID:
+        self,
+        *,
+        tenant: str,
+        username: str,
+        display_name: str,
+        role: str,
+        password_hash: str | None,
+        oidc_subject: str | None = None,
+        actor: Account | None = None,
+    ) -> uuid.UUID | None:
+        """A new account; None when the tenant has that user name (or IdP subject) already.
+        With `actor` (an administrator), the addition is logged as theirs."""
         account_id = uuid.uuid4()
-        await self.pool.execute(
-            f"INSERT INTO {self.s}.accounts"
-            " (account_id, tenant_id, username, display_name, role, password_hash)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
-            account_id,
-            tenant,
-            username,
-            display_name,
-            role,
-            password_hash,
-        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"INSERT INTO {self.s}.accounts (account_id, tenant_id, username, display_name,"
+                " role, password_hash, oidc_subject) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                " ON CONFLICT DO NOTHING RETURNING account_id",
+                account_id,
+                tenant,
+                username,
+                display_name,
+                role,
+                password_hash,
+                oidc_subject,
+            )
+            if row is None:
+                return None
+            if actor is not None:
+                await self._account_act(conn, tenant, account_id, actor, "add", {"role": role})
         return account_id
+
+    async def account_by_id(self, tenant: str, account_id: uuid.UUID) -> Account | None:
+        row = await self.pool.fetchrow(
+            f"SELECT * FROM {self.s}.accounts WHERE tenant_id = $1 AND account_id = $2",
+            tenant,
+            account_id,
+        )
+        return _account(row) if row else None
+
+    async def account_by_subject(self, tenant: str, subject: str) -> Account | None:
+        row = await self.pool.fetchrow(
+            f"SELECT * FROM {self.s}.accounts WHERE tenant_id = $1 AND oidc_subject = $2",
+            tenant,
+            subject,
+        )
+        return _account(row) if row else None
+
+    async def update_from_idp(
+        self, account_id: uuid.UUID, *, role: str, display_name: str
+    ) -> Account:
+        """The role and name the identity provider gives at this sign-in; a changed role is
+        logged with the IdP as its actor."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            before = await conn.fetchrow(
+                f"SELECT role FROM {self.s}.accounts WHERE account_id = $1 FOR UPDATE",
+                account_id,
+            )
+            row = await conn.fetchrow(
+                f"UPDATE {self.s}.accounts SET role = $2, display_name = $3"
+                " WHERE account_id = $1 RETURNING *",
+                account_id,
+                role,
+                display_name,
+            )
+            if before["role"] != role:
+                await conn.execute(
+                    f"INSERT INTO {self.s}.account_actions (tenant_id, account_id, actor_id,"
+                    " actor, action, detail) VALUES ($1, $2, NULL, 'identity provider',"
+                    " 'role', $3::jsonb)",
+                    row["tenant_id"],
+                    account_id,
+                    json.dumps({"from": before["role"], "to": role}),
+                )
+        return _account(row)
+
+    async def set_role(self, tenant: str, account_id: uuid.UUID, role: str, actor: Account) -> bool:
+        async with self.pool.acquire() as conn, conn.transaction():
+            before = await conn.fetchval(
+                f"SELECT role FROM {self.s}.accounts WHERE tenant_id = $1 AND account_id = $2"
+                " FOR UPDATE",
+                tenant,
+                account_id,
+            )
+            if before is None:
+                return False
+            await conn.execute(
+                f"UPDATE {self.s}.accounts SET role = $2 WHERE account_id = $1", account_id, role
+            )
+            await self._account_act(
+                conn, tenant, account_id, actor, "role", {"from": before, "to": role}
+            )
+            return True
+
+    async def set_disabled(
+        self, tenant: str, account_id: uuid.UUID, disabled: bool, actor: Account
+    ) -> bool:
+        """Disable (ending every session of the account) or enable it again."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            done = await conn.execute(
+                f"UPDATE {self.s}.accounts SET disabled = $3"
+                " WHERE tenant_id = $1 AND account_id = $2",
+                tenant,
+                account_id,
+                disabled,
+            )
+            if not done.endswith(" 1"):
+                return False
+            if disabled:
+                await conn.execute(
+                    f"DELETE FROM {self.s}.sessions WHERE account_id = $1", account_id
+                )
+            action = "disable" if disabled else "enable"
+            await self._account_act(conn, tenant, account_id, actor, action, {})
+            return True
+
+    async def account_actions(self, tenant: str, limit: int = 50) -> list[AccountAction]:
+        rows = await self.pool.fetch(
+            f"SELECT a.username, x.actor, x.action, x.detail, x.at"
+            f" FROM {self.s}.account_actions x JOIN {self.s}.accounts a USING (account_id)"
+            " WHERE x.tenant_id = $1 ORDER BY x.at DESC, x.action_id DESC LIMIT $2",
+            tenant,
+            limit,
+        )
+        return [
+            AccountAction(r["username"], r["actor"], r["action"], json.loads(r["detail"]), r["at"])
+            for r in rows
+        ]
+
+    async def _account_act(
+        self,
+        conn: asyncpg.Connection,
+        tenant: str,
+        account_id: uuid.UUID,
+        actor: Account,
+        action: str,
+        detail: dict[str, Any],
+    ) -> None:
+        await conn.execute(
+            f"INSERT INTO {self.s}.account_actions (tenant_id, account_id, actor_id, actor,"
+            " action, detail) VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
+            tenant,
+            account_id,
+            actor.account_id,
+            actor.username,
+            action,
+            json.dumps(detail),
+        )
 
     async def account(self, tenant: str, username: str) -> Account | None:
         row = await self.pool.fetchrow(
@@ -260,19 +427,27 @@ class ConsoleStore:
 
     async def record_login(self, account_id: uuid.UUID) -> None:
         await self.pool.execute(
-            f"UPDATE {self.s}.accounts SET failed_logins = 0, locked_until = NULL"
-            " WHERE account_id = $1",
+            f"UPDATE {self.s}.accounts SET failed_logins = 0, locked_until = NULL,"
+            " last_sign_in = now() WHERE account_id = $1",
             account_id,
         )
 
-    async def unlock(self, tenant: str, account_id: uuid.UUID) -> bool:
-        done = await self.pool.execute(
-            f"UPDATE {self.s}.accounts SET failed_logins = 0, locked_until = NULL"
-            " WHERE account_id = $1 AND tenant_id = $2",
-            account_id,
-            tenant,
-        )
-        return bool(done.endswith(" 1"))
+    async def unlock(
+        self, tenant: str, account_id: uuid.UUID, actor: Account | None = None
+    ) -> bool:
+        """Clear the failed sign-ins; with `actor` (an administrator), logged as theirs."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            done = await conn.execute(
+                f"UPDATE {self.s}.accounts SET failed_logins = 0, locked_until = NULL"
+                " WHERE account_id = $1 AND tenant_id = $2",
+                account_id,
+                tenant,
+            )
+            if not done.endswith(" 1"):
+                return False
+            if actor is not None:
+                await self._account_act(conn, tenant, account_id, actor, "unlock", {})
+            return True
 
     async def set_password(self, account_id: uuid.UUID, password_hash: str) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -836,6 +1011,8 @@ def _account(row: Any) -> Account:
         failed_logins=row["failed_logins"],
         locked_until=row["locked_until"],
         disabled=row["disabled"],
+        oidc_subject=row["oidc_subject"],
+        last_sign_in=row["last_sign_in"],
     )
 
 
