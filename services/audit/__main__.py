@@ -1,5 +1,5 @@
-"""Audit service: `python -m services.audit` (or `... run`) consumes; `migrate`, `verify`,
-`lookup`, `retention` maintain.
+"""Audit service: `python -m services.audit` (or `... run`) consumes and serves the trail
+contract (gRPC, alama.audit.v1.AuditService); `migrate`, `verify`, `lookup`, `retention` maintain.
 (A member's erasure arrives as a MemberErasureRequested event, services.audit.erasures.)
 
 `run`, `verify` and `lookup` log in as the writer (INSERT and SELECT only); `migrate` and
@@ -23,8 +23,10 @@ from rich.table import Table
 from services.audit.anchors import AnchorReport, verify_with_anchors
 from services.audit.consumer import run_consumer
 from services.audit.erasures import AuditErasures
+from services.audit.server import start_server
 from services.audit.settings import AuditSettings
 from services.audit.store import AuditStore, RetentionRefused
+from services.audit.trail import TrailReader
 from services.common.cli import service_cli
 from services.common.logs import configure_logging
 from services.common.postgres import create_pool
@@ -66,7 +68,8 @@ def _settings() -> AuditSettings:
 
 
 def run() -> None:
-    """Consume the pipeline topics and append every event to the chain until SIGTERM/SIGINT."""
+    """Consume the pipeline topics and append every event to the chain, and serve applications'
+    trails over gRPC, until SIGTERM/SIGINT."""
     settings = _settings()
     setup_tracing(settings)
     start_metrics(settings)
@@ -78,7 +81,26 @@ def run() -> None:
             async def with_owner(owner: AuditStore) -> None:  # members' erasures delete as owner
                 await run_consumer(settings, store, stop, erasures=AuditErasures(settings, owner))
 
-            await _with_store(settings, Login.OWNER, with_owner)
+            reader = TrailReader(
+                store,
+                settings.anchor_file,
+                max_rows=settings.trail_max_rows,
+                reverify_after=timedelta(seconds=settings.trail_reverify_seconds),
+            )
+            grpc_server = await start_server(
+                reader, host=settings.grpc_host, port=settings.grpc_port
+            )
+
+            async def not_serving_on_stop() -> None:
+                await stop.wait()
+                await grpc_server.not_serving()
+
+            watcher = asyncio.create_task(not_serving_on_stop())
+            try:
+                await _with_store(settings, Login.OWNER, with_owner)
+            finally:  # in-flight trails finish within the grace period
+                watcher.cancel()
+                await grpc_server.stop(settings.shutdown_grace_seconds)
 
         await _with_store(settings, Login.WRITER, main)
 

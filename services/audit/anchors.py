@@ -118,6 +118,22 @@ class AnchorFile:
             handle.flush()
             os.fsync(handle.fileno())
 
+    def newest(self, tail_bytes: int = 64 * 1024) -> AnchorRecord | None:
+        """The last anchor in the file, read from its end (the file grows with every head: a
+        request should not read all of it). None when there is none; its seal is not checked."""
+        if not self.path.exists():
+            return None
+        with self.path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - tail_bytes))
+            tail = handle.read().decode("utf-8", errors="replace")
+        for line in reversed(tail.splitlines()):
+            try:
+                return AnchorRecord.from_json(line)
+            except AnchorFormatError:
+                continue  # blank, cut at the tail's start, or edited: `verify` reports those
+        return None
+
     def read(self) -> tuple[list[AnchorRecord], list[str]]:
         """The anchors in the order written, and a problem for each line that is not one."""
         if not self.path.exists():

@@ -380,16 +380,19 @@ class ChainVerifier:
         maintenance: Iterable[ChainRow] = (),
         *,
         unsealed_from: ChainHead | None = None,
+        after: ChainHead | None = None,
     ) -> None:
         """`unsealed_from`: check only that rows chain on from there, seals not required (what
-        adoption checks before it vouches for a chain written before sealing)."""
+        adoption checks before it vouches for a chain written before sealing). `after`: go on
+        from a row already verified (or stored, for one record and its neighbours), seals
+        required as usual: the audit trail checks a window, or the rest of the chain."""
         self.key = key
         events = [parse_maintenance(row) for row in maintenance]
         self.retentions = [e for e in events if isinstance(e, RetentionApplied)]
         self.adoptions = [e for e in events if isinstance(e, UnsealedChainAdopted)]
         self.unsealed_through = max((a.through.seq for a in self.adoptions), default=0)
-        self.start: ChainHead | None = unsealed_from
-        self.expected = unsealed_from or ChainHead()
+        self.start: ChainHead | None = unsealed_from or after
+        self.expected = self.start or ChainHead()
         if unsealed_from is not None:
             self.unsealed_through = 2**63 - 1
         self.rows_checked = 0

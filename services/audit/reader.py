@@ -66,15 +66,21 @@ class AuditReader:
         finally:
             await conn.close()
 
-    async def events(self, prefix: str, topic: str | None = None) -> list[AuditedEvent]:
+    async def events(
+        self, prefix: str, topic: str | None = None, *, tenant: str | None = None
+    ) -> list[AuditedEvent]:
         """Every audited event about the applications whose id starts with `prefix` (of one
-        topic when given), in chain order."""
+        topic, of one tenant when given: application ids are each tenant's own), in chain
+        order."""
         records = await self.db.fetch(
             "SELECT seq, topic, application_id, event_id, trace_id, occurred_at, recorded_at"
             f" FROM {self.events_table}"
-            " WHERE application_id LIKE $1 AND ($2::text IS NULL OR topic = $2) ORDER BY seq",
+            " WHERE application_id LIKE $1 AND ($2::text IS NULL OR topic = $2)"
+            "   AND ($3::text IS NULL OR coalesce(payload_doc->>'tenant_id', '') = $3)"
+            " ORDER BY seq",
             _starting_with(prefix),
             topic,
+            tenant,
         )
         return [AuditedEvent(**dict(r)) for r in records]
 

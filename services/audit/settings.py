@@ -51,6 +51,20 @@ class AuditSettings(ConsumerSettings):
         default="audit", description="PostgreSQL schema of the audit tables (tests use a fresh one)"
     )
     consumer_group: str = "audit"
+    # the read contract (alama.audit.v1.AuditService: an application's trail, verified)
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = service_port(50053)
+    trail_max_rows: int = Field(
+        default=50_000,
+        ge=1,
+        description="chain rows one trail request verifies at most beyond its checkpoint; a"
+        " longer way says it verified only the application's records and their neighbours",
+    )
+    trail_reverify_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="a full verification this old is started again from the chain's start",
+    )
     max_batch: int = Field(default=500, ge=1, description="events appended in one transaction")
     # off the synchronous path: batches of events per transaction
     consumer_fetch_min_bytes: int = Field(default=65536, ge=1)

@@ -171,6 +171,32 @@ def _utc_now() -> datetime:
 
 
 @dataclass(frozen=True)
+class CheckedRecord:
+    """One record of an application's trail and what the verifier found for it."""
+
+    row: ChainRow
+    problem: str  # '' when it recomputes, links to the stored row before it and is sealed
+    next_problem: str  # '' when the next stored row links to it (or there is none)
+
+    @property
+    def verified(self) -> bool:
+        return not self.problem
+
+
+@dataclass(frozen=True)
+class Trail:
+    """An application's records, each checked with its neighbours, and how far the chain
+    before them was verified in the same snapshot."""
+
+    records: list[CheckedRecord]
+    start_seq: int  # the first stored row
+    head_seq: int  # the last stored row
+    chain: VerifyResult  # rows after `resumed_from` (or from the start) through `chain.head`
+    resumed_from: ChainHead | None  # None: verified from the chain's start
+    complete: bool  # the verification reached the application's last record (or broke)
+
+
+@dataclass(frozen=True)
 class AuditRecord:
     """A row as lookup returns it, with personal values while they are not erased."""
 
@@ -389,19 +415,131 @@ class AuditStore:
             self.pool.acquire() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
-            maintenance = await conn.fetch(
-                f"SELECT {ROW_COLUMNS} FROM {self.events}"
-                " WHERE payload_type = ANY($1::text[]) ORDER BY seq",
-                list(MAINTENANCE_PAYLOAD_TYPES),
+            return await self._verify(conn, await self._maintenance(conn), batch=batch)
+
+    async def _maintenance(self, conn: asyncpg.Connection) -> list[ChainRow]:
+        records = await conn.fetch(
+            f"SELECT {ROW_COLUMNS} FROM {self.events}"
+            " WHERE payload_type = ANY($1::text[]) ORDER BY seq",
+            list(MAINTENANCE_PAYLOAD_TYPES),
+        )
+        return [_row(r) for r in records]
+
+    async def _verify(
+        self,
+        conn: asyncpg.Connection,
+        maintenance: list[ChainRow],
+        *,
+        after: ChainHead | None = None,
+        through: int | None = None,
+        batch: int = 1000,
+    ) -> VerifyResult:
+        """The verifier over rows after `after` (the chain's start when None) through `through`
+        (the head when None); the caller holds the snapshot."""
+        verifier = ChainVerifier(self.mac_key, maintenance, after=after)
+        cursor = conn.cursor(
+            f"SELECT {ROW_COLUMNS} FROM {self.events}"
+            " WHERE seq > $1 AND ($2::bigint IS NULL OR seq <= $2) ORDER BY seq",
+            after.seq if after is not None else -1,
+            through,
+            prefetch=batch,
+        )
+        async for record in cursor:
+            if not verifier.check(_row(record)):
+                break
+        return verifier.result()
+
+    async def trail(
+        self,
+        application_id: str,
+        tenant: str | None,
+        *,
+        after: ChainHead | None = None,
+        max_rows: int = 50_000,
+    ) -> Trail | None:
+        """An application's records within a tenant (`tenant` None: any tenant's), in chain
+        order, each verified with its neighbours; and, in the same snapshot, the chain from
+        `after` (a head verified before; ignored once pruned away) or its start on toward the
+        application's last record, at most `max_rows` rows of it. None when the tenant has no
+        record of the application."""
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            rows = [
+                _row(r)
+                for r in await conn.fetch(
+                    f"SELECT {ROW_COLUMNS} FROM {self.events} WHERE application_id = $1"
+                    " AND ($2::text IS NULL OR coalesce(payload_doc->>'tenant_id', '') = $2)"
+                    " ORDER BY seq",
+                    application_id,
+                    tenant,
+                )
+            ]
+            if not rows:
+                return None
+            bounds = await conn.fetchrow(
+                f"SELECT min(seq) AS first, max(seq) AS last FROM {self.events}"
             )
-            verifier = ChainVerifier(self.mac_key, [_row(r) for r in maintenance])
-            cursor = conn.cursor(
-                f"SELECT {ROW_COLUMNS} FROM {self.events} ORDER BY seq", prefetch=batch
+            maintenance = await self._maintenance(conn)
+            records = [await self._checked(conn, row, maintenance) for row in rows]
+            if after is not None and after.seq < bounds["first"] - 1:
+                after = None  # pruned under retention since: verify from the new start
+            target = rows[-1].seq
+            done = after.seq if after is not None else bounds["first"] - 1
+            through = min(target, done + max_rows)
+            if after is not None and after.seq >= target:
+                chain = await self._still_there(conn, after)
+            else:
+                chain = await self._verify(conn, maintenance, after=after, through=through)
+        return Trail(
+            records=records,
+            start_seq=bounds["first"],
+            head_seq=bounds["last"],
+            chain=chain,
+            resumed_from=after,
+            complete=not chain.ok or through >= target,
+        )
+
+    async def _checked(
+        self, conn: asyncpg.Connection, row: ChainRow, maintenance: list[ChainRow]
+    ) -> CheckedRecord:
+        """`row` through the verifier after the stored row before it, then the row after it."""
+        before = await conn.fetchrow(
+            f"SELECT seq, row_hash FROM {self.events} WHERE seq < $1 ORDER BY seq DESC LIMIT 1",
+            row.seq,
+        )
+        following = await conn.fetchrow(
+            f"SELECT {ROW_COLUMNS} FROM {self.events} WHERE seq > $1 ORDER BY seq LIMIT 1",
+            row.seq,
+        )
+        # no row before it: it must be allowed to start the chain (genesis or a retention)
+        after = None if before is None else ChainHead(before["seq"], before["row_hash"])
+        verifier = ChainVerifier(self.mac_key, maintenance, after=after)
+        problem = "" if verifier.check(row) else verifier.result().reason
+        next_problem = ""
+        if following is not None:
+            successor = ChainVerifier(
+                self.mac_key, maintenance, after=ChainHead(row.seq, row.row_hash)
             )
-            async for record in cursor:
-                if not verifier.check(_row(record)):
-                    break
-            return verifier.result()
+            if not successor.check(_row(following)):
+                next_problem = f"seq {following['seq']}: {successor.result().reason}"
+        return CheckedRecord(row, problem, next_problem)
+
+    async def _still_there(self, conn: asyncpg.Connection, head: ChainHead) -> VerifyResult:
+        """A head verified before, when nothing after it needs verifying: is it still stored
+        with that hash?"""
+        stored = await conn.fetchval(f"SELECT row_hash FROM {self.events} WHERE seq = $1", head.seq)
+        if stored == head.row_hash:
+            return VerifyResult(True, 0, start=head, head=head)
+        return VerifyResult(
+            False,
+            0,
+            head.seq,
+            "the row no longer holds the hash an earlier verification saw (rewritten or deleted)",
+            start=head,
+            head=head,
+        )
 
     async def row_hashes(self, seqs: Collection[int]) -> Mapping[int, str]:
         """The stored hash of each of these rows that exists."""

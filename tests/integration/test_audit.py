@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import grpc
 import pytest
 from google.protobuf.message import Message
 from opentelemetry import trace
@@ -53,6 +54,7 @@ from services.audit.chain import (
 )
 from services.audit.consumer import build_consumer, run_consumer
 from services.audit.reader import AuditReader
+from services.audit.server import start_server
 from services.audit.settings import AuditSettings
 from services.audit.store import (
     ROW_COLUMNS,
@@ -61,9 +63,11 @@ from services.audit.store import (
     MigrationError,
     RetentionRefused,
 )
+from services.audit.trail import TrailReader
 from services.common.envelope import decode, encode, wrap
 from services.common.kafka import create_producer, publish
 from services.common.postgres import create_pool
+from services.common.protos.alama.audit.v1 import audit_pb2, audit_pb2_grpc
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, DecisionBand
 from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
@@ -106,6 +110,7 @@ class AuditFixture:
             "ALAMA_POSTGRES_DSN": self.settings.infra.postgres_dsn,
             "ALAMA_KAFKA_BOOTSTRAP": self.settings.infra.kafka_bootstrap,
             "ALAMA_AUDIT_METRICS_PORT": "0",
+            "ALAMA_AUDIT_GRPC_PORT": "0",
             "ALAMA_AUDIT_ANCHOR_TOPIC": self.settings.anchor_topic,
         }
 
@@ -159,7 +164,7 @@ def metric(name: str) -> float:
     return REGISTRY.get_sample_value(name) or 0.0
 
 
-def application_events(app: str, member: str) -> list[EventEnvelope]:
+def application_events(app: str, member: str, tenant: str = "") -> list[EventEnvelope]:
     """One application's life: submission, decision, explanation and a review."""
     return [
         wrap(
@@ -169,6 +174,7 @@ def application_events(app: str, member: str) -> list[EventEnvelope]:
                 national_id_hash=f"nid-{member}",
                 amount_kes=30_000.0,
                 term_months=12,
+                tenant_id=tenant,
             ),
             producer="core-banking",
             subject=app,
@@ -181,12 +187,15 @@ def application_events(app: str, member: str) -> list[EventEnvelope]:
                 score=610,
                 band=DecisionBand.DECISION_BAND_REVIEW,
                 features={"deposit_months": 18.0},
+                tenant_id=tenant,
             ),
             producer="scoring",
             subject=app,
         ),
         wrap(
-            CreditExplanation(decision_id=f"d-{app}", application_id=app, model_version="v1"),
+            CreditExplanation(
+                decision_id=f"d-{app}", application_id=app, model_version="v1", tenant_id=tenant
+            ),
             producer="explanation",
             subject=app,
         ),
@@ -199,6 +208,7 @@ def application_events(app: str, member: str) -> list[EventEnvelope]:
                 original_band=DecisionBand.DECISION_BAND_REVIEW,
                 final_band=DecisionBand.DECISION_BAND_APPROVE,
                 justification="guarantors confirmed",
+                tenant_id=tenant,
             ),
             producer="gateway",
             subject=app,
@@ -838,3 +848,86 @@ async def test_the_reader_answers_about_a_run_with_the_shared_login(
         assert len(await reader.decision_latencies_ms(prefix)) == 2
         with pytest.raises(asyncpg.InsufficientPrivilegeError):  # never the personal data
             await reader.db.fetch(f"SELECT * FROM {audit.settings.db_schema}.personal_data")
+
+
+# ------------------------------------------------------------------ the trail contract (gRPC)
+
+
+async def test_the_trail_contract_serves_an_application_verified_within_its_tenant_only(
+    audit: AuditFixture,
+) -> None:
+    """GetTrail on the real store: the application's events in chain order, each verified, the
+    chain verified through them and the newest anchor; another tenant's application is
+    NOT_FOUND; a payload rewritten in SQL is reported broken at that record, both by the
+    record's own check and, from the chain's start, by the chain's."""
+    run = uuid.uuid4().hex[:8]
+    app, other = f"trail-{run}", f"trail-other-{run}"
+    envelopes = [
+        *application_events(f"before-{run}", f"m-before-{run}", "sacco-a"),
+        *application_events(app, f"m-{run}", "sacco-a"),
+        *application_events(app, f"m-b-{run}", "sacco-b"),  # ids are each tenant's own
+        *application_events(other, f"m-other-{run}", "sacco-b"),
+    ]
+    await audit.store.append([draft_from_event(decode(encode(e)), "topic") for e in envelopes])
+    head = await audit.store.head()
+    AnchorFile(audit.settings.anchor_file).append(
+        seal_anchor(audit.settings.mac_key_bytes, audit.settings.db_schema, head, datetime.now(UTC))
+    )
+    reader = TrailReader(audit.store, audit.settings.anchor_file)
+    server = await start_server(reader, host="127.0.0.1", port=0)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    stub = audit_pb2_grpc.AuditServiceStub(channel)
+
+    async def trail(tenant: str, application: str = app) -> audit_pb2.GetTrailResponse:
+        request = audit_pb2.GetTrailRequest(tenant_id=tenant, application_id=application)
+        response: audit_pb2.GetTrailResponse = await stub.GetTrail(request, timeout=10)
+        return response
+
+    try:
+        mine = await trail("sacco-a")
+        assert [e.seq for e in mine.events] == [5, 6, 7, 8]
+        assert [e.payload_type for e in mine.events] == [k.DESCRIPTOR.full_name for k in KINDS]
+        assert all(e.check.verified and not e.check.next_problem for e in mine.events), mine
+        assert mine.events[1].prev_hash == mine.events[0].row_hash
+        assert f"m-{run}" not in mine.events[0].payload_json  # a commitment, as stored
+        assert "sha256:" in mine.events[0].payload_json
+        assert mine.events[0].occurred_at.ToDatetime() <= mine.events[0].recorded_at.ToDatetime()
+        chain = mine.chain
+        assert chain.scope == audit_pb2.VERIFICATION_SCOPE_CHAIN and chain.ok, chain
+        assert (chain.start_seq, chain.head_seq, chain.verified_through_seq) == (1, 16, 8)
+        assert chain.latest_anchor.seq == 16 and chain.latest_anchor.sealed
+        assert chain.latest_anchor.matches_chain
+
+        theirs = await trail("sacco-b")
+        assert [e.seq for e in theirs.events] == [9, 10, 11, 12]
+        assert theirs.chain.verified_through_seq == 12  # went on from the checkpoint
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await trail("sacco-a", other)
+        assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+        assert len((await trail("", other)).events) == 4  # an internal caller sees every tenant
+
+        # Too long a way from the checkpoint: only the records are verified, and it says so.
+        short = TrailReader(audit.store, audit.settings.anchor_file, max_rows=2)
+        partial = await short.trail(app, "sacco-a")
+        assert partial is not None and not partial.chain_verified
+        assert partial.verified_through is not None and partial.verified_through.head.seq == 2
+
+        # Someone with the owner's login rewrites the decision's payload in SQL.
+        await owner_without_trigger(
+            audit,
+            f"UPDATE {audit.store.events} SET payload = replace(payload, '610', '810')"
+            " WHERE seq = 6",
+        )
+        broken = await trail("sacco-a")  # the server's checkpoint is past it: the record says
+        assert [e.check.verified for e in broken.events] == [True, False, True, True]
+        assert "altered" in broken.events[1].check.problem
+        assert not broken.chain.ok and broken.chain.first_broken_seq == 6, broken.chain
+        reader.checkpoint = None  # and verified from the chain's start, the chain says so too
+        again = await trail("sacco-a")
+        assert again.chain.scope == audit_pb2.VERIFICATION_SCOPE_CHAIN
+        assert (again.chain.ok, again.chain.first_broken_seq) == (False, 6)
+        assert "altered" in again.chain.reason and again.chain.verified_through_seq == 5
+        assert again.chain.latest_anchor.matches_chain  # the stored hashes were left alone
+    finally:
+        await channel.close()
+        await server.stop(None)
