@@ -26,7 +26,7 @@ from starlette.middleware.base import BaseHTTPMiddleware
 
 from services.console.metrics import QUEUE_BREACHING, QUEUE_OLDEST_SECONDS, QUEUE_OPEN
 from services.console.review import ReviewRefused
-from services.console.routes import decisions, oversight, review, signin
+from services.console.routes import admin, decisions, oidc, oversight, review, signin
 from services.console.settings import ConsoleSettings
 from services.console.web import HERE, Console, SignInRequired, page, session_of
 
@@ -36,7 +36,14 @@ CSP = (
     " connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none';"
     " object-src 'none'"
 )
-ROUTERS = (signin.router, review.router, decisions.router, oversight.router)
+ROUTERS = (
+    signin.router,
+    oidc.router,
+    review.router,
+    decisions.router,
+    oversight.router,
+    admin.router,
+)
 
 
 class SecurityHeaders(BaseHTTPMiddleware):
