@@ -26,7 +26,7 @@ from starlette.middleware.base import BaseHTTPMiddleware
 
 from services.console.metrics import QUEUE_BREACHING, QUEUE_OLDEST_SECONDS, QUEUE_OPEN
 from services.console.review import ReviewRefused
-from services.console.routes import admin, decisions, oidc, oversight, review, signin
+from services.console.routes import admin, decisions, oidc, oversight, review, signin, trail
 from services.console.settings import ConsoleSettings
 from services.console.web import HERE, Console, SignInRequired, page, session_of
 
@@ -43,6 +43,7 @@ ROUTERS = (
     decisions.router,
     oversight.router,
     admin.router,
+    trail.router,
 )
 
 

@@ -47,6 +47,11 @@ class ConsoleSettings(ConsumerSettings):
         description="the explanation service's gRPC address (a decision's SHAP and attention)",
     )
     explanation_timeout_seconds: float = Field(default=2.0, gt=0)
+    audit_target: str = Field(
+        default=f"127.0.0.1:{service_port(50053)}",
+        description="the audit service's gRPC address (an application's trail, verified);"
+        " empty: no trail page",
+    )
     drift_metrics_url: str = Field(
         default=f"http://127.0.0.1:{service_port(9106)}/metrics",
         description="the drift service's metrics endpoint (its PSI gauges); empty: none",

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from services.common.vocabulary import BANDS, CHANNELS, PRODUCTS, REVIEW_KINDS
+from services.console.audit_trail import AuditTrailReader
 from services.console.explanations import ExplanationReader
 from services.console.people import ROLE_NAMES, SESSION_COOKIE, People, Role, csrf_ok
 from services.console.review import REASON_CODES, ReviewDesk, ReviewRefused
@@ -57,6 +58,7 @@ class Console:
     desk: ReviewDesk
     explanations: ExplanationReader | None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    trail: AuditTrailReader | None = None
 
 
 class SignInRequired(Exception):

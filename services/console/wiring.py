@@ -11,6 +11,7 @@ from services.common.member_rights import tenant_member_ref
 from services.common.postgres import create_pool
 from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 from services.console.app import Console
+from services.console.audit_trail import AuditTrailReader
 from services.console.consumer import build_consumer
 from services.console.explanations import ExplanationReader
 from services.console.people import People
@@ -62,11 +63,14 @@ async def build_console(settings: ConsoleSettings) -> Console:
         producer, settings.review_outcomes_topic, settings.publish_timeout_seconds
     )
     appeals = EventSender(producer, settings.appeals_topic, settings.publish_timeout_seconds)
+    trail = AuditTrailReader(settings.audit_target) if settings.audit_target else None
     return Console(
         settings=settings,
         store=store,
         people=People(store, settings),
         desk=ReviewDesk(store, settings, outcomes, appeals),
         explanations=explanations,
-        closers=[store.pool.close, producer.stop, stop_consumer, explanations.close],
+        closers=[store.pool.close, producer.stop, stop_consumer, explanations.close]
+        + ([trail.close] if trail else []),
+        trail=trail,
     )
