@@ -135,8 +135,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ),
     ServiceSpec(
         "audit",
-        _metrics_probe("ALAMA_AUDIT_METRICS_PORT", 9105),
-        ports={"ALAMA_AUDIT_METRICS_PORT": 9105},
+        _grpc_probe("ALAMA_AUDIT_GRPC_PORT", 50053),
+        ports={"ALAMA_AUDIT_GRPC_PORT": 50053, "ALAMA_AUDIT_METRICS_PORT": 9105},
     ),
     ServiceSpec("drift", _metrics_probe("ALAMA_DRIFT_METRICS_PORT", 9106)),
     ServiceSpec(

@@ -32,7 +32,7 @@ from services.common.topics import (
 
 CHARTS = Path(__file__).resolve().parents[3] / "charts"
 SERVICES = ("gateway", "scoring", "explanation", "feature-store", "audit", "drift", "console")
-GRPC_PORTS = {"scoring": 50051, "explanation": 50052}
+GRPC_PORTS = {"scoring": 50051, "explanation": 50052, "audit": 50053}
 METRICS_PORTS = {
     "gateway": 9101,  # its operator port: /metrics and the API docs, off the public http port
     "scoring": 9103,
@@ -45,7 +45,11 @@ METRICS_PORTS = {
 #: the services whose metrics are on a service port, not a port named "metrics" of their own
 METRICS_PORT_NAMES = {"console": "http"}
 #: who may call each gRPC service
-GRPC_CALLERS = {"scoring": ["gateway"], "explanation": ["gateway", "console"]}
+GRPC_CALLERS = {
+    "scoring": ["gateway"],
+    "explanation": ["gateway", "console"],
+    "audit": ["console"],  # applications' audit trails
+}
 #: who besides the monitoring namespace reads a service's metrics port
 METRICS_READERS = {"drift": ("console",)}
 WITH_HPA = {"gateway", "scoring", "explanation", "audit", "console"}
@@ -233,8 +237,6 @@ def test_grpc_services_are_probed_natively(manifests: list[Manifest]) -> None:
     console = deployments["console"]["spec"]["template"]["spec"]["containers"][0]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert console[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
-    audit = deployments["audit"]["spec"]["template"]["spec"]["containers"][0]
-    assert audit["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
     for name in ("feature-store", "drift"):
         # Faust workers: /livez fails for a stalled agent, while the metrics thread answers
         worker = deployments[name]["spec"]["template"]["spec"]["containers"][0]
@@ -287,10 +289,11 @@ def test_console_reads_drifts_psi_from_its_metrics_port(manifests: list[Manifest
 def test_console_reaches_explanation_by_its_service_name(manifests: list[Manifest]) -> None:
     config = of_kind(manifests, "ConfigMap")["console"]["data"]
     services = {s["metadata"]["name"]: s for s in manifests if s["kind"] == "Service"}
-    host, port = config["ALAMA_CONSOLE_EXPLANATION_TARGET"].split(":")
-    assert host == f"{RELEASE}-explanation"
-    assert int(port) == GRPC_PORTS["explanation"]
-    assert int(port) in {p["port"] for p in services[host]["spec"]["ports"]}
+    for key, name in (("EXPLANATION", "explanation"), ("AUDIT", "audit")):
+        host, port = config[f"ALAMA_CONSOLE_{key}_TARGET"].split(":")
+        assert host == f"{RELEASE}-{name}"
+        assert int(port) == GRPC_PORTS[name]
+        assert int(port) in {p["port"] for p in services[host]["spec"]["ports"]}
     assert config["ALAMA_CONSOLE_HOST"] == "0.0.0.0"
 
 
@@ -414,7 +417,7 @@ def test_network_policies(manifests: list[Manifest]) -> None:
     assert public["ports"] == [{"port": "http", "protocol": "TCP"}], "its http port only"
     assert operator["ports"] == [{"port": "metrics", "protocol": "TCP"}]
     assert "from" in operator, "metrics and the API docs only for the monitoring namespace"
-    for name in ("feature-store", "audit", "drift"):
+    for name in ("feature-store", "drift"):
         assert len(policies[name]["spec"]["ingress"]) == 1, f"{name}: only metrics comes in"
     # the console: staff's browsers (through the office network's proxy) on its one http port,
     # which also serves /metrics to the monitoring namespace

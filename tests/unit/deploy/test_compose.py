@@ -250,9 +250,10 @@ def test_services_reach_each_other_by_compose_name() -> None:
         assert host == key
         assert int(port) == service_settings_defaults(upstream)["grpc_port"]
     _, console = compose_service_of("console")
-    host, port = console["environment"]["ALAMA_CONSOLE_EXPLANATION_TARGET"].split(":")
-    assert host == compose_service_of("explanation")[0]
-    assert int(port) == service_settings_defaults("explanation")["grpc_port"]
+    for target, upstream in (("EXPLANATION", "explanation"), ("AUDIT", "audit")):
+        host, port = console["environment"][f"ALAMA_CONSOLE_{target}_TARGET"].split(":")
+        assert host == compose_service_of(upstream)[0]
+        assert int(port) == service_settings_defaults(upstream)["grpc_port"]
 
 
 def test_topics_job_runs_the_declared_topic_list() -> None:
