@@ -53,6 +53,7 @@ class FetchedTrail:
     events: list[TrailEvent]
     verdict: ChainVerdict | None
     missing: str | None = None  # why there is no trail, for the page
+    not_found: bool = False  # the tenant has no such application (not: the service is away)
 
 
 def _when(stamp: object) -> str:
@@ -152,7 +153,10 @@ class AuditTrailReader:
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 return FetchedTrail(
-                    [], None, "The audit chain holds no event of this application (yet)."
+                    [],
+                    None,
+                    "The audit chain holds no event of this application (yet).",
+                    not_found=True,
                 )
             log.warning("audit trail unavailable", extra={"code": exc.code().name})
             return FetchedTrail(

@@ -21,7 +21,7 @@ async def trail_page(request: Request, application_id: str) -> HTMLResponse:
         fetched = FetchedTrail([], None, "This console is not connected to the audit service.")
     else:
         fetched = await reader.trail(application_id, session.account.tenant_id)
-    status = 404 if fetched.missing and "holds no event" in fetched.missing else 200
+    status = 404 if fetched.not_found else 200
     return page(
         request,
         "trail.html",
