@@ -996,8 +996,9 @@ def write_outputs(run: TabularRun, out: Path) -> Path:
     try:
         bundle = _write_bundle(run, staging / "bundle")
         report = build_report(run, bundle)
-        (staging / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False))
-        (staging / "report.md").write_text(report_markdown(report), encoding="utf-8")
+        for folder in (staging, staging / "bundle"):  # the bundle carries its own report
+            (folder / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False))
+            (folder / "report.md").write_text(report_markdown(report), encoding="utf-8")
         staging.chmod(0o755)
         if out.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))

@@ -26,7 +26,16 @@ from starlette.middleware.base import BaseHTTPMiddleware
 
 from services.console.metrics import QUEUE_BREACHING, QUEUE_OLDEST_SECONDS, QUEUE_OPEN
 from services.console.review import ReviewRefused
-from services.console.routes import admin, decisions, oidc, oversight, review, signin, trail
+from services.console.routes import (
+    admin,
+    decisions,
+    model,
+    oidc,
+    oversight,
+    review,
+    signin,
+    trail,
+)
 from services.console.settings import ConsoleSettings
 from services.console.web import HERE, Console, SignInRequired, page, session_of
 
@@ -42,6 +51,7 @@ ROUTERS = (
     review.router,
     decisions.router,
     oversight.router,
+    model.router,
     admin.router,
     trail.router,
 )

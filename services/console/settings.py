@@ -47,6 +47,11 @@ class ConsoleSettings(ConsumerSettings):
         description="the explanation service's gRPC address (a decision's SHAP and attention)",
     )
     explanation_timeout_seconds: float = Field(default=2.0, gt=0)
+    scoring_target: str = Field(
+        default=f"127.0.0.1:{service_port(50051)}",
+        description="the scoring service's gRPC address (the serving model's metrics and card);"
+        " empty: no model page",
+    )
     audit_target: str = Field(
         default=f"127.0.0.1:{service_port(50053)}",
         description="the audit service's gRPC address (an application's trail, verified);"

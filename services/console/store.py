@@ -600,10 +600,13 @@ class ConsoleStore:
     ) -> bool | None:
         """A member's appeal puts the decision (back) in the queue as an appeal, its history
         kept. None when the console has not seen the decision; False when this appeal was
-        there already (a redelivery); True when the item (re)opened."""
+        there already (a redelivery); True when the item (re)opened. The decision's row is
+        locked first: the console applies its own appeal while its consumer may be applying the
+        same event read back from the topic, and only one of them may record it."""
         async with self.pool.acquire() as conn, conn.transaction():
             known = await conn.fetchval(
-                f"SELECT 1 FROM {self.s}.decisions WHERE tenant_id = $1 AND decision_id = $2",
+                f"SELECT 1 FROM {self.s}.decisions WHERE tenant_id = $1 AND decision_id = $2"
+                " FOR UPDATE",
                 tenant,
                 decision_id,
             )

@@ -18,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 from services.common.vocabulary import BANDS, CHANNELS, PRODUCTS, REVIEW_KINDS
 from services.console.audit_trail import AuditTrailReader
 from services.console.explanations import ExplanationReader
+from services.console.model_card import ModelReader
 from services.console.people import ROLE_NAMES, SESSION_COOKIE, People, Role, csrf_ok
 from services.console.review import REASON_CODES, ReviewDesk, ReviewRefused
 from services.console.settings import ConsoleSettings
@@ -58,6 +59,7 @@ class Console:
     desk: ReviewDesk
     explanations: ExplanationReader | None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    model: ModelReader | None = None
     trail: AuditTrailReader | None = None
 
 

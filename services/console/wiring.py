@@ -14,6 +14,7 @@ from services.console.app import Console
 from services.console.audit_trail import AuditTrailReader
 from services.console.consumer import build_consumer
 from services.console.explanations import ExplanationReader
+from services.console.model_card import ModelReader
 from services.console.people import People
 from services.console.review import EventSender, ReviewDesk
 from services.console.settings import ConsoleSettings
@@ -64,13 +65,20 @@ async def build_console(settings: ConsoleSettings) -> Console:
     )
     appeals = EventSender(producer, settings.appeals_topic, settings.publish_timeout_seconds)
     trail = AuditTrailReader(settings.audit_target) if settings.audit_target else None
+    model = (
+        ModelReader(settings.scoring_target, settings.explanation_timeout_seconds)
+        if settings.scoring_target
+        else None
+    )
     return Console(
         settings=settings,
         store=store,
         people=People(store, settings),
         desk=ReviewDesk(store, settings, outcomes, appeals),
         explanations=explanations,
+        model=model,
         closers=[store.pool.close, producer.stop, stop_consumer, explanations.close]
-        + ([trail.close] if trail else []),
+        + ([trail.close] if trail else [])
+        + ([model.close] if model else []),
         trail=trail,
     )

@@ -9,9 +9,14 @@ take it the caller gets UNAVAILABLE and retries into the same decision.
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
 
 import grpc
+from google.protobuf.struct_pb2 import Struct
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
@@ -25,6 +30,8 @@ from services.scoring.applications import Rejection, RejectionCode
 from services.scoring.batching import QueueFull, ScoreBatcher
 from services.scoring.publisher import DecisionPublisher, NotRecorded
 from services.scoring.scorer import Outcome, Scorer
+
+log = logging.getLogger(__name__)
 
 tracer = trace.get_tracer("alama.scoring")
 
@@ -53,26 +60,52 @@ def check_batch_size(applications: Sequence[LoanApplicationSubmitted], limit: in
         )
 
 
-def describe_model(model: ServedBundle) -> scoring_pb2.ModelDescription:
-    """What the serving model reads from an application: the gateway validates against it."""
+def describe_model(
+    model: ServedBundle, with_documents: bool = False
+) -> scoring_pb2.ModelDescription:
+    """What the serving model reads from an application (the gateway validates against it),
+    and when asked the bundle's training metrics and model card (the console's model page)."""
+    description = scoring_pb2.ModelDescription(model_version=model.version)
+    if with_documents:
+        metrics, card = _bundle_documents(model.path)
+        description.metrics.CopyFrom(metrics)
+        description.model_card_markdown = card
     if not isinstance(model, TabularBundle):
-        return scoring_pb2.ModelDescription(
-            model_version=model.version, inputs=scoring_pb2.MODEL_INPUTS_FEATURE_STORE
+        description.inputs = scoring_pb2.MODEL_INPUTS_FEATURE_STORE
+        return description
+    description.inputs = scoring_pb2.MODEL_INPUTS_ATTRIBUTES
+    description.attributes.extend(
+        scoring_pb2.Attribute(
+            name=c.column,
+            kind=scoring_pb2.ATTRIBUTE_KIND_NUMERIC
+            if c.kind == "numeric"
+            else scoring_pb2.ATTRIBUTE_KIND_CATEGORICAL,
+            levels=list(c.levels),
         )
-    return scoring_pb2.ModelDescription(
-        model_version=model.version,
-        inputs=scoring_pb2.MODEL_INPUTS_ATTRIBUTES,
-        attributes=[
-            scoring_pb2.Attribute(
-                name=c.column,
-                kind=scoring_pb2.ATTRIBUTE_KIND_NUMERIC
-                if c.kind == "numeric"
-                else scoring_pb2.ATTRIBUTE_KIND_CATEGORICAL,
-                levels=list(c.levels),
-            )
-            for c in model.encoding.columns
-        ],
+        for c in model.encoding.columns
     )
+    return description
+
+
+@lru_cache(maxsize=8)
+def _bundle_documents(folder: Path) -> tuple[Struct, str]:
+    """The bundle's metrics and model card, read once per bundle (a bundle folder never
+    changes: a new model is a new folder): `make train`'s metrics.json and model_card.md, or a
+    lender's own table's report.json and report.md; a missing or unreadable one is empty."""
+    metrics = Struct()
+    for name in ("metrics.json", "report.json"):
+        if (folder / name).is_file():
+            try:
+                metrics.update(json.loads((folder / name).read_text()))
+            except (OSError, ValueError) as exc:
+                log.warning("the bundle's metrics are unreadable", extra={"error": str(exc)})
+            break
+    card = ""
+    for name in ("model_card.md", "report.md"):
+        if (folder / name).is_file():
+            card = (folder / name).read_text(encoding="utf-8")
+            break
+    return metrics, card
 
 
 def _error(rejection: Rejection) -> scoring_pb2.ScoreError:
@@ -134,7 +167,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
     async def DescribeModel(
         self, request: scoring_pb2.DescribeModelRequest, context: grpc.aio.ServicerContext
     ) -> scoring_pb2.ModelDescription:
-        return describe_model(self.scorer.model)
+        return describe_model(self.scorer.model, request.with_documents)
 
     async def ScoreBatch(
         self, request: scoring_pb2.ScoreBatchRequest, context: grpc.aio.ServicerContext

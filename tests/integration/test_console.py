@@ -310,6 +310,30 @@ async def test_sign_in_locks_after_repeated_failures_and_sessions_expire(
     assert await people.session(bob.token) is None
 
 
+async def test_one_appeal_applied_twice_at_once_is_recorded_once(running: Running) -> None:
+    """The console applies the appeal it lodged while its consumer applies the same event read
+    back from the topic: whichever comes second finds it there."""
+    await _feed(running, [_application("a-race", 20_000)], [_decision("a-race", 3)])
+    await _wait_for_items(running, 0)
+    store = running.console.store
+    async with asyncio.timeout(30):
+        while await store.decision(TENANT, "d-a-race") is None:  # noqa: ASYNC110 - polled
+            await asyncio.sleep(0.1)
+    for attempt in range(5):
+        appeal = dict(
+            tenant=TENANT,
+            decision_id="d-a-race",
+            appeal_id=f"appeal-race-{attempt}",
+            lodged_by="carol",
+            channel="console",
+            grounds="The member's arrears were cleared last week.",
+        )
+        results = await asyncio.gather(store.add_appeal(**appeal), store.add_appeal(**appeal))
+        assert sorted(results) == [False, True]  # type: ignore[type-var]
+    history = [a.action for a in await store.actions(TENANT, "d-a-race")]
+    assert history.count("appeal") == 5
+
+
 async def test_an_appeal_puts_a_decision_back_in_the_queue_with_its_history(
     running: Running,
 ) -> None:

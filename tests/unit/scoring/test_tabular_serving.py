@@ -4,6 +4,7 @@ its own columns, and described to the gateway, which checks the asynchronous pat
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from google.protobuf.json_format import MessageToDict
 from pydantic import SecretStr
 
 from services.common.bundle import load_served_bundle
@@ -179,6 +181,12 @@ def test_scoring_describes_what_the_model_reads(bundle: TabularBundle) -> None:
     assert "age_in_years" not in names  # protected: kept for fairness audits, never an input
     purpose = next(a for a in description.attributes if a.name == "purpose")
     assert purpose.kind == scoring_pb2.ATTRIBUTE_KIND_CATEGORICAL and len(purpose.levels) > 3
+    # the documents only when asked (the gateway refreshes the description, the console reads them)
+    assert not description.HasField("metrics") and not description.model_card_markdown
+    documented = describe_model(bundle, with_documents=True)
+    recorded = json.loads((bundle.path / "report.json").read_text())  # a lender's table's report
+    assert MessageToDict(documented.metrics).keys() == recorded.keys()
+    assert documented.model_card_markdown == (bundle.path / "report.md").read_text()
 
 
 class DescribingScoring:

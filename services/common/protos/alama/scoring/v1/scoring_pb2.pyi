@@ -1,5 +1,6 @@
 from services.common.protos.alama.events.v1 import applications_pb2 as _applications_pb2
 from services.common.protos.alama.events.v1 import decisions_pb2 as _decisions_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -39,8 +40,10 @@ SCORE_ERROR_CODE_INVALID_APPLICATION: ScoreErrorCode
 SCORE_ERROR_CODE_CONFLICT: ScoreErrorCode
 
 class DescribeModelRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("with_documents",)
+    WITH_DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    with_documents: bool
+    def __init__(self, with_documents: _Optional[bool] = ...) -> None: ...
 
 class Attribute(_message.Message):
     __slots__ = ("name", "kind", "levels")
@@ -53,14 +56,18 @@ class Attribute(_message.Message):
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[AttributeKind, str]] = ..., levels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ModelDescription(_message.Message):
-    __slots__ = ("model_version", "inputs", "attributes")
+    __slots__ = ("model_version", "inputs", "attributes", "metrics", "model_card_markdown")
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_CARD_MARKDOWN_FIELD_NUMBER: _ClassVar[int]
     model_version: str
     inputs: ModelInputs
     attributes: _containers.RepeatedCompositeFieldContainer[Attribute]
-    def __init__(self, model_version: _Optional[str] = ..., inputs: _Optional[_Union[ModelInputs, str]] = ..., attributes: _Optional[_Iterable[_Union[Attribute, _Mapping]]] = ...) -> None: ...
+    metrics: _struct_pb2.Struct
+    model_card_markdown: str
+    def __init__(self, model_version: _Optional[str] = ..., inputs: _Optional[_Union[ModelInputs, str]] = ..., attributes: _Optional[_Iterable[_Union[Attribute, _Mapping]]] = ..., metrics: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., model_card_markdown: _Optional[str] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
     __slots__ = ("application",)
