@@ -46,7 +46,7 @@ METRICS_PORTS = {
 METRICS_PORT_NAMES = {"console": "http"}
 #: who may call each gRPC service
 GRPC_CALLERS = {
-    "scoring": ["gateway"],
+    "scoring": ["gateway", "console"],  # the console's model page
     "explanation": ["gateway", "console"],
     "audit": ["console"],  # applications' audit trails
 }
@@ -289,7 +289,7 @@ def test_console_reads_drifts_psi_from_its_metrics_port(manifests: list[Manifest
 def test_console_reaches_explanation_by_its_service_name(manifests: list[Manifest]) -> None:
     config = of_kind(manifests, "ConfigMap")["console"]["data"]
     services = {s["metadata"]["name"]: s for s in manifests if s["kind"] == "Service"}
-    for key, name in (("EXPLANATION", "explanation"), ("AUDIT", "audit")):
+    for key, name in (("EXPLANATION", "explanation"), ("AUDIT", "audit"), ("SCORING", "scoring")):
         host, port = config[f"ALAMA_CONSOLE_{key}_TARGET"].split(":")
         assert host == f"{RELEASE}-{name}"
         assert int(port) == GRPC_PORTS[name]

@@ -250,7 +250,11 @@ def test_services_reach_each_other_by_compose_name() -> None:
         assert host == key
         assert int(port) == service_settings_defaults(upstream)["grpc_port"]
     _, console = compose_service_of("console")
-    for target, upstream in (("EXPLANATION", "explanation"), ("AUDIT", "audit")):
+    for target, upstream in (
+        ("EXPLANATION", "explanation"),
+        ("AUDIT", "audit"),
+        ("SCORING", "scoring"),
+    ):
         host, port = console["environment"][f"ALAMA_CONSOLE_{target}_TARGET"].split(":")
         assert host == compose_service_of(upstream)[0]
         assert int(port) == service_settings_defaults(upstream)["grpc_port"]
