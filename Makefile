@@ -26,7 +26,7 @@ TEST_INSTANCE := ALAMA_RUN_DIR=$(CURDIR)/.run-test ALAMA_PORT_OFFSET=10000
 
 SYSTEM_PACKAGES := redis-server postgresql-15 openjdk-17-jre-headless maven
 
-.PHONY: help setup system-packages lock protos infra-up infra-down infra-status test test-down test-unit train \
+.PHONY: help setup system-packages lock protos infra-up infra-down infra-status test screenshots test-down test-unit train \
         test-integration test-e2e lint format demo fuzz chaos bench bench-console profile soak mlserver-env bench-import up deploy-tools charts-check services-status services-down down clean \
         compose-env
 
@@ -84,6 +84,10 @@ test: setup ## Run unit, integration and e2e tests on the test instance's own se
 	$(TEST_INSTANCE) $(PY) -m infra.local up
 	$(TEST_INSTANCE) $(PY) -m pytest tests/unit tests/integration tests/e2e
 	$(MAKE) --no-print-directory lint
+
+screenshots: setup ## The browser tests' screenshots of the console's pages into docs/screenshots (the README shows them)
+	$(TEST_INSTANCE) $(PY) -m infra.local up
+	$(TEST_INSTANCE) ALAMA_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest tests/e2e/test_console_browser.py
 
 test-down: ## Stop the test instance's services and servers (its data under .run-test/ is kept)
 	@if [ -x $(PY) ]; then $(TEST_INSTANCE) $(PY) -m infra.supervisor down; \

@@ -56,8 +56,10 @@ CHROMIUM_FLAGS = [
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 TENANT = "sacco-browser"
 PASSWORD = "a long enough password 1"
-SHOTS = (
-    Path(os.environ.get("ALAMA_SCREENSHOTS", "")) if os.environ.get("ALAMA_SCREENSHOTS") else None
+#: every page the tests visit, kept as artifacts of the run (`make screenshots` puts them in docs/)
+SHOTS = Path(
+    os.environ.get("ALAMA_SCREENSHOTS")
+    or Path(os.environ.get("ALAMA_RUN_DIR", ".run-test")) / "screenshots"
 )
 
 
@@ -226,9 +228,8 @@ async def _sign_in(page, site: Site, username: str) -> None:  # type: ignore[no-
 
 
 async def _shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
-    if SHOTS is not None:
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 async def _wait_for_queue(page, site: Site, rows: int) -> None:  # type: ignore[no-untyped-def]
