@@ -25,6 +25,7 @@ from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.protos.alama.events.v1.drift_pb2 import DriftAlert
 from services.common.protos.alama.events.v1.envelope_pb2 import DeadLetter, EventEnvelope
 from services.common.protos.alama.events.v1.explanations_pb2 import CreditExplanation
+from services.common.protos.alama.events.v1.loans_pb2 import LoanDisbursed, LoanOutcome
 from services.common.protos.alama.events.v1.members_pb2 import (
     MemberErasureCompleted,
     MemberErasureRequested,
@@ -49,6 +50,8 @@ PAYLOAD_TYPES: dict[str, type[Message]] = {
         ReviewOutcome,
         AppealLodged,
         DriftAlert,
+        LoanDisbursed,
+        LoanOutcome,
         MemberErasureRequested,
         MemberErasureCompleted,
         MemberExportRequested,

@@ -63,6 +63,8 @@ def dead_letter_topic(name: str) -> str:
 
 LOAN_APPLICATIONS = "loan.applications"
 REPAYMENTS = "core.repayments"
+LOANS = "core.loans"
+LOAN_OUTCOMES = "credit.loan_outcomes"
 MOBILE_MONEY_TRANSACTIONS = "mobile_money.transactions"
 CREDIT_DECISIONS = "credit.decisions"
 CREDIT_EXPLANATIONS = "credit.explanations"
@@ -79,6 +81,13 @@ MEMBER_EXPORT_PARTS = "member.exports.parts"
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(LOAN_APPLICATIONS, 6, 7, description="LoanApplicationSubmitted from core banking"),
     TopicSpec(REPAYMENTS, 6, 30, description="RepaymentRecorded from core banking"),
+    TopicSpec(LOANS, 6, 365, description="LoanDisbursed from core banking"),
+    TopicSpec(
+        LOAN_OUTCOMES,
+        3,
+        3650,
+        description="LoanOutcome from outcomes: how each loan Alama decided turned out",
+    ),
     TopicSpec(MOBILE_MONEY_TRANSACTIONS, 6, 7, description="MobileMoneyTransaction webhooks"),
     TopicSpec(CREDIT_DECISIONS, 6, 30, description="CreditDecision from scoring"),
     TopicSpec(CREDIT_EXPLANATIONS, 6, 30, description="CreditExplanation from explanation"),
@@ -300,8 +309,21 @@ SERVICE_ACCESS: tuple[ServiceAccess, ...] = (
         group="audit",
     ),
     ServiceAccess(
+        "outcomes",
+        consumes=(CREDIT_DECISIONS, REVIEW_OUTCOMES, LOANS, REPAYMENTS),
+        produces=(LOAN_OUTCOMES,),
+        group="outcomes",
+    ),
+    ServiceAccess(
         "console",
-        consumes=(LOAN_APPLICATIONS, CREDIT_DECISIONS, APPEALS, MEMBER_ERASURES, MEMBER_EXPORTS),
+        consumes=(
+            LOAN_APPLICATIONS,
+            CREDIT_DECISIONS,
+            APPEALS,
+            LOAN_OUTCOMES,
+            MEMBER_ERASURES,
+            MEMBER_EXPORTS,
+        ),
         produces=(REVIEW_OUTCOMES, APPEALS, MEMBER_ERASURES_COMPLETED, MEMBER_EXPORT_PARTS),
         group="console",
     ),

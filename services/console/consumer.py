@@ -2,7 +2,8 @@
 
 `loan.applications` gives each application's amount and product (the four-eyes rule needs the
 amount), `credit.decisions` every decision (oversight counts, similar decisions) and puts those
-in band review into the queue. Handlers only buffer; the batch is written in one go before the
+in band review into the queue, `credit.loan_outcomes` how approved loans turned out (equal
+opportunity on the oversight page). Handlers only buffer; the batch is written in one go before the
 offsets commit, applications first, and a replayed batch stores nothing twice.
 """
 
@@ -21,6 +22,7 @@ from services.common.member_exports import ExportAnswer
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
+from services.common.protos.alama.events.v1.loans_pb2 import LoanOutcome
 from services.common.protos.alama.events.v1.members_pb2 import (
     MemberErasureRequested,
     MemberExportRequested,
@@ -36,12 +38,16 @@ class QueueFeed:
         self.store = store
         self.applications: list[LoanApplicationSubmitted] = []
         self.decisions: list[CreditDecision] = []
+        self.outcomes: list[LoanOutcome] = []
 
     async def application(self, event: Event[Any], _record: ConsumerRecord) -> None:
         self.applications.append(event.payload)
 
     async def decision(self, event: Event[Any], _record: ConsumerRecord) -> None:
         self.decisions.append(event.payload)
+
+    async def outcome(self, event: Event[Any], _record: ConsumerRecord) -> None:
+        self.outcomes.append(event.payload)
 
     async def appeal(self, event: Event[Any], _record: ConsumerRecord) -> None:
         """An appeal lodged through the API (or this console: then already applied)."""
@@ -66,6 +72,8 @@ class QueueFeed:
         decisions, self.decisions = self.decisions, []
         await self.store.add_applications(applications)
         await self.store.add_decisions(decisions, entered_at=datetime.now(UTC))
+        outcomes, self.outcomes = self.outcomes, []
+        await self.store.add_loan_outcomes(outcomes)
 
 
 def build_consumer(
@@ -96,6 +104,7 @@ def build_consumer(
             settings.applications_topic: Route((LoanApplicationSubmitted,), feed.application),
             settings.decisions_topic: Route((CreditDecision,), feed.decision),
             settings.appeals_topic: Route((AppealLodged,), feed.appeal),
+            settings.loan_outcomes_topic: Route((LoanOutcome,), feed.outcome),
             **rights,
         },
         consumer_options={"max_poll_records": settings.max_batch},

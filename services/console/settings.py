@@ -15,6 +15,7 @@ from services.common.topics import (
     APPEALS,
     CREDIT_DECISIONS,
     LOAN_APPLICATIONS,
+    LOAN_OUTCOMES,
     MEMBER_ERASURES,
     MEMBER_ERASURES_COMPLETED,
     MEMBER_EXPORT_PARTS,
@@ -35,6 +36,7 @@ class ConsoleSettings(ConsumerSettings):
     applications_topic: str = LOAN_APPLICATIONS
     review_outcomes_topic: str = REVIEW_OUTCOMES
     appeals_topic: str = APPEALS
+    loan_outcomes_topic: str = LOAN_OUTCOMES
     erasures_topic: str = MEMBER_ERASURES
     erasures_completed_topic: str = MEMBER_ERASURES_COMPLETED
     exports_topic: str = MEMBER_EXPORTS
@@ -56,6 +58,10 @@ class ConsoleSettings(ConsumerSettings):
         default=f"127.0.0.1:{service_port(50053)}",
         description="the audit service's gRPC address (an application's trail, verified);"
         " empty: no trail page",
+    )
+    outcomes_metrics_url: str = Field(
+        default=f"http://127.0.0.1:{service_port(9107)}/metrics",
+        description="the outcomes service's metrics endpoint (live AUC and ECE); empty: none",
     )
     drift_metrics_url: str = Field(
         default=f"http://127.0.0.1:{service_port(9106)}/metrics",

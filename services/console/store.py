@@ -20,6 +20,7 @@ import asyncpg
 
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, DecisionBand
+from services.common.protos.alama.events.v1.loans_pb2 import LoanOutcome
 from services.common.protos.alama.events.v1.reviews_pb2 import ReviewKind
 
 SCHEMA_SQL = """
@@ -76,6 +77,21 @@ CREATE TABLE IF NOT EXISTS {s}.applications (
 );
 ALTER TABLE {s}.applications ADD COLUMN IF NOT EXISTS gender text NOT NULL DEFAULT '';
 ALTER TABLE {s}.applications ADD COLUMN IF NOT EXISTS age_band text NOT NULL DEFAULT '';
+CREATE TABLE IF NOT EXISTS {s}.loan_outcomes (
+    tenant_id text NOT NULL,
+    loan_id text NOT NULL,
+    application_id text NOT NULL,
+    decision_id text NOT NULL,
+    model_version text NOT NULL,
+    defaulted boolean NOT NULL,
+    band smallint NOT NULL,
+    final_band smallint NOT NULL,
+    probability_of_default double precision NOT NULL,
+    outcome_at timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, loan_id)
+);
+CREATE INDEX IF NOT EXISTS loan_outcomes_application
+    ON {s}.loan_outcomes (tenant_id, application_id);
 CREATE TABLE IF NOT EXISTS {s}.decisions (
     decision_id text PRIMARY KEY,
     tenant_id text NOT NULL,
@@ -732,6 +748,13 @@ class ConsoleStore:
                     " SET erased_at = now()",
                     self.member_ref(tenant, member_id),
                 )
+            outcomes = await conn.execute(
+                f"DELETE FROM {self.s}.loan_outcomes o USING {self.s}.applications a"
+                " WHERE o.tenant_id = a.tenant_id AND o.application_id = a.application_id"
+                " AND a.tenant_id = $1 AND a.member_id = $2",
+                tenant,
+                member_id,
+            )
             actions = await conn.execute(
                 f"DELETE FROM {self.s}.actions a USING {self.s}.decisions d"
                 " WHERE a.decision_id = d.decision_id AND d.tenant_id = $1 AND d.member_id = $2",
@@ -748,7 +771,9 @@ class ConsoleStore:
                 tenant,
                 member_id,
             )
-        return sum(int(status.split()[-1]) for status in (actions, decisions, applications))
+        return sum(
+            int(status.split()[-1]) for status in (outcomes, actions, decisions, applications)
+        )
 
     # --- oversight -------------------------------------------------------------------------
 
@@ -784,6 +809,51 @@ class ConsoleStore:
                 " GROUP BY 1 ORDER BY 1",
                 tenant,
                 days,
+            )
+        )
+
+    async def add_loan_outcomes(self, outcomes: Sequence[LoanOutcome]) -> None:
+        """How approved loans turned out (from the outcomes service); once per loan."""
+        if not outcomes:
+            return
+        await self.pool.executemany(
+            f"INSERT INTO {self.s}.loan_outcomes (tenant_id, loan_id, application_id,"
+            " decision_id, model_version, defaulted, band, final_band, probability_of_default,"
+            " outcome_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            " ON CONFLICT (tenant_id, loan_id) DO NOTHING",
+            [
+                (
+                    o.tenant_id,
+                    o.loan_id,
+                    o.application_id,
+                    o.decision_id,
+                    o.model_version,
+                    o.defaulted,
+                    int(o.band),
+                    int(o.final_band or o.band),
+                    o.probability_of_default,
+                    o.outcome_at.ToDatetime(tzinfo=UTC),
+                )
+                for o in outcomes
+            ],
+        )
+
+    async def opportunity_by_group(self, tenant: str, attribute: str) -> list[Any]:
+        """Per group of a protected attribute, on matured loans: the good borrowers (no
+        default) and how many of them the model itself put in the approve band. Only disbursed
+        loans have outcomes (a decline's is never seen): the equal-opportunity gap of the
+        model's recommendation among those, not of the lender's approvals."""
+        column = {"gender": "a.gender", "age_band": "a.age_band"}[attribute]
+        return list(
+            await self.pool.fetch(
+                f"SELECT {column} AS grp, count(*) FILTER (WHERE NOT o.defaulted) AS good,"
+                " count(*) FILTER (WHERE NOT o.defaulted AND o.band = $2) AS approved,"
+                " count(*) AS matured"
+                f" FROM {self.s}.loan_outcomes o JOIN {self.s}.applications a"
+                "   ON a.tenant_id = o.tenant_id AND a.application_id = o.application_id"
+                f" WHERE o.tenant_id = $1 AND {column} <> '' GROUP BY 1 ORDER BY 1",
+                tenant,
+                int(DecisionBand.DECISION_BAND_APPROVE),
             )
         )
 

@@ -84,6 +84,8 @@ def build_decisions(
         for name, values in (sequences or {}).items():
             decision.sequences[name].values.extend(values[i].tolist())
         decision.decided_at.FromDatetime(decided_at)
+        if application.HasField("applied_at"):
+            decision.applied_at.CopyFrom(application.applied_at)
         decisions.append(decision)
     return decisions
 
@@ -118,5 +120,7 @@ def build_tabular_decisions(
             contributions=np.asarray(contributions[i], dtype=np.float64).tolist(),
         )
         decision.decided_at.FromDatetime(decided_at)
+        if application.HasField("applied_at"):
+            decision.applied_at.CopyFrom(application.applied_at)
         decisions.append(decision)
     return decisions

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from services.common.vocabulary import BANDS
-from services.console.oversight import drift_psi, group_rates
+from services.console.oversight import drift_psi, equal_opportunity, group_rates, live_performance
 from services.console.web import console_of, page, session_of
 
 router = APIRouter()
@@ -27,8 +27,14 @@ async def oversight(request: Request) -> HTMLResponse:
         attribute: group_rates(await console.store.outcomes_by_group(tenant, attribute, days))
         for attribute in ("gender", "age_band")
     }
+    opportunity = {
+        attribute: equal_opportunity(await console.store.opportunity_by_group(tenant, attribute))
+        for attribute in ("gender", "age_band")
+    }
     url = console.settings.drift_metrics_url
     psi = await drift_psi(url) if url else None
+    outcomes_url = console.settings.outcomes_metrics_url
+    live = await live_performance(outcomes_url, tenant) if outcomes_url else None
     return page(
         request,
         "oversight.html",
@@ -36,6 +42,8 @@ async def oversight(request: Request) -> HTMLResponse:
         days=days,
         series=series,
         fairness=fairness,
+        opportunity=opportunity,
+        live=live,
         psi=psi,
         chart={
             "days": list(series),

@@ -7,6 +7,7 @@ from services.common.topics import (
     DRIFT_ALERTS,
     GROUP,
     LOAN_APPLICATIONS,
+    LOANS,
     PREFIXED,
     READ,
     REPAYMENTS,
@@ -86,10 +87,10 @@ def test_the_access_table_names_declared_topics_and_the_services_groups() -> Non
 def test_every_consumed_topic_has_a_consumer_and_every_topic_a_producer_or_reader() -> None:
     consumed = {t for a in SERVICE_ACCESS for t in a.consumes}
     produced = {t for a in SERVICE_ACCESS for t in a.produces}
-    # drift alerts go to retraining, outside the deployed services; repayments come from the
-    # SACCO's core banking system
+    # drift alerts go to retraining, outside the deployed services; repayments and loans come
+    # from the SACCO's core banking system
     assert {t.name for t in TOPICS if t.consumed} - consumed == {DRIFT_ALERTS}
-    assert {t.name for t in TOPICS} - produced == {REPAYMENTS}
+    assert {t.name for t in TOPICS} - produced == {REPAYMENTS, LOANS}
 
 
 def test_acls_grant_exactly_what_a_service_uses() -> None:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61lama/events/v1/decisions.proto\x12\x0f\x61lama.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"E\n\nReasonCode\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontribution\x18\x03 \x01(\x01\"\x1f\n\rSequenceInput\x12\x0e\n\x06values\x18\x01 \x03(\x01\"\xc2\x05\n\x0e\x43reditDecision\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x02 \x01(\t\x12\x11\n\tmember_id\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x1e\n\x16probability_of_default\x18\x05 \x01(\x01\x12\r\n\x05score\x18\x06 \x01(\x05\x12+\n\x04\x62\x61nd\x18\x07 \x01(\x0e\x32\x1d.alama.events.v1.DecisionBand\x12,\n\x07reasons\x18\x08 \x03(\x0b\x32\x1b.alama.events.v1.ReasonCode\x12.\n\ndecided_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12?\n\x08\x66\x65\x61tures\x18\n \x03(\x0b\x32-.alama.events.v1.CreditDecision.FeaturesEntry\x12\x17\n\x0fgbm_probability\x18\x0b \x01(\x01\x12\x18\n\x10lstm_probability\x18\x0c \x01(\x01\x12\x1b\n\x13repayment_attention\x18\r \x03(\x01\x12\x1e\n\x16mobile_money_attention\x18\x0e \x03(\x01\x12\x11\n\ttenant_id\x18\x0f \x01(\t\x12\x15\n\rcontributions\x18\x10 \x03(\x01\x12\x41\n\tsequences\x18\x11 \x03(\x0b\x32..alama.events.v1.CreditDecision.SequencesEntry\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1aP\n\x0eSequencesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\x05value\x18\x02 \x01(\x0b\x32\x1e.alama.events.v1.SequenceInput:\x02\x38\x01*}\n\x0c\x44\x65\x63isionBand\x12\x1d\n\x19\x44\x45\x43ISION_BAND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x45\x43ISION_BAND_APPROVE\x10\x01\x12\x18\n\x14\x44\x45\x43ISION_BAND_REVIEW\x10\x02\x12\x19\n\x15\x44\x45\x43ISION_BAND_DECLINE\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61lama/events/v1/decisions.proto\x12\x0f\x61lama.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"E\n\nReasonCode\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontribution\x18\x03 \x01(\x01\"\x1f\n\rSequenceInput\x12\x0e\n\x06values\x18\x01 \x03(\x01\"\xf2\x05\n\x0e\x43reditDecision\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x02 \x01(\t\x12\x11\n\tmember_id\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x1e\n\x16probability_of_default\x18\x05 \x01(\x01\x12\r\n\x05score\x18\x06 \x01(\x05\x12+\n\x04\x62\x61nd\x18\x07 \x01(\x0e\x32\x1d.alama.events.v1.DecisionBand\x12,\n\x07reasons\x18\x08 \x03(\x0b\x32\x1b.alama.events.v1.ReasonCode\x12.\n\ndecided_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12?\n\x08\x66\x65\x61tures\x18\n \x03(\x0b\x32-.alama.events.v1.CreditDecision.FeaturesEntry\x12\x17\n\x0fgbm_probability\x18\x0b \x01(\x01\x12\x18\n\x10lstm_probability\x18\x0c \x01(\x01\x12\x1b\n\x13repayment_attention\x18\r \x03(\x01\x12\x1e\n\x16mobile_money_attention\x18\x0e \x03(\x01\x12\x11\n\ttenant_id\x18\x0f \x01(\t\x12\x15\n\rcontributions\x18\x10 \x03(\x01\x12\x41\n\tsequences\x18\x11 \x03(\x0b\x32..alama.events.v1.CreditDecision.SequencesEntry\x12.\n\napplied_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1aP\n\x0eSequencesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\x05value\x18\x02 \x01(\x0b\x32\x1e.alama.events.v1.SequenceInput:\x02\x38\x01*}\n\x0c\x44\x65\x63isionBand\x12\x1d\n\x19\x44\x45\x43ISION_BAND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x45\x43ISION_BAND_APPROVE\x10\x01\x12\x18\n\x14\x44\x45\x43ISION_BAND_REVIEW\x10\x02\x12\x19\n\x15\x44\x45\x43ISION_BAND_DECLINE\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,16 +36,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREDITDECISION_FEATURESENTRY']._serialized_options = b'8\001'
   _globals['_CREDITDECISION_SEQUENCESENTRY']._loaded_options = None
   _globals['_CREDITDECISION_SEQUENCESENTRY']._serialized_options = b'8\001'
-  _globals['_DECISIONBAND']._serialized_start=898
-  _globals['_DECISIONBAND']._serialized_end=1023
+  _globals['_DECISIONBAND']._serialized_start=946
+  _globals['_DECISIONBAND']._serialized_end=1071
   _globals['_REASONCODE']._serialized_start=85
   _globals['_REASONCODE']._serialized_end=154
   _globals['_SEQUENCEINPUT']._serialized_start=156
   _globals['_SEQUENCEINPUT']._serialized_end=187
   _globals['_CREDITDECISION']._serialized_start=190
-  _globals['_CREDITDECISION']._serialized_end=896
-  _globals['_CREDITDECISION_FEATURESENTRY']._serialized_start=767
-  _globals['_CREDITDECISION_FEATURESENTRY']._serialized_end=814
-  _globals['_CREDITDECISION_SEQUENCESENTRY']._serialized_start=816
-  _globals['_CREDITDECISION_SEQUENCESENTRY']._serialized_end=896
+  _globals['_CREDITDECISION']._serialized_end=944
+  _globals['_CREDITDECISION_FEATURESENTRY']._serialized_start=815
+  _globals['_CREDITDECISION_FEATURESENTRY']._serialized_end=862
+  _globals['_CREDITDECISION_SEQUENCESENTRY']._serialized_start=864
+  _globals['_CREDITDECISION_SEQUENCESENTRY']._serialized_end=944
 # @@protoc_insertion_point(module_scope)

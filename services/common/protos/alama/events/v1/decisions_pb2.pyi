@@ -38,7 +38,7 @@ class SequenceInput(_message.Message):
     def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class CreditDecision(_message.Message):
-    __slots__ = ("decision_id", "application_id", "member_id", "model_version", "probability_of_default", "score", "band", "reasons", "decided_at", "features", "gbm_probability", "lstm_probability", "repayment_attention", "mobile_money_attention", "tenant_id", "contributions", "sequences")
+    __slots__ = ("decision_id", "application_id", "member_id", "model_version", "probability_of_default", "score", "band", "reasons", "decided_at", "features", "gbm_probability", "lstm_probability", "repayment_attention", "mobile_money_attention", "tenant_id", "contributions", "sequences", "applied_at")
     class FeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +70,7 @@ class CreditDecision(_message.Message):
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
     SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_AT_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     application_id: str
     member_id: str
@@ -87,4 +88,5 @@ class CreditDecision(_message.Message):
     tenant_id: str
     contributions: _containers.RepeatedScalarFieldContainer[float]
     sequences: _containers.MessageMap[str, SequenceInput]
-    def __init__(self, decision_id: _Optional[str] = ..., application_id: _Optional[str] = ..., member_id: _Optional[str] = ..., model_version: _Optional[str] = ..., probability_of_default: _Optional[float] = ..., score: _Optional[int] = ..., band: _Optional[_Union[DecisionBand, str]] = ..., reasons: _Optional[_Iterable[_Union[ReasonCode, _Mapping]]] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., features: _Optional[_Mapping[str, float]] = ..., gbm_probability: _Optional[float] = ..., lstm_probability: _Optional[float] = ..., repayment_attention: _Optional[_Iterable[float]] = ..., mobile_money_attention: _Optional[_Iterable[float]] = ..., tenant_id: _Optional[str] = ..., contributions: _Optional[_Iterable[float]] = ..., sequences: _Optional[_Mapping[str, SequenceInput]] = ...) -> None: ...
+    applied_at: _timestamp_pb2.Timestamp
+    def __init__(self, decision_id: _Optional[str] = ..., application_id: _Optional[str] = ..., member_id: _Optional[str] = ..., model_version: _Optional[str] = ..., probability_of_default: _Optional[float] = ..., score: _Optional[int] = ..., band: _Optional[_Union[DecisionBand, str]] = ..., reasons: _Optional[_Iterable[_Union[ReasonCode, _Mapping]]] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., features: _Optional[_Mapping[str, float]] = ..., gbm_probability: _Optional[float] = ..., lstm_probability: _Optional[float] = ..., repayment_attention: _Optional[_Iterable[float]] = ..., mobile_money_attention: _Optional[_Iterable[float]] = ..., tenant_id: _Optional[str] = ..., contributions: _Optional[_Iterable[float]] = ..., sequences: _Optional[_Mapping[str, SequenceInput]] = ..., applied_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

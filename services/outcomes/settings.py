@@ -1,0 +1,48 @@
+"""Outcomes settings (environment prefix ``ALAMA_OUTCOMES_``)."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import ConsumerSettings, service_port
+from services.common.topics import (
+    CREDIT_DECISIONS,
+    LOAN_OUTCOMES,
+    LOANS,
+    REPAYMENTS,
+    REVIEW_OUTCOMES,
+)
+
+
+class OutcomesSettings(ConsumerSettings):
+    model_config = SettingsConfigDict(env_prefix="ALAMA_OUTCOMES_", extra="ignore")
+
+    service_name: str = "outcomes"
+    consumer_group: str = "outcomes"
+    max_batch: int = Field(default=1000, ge=1)
+    metrics_port: int = service_port(9107)
+    db_schema: str = Field(default="outcomes", description="PostgreSQL schema of the outcomes")
+    decisions_topic: str = CREDIT_DECISIONS
+    review_outcomes_topic: str = REVIEW_OUTCOMES
+    loans_topic: str = LOANS
+    repayments_topic: str = REPAYMENTS
+    outcomes_topic: str = LOAN_OUTCOMES
+    bundle_root: str = Field(
+        default="artifacts/bundles",
+        description="where each bundle's folder holds its metrics.json (the AUC and ECE it was"
+        " trained to, the reference the live ones are compared with)",
+    )
+    performance_every_seconds: float = Field(
+        default=60.0, gt=0, description="how often live performance is recomputed"
+    )
+    publish_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @field_validator("db_schema")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+            raise ValueError("db_schema must be a lower-case SQL identifier")
+        return value

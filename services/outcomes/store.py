@@ -1,0 +1,373 @@
+"""The outcomes service's own PostgreSQL schema: what it needs to join a loan to the decision
+that approved it, whatever order the topics deliver them in.
+
+- `decisions`: per application, the latest decision (its PD, band, bundle, application time) and
+  the band a person's review left standing;
+- `loans`: disbursements;
+- `instalments`: each instalment's days late as recorded (one row per loan and due date; a later
+  record of the same instalment replaces the earlier);
+- `outcomes`: each loan's outcome once known, written once (the loan id is the key), with whether
+  it has been published.
+
+Every write is an upsert keyed by the event's own identity, so a replayed batch changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from services.common.protos.alama.events.v1.decisions_pb2 import DecisionBand
+from services.outcomes.rules import Instalment, Known
+
+SCHEMA_SQL = """
+CREATE SCHEMA IF NOT EXISTS {s};
+CREATE TABLE IF NOT EXISTS {s}.decisions (
+    tenant_id text NOT NULL,
+    application_id text NOT NULL,
+    decision_id text NOT NULL,
+    model_version text NOT NULL,
+    probability_of_default double precision NOT NULL,
+    band smallint NOT NULL,
+    final_band smallint,
+    applied_at timestamptz,
+    decided_at timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, application_id)
+);
+CREATE TABLE IF NOT EXISTS {s}.loans (
+    tenant_id text NOT NULL,
+    loan_id text NOT NULL,
+    application_id text NOT NULL,
+    term_months integer NOT NULL,
+    principal_kes double precision NOT NULL,
+    disbursed_at timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, loan_id)
+);
+CREATE INDEX IF NOT EXISTS loans_application ON {s}.loans (tenant_id, application_id);
+CREATE TABLE IF NOT EXISTS {s}.instalments (
+    tenant_id text NOT NULL,
+    loan_id text NOT NULL,
+    due_date timestamptz NOT NULL,
+    days_late integer NOT NULL,
+    recorded_at timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, loan_id, due_date)
+);
+CREATE TABLE IF NOT EXISTS {s}.outcomes (
+    tenant_id text NOT NULL,
+    loan_id text NOT NULL,
+    application_id text NOT NULL,
+    decision_id text NOT NULL,
+    model_version text NOT NULL,
+    defaulted boolean NOT NULL,
+    outcome_at timestamptz NOT NULL,
+    max_days_late integer NOT NULL,
+    instalments_observed integer NOT NULL,
+    probability_of_default double precision NOT NULL,
+    band smallint NOT NULL,
+    final_band smallint,
+    applied_at timestamptz,
+    disbursed_at timestamptz NOT NULL,
+    published boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (tenant_id, loan_id)
+);
+CREATE INDEX IF NOT EXISTS outcomes_unpublished ON {s}.outcomes (tenant_id) WHERE NOT published;
+"""
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    tenant_id: str
+    application_id: str
+    decision_id: str
+    model_version: str
+    probability_of_default: float
+    band: int
+    applied_at: datetime | None
+    decided_at: datetime
+
+
+@dataclass(frozen=True)
+class LoanRow:
+    tenant_id: str
+    loan_id: str
+    application_id: str
+    term_months: int
+    principal_kes: float
+    disbursed_at: datetime
+
+
+@dataclass(frozen=True)
+class InstalmentRow:
+    tenant_id: str
+    loan_id: str
+    due_date: datetime
+    days_late: int
+    recorded_at: datetime
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A disbursed loan whose decision is known and whose outcome is not yet."""
+
+    loan: LoanRow
+    decision: DecisionRow
+    final_band: int | None
+    instalments: list[Instalment]
+
+
+@dataclass(frozen=True)
+class OutcomeRow:
+    tenant_id: str
+    loan_id: str
+    application_id: str
+    decision_id: str
+    model_version: str
+    defaulted: bool
+    outcome_at: datetime
+    max_days_late: int
+    instalments_observed: int
+    probability_of_default: float
+    band: int
+    final_band: int | None
+    applied_at: datetime | None
+    disbursed_at: datetime
+
+
+class OutcomesStore:
+    def __init__(self, pool: asyncpg.Pool, schema: str = "outcomes") -> None:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+            raise ValueError(f"not a schema name: {schema!r}")
+        self.pool = pool
+        self.s = schema
+
+    async def create_schema(self) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.execute(SCHEMA_SQL.format(s=self.s))
+
+    async def add_decisions(self, decisions: Sequence[DecisionRow]) -> None:
+        """The latest decision per application stands (a re-score by another bundle replaces
+        an earlier one; a replay of an older one does not)."""
+        if not decisions:
+            return
+        await self.pool.executemany(
+            f"INSERT INTO {self.s}.decisions AS d (tenant_id, application_id, decision_id,"
+            " model_version, probability_of_default, band, applied_at, decided_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " ON CONFLICT (tenant_id, application_id) DO UPDATE SET"
+            " decision_id = excluded.decision_id, model_version = excluded.model_version,"
+            " probability_of_default = excluded.probability_of_default, band = excluded.band,"
+            " applied_at = excluded.applied_at, decided_at = excluded.decided_at,"
+            " final_band = CASE WHEN d.decision_id = excluded.decision_id THEN d.final_band END"
+            " WHERE excluded.decided_at >= d.decided_at",
+            [
+                (
+                    d.tenant_id,
+                    d.application_id,
+                    d.decision_id,
+                    d.model_version,
+                    d.probability_of_default,
+                    d.band,
+                    d.applied_at,
+                    d.decided_at,
+                )
+                for d in decisions
+            ],
+        )
+
+    async def add_reviews(self, reviews: Sequence[tuple[str, str, str, int]]) -> None:
+        """(tenant, application, decision, final band): a person's review of that decision."""
+        if not reviews:
+            return
+        await self.pool.executemany(
+            f"UPDATE {self.s}.decisions SET final_band = $4"
+            " WHERE tenant_id = $1 AND application_id = $2 AND decision_id = $3",
+            list(reviews),
+        )
+
+    async def add_loans(self, loans: Sequence[LoanRow]) -> None:
+        if not loans:
+            return
+        await self.pool.executemany(
+            f"INSERT INTO {self.s}.loans (tenant_id, loan_id, application_id, term_months,"
+            " principal_kes, disbursed_at) VALUES ($1, $2, $3, $4, $5, $6)"
+            " ON CONFLICT (tenant_id, loan_id) DO NOTHING",
+            [
+                (
+                    x.tenant_id,
+                    x.loan_id,
+                    x.application_id,
+                    x.term_months,
+                    x.principal_kes,
+                    x.disbursed_at,
+                )
+                for x in loans
+            ],
+        )
+
+    async def add_instalments(self, instalments: Sequence[InstalmentRow]) -> None:
+        if not instalments:
+            return
+        await self.pool.executemany(
+            f"INSERT INTO {self.s}.instalments AS i (tenant_id, loan_id, due_date, days_late,"
+            " recorded_at) VALUES ($1, $2, $3, $4, $5)"
+            " ON CONFLICT (tenant_id, loan_id, due_date) DO UPDATE SET"
+            " days_late = excluded.days_late, recorded_at = excluded.recorded_at"
+            " WHERE excluded.recorded_at >= i.recorded_at",
+            [(x.tenant_id, x.loan_id, x.due_date, x.days_late, x.recorded_at) for x in instalments],
+        )
+
+    async def pending(
+        self,
+        loans: Iterable[tuple[str, str]] | None = None,
+        applications: Iterable[tuple[str, str]] = (),
+    ) -> list[Pending]:
+        """Loans with a decision and no outcome yet: those named (tenant, loan id), those of
+        the named (tenant, application id) decisions, or every one when `loans` is None."""
+        where = ""
+        args: list[object] = []
+        if loans is not None:
+            pairs = list(loans)
+            apps = list(applications)
+            where = (
+                " AND ((l.tenant_id, l.loan_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+                " OR (l.tenant_id, l.application_id) IN"
+                " (SELECT * FROM unnest($3::text[], $4::text[])))"
+            )
+            args = [
+                [t for t, _ in pairs],
+                [x for _, x in pairs],
+                [t for t, _ in apps],
+                [x for _, x in apps],
+            ]
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                f"SELECT l.*, d.decision_id, d.model_version, d.probability_of_default, d.band,"
+                f" d.final_band, d.applied_at, d.decided_at FROM {self.s}.loans l"
+                f" JOIN {self.s}.decisions d USING (tenant_id, application_id)"
+                f" LEFT JOIN {self.s}.outcomes o USING (tenant_id, loan_id)"
+                f" WHERE o.loan_id IS NULL{where}",
+                *args,
+            )
+            if not rows:
+                return []
+            instalments = await conn.fetch(
+                f"SELECT tenant_id, loan_id, due_date, days_late, recorded_at"
+                f" FROM {self.s}.instalments WHERE (tenant_id, loan_id) IN"
+                " (SELECT * FROM unnest($1::text[], $2::text[]))",
+                [r["tenant_id"] for r in rows],
+                [r["loan_id"] for r in rows],
+            )
+        by_loan: dict[tuple[str, str], list[Instalment]] = {}
+        for i in instalments:
+            by_loan.setdefault((i["tenant_id"], i["loan_id"]), []).append(
+                Instalment(i["due_date"], i["days_late"], i["recorded_at"])
+            )
+        return [
+            Pending(
+                loan=LoanRow(
+                    r["tenant_id"],
+                    r["loan_id"],
+                    r["application_id"],
+                    r["term_months"],
+                    r["principal_kes"],
+                    r["disbursed_at"],
+                ),
+                decision=DecisionRow(
+                    r["tenant_id"],
+                    r["application_id"],
+                    r["decision_id"],
+                    r["model_version"],
+                    r["probability_of_default"],
+                    r["band"],
+                    r["applied_at"],
+                    r["decided_at"],
+                ),
+                final_band=r["final_band"],
+                instalments=by_loan.get((r["tenant_id"], r["loan_id"]), []),
+            )
+            for r in rows
+        ]
+
+    async def record(self, pending: Pending, known: Known) -> None:
+        """The loan's outcome, once (a second call for the same loan changes nothing)."""
+        d, loan = pending.decision, pending.loan
+        await self.pool.execute(
+            f"INSERT INTO {self.s}.outcomes (tenant_id, loan_id, application_id, decision_id,"
+            " model_version, defaulted, outcome_at, max_days_late, instalments_observed,"
+            " probability_of_default, band, final_band, applied_at, disbursed_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            " ON CONFLICT (tenant_id, loan_id) DO NOTHING",
+            loan.tenant_id,
+            loan.loan_id,
+            loan.application_id,
+            d.decision_id,
+            d.model_version,
+            known.defaulted,
+            known.outcome_at,
+            known.max_days_late,
+            known.instalments_observed,
+            d.probability_of_default,
+            d.band,
+            pending.final_band,
+            d.applied_at,
+            loan.disbursed_at,
+        )
+
+    async def unpublished(self, limit: int = 10_000) -> list[OutcomeRow]:
+        rows = await self.pool.fetch(
+            f"SELECT * FROM {self.s}.outcomes WHERE NOT published ORDER BY outcome_at LIMIT $1",
+            limit,
+        )
+        return [_outcome(r) for r in rows]
+
+    async def mark_published(self, loans: Sequence[tuple[str, str]]) -> None:
+        if loans:
+            await self.pool.execute(
+                f"UPDATE {self.s}.outcomes SET published = true WHERE (tenant_id, loan_id) IN"
+                " (SELECT * FROM unnest($1::text[], $2::text[]))",
+                [t for t, _ in loans],
+                [x for _, x in loans],
+            )
+
+    async def matured(self, tenant: str | None = None) -> list[OutcomeRow]:
+        """Every known outcome (a tenant's, or all), for live performance."""
+        rows = await self.pool.fetch(
+            f"SELECT * FROM {self.s}.outcomes WHERE $1::text IS NULL OR tenant_id = $1",
+            tenant,
+        )
+        return [_outcome(r) for r in rows]
+
+    async def declined_without_loan(self) -> list[tuple[str, str, int]]:
+        """Per tenant and bundle, the decisions that ended in a decline and no loan: their
+        outcome is never observed (reject inference's open question), counted, not dropped."""
+        rows = await self.pool.fetch(
+            f"SELECT d.tenant_id, d.model_version, count(*) AS n FROM {self.s}.decisions d"
+            f" LEFT JOIN {self.s}.loans l USING (tenant_id, application_id)"
+            " WHERE l.loan_id IS NULL AND coalesce(d.final_band, d.band) = $1"
+            " GROUP BY d.tenant_id, d.model_version",
+            int(DecisionBand.DECISION_BAND_DECLINE),
+        )
+        return [(r["tenant_id"], r["model_version"], r["n"]) for r in rows]
+
+
+def _outcome(r: asyncpg.Record) -> OutcomeRow:
+    return OutcomeRow(
+        tenant_id=r["tenant_id"],
+        loan_id=r["loan_id"],
+        application_id=r["application_id"],
+        decision_id=r["decision_id"],
+        model_version=r["model_version"],
+        defaulted=r["defaulted"],
+        outcome_at=r["outcome_at"],
+        max_days_late=r["max_days_late"],
+        instalments_observed=r["instalments_observed"],
+        probability_of_default=r["probability_of_default"],
+        band=r["band"],
+        final_band=r["final_band"],
+        applied_at=r["applied_at"],
+        disbursed_at=r["disbursed_at"],
+    )

@@ -1,0 +1,51 @@
+"""Live performance on matured loans: the measures agree with their definitions, intervals
+bracket the estimate, and a month with one class says it cannot rank."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from services.outcomes.performance import (
+    expected_calibration_error,
+    ks_statistic,
+    performance,
+)
+
+
+def _book(n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0.01, 0.6, n)
+    return (rng.random(n) < p).astype(np.float64), p
+
+
+def test_a_calibrated_model_has_a_small_ece_and_a_shifted_one_a_large_one() -> None:
+    y, p = _book(20_000)
+    assert expected_calibration_error(y, p) < 0.02
+    assert expected_calibration_error(y, np.clip(p + 0.15, 0, 1)) > 0.1
+
+
+def test_ks_separates_a_ranking_model_from_noise() -> None:
+    y, p = _book(5_000)
+    assert ks_statistic(y, p) > 0.2
+    assert ks_statistic(y, np.random.default_rng(3).random(len(y))) < 0.1
+
+
+def test_a_month_reports_auc_with_an_interval_and_the_default_rate_per_band() -> None:
+    y, p = _book(2_000)
+    bands = np.where(p < 0.15, "approve", np.where(p < 0.3, "review", "decline"))
+    month = performance("v1", "2026-01", y.astype(bool).tolist(), p.tolist(), bands.tolist())
+    assert month.matured == 2_000 and month.defaults == int(y.sum())
+    assert month.auc.value == pytest.approx(roc_auc_score(y, p))
+    assert month.auc.low is not None and month.auc.high is not None
+    assert month.auc.low < month.auc.value < month.auc.high
+    n, bad, rate = month.bands["approve"]
+    assert n == int((bands == "approve").sum()) and rate == pytest.approx(bad / n)
+    assert month.bands["approve"][2] < month.bands["decline"][2]
+
+
+def test_a_month_without_defaults_cannot_rank() -> None:
+    month = performance("v1", "2026-02", [False] * 30, [0.1] * 30, ["approve"] * 30)
+    assert month.auc.value is None and month.default_rate == 0.0
+    assert month.ece.value == pytest.approx(0.1)
