@@ -62,6 +62,7 @@ def test_the_access_table_names_declared_topics_and_the_services_groups() -> Non
     from services.explanation.settings import ExplanationSettings
     from services.feature_store.settings import FeatureStoreSettings
     from services.gateway.settings import GatewaySettings
+    from services.outcomes.settings import OutcomesSettings
     from services.scoring.settings import ScoringSettings
 
     declared = {t.name for t in all_topics()}
@@ -78,6 +79,7 @@ def test_the_access_table_names_declared_topics_and_the_services_groups() -> Non
         "audit": AuditSettings.model_fields["consumer_group"].default,
         "drift": DriftSettings.model_fields["consumer_group"].default,
         "console": ConsoleSettings.model_fields["consumer_group"].default,
+        "outcomes": OutcomesSettings.model_fields["consumer_group"].default,
     }
     # a Faust app's internal topics are named <app id>-...
     assert prefixes["feature-store"] == f"{groups['feature-store']}-"

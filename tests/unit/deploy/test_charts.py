@@ -31,7 +31,16 @@ from services.common.topics import (
 )
 
 CHARTS = Path(__file__).resolve().parents[3] / "charts"
-SERVICES = ("gateway", "scoring", "explanation", "feature-store", "audit", "drift", "console")
+SERVICES = (
+    "gateway",
+    "scoring",
+    "explanation",
+    "feature-store",
+    "audit",
+    "drift",
+    "console",
+    "outcomes",
+)
 GRPC_PORTS = {"scoring": 50051, "explanation": 50052, "audit": 50053}
 METRICS_PORTS = {
     "gateway": 9101,  # its operator port: /metrics and the API docs, off the public http port
@@ -41,6 +50,7 @@ METRICS_PORTS = {
     "audit": 9105,
     "drift": 9106,
     "console": 8090,  # its http port: the console serves /metrics beside its pages
+    "outcomes": 9107,
 }
 #: the services whose metrics are on a service port, not a port named "metrics" of their own
 METRICS_PORT_NAMES = {"console": "http"}
@@ -51,7 +61,12 @@ GRPC_CALLERS = {
     "audit": ["console"],  # applications' audit trails
 }
 #: who besides the monitoring namespace reads a service's metrics port
-METRICS_READERS = {"drift": ("console",)}
+METRICS_READERS = {
+    "drift": ("console",),  # PSI on the oversight page
+    "outcomes": ("console",),  # live AUC and ECE on the oversight page
+}
+#: consumers that run as one process: no autoscaler, no disruption budget (it would block drains)
+SINGLE_REPLICA = {"drift", "outcomes"}
 WITH_HPA = {"gateway", "scoring", "explanation", "audit", "console"}
 WITH_PDB = {"gateway", "scoring", "explanation", "feature-store", "audit", "console"}
 RELEASE = "alama"
@@ -237,6 +252,10 @@ def test_grpc_services_are_probed_natively(manifests: list[Manifest]) -> None:
     console = deployments["console"]["spec"]["template"]["spec"]["containers"][0]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert console[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+    outcomes = deployments["outcomes"]["spec"]["template"]["spec"]["containers"][0]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        # an aiokafka consumer with no API: its metrics endpoint answers once it has started
+        assert outcomes[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}, probe
     for name in ("feature-store", "drift"):
         # Faust workers: /livez fails for a stalled agent, while the metrics thread answers
         worker = deployments[name]["spec"]["template"]["spec"]["containers"][0]
@@ -279,11 +298,14 @@ def test_gateway_reaches_the_grpc_services_by_their_service_names(
 def test_console_reads_drifts_psi_from_its_metrics_port(manifests: list[Manifest]) -> None:
     config = of_kind(manifests, "ConfigMap")["console"]["data"]
     services = {s["metadata"]["name"]: s for s in manifests if s["kind"] == "Service"}
-    url = config["ALAMA_CONSOLE_DRIFT_METRICS_URL"]
-    assert url == f"http://{RELEASE}-drift:{METRICS_PORTS['drift']}/metrics"
-    assert METRICS_PORTS["drift"] in {
-        p["port"] for p in services[f"{RELEASE}-drift"]["spec"]["ports"]
-    }
+    # drift's PSI and outcomes' live AUC and ECE, both on the oversight page
+    for key, name in (("DRIFT", "drift"), ("OUTCOMES", "outcomes")):
+        url = config[f"ALAMA_CONSOLE_{key}_METRICS_URL"]
+        assert url == f"http://{RELEASE}-{name}:{METRICS_PORTS[name]}/metrics"
+        assert METRICS_PORTS[name] in {
+            p["port"] for p in services[f"{RELEASE}-{name}"]["spec"]["ports"]
+        }
+        assert "console" in METRICS_READERS[name], "its NetworkPolicy admits the console"
 
 
 def test_console_reaches_explanation_by_its_service_name(manifests: list[Manifest]) -> None:
@@ -319,6 +341,9 @@ def test_settings_reach_every_service(manifests: list[Manifest]) -> None:
     )
     assert configs["drift"]["data"]["ALAMA_DRIFT_BUNDLE_DIR"] == "/app/artifacts/bundles/current"
     assert configs["drift"]["data"]["FAUST_DATADIR"].startswith("/tmp/")
+    outcomes = configs["outcomes"]["data"]
+    assert outcomes["ALAMA_OUTCOMES_BUNDLE_ROOT"] == "/app/artifacts/bundles", "every version"
+    assert outcomes["ALAMA_OUTCOMES_METRICS_PORT"] == str(METRICS_PORTS["outcomes"])
 
 
 def test_secrets_come_only_from_secret_key_refs(manifests: list[Manifest]) -> None:
@@ -417,7 +442,7 @@ def test_network_policies(manifests: list[Manifest]) -> None:
     assert public["ports"] == [{"port": "http", "protocol": "TCP"}], "its http port only"
     assert operator["ports"] == [{"port": "metrics", "protocol": "TCP"}]
     assert "from" in operator, "metrics and the API docs only for the monitoring namespace"
-    for name in ("feature-store", "drift"):
+    for name in ("feature-store", "drift", "outcomes"):
         assert len(policies[name]["spec"]["ingress"]) == 1, f"{name}: only metrics comes in"
     # the console: staff's browsers (through the office network's proxy) on its one http port,
     # which also serves /metrics to the monitoring namespace
@@ -448,6 +473,9 @@ def test_autoscalers_and_disruption_budgets(manifests: list[Manifest]) -> None:
         assert "replicas" not in deployments[name]["spec"], "the autoscaler owns the replicas"
     pdbs = of_kind(manifests, "PodDisruptionBudget")
     assert pdbs["audit"]["spec"]["minAvailable"] == 1
+    for name in SINGLE_REPLICA:
+        assert deployments[name]["spec"]["replicas"] == 1, name
+        assert name not in hpas and name not in pdbs, name
     for name, pdb in pdbs.items():
         assert deployments[name]["spec"].get("replicas", 2) > pdb["spec"]["minAvailable"], name
 
