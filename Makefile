@@ -119,13 +119,13 @@ train: infra-up ## Train on PROFILE=tiny|quick|full|xl and SOURCE=synthetic|csv:
 demo: infra-up ## Run the whole system end to end (today: what exists so far, and what is missing)
 	$(PY) -m infra.demo
 
-up: infra-up ## Start the servers and the seven services (needs a promoted bundle: make train)
+up: infra-up ## Start the servers and the eight services (needs a promoted bundle: make train)
 	$(PY) -m infra.supervisor up
 
 services-status: ## Show whether each service is up and ready
 	$(PY) -m infra.supervisor status
 
-services-down: ## Stop the seven services (SIGTERM: they finish and commit their work)
+services-down: ## Stop the eight services (SIGTERM: they finish and commit their work)
 	@if [ -x $(PY) ]; then $(PY) -m infra.supervisor down; fi
 
 bench-import: setup ## Import 10 million mobile-money rows and measure time and peak memory (bench/results/import.*)

@@ -1,6 +1,6 @@
 """`make demo`: the whole system end to end on this machine, with a live view and a summary.
 
-Servers up, a promoted model (trained on the quick profile when none exists), the six services as
+Servers up, a promoted model (trained on the quick profile when none exists), the eight services as
 supervised processes, then the simulator plays core banking and the mobile-money provider at a
 steady rate while the terminal shows what the services report. Every number on screen is read
 back from the services themselves (their Prometheus endpoints, the audit chain, the gateway's
@@ -50,6 +50,7 @@ METRICS = {
     "explanation": f"http://127.0.0.1:{service_port(9104)}/metrics",
     "audit": f"http://127.0.0.1:{service_port(9105)}/metrics",
     "drift": f"http://127.0.0.1:{service_port(9106)}/metrics",
+    "outcomes": f"http://127.0.0.1:{service_port(9107)}/metrics",  # live AUC and ECE
 }
 AUDIT_SCHEMA = "audit"
 BANDS = vocabulary.BANDS.names

@@ -1,4 +1,4 @@
-"""Run the seven services as supervised local processes (no Docker): start, check, stop, kill.
+"""Run the eight services as supervised local processes (no Docker): start, check, stop, kill.
 
 Each service is ``python -m services.<name>`` in its own session, its output in
 ``<run folder>/services/<name>.log`` and its pid in ``<name>.pid``. ``up`` starts what is not
@@ -139,6 +139,9 @@ SERVICES: tuple[ServiceSpec, ...] = (
         ports={"ALAMA_AUDIT_GRPC_PORT": 50053, "ALAMA_AUDIT_METRICS_PORT": 9105},
     ),
     ServiceSpec("drift", _metrics_probe("ALAMA_DRIFT_METRICS_PORT", 9106)),
+    # loans' outcomes and live performance (a consumer with no API): before the console, whose
+    # oversight page reads its metrics
+    ServiceSpec("outcomes", _metrics_probe("ALAMA_OUTCOMES_METRICS_PORT", 9107)),
     ServiceSpec(
         "gateway",
         lambda env: _http_ok(

@@ -53,7 +53,16 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # ---- development secrets are refused outside development mode ------------------------------
 
-SERVICE_NAMES = ("gateway", "scoring", "explanation", "audit", "drift", "feature_store", "console")
+SERVICE_NAMES = (
+    "gateway",
+    "scoring",
+    "explanation",
+    "audit",
+    "drift",
+    "feature_store",
+    "console",
+    "outcomes",
+)
 STRONG = "k7Q2v9Zr4pXw8Ls1Nd6Fh3Tb0Yc5Jm2Ue"  # 34 bytes, no development prefix
 
 
@@ -222,7 +231,7 @@ def test_the_test_suite_runs_in_development_mode() -> None:
 
 def test_every_service_process_refuses_to_start(tmp_path: Path) -> None:
     """`python -m services.<name>` (each container's command) exits before it binds or connects;
-    the seven start side by side to keep the test short."""
+    the eight start side by side to keep the test short."""
     env = {k: v for k, v in os.environ.items() if k != DEV_MODE_VARIABLE}
     env |= {  # nothing real is reachable even if the refusal failed
         "ALAMA_KAFKA_BOOTSTRAP": "127.0.0.1:9",
@@ -266,4 +275,5 @@ CONTAINER_COMMANDS = {
     "drift": ["python", "-m", "services.drift"],
     "feature_store": ["python", "-m", "services.feature_store"],
     "console": ["python", "-m", "services.console"],
+    "outcomes": ["python", "-m", "services.outcomes"],
 }

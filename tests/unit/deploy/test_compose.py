@@ -41,7 +41,7 @@ COMPOSE_GO_VERSION = "v2.16.2"
 COMPOSE_GO_ZIP_SHA256 = "75410c9723430b920592093014fc53641f6207e01b52c016c848ba62bf2da805"
 COMPOSE_SPEC_SHA256 = "f266dcbb043229405d7cedd5aec918f9102c2b3d5e3850808fdd8edd564a43ff"
 
-#: the seven deployables, as the supervisor knows them (an eighth needs a Dockerfile too)
+#: the eight deployables, as the supervisor knows them (a ninth needs a Dockerfile too)
 SERVICES = tuple(BY_NAME)
 
 
@@ -258,6 +258,12 @@ def test_services_reach_each_other_by_compose_name() -> None:
         host, port = console["environment"][f"ALAMA_CONSOLE_{target}_TARGET"].split(":")
         assert host == compose_service_of(upstream)[0]
         assert int(port) == service_settings_defaults(upstream)["grpc_port"]
+    # the oversight page reads drift's PSI and outcomes' live AUC and ECE from their metrics
+    for target, upstream in (("DRIFT", "drift"), ("OUTCOMES", "outcomes")):
+        url = console["environment"][f"ALAMA_CONSOLE_{target}_METRICS_URL"]
+        key, _ = compose_service_of(upstream)
+        port = service_settings_defaults(upstream)["metrics_port"]
+        assert url == f"http://{key}:{port}/metrics", target
 
 
 def test_topics_job_runs_the_declared_topic_list() -> None:
@@ -293,6 +299,7 @@ def test_bundle_mount_matches_the_image_paths() -> None:
         ("scoring", "ALAMA_SCORING_BUNDLE_DIR"),
         ("explanation", "ALAMA_EXPLANATION_BUNDLE_ROOT"),
         ("drift", "ALAMA_DRIFT_BUNDLE_DIR"),
+        ("outcomes", "ALAMA_OUTCOMES_BUNDLE_ROOT"),  # each bundle's reference AUC and ECE
     ):
         _, svc = compose_service_of(name)
         targets = [v["target"] for v in svc["volumes"] if isinstance(v, dict)]

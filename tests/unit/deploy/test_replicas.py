@@ -26,6 +26,10 @@ def test_a_service_that_runs_as_one_process_refuses_replicas() -> None:
         replicas_wanted("feature_store", {"ALAMA_FEATURE_STORE_REPLICAS": "2"})
     with pytest.raises(SupervisorError, match="runs as one process"):
         replicas_wanted("console", {"ALAMA_CONSOLE_REPLICAS": "2"})
+    # outcomes joins loans to decisions across topics in one process (charts/outcomes too)
+    assert replicas_wanted("outcomes", {}) == 1
+    with pytest.raises(SupervisorError, match="runs as one process"):
+        replicas_wanted("outcomes", {"ALAMA_OUTCOMES_REPLICAS": "2"})
 
 
 def test_each_replica_has_its_own_ports_in_the_same_group() -> None:
