@@ -39,9 +39,12 @@ def run(
     rate: Annotated[
         float, typer.Option(min=0, help="applications per second (0: as fast as allowed)")
     ] = 50.0,
-    via: Annotated[Via, typer.Option(help="gateway REST API, or Kafka as core banking")] = (
-        Via.GATEWAY
-    ),
+    via: Annotated[
+        Via,
+        typer.Option(
+            help="gateway REST API (queued; scores: synchronous), or Kafka as core banking"
+        ),
+    ] = Via.GATEWAY,
     run_id: Annotated[
         str | None, typer.Option(help="prefix of the application ids (random when unset)")
     ] = None,
@@ -70,6 +73,31 @@ def run(
         int | None, typer.Option(min=1, help="applications in flight at most")
     ] = None,
     gateway_url: Annotated[str | None, typer.Option(help="the gateway's base URL")] = None,
+    disburse: Annotated[
+        bool | None,
+        typer.Option(
+            help="after the applications, disburse a loan for each approved one and record its"
+            " instalments (default: ALAMA_SIMULATOR_DISBURSE_LOANS, off)",
+            show_default=False,
+        ),
+    ] = None,
+    decision_wait: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="seconds disbursement waits for decisions and reviews (default: the settings',"
+            " 60)",
+        ),
+    ] = None,
+    shock: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="an economic shock (0..1) on the synthesized loans: more and longer late"
+            " payments, more defaults",
+        ),
+    ] = 0.0,
     summary_json: Annotated[
         Path | None, typer.Option(help="write the summary (with every application id) here")
     ] = None,
@@ -96,6 +124,9 @@ def run(
         webhook_batch=webhook_batch,
         wait_for_features=wait_for_features,
         wait_timeout_seconds=wait_timeout,
+        disburse=disburse,
+        shock=shock,
+        decision_wait_seconds=decision_wait,
     )
     live = LiveStatus()
     try:
@@ -109,7 +140,10 @@ def run(
     if summary_json is not None:
         summary.write_json(summary_json)
         console.print(f"summary written to {summary_json}")
-    if any(phase.errors for phase in (summary.webhooks, summary.repayments, summary.applications)):
+    phases = [summary.webhooks, summary.repayments, summary.applications]
+    if summary.disbursement is not None:
+        phases += [summary.disbursement.loans, summary.disbursement.instalments]
+    if any(phase.errors for phase in phases):
         raise typer.Exit(1)  # something was not accepted: make demo must not look green
 
 
@@ -117,11 +151,17 @@ def print_summary(summary: Summary) -> None:
     table = Table(title=f"simulator run {summary.run_id} (via {summary.via})")
     for column in ("phase", "sent", "accepted", "items", "errors", "seconds"):
         table.add_column(column, justify="left" if column in ("phase", "errors") else "right")
-    for name, phase in (
+    phases = [
         ("webhooks", summary.webhooks),
         ("repayments", summary.repayments),
         ("applications", summary.applications),
-    ):
+    ]
+    if summary.disbursement is not None:
+        phases += [
+            ("loans", summary.disbursement.loans),
+            ("instalments", summary.disbursement.instalments),
+        ]
+    for name, phase in phases:
         errors = ", ".join(f"{status}: {n}" for status, n in phase.errors.items()) or "-"
         table.add_row(
             name,
@@ -146,6 +186,19 @@ def print_summary(summary: Summary) -> None:
         f"rate: target {target}, achieved {achieved},"
         f" max behind schedule {summary.max_schedule_lag_seconds:.3f}s"
     )
+    if summary.disbursement is not None:
+        d = summary.disbursement
+        verdicts = ", ".join(f"{v} {n}" for v, n in d.verdicts.items()) or "none"
+        console.print(
+            f"decisions: {verdicts}; loans {d.funded} ({d.from_book} from the book,"
+            f" {d.synthesized} synthesized{f', shock {d.shock:g}' if d.shock else ''}),"
+            f" {d.defaulting} defaulting"
+        )
+        if d.unsettled:
+            console.print(
+                f"[yellow]{d.unsettled} applications still in review or undecided after"
+                f" {d.decision_wait_seconds:.0f}s: no loan[/yellow]"
+            )
     if summary.first_application_id:
         console.print(
             f"applications {summary.first_application_id} .. {summary.last_application_id}"

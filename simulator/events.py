@@ -1,5 +1,5 @@
-"""The one place a loan book's rows become Kafka events: core banking's LoanApplicationSubmitted
-and RepaymentRecorded, and the mobile-money provider's MobileMoneyTransaction.
+"""The one place a loan book's rows become Kafka events: core banking's LoanApplicationSubmitted,
+RepaymentRecorded and LoanDisbursed, and the mobile-money provider's MobileMoneyTransaction.
 
 A run publishes its applications and repayments with these builders; `book_events` replays a
 whole loan book in time order, whatever its source. Event ids are uuid5 of the row's id in the
@@ -26,10 +26,12 @@ from services.common.envelope import wrap
 from services.common.members import DEV_TENANT, member_key
 from services.common.protos.alama.events.v1 import (
     applications_pb2,
+    loans_pb2,
     mobile_money_pb2,
     repayments_pb2,
 )
 from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
+from simulator.loans import Loan
 from simulator.scenario import (
     ApplicationRequest,
     application_requests,
@@ -76,6 +78,10 @@ def application_event_id(namespace: uuid.UUID, application_id: str) -> str:
 
 def repayment_event_id(namespace: uuid.UUID, repayment: str) -> str:
     return str(uuid.uuid5(namespace, f"repayment/{repayment}"))
+
+
+def loan_event_id(namespace: uuid.UUID, loan_id: str) -> str:
+    return str(uuid.uuid5(namespace, f"loan/{loan_id}"))
 
 
 def transaction_event_id(namespace: uuid.UUID, transaction_id: str) -> str:
@@ -125,6 +131,27 @@ def application_envelope(
         subject=application.member_id,
         event_id=application_event_id(namespace, application.application_id),
         occurred_at=application.applied_at,
+    )
+
+
+def loan_envelope(loan: Loan, namespace: uuid.UUID, tenant: str = DEV_TENANT) -> EventEnvelope:
+    """LoanDisbursed as core banking publishes it, keyed like the member's repayments; the
+    envelope time is the disbursement's, so a re-run sends identical bytes."""
+    message = loans_pb2.LoanDisbursed(
+        loan_id=loan.loan_id,
+        application_id=loan.application_id,
+        member_id=loan.member_id,
+        tenant_id=tenant,
+        principal_kes=loan.principal_kes,
+        term_months=loan.term_months,
+    )
+    message.disbursed_at.FromDatetime(loan.disbursed_at)
+    return wrap(
+        message,
+        producer=CORE_BANKING,
+        subject=member_key(tenant, loan.member_id),
+        event_id=loan_event_id(namespace, loan.loan_id),
+        occurred_at=loan.disbursed_at,
     )
 
 

@@ -1,4 +1,5 @@
-"""One simulation run: history, an optional wait for the feature store, then paced applications.
+"""One simulation run: history, an optional wait for the feature store, paced applications, then
+(opt-in) the loans core banking disburses for the approved ones and their instalments.
 
 `simulate` is the whole run as a coroutine, so the CLI, `make demo` and end-to-end tests drive the
 same code; it returns a `Summary` and never raises for a failed send (those are counted).
@@ -26,13 +27,21 @@ from opentelemetry.trace import SpanKind
 from rich.text import Text
 
 from services.common.kafka import create_producer
+from simulator.approvals import DecisionView, Verdict, learn_verdicts
 from simulator.books import load_book
 from simulator.events import book_namespace
 from simulator.lag import LagWait, wait_for_group
+from simulator.loans import DEFAULT_DAYS_LATE, Loan, disburse
 from simulator.pacing import Clock, Pacer, achieved_rate
 from simulator.payloads import MAX_WEBHOOK_BATCH, count_deliveries, lane_deliveries
 from simulator.scenario import ApplicationRequest, Scenario, build_scenario
-from simulator.senders import ApplicationSender, GatewayClient, KafkaCoreBanking, Outcome
+from simulator.senders import (
+    ApplicationSender,
+    GatewayClient,
+    KafkaCoreBanking,
+    Outcome,
+    SyncScoring,
+)
 from simulator.settings import SimulatorSettings
 from training.contract import LoanBook
 
@@ -40,7 +49,8 @@ tracer = trace.get_tracer("alama.simulator")
 
 
 class Via(StrEnum):
-    GATEWAY = "gateway"
+    GATEWAY = "gateway"  # POST /v1/applications: queued, decided asynchronously
+    SCORES = "scores"  # POST /v1/scores: scored synchronously, the decision in the answer
     KAFKA = "kafka"
 
 
@@ -54,6 +64,9 @@ class SimulationOptions:
     webhook_batch: int = MAX_WEBHOOK_BATCH
     wait_for_features: bool = True
     wait_timeout_seconds: float = 120.0
+    disburse: bool | None = None  # None: the settings' `disburse_loans`
+    shock: float = 0.0  # 0..1: an economic shock on the synthesized loans (simulator.loans)
+    decision_wait_seconds: float | None = None  # None: the settings'
 
 
 def new_run_id() -> str:
@@ -151,6 +164,24 @@ class FeaturesWait:
 
 
 @dataclass(frozen=True)
+class DisbursementSummary:
+    """What the disbursement phase learnt and sent; `verdicts` counts each application's
+    (approved and approved_on_review were funded; in_review and undecided were still waiting
+    when the wait ended, and got no loan)."""
+
+    verdicts: dict[str, int]
+    funded: int
+    unsettled: int  # in review or undecided after the wait: no loan
+    from_book: int  # loans the book holds for the application
+    synthesized: int
+    defaulting: int  # loans with an instalment 90+ days late in the 12-month window
+    shock: float
+    decision_wait_seconds: float
+    loans: PhaseSummary
+    instalments: PhaseSummary
+
+
+@dataclass(frozen=True)
 class Summary:
     run_id: str
     via: str
@@ -168,6 +199,7 @@ class Summary:
     first_application_id: str | None
     last_application_id: str | None
     application_ids: list[str]
+    disbursement: DisbursementSummary | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -208,6 +240,7 @@ async def simulate(
             run_id, scenario.applications, scenario.transactions[0:0], scenario.repayments[0:0]
         )
 
+    disbursing = settings.disburse_loans if options.disburse is None else options.disburse
     webhooks = PhaseStats("webhooks")
     repayments = PhaseStats("repayments", planned=len(scenario.repayments))
     applications = PhaseStats("applications", planned=len(scenario.applications))
@@ -216,8 +249,12 @@ async def simulate(
     send_times: list[float] = []
 
     async with AsyncExitStack() as stack:
-        needs_http = options.via is Via.GATEWAY or not scenario.transactions.empty
-        needs_kafka = options.via is Via.KAFKA or not scenario.repayments.empty
+        needs_http = (
+            options.via in (Via.GATEWAY, Via.SCORES)
+            or not scenario.transactions.empty
+            or disbursing
+        )
+        needs_kafka = options.via is Via.KAFKA or not scenario.repayments.empty or disbursing
         client = http_client
         if client is None and needs_http:
             client = await stack.enter_async_context(
@@ -266,15 +303,30 @@ async def simulate(
             )
 
         # phase 3: applications at the target rate
-        sender: ApplicationSender | None = core_banking if options.via is Via.KAFKA else gateway
+        sender: ApplicationSender | None = _application_sender(options.via, gateway, core_banking)
         assert sender is not None
         live.note = ""
         live.show(applications)
         applications.start()
+        answers: dict[str, Outcome] = {}
         await _send_applications(
-            sender, scenario.applications, pacer, settings.concurrency, applications, send_times
+            sender,
+            scenario.applications,
+            pacer,
+            settings.concurrency,
+            applications,
+            send_times,
+            answers,
         )
         applications.finish()
+
+        # phase 4 (opt-in): loans for the approved applications, then their instalments
+        disbursement: DisbursementSummary | None = None
+        if disbursing:
+            assert gateway is not None and core_banking is not None
+            disbursement = await _disburse(
+                gateway, core_banking, book, scenario, answers, options, settings, live
+            )
 
     ids = [a.application_id for a in scenario.applications]
     return Summary(
@@ -301,6 +353,7 @@ async def simulate(
         first_application_id=ids[0] if ids else None,
         last_application_id=ids[-1] if ids else None,
         application_ids=ids,
+        disbursement=disbursement,
     )
 
 
@@ -312,8 +365,107 @@ def _core_banking(
         namespace,
         applications_topic=settings.applications_topic,
         repayments_topic=settings.repayments_topic,
+        loans_topic=settings.loans_topic,
         tenant=settings.tenant,
     )
+
+
+def _application_sender(
+    via: Via, gateway: GatewayClient | None, core_banking: KafkaCoreBanking | None
+) -> ApplicationSender | None:
+    if via is Via.KAFKA:
+        return core_banking
+    if via is Via.SCORES:
+        return None if gateway is None else SyncScoring(gateway)
+    return gateway
+
+
+def funded_applications(
+    applications: list[ApplicationRequest], verdicts: dict[str, Verdict]
+) -> list[ApplicationRequest]:
+    """The applications core banking disburses a loan for, in send order (an application id
+    sent twice is funded once)."""
+    seen: set[str] = set()
+    funded = []
+    for application in applications:
+        verdict = verdicts.get(application.application_id, Verdict.UNDECIDED)
+        if verdict.funded and application.application_id not in seen:
+            seen.add(application.application_id)
+            funded.append(application)
+    return funded
+
+
+def _defaulting(loan: Loan) -> bool:
+    return any(i.days_late >= DEFAULT_DAYS_LATE for i in loan.instalments)
+
+
+async def _disburse(
+    gateway: GatewayClient,
+    core_banking: KafkaCoreBanking,
+    book: LoanBook,
+    scenario: Scenario,
+    answers: dict[str, Outcome],
+    options: SimulationOptions,
+    settings: SimulatorSettings,
+    live: LiveStatus,
+) -> DisbursementSummary:
+    """Learn each accepted application's verdict, then send a loan per funded one and its
+    instalments (an application the system did not take is never decided: undecided)."""
+    within = (
+        settings.decision_wait_seconds
+        if options.decision_wait_seconds is None
+        else options.decision_wait_seconds
+    )
+    live.note = f"waiting up to {within:.0f}s for decisions"
+    taken = [
+        a.application_id
+        for a in scenario.applications
+        if answers.get(a.application_id, _NOT_SENT).accepted
+    ]
+    known: dict[str, DecisionView] = {
+        i: answer.decision for i, answer in answers.items() if answer.decision is not None
+    }
+    verdicts = await learn_verdicts(
+        gateway,
+        taken,
+        known=known,
+        within=within,
+        interval=settings.decision_poll_seconds,
+        concurrency=settings.concurrency,
+    )
+    funded = funded_applications(scenario.applications, verdicts)
+    loans = await asyncio.to_thread(disburse, book, funded, shock=options.shock)
+    counts = Counter(
+        verdicts.get(a.application_id, Verdict.UNDECIDED) for a in scenario.applications
+    )
+    loan_stats = PhaseStats("loans", planned=len(loans))
+    instalment_stats = PhaseStats(
+        "instalments", planned=sum(len(loan.instalments) for loan in loans)
+    )
+    live.note = ""
+    for stats, send in (
+        (loan_stats, core_banking.publish_loans),
+        (instalment_stats, core_banking.publish_instalments),
+    ):
+        live.show(stats)
+        stats.start()
+        await send(loans, on_outcome=stats.record)
+        stats.finish()
+    return DisbursementSummary(
+        verdicts={str(v): counts[v] for v in Verdict if counts[v]},
+        funded=len(loans),
+        unsettled=counts[Verdict.IN_REVIEW] + counts[Verdict.UNDECIDED],
+        from_book=sum(not loan.synthesized for loan in loans),
+        synthesized=sum(loan.synthesized for loan in loans),
+        defaulting=sum(_defaulting(loan) for loan in loans),
+        shock=options.shock,
+        decision_wait_seconds=within,
+        loans=loan_stats.summary(),
+        instalments=instalment_stats.summary(),
+    )
+
+
+_NOT_SENT = Outcome(accepted=False, status="not sent", count=0)
 
 
 async def _send_webhooks(
@@ -359,8 +511,10 @@ async def _send_applications(
     concurrency: int,
     stats: PhaseStats,
     send_times: list[float],
+    answers: dict[str, Outcome] | None = None,
 ) -> None:
-    """Open loop: each application goes at its due time (or as soon as a slot frees up)."""
+    """Open loop: each application goes at its due time (or as soon as a slot frees up).
+    `answers` collects each application's outcome by id (what disbursement acts on)."""
     slots = asyncio.Semaphore(concurrency)
     in_flight: set[asyncio.Task[None]] = set()
 
@@ -376,6 +530,8 @@ async def _send_applications(
                 outcome = await sender.submit(application)
                 span.set_attribute("alama.outcome", outcome.status)
             stats.record(outcome)
+            if answers is not None:
+                answers[application.application_id] = outcome
         finally:
             slots.release()
 

@@ -18,8 +18,11 @@ import pandas as pd
 from aiokafka import AIOKafkaProducer
 from opentelemetry import propagate
 
+from services.common import topics
 from services.common.kafka import publish
-from simulator.events import application_envelope, repayment_envelopes
+from simulator.approvals import DecisionView
+from simulator.events import application_envelope, loan_envelope, repayment_envelopes
+from simulator.loans import Loan, repayments_frame
 from simulator.payloads import (
     API_KEY_HEADER,
     WebhookDelivery,
@@ -29,6 +32,8 @@ from simulator.payloads import (
 from simulator.scenario import ApplicationRequest
 
 APPLICATIONS_PATH = "/v1/applications"
+SCORES_PATH = "/v1/scores"
+DECISIONS_PATH = "/v1/decisions"
 WEBHOOK_PATH = "/v1/webhooks/mobile-money"
 KAFKA_OK = "kafka"
 
@@ -38,6 +43,7 @@ class Outcome:
     accepted: bool
     status: str  # the HTTP status code, "kafka" for a delivered record, or the exception's name
     count: int = 1  # items the receiver took (transactions in a webhook delivery)
+    decision: DecisionView | None = None  # a synchronous score's answer
 
 
 class ApplicationSender(Protocol):
@@ -87,6 +93,44 @@ class GatewayClient:
             return _failure(exc)
         return Outcome(accepted=response.status_code == 202, status=str(response.status_code))
 
+    async def score(self, application: ApplicationRequest) -> Outcome:
+        """Score synchronously (`POST /v1/scores`): the decision comes back in the answer. Not
+        retried on a broken connection: a second call could score twice."""
+        headers = {API_KEY_HEADER: self.api_key, "Content-Type": "application/json"}
+        propagate.inject(headers)
+        try:
+            response = await self.client.post(
+                SCORES_PATH, content=encode_json(application_body(application)), headers=headers
+            )
+        except httpx.HTTPError as exc:
+            return _failure(exc)
+        if response.status_code != 200:
+            return Outcome(accepted=False, status=str(response.status_code), count=0)
+        try:
+            decision = DecisionView.from_json(response.json())
+        except (ValueError, KeyError, TypeError):
+            decision = None  # scored, but the answer is unreadable: asked for again later
+        return Outcome(accepted=True, status="200", decision=decision)
+
+    async def _get_decision(self, path: str) -> DecisionView | None:
+        """A decision, or None while there is none to read (404, an error, an odd answer)."""
+        try:
+            response = await self.client.get(path, headers={API_KEY_HEADER: self.api_key})
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        try:
+            return DecisionView.from_json(response.json())
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    async def application_decision(self, application_id: str) -> DecisionView | None:
+        return await self._get_decision(f"{APPLICATIONS_PATH}/{application_id}/decision")
+
+    async def reviewed_decision(self, decision_id: str) -> DecisionView | None:
+        return await self._get_decision(f"{DECISIONS_PATH}/{decision_id}")
+
     async def deliver(self, delivery: WebhookDelivery) -> Outcome:
         """POST one delivery, signed now over the exact bytes sent."""
         headers = delivery.headers(self.webhook_secret, int(self.wall_clock()), self.tenant)
@@ -104,8 +148,19 @@ class GatewayClient:
         return Outcome(accepted=accepted, status=str(response.status_code), count=count)
 
 
+class SyncScoring:
+    """Applications scored synchronously through the gateway (`--via scores`)."""
+
+    def __init__(self, gateway: GatewayClient) -> None:
+        self.gateway = gateway
+
+    async def submit(self, application: ApplicationRequest) -> Outcome:
+        return await self.gateway.score(application)
+
+
 class KafkaCoreBanking:
-    """Core banking publishing straight to Kafka: repayments, and applications `--via kafka`."""
+    """Core banking publishing straight to Kafka: repayments, disbursed loans, and applications
+    `--via kafka`."""
 
     def __init__(
         self,
@@ -115,12 +170,14 @@ class KafkaCoreBanking:
         applications_topic: str,
         repayments_topic: str,
         tenant: str,
+        loans_topic: str = topics.LOANS,
     ) -> None:
         self.producer = producer
         self.namespace = namespace
         self.tenant = tenant
         self.applications_topic = applications_topic
         self.repayments_topic = repayments_topic
+        self.loans_topic = loans_topic
 
     async def submit(self, application: ApplicationRequest) -> Outcome:
         envelope = application_envelope(application, self.namespace, self.tenant)
@@ -129,6 +186,34 @@ class KafkaCoreBanking:
         except Exception as exc:  # a broker error is counted, the run goes on
             return _failure(exc)
         return Outcome(accepted=True, status=KAFKA_OK)
+
+    async def publish_loans(
+        self, loans: list[Loan], *, on_outcome: Callable[[Outcome], None] | None = None
+    ) -> list[Outcome]:
+        """One LoanDisbursed per loan, awaited together (the instalments go after, with
+        `publish_repayments(repayments_frame(loans))`)."""
+        pending = [
+            await publish(
+                self.producer, self.loans_topic, loan_envelope(loan, self.namespace, self.tenant)
+            )
+            for loan in loans
+        ]
+        outcomes = [
+            _failure(result)
+            if isinstance(result, BaseException)
+            else Outcome(accepted=True, status=KAFKA_OK)
+            for result in await asyncio.gather(*pending, return_exceptions=True)
+        ]
+        for outcome in outcomes:
+            if on_outcome is not None:
+                on_outcome(outcome)
+        return outcomes
+
+    async def publish_instalments(
+        self, loans: list[Loan], *, on_outcome: Callable[[Outcome], None] | None = None
+    ) -> list[Outcome]:
+        """The loans' instalments on the repayments topic, as the history's repayments go."""
+        return await self.publish_repayments(repayments_frame(loans), on_outcome=on_outcome)
 
     async def publish_repayments(
         self,

@@ -34,6 +34,21 @@ class SimulatorSettings(ServiceSettings):
     )
     applications_topic: str = topics.LOAN_APPLICATIONS
     repayments_topic: str = topics.REPAYMENTS
+    loans_topic: str = Field(default=topics.LOANS, description="where disbursed loans go")
+    disburse_loans: bool = Field(
+        default=False,
+        description="after the applications, disburse a loan for each one Alama approved and"
+        " record its instalments (a run's --disburse / --no-disburse overrides it)",
+    )
+    decision_wait_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="how long disbursement waits for decisions (and reviews) before it gives up"
+        " on the applications still undecided",
+    )
+    decision_poll_seconds: float = Field(
+        default=1.0, gt=0, description="between two rounds of asking the gateway for decisions"
+    )
     mobile_money_topic: str = Field(
         default=topics.MOBILE_MONEY_TRANSACTIONS,
         description="where the gateway publishes webhooks; read only to wait for the lag",
