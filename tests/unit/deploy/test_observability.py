@@ -70,7 +70,15 @@ def exported_series() -> dict[str, frozenset[str]]:
     for path in sorted((REPO / "services").rglob("*.py")):
         if "protos" in path.parts:
             continue
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        tree = ast.parse(path.read_text(), str(path))
+        # module-level label lists shared by several metrics (`_LABELS = [...]`, `[*_LABELS, "x"]`)
+        shared: dict[str, frozenset[str]] = {}
+        for statement in tree.body:
+            if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
+                target = statement.targets[0]
+                if isinstance(target, ast.Name):
+                    shared[target.id] = _label_names(statement.value, shared)
+        for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
                 continue
             func = node.func
@@ -84,13 +92,22 @@ def exported_series() -> dict[str, frozenset[str]]:
             for keyword in node.keywords:
                 if keyword.arg == "labelnames":
                     labels_node = keyword.value
-            labels = frozenset(
-                elt.value
-                for elt in getattr(labels_node, "elts", [])
-                if isinstance(elt, ast.Constant) and isinstance(elt.value, str)
-            )
+            labels = _label_names(labels_node, shared) if labels_node else frozenset()
             series.update(Metric(name, kind, labels).series())
     return series
+
+
+def _label_names(node: ast.expr, shared: dict[str, frozenset[str]]) -> frozenset[str]:
+    """The label names a list or tuple literal holds, module-level names it unpacks resolved."""
+    if isinstance(node, ast.Name):
+        return shared.get(node.id, frozenset())
+    names: set[str] = set()
+    for elt in getattr(node, "elts", []):
+        if isinstance(elt, ast.Constant) and isinstance(elt.value, str):
+            names.add(elt.value)
+        elif isinstance(elt, ast.Starred):
+            names |= _label_names(elt.value, shared)
+    return frozenset(names)
 
 
 # ---- PromQL, read just enough ------------------------------------------------------------------
@@ -125,6 +142,9 @@ def test_the_metric_reader_sees_the_known_metrics() -> None:
     assert series["alama_drift_psi"] == {"subject", "model_version"}
     assert series["alama_events_consumed_total"] == {"service", "topic", "outcome"}
     assert "alama_audit_rows_appended_total" in series
+    # label lists shared through a module-level name, and unpacked into a longer one
+    assert series["alama_live_matured_loans"] == {"tenant", "model_version", "month"}
+    assert series["alama_live_auc"] == {"tenant", "model_version", "month", "bound"}
     with pytest.raises(AssertionError):
         check_query("rate(alama_scoring_decision_total[5m])", "renamed metric")
     with pytest.raises(AssertionError):
@@ -189,6 +209,21 @@ def test_the_alerts_the_operators_asked_for_exist() -> None:
     )
     assert _expr_of("alama_scoring_undelivered_decisions_total").endswith("> 0")
     _expr_of('alama_events_consumed_total{outcome="dead_lettered"}')
+    # live performance on matured loans, judged only from 200 matured loans of a month on
+    auc = _expr_of('alama_live_auc{bound="estimate"}', "alama_model_reference_auc")
+    assert re.search(
+        r'alama_live_auc\{bound="estimate"\} < on\(model_version\) group_left 0\.95 \* '
+        r"max by \(model_version\) \(alama_model_reference_auc\)",
+        auc,
+    ), auc
+    ece = _expr_of('alama_live_ece{bound="estimate"}')
+    assert 'alama_live_ece{bound="estimate"} > 0.02' in ece
+    for expr in (auc, ece):
+        assert expr.endswith(
+            "and on(tenant, model_version, month) alama_live_matured_loans >= 200"
+        ), expr
+    watched = re.search(r'job=~"([^"]+)"', _expr_of("up{job=~"))
+    assert watched and {"drift", "outcomes"} <= set(watched[1].split("|"))
 
 
 # ---- Prometheus, the collector, compose wiring -------------------------------------------------
@@ -335,6 +370,14 @@ def test_the_dashboards_the_operators_asked_for_exist() -> None:
     some("alama_drift_psi", 'subject=~"score|band"')
     some('outcome="dead_lettered"')
     some("alama_audit_rows_appended_total")
+    # live performance (services/outcomes): AUC with its bounds per bundle and month beside the
+    # reference, ECE, default rate per band, matured loans
+    for bound in ("estimate", "low", "high"):
+        some(f'alama_live_auc{{bound="{bound}"}}', "model_version, month")
+    some("alama_model_reference_auc")
+    some('alama_live_ece{bound="estimate"}', "model_version, month")
+    some("alama_live_band_default_rate", "band")
+    some("alama_live_matured_loans", "model_version, month")
 
 
 def test_every_alert_has_a_promtool_unit_test() -> None:
