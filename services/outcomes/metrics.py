@@ -1,7 +1,7 @@
 """Prometheus metrics of the outcomes service: outcomes published, and live performance per
 tenant, bundle and month of application on the loans that matured (AUC, KS and ECE with their
 95 % bootstrap bounds, default rate per band), beside the AUC and ECE each bundle was trained to.
-The alert rules (observability/prometheus/rules) compare the two."""
+The alert rules (observability/alerts.yml) compare the two."""
 
 from __future__ import annotations
 

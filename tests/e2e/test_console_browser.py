@@ -228,7 +228,7 @@ async def _sign_in(page, site: Site, username: str) -> None:  # type: ignore[no-
 
 
 async def _shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(SHOTS.mkdir, parents=True, exist_ok=True)
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
