@@ -44,6 +44,8 @@ from services.common.topics import (
     CREDIT_DECISIONS,
     CREDIT_EXPLANATIONS,
     LOAN_APPLICATIONS,
+    LOAN_OUTCOMES,
+    LOANS,
     MEMBER_ERASURES,
     MEMBER_ERASURES_VOUCHED,
     MEMBER_EXPORTS,
@@ -56,7 +58,7 @@ from services.common.vocabulary import BANDS
 from services.console.store import ConsoleStore
 from simulator.lag import end_offsets, start_groups_at_the_end, wait_for_group
 from simulator.payloads import application_body
-from simulator.run import SimulationOptions, Summary, simulate
+from simulator.run import SimulationOptions, Summary, Via, simulate
 from simulator.scenario import build_scenario
 from simulator.settings import SimulatorSettings
 from tests.conftest import TinyModel
@@ -113,6 +115,10 @@ def system(
         "ALAMA_DRIFT_WINDOW_SIZE": "200",
         "ALAMA_CONSOLE_DB_SCHEMA": f"console_e2e_{run}",
         "ALAMA_CONSOLE_CONSUMER_GROUP": f"console-e2e-{run}",
+        "ALAMA_OUTCOMES_DB_SCHEMA": f"outcomes_e2e_{run}",
+        "ALAMA_OUTCOMES_CONSUMER_GROUP": f"outcomes-e2e-{run}",
+        "ALAMA_OUTCOMES_BUNDLE_ROOT": str(tiny_model.bundle.parent),
+        "ALAMA_OUTCOMES_PERFORMANCE_EVERY_SECONDS": "2",
     }
     supervisor.down(echo=lambda _line: None)
     asyncio.run(
@@ -138,8 +144,15 @@ def system(
                     LOAN_APPLICATIONS,
                     CREDIT_DECISIONS,
                     APPEALS,
+                    LOAN_OUTCOMES,
                     MEMBER_ERASURES,
                     MEMBER_EXPORTS,
+                ],
+                env["ALAMA_OUTCOMES_CONSUMER_GROUP"]: [
+                    CREDIT_DECISIONS,
+                    REVIEW_OUTCOMES,
+                    LOANS,
+                    REPAYMENTS,
                 ],
             },
         )
@@ -330,6 +343,86 @@ async def test_500_applications_become_one_decision_explanation_and_audit_trail_
         await conn.close()
     restored = await asyncio.to_thread(_audit_verify, system)
     assert restored.returncode == 0, restored.stdout + restored.stderr
+
+
+async def test_approved_loans_mature_into_outcomes_live_performance_and_equal_opportunity(
+    system: System,
+) -> None:
+    """Core banking (the simulator) disburses a loan for each application the gateway says was
+    approved and records its instalments; the outcomes service publishes each loan's
+    outcome once, by the contract's default; its live AUC is on its metrics; the console holds
+    the outcomes and computes equal opportunity by gender from them."""
+    from services.common.protos.alama.events.v1.loans_pb2 import LoanOutcome
+    from services.console.oversight import equal_opportunity, parse_live
+
+    settings = SimulatorSettings(
+        infra=system.infra,
+        feature_group=system.env["ALAMA_FEATURE_STORE_CONSUMER_GROUP"],
+        profile="tiny",
+    )
+    run_id = f"loans{system.run}"
+    summary: Summary = await simulate(
+        settings,
+        SimulationOptions(
+            applications=160,
+            rate=100.0,
+            run_id=run_id,
+            via=Via.GATEWAY,  # on loan.applications: the console holds each member's group
+            disburse=True,
+            decision_wait_seconds=20.0,
+        ),
+        book=system.model.book,
+    )
+    disbursed = summary.disbursement
+    assert disbursed is not None and disbursed.funded > 40, disbursed
+    assert not disbursed.loans.errors and not disbursed.instalments.errors
+    assert disbursed.verdicts.get("declined", 0) > 0  # declines get no loan
+
+    async def all_judged() -> int:
+        n = await _records_on(system, LOAN_OUTCOMES)
+        return n if n >= disbursed.funded else 0
+
+    await _until(all_judged, 180, "an outcome for every loan")
+    await asyncio.sleep(2.0)  # nothing more may come: one outcome per loan
+    assert await _records_on(system, LOAN_OUTCOMES) == disbursed.funded
+    records = await _read_new(system, LOAN_OUTCOMES, disbursed.funded)
+    outcomes = [decode(r.value, LoanOutcome).payload for r in records]
+    assert len({o.loan_id for o in outcomes}) == disbursed.funded
+    assert sum(o.defaulted for o in outcomes) == disbursed.defaulting
+    assert {o.model_version for o in outcomes} == {system.model.bundle.resolve().name}
+    assert all(o.band == BANDS.value("approve") for o in outcomes)  # only approvals funded
+
+    metrics_url = f"http://127.0.0.1:{service_port(9107)}/metrics"
+
+    async def live() -> list[Any]:
+        async with httpx.AsyncClient(timeout=5) as client:
+            months = parse_live((await client.get(metrics_url)).text, outcomes[0].tenant_id)
+        return (
+            [m for m in months if m.matured]
+            if sum(m.matured for m in months) >= len(outcomes)
+            else []
+        )
+
+    months = await _until(live, 60, "live performance on the outcomes' metrics")
+    assert sum(m.matured for m in months) == len(outcomes)
+
+    console = ConsoleStore(
+        await asyncpg.create_pool(system.infra.postgres_dsn, min_size=1, max_size=1),
+        system.env["ALAMA_CONSOLE_DB_SCHEMA"],
+    )
+    try:
+
+        async def held() -> list[Any]:
+            rows = await console.opportunity_by_group(outcomes[0].tenant_id, "gender")
+            matured = sum(int(r["matured"]) for r in rows)
+            return rows if matured == len(outcomes) else []
+
+        rows = await _until(held, 120, "the console's copy of every outcome")
+    finally:
+        await console.pool.close()
+    opportunity = equal_opportunity(rows)
+    assert {g.group for g in opportunity.groups} >= {"female", "male"}
+    assert opportunity.eod is not None and opportunity.eod_low is not None
 
 
 async def test_an_undecodable_event_is_dead_lettered_and_the_pipeline_goes_on(
