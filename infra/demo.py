@@ -243,7 +243,10 @@ async def simulate_live(
     settings = SimulatorSettings(profile=profile, infra=infra)
     status = LiveStatus()
     snapshot = Snapshot()
-    options = SimulationOptions(applications=applications, rate=rate)
+    # core banking closes the loop: a loan for each approval, then its instalments (outcomes)
+    options = SimulationOptions(
+        applications=applications, rate=rate, disburse=True, decision_wait_seconds=15.0
+    )
     run = asyncio.create_task(simulate(settings, options, live=status))
     run_id = ""
     deadline: float | None = None
@@ -441,6 +444,14 @@ def main() -> int:
     asyncio.run(read_audit(snapshot, infra, summary.run_id))
     chain_ok = verify_chain()
     print_summary(summary, snapshot, manifest, chain_ok)
+    if summary.disbursement is not None:
+        d = summary.disbursement
+        console.print(
+            f"core banking funded {d.funded:,} approved applications ({d.defaulting:,} of the"
+            f" loans go 90+ days late within 12 months); the outcomes service judges each loan:"
+            " live AUC and equal opportunity on the console's oversight page,"
+            " `python -m services.outcomes report` in a terminal"
+        )
     asyncio.run(example(infra, summary.run_id, trace_file))
     try:
         waiting: int | None = asyncio.run(console_people())
