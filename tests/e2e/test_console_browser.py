@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from google.protobuf.message import Message
 
 from services.common.envelope import decode, wrap
 from services.common.features import MOBILE_MONEY_SEQUENCES, REPAYMENT_SEQUENCES
@@ -31,6 +32,7 @@ from services.common.protos.alama.events.v1.decisions_pb2 import (
     DecisionBand,
     ReasonCode,
 )
+from services.common.protos.alama.events.v1.loans_pb2 import LoanOutcome
 from services.common.protos.alama.events.v1.reviews_pb2 import AppealLodged, ReviewOutcome
 from services.common.settings import InfraSettings
 from services.common.topics import TopicSpec, ensure_topics
@@ -78,7 +80,7 @@ def _free_port() -> int:
 @pytest.fixture
 async def site(infra: InfraSettings) -> AsyncIterator[Site]:
     run = uuid.uuid4().hex[:10]
-    names = ("apps", "dec", "rev", "appeals", "erase", "erased", "export", "parts")
+    names = ("apps", "dec", "rev", "appeals", "erase", "erased", "export", "parts", "outcomes")
     topics = [TopicSpec(f"test.console.{name}.{run}", 3, 1) for name in names]
     await ensure_topics(infra, topics)
     settings = ConsoleSettings(
@@ -93,8 +95,10 @@ async def site(infra: InfraSettings) -> AsyncIterator[Site]:
         erasures_completed_topic=topics[5].name,
         exports_topic=topics[6].name,
         export_parts_topic=topics[7].name,
+        loan_outcomes_topic=topics[8].name,
         explanation_target="127.0.0.1:1",
         drift_metrics_url="http://127.0.0.1:1/metrics",  # away: the page says so
+        outcomes_metrics_url="http://127.0.0.1:1/metrics",
         four_eyes_amount_kes=100_000,
         port=_free_port(),
     )
@@ -188,8 +192,62 @@ async def _feed(settings: ConsoleSettings) -> None:
             ):
                 envelope = wrap(payload, producer="test", subject=app_id)
                 await (await publish(producer, topic, envelope))
+        for topic, payload, subject in _past_book():
+            envelope = wrap(payload, producer="test", subject=subject)
+            await (await publish(producer, getattr(settings, topic), envelope))
     finally:
         await producer.stop()
+
+
+def _past_book() -> list[tuple[str, Message, str]]:
+    """The tenant's earlier decisions (160, by gender and age band) and how the approved loans
+    turned out: what the oversight page's fairness, equal opportunity and bands are about."""
+    bands = ("18-24", "25-34", "35-44", "45+")
+    out: list[tuple[str, Message, str]] = []
+    for i in range(160):
+        app_id = f"past-{i}"
+        gender = "female" if i % 2 else "male"
+        approved = (i * 7) % 10 < (6 if gender == "female" else 7)
+        application = LoanApplicationSubmitted(
+            application_id=app_id,
+            member_id=f"m-{app_id}",
+            amount_kes=20_000 + 500 * i,
+            term_months=12,
+            tenant_id=TENANT,
+            product=1,  # type: ignore[arg-type]
+            attributes={"gender": gender, "age_band": bands[i % 4]},
+        )
+        application.applied_at.GetCurrentTime()
+        band = (
+            DecisionBand.DECISION_BAND_APPROVE if approved else DecisionBand.DECISION_BAND_DECLINE
+        )
+        decision = CreditDecision(
+            decision_id=f"d-{app_id}",
+            application_id=app_id,
+            member_id=f"m-{app_id}",
+            model_version="v-browser",
+            probability_of_default=0.08 if approved else 0.4,
+            score=680 if approved else 540,
+            band=band,
+            tenant_id=TENANT,
+        )
+        decision.decided_at.GetCurrentTime()
+        out += [("applications_topic", application, app_id), ("decisions_topic", decision, app_id)]
+        if approved:
+            outcome = LoanOutcome(
+                loan_id=f"L-{app_id}",
+                application_id=app_id,
+                decision_id=f"d-{app_id}",
+                model_version="v-browser",
+                tenant_id=TENANT,
+                defaulted=i % 11 == 0,
+                probability_of_default=0.08,
+                band=band,
+                final_band=band,
+            )
+            outcome.outcome_at.GetCurrentTime()
+            out.append(("loan_outcomes_topic", outcome, f"L-{app_id}"))
+    return out
 
 
 def _history() -> dict[str, list[float]]:
@@ -313,6 +371,9 @@ async def test_an_officer_settles_a_review_by_mouse_and_two_people_settle_a_larg
         await page.click("text=Oversight")
         gender = await page.inner_text("#fairness-gender")
         assert "female" in gender and "male" in gender
+        assert "Equal-opportunity difference" in await page.inner_text("#eod-gender")
+        assert "25-34" in await page.inner_text("#opportunity-age_band")
+        assert "unavailable" in await page.inner_text("#live-missing")
         assert "unavailable" in await page.inner_text("#psi-missing")
         drawn = await page.evaluate(
             "() => !!Chart.getChart(document.getElementById('chart-bands'))"
