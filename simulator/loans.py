@@ -33,12 +33,11 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from services.common.loan_terms import DEFAULT_DAYS_LATE, WINDOW_MONTHS, add_months
 from simulator.scenario import ApplicationRequest, repayment_id
 from training.contract import LoanBook
 from training.world import FLAT_INTEREST_PER_YEAR
 
-WINDOW_MONTHS = 12  # the contract's outcome window (docs/data-contract.md, default_12m)
-DEFAULT_DAYS_LATE = 90  # the contract's default: 90 or more days past due
 DEFAULTED_EXTRA_DAYS = 30  # a defaulted instalment is recorded 90 to 119 days late
 #: a performing member's instalment: late with this probability, then 1..LATE_DAYS days late
 LATE_PROBABILITY = 0.15
@@ -74,19 +73,6 @@ class Loan:
 
 def loan_id(application: ApplicationRequest) -> str:
     return f"L-{application.application_id}"
-
-
-def add_months(moment: datetime, months: int) -> datetime:
-    """The same day `months` later (the month's last day where it is shorter), as the
-    outcomes rule counts schedule months."""
-    month = moment.month - 1 + months
-    year, month = moment.year + month // 12, month % 12 + 1
-    for day in (moment.day, 30, 29, 28):
-        try:
-            return moment.replace(year=year, month=month, day=day)
-        except ValueError:
-            continue
-    raise ValueError(f"no day in {year}-{month}")  # unreachable: every month has a 28th
 
 
 def instalment_amount(principal_kes: float, term_months: int) -> float:

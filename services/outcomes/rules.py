@@ -17,8 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-WINDOW_MONTHS = 12
-DEFAULT_DAYS_LATE = 90
+from services.common.loan_terms import DEFAULT_DAYS_LATE, WINDOW_MONTHS, add_months
 
 
 @dataclass(frozen=True)
@@ -34,18 +33,6 @@ class Known:
     outcome_at: datetime
     max_days_late: int
     instalments_observed: int
-
-
-def add_months(moment: datetime, months: int) -> datetime:
-    """The same day `months` later (the month's last day where it is shorter)."""
-    month = moment.month - 1 + months
-    year, month = moment.year + month // 12, month % 12 + 1
-    for day in (moment.day, 30, 29, 28):
-        try:
-            return moment.replace(year=year, month=month, day=day)
-        except ValueError:
-            continue
-    raise ValueError(f"no day in {year}-{month}")  # unreachable: every month has a 28th
 
 
 def outcome_of(

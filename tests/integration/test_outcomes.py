@@ -15,6 +15,7 @@ from google.protobuf.message import Message
 
 from services.common.envelope import decode, wrap
 from services.common.kafka import create_producer, publish
+from services.common.loan_terms import add_months
 from services.common.postgres import create_pool
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, DecisionBand
 from services.common.protos.alama.events.v1.loans_pb2 import LoanDisbursed, LoanOutcome
@@ -23,7 +24,6 @@ from services.common.protos.alama.events.v1.reviews_pb2 import ReviewOutcome
 from services.common.settings import InfraSettings
 from services.common.topics import TopicSpec, ensure_topics
 from services.outcomes.live import refresh
-from services.outcomes.rules import add_months
 from services.outcomes.settings import OutcomesSettings
 from services.outcomes.wiring import open_store, serve
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from services.outcomes.rules import Instalment, add_months, outcome_of
+from services.common.loan_terms import add_months
+from services.outcomes.rules import Instalment, outcome_of
 
 DISBURSED = datetime(2025, 1, 31, 10, tzinfo=UTC)
 

@@ -9,8 +9,9 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
+from services.common.loan_terms import add_months
 from services.outcomes.rules import Instalment as RuleInstalment
-from services.outcomes.rules import Known, add_months, outcome_of
+from services.outcomes.rules import Known, outcome_of
 from simulator.loans import (
     DEFAULT_DAYS_LATE,
     Loan,
