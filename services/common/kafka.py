@@ -192,6 +192,15 @@ async def publish_traced(
         return await publish(producer, topic, envelope)
 
 
+async def publish_acknowledged(
+    producer: AIOKafkaProducer, topic: str, envelope: EventEnvelope, timeout_s: float
+) -> RecordMetadata:
+    """`publish_traced` and wait for the broker's acknowledgement, at most `timeout_s` (then
+    TimeoutError): for a service that must not go on until its event is durable."""
+    async with asyncio.timeout(timeout_s):
+        return await (await publish_traced(producer, topic, envelope))
+
+
 def dead_letter_envelope(
     *,
     topic: str,

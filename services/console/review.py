@@ -9,7 +9,6 @@ republishes the same event, which consumers drop as a duplicate.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from services.common.appeals import appeal_lodged
 from services.common.envelope import wrap
-from services.common.kafka import publish_traced
+from services.common.kafka import publish_acknowledged
 from services.common.protos.alama.events.v1.decisions_pb2 import DecisionBand
 from services.common.protos.alama.events.v1.reviews_pb2 import AppealLodged, ReviewOutcome
 from services.console.metrics import REVIEW_ACTIONS
@@ -166,8 +165,7 @@ class EventSender:
     async def __call__(self, event: ReviewOutcome | AppealLodged) -> None:
         event_id = event.review_id if isinstance(event, ReviewOutcome) else event.appeal_id
         envelope = wrap(event, producer="console", subject=event.application_id, event_id=event_id)
-        async with asyncio.timeout(self.timeout_s):
-            await (await publish_traced(self.producer, self.topic, envelope))
+        await publish_acknowledged(self.producer, self.topic, envelope, self.timeout_s)
 
 
 def grounds_of(text: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from services.common.kafka import create_producer, publish_traced
+from services.common.kafka import create_producer, publish_acknowledged
 from services.common.member_rights import tenant_member_ref
 from services.common.postgres import create_pool
 from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
@@ -39,8 +39,7 @@ async def build_console(settings: ConsoleSettings) -> Console:
     await producer.start()
 
     async def send(topic: str, envelope: EventEnvelope) -> None:
-        async with asyncio.timeout(settings.publish_timeout_seconds):
-            await (await publish_traced(producer, topic, envelope))
+        await publish_acknowledged(producer, topic, envelope, settings.publish_timeout_seconds)
 
     consumer = build_consumer(settings, store, send)
     try:

@@ -8,7 +8,7 @@ import contextlib
 import logging
 from pathlib import Path
 
-from services.common.kafka import create_producer, publish_traced
+from services.common.kafka import create_producer, publish_acknowledged
 from services.common.postgres import create_pool
 from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 from services.outcomes.consumer import build_consumer
@@ -31,8 +31,7 @@ async def serve(settings: OutcomesSettings, stop: asyncio.Event) -> None:
     await producer.start()
 
     async def send(topic: str, envelope: EventEnvelope) -> None:
-        async with asyncio.timeout(settings.publish_timeout_seconds):
-            await (await publish_traced(producer, topic, envelope))
+        await publish_acknowledged(producer, topic, envelope, settings.publish_timeout_seconds)
 
     consumer = build_consumer(settings, store, send)
     refresher = asyncio.create_task(
