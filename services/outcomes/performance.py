@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-ECE_BINS = 10
+from services.common.model_metrics import expected_calibration_error, ks_statistic
+
 BOOTSTRAP_SAMPLES = 200
 CONFIDENCE = 0.95
 SEED = 20_261_129  # fixed: the same outcomes give the same intervals
@@ -36,27 +37,6 @@ class Performance:
     ece: Interval
     #: band -> (loans, defaults, default rate)
     bands: dict[str, tuple[int, int, float]] = field(default_factory=dict)
-
-
-def ks_statistic(y: np.ndarray, p: np.ndarray) -> float:
-    """The largest gap between the defaulters' and the payers' cumulative PD distributions."""
-    order = np.argsort(p, kind="stable")
-    y_sorted = y[order]
-    bad = np.cumsum(y_sorted) / max(y_sorted.sum(), 1)
-    good = np.cumsum(1 - y_sorted) / max((1 - y_sorted).sum(), 1)
-    return float(np.max(np.abs(bad - good)))
-
-
-def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> float:
-    """Share-weighted gap between predicted PD and realised default rate over equal-width bins."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        mask = which == b
-        if mask.any():
-            total += mask.mean() * abs(float(p[mask].mean()) - float(y[mask].mean()))
-    return total
 
 
 def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
