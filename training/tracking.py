@@ -17,6 +17,7 @@ from mlflow.pyfunc import PythonModel, PythonModelContext
 from training.library_output import into_log
 from training.paths import ARTIFACTS
 from training.pipeline import TrainedModels
+from training.registry import Registry
 
 EXPERIMENT = "alama-credit-scoring"
 REGISTERED_MODEL = "alama-credit-ensemble"
@@ -93,4 +94,6 @@ def _track(trained: TrainedModels, metrics: dict[str, Any], bundle: Path, store:
             pip_requirements=["onnxruntime", "numpy", "pandas"],
             registered_model_name=REGISTERED_MODEL,
         )
-    return str(info.registered_model_version)
+    version = str(info.registered_model_version)
+    Registry(REGISTERED_MODEL).tag_bundle(version, manifest_version)  # serving finds the bundle
+    return version

@@ -167,3 +167,10 @@ def test_tiny_training_writes_a_bundle_that_scores_like_training(
     model = mlflow.pyfunc.load_model(f"models:/{REGISTERED_MODEL}/{version}")
     predicted = np.asarray(model.predict(training_frame.iloc[:50]))
     np.testing.assert_allclose(predicted, trained.final_pd(np.arange(50)), atol=1e-5)
+    # the model version names its bundle, so the registry's aliases lead to the bundle served
+    from training.registry import CHAMPION, Registry
+
+    registry = Registry(REGISTERED_MODEL)
+    assert registry.bundle_of(version) == (tmp_path / "current").resolve().name
+    assert registry.promote(version, "tests", None).model_version == version
+    assert registry.version_of(CHAMPION) == version
