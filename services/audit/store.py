@@ -15,7 +15,6 @@ its own table keyed by event id, which erasure deletes.
 from __future__ import annotations
 
 import json
-import re
 import uuid
 import zlib
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -46,8 +45,7 @@ from services.audit.chain import (
     row_mac,
     seal_all,
 )
-
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+from services.common.postgres import is_sql_identifier
 
 SCHEMA_SQL = """
 CREATE SCHEMA IF NOT EXISTS {s};
@@ -161,7 +159,7 @@ class RetentionRefused(ValueError):
 
 def checked_schema(schema: str) -> str:
     """`schema` if it is a plain lower-case identifier (it is spliced into SQL), else ValueError."""
-    if not _IDENTIFIER.match(schema):
+    if not is_sql_identifier(schema):
         raise ValueError(f"invalid schema name {schema!r}")
     return schema
 
@@ -244,7 +242,7 @@ class AuditStore:
         for its rows as they are now (their hashes still chain). Returns that event's seq.
         """
         for role in (writer, *readers):
-            if not _IDENTIFIER.match(role):
+            if not is_sql_identifier(role):
                 raise MigrationError(f"invalid role name {role!r}")
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", self.lock_key)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import asyncpg
 
 from services.common.settings import InfraSettings
@@ -16,3 +18,11 @@ async def create_pool(
     if pool is None:  # asyncpg types allow it; a created pool never is
         raise RuntimeError("asyncpg returned no pool")
     return pool
+
+
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def is_sql_identifier(name: str) -> bool:
+    """A lower-case PostgreSQL identifier (schema, role) safe to put in SQL text unquoted."""
+    return _IDENTIFIER.fullmatch(name) is not None

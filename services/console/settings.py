@@ -10,6 +10,7 @@ from pydantic_settings import SettingsConfigDict
 
 from services.common.member_rights import pseudonym_key_field
 from services.common.members import TENANT_PATTERN
+from services.common.postgres import is_sql_identifier
 from services.common.settings import ConsumerSettings, service_port
 from services.common.topics import (
     APPEALS,
@@ -131,7 +132,7 @@ class ConsoleSettings(ConsumerSettings):
     @field_validator("db_schema")
     @classmethod
     def _identifier(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+        if not is_sql_identifier(value):
             raise ValueError("db_schema must be a lower-case SQL identifier")
         return value
 

@@ -12,7 +12,6 @@ it (the member applied again) is.
 
 from __future__ import annotations
 
-import re
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,12 +19,11 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from services.common.postgres import is_sql_identifier
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.protos.alama.events.v1.explanations_pb2 import CreditExplanation
 from services.common.protos.alama.events.v1.reviews_pb2 import ReviewOutcome
 from services.common.vocabulary import BANDS
-
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 SCHEMA_SQL = """
 CREATE SCHEMA IF NOT EXISTS {s};
@@ -124,7 +122,7 @@ class DecisionStore:
     ) -> None:
         """`member_ref(tenant, member_id)` is the tenant-scoped pseudonym of the erased-members
         set; without it erasures are not remembered (the operator tool's read-only uses)."""
-        if not _IDENTIFIER.match(schema):
+        if not is_sql_identifier(schema):
             raise ValueError(f"invalid schema name {schema!r}")
         self.pool = pool
         self.schema = schema

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.common.postgres import is_sql_identifier
 from services.common.settings import ConsumerSettings, service_port
 from services.common.topics import (
     CREDIT_DECISIONS,
@@ -43,6 +42,6 @@ class OutcomesSettings(ConsumerSettings):
     @field_validator("db_schema")
     @classmethod
     def _identifier(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+        if not is_sql_identifier(value):
             raise ValueError("db_schema must be a lower-case SQL identifier")
         return value

@@ -14,13 +14,13 @@ Every write is an upsert keyed by the event's own identity, so a replayed batch 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
+from services.common.postgres import is_sql_identifier
 from services.common.protos.alama.events.v1.decisions_pb2 import DecisionBand
 from services.outcomes.rules import Instalment, Known
 
@@ -139,7 +139,7 @@ class OutcomeRow:
 
 class OutcomesStore:
     def __init__(self, pool: asyncpg.Pool, schema: str = "outcomes") -> None:
-        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+        if not is_sql_identifier(schema):
             raise ValueError(f"not a schema name: {schema!r}")
         self.pool = pool
         self.s = schema
