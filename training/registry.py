@@ -17,12 +17,10 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from services.common.model_registry import BUNDLE_TAG, CHALLENGER, CHAMPION, PREVIOUS
 from training.gate import GateResult
 
-CHAMPION = "champion"
-PREVIOUS = "previous-champion"
-CHALLENGER = "challenger"
-BUNDLE_TAG = "bundle_version"
+__all__ = ["BUNDLE_TAG", "CHALLENGER", "CHAMPION", "PREVIOUS", "PromotionRefused", "Registry"]
 
 
 class PromotionRefused(Exception):

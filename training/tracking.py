@@ -6,7 +6,6 @@ machine with no server; point MLFLOW_TRACKING_URI elsewhere to use a shared one.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +13,13 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
+from services.common.model_registry import REGISTERED_MODEL, tracking_uri
 from training.library_output import into_log
 from training.paths import ARTIFACTS
 from training.pipeline import TrainedModels
 from training.registry import Registry
 
 EXPERIMENT = "alama-credit-scoring"
-REGISTERED_MODEL = "alama-credit-ensemble"
 
 
 class BundleModel(PythonModel):  # type: ignore[misc]
@@ -40,8 +39,7 @@ class BundleModel(PythonModel):  # type: ignore[misc]
 
 def _configure(store: Path) -> None:
     store.mkdir(parents=True, exist_ok=True)
-    uri = os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{store}/mlflow.db")
-    mlflow.set_tracking_uri(uri)
+    mlflow.set_tracking_uri(tracking_uri(store))
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
         mlflow.create_experiment(EXPERIMENT, artifact_location=(store / "artifacts").as_uri())
     mlflow.set_experiment(EXPERIMENT)

@@ -33,6 +33,10 @@ from services.common.protos.alama.events.v1.members_pb2 import (
     MemberExportRequested,
 )
 from services.common.protos.alama.events.v1.mobile_money_pb2 import MobileMoneyTransaction
+from services.common.protos.alama.events.v1.models_pb2 import (
+    ModelPerformanceAlert,
+    ModelRegistryChanged,
+)
 from services.common.protos.alama.events.v1.repayments_pb2 import RepaymentRecorded
 from services.common.protos.alama.events.v1.reviews_pb2 import AppealLodged, ReviewOutcome
 
@@ -52,6 +56,8 @@ PAYLOAD_TYPES: dict[str, type[Message]] = {
         DriftAlert,
         LoanDisbursed,
         LoanOutcome,
+        ModelRegistryChanged,
+        ModelPerformanceAlert,
         MemberErasureRequested,
         MemberErasureCompleted,
         MemberExportRequested,

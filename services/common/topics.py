@@ -71,6 +71,9 @@ CREDIT_EXPLANATIONS = "credit.explanations"
 REVIEW_OUTCOMES = "credit.review_outcomes"
 APPEALS = "credit.appeals"
 DRIFT_ALERTS = "drift.alerts"
+MODEL_REGISTRY = "model.registry"
+MODEL_PERFORMANCE_ALERTS = "model.performance_alerts"
+SHADOW_DECISIONS = "credit.decisions.shadow"
 AUDIT_ANCHORS = "audit.anchors"
 MEMBER_ERASURES = "member.erasures"
 MEMBER_ERASURES_VOUCHED = "member.erasures.vouched"
@@ -94,6 +97,24 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(REVIEW_OUTCOMES, 3, 365, description="ReviewOutcome from risk officers"),
     TopicSpec(APPEALS, 3, 365, description="AppealLodged from partners (API) and officers"),
     TopicSpec(DRIFT_ALERTS, 1, 90, description="DriftAlert from drift; may trigger retraining"),
+    TopicSpec(
+        MODEL_PERFORMANCE_ALERTS,
+        1,
+        90,
+        description="ModelPerformanceAlert from outcomes; may trigger retraining",
+    ),
+    TopicSpec(
+        MODEL_REGISTRY,
+        1,  # one partition: the registry's changes in the order they happened
+        3650,
+        description="ModelRegistryChanged: challengers, promotions, refusals and rollbacks",
+    ),
+    TopicSpec(
+        SHADOW_DECISIONS,
+        6,
+        30,
+        description="CreditDecision from the challenger in shadow; nothing acts on it",
+    ),
     TopicSpec(
         AUDIT_ANCHORS,
         1,
@@ -272,7 +293,12 @@ SERVICE_ACCESS: tuple[ServiceAccess, ...] = (
         group="gateway-erasures",
     ),
     ServiceAccess(
-        "scoring", consumes=(LOAN_APPLICATIONS,), produces=(CREDIT_DECISIONS,), group="scoring"
+        "scoring",
+        consumes=(LOAN_APPLICATIONS,),
+        produces=(CREDIT_DECISIONS, SHADOW_DECISIONS),
+        # every replica reads the registry's changes to reload at once (it polls as well)
+        reads=(MODEL_REGISTRY,),
+        group="scoring",
     ),
     ServiceAccess(
         "explanation",
@@ -298,6 +324,7 @@ SERVICE_ACCESS: tuple[ServiceAccess, ...] = (
             MEMBER_ERASURES,
             MEMBER_ERASURES_COMPLETED,
             MEMBER_EXPORTS,
+            MODEL_REGISTRY,
         ),
         produces=(
             AUDIT_ANCHORS,
@@ -310,8 +337,8 @@ SERVICE_ACCESS: tuple[ServiceAccess, ...] = (
     ),
     ServiceAccess(
         "outcomes",
-        consumes=(CREDIT_DECISIONS, REVIEW_OUTCOMES, LOANS, REPAYMENTS),
-        produces=(LOAN_OUTCOMES,),
+        consumes=(CREDIT_DECISIONS, REVIEW_OUTCOMES, LOANS, REPAYMENTS, SHADOW_DECISIONS),
+        produces=(LOAN_OUTCOMES, MODEL_PERFORMANCE_ALERTS),
         group="outcomes",
     ),
     ServiceAccess(
