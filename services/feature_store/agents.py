@@ -11,12 +11,20 @@ feature source is pushed to Feast.
 A member whose push failed keeps ``pending`` in its state and is pushed again by a timer, so a
 Feast outage delays features but loses nothing, and the agents never stop on it. Offsets are
 committed after the batch is in the state tables (whose changelog Faust flushes first).
+
+Every row pushed online is then written to the offline store too (`offline.OfflineWriter`), so
+training builds its sets from streamed rows as well. That write comes after the online push and
+never undoes it: a row it could not write waits in the member's state (``History.offline``, in
+the changelog like the rest) and the same timer writes it again; while the offline store keeps
+failing, batches leave their rows owed without trying, so a slow or absent PostgreSQL costs the
+online path at most one timed-out write per retry round.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
@@ -54,11 +62,23 @@ from services.feature_store.activity import (
 )
 from services.feature_store.erasures import ERASED, FeastEraser, MemberErasures
 from services.feature_store.events import recorded_repayment, wallet_transaction
-from services.feature_store.feature_rows import mobile_money_rows, repayment_rows
+from services.feature_store.feature_rows import (
+    mobile_money_rows,
+    owed_frame,
+    owed_rows,
+    repayment_rows,
+)
 from services.feature_store.member_data import FeastMemberData, WorkerTablesMemberData
-from services.feature_store.metrics import DUPLICATES
+from services.feature_store.metrics import (
+    DUPLICATES,
+    OFFLINE_ROWS,
+    OFFLINE_ROWS_OWED,
+    OFFLINE_WRITE_SECONDS,
+    OFFLINE_WRITES,
+)
+from services.feature_store.offline import OfflineWriter, PostgresOfflineWriter
 from services.feature_store.push import FeastPusher, FeaturePusher
-from services.feature_store.settings import FeatureStoreSettings
+from services.feature_store.settings import FeatureStoreSettings, PushTarget
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("alama.feature_store")
@@ -115,6 +135,10 @@ class FeatureStoreService:
     agents: dict[str, AgentT[Any]] = field(default_factory=dict)
     #: members' erasures (services.feature_store.erasures), set by create_feature_store_app
     erasures: MemberErasures | None = None
+    #: where pushed rows are also written (None: online only)
+    offline: OfflineWriter | None = None
+    #: the last offline write failed: batches leave their rows owed until a retry succeeds
+    offline_failing: bool = False
 
     @property
     def streams(self) -> tuple[ActivityStream[Any], ...]:
@@ -205,10 +229,52 @@ class FeatureStoreService:
                     extra={"push_source": stream.push_source, "members": len(rows)},
                 )
                 return []
+        owed = owed_rows(rows) if self.offline is not None else {}
         for history in histories:
             history.mark_pushed(as_of[history.member_id])
+            if history.member_id in owed:
+                history.offline.append(owed[history.member_id])
+        await self._write_offline(stream, histories, retrying=False)
+        for history in histories:
             stream.save(history)
         return [h.member_id for h in histories]
+
+    async def _write_offline(
+        self, stream: ActivityStream[Any], histories: Sequence[History[Any]], *, retrying: bool
+    ) -> bool:
+        """Write the members' owed rows to the offline store; on failure they stay owed.
+
+        Runs under the stream's lock, like the push: an erasure (which takes it) never sees a
+        row half written, and one that removed the member's state removed its owed rows too.
+        A batch does not try while the offline store is failing; the retry timer does.
+        """
+        owing = [h for h in histories if h.offline]
+        if self.offline is None or not owing or (self.offline_failing and not retrying):
+            return not owing
+        rows = owed_frame([row for h in owing for row in h.offline])
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.settings.offline_write_timeout_s):
+                written = await self.offline.write(stream.push_source, rows)
+        except Exception:
+            OFFLINE_WRITES.labels(stream.push_source, "failed").inc()
+            self.offline_failing = True
+            log.exception(
+                "offline write failed; the rows stay owed for the retry timer",
+                extra={"push_source": stream.push_source, "rows": len(rows)},
+            )
+            return False
+        finally:
+            OFFLINE_WRITE_SECONDS.labels(stream.push_source).observe(
+                time.perf_counter() - started
+            )
+        self.offline_failing = False
+        OFFLINE_WRITES.labels(stream.push_source, "ok").inc()
+        OFFLINE_ROWS.labels(stream.push_source, "written").inc(written)
+        OFFLINE_ROWS.labels(stream.push_source, "already_written").inc(len(rows) - written)
+        for history in owing:
+            history.offline = []
+        return True
 
     async def push_pending(self) -> list[str]:
         """Push every member whose last push failed (run by a timer)."""
@@ -225,15 +291,45 @@ class FeatureStoreService:
                     pushed += await self._push(stream, pending[start : start + size])
         return pushed
 
+    async def write_owed_offline(self) -> int:
+        """Write every member's owed offline rows (run by the retry timer after the pushes);
+        returns how many rows were sent. Stops at the first failure: the next round tries
+        again, and meanwhile the batches are not held up by more attempts."""
+        if self.offline is None:
+            return 0
+        sent = 0
+        for stream in self.streams:
+            async with stream.lock:
+                owing = [
+                    stream.history.from_json(state)
+                    for state in list(stream.table.values())
+                    if state and state.get("offline")
+                ]
+                size = self.settings.max_batch
+                for start in range(0, len(owing), size):
+                    chunk = owing[start : start + size]
+                    rows = sum(len(h.offline) for h in chunk)
+                    if not await self._write_offline(stream, chunk, retrying=True):
+                        break
+                    sent += rows
+                    for history in chunk:
+                        stream.save(history)
+                OFFLINE_ROWS_OWED.labels(stream.push_source).set(
+                    sum(len(state.get("offline") or ()) for state in stream.table.values() if state)
+                )
+        return sent
+
 
 def create_feature_store_app(
     settings: FeatureStoreSettings,
     pusher: FeaturePusher | None = None,
     publisher: Publisher | None = None,
     feast_eraser: FeastEraser | None = None,
+    offline: OfflineWriter | None = None,
 ) -> FeatureStoreService:
     """Wire the agents, state tables and timers; open Feast unless a pusher is given (then
-    erasures reach Feast only through `feast_eraser`)."""
+    erasures reach Feast only through `feast_eraser`, and rows reach the offline store only
+    through `offline`)."""
     app = create_faust_app(settings, app_id=settings.consumer_group)
     publish = publisher or faust_sender(
         app, settings.service_name, timeout_s=settings.publish_timeout_s
@@ -270,10 +366,17 @@ def create_feature_store_app(
         push_source=settings.repayment_push_source,
         rows=repayment_rows,
     )
+    opens_feast = pusher is None
+    if pusher is None:
+        feast = FeastPusher.open(settings)
+        pusher = feast
+        if offline is None and settings.push_target is PushTarget.ONLINE_AND_OFFLINE:
+            offline = PostgresOfflineWriter(settings.infra, feast.store)
     service = FeatureStoreService(
         settings=settings,
         app=app,
-        pusher=pusher or FeastPusher.open(settings),
+        pusher=pusher,
+        offline=offline,
         publish=publish,
         mobile_money=mobile_money,
         repayments=repayments,
@@ -289,7 +392,7 @@ def create_feature_store_app(
             retry=settings.retry_policy,
         ),
     )
-    if feast_eraser is None and pusher is None:
+    if feast_eraser is None and opens_feast:
         feast_eraser = FeastMemberData(settings.infra).erase
     service.erasures = MemberErasures(
         service,
@@ -311,7 +414,7 @@ def create_feature_store_app(
             FeastMemberData(settings.infra),
             WorkerTablesMemberData([s.table for s in service.streams]),
         ]
-        if pusher is None
+        if opens_feast
         else [WorkerTablesMemberData([s.table for s in service.streams])],
         lambda topic, envelope: publish(topic, envelope, []),
         settings.export_parts_topic,
@@ -349,10 +452,16 @@ def create_feature_store_app(
             await service.push_pending()
         except Exception:
             log.exception("retrying pending pushes failed")
+        try:
+            await service.write_owed_offline()
+        except Exception:
+            log.exception("retrying owed offline writes failed")
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode types a sync receiver
     async def close_clients(_app: Any, *_args: Any, signal: Any, **_kwargs: Any) -> None:
         service.pusher.close()
+        if service.offline is not None:
+            await service.offline.close()
 
     return service
 
@@ -381,12 +490,28 @@ def _record_agent(
 
     async def each(events: StreamT[bytes]) -> AsyncIterator[str]:
         async for event in events.events():
+            await _tables_recovered(service.app)  # erasures and exports read the tables
             result = await service.consumer.process(
                 name, FaustRecord.of(event, topic), payload_type, handle
             )
             yield str(result.outcome)
 
     return each
+
+
+async def _tables_recovered(app: faust.App) -> None:
+    """Wait until the tables have been recovered from their changelogs once.
+
+    A worker's first assignment has no revocation step, so Faust does not suspend its flow:
+    records fetched between the assignment and the pause that precedes recovery reach the
+    agents while the tables are still empty. Applied then, an event is saved into an empty
+    history that the recovery overwrites with the changelog's, and the event is lost (the
+    restart test once lost exactly the first transaction after a restart so). Waiting here is
+    safe: recovery never waits for the agents, later rebalances find the event set, and the
+    records held meanwhile are also redelivered from the committed offset, which the histories
+    ignore as duplicates.
+    """
+    await app.tables.wait_until_recovery_completed()  # at once when recovery never started
 
 
 def _batch_agent(
@@ -399,6 +524,7 @@ def _batch_agent(
         batches = cast(faust.Stream[bytes], events).take_events(settings.max_batch, within)
         await _changelog_metadata(service.app, stream.table)
         async for batch in batches:
+            await _tables_recovered(service.app)
             records = [FaustRecord.of(e, stream.topic) for e in batch]
             # take_events acks the batch once this body returns (or is torn down): when the
             # worker stops mid-batch, let the batch finish so the offsets it acks were processed
