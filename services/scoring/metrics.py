@@ -1,8 +1,8 @@
-"""Prometheus metrics of the scoring service, labelled by path (grpc or kafka)."""
+"""Prometheus metrics of the scoring service, labelled by path (grpc or kafka) where it applies."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 DECISIONS = Counter(
     "alama_scoring_decisions_total", "Credit decisions made, by band", ["path", "band"]
@@ -23,6 +23,34 @@ BATCH_SIZE = Histogram(
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
 )
 BUNDLE_SWAPS = Counter("alama_scoring_bundle_swaps_total", "Newly promoted bundles loaded")
+BUNDLE_LOAD_FAILURES = Counter(
+    "alama_scoring_bundle_load_failures_total",
+    "New bundles that could not be loaded (the one before keeps serving), by role",
+    ["role"],
+)
+REGISTRY_ERRORS = Counter(
+    "alama_scoring_registry_errors_total",
+    "Checks of the model registry's aliases that failed (the models loaded keep serving)",
+)
+SERVED_BUNDLE = Gauge(
+    "alama_scoring_served_bundle",
+    "1 for the bundle serving each role (champion decides, challenger runs in shadow)",
+    ["role", "version"],
+)
+SHADOW_DECISIONS = Counter(
+    "alama_scoring_shadow_decisions_total",
+    "The challenger's decisions published to the shadow topic",
+)
+SHADOW_DROPPED = Counter(
+    "alama_scoring_shadow_dropped_total",
+    "Decisions the challenger did not shadow, by reason (queue_full: shed under load)",
+    ["reason"],
+)
+SHADOW_BANDS = Counter(
+    "alama_scoring_shadow_bands_total",
+    "Shadowed decisions by the champion's band and the challenger's (agreement on the diagonal)",
+    ["champion_band", "challenger_band"],
+)
 UNDELIVERED = Counter(
     "alama_scoring_undelivered_decisions_total",
     "Synchronous decisions whose event the broker did not accept",

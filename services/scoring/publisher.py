@@ -5,7 +5,9 @@ a loan officer asked for synchronously too. The decision id is the event id, so 
 twice (an application scored over gRPC and over Kafka, or a replayed batch) is deduplicated
 downstream. A synchronous caller is told a decision only once the broker holds it
 (`publish_durably`): a crash right after the reply cannot lose it. The cost stays small because
-the producer sends the decisions of every call in flight in one batch (`linger_ms`).
+the producer sends the decisions of every call in flight in one batch (`linger_ms`). The
+challenger's decisions go through the same producer to the shadow topic (`publish_shadow`),
+nobody waiting on them.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class DecisionPublisher:
     def __init__(self, settings: ScoringSettings) -> None:
         self.settings = settings
         self.topic = settings.decisions_topic
+        self.shadow_topic = settings.shadow_topic
         self.producer = create_producer(
             settings.infra, client_id=f"{settings.service_name}-decisions"
         )
@@ -40,7 +43,9 @@ class DecisionPublisher:
         """Deliver everything queued, then close."""
         await self.producer.stop()
 
-    async def publish(self, decision: CreditDecision) -> asyncio.Future[RecordMetadata]:
+    async def publish(
+        self, decision: CreditDecision, *, topic: str | None = None
+    ) -> asyncio.Future[RecordMetadata]:
         """Queue one decision under the current trace; await the result for its delivery."""
         envelope = wrap(
             decision,
@@ -48,7 +53,11 @@ class DecisionPublisher:
             subject=decision.member_id,
             event_id=decision.decision_id,
         )
-        return await publish_traced(self.producer, self.topic, envelope)
+        return await publish_traced(self.producer, topic or self.topic, envelope)
+
+    async def publish_shadow(self, decision: CreditDecision) -> asyncio.Future[RecordMetadata]:
+        """Queue one of the challenger's decisions on the shadow topic (nothing acts on it)."""
+        return await self.publish(decision, topic=self.shadow_topic)
 
     async def publish_durably(self, decisions: Iterable[CreditDecision]) -> None:
         """Return once the broker has acknowledged every decision; raise `NotRecorded` when it

@@ -1,9 +1,12 @@
 """The one scoring path behind both gRPC and Kafka: applications -> features -> model -> decisions.
 
 Feature reads and model work run in a small thread pool so the event loop never blocks. The
-loaded model is swapped whole when the `current` bundle link moves; a request keeps the model it
-started with, so a swap never drops or mixes an in-flight batch. A tabular bundle (trained on a
-lender's own table) reads each application's `attributes` instead of the feature store.
+loaded model is swapped whole (`swap`) when the registry's `champion` alias moves
+(`services.scoring.aliases`) or, in link mode, the `current` bundle link does; a request keeps the
+model it started with, so a swap never drops or mixes an in-flight batch. A tabular bundle
+(trained on a lender's own table) reads each application's `attributes` instead of the feature
+store. Each batch's fresh decisions, with the feature rows they were made from, are handed to the
+shadow (`shadow.py`) when a challenger runs, without waiting for it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -30,14 +34,24 @@ from services.scoring.decisions import build_decisions, build_tabular_decisions,
 from services.scoring.ledger import Entry, Ledger, ledger_key
 from services.scoring.metrics import (
     BATCH_SIZE,
+    BUNDLE_LOAD_FAILURES,
     BUNDLE_SWAPS,
     DECISIONS,
     REJECTIONS,
     SCORING_SECONDS,
 )
-from services.scoring.online_features import FeatureSource
+from services.scoring.online_features import FeatureSource, OnlineBatch
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FeatureRow:
+    """Where an application's online features sit in the batch read for it: the shadow reuses
+    them, so both models decide on the same features (and Feast is read once)."""
+
+    batch: OnlineBatch
+    row: int
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,25 @@ class Outcome:
     application: LoanApplicationSubmitted
     decision: CreditDecision | None = None
     rejection: Rejection | None = None
+    features: FeatureRow | None = None  # what a fresh decision was made from
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A decision this process has just made (and won in the ledger), for the shadow."""
+
+    application: LoanApplicationSubmitted
+    decision: CreditDecision
+    features: FeatureRow | None  # None for a tabular bundle (it reads the attributes)
+
+
+class ShadowSink(Protocol):
+    """Takes each batch's fresh decisions for the challenger; must return at once."""
+
+    @property
+    def active(self) -> bool: ...
+
+    def submit(self, decided: list[Decided]) -> None: ...
 
 
 class Scorer:
@@ -67,6 +100,7 @@ class Scorer:
         self.threads = threads
         self.max_reasons = max_reasons
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="scoring")
+        self.shadow: ShadowSink | None = None
 
     @property
     def model_version(self) -> str:
@@ -98,8 +132,14 @@ class Scorer:
             entries = await self.ledger.claim([(batch[i], d) for i, d in decided])
             for i, outcome in zip(fresh, scored, strict=True):
                 outcomes[i] = outcome
-            for (i, _decision), entry in zip(decided, entries, strict=True):
+            read = {i: o.features for i, o in zip(fresh, scored, strict=True)}
+            won: list[Decided] = []
+            for (i, decision), entry in zip(decided, entries, strict=True):
+                if entry.decision.decision_id == decision.decision_id:  # ours stands
+                    won.append(Decided(batch[i], decision, read[i]))
                 outcomes[i] = _settled(batch[i], entry)
+            if won and self.shadow is not None and self.shadow.active:
+                self.shadow.submit(won)  # queued, never awaited: the champion's reply goes on
         done = [o for o in outcomes if o is not None]
         SCORING_SECONDS.labels(path).observe(time.perf_counter() - started)
         BATCH_SIZE.labels(path).observe(len(batch))
@@ -183,25 +223,69 @@ class Scorer:
                         ),
                     )
             if scoreable:
-                inputs = online.model_inputs(scoreable)
-                scores = model.score(inputs)
-                # TreeSHAP once per decision, batched: the reasons and the explanation's share
-                contributions = model.contributions(inputs.tabular)
                 chosen = [applications[valid[k]] for k in scoreable]
-                decisions = build_decisions(
-                    chosen,
-                    scores,
-                    inputs.tabular.astype(np.float64),
-                    contributions,
-                    model_version=model.version,
-                    decided_at=datetime.now(UTC),
-                    max_reasons=self.max_reasons,
-                    model_columns=model.columns,
-                    sequences=online.sequences_of(scoreable),
-                )
+                decisions = self._decide(chosen, online, scoreable, model)
                 for k, decision in zip(scoreable, decisions, strict=True):
-                    outcomes[valid[k]] = Outcome(applications[valid[k]], decision=decision)
+                    outcomes[valid[k]] = Outcome(
+                        applications[valid[k]], decision=decision, features=FeatureRow(online, k)
+                    )
         return [o for o in outcomes if o is not None]
+
+    def _decide(
+        self,
+        chosen: list[LoanApplicationSubmitted],
+        online: OnlineBatch,
+        rows: Sequence[int],
+        model: ModelBundle,
+    ) -> list[CreditDecision]:
+        """Decisions of `model` for `chosen`, whose features are these rows of `online`."""
+        inputs = online.model_inputs(rows)
+        scores = model.score(inputs)
+        # TreeSHAP once per decision, batched: the reasons and the explanation's share
+        contributions = model.contributions(inputs.tabular)
+        return build_decisions(
+            chosen,
+            scores,
+            inputs.tabular.astype(np.float64),
+            contributions,
+            model_version=model.version,
+            decided_at=datetime.now(UTC),
+            max_reasons=self.max_reasons,
+            model_columns=model.columns,
+            sequences=online.sequences_of(rows),
+        )
+
+    def rescore(
+        self, decided: Sequence[Decided], model: ServedBundle
+    ) -> list[CreditDecision | None]:
+        """What `model` (the challenger) decides for applications just decided, on the same
+        features; None where it cannot decide one (its own table's checks refuse it, or the
+        member is unknown). Synchronous: the shadow runs it on its own thread."""
+        applications = [d.application for d in decided]
+        if isinstance(model, TabularBundle):
+            return [o.decision for o in self._score_tabular(applications, model)]
+        unread = [i for i, d in enumerate(decided) if d.features is None]  # a tabular champion
+        fetched = self.features.fetch([applications[i] for i in unread]) if unread else None
+        rows: list[FeatureRow | None] = [d.features for d in decided]
+        for k, i in enumerate(unread):
+            assert fetched is not None
+            rows[i] = FeatureRow(fetched, k) if fetched.known[k] else None
+        present = [i for i, r in enumerate(rows) if r is not None]
+        results: list[CreditDecision | None] = [None] * len(decided)
+        if not present:
+            return results
+        picked = [r for r in rows if r is not None]
+        names = picked[0].batch.sequences.keys()
+        stacked = OnlineBatch(
+            np.vstack([r.batch.tabular[r.row] for r in picked]),
+            {name: np.vstack([r.batch.sequences[name][r.row] for r in picked]) for name in names},
+            np.ones(len(picked), dtype=bool),
+        )
+        chosen = [applications[i] for i in present]
+        decisions = self._decide(chosen, stacked, range(len(picked)), model)
+        for i, decision in zip(present, decisions, strict=True):
+            results[i] = decision
+        return results
 
     async def reload_if_promoted(self) -> bool:
         """Load the bundle `current` now points at, if it moved; True when swapped."""
@@ -212,10 +296,14 @@ class Scorer:
         model = await loop.run_in_executor(
             self.pool, functools.partial(load_served_bundle, target, threads=self.threads)
         )
+        self.swap(model)
+        return True
+
+    def swap(self, model: ServedBundle) -> None:
+        """Serve `model` from the next batch on; batches in flight finish with theirs."""
         previous, self.model = self.model.version, model
         BUNDLE_SWAPS.inc()
         log.info("model bundle swapped", extra={"previous": previous, "current": model.version})
-        return True
 
     async def watch_bundle(self, stop: asyncio.Event, every: float) -> None:
         """Poll the `current` link until stop; a broken new bundle keeps the old one serving."""
@@ -229,6 +317,7 @@ class Scorer:
             try:
                 await self.reload_if_promoted()
             except Exception:
+                BUNDLE_LOAD_FAILURES.labels("champion").inc()
                 log.exception("could not load the newly promoted bundle; keeping the old one")
 
     def close(self) -> None:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.common.model_registry import REGISTERED_MODEL
 from services.common.settings import ConsumerSettings, service_port
-from services.common.topics import CREDIT_DECISIONS, LOAN_APPLICATIONS
+from services.common.topics import (
+    CREDIT_DECISIONS,
+    LOAN_APPLICATIONS,
+    MODEL_REGISTRY,
+    SHADOW_DECISIONS,
+)
 
 
 class ScoringSettings(ConsumerSettings):
@@ -16,7 +24,34 @@ class ScoringSettings(ConsumerSettings):
     metrics_port: int = service_port(9103)
     grpc_host: str = "127.0.0.1"
     grpc_port: int = service_port(50051)
-    bundle_dir: str = "artifacts/bundles/current"
+    model_source: Literal["registry", "link"] = Field(
+        default="registry",
+        description="registry: serve MLflow's `champion` alias (MLFLOW_TRACKING_URI, else the"
+        " local store `make train` writes) and shadow its `challenger`; link: serve whatever"
+        " `bundle_dir` points at (a lender's own bundle, tests), no shadow",
+    )
+    bundle_dir: str = Field(
+        default="artifacts/bundles/current", description="the served bundle in link mode"
+    )
+    bundle_root: str = Field(
+        default="artifacts/bundles",
+        description="registry mode: where registered bundles are found, or downloaded to from"
+        " MLflow when missing (a relative root is from the working directory)",
+    )
+    registered_model: str = REGISTERED_MODEL
+    registry_topic: str = Field(
+        default=MODEL_REGISTRY,
+        description="ModelRegistryChanged events: a moved alias is followed at once",
+    )
+    shadow_topic: str = Field(
+        default=SHADOW_DECISIONS, description="where the challenger's decisions go"
+    )
+    shadow_max_pending: int = Field(
+        default=64,
+        ge=1,
+        description="scored batches waiting for the challenger; more are dropped (counted),"
+        " never waited for",
+    )
     feature_repo: str = "feature_repo"
     max_batch: int = Field(default=256, ge=1, description="applications scored per Kafka batch")
     # the Kafka path only (gRPC calls never wait): applications in batches
@@ -33,7 +68,12 @@ class ScoringSettings(ConsumerSettings):
         default=1024, ge=1, description="synchronous calls allowed to queue; more are shed"
     )
     max_reasons: int = 4
-    bundle_check_seconds: float = 5.0
+    bundle_check_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="how often the link or the registry's aliases are checked (registry mode"
+        " also reacts at once to `registry_topic`)",
+    )
     publish_timeout_seconds: float = Field(
         default=1.5,
         gt=0,
