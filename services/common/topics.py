@@ -337,7 +337,15 @@ SERVICE_ACCESS: tuple[ServiceAccess, ...] = (
     ),
     ServiceAccess(
         "outcomes",
-        consumes=(CREDIT_DECISIONS, REVIEW_OUTCOMES, LOANS, REPAYMENTS, SHADOW_DECISIONS),
+        # loan.applications only for each application's gender and age band (shadow fairness)
+        consumes=(
+            CREDIT_DECISIONS,
+            REVIEW_OUTCOMES,
+            LOANS,
+            REPAYMENTS,
+            SHADOW_DECISIONS,
+            LOAN_APPLICATIONS,
+        ),
         produces=(LOAN_OUTCOMES, MODEL_PERFORMANCE_ALERTS),
         group="outcomes",
     ),

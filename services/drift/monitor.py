@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.common.protos.alama.events.v1.drift_pb2 import DriftAlert
+from services.common.psi import population_stability
 from services.drift.alerts import AlertGate, build_alert
-from services.drift.psi import population_stability
 from services.drift.reference import BAND, SCORE, DriftReference
 from services.drift.windows import SlidingWindow
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services.common.psi import ReferenceBins
 from services.common.tabular_bundle import BundleFileError, bundle_file
-from services.drift.psi import ReferenceBins
 
 SCORE = "score"
 #: the decision band's number (1 approve, 2 review, 3 decline); older bundles lack its reference

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from services.drift.psi import FloatArray
+from services.common.psi import FloatArray
 
 
 class SlidingWindow:

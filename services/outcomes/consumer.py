@@ -1,4 +1,6 @@
 """Kafka wiring: decisions, reviews, disbursements and repayments in; each loan's outcome out.
+Also the challenger's decisions in shadow and each application's gender and age band, kept for
+the shadow comparison (they change no outcome).
 
 Handlers only buffer; a batch is written in one go, then every loan it touched (its own
 instalments, its disbursement, or its application's decision arriving late) is judged by the
@@ -18,6 +20,7 @@ from aiokafka import ConsumerRecord
 
 from services.common.envelope import Event, wrap
 from services.common.kafka import EventConsumer, Route
+from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 from services.common.protos.alama.events.v1.loans_pb2 import LoanDisbursed, LoanOutcome
@@ -27,6 +30,7 @@ from services.outcomes.metrics import OUTCOMES
 from services.outcomes.rules import outcome_of
 from services.outcomes.settings import OutcomesSettings
 from services.outcomes.store import (
+    ApplicantGroups,
     DecisionRow,
     InstalmentRow,
     LoanRow,
@@ -79,23 +83,23 @@ class OutcomeFeed:
         self.reviews: list[tuple[str, str, str, int]] = []
         self.loans: list[LoanRow] = []
         self.instalments: list[InstalmentRow] = []
+        self.shadow: list[DecisionRow] = []
+        self.groups: list[ApplicantGroups] = []
 
     async def decision(self, event: Event[Any], _record: ConsumerRecord) -> None:
-        d: CreditDecision = event.payload
-        self.decisions.append(
-            DecisionRow(
-                tenant_id=d.tenant_id,
-                application_id=d.application_id,
-                decision_id=d.decision_id,
-                model_version=d.model_version,
-                probability_of_default=d.probability_of_default,
-                band=int(d.band),
-                applied_at=d.applied_at.ToDatetime(tzinfo=UTC)
-                if d.HasField("applied_at")
-                else None,
-                decided_at=d.decided_at.ToDatetime(tzinfo=UTC),
-            )
-        )
+        self.decisions.append(_decision_row(event.payload))
+
+    async def shadow_decision(self, event: Event[Any], _record: ConsumerRecord) -> None:
+        self.shadow.append(_decision_row(event.payload))
+
+    async def application(self, event: Event[Any], _record: ConsumerRecord) -> None:
+        """Only the protected attributes core banking sent for oversight, nothing else of the
+        member's; an application that sent none is not kept at all."""
+        a: LoanApplicationSubmitted = event.payload
+        gender = a.attributes.get("gender", "")[:32]
+        age_band = a.attributes.get("age_band", "")[:32]
+        if gender or age_band:
+            self.groups.append(ApplicantGroups(a.tenant_id, a.application_id, gender, age_band))
 
     async def review(self, event: Event[Any], _record: ConsumerRecord) -> None:
         r: ReviewOutcome = event.payload
@@ -131,7 +135,10 @@ class OutcomeFeed:
     async def flush(self) -> None:
         decisions, reviews = self.decisions, self.reviews
         loans, instalments = self.loans, self.instalments
+        shadow, groups = self.shadow, self.groups
         self._reset()
+        await self.store.add_shadow_decisions(shadow)
+        await self.store.add_applicant_groups(groups)
         await self.store.add_decisions(decisions)
         await self.store.add_reviews(reviews)
         await self.store.add_loans(loans)
@@ -166,6 +173,19 @@ class OutcomeFeed:
         await self.store.mark_published([(r.tenant_id, r.loan_id) for r in rows])
 
 
+def _decision_row(d: CreditDecision) -> DecisionRow:
+    return DecisionRow(
+        tenant_id=d.tenant_id,
+        application_id=d.application_id,
+        decision_id=d.decision_id,
+        model_version=d.model_version,
+        probability_of_default=d.probability_of_default,
+        band=int(d.band),
+        applied_at=d.applied_at.ToDatetime(tzinfo=UTC) if d.HasField("applied_at") else None,
+        decided_at=d.decided_at.ToDatetime(tzinfo=UTC),
+    )
+
+
 def build_consumer(
     settings: OutcomesSettings,
     store: OutcomesStore,
@@ -180,6 +200,8 @@ def build_consumer(
             settings.review_outcomes_topic: Route((ReviewOutcome,), feed.review),
             settings.loans_topic: Route((LoanDisbursed,), feed.loan),
             settings.repayments_topic: Route((RepaymentRecorded,), feed.repayment),
+            settings.shadow_topic: Route((CreditDecision,), feed.shadow_decision),
+            settings.applications_topic: Route((LoanApplicationSubmitted,), feed.application),
         },
         consumer_options={"max_poll_records": settings.max_batch},
         on_batch=feed.flush,

@@ -1,6 +1,7 @@
 """Live performance from the store, on a timer: per tenant, bundle and month of application,
 the measures of `performance` set as gauges, and each bundle's training reference read from its
-metrics.json (so the alert rules can compare). Also the table `report` prints."""
+metrics.json (so the alert rules can compare). Also the table `report` prints. The bootstrap is
+CPU work: it runs in a worker thread so the loop keeps consuming and serving scrapes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from services.common.vocabulary import BANDS
@@ -29,12 +31,16 @@ from services.outcomes.store import OutcomeRow, OutcomesStore
 log = logging.getLogger(__name__)
 
 
+def month_of(row: OutcomeRow) -> str:
+    """YYYY-MM of the application (of the disbursement when the decision did not say)."""
+    return (row.applied_at or row.disbursed_at).strftime("%Y-%m")
+
+
 def by_month(rows: list[OutcomeRow]) -> dict[tuple[str, str, str], Performance]:
     """(tenant, bundle, YYYY-MM of application) -> its performance on the matured loans."""
     groups: dict[tuple[str, str, str], list[OutcomeRow]] = defaultdict(list)
     for row in rows:
-        moment = row.applied_at or row.disbursed_at
-        groups[(row.tenant_id, row.model_version, moment.strftime("%Y-%m"))].append(row)
+        groups[(row.tenant_id, row.model_version, month_of(row))].append(row)
     return {
         key: performance(
             key[1],
@@ -70,7 +76,7 @@ def _set(gauge, labels: tuple[str, ...], interval: Interval) -> None:  # type: i
 async def refresh(
     store: OutcomesStore, bundle_root: Path
 ) -> dict[tuple[str, str, str], Performance]:
-    months = by_month(await store.matured())
+    months = await asyncio.to_thread(by_month, await store.matured())
     for (tenant, version, month), p in months.items():
         labels = (tenant, version, month)
         MATURED.labels(*labels).set(p.matured)
@@ -91,11 +97,16 @@ async def refresh(
     return months
 
 
-async def keep_refreshing(store: OutcomesStore, bundle_root: Path, every_s: float) -> None:
+async def keep_refreshing(
+    steps: Sequence[tuple[str, Callable[[], Awaitable[object]]]], every_s: float
+) -> None:
+    """Run each (name, step) in turn every `every_s` seconds (live performance, the alerts it
+    raises, the shadow comparison); one failing step is logged and does not stop the others."""
     while True:
         started = time.monotonic()
-        try:
-            await refresh(store, bundle_root)
-        except Exception:
-            log.exception("refreshing live performance failed")
-        await asyncio.sleep(max(every_s - (time.monotonic() - started), 1.0))
+        for name, step in steps:
+            try:
+                await step()
+            except Exception:
+                log.exception("refreshing failed", extra={"step": name})
+        await asyncio.sleep(max(every_s - (time.monotonic() - started), min(every_s, 1.0)))

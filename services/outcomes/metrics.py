@@ -1,7 +1,8 @@
 """Prometheus metrics of the outcomes service: outcomes published, and live performance per
 tenant, bundle and month of application on the loans that matured (AUC, KS and ECE with their
 95 % bootstrap bounds, default rate per band), beside the AUC and ECE each bundle was trained to.
-The alert rules (observability/alerts.yml) compare the two."""
+The alert rules (observability/alerts.yml) compare the two. And the challenger in shadow beside
+its champion, per tenant: band agreement, PSI of the PDs, AUC and ECE of each on matured loans."""
 
 from __future__ import annotations
 
@@ -31,4 +32,31 @@ DECLINED_UNOBSERVED = Gauge(
     "alama_outcomes_declined_unobserved",
     "Declined applications with no loan: outcome never observed (reject inference)",
     ["tenant", "model_version"],
+)
+
+_SHADOW = ["tenant", "champion", "challenger"]
+SHADOW_PAIRS = Gauge(
+    "alama_shadow_pairs", "Applications both the champion and the challenger scored", _SHADOW
+)
+SHADOW_MATURED = Gauge(
+    "alama_shadow_matured_loans",
+    "Matured loans both the champion and the challenger scored",
+    _SHADOW,
+)
+SHADOW_AGREEMENT = Gauge(
+    "alama_shadow_agreement", "Share of applications the two models put in the same band", _SHADOW
+)
+SHADOW_PSI = Gauge(
+    "alama_shadow_psi", "PSI of the challenger's PDs against the champion's deciles", _SHADOW
+)
+SHADOW_AUC = Gauge(
+    "alama_shadow_auc", "AUC on the matured loans both models scored", [*_SHADOW, "model"]
+)
+SHADOW_ECE = Gauge(
+    "alama_shadow_ece", "ECE on the matured loans both models scored", [*_SHADOW, "model"]
+)
+PERFORMANCE_ALERTS = Counter(
+    "alama_outcomes_performance_alerts_total",
+    "Performance alerts published for the retrainer, by metric",
+    ["metric"],
 )

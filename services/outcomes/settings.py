@@ -9,10 +9,13 @@ from services.common.postgres import is_sql_identifier
 from services.common.settings import ConsumerSettings, service_port
 from services.common.topics import (
     CREDIT_DECISIONS,
+    LOAN_APPLICATIONS,
     LOAN_OUTCOMES,
     LOANS,
+    MODEL_PERFORMANCE_ALERTS,
     REPAYMENTS,
     REVIEW_OUTCOMES,
+    SHADOW_DECISIONS,
 )
 
 
@@ -22,13 +25,33 @@ class OutcomesSettings(ConsumerSettings):
     service_name: str = "outcomes"
     consumer_group: str = "outcomes"
     max_batch: int = Field(default=1000, ge=1)
-    metrics_port: int = service_port(9107)
+    metrics_port: int = Field(
+        default=service_port(9107),
+        description="/metrics, and the shadow comparison (/shadow, /shadow.json) and the"
+        " promotion gate's input (/shadow/pairs.json) on the same operator port; 0 turns it off",
+    )
     db_schema: str = Field(default="outcomes", description="PostgreSQL schema of the outcomes")
     decisions_topic: str = CREDIT_DECISIONS
     review_outcomes_topic: str = REVIEW_OUTCOMES
     loans_topic: str = LOANS
     repayments_topic: str = REPAYMENTS
     outcomes_topic: str = LOAN_OUTCOMES
+    shadow_topic: str = SHADOW_DECISIONS
+    applications_topic: str = Field(
+        default=LOAN_APPLICATIONS,
+        description="read only for each application's gender and age band (fairness by group)",
+    )
+    performance_alerts_topic: str = MODEL_PERFORMANCE_ALERTS
+    alert_min_loans: int = Field(
+        default=200,
+        ge=1,
+        description="matured loans a bundle's month needs before it can raise a performance"
+        " alert (fewer and the interval is too wide to tell a weaker model from chance)",
+    )
+    alert_auc_drop: float = Field(
+        default=0.05, gt=0, lt=1, description="alert when live AUC < (1 - this) x held-out AUC"
+    )
+    alert_ece_max: float = Field(default=0.02, gt=0, description="alert when live ECE > this")
     bundle_root: str = Field(
         default="artifacts/bundles",
         description="where each bundle's folder holds its metrics.json (the AUC and ECE it was"

@@ -7,7 +7,14 @@ that approved it, whatever order the topics deliver them in.
 - `instalments`: each instalment's days late as recorded (one row per loan and due date; a later
   record of the same instalment replaces the earlier);
 - `outcomes`: each loan's outcome once known, written once (the loan id is the key), with whether
-  it has been published.
+  it has been published;
+- `shadow_decisions`: the challenger's decision per application and bundle (scored in shadow, acted
+  on by nobody), joined to the champion's in `decisions` by application when read, so either may
+  arrive first;
+- `applicant_groups`: per application only the gender and age band core banking sent for fairness
+  oversight (never the member's other data), for fairness by group in the shadow comparison;
+- `performance_alerts`: each (bundle, month, metric) alert raised, written once, with whether it
+  has been published: a breach that lasts is alerted once, not on every refresh.
 
 Every write is an upsert keyed by the event's own identity, so a replayed batch changes nothing.
 """
@@ -22,7 +29,9 @@ import asyncpg
 
 from services.common.postgres import is_sql_identifier
 from services.common.protos.alama.events.v1.decisions_pb2 import DecisionBand
+from services.common.vocabulary import BANDS
 from services.outcomes.rules import Instalment, Known
+from services.outcomes.shadow import ShadowPair
 
 SCHEMA_SQL = """
 CREATE SCHEMA IF NOT EXISTS {s};
@@ -75,6 +84,38 @@ CREATE TABLE IF NOT EXISTS {s}.outcomes (
     PRIMARY KEY (tenant_id, loan_id)
 );
 CREATE INDEX IF NOT EXISTS outcomes_unpublished ON {s}.outcomes (tenant_id) WHERE NOT published;
+CREATE INDEX IF NOT EXISTS outcomes_application ON {s}.outcomes (tenant_id, application_id);
+CREATE TABLE IF NOT EXISTS {s}.shadow_decisions (
+    tenant_id text NOT NULL,
+    application_id text NOT NULL,
+    model_version text NOT NULL,
+    decision_id text NOT NULL,
+    probability_of_default double precision NOT NULL,
+    band smallint NOT NULL,
+    decided_at timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, application_id, model_version)
+);
+CREATE INDEX IF NOT EXISTS shadow_by_challenger ON {s}.shadow_decisions (model_version);
+CREATE TABLE IF NOT EXISTS {s}.applicant_groups (
+    tenant_id text NOT NULL,
+    application_id text NOT NULL,
+    gender text NOT NULL,
+    age_band text NOT NULL,
+    PRIMARY KEY (tenant_id, application_id)
+);
+CREATE TABLE IF NOT EXISTS {s}.performance_alerts (
+    model_version text NOT NULL,
+    month text NOT NULL,
+    metric text NOT NULL,
+    alert_id text NOT NULL,
+    value double precision NOT NULL,
+    reference double precision NOT NULL,
+    threshold double precision NOT NULL,
+    loans integer NOT NULL,
+    raised_at timestamptz NOT NULL,
+    published boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (model_version, month, metric)
+);
 """
 
 
@@ -135,6 +176,29 @@ class OutcomeRow:
     final_band: int | None
     applied_at: datetime | None
     disbursed_at: datetime
+
+
+@dataclass(frozen=True)
+class ApplicantGroups:
+    """The protected attributes of one application, as core banking sent them ("" unknown)."""
+
+    tenant_id: str
+    application_id: str
+    gender: str
+    age_band: str
+
+
+@dataclass(frozen=True)
+class PerformanceAlertRow:
+    model_version: str
+    month: str
+    metric: str
+    alert_id: str
+    value: float
+    reference: float
+    threshold: float
+    loans: int
+    raised_at: datetime
 
 
 class OutcomesStore:
@@ -352,6 +416,135 @@ class OutcomesStore:
             int(DecisionBand.DECISION_BAND_DECLINE),
         )
         return [(r["tenant_id"], r["model_version"], r["n"]) for r in rows]
+
+    async def add_shadow_decisions(self, decisions: Sequence[DecisionRow]) -> None:
+        """The challenger's decisions; per application and bundle the latest stands."""
+        if not decisions:
+            return
+        await self.pool.executemany(
+            f"INSERT INTO {self.s}.shadow_decisions AS x (tenant_id, application_id,"
+            " model_version, decision_id, probability_of_default, band, decided_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            " ON CONFLICT (tenant_id, application_id, model_version) DO UPDATE SET"
+            " decision_id = excluded.decision_id,"
+            " probability_of_default = excluded.probability_of_default, band = excluded.band,"
+            " decided_at = excluded.decided_at WHERE excluded.decided_at >= x.decided_at",
+            [
+                (
+                    d.tenant_id,
+                    d.application_id,
+                    d.model_version,
+                    d.decision_id,
+                    d.probability_of_default,
+                    d.band,
+                    d.decided_at,
+                )
+                for d in decisions
+            ],
+        )
+
+    async def add_applicant_groups(self, groups: Sequence[ApplicantGroups]) -> None:
+        if not groups:
+            return
+        await self.pool.executemany(
+            f"INSERT INTO {self.s}.applicant_groups (tenant_id, application_id, gender, age_band)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, application_id) DO UPDATE SET"
+            " gender = excluded.gender, age_band = excluded.age_band",
+            [(g.tenant_id, g.application_id, g.gender, g.age_band) for g in groups],
+        )
+
+    async def shadow_pairs(
+        self, challenger: str | None = None, tenant: str | None = None
+    ) -> list[ShadowPair]:
+        """Every application the champion decided and a challenger scored in shadow (one
+        challenger's, a tenant's, or all), with its outcome where its loan matured."""
+        rows = await self.pool.fetch(_PAIRS_SQL.format(s=self.s), challenger, tenant)
+        return [
+            ShadowPair(
+                tenant_id=r["tenant_id"],
+                application_id=r["application_id"],
+                champion=r["champion"],
+                challenger=r["challenger"],
+                champion_pd=r["champion_pd"],
+                challenger_pd=r["challenger_pd"],
+                champion_band=BANDS.name_or(r["champion_band"], "unknown"),
+                challenger_band=BANDS.name_or(r["challenger_band"], "unknown"),
+                gender=r["gender"],
+                age_band=r["age_band"],
+                defaulted=r["defaulted"],
+            )
+            for r in rows
+        ]
+
+    async def add_performance_alerts(self, alerts: Sequence[PerformanceAlertRow]) -> None:
+        """Alerts raised; one per (bundle, month, metric) ever, the first one raised stands."""
+        if not alerts:
+            return
+        await self.pool.executemany(
+            f"INSERT INTO {self.s}.performance_alerts (model_version, month, metric, alert_id,"
+            " value, reference, threshold, loans, raised_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            " ON CONFLICT (model_version, month, metric) DO NOTHING",
+            [
+                (
+                    a.model_version,
+                    a.month,
+                    a.metric,
+                    a.alert_id,
+                    a.value,
+                    a.reference,
+                    a.threshold,
+                    a.loans,
+                    a.raised_at,
+                )
+                for a in alerts
+            ],
+        )
+
+    async def unpublished_alerts(self) -> list[PerformanceAlertRow]:
+        rows = await self.pool.fetch(
+            f"SELECT * FROM {self.s}.performance_alerts WHERE NOT published ORDER BY raised_at"
+        )
+        return [
+            PerformanceAlertRow(
+                model_version=r["model_version"],
+                month=r["month"],
+                metric=r["metric"],
+                alert_id=r["alert_id"],
+                value=r["value"],
+                reference=r["reference"],
+                threshold=r["threshold"],
+                loans=r["loans"],
+                raised_at=r["raised_at"],
+            )
+            for r in rows
+        ]
+
+    async def mark_alerts_published(self, alert_ids: Sequence[str]) -> None:
+        if alert_ids:
+            await self.pool.execute(
+                f"UPDATE {self.s}.performance_alerts SET published = true"
+                " WHERE alert_id = ANY($1::text[])",
+                list(alert_ids),
+            )
+
+
+_PAIRS_SQL = """
+SELECT s.tenant_id, s.application_id, d.model_version AS champion, s.model_version AS challenger,
+       d.probability_of_default AS champion_pd, s.probability_of_default AS challenger_pd,
+       d.band AS champion_band, s.band AS challenger_band,
+       coalesce(g.gender, '') AS gender, coalesce(g.age_band, '') AS age_band, o.defaulted
+FROM {s}.shadow_decisions s
+JOIN {s}.decisions d USING (tenant_id, application_id)
+LEFT JOIN {s}.applicant_groups g USING (tenant_id, application_id)
+LEFT JOIN LATERAL (
+    SELECT o.defaulted FROM {s}.outcomes o
+    WHERE o.tenant_id = s.tenant_id AND o.application_id = s.application_id
+    ORDER BY o.loan_id LIMIT 1
+) o ON true
+WHERE ($1::text IS NULL OR s.model_version = $1) AND ($2::text IS NULL OR s.tenant_id = $2)
+ORDER BY s.tenant_id, s.application_id, s.model_version
+"""
 
 
 def _outcome(r: asyncpg.Record) -> OutcomeRow:
