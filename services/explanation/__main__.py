@@ -15,6 +15,7 @@ from pathlib import Path
 from services.common.cli import service_cli
 from services.common.logs import configure_logging
 from services.common.member_rights import tenant_member_ref
+from services.common.model_registry import ModelLocator
 from services.common.postgres import create_pool
 from services.common.runtime import run_until_signalled
 from services.common.telemetry import setup_tracing, start_metrics
@@ -29,9 +30,23 @@ from services.explanation.store import DecisionStore
 log = logging.getLogger("services.explanation")
 
 
-def build_explainer(settings: ExplanationSettings) -> ExplainerPool:
-    """The explainer over the bundle root (a relative root is from the working directory)."""
-    cache = BundleCache(Path(settings.bundle_root), settings.max_cached_bundles)
+def build_locator(settings: ExplanationSettings) -> ModelLocator | None:
+    """The registry that holds the versions the bundle root lacks (None when turned off)."""
+    if not settings.model_registry:
+        return None
+    return ModelLocator(model_name=settings.registered_model, bundle_root=settings.bundle_root)
+
+
+def build_explainer(
+    settings: ExplanationSettings, locator: ModelLocator | None = None
+) -> ExplainerPool:
+    """The explainer over the bundle root (a relative root is from the working directory),
+    falling back on the registry for a version the root lacks."""
+    cache = BundleCache(
+        Path(settings.bundle_root),
+        settings.max_cached_bundles,
+        finder=locator or build_locator(settings),
+    )
     return ExplainerPool(
         DecisionExplainer(cache, top_reasons=settings.top_reasons),
         threads=settings.explain_threads,
@@ -40,7 +55,8 @@ def build_explainer(settings: ExplanationSettings) -> ExplainerPool:
 
 async def serve(settings: ExplanationSettings, stop: asyncio.Event) -> None:
     """Run the gRPC server and the Kafka consumer until `stop` is set."""
-    explainer = build_explainer(settings)
+    locator = build_locator(settings)
+    explainer = build_explainer(settings, locator)
     pool = await create_pool(settings.infra, max_size=4)
     publisher = ExplanationPublisher(settings)
     try:
@@ -55,7 +71,9 @@ async def serve(settings: ExplanationSettings, stop: asyncio.Event) -> None:
             explainer,
             host=settings.grpc_host,
             port=settings.grpc_port,
-            changes=OutcomeChanges(settings.bundle_root, settings.max_cached_bundles),
+            changes=OutcomeChanges(
+                settings.bundle_root, settings.max_cached_bundles, finder=locator
+            ),
         )
         consumer = build_consumer(settings, explainer, store, publisher)
         consuming: asyncio.Task[None] | None = None

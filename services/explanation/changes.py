@@ -1,6 +1,7 @@
 """What would change a declined decision's outcome, computed with the decision's own bundle
 (`services.common.counterfactual`). The full bundle (both models, calibration, bands) is loaded
-on first use per version and kept for the last few, like the explainer's models."""
+on first use per version and kept for the last few, like the explainer's models; a version the
+bundle root lacks is fetched from the model registry, as the explainer does."""
 
 from __future__ import annotations
 
@@ -12,16 +13,21 @@ from pathlib import Path
 
 from services.common.bundle import ModelBundle, load_bundle
 from services.common.counterfactual import outcome_changes
+from services.common.model_registry import ModelNotFound
 from services.common.notices import OutcomeChange
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.tabular_bundle import is_tabular_bundle
+from services.explanation.explainer import BundleFinder
 
 log = logging.getLogger(__name__)
 
 
 class OutcomeChanges:
-    def __init__(self, root: Path | str, max_cached: int = 2) -> None:
+    def __init__(
+        self, root: Path | str, max_cached: int = 2, finder: BundleFinder | None = None
+    ) -> None:
         self.root = Path(root)
+        self.finder = finder
         self.max_cached = max(1, max_cached)
         self._bundles: OrderedDict[str, ModelBundle | None] = OrderedDict()
         self._lock = threading.Lock()
@@ -34,6 +40,14 @@ class OutcomeChanges:
                 self._bundles.move_to_end(version)
                 return self._bundles[version]
             folder = self.root / version
+            if not (folder / "manifest.json").exists() and self.finder is not None:
+                try:
+                    folder = self.finder.folder(version)
+                except ModelNotFound:
+                    pass  # exists nowhere: nothing to re-score with
+                except Exception:  # an outage: no changes this time, none remembered
+                    log.warning("the model registry did not answer", exc_info=True)
+                    return None
             bundle: ModelBundle | None = None
             if (folder / "manifest.json").exists() and not is_tabular_bundle(folder):
                 try:

@@ -1,7 +1,10 @@
 """The explanation domain: TreeSHAP for the GBM, attention for the LSTM, plain-language reasons.
 
 A decision is explained by the model that made it: its `model_version` names a bundle folder
-under the bundle root, loaded once and kept in a small cache. A tabular bundle (trained on a
+under the bundle root, loaded once and kept in a small cache. A version not under the root (the
+challenger in shadow, a rolled-back champion, a decision replayed from the topics, on a machine
+that never had its bundle) is downloaded from the MLflow registry that holds it; only a version
+that exists nowhere is a dead letter. A tabular bundle (trained on a
 lender's own table) is explained over its own encoded columns, with reasons per source column.
 The GBM part is exact TreeSHAP in log-odds, over the features the scoring service recorded in
 the decision, so contributions plus the expected value equal the booster's raw score: scoring
@@ -35,6 +38,7 @@ import shap
 from services.common.bundle import BundleError, ModelBundle, load_bundle
 from services.common.errors import InvalidEvent
 from services.common.features import MOBILE_MONEY_WEEKS, REPAYMENT_MONTHS, TABULAR_FEATURES
+from services.common.model_registry import ModelNotFound
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, ReasonCode
 from services.common.protos.alama.events.v1.explanations_pb2 import (
     CreditExplanation,
@@ -47,7 +51,12 @@ from services.common.tabular_bundle import (
     is_tabular_bundle,
     load_tabular_bundle,
 )
-from services.explanation.metrics import BUNDLE_LOADS, EXPLAIN_SECONDS, EXPLANATIONS
+from services.explanation.metrics import (
+    BUNDLE_DOWNLOADS,
+    BUNDLE_LOADS,
+    EXPLAIN_SECONDS,
+    EXPLANATIONS,
+)
 
 #: Fixed forever: changing it would change every explanation's event id.
 EXPLANATION_NAMESPACE = uuid.UUID("0b7e3c52-9d4f-5a61-8e2b-e1a2a0c0de02")
@@ -194,18 +203,32 @@ class ModelSource(Protocol):
     def cached(self, version: str) -> bool: ...
 
 
+class BundleFinder(Protocol):
+    """Where a registered bundle is (`services.common.model_registry.ModelLocator`)."""
+
+    def folder(self, bundle_version: str) -> Path:
+        """The version's folder, downloaded when missing; `ModelNotFound` when it exists
+        nowhere, `RegistryUnavailable` (an outage, retried) when the registry cannot answer."""
+        ...
+
+    def describe(self) -> str: ...
+
+
 class BundleCache:
-    """The last few bundles used, by version, loaded from `<root>/<version>` on first use."""
+    """The last few bundles used, by version, loaded from `<root>/<version>` on first use, or
+    from the registry (`finder`) when the root lacks them."""
 
     def __init__(
         self,
         root: Path | str,
         max_cached: int = 3,
         loader: Callable[[Path], ExplainedModel] = load_explained_model,
+        finder: BundleFinder | None = None,
     ) -> None:
         self.root = Path(root)
         self.max_cached = max(1, max_cached)
         self.loader = loader
+        self.finder = finder
         self._models: OrderedDict[str, ExplainedModel] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -226,9 +249,11 @@ class BundleCache:
             return model
 
     def _load(self, version: str) -> ExplainedModel:
+        if not _VERSION.match(version):
+            raise InvalidEvent(UNKNOWN_MODEL_VERSION, f"{version!r} is not a model version")
         folder = self.root / version
-        if not _VERSION.match(version) or not (folder / "manifest.json").exists():
-            raise InvalidEvent(UNKNOWN_MODEL_VERSION, f"no model bundle {version!r} here")
+        if not (folder / "manifest.json").exists():
+            folder = self._fetch(version)
         try:
             model = self.loader(folder)
         except Exception as exc:  # whatever breaks loading, the bundle cannot explain
@@ -239,6 +264,25 @@ class BundleCache:
             )
         BUNDLE_LOADS.inc()
         return model
+
+    def _fetch(self, version: str) -> Path:
+        """The folder of a version the root lacks, from the registry; an outage propagates
+        (the decision is retried, never dead-lettered for it)."""
+        if self.finder is None:
+            raise InvalidEvent(
+                UNKNOWN_MODEL_VERSION,
+                f"model version {version!r} is not under {self.root} (no registry configured)",
+            )
+        try:
+            folder = self.finder.folder(version)
+        except ModelNotFound as exc:
+            raise InvalidEvent(
+                UNKNOWN_MODEL_VERSION,
+                f"model version {version!r} exists nowhere: not under {self.root}, and not"
+                f" registered in {self.finder.describe()} ({exc})",
+            ) from exc
+        BUNDLE_DOWNLOADS.inc()
+        return folder
 
 
 def tabular_row(

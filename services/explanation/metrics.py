@@ -27,3 +27,7 @@ GRPC_REQUESTS = Counter(
 BUNDLE_LOADS = Counter(
     "alama_explanation_bundle_loads_total", "Model bundles loaded into the explainer's cache"
 )
+BUNDLE_DOWNLOADS = Counter(
+    "alama_explanation_bundle_fetches_total",
+    "Bundles found through the model registry because the bundle root lacked them",
+)

@@ -17,6 +17,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from services.common.grpc_server import GrpcServer, start_grpc_server
+from services.common.model_registry import RegistryUnavailable
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.protos.alama.events.v1.explanations_pb2 import CreditExplanation
 from services.common.protos.alama.explanation.v1 import explanation_pb2, explanation_pb2_grpc
@@ -141,9 +142,12 @@ class ExplanationServicer(explanation_pb2_grpc.ExplanationServiceServicer):
                 f"no decision {decision_id!r} (yet: it may not have reached the explanation"
                 " service)",
             )
-        (outcome,) = await self.explainer.explain(
-            [decision], explained_at=datetime.now(UTC), path="on_demand"
-        )
+        try:
+            (outcome,) = await self.explainer.explain(
+                [decision], explained_at=datetime.now(UTC), path="on_demand"
+            )
+        except RegistryUnavailable as exc:
+            await call.abort(grpc.StatusCode.UNAVAILABLE, f"{exc}; retry")
         if outcome.error is not None:
             await call.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,

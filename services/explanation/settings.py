@@ -6,6 +6,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.common.member_rights import pseudonym_key_field
+from services.common.model_registry import REGISTERED_MODEL
 from services.common.settings import ConsumerSettings, service_port
 from services.common.topics import (
     CREDIT_DECISIONS,
@@ -30,6 +31,13 @@ class ExplanationSettings(ConsumerSettings):
         description="folder of bundles named by version; a decision is explained by its own",
     )
     max_cached_bundles: int = Field(default=3, ge=1)
+    model_registry: bool = Field(
+        default=True,
+        description="fetch a version the bundle root lacks from MLflow's registry"
+        " (MLFLOW_TRACKING_URI, else the local store `make train` writes) into the root,"
+        " which must then be writable",
+    )
+    registered_model: str = REGISTERED_MODEL
     consumer_group: str = "explanation"
     decisions_topic: str = CREDIT_DECISIONS
     explanations_topic: str = CREDIT_EXPLANATIONS
