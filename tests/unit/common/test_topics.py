@@ -8,10 +8,13 @@ from services.common.topics import (
     GROUP,
     LOAN_APPLICATIONS,
     LOANS,
+    MODEL_PERFORMANCE_ALERTS,
+    MODEL_REGISTRY,
     PREFIXED,
     READ,
     REPAYMENTS,
     SERVICE_ACCESS,
+    SHADOW_DECISIONS,
     TOPIC,
     TOPICS,
     WRITE,
@@ -89,10 +92,14 @@ def test_the_access_table_names_declared_topics_and_the_services_groups() -> Non
 def test_every_consumed_topic_has_a_consumer_and_every_topic_a_producer_or_reader() -> None:
     consumed = {t for a in SERVICE_ACCESS for t in a.consumes}
     produced = {t for a in SERVICE_ACCESS for t in a.produces}
-    # drift alerts go to retraining, outside the deployed services; repayments and loans come
-    # from the SACCO's core banking system
-    assert {t.name for t in TOPICS if t.consumed} - consumed == {DRIFT_ALERTS}
-    assert {t.name for t in TOPICS} - produced == {REPAYMENTS, LOANS}
+    # drift and performance alerts go to the retrainer, which runs with training's image outside
+    # the deployed services' charts, and it and the training CLI write the registry's changes;
+    # repayments and loans come from the SACCO's core banking system
+    assert {t.name for t in TOPICS if t.consumed} - consumed == {
+        DRIFT_ALERTS,
+        MODEL_PERFORMANCE_ALERTS,
+    }
+    assert {t.name for t in TOPICS} - produced == {REPAYMENTS, LOANS, MODEL_REGISTRY}
 
 
 def test_acls_grant_exactly_what_a_service_uses() -> None:
@@ -103,6 +110,10 @@ def test_acls_grant_exactly_what_a_service_uses() -> None:
             AclGrant(TOPIC, LOAN_APPLICATIONS, DESCRIBE),
             AclGrant(TOPIC, CREDIT_DECISIONS, WRITE),
             AclGrant(TOPIC, CREDIT_DECISIONS, DESCRIBE),
+            AclGrant(TOPIC, SHADOW_DECISIONS, WRITE),  # the challenger's, in shadow
+            AclGrant(TOPIC, SHADOW_DECISIONS, DESCRIBE),
+            AclGrant(TOPIC, MODEL_REGISTRY, READ),  # by assignment: every replica reloads
+            AclGrant(TOPIC, MODEL_REGISTRY, DESCRIBE),
             AclGrant(TOPIC, dead_letter_topic(LOAN_APPLICATIONS), WRITE),
             AclGrant(TOPIC, dead_letter_topic(LOAN_APPLICATIONS), DESCRIBE),
             AclGrant(GROUP, "scoring", READ),

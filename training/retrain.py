@@ -1,0 +1,245 @@
+"""Retraining (issue 13, item 3): a challenger trained by the same pipeline on the loan book the
+champion learnt from plus the loans that matured since, registered with the `challenger` alias.
+
+`python -m training.retrain --live-rows FILE --trigger drift` is what the retrainer service runs
+(services/retrainer); it can be run by hand too. The live rows are the applications Alama scored
+whose outcome is now known (`credit.loan_outcomes` joined to `loan.applications`, kept by the
+retrainer). Their features come from Feast's offline store point in time, like every training
+row: the feature store writes each streamed update there as it pushes it online. A member's
+account profile is a snapshot view that only a book load writes, so for each live application
+the member's latest snapshot before it is carried forward to the application's time, which is
+what the online store (materialised from those snapshots) served when the application was
+scored.
+
+The new rows are the newest, so the out-of-time split the pipeline holds out is the world as it
+is now: the challenger's held-out metrics, and the promotion gate on them, judge it on the data
+that made the champion drift.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+
+from services.common.members import member_key
+from services.common.settings import InfraSettings
+from training.contract import LoanBook
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+#: the columns a live row carries (the retrainer's export), all of the contract's applications
+LIVE_COLUMNS = (
+    "application_id",
+    "member_id",
+    "sacco_id",
+    "applied_at",
+    "product",
+    "amount_kes",
+    "term_months",
+    "default_12m",
+    "outcome_at",
+)
+TRIGGERS = ("drift", "performance", "schedule", "manual")
+
+
+class RetrainRefused(RuntimeError):
+    """Nothing to learn from (no new rows, or rows the book cannot take); says why."""
+
+
+def live_applications(rows: pd.DataFrame, book: LoanBook) -> pd.DataFrame:
+    """The live rows as the contract's applications: only members the book knows (their
+    protected attributes, for the fairness checks, are in its members table), only ids the book
+    does not already hold, outcomes after the application."""
+    missing = [c for c in LIVE_COLUMNS if c not in rows.columns]
+    if missing:
+        raise RetrainRefused(f"the live rows lack columns {missing}")
+    live = rows[list(LIVE_COLUMNS)].copy()
+    live["applied_at"] = pd.to_datetime(live["applied_at"], utc=True)
+    live["outcome_at"] = pd.to_datetime(live["outcome_at"], utc=True)
+    known = set(book.members["member_id"].astype(str))
+    live = live[live["member_id"].astype(str).isin(known)]
+    live = live[~live["application_id"].isin(set(book.applications["application_id"]))]
+    live = live[live["outcome_at"] > live["applied_at"]]
+    live = live.drop_duplicates("application_id")
+    columns = book.applications.columns
+    out = pd.DataFrame({c: pd.Series([pd.NA] * len(live), dtype=object) for c in columns})
+    for c in LIVE_COLUMNS:
+        out[c] = live[c].to_numpy()
+    return out.astype(book.applications.dtypes.to_dict(), errors="ignore")
+
+
+def extend_book(book: LoanBook, live: pd.DataFrame) -> LoanBook:
+    """The book with the live applications appended (nothing else of it changes)."""
+    tables = dict(book.tables)
+    apps = pd.concat([book.applications, live], ignore_index=True)
+    apps["applied_at"] = pd.to_datetime(apps["applied_at"], utc=True)
+    apps["outcome_at"] = pd.to_datetime(apps["outcome_at"], utc=True)
+    tables["applications"] = apps.sort_values("applied_at", kind="stable").reset_index(drop=True)
+    meta = dict(book.meta) | {"live_rows": len(live)}
+    return LoanBook(tables, book.source, book.cutoff, book.oracle, meta)
+
+
+async def carry_profiles_forward(infra: InfraSettings, live: pd.DataFrame, tenant: str) -> int:
+    """Give each live application the member's latest account snapshot before it, at its time.
+
+    Returns the rows written. Idempotent: a snapshot already at that instant is not doubled.
+    """
+    import asyncpg
+
+    from training.feature_tables import offline_schema
+
+    if live.empty:
+        return 0
+    schema = offline_schema(infra)
+    keys = [member_key(tenant, str(m)) for m in live["member_id"]]
+    at = [
+        t.to_pydatetime() - pd.Timedelta(seconds=1).to_pytimedelta()
+        for t in pd.to_datetime(live["applied_at"], utc=True)
+    ]
+    conn = await asyncpg.connect(infra.postgres_dsn)
+    try:
+        columns = [
+            r["column_name"]
+            for r in await conn.fetch(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = $1 AND table_name = 'member_profile'"
+                " ORDER BY ordinal_position",
+                schema,
+            )
+        ]
+        if not columns:
+            raise RetrainRefused(f"{schema}.member_profile does not exist: load a book first")
+        carried = [c for c in columns if c not in ("member_id", "event_timestamp")]
+        quoted = ", ".join(f'p."{c}"' for c in carried)
+        names = ", ".join(f'"{c}"' for c in carried)
+        status = await conn.execute(
+            f"""
+            INSERT INTO {schema}.member_profile (member_id, event_timestamp, {names})
+            SELECT DISTINCT ON (a.member_id, a.at) a.member_id, a.at, {quoted}
+            FROM unnest($1::text[], $2::timestamptz[]) AS a(member_id, at)
+            JOIN {schema}.member_profile p
+              ON p.member_id = a.member_id AND p.event_timestamp < a.at
+            WHERE NOT EXISTS (
+                SELECT 1 FROM {schema}.member_profile q
+                WHERE q.member_id = a.member_id AND q.event_timestamp = a.at
+            )
+            ORDER BY a.member_id, a.at, p.event_timestamp DESC
+            """,
+            keys,
+            at,
+        )
+    finally:
+        await conn.close()
+    return int(status.split()[-1])
+
+
+def retrain(
+    infra: InfraSettings,
+    profile_name: str,
+    book_folder: Path,
+    live_rows: pd.DataFrame,
+    *,
+    trigger: str,
+    requested_by: str,
+    min_live_rows: int = 1,
+    echo: Any = print,
+) -> dict[str, Any]:
+    """Train, write the bundle (not promoted), register it as the challenger, record the change.
+
+    Returns what the retrainer records: model and bundle versions, rows, held-out metrics.
+    """
+    from training import pipeline
+    from training.export import write_bundle
+    from training.partitions import load_book
+    from training.profiles import get_profile
+    from training.registry import Registry
+    from training.registry_events import record_or_keep, registry_event
+    from training.tracking import REGISTERED_MODEL, track_run
+
+    if trigger not in TRIGGERS:
+        raise RetrainRefused(f"unknown trigger {trigger!r}; one of {', '.join(TRIGGERS)}")
+    profile = get_profile(profile_name)
+    book = load_book(book_folder)
+    live = live_applications(live_rows, book)
+    if len(live) < min_live_rows:
+        raise RetrainRefused(
+            f"{len(live)} new labelled applications (at least {min_live_rows} needed)"
+        )
+    echo(f"{len(live):,} live applications with outcomes join the book's {len(book.labelled):,}")
+    carried = asyncio.run(carry_profiles_forward(infra, live, book.tenant))
+    echo(f"{carried:,} account snapshots carried forward to the live applications")
+    extended = extend_book(book, live)
+    trained = pipeline.train(infra, profile, extended, echo=echo)
+    metrics = pipeline.evaluate(trained)
+    bundle = write_bundle(trained, metrics, promote=False)
+    version = track_run(trained, metrics, bundle)
+    change = Registry(REGISTERED_MODEL).mark_challenger(
+        version, requested_by=requested_by, trigger=trigger
+    )
+    recorded = asyncio.run(record_or_keep(registry_event(change)))
+    if not recorded.acknowledged:
+        echo(f"the change waits in the registry outbox: {recorded.problem}")
+    held_out = metrics.get("out_of_time") or metrics.get("test") or {}
+    return {
+        "model_version": version,
+        "bundle_version": bundle.name,
+        "trigger": trigger,
+        "live_rows": len(live),
+        "book_rows": len(book.labelled),
+        "held_out": held_out.get("ensemble", {}),
+        "recorded": recorded.acknowledged,
+    }
+
+
+@app.command()
+def main(
+    live_rows: Annotated[
+        Path, typer.Option(help="parquet of labelled live applications (the retrainer's export)")
+    ],
+    trigger: Annotated[str, typer.Option(help="drift, performance, schedule or manual")],
+    profile: Annotated[str, typer.Option(help="training profile")] = "quick",
+    book: Annotated[
+        Path | None,
+        typer.Option(help="the loan book folder the champion learnt from (default: synthetic)"),
+    ] = None,
+    by: Annotated[str, typer.Option("--by", help="who asks")] = "retrainer",
+    min_live_rows: Annotated[int, typer.Option(min=1)] = 1,
+    result: Annotated[Path | None, typer.Option(help="write the result here as JSON")] = None,
+) -> None:
+    """Train a challenger on the champion's book plus the live rows and register it."""
+    from training import paths
+    from training.profiles import get_profile
+
+    folder = book or paths.synthetic_book_dir(get_profile(profile))
+    if not (folder / "loanbook.json").exists():
+        raise typer.BadParameter(f"no loan book at {folder}", param_hint="--book")
+    try:
+        rows = pd.read_parquet(live_rows)
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"{live_rows}: {exc}", param_hint="--live-rows") from None
+    try:
+        out = retrain(
+            InfraSettings(),
+            profile,
+            folder,
+            rows,
+            trigger=trigger,
+            requested_by=by,
+            min_live_rows=min_live_rows,
+        )
+    except RetrainRefused as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    text = json.dumps(out, indent=2, default=str)
+    if result is not None:
+        result.write_text(text + "\n")
+    typer.echo(text)
+
+
+if __name__ == "__main__":
+    app()
