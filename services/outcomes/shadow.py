@@ -36,6 +36,8 @@ APPROVE = "approve"
 #: input); the outcomes service keeps only these of an application
 PROTECTED_ATTRIBUTES = ("gender", "age_band")
 UNKNOWN_GROUP = ""  # an application that did not say: left out of that attribute's fairness
+#: how the gate's rows name a group the application did not say (the gate's own default)
+GATE_UNKNOWN_GROUP = "unknown"
 
 
 @dataclass(frozen=True)
@@ -258,7 +260,9 @@ def gate_pairs(pairs: Sequence[ShadowPair], challenger: str) -> GatePairs:
     """The matured loans `challenger` was shadowed on, beside the champion it was shadowed
     beside most often (a challenger normally has one; after a promotion mid-shadow the older
     champion's pairs are not like for like with the newer's), every tenant together. The
-    champion is "" when the challenger was never shadowed."""
+    champion is "" when the challenger was never shadowed; a group the application did not say
+    is "unknown"; a pair with a band this build cannot name is left out (the contract's bands
+    are approve, review and decline)."""
     mine = [p for p in pairs if p.challenger == challenger and p.champion != challenger]
     counts: dict[str, int] = defaultdict(int)
     for p in mine:
@@ -273,10 +277,13 @@ def gate_pairs(pairs: Sequence[ShadowPair], challenger: str) -> GatePairs:
             challenger_pd=p.challenger_pd,
             champion_band=p.champion_band,
             challenger_band=p.challenger_band,
-            gender=p.gender,
-            age_band=p.age_band,
+            gender=p.gender or GATE_UNKNOWN_GROUP,
+            age_band=p.age_band or GATE_UNKNOWN_GROUP,
         )
         for p in mine
-        if p.champion == champion and p.defaulted is not None
+        if p.champion == champion
+        and p.defaulted is not None
+        and p.champion_band in BANDS
+        and p.challenger_band in BANDS
     ]
     return GatePairs(challenger, champion, rows)
