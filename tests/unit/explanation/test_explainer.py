@@ -13,9 +13,11 @@ import pytest
 
 from services.common.errors import InvalidEvent
 from services.common.features import MOBILE_MONEY_WEEKS, REPAYMENT_MONTHS, TABULAR_FEATURES
+from services.common.model_registry import ModelNotFound, RegistryUnavailable
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.protos.alama.events.v1.explanations_pb2 import Explainer
 from services.common.reasons import describe, reason_codes
+from services.common.retries import is_transient
 from services.explanation.explainer import (
     BundleCache,
     DecisionExplainer,
@@ -373,3 +375,59 @@ async def test_a_checked_decision_is_validated_once(
         pool.close()
     assert all(o.explanation is not None for o in outcomes)
     assert validated == [d.decision_id for d in decisions]
+
+
+class Registry:
+    """A model registry that holds some versions: 'downloading' one writes its folder."""
+
+    def __init__(self, root: Path, held: set[str], *, down: bool = False) -> None:
+        self.root = root
+        self.held = held
+        self.down = down
+        self.asked: list[str] = []
+
+    def folder(self, bundle_version: str) -> Path:
+        self.asked.append(bundle_version)
+        if self.down:
+            raise RegistryUnavailable("the tracking server did not answer")
+        if bundle_version not in self.held:
+            raise ModelNotFound(f"no registered version carries bundle {bundle_version}")
+        write_manifest(self.root, bundle_version, bundle_version)
+        return self.root / bundle_version
+
+    def describe(self) -> str:
+        return "alama-credit-ensemble in sqlite:///registry.db"
+
+
+def test_a_version_missing_here_is_fetched_from_the_registry_and_kept(
+    model: TreeModel, tmp_path: Path
+) -> None:
+    def loader(folder: Path) -> TreeModel:
+        version = json.loads((folder / "manifest.json").read_text())["version"]
+        return TreeModel(version, model.booster, model.explainer, model.columns)
+
+    write_manifest(tmp_path, "local-1", "local-1")
+    registry = Registry(tmp_path, {"challenger-2", "rolled-back-0"})
+    cache = BundleCache(tmp_path, max_cached=2, loader=loader, finder=registry)
+    assert cache.get("local-1").version == "local-1" and registry.asked == []
+    assert cache.get("challenger-2").version == "challenger-2"
+    assert cache.get("challenger-2").version == "challenger-2"  # cached: asked once
+    assert registry.asked == ["challenger-2"]
+    assert (tmp_path / "challenger-2" / "manifest.json").exists()  # the next load is local
+    assert cache.get("rolled-back-0").version == "rolled-back-0"
+
+    with pytest.raises(InvalidEvent) as raised:
+        cache.get("never-trained-9")
+    assert raised.value.reason == "unknown_model_version"
+    assert "exists nowhere" in raised.value.detail and "registry.db" in raised.value.detail
+
+    # an outage of the registry is no verdict on the decision: it propagates, to be retried
+    outage = BundleCache(tmp_path, loader=loader, finder=Registry(tmp_path, set(), down=True))
+    with pytest.raises(RegistryUnavailable):
+        outage.get("challenger-3")
+    assert is_transient(RegistryUnavailable("away"))
+
+    # without a registry a missing version is unknown, as before
+    with pytest.raises(InvalidEvent) as raised:
+        BundleCache(tmp_path, loader=loader).get("challenger-3")
+    assert raised.value.reason == "unknown_model_version"
