@@ -106,7 +106,7 @@ def _print_comparison(c: Comparison) -> None:
     for f in c.fairness:
         table = Table(
             "group",
-            "applications",
+            "n",
             "approval: champion",
             "challenger",
             "good approved: champion",
