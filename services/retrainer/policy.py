@@ -43,12 +43,14 @@ def decide(
     last_run_at: datetime | None,
     open_triggers: Sequence[Trigger],
     new_outcomes: int,
+    watching_since: datetime | None = None,
 ) -> Due | Waiting:
+    """`watching_since`: when the retrainer first started; with no run yet, the schedule's
+    period counts from there (a new deployment does not retrain at once)."""
     if running:
         return Waiting("a run is in progress")
-    scheduled = policy.schedule is not None and (
-        last_run_at is None or now - last_run_at >= policy.schedule
-    )
+    since = last_run_at or watching_since
+    scheduled = policy.schedule is not None and (since is None or now - since >= policy.schedule)
     if not open_triggers and not scheduled:
         return Waiting("no alert and the schedule is not due")
     if last_run_at is not None and now - last_run_at < policy.cooldown:

@@ -52,6 +52,7 @@ class Runner:
         self.running = False
         self.last_run_at: datetime | None = None
         self.last_success_at: datetime | None = None
+        self.watching_since: datetime | None = None
 
     async def restore(self) -> None:
         """Pick up where a previous process left: its last runs, and any it left running."""
@@ -60,6 +61,7 @@ class Runner:
             log.warning(
                 "runs left running by a stopped retrainer marked failed", extra={"n": abandoned}
             )
+        self.watching_since = await self.store.watching_since(self.clock())
         runs = await self.store.runs(limit=50)
         self.last_run_at = max((r.started_at for r in runs), default=None)
         self.last_success_at = max(
@@ -75,6 +77,7 @@ class Runner:
             last_run_at=self.last_run_at,
             open_triggers=await self.store.open_triggers(),
             new_outcomes=await self.store.labelled_since(self.last_success_at),
+            watching_since=self.watching_since,
         )
         if isinstance(verdict, Due):
             await self.run(verdict)

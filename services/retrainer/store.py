@@ -53,6 +53,10 @@ CREATE TABLE IF NOT EXISTS {s}.triggers (
     answered_by text
 );
 CREATE INDEX IF NOT EXISTS triggers_open ON {s}.triggers (raised_at) WHERE answered_by IS NULL;
+CREATE TABLE IF NOT EXISTS {s}.watching (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    since timestamptz NOT NULL
+);
 CREATE TABLE IF NOT EXISTS {s}.runs (
     run_id text PRIMARY KEY,
     trigger text NOT NULL,
@@ -266,6 +270,14 @@ class RetrainerStore:
             )
             for r in rows
         ]
+
+    async def watching_since(self, now: datetime) -> datetime:
+        """When the retrainer first started here (recorded by the first start)."""
+        await self.pool.execute(
+            f"INSERT INTO {self.s}.watching (since) VALUES ($1) ON CONFLICT DO NOTHING", now
+        )
+        value: datetime = await self.pool.fetchval(f"SELECT since FROM {self.s}.watching")
+        return value
 
     async def abandon_running(self, at: datetime) -> int:
         """Runs a stopped retrainer left as running are failed (their process is gone)."""

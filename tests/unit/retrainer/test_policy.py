@@ -82,7 +82,26 @@ def test_the_schedule_asks_once_its_period_has_passed_and_never_when_off() -> No
         new_outcomes=300,
     )
     assert isinstance(early, Waiting)
-    first = decide(NOW, POLICY, running=False, last_run_at=None, open_triggers=[], new_outcomes=300)
+    # with no run yet the period counts from the retrainer's first start
+    fresh = decide(
+        NOW,
+        POLICY,
+        running=False,
+        last_run_at=None,
+        open_triggers=[],
+        new_outcomes=300,
+        watching_since=NOW - timedelta(days=1),
+    )
+    assert isinstance(fresh, Waiting)
+    first = decide(
+        NOW,
+        POLICY,
+        running=False,
+        last_run_at=None,
+        open_triggers=[],
+        new_outcomes=300,
+        watching_since=week,
+    )
     assert isinstance(first, Due)
     off = Policy(schedule=None, cooldown=timedelta(0), min_new_outcomes=1)
     assert isinstance(
