@@ -10,6 +10,8 @@ sets the data.
 
 from __future__ import annotations
 
+import asyncio
+import getpass
 import json
 import os
 import pickle
@@ -33,6 +35,9 @@ from training.profiles import Profile, get_profile
 
 if TYPE_CHECKING:
     from training.pipeline import TrainedModels
+    from training.promotion import Verdict
+    from training.registry import Registry
+    from training.registry_events import Recorded, RegistrySettings
 
 console = Console()
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -86,6 +91,8 @@ SourceOption = Annotated[
     ),
 ]
 IMPORT_KINDS = ("csv", "parquet", "home-credit")
+#: the run's file naming the bundle `export` last wrote (what `track` registers)
+EXPORTED_BUNDLE = "bundle_version.txt"
 
 
 def _echo(line: str) -> None:
@@ -93,7 +100,9 @@ def _echo(line: str) -> None:
 
 
 def _fail(message: str) -> NoReturn:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code=1)
 
 
@@ -386,13 +395,22 @@ def evaluate(profile: ProfileOption = "quick", source: SourceOption = "synthetic
 
 @app.command()
 def export(
-    profile: ProfileOption = "quick", source: SourceOption = "synthetic", promote: bool = True
+    profile: ProfileOption = "quick",
+    source: SourceOption = "synthetic",
+    promote: Annotated[
+        bool,
+        typer.Option(
+            help="also point artifacts/bundles/current at it (tooling that reads the link; which"
+            " model decides is the registry's champion alias: `track`, `promote`)"
+        ),
+    ] = False,
 ) -> None:
-    """Write the versioned bundle (ONNX models, manifest, drift reference) and promote it."""
+    """Write the versioned bundle (ONNX models, manifest, drift reference)."""
     from training.export import write_bundle
 
     metrics = json.loads((run_dir(profile, source) / "metrics.json").read_text())
     folder = write_bundle(_load_trained(profile, source), metrics, promote=promote)
+    (run_dir(profile, source) / EXPORTED_BUNDLE).write_text(folder.name + "\n")
     manifest = json.loads((folder / "manifest.json").read_text())
     if manifest["ensemble_refused"]:
         console.print(
@@ -400,7 +418,7 @@ def export(
             "bundle serves the calibrated plain logistic regression",
             highlight=False,
         )
-    _echo(f"bundle written to {folder}" + (" and promoted to current" if promote else ""))
+    _echo(f"bundle written to {folder}" + (" and linked as current" if promote else ""))
 
 
 @app.command()
@@ -412,15 +430,260 @@ def report(profile: ProfileOption = "quick", source: SourceOption = "synthetic")
     _echo(f"report and model card written to {folder}")
 
 
-@app.command()
-def track(profile: ProfileOption = "quick", source: SourceOption = "synthetic") -> None:
-    """Log the run to MLflow (local store) and register the current bundle as a model version."""
-    from training.bundles import BUNDLES
-    from training.tracking import REGISTERED_MODEL, track_run
+ByOption = Annotated[
+    str, typer.Option("--by", help="who asks (recorded in the audit chain with the change)")
+]
 
+
+def _exported_bundle(profile: str, source: str) -> Path:
+    """The bundle `export` last wrote for this run (`current` for a run exported before)."""
+    from training import bundles
+
+    marker = run_dir(profile, source) / EXPORTED_BUNDLE
+    if marker.exists():
+        return bundles.BUNDLES / marker.read_text().strip()
+    return bundles.BUNDLES / "current"
+
+
+@app.command()
+def track(
+    profile: ProfileOption = "quick",
+    source: SourceOption = "synthetic",
+    by: Annotated[
+        str | None, typer.Option("--by", help="who registers it (default: the OS user)")
+    ] = None,
+    trigger: Annotated[
+        str, typer.Option(help="why it was trained: drift, performance, schedule or manual")
+    ] = "manual",
+) -> None:
+    """Log the run to MLflow and register its bundle: the first champion when there is none,
+    else the challenger (in shadow; `promote` puts it through the gate)."""
+    from training.tracking import track_run
+
+    bundle = _exported_bundle(profile, source)
+    if not (bundle / "manifest.json").exists():
+        _fail(f"no bundle at {bundle}; run `export` first")
     metrics = json.loads((run_dir(profile, source) / "metrics.json").read_text())
-    version = track_run(_load_trained(profile, source), metrics, BUNDLES / "current")
-    _echo(f"MLflow: registered {REGISTERED_MODEL} version {version}")
+    version = track_run(_load_trained(profile, source), metrics, bundle)
+    _register(version, by or getpass.getuser(), trigger)
+
+
+def _registry() -> Registry:
+    from services.common.model_registry import REGISTERED_MODEL, registry_client
+    from training.registry import Registry
+
+    return Registry(REGISTERED_MODEL, registry_client())
+
+
+def _link_current(registry: Registry, version: str | None) -> None:
+    """Point artifacts/bundles/current at the champion's bundle, for tooling that still reads
+    the link (serving follows the alias)."""
+    from services.common.model_registry import ModelLocator
+    from training import bundles
+
+    bundle = registry.bundle_of(version) if version else None
+    if not bundle:
+        return
+    try:
+        folder = ModelLocator(registry.client, bundle_root=bundles.BUNDLES).folder(bundle)
+        bundles.promote_bundle(folder.name, bundles.BUNDLES)
+    except (LookupError, OSError) as exc:
+        console.print(f"[yellow]warning:[/] artifacts/bundles/current not updated: {exc}")
+
+
+def _recorded_note(recorded: Recorded, settings: RegistrySettings) -> None:
+    from rich.markup import escape
+
+    if recorded.acknowledged:
+        _echo(f"recorded on {settings.topic} (for the audit chain)")
+        return
+    console.print(
+        f"[bold yellow]not yet recorded:[/] {escape(recorded.problem)}; the change waits in "
+        f"{settings.outbox} ({recorded.pending} pending) and is published by the next registry "
+        "command that reaches the broker (`python -m training registry`)",
+        highlight=False,
+    )
+
+
+def _register(version: str, by: str, trigger: str) -> None:
+    from training.promotion import register_trained
+    from training.registry import PROMOTED
+    from training.registry_events import RegistrySettings
+
+    registry, settings = _registry(), RegistrySettings()
+    change, recorded = register_trained(registry, version, by, trigger, settings)
+    if change.action == PROMOTED:
+        _link_current(registry, version)
+        _echo(
+            f"MLflow: registered {registry.model_name} version {version} "
+            f"(bundle {change.bundle_version}) as the first champion"
+        )
+    else:
+        _echo(
+            f"MLflow: registered {registry.model_name} version {version} "
+            f"(bundle {change.bundle_version}) as the challenger; champion stays version "
+            f"{change.replaced_version} (promote it with `python -m training promote --by NAME`)"
+        )
+    _recorded_note(recorded, settings)
+
+
+def _show_checks(verdict: Verdict) -> None:
+    from rich.markup import escape
+
+    result = verdict.result
+    title = (
+        f"gate: version {verdict.challenger} against champion {verdict.champion} "
+        f"({', '.join(f'{k} {v:,} rows' for k, v in verdict.rows.items())})"
+    )
+    table = Table(title=title, title_justify="left")
+    table.add_column("check", no_wrap=True)  # the names a refusal cites, whole
+    for heading in ("value", "bound", "95% CI", "", "detail"):
+        table.add_column(heading, overflow="fold")
+    for check in result.checks:
+        interval = check.interval
+        table.add_row(
+            escape(check.name),
+            "n/a" if check.value is None else f"{check.value:.4f}",
+            str(check.threshold),
+            "n/a" if interval is None else f"{interval[0]:.4f} to {interval[1]:.4f}",
+            "[green]pass[/]" if check.passed else "[bold red]FAIL[/]",
+            escape(check.detail),
+        )
+    console.print(table)
+
+
+@app.command(name="promote")
+def promote_version(
+    by: ByOption,
+    version: Annotated[
+        str | None, typer.Option(help="the registered version (default: the challenger alias)")
+    ] = None,
+    outcomes_url: Annotated[
+        str | None,
+        typer.Option(
+            help="the outcomes service: also weigh matured loans both models scored "
+            "(GET URL/shadow/pairs.json)"
+        ),
+    ] = None,
+) -> None:
+    """Move the champion alias to the challenger only if the gate holds; a refusal names the
+    failed checks. Recorded on model.registry (the audit chain) with who asked."""
+    from rich.markup import escape
+
+    from services.common.model_registry import ModelLocator
+    from training import bundles, promotion
+    from training.registry import CHAMPION, PromotionRefused
+    from training.registry_events import BrokerUnreachable, RegistrySettings
+    from training.shadow_pairs import OutcomesUnavailable
+
+    registry, settings = _registry(), RegistrySettings()
+    _flush_outbox(settings)
+    try:
+        challenger = promotion.resolve_challenger(registry, version)
+        champion = registry.version_of(CHAMPION)
+        if champion == challenger:
+            _fail(f"version {challenger} is the champion already")
+        verdict = None
+        if champion is not None:
+            verdict = promotion.gate_verdict(
+                registry,
+                ModelLocator(registry.client, bundle_root=bundles.BUNDLES),
+                challenger,
+                champion,
+                outcomes_url=outcomes_url,
+            )
+            _show_checks(verdict)
+            if not verdict.result.passed:
+                change, recorded = promotion.record_refusal(registry, verdict, by, settings)
+                _recorded_note(recorded, settings)
+                names = escape(", ".join(c.name for c in verdict.result.failed))
+                console.print(f"[bold red]refused:[/] {names} failed", highlight=False)
+                console.print(change.reason, highlight=False, markup=False)
+                raise typer.Exit(code=3)
+        change = promotion.promote(registry, challenger, by, verdict, settings)
+    except (promotion.PromotionError, OutcomesUnavailable, PromotionRefused) as exc:
+        _fail(str(exc))
+    except BrokerUnreachable as exc:
+        _fail(f"{exc}: nothing moved (a promotion is not made unless it can be recorded)")
+    except promotion.ChangeNotRecorded as exc:
+        _link_current(registry, exc.change.model_version)
+        _fail(
+            f"version {exc.change.model_version} is champion but its record was not "
+            f"acknowledged ({exc}); it waits in {settings.outbox} and is published by the next "
+            "registry command that reaches the broker"
+        )
+    _link_current(registry, change.model_version)
+    _echo(
+        f"version {change.model_version} (bundle {change.bundle_version}) is champion "
+        f"({change.reason}); previous champion {change.replaced_version or 'none'}; "
+        f"recorded on {settings.topic} as asked by {by}"
+    )
+
+
+@app.command(name="rollback")
+def rollback_champion(by: ByOption) -> None:
+    """Back to the previous champion in one command, recorded with who asked."""
+    from training import promotion
+    from training.registry import PromotionRefused
+    from training.registry_events import BrokerUnreachable, RegistrySettings
+
+    registry, settings = _registry(), RegistrySettings()
+    try:
+        change = promotion.rollback(registry, by, settings)
+    except PromotionRefused as exc:
+        _fail(str(exc))
+    except BrokerUnreachable as exc:
+        _fail(f"{exc}: nothing moved (a rollback is not made unless it can be recorded)")
+    except promotion.ChangeNotRecorded as exc:
+        _link_current(registry, exc.change.model_version)
+        _fail(
+            f"rolled back to version {exc.change.model_version} but its record was not "
+            f"acknowledged ({exc}); it waits in {settings.outbox} and is published by the next "
+            "registry command that reaches the broker"
+        )
+    _link_current(registry, change.model_version)
+    _echo(
+        f"rolled back: version {change.model_version} (bundle {change.bundle_version}) is "
+        f"champion again, version {change.replaced_version} is previous-champion; recorded on "
+        f"{settings.topic} as asked by {by}"
+    )
+
+
+def _flush_outbox(settings: RegistrySettings) -> None:
+    """Publish changes earlier commands could not; say so when some still wait."""
+    from rich.markup import escape
+
+    from training.registry_events import flush_outbox
+
+    recorded = asyncio.run(flush_outbox(settings))
+    if not recorded.acknowledged:
+        console.print(
+            f"[bold yellow]{recorded.pending} registry change(s) still wait in "
+            f"{settings.outbox}:[/] {escape(recorded.problem)}",
+            highlight=False,
+        )
+
+
+@app.command(name="registry")
+def show_registry() -> None:
+    """The aliases (champion, previous-champion, challenger) and their bundles; publishes
+    registry changes an earlier command could not."""
+    from training.registry import CHALLENGER, CHAMPION, PREVIOUS
+    from training.registry_events import Outbox, RegistrySettings
+
+    registry, settings = _registry(), RegistrySettings()
+    _flush_outbox(settings)
+    table = Table(title=f"registered model {registry.model_name}", title_justify="left")
+    for heading in ("alias", "version", "bundle"):
+        table.add_column(heading)
+    for alias in (CHAMPION, PREVIOUS, CHALLENGER):
+        version = registry.version_of(alias)
+        bundle = registry.bundle_of(version) if version else None
+        table.add_row(alias, version or "-", bundle or "-")
+    console.print(table)
+    pending = len(Outbox(settings.outbox).pending())
+    if pending:
+        console.print(f"{pending} change(s) not yet recorded (outbox {settings.outbox})")
 
 
 @app.command(name="all")
@@ -435,8 +698,15 @@ def run_all(
         str | None,
         typer.Option(help="the SACCO whose book an imported source is (see `import --tenant`)"),
     ] = None,
+    by: Annotated[
+        str | None, typer.Option("--by", help="who registers it (default: the OS user)")
+    ] = None,
+    trigger: Annotated[
+        str, typer.Option(help="why it was trained: drift, performance, schedule or manual")
+    ] = "manual",
 ) -> None:
-    """Every step in order: generate or import, load, train, evaluate, export, report, track."""
+    """Every step in order: generate or import, load, train, evaluate, export, report, track
+    (the first model becomes champion; later ones the challenger, promoted only by the gate)."""
     if source == "synthetic":
         generate(profile)
     else:
@@ -448,9 +718,9 @@ def run_all(
     load(profile, source, members_per_chunk, load_workers, materialize)
     train(profile, source, applications_per_query)
     evaluate(profile, source)
-    export(profile, source)
+    export(profile, source, promote=False)
     report(profile, source)
-    track(profile, source)
+    track(profile, source, by, trigger)
 
 
 @app.command()

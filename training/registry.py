@@ -2,15 +2,18 @@
 
 Promotion takes the gate's verdict (training/gate.py) and refuses, naming the failed checks,
 unless it passed; the champion it replaces is kept under the `previous-champion` alias, so
-`rollback` is one call that swaps them back. Every move is returned as a `RegistryChange` (who
-asked, from which version to which, why) for the caller to record in the audit chain.
+`rollback` is one call that swaps them back. Every move (and every refusal) is returned as a
+`RegistryChange` (who asked, from which version to which, why, the gate's checks) for the caller
+to publish on `model.registry`, from where the audit service chains it (training.registry_events).
 
-A model version knows its bundle by the `bundle_version` tag set when it was registered.
+A model version knows its bundle by the `bundle_version` tag set when it was registered, and why
+it was trained by its `trigger` tag (drift, performance, schedule, manual).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,27 +21,80 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from services.common.model_registry import BUNDLE_TAG, CHALLENGER, CHAMPION, PREVIOUS
-from training.gate import GateResult
+from training.gate import Check, GateResult
 
-__all__ = ["BUNDLE_TAG", "CHALLENGER", "CHAMPION", "PREVIOUS", "PromotionRefused", "Registry"]
+__all__ = [
+    "BUNDLE_TAG",
+    "CHALLENGER",
+    "CHAMPION",
+    "PREVIOUS",
+    "TRIGGER_TAG",
+    "PromotionRefused",
+    "Registry",
+    "RegistryChange",
+]
 
-
-class PromotionRefused(Exception):
-    """The gate did not hold (or there is nothing to roll back to); the message says why."""
+#: the model-version tag saying why the version was trained
+TRIGGER_TAG = "trigger"
+CHALLENGER_REGISTERED = "challenger_registered"
+PROMOTED = "promoted"
+REFUSED = "refused"
+ROLLED_BACK = "rolled_back"
+FIRST_CHAMPION = "first champion"
 
 
 @dataclass(frozen=True)
 class RegistryChange:
-    action: str  # "promoted", "refused", "rolled_back"
+    """One change (or refusal) of the registry's aliases, as the audit chain records it.
+
+    `model_version` is what the change is about: the new champion (promoted, rolled back), the
+    refused challenger, or the challenger registered; `replaced_*` the champion before it.
+    `change_id` is fixed here, so a change published twice is chained once.
+    """
+
+    action: str  # CHALLENGER_REGISTERED, PROMOTED, REFUSED, ROLLED_BACK
     requested_by: str
-    model_version: str | None  # the champion after the change
+    model_name: str
+    model_version: str | None
     bundle_version: str | None
-    replaced_version: str | None  # the champion before it
+    replaced_version: str | None
+    replaced_bundle_version: str | None
     reason: str
     at: str
+    trigger: str = ""
+    checks: tuple[Check, ...] = ()
+    change_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.change_id:
+            object.__setattr__(self, "change_id", str(uuid.uuid4()))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "change_id": self.change_id,
+            "action": self.action,
+            "requested_by": self.requested_by,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "bundle_version": self.bundle_version,
+            "replaced_version": self.replaced_version,
+            "replaced_bundle_version": self.replaced_bundle_version,
+            "reason": self.reason,
+            "at": self.at,
+            "trigger": self.trigger,
+            "checks": [c.to_dict() for c in self.checks],
+        }
+
+
+class PromotionRefused(Exception):
+    """The gate did not hold (or there is nothing to roll back to); the message says why.
+
+    `change` is the refusal to record, when there is one (a gate's refusal, not a rollback with
+    nothing to go back to)."""
+
+    def __init__(self, message: str, change: RegistryChange | None = None) -> None:
+        super().__init__(message)
+        self.change = change
 
 
 class Registry:
@@ -56,11 +112,31 @@ class Registry:
         tags = self.client.get_model_version(self.model_name, version).tags
         return tags.get(BUNDLE_TAG)
 
+    def trigger_of(self, version: str) -> str:
+        return str(
+            self.client.get_model_version(self.model_name, version).tags.get(TRIGGER_TAG, "")
+        )
+
+    def run_of(self, version: str) -> str | None:
+        return self.client.get_model_version(self.model_name, version).run_id or None
+
     def tag_bundle(self, version: str, bundle_version: str) -> None:
         self.client.set_model_version_tag(self.model_name, version, BUNDLE_TAG, bundle_version)
 
-    def mark_challenger(self, version: str) -> None:
+    def mark_challenger(
+        self, version: str, requested_by: str = "training", trigger: str = "manual"
+    ) -> RegistryChange:
+        """Give `version` the `challenger` alias (it runs in shadow); the champion stays."""
+        self.client.set_model_version_tag(self.model_name, version, TRIGGER_TAG, trigger)
         self.client.set_registered_model_alias(self.model_name, CHALLENGER, version)
+        return self._change(
+            CHALLENGER_REGISTERED,
+            requested_by,
+            version,
+            f"version {version} runs in shadow beside the champion",
+            replaced=self.version_of(CHAMPION),
+            trigger=trigger,
+        )
 
     def promote(
         self, version: str, requested_by: str, verdict: GateResult | None
@@ -71,18 +147,34 @@ class Registry:
         if verdict is None and current is not None:
             raise ValueError("a champion exists: promotion needs the gate's verdict")
         if verdict is not None and not verdict.passed:
-            change = self._change("refused", requested_by, current, verdict.refusal() or "")
-            raise PromotionRefused(change.reason)
+            change = self.refusal(version, requested_by, verdict)
+            raise PromotionRefused(change.reason, change)
         if current is not None and current != version:
             self.client.set_registered_model_alias(self.model_name, PREVIOUS, current)
         self.client.set_registered_model_alias(self.model_name, CHAMPION, version)
-        reason = "first champion" if verdict is None else "the gate held"
-        return self._change("promoted", requested_by, version, reason, replaced=current)
-
-    def refusal(self, requested_by: str, verdict: GateResult) -> RegistryChange:
-        """The record of a refused promotion (for the audit chain); nothing moves."""
+        if self.version_of(CHALLENGER) == version:  # it decides now; no longer in shadow
+            self.client.delete_registered_model_alias(self.model_name, CHALLENGER)
+        reason = FIRST_CHAMPION if verdict is None else "the gate held"
         return self._change(
-            "refused", requested_by, self.version_of(CHAMPION), verdict.refusal() or ""
+            PROMOTED,
+            requested_by,
+            version,
+            reason,
+            replaced=current,
+            trigger=self.trigger_of(version),
+            checks=verdict.checks if verdict is not None else (),
+        )
+
+    def refusal(self, version: str, requested_by: str, verdict: GateResult) -> RegistryChange:
+        """The record of a refused promotion of `version` (for the audit chain); nothing moves."""
+        return self._change(
+            REFUSED,
+            requested_by,
+            version,
+            verdict.refusal() or "",
+            replaced=self.version_of(CHAMPION),
+            trigger=self.trigger_of(version),
+            checks=verdict.checks,
         )
 
     def rollback(self, requested_by: str) -> RegistryChange:
@@ -94,7 +186,7 @@ class Registry:
         self.client.set_registered_model_alias(self.model_name, CHAMPION, previous)
         if current is not None:
             self.client.set_registered_model_alias(self.model_name, PREVIOUS, current)
-        return self._change("rolled_back", requested_by, previous, "rollback", replaced=current)
+        return self._change(ROLLED_BACK, requested_by, previous, "rollback", replaced=current)
 
     def _change(
         self,
@@ -104,13 +196,19 @@ class Registry:
         reason: str,
         *,
         replaced: str | None = None,
+        trigger: str = "",
+        checks: tuple[Check, ...] = (),
     ) -> RegistryChange:
         return RegistryChange(
             action=action,
             requested_by=requested_by,
+            model_name=self.model_name,
             model_version=version,
             bundle_version=self.bundle_of(version) if version is not None else None,
             replaced_version=replaced,
+            replaced_bundle_version=self.bundle_of(replaced) if replaced is not None else None,
             reason=reason,
             at=datetime.now(UTC).isoformat(),
+            trigger=trigger,
+            checks=checks,
         )

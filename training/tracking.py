@@ -1,11 +1,17 @@
 """MLflow tracking: every training run logged, its bundle registered as a model version.
 
+The run also keeps the held-out rows the bundle was evaluated on (`training.held_out`, artifact
+`held_out/held_out.parquet`), so the promotion gate can later score this version and the
+champion on the same rows. Registering does not decide which version serves: that is
+`training.promotion`'s (first champion, or challenger behind the gate).
+
 The store is local (SQLite plus an artifact folder under artifacts/mlflow), so it works on a
 machine with no server; point MLFLOW_TRACKING_URI elsewhere to use a shared one.
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +20,7 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
 from services.common.model_registry import REGISTERED_MODEL, tracking_uri
+from training.held_out import ARTIFACT_PATH, FILE_NAME, held_out_rows, write_held_out
 from training.library_output import into_log
 from training.paths import ARTIFACTS
 from training.pipeline import TrainedModels
@@ -84,6 +91,9 @@ def _track(trained: TrainedModels, metrics: dict[str, Any], bundle: Path, store:
         )
         mlflow.log_metrics(_flatten("", {k: metrics[k] for k in ("test", "out_of_time")}))
         mlflow.log_artifacts(str(bundle.resolve()), artifact_path="bundle")
+        with tempfile.TemporaryDirectory() as scratch:
+            rows = write_held_out(held_out_rows(trained), Path(scratch) / FILE_NAME)
+            mlflow.log_artifact(str(rows), artifact_path=ARTIFACT_PATH)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=BundleModel(),

@@ -56,8 +56,10 @@ def test_a_refused_promotion_moves_nothing_and_names_the_check(registry: Registr
     with pytest.raises(PromotionRefused, match=r"equal_opportunity\[gender\]"):
         registry.promote("2", "ops", _verdict(passed=False))
     assert registry.version_of(CHAMPION) == "1" and registry.version_of(PREVIOUS) is None
-    record = registry.refusal("ops", _verdict(passed=False))
+    record = registry.refusal("2", "ops", _verdict(passed=False))
     assert record.action == "refused" and "equal_opportunity[gender]" in record.reason
+    assert (record.model_version, record.replaced_version) == ("2", "1")
+    assert [c.name for c in record.checks] == ["equal_opportunity[gender]"]
 
 
 def test_promotion_keeps_the_previous_champion_and_rollback_swaps_them(
