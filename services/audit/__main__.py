@@ -1,16 +1,18 @@
 """Audit service: `python -m services.audit` (or `... run`) consumes and serves the trail
-contract (gRPC, alama.audit.v1.AuditService); `migrate`, `verify`, `lookup`, `retention` maintain.
+contract (gRPC, alama.audit.v1.AuditService); `migrate`, `verify`, `lookup`, `retention` maintain;
+`registry` lists the model registry's changes (promotions, refusals, rollbacks) in the chain.
 (A member's erasure arrives as a MemberErasureRequested event, services.audit.erasures.)
 
-`run`, `verify` and `lookup` log in as the writer (INSERT and SELECT only); `migrate` and
-`retention` as the schema's owner, and `run` also for members' erasures alone (deleting the
-personal data it shreds).
+`run`, `verify`, `lookup` and `registry` log in as the writer (INSERT and SELECT only);
+`migrate` and `retention` as the schema's owner, and `run` also for members' erasures alone
+(deleting the personal data it shreds).
 """
 
 from __future__ import annotations
 
 import asyncio
 import getpass
+import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -18,6 +20,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from services.audit.anchors import AnchorReport, verify_with_anchors
@@ -165,6 +168,38 @@ def lookup(application_id: Annotated[str, typer.Option("--application-id")]) -> 
             "kept" if record.personal else "-",
         )
     console.print(table)
+
+
+@app.command()
+def registry() -> None:
+    """The model registry's changes in the chain: who promoted, refused or rolled back which
+    model and why, each record verified with its neighbours; exit 1 if one does not verify."""
+    records = asyncio.run(
+        _with_store(_settings(), Login.WRITER, lambda store: store.registry_changes())
+    )
+    console.print(f"{len(records)} model registry change(s) in the audit chain")
+    for record in records:
+        change = json.loads(record.row.payload)
+        action = str(change.get("action", "")).removeprefix("REGISTRY_ACTION_").lower()
+        replaced = change.get("replaced_model_version")
+        ok = record.verified and not record.next_problem
+        console.print(
+            f"seq {record.row.seq}  {record.row.recorded_at.isoformat(timespec='seconds')}  "
+            f"[bold]{action}[/bold] version {change.get('model_version', '?')} (bundle "
+            f"{change.get('bundle_version', '?')})"
+            + (f" replacing {replaced}" if replaced else "")
+            + f", asked by {escape(change.get('requested_by', '?'))}: "
+            f"{escape(change.get('reason', ''))}  "
+            + ("[green]verified[/green]" if ok else "[red]NOT VERIFIED[/red]"),
+            highlight=False,
+        )
+    broken = [r for r in records if not r.verified or r.next_problem]
+    for record in broken:
+        console.print(
+            f"[red]seq {record.row.seq}[/red]: {escape(record.problem or record.next_problem)}"
+        )
+    if broken:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -58,6 +58,9 @@ RETENTION_TOPIC = "audit.retention"
 RETENTION_PAYLOAD_TYPE = "alama.audit.v1.RetentionApplied"
 MIGRATION_TOPIC = "audit.migrations"
 ADOPTION_PAYLOAD_TYPE = "alama.audit.v1.UnsealedChainAdopted"
+#: The model registry's changes (promotions, refusals, rollbacks, challengers): system records,
+#: no tenant and no application, chained like any event (consumed from model.registry).
+REGISTRY_PAYLOAD_TYPE = "alama.events.v1.ModelRegistryChanged"
 #: The events that say where a chain may start or stay unsealed; verification reads them first.
 MAINTENANCE_PAYLOAD_TYPES = (RETENTION_PAYLOAD_TYPE, ADOPTION_PAYLOAD_TYPE)
 

@@ -1,4 +1,5 @@
-"""Wiring: consume the decision pipeline's topics and append every event to the audit chain.
+"""Wiring: consume the decision pipeline's topics (and the model registry's changes) and append
+every event to the audit chain.
 
 The handler only buffers rows; the consumer's `on_batch` hook writes the whole polled batch in
 one transaction before the offsets are committed, so a crash replays the batch (duplicates are then
@@ -31,6 +32,7 @@ from services.common.protos.alama.events.v1.members_pb2 import (
     MemberErasureRequested,
     MemberExportRequested,
 )
+from services.common.protos.alama.events.v1.models_pb2 import ModelRegistryChanged
 from services.common.protos.alama.events.v1.reviews_pb2 import AppealLodged, ReviewOutcome
 from services.common.topics import (
     APPEALS,
@@ -39,6 +41,7 @@ from services.common.topics import (
     LOAN_APPLICATIONS,
     MEMBER_ERASURES,
     MEMBER_ERASURES_COMPLETED,
+    MODEL_REGISTRY,
     REVIEW_OUTCOMES,
 )
 
@@ -53,6 +56,9 @@ AUDITED_TOPICS: Mapping[str, tuple[type[Message], ...]] = {
     # every store's answer to an erasure request (pseudonym only); the request itself is
     # recorded by AuditErasures with the member's data it shreds
     MEMBER_ERASURES_COMPLETED: (MemberErasureCompleted,),
+    # which model decides: every promotion, refusal, rollback and challenger, with who asked
+    # (a system record: no tenant, no application; its event id is the change's id)
+    MODEL_REGISTRY: (ModelRegistryChanged,),
 }
 
 

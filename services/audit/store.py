@@ -30,6 +30,7 @@ from services.audit.chain import (
     ERASURE_TOPIC,
     MAINTENANCE_PAYLOAD_TYPES,
     MIGRATION_TOPIC,
+    REGISTRY_PAYLOAD_TYPE,
     RETENTION_PAYLOAD_TYPE,
     RETENTION_TOPIC,
     ChainHead,
@@ -72,6 +73,8 @@ CREATE INDEX IF NOT EXISTS events_application_id ON {s}.events (application_id);
 CREATE INDEX IF NOT EXISTS events_recorded_at ON {s}.events (recorded_at);
 CREATE INDEX IF NOT EXISTS events_maintenance ON {s}.events (seq)
     WHERE payload_type IN ({maintenance});
+CREATE INDEX IF NOT EXISTS events_registry ON {s}.events (seq)
+    WHERE payload_type = '{registry}';
 CREATE TABLE IF NOT EXISTS {s}.personal_data (
     event_id text PRIMARY KEY,
     member_id text NOT NULL,
@@ -284,7 +287,10 @@ class AuditStore:
             maintenance = ", ".join(f"'{t}'" for t in MAINTENANCE_PAYLOAD_TYPES)
             await conn.execute(
                 SCHEMA_SQL.format(
-                    s=self.schema, retention=RETENTION_PAYLOAD_TYPE, maintenance=maintenance
+                    s=self.schema,
+                    retention=RETENTION_PAYLOAD_TYPE,
+                    maintenance=maintenance,
+                    registry=REGISTRY_PAYLOAD_TYPE,
                 )
             )
             await conn.execute(GRANTS_SQL.format(s=self.schema, role=writer))
@@ -498,6 +504,24 @@ class AuditStore:
             resumed_from=after,
             complete=not chain.ok or through >= target,
         )
+
+    async def registry_changes(self) -> list[CheckedRecord]:
+        """The model registry's changes (who promoted, refused, rolled back which model), in
+        chain order, each verified with its neighbours in one snapshot. They are system records:
+        no tenant and no application, so no tenant's trail shows them."""
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            rows = [
+                _row(r)
+                for r in await conn.fetch(
+                    f"SELECT {ROW_COLUMNS} FROM {self.events} WHERE payload_type = $1 ORDER BY seq",
+                    REGISTRY_PAYLOAD_TYPE,
+                )
+            ]
+            maintenance = await self._maintenance(conn) if rows else []
+            return [await self._checked(conn, row, maintenance) for row in rows]
 
     async def _checked(
         self, conn: asyncpg.Connection, row: ChainRow, maintenance: list[ChainRow]
