@@ -264,12 +264,51 @@ async def _prepare(dsn: str, schema: str) -> None:
         await conn.close()
 
 
+#: The feature_store service's journal of the rows it streamed into an offline table
+#: (services.feature_store.offline): `<table>_streamed`, keyed by (member_id, event_timestamp).
+STREAMED_SUFFIX = "_streamed"
+
+
+async def _keep_streamed_rows(conn: asyncpg.Connection, schema: str, name: str) -> None:
+    """Carry the rows the feature_store service streamed into the table being replaced (those
+    its journal lists) into the loaded one: a reload must not lose what training did not write.
+
+    The old table is locked first, so a streamed write waits and then goes into the new table.
+    Rows of another layout (the feature definitions changed since) cannot be carried: they are
+    left behind and their keys leave the journal, so a replay can write them anew."""
+    journal = f"{schema}.{name}{STREAMED_SUFFIX}"
+    found = await conn.fetchval(
+        "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL",
+        journal,
+        f"{schema}.{name}",
+    )
+    if not found:
+        return
+    await conn.execute(f"LOCK TABLE {schema}.{name} IN ACCESS EXCLUSIVE MODE")
+    layout = (
+        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+        " WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+    )
+    old = dict(await conn.fetch(layout, f"{schema}.{name}"))
+    new = dict(await conn.fetch(layout, f"{schema}.{name}_loading"))
+    if old != new:
+        await conn.execute(f"DELETE FROM {journal}")
+        return
+    columns = ", ".join(f'o."{c}"' for c in new)
+    await conn.execute(
+        f"INSERT INTO {schema}.{name}_loading SELECT {columns} FROM {schema}.{name} o"
+        f" JOIN {journal} j USING (member_id, event_timestamp)"
+    )
+
+
 async def _swap(dsn: str, schema: str, names: Iterable[str]) -> None:
-    """Put the loaded tables in place at once: a reader never sees half a load."""
+    """Put the loaded tables in place at once: a reader never sees half a load; rows the
+    feature_store service streamed into the old tables move into the new ones."""
     conn = await asyncpg.connect(dsn)
     try:
         async with conn.transaction():
             for name in names:
+                await _keep_streamed_rows(conn, schema, name)
                 await conn.execute(f"DROP TABLE IF EXISTS {schema}.{name}")
                 await conn.execute(f"ALTER TABLE {schema}.{name}_loading RENAME TO {name}")
                 await conn.execute(f"CREATE INDEX ON {schema}.{name} (member_id, event_timestamp)")

@@ -1,5 +1,5 @@
 """Feature-store service: `python -m services.feature_store` (or `... run`) streams mobile-money
-and repayment events into Feast; `check` says where pushes go.
+and repayment events into Feast, online and offline; `check` says where pushed rows go.
 
 `python -m services.feature_store` starts the Faust worker. SIGTERM or SIGINT stops it
 gracefully: the worker stops fetching, lets the batches in hand finish (their members' state
@@ -28,7 +28,7 @@ def run() -> None:
 
     from services.common.faust_app import declare_table_topics
     from services.feature_store.agents import create_feature_store_app
-    from services.feature_store.push import OfflinePushUnsupported
+    from services.feature_store.offline import OfflinePushUnsupported
 
     settings = FeatureStoreSettings()
     configure_logging(settings.service_name, settings.log_level)
@@ -50,17 +50,25 @@ app = service_cli(run, help=__doc__)
 
 @app.command()
 def check() -> None:
-    """Open the Feast repo and say where pushes go (online, and offline when supported)."""
-    from services.feature_store.push import FeastPusher, offline_push_supported
+    """Open the Feast repo and say where pushed rows go: online, and the offline tables."""
+    from services.feature_store.offline import OfflinePushUnsupported, offline_table
+    from services.feature_store.push import FeastPusher
+    from services.feature_store.settings import PushTarget
 
     settings = FeatureStoreSettings()
     pusher = FeastPusher.open(settings)
     try:
-        offline = "yes" if offline_push_supported(pusher.store) else "no"
-        console.print(
-            f"project {pusher.store.project}: pushing {pusher.mode.name};"
-            f" offline store takes pushes: {offline}"
-        )
+        console.print(f"project {pusher.store.project}: pushing {pusher.mode.name}")
+        if settings.push_target is not PushTarget.ONLINE_AND_OFFLINE:
+            console.print("offline writes are off (push_target online)")
+            return
+        for source in (settings.mobile_money_push_source, settings.repayment_push_source):
+            try:
+                table = offline_table(pusher.store, source)
+            except OfflinePushUnsupported as exc:
+                console.print(f"[red]{source}[/red]: {exc}")
+                raise typer.Exit(1) from exc
+            console.print(f"{source}: offline rows into {table.table} (keys in {table.journal})")
     finally:
         pusher.close()
 

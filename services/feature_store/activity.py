@@ -85,12 +85,18 @@ RowT = TypeVar("RowT", WalletTransaction, RecordedRepayment)
 
 @dataclass
 class History(ABC, Generic[RowT]):
-    """A member's rows by id, the as-of time last pushed and whether a push is owed."""
+    """A member's rows by id, the as-of time last pushed, whether a push is owed, and the
+    feature rows pushed online but not yet written to the offline store.
+
+    The owed rows are kept as pushed, not recomputed later: by then late events or pruning could
+    give another row than the one online served, and training must see what scoring saw.
+    """
 
     member_id: str
     rows: dict[str, RowT] = field(default_factory=dict)
     pushed_as_of_ns: int = 0
     pending: bool = False
+    offline: list[dict[str, Any]] = field(default_factory=list)
 
     ROW: ClassVar[type]
 
@@ -135,6 +141,7 @@ class History(ABC, Generic[RowT]):
             "rows": [_row_values(r) for r in self.rows.values()],
             "pushed_as_of_ns": self.pushed_as_of_ns,
             "pending": self.pending,
+            "offline": self.offline,
         }
 
     @classmethod
@@ -145,6 +152,7 @@ class History(ABC, Generic[RowT]):
             rows={r.key: r for r in rows},
             pushed_as_of_ns=int(data.get("pushed_as_of_ns", 0)),
             pending=bool(data.get("pending", False)),
+            offline=list(data.get("offline") or []),
         )
 
 

@@ -265,9 +265,7 @@ class FeatureStoreService:
             )
             return False
         finally:
-            OFFLINE_WRITE_SECONDS.labels(stream.push_source).observe(
-                time.perf_counter() - started
-            )
+            OFFLINE_WRITE_SECONDS.labels(stream.push_source).observe(time.perf_counter() - started)
         self.offline_failing = False
         OFFLINE_WRITES.labels(stream.push_source, "ok").inc()
         OFFLINE_ROWS.labels(stream.push_source, "written").inc(written)

@@ -7,7 +7,9 @@ so a pushed row is exactly what training would compute from the same events at t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,3 +56,39 @@ def _rows(features: pd.DataFrame, as_of: pd.Series) -> pd.DataFrame:
             frame[name] = [np.asarray(v, dtype=np.float64).tolist() for v in frame[name]]
     frame.insert(0, "event_timestamp", as_of.to_numpy())
     return frame.reset_index(names="member_id")
+
+
+def owed_rows(rows: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Member id -> its row as plain JSON (as-of in nanoseconds, NaN as None), the form a row
+    owed to the offline store waits in the member's state (`History.offline`)."""
+    out: dict[str, dict[str, Any]] = {}
+    stamps = pd.DatetimeIndex(pd.to_datetime(rows["event_timestamp"], utc=True)).asi8
+    for i, record in enumerate(rows.to_dict("records")):
+        row = {name: _json_value(value) for name, value in record.items()}
+        row["event_timestamp"] = int(stamps[i])
+        out[str(record["member_id"])] = row
+    return out
+
+
+def owed_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Rows kept by `owed_rows` back in the layout `mobile_money_rows` gives."""
+    frame = pd.DataFrame(list(rows))
+    frame["event_timestamp"] = pd.to_datetime(
+        frame["event_timestamp"].astype(np.int64), unit="ns", utc=True
+    )
+    for name in frame.columns:
+        if name in SEQUENCE_COLUMNS:
+            frame[name] = [np.asarray(v, dtype=np.float64).tolist() for v in frame[name]]
+        elif name not in ("member_id", "event_timestamp"):
+            frame[name] = frame[name].astype(np.float64)  # None (a NaN kept as JSON) is NaN
+    return frame
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_json_value(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else value
+    return value

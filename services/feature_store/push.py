@@ -16,16 +16,15 @@ import pandas as pd
 
 from services.common.feast_config import open_feature_store
 from services.feature_store.metrics import MEMBERS_UPDATED, PUSH_SECONDS, PUSHES
-from services.feature_store.settings import FeatureStoreSettings, PushTarget
+from services.feature_store.offline import OfflinePushUnsupported
+from services.feature_store.settings import FeatureStoreSettings
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
 log = logging.getLogger(__name__)
 
-
-class OfflinePushUnsupported(RuntimeError):
-    """The configured offline store cannot take pushed rows."""
+__all__ = ["FeastPusher", "FeaturePusher", "OfflinePushUnsupported", "offline_push_supported"]
 
 
 class FeaturePusher(Protocol):
@@ -38,7 +37,8 @@ class FeaturePusher(Protocol):
 def offline_push_supported(store: FeatureStore) -> bool:
     """Whether the store's offline store implements `offline_write_batch` (Feast's push path).
 
-    Feast 0.67's PostgreSQL offline store does not: its pushes fail with NotImplementedError.
+    Feast 0.67's PostgreSQL offline store does not: its pushes fail with NotImplementedError,
+    which is why the offline rows go through `services.feature_store.offline` instead.
     """
     from feast.infra.offline_stores.offline_store import OfflineStore
     from feast.infra.offline_stores.offline_utils import get_offline_store_from_config
@@ -48,29 +48,22 @@ def offline_push_supported(store: FeatureStore) -> bool:
 
 
 class FeastPusher:
-    """`FeatureStore.push` in a thread, timed and counted per push source."""
+    """`FeatureStore.push` to the online store in a thread, timed and counted per push source.
 
-    def __init__(self, store: FeatureStore, target: PushTarget) -> None:
+    Always online only: the offline rows are written apart (`offline.PostgresOfflineWriter`), so
+    an offline store that is down or slow never holds back online freshness.
+    """
+
+    def __init__(self, store: FeatureStore) -> None:
         from feast.data_source import PushMode
 
-        if target is PushTarget.ONLINE_AND_OFFLINE and not offline_push_supported(store):
-            raise OfflinePushUnsupported(
-                f"the {store.config.offline_store.type} offline store cannot take pushes;"
-                " set ALAMA_FEATURE_STORE_PUSH_TARGET=online"
-            )
         self.store = store
-        self.mode = (
-            PushMode.ONLINE_AND_OFFLINE
-            if target is PushTarget.ONLINE_AND_OFFLINE
-            else (PushMode.ONLINE)
-        )
+        self.mode = PushMode.ONLINE
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feast-push")
 
     @classmethod
     def open(cls, settings: FeatureStoreSettings) -> FeastPusher:
-        return cls(
-            open_feature_store(settings.infra, settings.feature_repo_path), settings.push_target
-        )
+        return cls(open_feature_store(settings.infra, settings.feature_repo_path))
 
     async def push(self, push_source: str, rows: pd.DataFrame) -> None:
         started = time.perf_counter()

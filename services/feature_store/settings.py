@@ -55,11 +55,19 @@ class FeatureStoreSettings(StreamWorkerSettings):
     mobile_money_push_source: str = "mobile_money_push"
     repayment_push_source: str = "repayment_push"
     push_target: PushTarget = Field(
-        default=PushTarget.ONLINE,
+        default=PushTarget.ONLINE_AND_OFFLINE,
         description=(
-            "online_and_offline also appends the rows to the offline store; the service refuses"
-            " to start with it when the configured offline store cannot take pushes"
-            " (PostgreSQL cannot in Feast 0.67)"
+            "online_and_offline also writes every pushed row to the PostgreSQL offline store"
+            " (services.feature_store.offline), so training reads streamed rows point in time;"
+            " online pushes to Redis only"
+        ),
+    )
+    offline_write_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "bound on one offline write; a write that fails or takes longer is retried by the"
+            " retry timer, and batches skip offline writes until a retry succeeds"
         ),
     )
     retry_pending_every_s: float = Field(
