@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from services.common.bundle import BundleError, ServedBundle
 from services.common.envelope import decode
@@ -32,7 +32,12 @@ from services.common.model_registry import (
 from services.common.protos.alama.events.v1.models_pb2 import ModelRegistryChanged, RegistryAction
 from services.common.retries import is_transient
 from services.common.settings import InfraSettings
-from services.scoring.metrics import BUNDLE_LOAD_FAILURES, REGISTRY_ERRORS, SERVED_BUNDLE
+from services.scoring.metrics import (
+    BUNDLE_LOAD_FAILURES,
+    REGISTRY_ERRORS,
+    REGISTRY_LISTENING,
+    SERVED_BUNDLE,
+)
 from services.scoring.scorer import Scorer
 from services.scoring.shadow import Shadow
 
@@ -230,24 +235,24 @@ class RegistryListener:
                 await _first_of(stop, within=retry_seconds)
 
     async def _listen(self, stop: asyncio.Event) -> None:
+        # no group: the consumer assigns itself every partition, starting at their ends
         consumer = AIOKafkaConsumer(
+            self.topic,
             **client_options(self.infra),
             group_id=None,
             client_id=self.client_id,
             enable_auto_commit=False,
+            auto_offset_reset="latest",
         )
         await consumer.start()
         try:
-            await consumer.topics()  # the cluster's metadata, so the partitions are known
-            numbers = consumer.partitions_for_topic(self.topic)
-            if not numbers:
-                raise LookupError(f"topic {self.topic} does not exist")
-            partitions = [TopicPartition(self.topic, p) for p in sorted(numbers)]
-            consumer.assign(partitions)
-            await consumer.seek_to_end(*partitions)
-            for partition in partitions:
+            async with asyncio.timeout(30):
+                while not consumer.assignment():  # the topic's metadata has not come yet
+                    await consumer.getmany(timeout_ms=100)
+            for partition in consumer.assignment():
                 await consumer.position(partition)  # resolved now: nothing later is missed
             self.listening.set()
+            REGISTRY_LISTENING.set(1)
             self.follower.poke()  # a change made before we were positioned is read now
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=500)
@@ -256,6 +261,7 @@ class RegistryListener:
                         self._on_record(record)
         finally:
             self.listening.clear()
+            REGISTRY_LISTENING.set(0)
             await consumer.stop()
 
     def _on_record(self, record: ConsumerRecord) -> None:

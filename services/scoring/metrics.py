@@ -32,6 +32,10 @@ REGISTRY_ERRORS = Counter(
     "alama_scoring_registry_errors_total",
     "Checks of the model registry's aliases that failed (the models loaded keep serving)",
 )
+REGISTRY_LISTENING = Gauge(
+    "alama_scoring_registry_listening",
+    "1 while registry changes are read from their topic (else only polling follows them)",
+)
 SERVED_BUNDLE = Gauge(
     "alama_scoring_served_bundle",
     "1 for the bundle serving each role (champion decides, challenger runs in shadow)",

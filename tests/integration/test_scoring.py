@@ -89,6 +89,7 @@ def bundle_root(
 def settings(infra: InfraSettings, bundle_root: Path) -> ScoringSettings:
     return ScoringSettings(
         infra=infra,
+        model_source="link",  # this module promotes by the link; the registry's own tests follow
         bundle_dir=str(bundle_root / "current"),
         metrics_port=0,
         model_threads=1,
