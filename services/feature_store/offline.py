@@ -31,6 +31,7 @@ from services.feature_store.feature_rows import SEQUENCE_COLUMNS
 
 if TYPE_CHECKING:
     from feast import FeatureStore
+    from feast.data_source import DataSource
 
 #: Suffix of the journal of streamed keys beside each offline table.
 JOURNAL_SUFFIX = "_streamed"
@@ -78,15 +79,22 @@ class OfflineTable:
 
 def offline_table(store: FeatureStore, push_source: str) -> OfflineTable:
     """The table behind a push source's batch source, as the Feast registry holds it."""
+    source = store.get_data_source(push_source)
+    batch = getattr(source, "batch_source", None)
+    if batch is None:
+        raise OfflinePushUnsupported(f"{push_source} is not a push source")
+    return batch_table(batch, str(store.config.offline_store.db_schema or "public"))
+
+
+def batch_table(batch: DataSource, default_schema: str) -> OfflineTable:
+    """The one table a PostgreSQL batch source reads: its `table`, or the table of a
+    ``SELECT * FROM [schema.]table`` query (the repo's sources); anything else is refused."""
     from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
         PostgreSQLSource,
     )
 
-    source = store.get_data_source(push_source)
-    batch = getattr(source, "batch_source", None)
     if not isinstance(batch, PostgreSQLSource):
-        raise OfflinePushUnsupported(f"{push_source}: its batch source is not a PostgreSQL source")
-    default_schema = str(store.config.offline_store.db_schema or "public")
+        raise OfflinePushUnsupported(f"{batch.name}: not a PostgreSQL source")
     options = batch._postgres_options  # Feast keeps the table and query only here
     if options._table:
         schema, _, name = options._table.rpartition(".")
@@ -94,7 +102,7 @@ def offline_table(store: FeatureStore, push_source: str) -> OfflineTable:
     match = _SELECT_ALL.fullmatch(options._query)
     if match is None:
         raise OfflinePushUnsupported(
-            f"{push_source}: its batch source is a query, not one table: {options._query!r}"
+            f"{batch.name}: its query reads not one table: {options._query!r}"
         )
     return OfflineTable(match.group(1) or default_schema, match.group(2))
 

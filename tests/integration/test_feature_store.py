@@ -346,14 +346,35 @@ async def test_streamed_events_reach_feast_exactly_as_training_computes_them(
         await restarted.lag.close()
 
 
-def test_the_postgres_offline_store_cannot_take_pushes(infra: InfraSettings, world: World) -> None:
-    """Feast 0.67's PostgreSQL offline store has no offline_write_batch: the service pushes
-    online only, and refuses to start when asked for offline pushes it could not make."""
+def test_pushes_go_online_through_feast_and_offline_into_the_push_sources_tables(
+    infra: InfraSettings, world: World
+) -> None:
+    """Feast 0.67's PostgreSQL offline store has no offline_write_batch, so Feast pushes online
+    only; by default the service writes the same rows itself into the table each push source's
+    batch source reads, as the registry holds it, and refuses a batch source that is not one
+    table (services.feature_store.offline; test_feature_store_offline.py streams through it)."""
+    from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
+        PostgreSQLSource,
+    )
+
+    from services.feature_store.offline import batch_table, offline_table
+
     settings = FeatureStoreSettings(infra=infra, metrics_port=0)
+    assert settings.push_target is PushTarget.ONLINE_AND_OFFLINE
     pusher = FeastPusher.open(settings)
     try:
         assert pusher.mode.name == "ONLINE"
+        schema = str(pusher.store.config.offline_store.db_schema)
+        mobile_money = offline_table(pusher.store, settings.mobile_money_push_source)
+        repayments = offline_table(pusher.store, settings.repayment_push_source)
     finally:
         pusher.close()
-    with pytest.raises(OfflinePushUnsupported, match="postgres"):
-        FeastPusher.open(settings.model_copy(update={"push_target": PushTarget.ONLINE_AND_OFFLINE}))
+    assert mobile_money.table == f"{schema}.mobile_money_features"
+    assert repayments.table == f"{schema}.repayment_features"
+    joined = PostgreSQLSource(
+        name="joined",
+        query=f"SELECT * FROM {schema}.a JOIN {schema}.b USING (member_id)",
+        timestamp_field="event_timestamp",
+    )
+    with pytest.raises(OfflinePushUnsupported, match="not one table"):
+        batch_table(joined, schema)
