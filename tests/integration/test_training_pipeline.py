@@ -174,3 +174,21 @@ def test_tiny_training_writes_a_bundle_that_scores_like_training(
     assert registry.bundle_of(version) == (tmp_path / "current").resolve().name
     assert registry.promote(version, "tests", None).model_version == version
     assert registry.version_of(CHAMPION) == version
+
+    # the run keeps the rows it was evaluated on: the promotion gate scores them again with the
+    # registered bundle and gets training's PDs, and compares two versions on the same rows
+    from services.common.model_registry import ModelLocator
+    from training import promotion
+
+    held = promotion.held_out_of(registry, version)
+    index = np.sort(np.concatenate([trained.splits.test, trained.splits.out_of_time]))
+    assert list(held.application_id) == list(trained.book.labelled["application_id"].iloc[index])
+    assert set(held.groups) == {"gender", "age_band"}
+    locator = ModelLocator(registry.client, bundle_root=tmp_path)
+    scores = promotion.score_held_out(promotion.bundle_folder(locator, registry, version), held)
+    np.testing.assert_allclose(scores.probability_of_default, trained.final_pd(index), atol=1e-5)
+    again = track_run(trained, metrics, tmp_path / "current", store=tmp_path / "mlflow")
+    verdict = promotion.gate_verdict(registry, locator, again, version)
+    auc = verdict.result.checks[0]
+    assert auc.name == "auc_vs_champion[held_out]" and auc.value == pytest.approx(0.0, abs=1e-12)
+    assert verdict.rows == {"held_out": len(index)}
