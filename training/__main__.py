@@ -426,7 +426,8 @@ def report(profile: ProfileOption = "quick", source: SourceOption = "synthetic")
     """report.md with plots, the model card and the real-data benchmark, in the bundle."""
     from training.report import write_report
 
-    folder = write_report(_load_trained(profile, source), bundle=None)
+    # into the bundle this run exported, not `current` (the champion's, when this is a challenger)
+    folder = write_report(_load_trained(profile, source), bundle=_exported_bundle(profile, source))
     _echo(f"report and model card written to {folder}")
 
 
