@@ -157,8 +157,9 @@ def retrain(
     from training.export import write_bundle
     from training.partitions import load_book
     from training.profiles import get_profile
+    from training.promotion import register_trained
     from training.registry import Registry
-    from training.registry_events import record_or_keep, registry_event
+    from training.registry_events import RegistrySettings
     from training.tracking import REGISTERED_MODEL, track_run
 
     if trigger not in TRIGGERS:
@@ -178,10 +179,10 @@ def retrain(
     metrics = pipeline.evaluate(trained)
     bundle = write_bundle(trained, metrics, promote=False)
     version = track_run(trained, metrics, bundle)
-    change = Registry(REGISTERED_MODEL).mark_challenger(
-        version, requested_by=requested_by, trigger=trigger
+    # the challenger, in shadow (the first champion only when there is none to compare with)
+    _change, recorded = register_trained(
+        Registry(REGISTERED_MODEL), version, requested_by, trigger, RegistrySettings()
     )
-    recorded = asyncio.run(record_or_keep(registry_event(change)))
     if not recorded.acknowledged:
         echo(f"the change waits in the registry outbox: {recorded.problem}")
     held_out = metrics.get("out_of_time") or metrics.get("test") or {}
