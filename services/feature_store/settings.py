@@ -63,7 +63,7 @@ class FeatureStoreSettings(StreamWorkerSettings):
         ),
     )
     offline_write_timeout_s: float = Field(
-        default=10.0,
+        default=5.0,
         gt=0,
         description=(
             "bound on one offline write; a write that fails or takes longer is retried by the"
