@@ -132,14 +132,15 @@ class Scorer:
             entries = await self.ledger.claim([(batch[i], d) for i, d in decided])
             for i, outcome in zip(fresh, scored, strict=True):
                 outcomes[i] = outcome
-            read = {i: o.features for i, o in zip(fresh, scored, strict=True)}
+            shadow = self.shadow if self.shadow is not None and self.shadow.active else None
+            read = {i: o.features for i, o in zip(fresh, scored, strict=True)} if shadow else {}
             won: list[Decided] = []
             for (i, decision), entry in zip(decided, entries, strict=True):
-                if entry.decision.decision_id == decision.decision_id:  # ours stands
+                if shadow and entry.decision.decision_id == decision.decision_id:  # ours stands
                     won.append(Decided(batch[i], decision, read[i]))
                 outcomes[i] = _settled(batch[i], entry)
-            if won and self.shadow is not None and self.shadow.active:
-                self.shadow.submit(won)  # queued, never awaited: the champion's reply goes on
+            if shadow and won:
+                shadow.submit(won)  # queued, never awaited: the champion's reply goes on
         done = [o for o in outcomes if o is not None]
         SCORING_SECONDS.labels(path).observe(time.perf_counter() - started)
         BATCH_SIZE.labels(path).observe(len(batch))
