@@ -113,6 +113,7 @@ def home_credit(
     run = uuid.uuid4().hex[:8]
     env = {
         **feast_env(PROJECT),
+        "ALAMA_SCORING_MODEL_SOURCE": "link",  # this test's own bundle, not the registry's
         "ALAMA_SCORING_BUNDLE_DIR": str(folder / "bundles" / "current"),
         "ALAMA_SCORING_CONSUMER_GROUP": f"scoring-home-credit-{run}",
         "ALAMA_TRACE_FILE": str(folder / "spans.jsonl"),

@@ -102,6 +102,7 @@ def system(
     env = {
         **tiny_model.feast_env,
         "ALAMA_TRACE_FILE": str(trace_file),
+        "ALAMA_SCORING_MODEL_SOURCE": "link",  # this test's own bundle, not the registry's
         "ALAMA_SCORING_BUNDLE_DIR": str(tiny_model.bundle),
         "ALAMA_DRIFT_BUNDLE_DIR": str(tiny_model.bundle),
         "ALAMA_EXPLANATION_BUNDLE_ROOT": str(tiny_model.bundle.parent),

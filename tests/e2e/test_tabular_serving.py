@@ -91,6 +91,7 @@ def tabular_system(
     env = {
         **tiny_model.feast_env,
         "ALAMA_TRACE_FILE": str(folder / "spans.jsonl"),
+        "ALAMA_SCORING_MODEL_SOURCE": "link",  # this test's own bundle, not the registry's
         "ALAMA_SCORING_BUNDLE_DIR": str(root / "current"),
         "ALAMA_SCORING_BUNDLE_CHECK_SECONDS": "1",
         "ALAMA_SCORING_CONSUMER_GROUP": f"scoring-tabular-{run}",

@@ -76,6 +76,7 @@ def world(infra: InfraSettings, feast_env: None, tiny_model: TinyModel) -> World
 def scorer(infra: InfraSettings, world: World, tiny_bundle: Path) -> Iterator[Scorer]:
     settings = ScoringSettings(
         infra=infra,
+        model_source="link",  # the tiny bundle's folder; the registry is tested on its own
         bundle_dir=str(tiny_bundle),
         metrics_port=0,
         model_threads=1,
