@@ -179,6 +179,7 @@ def system_env(run: str, bundle: Path, extra: Mapping[str, str] | None = None) -
     """Fresh groups, schemas and ledger namespace for one run, on the bundle given."""
     return {
         **(extra or {}),
+        "ALAMA_SCORING_MODEL_SOURCE": "link",  # the run's own bundle, not the registry's
         "ALAMA_SCORING_BUNDLE_DIR": str(bundle),
         "ALAMA_DRIFT_BUNDLE_DIR": str(bundle),
         "ALAMA_EXPLANATION_BUNDLE_ROOT": str(bundle.parent),
