@@ -28,7 +28,7 @@ SYSTEM_PACKAGES := redis-server postgresql-15 openjdk-17-jre-headless maven
 
 .PHONY: help setup system-packages lock protos infra-up infra-down infra-status test screenshots test-down test-unit train \
         test-integration test-e2e lint format demo fuzz chaos bench bench-console profile soak mlserver-env bench-import up deploy-tools charts-check services-status services-down down clean \
-        compose-env
+        compose-env promote rollback
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -115,6 +115,12 @@ PROFILE ?= quick
 SOURCE ?= synthetic
 train: infra-up ## Train on PROFILE=tiny|quick|full|xl and SOURCE=synthetic|csv:DIR|parquet:DIR|home-credit:DIR
 	$(PY) -m training all --profile $(PROFILE) --source $(SOURCE)
+
+promote: setup ## Promote the challenger if the gate holds: BY=name [VERSION=n] [OUTCOMES_URL=http://127.0.0.1:9107]
+	$(PY) -m training promote --by "$(BY)" $(if $(VERSION),--version $(VERSION)) $(if $(OUTCOMES_URL),--outcomes-url $(OUTCOMES_URL))
+
+rollback: setup ## Back to the previous champion in one command: BY=name
+	$(PY) -m training rollback --by "$(BY)"
 
 demo: infra-up ## Run the whole system end to end (today: what exists so far, and what is missing)
 	$(PY) -m infra.demo
