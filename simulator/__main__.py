@@ -94,8 +94,9 @@ def run(
         typer.Option(
             min=0.0,
             max=1.0,
-            help="an economic shock (0..1) on the synthesized loans: more and longer late"
-            " payments, more defaults",
+            help="an economic shock (0..1): members earn less (wallet inflows and declared"
+            " incomes fall by up to half) and the synthesized loans are paid later and default"
+            " more",
         ),
     ] = 0.0,
     summary_json: Annotated[

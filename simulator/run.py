@@ -34,7 +34,7 @@ from simulator.lag import LagWait, wait_for_group
 from simulator.loans import DEFAULT_DAYS_LATE, Loan, disburse
 from simulator.pacing import Clock, Pacer, achieved_rate
 from simulator.payloads import MAX_WEBHOOK_BATCH, count_deliveries, lane_deliveries
-from simulator.scenario import ApplicationRequest, Scenario, build_scenario
+from simulator.scenario import ApplicationRequest, Scenario, build_scenario, shocked
 from simulator.senders import (
     ApplicationSender,
     GatewayClient,
@@ -234,6 +234,7 @@ async def simulate(
             f" tenant {settings.tenant!r}; set ALAMA_SIMULATOR_TENANT (and an API key of it)"
         )
     scenario = await asyncio.to_thread(build_scenario, book, options.applications, run_id)
+    scenario = shocked(scenario, options.shock)  # a shock lowers incomes as well as repayments
     namespace = book_namespace(book)
     if not options.history:
         scenario = Scenario(

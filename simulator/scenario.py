@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -243,3 +243,38 @@ def build_scenario(book: LoanBook, n_applications: int, run_id: str) -> Scenario
         transactions=mobile_money_history(book.mobile_money, applications),
         repayments=repayment_history(book.repayments, applications),
     )
+
+
+#: under a full shock (1.0) wallet inflows, balances and declared incomes fall by this share; the
+#: loans' lateness and defaults are `simulator.loans`'s part of the same shock
+SHOCK_INCOME_DROP = 0.5
+
+
+def shocked(scenario: Scenario, shock: float) -> Scenario:
+    """The scenario in an economic shock: members earn less (every inflow, and so every
+    balance, and the income declared on the form scaled down by ``shock * SHOCK_INCOME_DROP``),
+    deterministically, so a baseline and a shocked run differ by the shock alone."""
+    if not 0.0 <= shock <= 1.0:
+        raise ValueError(f"the shock is a share between 0 and 1, got {shock}")
+    if shock == 0.0:
+        return scenario
+    factor = 1.0 - shock * SHOCK_INCOME_DROP
+    transactions = scenario.transactions.copy()
+    if not transactions.empty:
+        inflow = transactions["kind"].astype(str) == "inflow"
+        transactions.loc[inflow, "amount_kes"] = (
+            transactions.loc[inflow, "amount_kes"].astype(float) * factor
+        ).round(2)
+        if "balance_kes" in transactions.columns:
+            transactions["balance_kes"] = (
+                transactions["balance_kes"].astype(float) * factor
+            ).round(2)
+    applications = [
+        a
+        if a.declared_monthly_income_kes is None
+        else replace(
+            a, declared_monthly_income_kes=round(a.declared_monthly_income_kes * factor, 2)
+        )
+        for a in scenario.applications
+    ]
+    return Scenario(scenario.run_id, applications, transactions, scenario.repayments)

@@ -5,9 +5,17 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pandas as pd
+import pytest
 
 from services.common.features import MOBILE_MONEY_HISTORY_DAYS
-from simulator.scenario import WIRE_CHANNELS, build_scenario, choose_applications, repayment_id
+from simulator.scenario import (
+    SHOCK_INCOME_DROP,
+    WIRE_CHANNELS,
+    build_scenario,
+    choose_applications,
+    repayment_id,
+    shocked,
+)
 from training.contract import LoanBook
 
 
@@ -143,3 +151,32 @@ def test_a_book_with_empty_optional_columns_and_no_history(sparse_book: LoanBook
     assert all(a.declared_monthly_income_kes is None for a in scenario.applications)
     channels = {a.channel for a in scenario.applications}
     assert channels == {None, "ussd"} and channels - {None} <= set(WIRE_CHANNELS)
+
+
+def test_a_shock_lowers_inflows_balances_and_declared_incomes_and_nothing_else(
+    small_book: LoanBook,
+) -> None:
+    base = build_scenario(small_book, 60, "s")
+    half = shocked(base, 1.0)  # a full shock: incomes fall by SHOCK_INCOME_DROP
+    inflow = base.transactions["kind"].astype(str) == "inflow"
+    assert inflow.any()
+    factor = 1.0 - SHOCK_INCOME_DROP
+    assert half.transactions.loc[inflow, "amount_kes"].tolist() == pytest.approx(
+        (base.transactions.loc[inflow, "amount_kes"].astype(float) * factor).tolist(), abs=0.01
+    )
+    assert half.transactions.loc[~inflow, "amount_kes"].tolist() == (
+        base.transactions.loc[~inflow, "amount_kes"].tolist()
+    )
+    assert (
+        half.transactions["transaction_id"].tolist() == base.transactions["transaction_id"].tolist()
+    )
+    declared = [
+        (a.declared_monthly_income_kes, b.declared_monthly_income_kes)
+        for a, b in zip(base.applications, half.applications, strict=True)
+        if a.declared_monthly_income_kes is not None
+    ]
+    assert declared and all(b == pytest.approx(a * factor, abs=0.01) for a, b in declared)
+    assert half.repayments.equals(base.repayments)  # lateness is the loans' part of the shock
+    assert shocked(base, 0.0) is base
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        shocked(base, 1.5)
