@@ -81,6 +81,8 @@ class ServiceSpec:
     #: the settings (environment variable: default port) a second replica must move
     ports: Mapping[str, int] = field(default_factory=dict)
     service: str = ""  # the package under services/; the name when empty
+    #: started only when named (`up retrainer`), never by a bare `up`; `down` stops it too
+    on_demand: bool = False
 
     @property
     def module(self) -> str:
@@ -142,6 +144,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
     # loans' outcomes and live performance (a consumer with no API): before the console, whose
     # oversight page reads its metrics
     ServiceSpec("outcomes", _metrics_probe("ALAMA_OUTCOMES_METRICS_PORT", 9107)),
+    # trains challengers on alerts and a schedule (minutes of CPU each): started when named
+    ServiceSpec("retrainer", _metrics_probe("ALAMA_RETRAINER_METRICS_PORT", 9108), on_demand=True),
     ServiceSpec(
         "gateway",
         lambda env: _http_ok(
@@ -204,9 +208,10 @@ def _tail(name: str, lines: int = 25) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def _select(names: Sequence[str] | None) -> list[ServiceSpec]:
+def _select(names: Sequence[str] | None, *, on_demand: bool = False) -> list[ServiceSpec]:
+    """The named services, or every one (with the on-demand ones only when asked)."""
     if not names:
-        return list(SERVICES)
+        return [s for s in SERVICES if on_demand or not s.on_demand]
     unknown = sorted(set(names) - set(BY_NAME))
     if unknown:
         raise SupervisorError(
@@ -321,7 +326,7 @@ def replicas_wanted(name: str, env: Mapping[str, str]) -> int:
 def down(
     names: Sequence[str] | None = None, *, echo: Callable[[str], None] = console.print
 ) -> None:
-    for spec in reversed(_select(names)):
+    for spec in reversed(_select(names, on_demand=True)):
         for name in [*running_replicas(spec.name), spec.name]:
             if pid_of(name) is not None:
                 stop(name)
@@ -347,6 +352,8 @@ def status(env: Mapping[str, str] | None = None) -> list[ServiceStatus]:
             *(replica(base.name, int(n.rsplit("-", 1)[1])) for n in running_replicas(base.name)),
         ]:
             pid = pid_of(spec.name)
+            if pid is None and base.on_demand:
+                continue  # not asked for: not missing either
             probe_env = {**(env or {}), **spec.env}
             detail = "not running" if pid is None else (spec.probe(probe_env) or "ready")
             rows.append(ServiceStatus(spec.name, pid, detail))
