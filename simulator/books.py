@@ -9,7 +9,10 @@ so loading a saved book stays cheap.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from pathlib import Path
+
+import pandas as pd
 
 from training.contract import LoanBook
 from training.paths import LOAN_BOOKS, synthetic_book_dir
@@ -63,3 +66,34 @@ def load_book(book: str | None, profile: str) -> LoanBook:
     if book is not None:
         return LoanBook.load(book_folder(book))
     return synthetic_book(profile)
+
+
+def moved_in_time(book: LoanBook, delta: timedelta) -> LoanBook:
+    """The same book `delta` later: every instant of every table (and the cutoff) moved by it.
+
+    Replaying a book at its own times puts the live events beside the snapshots training stored
+    for the same instants, where a point-in-time read cannot tell them apart; moved after them,
+    the replay is what a SACCO's live traffic is, newer than anything the model learnt from.
+    """
+    tables = {}
+    for name, table in book.tables.items():
+        moved = table.copy()
+        for column in moved.columns:
+            if pd.api.types.is_datetime64_any_dtype(moved[column]):
+                moved[column] = moved[column] + delta
+        tables[name] = moved
+    oracle = book.oracle.copy() if book.oracle is not None else None
+    return LoanBook(tables, book.source, book.cutoff + delta, oracle, dict(book.meta))
+
+
+def latest_instant(book: LoanBook) -> pd.Timestamp:
+    """The book's last recorded instant in any table (UTC)."""
+    latest = pd.Timestamp(book.cutoff)
+    latest = latest.tz_localize("UTC") if latest.tzinfo is None else latest
+    for table in book.tables.values():
+        for column in table.columns:
+            if pd.api.types.is_datetime64_any_dtype(table[column]) and table[column].notna().any():
+                value = pd.Timestamp(table[column].max())
+                value = value.tz_localize("UTC") if value.tzinfo is None else value
+                latest = max(latest, value)
+    return latest

@@ -84,8 +84,13 @@ def extend_book(book: LoanBook, live: pd.DataFrame) -> LoanBook:
     return LoanBook(tables, book.source, book.cutoff, book.oracle, meta)
 
 
+#: snapshot views only a book load writes: a live application gets the member's latest row
+SNAPSHOT_TABLES = ("member_profile", "bureau_features")
+
+
 async def carry_profiles_forward(infra: InfraSettings, live: pd.DataFrame, tenant: str) -> int:
-    """Give each live application the member's latest account snapshot before it, at its time.
+    """Give each live application the member's latest account and bureau snapshots before it,
+    at its time (what the online store, materialised from them, served when it was scored).
 
     Returns the rows written. Idempotent: a snapshot already at that instant is not doubled.
     """
@@ -101,41 +106,46 @@ async def carry_profiles_forward(infra: InfraSettings, live: pd.DataFrame, tenan
         t.to_pydatetime() - pd.Timedelta(seconds=1).to_pytimedelta()
         for t in pd.to_datetime(live["applied_at"], utc=True)
     ]
+    written = 0
     conn = await asyncpg.connect(infra.postgres_dsn)
     try:
-        columns = [
-            r["column_name"]
-            for r in await conn.fetch(
-                "SELECT column_name FROM information_schema.columns"
-                " WHERE table_schema = $1 AND table_name = 'member_profile'"
-                " ORDER BY ordinal_position",
-                schema,
+        for table in SNAPSHOT_TABLES:
+            columns = [
+                r["column_name"]
+                for r in await conn.fetch(
+                    "SELECT column_name FROM information_schema.columns"
+                    " WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+                    schema,
+                    table,
+                )
+            ]
+            if not columns:
+                if table == "member_profile":
+                    raise RetrainRefused(f"{schema}.{table} does not exist: load a book first")
+                continue  # a source without bureau data
+            carried = [c for c in columns if c not in ("member_id", "event_timestamp")]
+            quoted = ", ".join(f'p."{c}"' for c in carried)
+            names = ", ".join(f'"{c}"' for c in carried)
+            status = await conn.execute(
+                f"""
+                INSERT INTO {schema}.{table} (member_id, event_timestamp, {names})
+                SELECT DISTINCT ON (a.member_id, a.at) a.member_id, a.at, {quoted}
+                FROM unnest($1::text[], $2::timestamptz[]) AS a(member_id, at)
+                JOIN {schema}.{table} p
+                  ON p.member_id = a.member_id AND p.event_timestamp < a.at
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM {schema}.{table} q
+                    WHERE q.member_id = a.member_id AND q.event_timestamp = a.at
+                )
+                ORDER BY a.member_id, a.at, p.event_timestamp DESC
+                """,
+                keys,
+                at,
             )
-        ]
-        if not columns:
-            raise RetrainRefused(f"{schema}.member_profile does not exist: load a book first")
-        carried = [c for c in columns if c not in ("member_id", "event_timestamp")]
-        quoted = ", ".join(f'p."{c}"' for c in carried)
-        names = ", ".join(f'"{c}"' for c in carried)
-        status = await conn.execute(
-            f"""
-            INSERT INTO {schema}.member_profile (member_id, event_timestamp, {names})
-            SELECT DISTINCT ON (a.member_id, a.at) a.member_id, a.at, {quoted}
-            FROM unnest($1::text[], $2::timestamptz[]) AS a(member_id, at)
-            JOIN {schema}.member_profile p
-              ON p.member_id = a.member_id AND p.event_timestamp < a.at
-            WHERE NOT EXISTS (
-                SELECT 1 FROM {schema}.member_profile q
-                WHERE q.member_id = a.member_id AND q.event_timestamp = a.at
-            )
-            ORDER BY a.member_id, a.at, p.event_timestamp DESC
-            """,
-            keys,
-            at,
-        )
+            written += int(status.split()[-1])
     finally:
         await conn.close()
-    return int(status.split()[-1])
+    return written
 
 
 def retrain(
@@ -147,6 +157,7 @@ def retrain(
     trigger: str,
     requested_by: str,
     min_live_rows: int = 1,
+    bundle_root: Path | None = None,
     echo: Any = print,
 ) -> dict[str, Any]:
     """Train, write the bundle (not promoted), register it as the challenger, record the change.
@@ -154,6 +165,7 @@ def retrain(
     Returns what the retrainer records: model and bundle versions, rows, held-out metrics.
     """
     from training import pipeline
+    from training.bundles import BUNDLES
     from training.export import write_bundle
     from training.partitions import load_book
     from training.profiles import get_profile
@@ -173,11 +185,11 @@ def retrain(
         )
     echo(f"{len(live):,} live applications with outcomes join the book's {len(book.labelled):,}")
     carried = asyncio.run(carry_profiles_forward(infra, live, book.tenant))
-    echo(f"{carried:,} account snapshots carried forward to the live applications")
+    echo(f"{carried:,} account and bureau snapshots carried forward to the live applications")
     extended = extend_book(book, live)
     trained = pipeline.train(infra, profile, extended, echo=echo)
     metrics = pipeline.evaluate(trained)
-    bundle = write_bundle(trained, metrics, promote=False)
+    bundle = write_bundle(trained, metrics, promote=False, root=bundle_root or BUNDLES)
     version = track_run(trained, metrics, bundle)
     # the challenger, in shadow (the first champion only when there is none to compare with)
     _change, recorded = register_trained(
@@ -210,6 +222,9 @@ def main(
     ] = None,
     by: Annotated[str, typer.Option("--by", help="who asks")] = "retrainer",
     min_live_rows: Annotated[int, typer.Option(min=1)] = 1,
+    bundle_root: Annotated[
+        Path | None, typer.Option(help="where the bundle is written (default artifacts/bundles)")
+    ] = None,
     result: Annotated[Path | None, typer.Option(help="write the result here as JSON")] = None,
 ) -> None:
     """Train a challenger on the champion's book plus the live rows and register it."""
@@ -232,6 +247,7 @@ def main(
             trigger=trigger,
             requested_by=by,
             min_live_rows=min_live_rows,
+            bundle_root=bundle_root,
         )
     except RetrainRefused as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -107,6 +107,7 @@ class Runner:
             "--result",
             str(result),
             *(["--book", self.settings.book] if self.settings.book else []),
+            *(["--bundle-root", self.settings.bundle_root] if self.settings.bundle_root else []),
         ]
         clock = time.perf_counter()
         try:

@@ -48,6 +48,9 @@ class RetrainerSettings(ConsumerSettings):
     book: str | None = Field(
         default=None, description="the champion's loan book folder (default: the synthetic one)"
     )
+    bundle_root: str | None = Field(
+        default=None, description="where challengers' bundles are written (training's default)"
+    )
     work_dir: str = Field(default="artifacts/retrainer", description="each run's files")
     training_command: list[str] = Field(
         default_factory=lambda: [sys.executable, "-m", "training.retrain"],

@@ -57,3 +57,23 @@ def test_the_default_is_the_profiles_synthetic_book_generated_once(
     assert {n: len(t) for n, t in again.tables.items()} == {
         n: len(t) for n, t in first.tables.items()
     }
+
+
+def test_a_book_moved_in_time_keeps_everything_but_its_instants(small_book: LoanBook) -> None:
+    from datetime import timedelta
+
+    from simulator.books import latest_instant, moved_in_time
+
+    delta = timedelta(days=400, seconds=7)
+    moved = moved_in_time(small_book, delta)
+    assert moved.cutoff == small_book.cutoff + delta
+    assert latest_instant(moved) == latest_instant(small_book) + delta
+    for name, table in small_book.tables.items():
+        after = moved.tables[name]
+        assert list(after.columns) == list(table.columns) and len(after) == len(table)
+        for column in table.columns:
+            if str(table[column].dtype).startswith("datetime64"):
+                assert (after[column] - table[column]).dropna().eq(delta).all(), (name, column)
+            else:
+                assert after[column].equals(table[column]), (name, column)
+    assert small_book.applications is not moved.applications  # the original is untouched
