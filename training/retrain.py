@@ -81,7 +81,8 @@ def extend_book(book: LoanBook, live: pd.DataFrame) -> LoanBook:
     apps["outcome_at"] = pd.to_datetime(apps["outcome_at"], utc=True)
     tables["applications"] = apps.sort_values("applied_at", kind="stable").reset_index(drop=True)
     meta = dict(book.meta) | {"live_rows": len(live)}
-    return LoanBook(tables, book.source, book.cutoff, book.oracle, meta)
+    # the true PD is known only for the book's own (synthetic) applications, not the live ones
+    return LoanBook(tables, book.source, book.cutoff, None, meta)
 
 
 #: snapshot views only a book load writes: a live application gets the member's latest row
