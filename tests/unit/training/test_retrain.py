@@ -1,0 +1,63 @@
+"""What a retraining learns from (training/retrain.py): the champion's book plus the live
+applications whose outcome matured, and nothing the book cannot take."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from training.contract import TABLE_SPECS, LoanBook
+from training.retrain import LIVE_COLUMNS, RetrainRefused, extend_book, live_applications
+from training.sources.synthetic import loan_book_from_world
+from training.world import generate_world
+
+
+@pytest.fixture(scope="module")
+def book() -> LoanBook:
+    return loan_book_from_world(generate_world(200, seed=3))
+
+
+def _live(book: LoanBook) -> pd.DataFrame:
+    members = book.members["member_id"].astype(str).tolist()
+    later = pd.to_datetime(book.applications["applied_at"], utc=True).max()
+    rows = [
+        {
+            "application_id": f"live-{i}",
+            "member_id": members[i],
+            "sacco_id": "sacco-dev",
+            "applied_at": later + pd.Timedelta(days=30 + i),
+            "product": "emergency",
+            "amount_kes": 10_000.0 + i,
+            "term_months": 6,
+            "default_12m": i % 2,
+            "outcome_at": later + pd.Timedelta(days=250 + i),
+        }
+        for i in range(5)
+    ]
+    # a member the book does not know (no protected attributes, no history), a replay of a
+    # book application, an outcome before its application and a duplicate: all left out
+    rows.append(rows[0] | {"application_id": "live-stranger", "member_id": "nobody"})
+    rows.append(rows[0] | {"application_id": str(book.applications["application_id"].iloc[0])})
+    rows.append(rows[0] | {"application_id": "live-early", "outcome_at": rows[0]["applied_at"]})
+    rows.append(rows[1])
+    return pd.DataFrame(rows, columns=list(LIVE_COLUMNS))
+
+
+def test_only_new_labelled_applications_of_known_members_join_the_book(book: LoanBook) -> None:
+    live = live_applications(_live(book), book)
+    assert sorted(live["application_id"]) == [f"live-{i}" for i in range(5)]
+    extended = extend_book(book, live)
+    apps = extended.applications
+    assert len(apps) == len(book.applications) + 5
+    TABLE_SPECS["applications"].schema.validate(apps)  # still the data contract's table
+    assert apps["applied_at"].is_monotonic_increasing
+    assert apps.tail(5)["application_id"].tolist() == [f"live-{i}" for i in range(5)]
+    assert extended.labelled["default_12m"].tail(5).tolist() == [0, 1, 0, 1, 0]
+    assert extended.oracle is None  # the live applications' true PD is nobody's to know
+    assert extended.members is book.members and extended.meta["live_rows"] == 5
+    assert len(book.applications) == len(extend_book(book, live.iloc[0:0]).applications)
+
+
+def test_rows_without_the_columns_training_needs_are_refused(book: LoanBook) -> None:
+    with pytest.raises(RetrainRefused, match="default_12m"):
+        live_applications(_live(book).drop(columns=["default_12m"]), book)
