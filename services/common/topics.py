@@ -369,6 +369,14 @@ SERVICE_ACCESS: tuple[ServiceAccess, ...] = (
         group="alama-drift",
         internal_prefix="alama-drift-",
     ),
+    ServiceAccess(
+        "retrainer",
+        # what a challenger learns from, and the alerts that ask for one
+        consumes=(LOAN_APPLICATIONS, LOAN_OUTCOMES, DRIFT_ALERTS, MODEL_PERFORMANCE_ALERTS),
+        # the challenger it registers (its training job publishes as the retrainer's principal)
+        produces=(MODEL_REGISTRY,),
+        group="retrainer",
+    ),
 )
 
 

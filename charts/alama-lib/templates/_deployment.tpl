@@ -1,7 +1,8 @@
 {{/*
 The service's Deployment. The root filesystem is read-only: /tmp is an emptyDir (HOME points there),
-and the model bundle, when the service needs one, is a read-only volume (a PVC by default) or an
-emptyDir that an init container fills.
+and the model bundle, when the service needs one, is a read-only volume (a PVC by default), an
+emptyDir that an init container fills, or in registry mode a writable emptyDir the service
+downloads bundles into from MLflow. `persistence` mounts a writable claim (the retrainer's).
 */}}
 {{- define "alama-lib.deployment" -}}
 {{- $name := include "alama-lib.fullname" . -}}
@@ -45,7 +46,7 @@ spec:
       imagePullSecrets:
         {{- toYaml . | nindent 8 }}
       {{- end }}
-      {{- if and .Values.bundle.enabled .Values.bundle.initContainer.enabled }}
+      {{- if and .Values.bundle.enabled .Values.bundle.initContainer.enabled (not (include "alama-lib.registryMode" .)) }}
       {{- $init := .Values.bundle.initContainer }}
       initContainers:
         - name: fetch-bundle
@@ -106,10 +107,16 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            {{- if (.Values.persistence | default dict).enabled }}
+            - name: data
+              mountPath: {{ required "persistence.mountPath is required" .Values.persistence.mountPath }}
+            {{- end }}
             {{- if .Values.bundle.enabled }}
             - name: bundle
               mountPath: {{ .Values.bundle.mountPath }}
+              {{- if include "alama-lib.bundleReadOnly" . }}
               readOnly: true
+              {{- end }}
             {{- end }}
             {{- with include "alama-lib.kafkaVolumeMounts" . | trim }}
             {{- . | nindent 12 }}
@@ -121,9 +128,17 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: {{ .Values.tmpSizeLimit }}
+        {{- if (.Values.persistence | default dict).enabled }}
+        - name: data
+          persistentVolumeClaim:
+            claimName: {{ tpl (.Values.persistence.existingClaim | default (include "alama-lib.fullname" .)) . }}
+        {{- end }}
         {{- if .Values.bundle.enabled }}
         - name: bundle
-          {{- if .Values.bundle.initContainer.enabled }}
+          {{- if include "alama-lib.registryMode" . }}
+          emptyDir:
+            sizeLimit: {{ .Values.bundle.registry.sizeLimit | default "2Gi" }}
+          {{- else if .Values.bundle.initContainer.enabled }}
           emptyDir:
             sizeLimit: {{ .Values.bundle.initContainer.sizeLimit }}
           {{- else }}

@@ -4,7 +4,9 @@ annotation so a change rolls the pods); secrets are only ever referenced with se
 existing Secret's name and key given in values.
 */}}
 
-{{/* The plain settings as a dict: shared infrastructure, Feast, the bundle location, then .Values.env. */}}
+{{/* The plain settings as a dict: shared infrastructure, Feast, MLflow, the bundle location and
+its mode's settings (bundle.env in link mode, bundle.registry.env in registry mode), then
+.Values.env. */}}
 {{- define "alama-lib.configDict" -}}
 {{- $g := .Values.global -}}
 {{- $env := dict
@@ -29,10 +31,20 @@ existing Secret's name and key given in values.
 {{- $_ := set $env "ALAMA_FEAST_REDIS" $f.redis -}}
 {{- $_ := set $env "ALAMA_FEAST_PROJECT" $f.project -}}
 {{- end -}}
+{{- with include "alama-lib.mlflowTrackingUri" . -}}
+{{- $_ := set $env "MLFLOW_TRACKING_URI" . -}}
+{{- end -}}
 {{- if .Values.bundle.enabled -}}
+{{- if include "alama-lib.registryMode" . -}}
+{{- $registry := .Values.bundle.registry -}}
+{{- $_ := set $env (required "bundle.registry.envName is required" $registry.envName) .Values.bundle.mountPath -}}
+{{- range $name, $value := $registry.env }}{{ $_ := set $env $name (tpl (toString $value) $) }}{{ end -}}
+{{- else -}}
 {{- $path := .Values.bundle.mountPath -}}
 {{- with .Values.bundle.subPath }}{{ $path = printf "%s/%s" (trimSuffix "/" $path) . }}{{ end -}}
 {{- $_ := set $env (required "bundle.envName is required" .Values.bundle.envName) $path -}}
+{{- range $name, $value := .Values.bundle.env }}{{ $_ := set $env $name (tpl (toString $value) $) }}{{ end -}}
+{{- end -}}
 {{- end -}}
 {{- range $name, $value := .Values.env -}}
 {{- $_ := set $env $name (tpl (toString $value) $) -}}

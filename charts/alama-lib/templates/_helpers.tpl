@@ -70,3 +70,31 @@ true
   protocol: TCP
 {{- end }}
 {{- end -}}
+
+{{/* MLflow's tracking server, for a chart with mlflow.enabled, when global.mlflow.trackingUri is set. */}}
+{{- define "alama-lib.mlflowTrackingUri" -}}
+{{- if (.Values.mlflow | default dict).enabled -}}
+{{- (.Values.global.mlflow | default dict).trackingUri | default "" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Registry mode: the service follows MLflow's aliases and downloads the bundles it serves or explains
+from the tracking server into a writable emptyDir (bundle.registry), instead of reading the
+read-only bundle volume. On when the chart supports it (bundle.registry.enabled) and
+global.mlflow.trackingUri is set; otherwise the link mode (bundle.volume, bundle.env) stays.
+*/}}
+{{- define "alama-lib.registryMode" -}}
+{{- if and .Values.bundle.enabled (.Values.bundle.registry | default dict).enabled (include "alama-lib.mlflowTrackingUri" .) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* Whether the bundle volume is mounted read-only: always but in registry mode (its emptyDir) or with bundle.readOnly false (the retrainer writes bundles). */}}
+{{- define "alama-lib.bundleReadOnly" -}}
+{{- if not (include "alama-lib.registryMode" .) -}}
+{{- if or (not (hasKey .Values.bundle "readOnly")) .Values.bundle.readOnly -}}
+true
+{{- end -}}
+{{- end -}}
+{{- end -}}

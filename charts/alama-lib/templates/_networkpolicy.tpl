@@ -3,7 +3,8 @@ Ingress: the service ports only from the allowed pods of the same release (or fr
 public gateway), and the metrics port only from the monitoring namespace (and the components in
 networkPolicy.ingress.metricsFromComponents: the console reads drift's PSI there).
 Egress (when global.networkPolicy.egress.enabled): DNS, the pods of the same release, and each
-configured destination (Kafka, Redis, PostgreSQL, the OTLP collector) by port and optional peers.
+configured destination (Kafka, Redis, PostgreSQL, the OTLP collector) by port and optional peers,
+and MLflow's tracking server (global.mlflow.egress) for a chart that talks to it.
 */}}
 {{- define "alama-lib.networkpolicy" -}}
 {{- if include "alama-lib.enabled" (dict "local" .Values.networkPolicy "global" .Values.global.networkPolicy) }}
@@ -92,6 +93,19 @@ spec:
         {{- toYaml . | nindent 8 }}
       {{- end }}
     {{- end }}
+    {{- end }}
+    {{- if include "alama-lib.mlflowTrackingUri" . }}
+    {{- $mlflow := (.Values.global.mlflow.egress | default dict) }}
+    # mlflow
+    - ports:
+        {{- range ($mlflow.ports | default (list 5000)) }}
+        - port: {{ . }}
+          protocol: TCP
+        {{- end }}
+      {{- with $mlflow.to }}
+      to:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
     {{- end }}
     {{- with $egress.extraRules }}
     {{- toYaml . | nindent 4 }}

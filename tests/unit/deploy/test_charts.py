@@ -40,6 +40,7 @@ SERVICES = (
     "drift",
     "console",
     "outcomes",
+    "retrainer",
 )
 GRPC_PORTS = {"scoring": 50051, "explanation": 50052, "audit": 50053}
 METRICS_PORTS = {
@@ -51,6 +52,7 @@ METRICS_PORTS = {
     "drift": 9106,
     "console": 8090,  # its http port: the console serves /metrics beside its pages
     "outcomes": 9107,
+    "retrainer": 9108,
 }
 #: the services whose metrics are on a service port, not a port named "metrics" of their own
 METRICS_PORT_NAMES = {"console": "http"}
@@ -63,13 +65,17 @@ GRPC_CALLERS = {
 #: who besides the monitoring namespace reads a service's metrics port
 METRICS_READERS = {
     "drift": ("console",),  # PSI on the oversight page
-    "outcomes": ("console",),  # live AUC and ECE on the oversight page
+    # live AUC and ECE on the oversight page; the shadow's pairs for promotion's gate
+    "outcomes": ("console", "retrainer"),
 }
 #: consumers that run as one process: no autoscaler, no disruption budget (it would block drains)
-SINGLE_REPLICA = {"drift", "outcomes"}
+SINGLE_REPLICA = {"drift", "outcomes", "retrainer"}
 WITH_HPA = {"gateway", "scoring", "explanation", "audit", "console"}
 WITH_PDB = {"gateway", "scoring", "explanation", "feature-store", "audit", "console"}
 RELEASE = "alama"
+MLFLOW = "http://mlflow.mlops:5000"
+#: the charts that talk to MLflow's tracking server when there is one
+MLFLOW_CLIENTS = {"scoring", "explanation", "retrainer"}
 #: every service on mTLS: the brokers' CA and one client certificate per service
 MTLS = (
     "global.kafka.securityProtocol=SSL",
@@ -173,6 +179,9 @@ def test_kubeconform_accepts_every_rendering(
             "kafkaAcls.job.enabled=true",
         ),
         "umbrella-mtls": helm.template("alama", *MTLS),
+        "umbrella-registry": helm.template(
+            "alama", f"global.mlflow.trackingUri={MLFLOW}", "retrainer.persistence.existingClaim=x"
+        ),
         **{service: helm.template(service) for service in SERVICES},
     }
     files = []
@@ -197,6 +206,7 @@ def test_umbrella_renders_every_service(manifests: list[Manifest]) -> None:
     assert set(of_kind(manifests, "ConfigMap")) == {*SERVICES, "kafka-acls"}
     assert set(of_kind(manifests, "HorizontalPodAutoscaler")) == WITH_HPA
     assert set(of_kind(manifests, "PodDisruptionBudget")) == WITH_PDB
+    assert set(of_kind(manifests, "PersistentVolumeClaim")) == {"retrainer"}, "its work claim"
     assert not of_kind(manifests, "ServiceMonitor"), "ServiceMonitors are off by default"
     assert not [d for d in manifests if d["kind"] == "Secret"], "the charts never hold secrets"
 
@@ -252,10 +262,11 @@ def test_grpc_services_are_probed_natively(manifests: list[Manifest]) -> None:
     console = deployments["console"]["spec"]["template"]["spec"]["containers"][0]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert console[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
-    outcomes = deployments["outcomes"]["spec"]["template"]["spec"]["containers"][0]
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        # an aiokafka consumer with no API: its metrics endpoint answers once it has started
-        assert outcomes[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}, probe
+    for name in ("outcomes", "retrainer"):
+        worker = deployments[name]["spec"]["template"]["spec"]["containers"][0]
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            # an aiokafka consumer with no API: its metrics endpoint answers once it has started
+            assert worker[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}, probe
     for name in ("feature-store", "drift"):
         # Faust workers: /livez fails for a stalled agent, while the metrics thread answers
         worker = deployments[name]["spec"]["template"]["spec"]["containers"][0]
@@ -328,7 +339,7 @@ def test_settings_reach_every_service(manifests: list[Manifest]) -> None:
         assert data["HOME"] == "/tmp"
         env_from = deployment["spec"]["template"]["spec"]["containers"][0]["envFrom"]
         assert env_from == [{"configMapRef": {"name": configs[name]["metadata"]["name"]}}]
-    for name in ("scoring", "feature-store"):
+    for name in ("scoring", "feature-store", "retrainer"):  # the retrainer's job reads Feast
         data = configs[name]["data"]
         for key in ("HOST", "PORT", "DB", "USER"):
             assert data[f"ALAMA_FEAST_PG_{key}"], name
@@ -359,6 +370,7 @@ def test_secrets_come_only_from_secret_key_refs(manifests: list[Manifest]) -> No
         "explanation": {"ALAMA_POSTGRES_DSN", "ALAMA_MEMBER_PSEUDONYM_KEY"},
         "console": {"ALAMA_POSTGRES_DSN", "ALAMA_MEMBER_PSEUDONYM_KEY"},
         "scoring": {"ALAMA_POSTGRES_DSN", "ALAMA_FEAST_PG_PASSWORD"},
+        "retrainer": {"ALAMA_POSTGRES_DSN", "ALAMA_FEAST_PG_PASSWORD"},
         "feature-store": {
             "ALAMA_POSTGRES_DSN",
             "ALAMA_FEAST_PG_PASSWORD",
@@ -442,7 +454,7 @@ def test_network_policies(manifests: list[Manifest]) -> None:
     assert public["ports"] == [{"port": "http", "protocol": "TCP"}], "its http port only"
     assert operator["ports"] == [{"port": "metrics", "protocol": "TCP"}]
     assert "from" in operator, "metrics and the API docs only for the monitoring namespace"
-    for name in ("feature-store", "drift", "outcomes"):
+    for name in ("feature-store", "drift", "outcomes", "retrainer"):
         assert len(policies[name]["spec"]["ingress"]) == 1, f"{name}: only metrics comes in"
     # the console: staff's browsers (through the office network's proxy) on its one http port,
     # which also serves /metrics to the monitoring namespace
@@ -646,3 +658,109 @@ def test_kafka_acls_follow_the_enabled_services_and_the_job_is_a_hook(helm: Helm
     admin = {v["name"]: v for v in pod["volumes"]}["admin"]["secret"]
     assert admin["secretName"] == "alama-kafka-admin"
     assert not [d for d in helm.render("alama") if d["kind"] == "Job"], "the job is opt-in"
+
+
+def test_link_mode_without_a_tracking_server(manifests: list[Manifest]) -> None:
+    """No global.mlflow.trackingUri: scoring serves the claim's `current` link, read-only, and
+    nothing is told of an MLflow server (the retrainer keeps MLflow's local store on its claim)."""
+    configs = {n: c["data"] for n, c in of_kind(manifests, "ConfigMap").items()}
+    assert not [n for n, data in configs.items() if "MLFLOW_TRACKING_URI" in data]
+    assert configs["scoring"]["ALAMA_SCORING_MODEL_SOURCE"] == "link"
+    assert configs["scoring"]["ALAMA_SCORING_BUNDLE_DIR"] == "/app/artifacts/bundles/current"
+    assert "ALAMA_SCORING_BUNDLE_ROOT" not in configs["scoring"]
+    deployments = of_kind(manifests, "Deployment")
+    for name in ("scoring", "explanation", "drift", "outcomes"):
+        pod = deployments[name]["spec"]["template"]["spec"]
+        volume = {v["name"]: v for v in pod["volumes"]}["bundle"]
+        assert volume["persistentVolumeClaim"]["claimName"] == "alama-model-bundles", name
+        mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "bundle")
+        assert mount["readOnly"] is True, name
+    egress = {
+        p["port"]
+        for policy in of_kind(manifests, "NetworkPolicy").values()
+        for rule in policy["spec"]["egress"]
+        for p in rule.get("ports", [])
+    }
+    assert 5000 not in egress
+
+
+def test_registry_mode_follows_mlflow_and_downloads_into_a_writable_root(helm: Helm) -> None:
+    """global.mlflow.trackingUri set: scoring follows the champion alias, scoring and
+    explanation download bundles from MLflow into an emptyDir, the retrainer registers there;
+    drift and outcomes keep reading the bundle claim."""
+    docs = helm.render("alama", f"global.mlflow.trackingUri={MLFLOW}")
+    configs = {n: c["data"] for n, c in of_kind(docs, "ConfigMap").items()}
+    told = {n for n, data in configs.items() if data.get("MLFLOW_TRACKING_URI") == MLFLOW}
+    assert told == MLFLOW_CLIENTS
+    scoring = configs["scoring"]
+    assert scoring["ALAMA_SCORING_MODEL_SOURCE"] == "registry"
+    assert scoring["ALAMA_SCORING_BUNDLE_ROOT"] == "/app/artifacts/bundles"
+    assert "ALAMA_SCORING_BUNDLE_DIR" not in scoring
+    assert configs["explanation"]["ALAMA_EXPLANATION_MODEL_REGISTRY"] == "true"
+    assert configs["explanation"]["ALAMA_EXPLANATION_BUNDLE_ROOT"] == "/app/artifacts/bundles"
+    deployments = of_kind(docs, "Deployment")
+    for name in ("scoring", "explanation"):
+        pod = deployments[name]["spec"]["template"]["spec"]
+        volume = {v["name"]: v for v in pod["volumes"]}["bundle"]
+        assert "emptyDir" in volume and "persistentVolumeClaim" not in volume, name
+        mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "bundle")
+        assert not mount.get("readOnly"), f"{name} downloads bundles into its root"
+    for name in ("drift", "outcomes"):
+        pod = deployments[name]["spec"]["template"]["spec"]
+        volume = {v["name"]: v for v in pod["volumes"]}["bundle"]
+        assert volume["persistentVolumeClaim"]["readOnly"] is True, name
+    policies = of_kind(docs, "NetworkPolicy")
+    to_mlflow = {
+        name
+        for name, policy in policies.items()
+        for rule in policy["spec"]["egress"]
+        if 5000 in {p["port"] for p in rule.get("ports", [])}
+    }
+    assert to_mlflow == MLFLOW_CLIENTS
+
+    # a chart can stay in link mode, and the bundle's init container is for link mode only
+    docs = helm.render(
+        "alama",
+        f"global.mlflow.trackingUri={MLFLOW}",
+        "scoring.bundle.registry.enabled=false",
+        "explanation.bundle.initContainer.enabled=true",
+        "explanation.bundle.initContainer.image=registry.example/alama-bundle:1",
+    )
+    scoring = of_kind(docs, "ConfigMap")["scoring"]["data"]
+    assert scoring["ALAMA_SCORING_MODEL_SOURCE"] == "link"
+    assert scoring["MLFLOW_TRACKING_URI"] == MLFLOW
+    explanation = of_kind(docs, "Deployment")["explanation"]["spec"]["template"]["spec"]
+    assert "initContainers" not in explanation
+    alone = of_kind(helm.render("scoring", f"global.mlflow.trackingUri={MLFLOW}"), "ConfigMap")
+    assert alone["scoring"]["data"]["ALAMA_SCORING_MODEL_SOURCE"] == "registry"
+
+
+def test_retrainer_writes_the_bundle_store_and_keeps_its_work_on_a_claim(
+    helm: Helm, manifests: list[Manifest]
+) -> None:
+    deployment = of_kind(manifests, "Deployment")["retrainer"]
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}, "never two trainers at once"
+    pod = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+    # the shared bundle store, written: challengers' bundles and the `current` link
+    assert volumes["bundle"]["persistentVolumeClaim"] == {"claimName": "alama-model-bundles"}
+    assert mounts["bundle"]["mountPath"] == "/app/artifacts/bundles"
+    assert not mounts["bundle"].get("readOnly")
+    # its work claim under training's artifacts folder (training/paths.py)
+    assert mounts["data"]["mountPath"] == "/app/artifacts" and not mounts["data"].get("readOnly")
+    claim = of_kind(manifests, "PersistentVolumeClaim")["retrainer"]
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    data = of_kind(manifests, "ConfigMap")["retrainer"]["data"]
+    assert data["ALAMA_RETRAINER_BUNDLE_ROOT"] == "/app/artifacts/bundles"
+    for key in ("ALAMA_RETRAINER_WORK_DIR", "ALAMA_REGISTRY_OUTBOX"):
+        assert data[key].startswith("/app/artifacts/") and "/bundles/" not in data[key], key
+    assert data["ALAMA_RETRAINER_METRICS_PORT"] == str(METRICS_PORTS["retrainer"])
+    assert data["ALAMA_RETRAINER_DB_SCHEMA"] == "retrainer"
+
+    docs = helm.render("alama", "retrainer.persistence.existingClaim=trained-artifacts")
+    assert not of_kind(docs, "PersistentVolumeClaim"), "an existing claim is used, not made"
+    pod = of_kind(docs, "Deployment")["retrainer"]["spec"]["template"]["spec"]
+    claim_name = {v["name"]: v for v in pod["volumes"]}["data"]["persistentVolumeClaim"]
+    assert claim_name == {"claimName": "trained-artifacts"}
