@@ -41,8 +41,11 @@ COMPOSE_GO_VERSION = "v2.16.2"
 COMPOSE_GO_ZIP_SHA256 = "75410c9723430b920592093014fc53641f6207e01b52c016c848ba62bf2da805"
 COMPOSE_SPEC_SHA256 = "f266dcbb043229405d7cedd5aec918f9102c2b3d5e3850808fdd8edd564a43ff"
 
-#: the eight deployables, as the supervisor knows them (a ninth needs a Dockerfile too)
+#: the deployables, as the supervisor knows them (a new one needs a Dockerfile too)
 SERVICES = tuple(BY_NAME)
+#: the images that run training (the retrainer's job, `python -m training.retrain`): they hold the
+#: training package and the training-only packages the other images leave out
+TRAINING_IMAGES = ("retrainer",)
 
 
 def _cache_dir() -> Path:
@@ -305,6 +308,32 @@ def test_bundle_mount_matches_the_image_paths() -> None:
         targets = [v["target"] for v in svc["volumes"] if isinstance(v, dict)]
         assert any(svc["environment"][setting].startswith(t) for t in targets), name
         assert all(v.get("read_only") for v in svc["volumes"] if isinstance(v, dict)), name
+    # compose has no MLflow server: scoring serves the mounted link (registry mode is the charts')
+    _, scoring = compose_service_of("scoring")
+    assert scoring["environment"]["ALAMA_SCORING_MODEL_SOURCE"] == "link"
+    assert not [k for k, svc in compose_services().items() if "MLFLOW_TRACKING_URI" in str(svc)]
+
+
+def test_retrainer_writes_the_bundles_the_services_read_and_runs_on_demand() -> None:
+    """Its challengers' bundles (and promotion's `current` link) go into the bundle folder the
+    services mount read-only; its own files (runs, MLflow's local store, the outbox) into its
+    volume at training's artifacts folder; a bare `up` leaves it out, as `make up` does."""
+    from training.paths import ARTIFACTS, LOAN_BOOKS
+
+    key, svc = compose_service_of("retrainer")
+    assert svc["profiles"] == ["retrainer"] and BY_NAME["retrainer"].on_demand
+    env = svc["environment"]
+    artifacts = Path("/app") / ARTIFACTS.relative_to(REPO)
+    mounts = {(v["target"] if isinstance(v, dict) else v.split(":")[1]): v for v in svc["volumes"]}
+    assert mounts[str(artifacts)].split(":")[0] in compose()["volumes"], "a named volume"
+    bundles = mounts[env["ALAMA_RETRAINER_BUNDLE_ROOT"]]
+    _, scoring = compose_service_of("scoring")
+    shared = next(v for v in scoring["volumes"] if isinstance(v, dict))
+    assert bundles["source"] == shared["source"] and not bundles.get("read_only"), key
+    books = mounts[str(artifacts / LOAN_BOOKS.relative_to(ARTIFACTS))]
+    assert books["read_only"], "it reads the champion's book, never writes it"
+    for setting in ("ALAMA_RETRAINER_WORK_DIR", "ALAMA_REGISTRY_OUTBOX"):
+        assert env[setting].startswith(f"{artifacts}/"), setting
 
 
 # ---- the Dockerfiles --------------------------------------------------------------------------
@@ -348,10 +377,20 @@ def test_runtime_image_is_non_root_exposes_its_ports_and_checks_health(name: str
 @pytest.mark.parametrize("name", SERVICES)
 def test_runtime_image_copies_only_what_the_service_imports(name: str) -> None:
     copies = [args for k, args in stage_instructions(dockerfile(name), "runtime") if k == "COPY"]
-    sources = {args.split()[0] for args in copies if not args.startswith("--from")}
+    sources = {src for args in copies if not args.startswith("--from") for src in args.split()[:-1]}
     wanted = {"services/__init__.py", "services/common", f"services/{name}"}
     if "services.common.feast_config" in imported_modules(REPO / "services" / name):
         wanted.add("feature_repo")
+    if name in TRAINING_IMAGES:
+        # the job's package, and the Feast repo it reads the training set through; the lock
+        # again for the training-only packages' layer
+        wanted |= {"training", "pyproject.toml", "uv.lock"}
+        if "services.common.feast_config" in imported_modules(REPO / "training"):
+            wanted.add("feature_repo")
+        for module in imported_modules(REPO / "training"):
+            if module.startswith("services."):
+                assert module.split(".")[1] == "common", f"training imports {module}"
+            assert module.split(".")[0] not in {"simulator", "bench", "infra", "tests"}, module
     assert sources == wanted
     # a service may import the shared library and itself only: nothing else is in its image
     for module in imported_modules(REPO / "services" / name):
@@ -363,7 +402,7 @@ def test_runtime_image_copies_only_what_the_service_imports(name: str) -> None:
 def test_dockerfiles_share_everything_but_the_service_section() -> None:
     def common_part(name: str) -> str:
         text = dockerfile(name).read_text()
-        start = text.index("ARG PYTHON_IMAGE")
+        start = text.index("\nARG PYTHON_IMAGE=")  # the stages, not the header's words
         end = text.index(f"# ---- {name}\n")
         return text[start:end]
 
@@ -379,7 +418,14 @@ def test_dockerfiles_pin_the_makefiles_uv_and_install_the_lock() -> None:
         steps = instructions(dockerfile(name))
         assert ("ARG", f"UV_VERSION={makefile_uv.group(1)}") in steps, name
         syncs = [args for k, args in steps if k == "RUN" and "uv sync" in args]
-        assert len(syncs) == 1 and "--frozen" in syncs[0] and "--no-dev" in syncs[0], name
+        assert all("--frozen" in sync and "--no-dev" in sync for sync in syncs), name
+        if name in TRAINING_IMAGES:
+            # the shared stage's sync, then the same lock whole on top: the training-only layer
+            shared, training = syncs
+            assert "--no-install-package" in shared and "--no-install-package" not in training
+            assert "from=deps,source=/usr/local/bin/uv" in training, "the pinned uv, reused"
+        else:
+            assert len(syncs) == 1, name
         base = [args for k, args in steps if k == "ARG" and args.startswith("PYTHON_IMAGE=")]
         assert base and re.fullmatch(r"PYTHON_IMAGE=python:3\.11\.\d+-slim-\w+", base[0]), name
 
@@ -431,6 +477,8 @@ def test_images_leave_out_exactly_what_only_pytorch_needs() -> None:
 
 def test_no_service_imports_a_package_the_images_leave_out() -> None:
     left_out = {name.split("-")[0].replace("-", "_") for name in training_only_packages()}
+    # the reason the training images hold them: the job they run imports PyTorch
+    assert "torch" in {m.split(".")[0] for m in imported_modules(REPO / "training")}
     for name in SERVICES:
         for root in (REPO / "services" / name, REPO / "services" / "common"):
             imported = {m.split(".")[0] for m in imported_modules(root)}
@@ -485,6 +533,7 @@ def test_dockerignore_sends_the_build_only_what_the_images_copy() -> None:
         "feature_repo/feature_store.yaml",
     ]
     needed += [str(p.relative_to(REPO)) for p in _python_files(REPO / "services" / "common")]
+    needed += [str(p.relative_to(REPO)) for p in _python_files(REPO / "training")]
     for name in SERVICES:
         needed += [f"services/{name}/__main__.py", f"services/{name}/settings.py"]
     for path in needed:
@@ -493,8 +542,10 @@ def test_dockerignore_sends_the_build_only_what_the_images_copy() -> None:
         ".git/HEAD",
         ".venv/bin/python",
         "artifacts/bundles/current/gbm.onnx",
+        "artifacts/loanbooks/synthetic-quick/loanbook.json",
+        "artifacts/mlflow/mlflow.db",
         "tests/conftest.py",
-        "training/lstm.py",
+        "simulator/events.py",
         "services/common/__pycache__/settings.cpython-311.pyc",
         "alama-drift-it-1-data/v1/tables",
     ):
