@@ -468,7 +468,10 @@ def train(
     *,
     echo: Echo = print,
     applications_per_query: int = feature_tables.APPLICATIONS_PER_QUERY,
+    splits: Splits | None = None,
 ) -> TrainedModels:
+    """`splits` (default: `split` of the book's labelled applications) lets a retraining keep
+    every row the champion held out held out, so the two are compared on rows neither learnt."""
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     frame, inputs = feature_tables.training_inputs(infra, book, applications_per_query)
@@ -480,7 +483,10 @@ def train(
     )
     apps = book.labelled
     y = outcomes(book)
-    splits = split(apps, profile)
+    if splits is None:
+        splits = split(apps, profile)
+    elif sum(splits.sizes().values()) != len(apps):
+        raise ValueError(f"the splits hold {splits.sizes()} of {len(apps)} labelled rows")
     echo(f"splits: {splits.sizes()}")
     tr, va = splits.train, splits.valid
     chosen = choose_features(inputs, tr)

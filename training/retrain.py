@@ -73,13 +73,48 @@ def live_applications(rows: pd.DataFrame, book: LoanBook) -> pd.DataFrame:
     return out.astype(book.applications.dtypes.to_dict(), errors="ignore")
 
 
+def retraining_splits(book: LoanBook, live: pd.DataFrame, profile: Any) -> Any:
+    """The champion's own split of the book (the same rows held out, so the gate compares the two
+    on rows neither learnt from), and the live rows split 60/20/20 on their own: most teach the
+    challenger the world as it is now, a fifth is held out to judge it there."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    from training.pipeline import Splits, split
+
+    base = split(book.labelled, profile)
+    n = len(book.labelled)
+    rows = np.arange(len(live))
+    y = live["default_12m"].to_numpy(dtype=np.int64)
+
+    def cut(index: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:
+        if len(index) < 2:
+            return index, index[:0]
+        labels = y[index]
+        stratify = labels if min(np.bincount(labels, minlength=2)) >= 2 else None
+        a, b = train_test_split(
+            index, test_size=share, stratify=stratify, random_state=profile.seed
+        )
+        return np.sort(a), np.sort(b)
+
+    train, hold = cut(rows, 0.4)
+    valid, test = cut(hold, 0.5)
+    return Splits(
+        np.concatenate([base.train, n + train]),
+        np.concatenate([base.valid, n + valid]),
+        np.concatenate([base.test, n + test]),
+        base.out_of_time,
+    )
+
+
 def extend_book(book: LoanBook, live: pd.DataFrame) -> LoanBook:
     """The book with the live applications appended (nothing else of it changes)."""
     tables = dict(book.tables)
     apps = pd.concat([book.applications, live], ignore_index=True)
     apps["applied_at"] = pd.to_datetime(apps["applied_at"], utc=True)
     apps["outcome_at"] = pd.to_datetime(apps["outcome_at"], utc=True)
-    tables["applications"] = apps.sort_values("applied_at", kind="stable").reset_index(drop=True)
+    # appended, not sorted in: the book's labelled rows keep their positions (and so their split)
+    tables["applications"] = apps.reset_index(drop=True)
     meta = dict(book.meta) | {"live_rows": len(live)}
     # the true PD is known only for the book's own (synthetic) applications, not the live ones
     return LoanBook(tables, book.source, book.cutoff, None, meta)
@@ -188,7 +223,8 @@ def retrain(
     carried = asyncio.run(carry_profiles_forward(infra, live, book.tenant))
     echo(f"{carried:,} account and bureau snapshots carried forward to the live applications")
     extended = extend_book(book, live)
-    trained = pipeline.train(infra, profile, extended, echo=echo)
+    splits = retraining_splits(book, live, profile)
+    trained = pipeline.train(infra, profile, extended, echo=echo, splits=splits)
     metrics = pipeline.evaluate(trained)
     bundle = write_bundle(trained, metrics, promote=False, root=bundle_root or BUNDLES)
     version = track_run(trained, metrics, bundle)

@@ -7,7 +7,15 @@ import pandas as pd
 import pytest
 
 from training.contract import TABLE_SPECS, LoanBook
-from training.retrain import LIVE_COLUMNS, RetrainRefused, extend_book, live_applications
+from training.pipeline import split
+from training.profiles import get_profile
+from training.retrain import (
+    LIVE_COLUMNS,
+    RetrainRefused,
+    extend_book,
+    live_applications,
+    retraining_splits,
+)
 from training.sources.synthetic import loan_book_from_world
 from training.world import generate_world
 
@@ -50,7 +58,10 @@ def test_only_new_labelled_applications_of_known_members_join_the_book(book: Loa
     apps = extended.applications
     assert len(apps) == len(book.applications) + 5
     TABLE_SPECS["applications"].schema.validate(apps)  # still the data contract's table
-    assert apps["applied_at"].is_monotonic_increasing
+    # appended: the book's labelled rows keep their positions, and so their split
+    assert extended.labelled.head(len(book.labelled))["application_id"].equals(
+        book.labelled["application_id"]
+    )
     assert apps.tail(5)["application_id"].tolist() == [f"live-{i}" for i in range(5)]
     assert extended.labelled["default_12m"].tail(5).tolist() == [0, 1, 0, 1, 0]
     assert extended.oracle is None  # the live applications' true PD is nobody's to know
@@ -61,3 +72,21 @@ def test_only_new_labelled_applications_of_known_members_join_the_book(book: Loa
 def test_rows_without_the_columns_training_needs_are_refused(book: LoanBook) -> None:
     with pytest.raises(RetrainRefused, match="default_12m"):
         live_applications(_live(book).drop(columns=["default_12m"]), book)
+
+
+def test_the_champions_held_out_rows_stay_held_out_and_live_rows_split_on_their_own(
+    book: LoanBook,
+) -> None:
+    profile = get_profile("tiny")
+    live = live_applications(_live(book), book)
+    splits = retraining_splits(book, live, profile)
+    champion = split(book.labelled, profile)
+    n = len(book.labelled)
+    for name in ("train", "valid", "test", "out_of_time"):
+        mine, theirs = getattr(splits, name), getattr(champion, name)
+        assert mine[mine < n].tolist() == theirs.tolist(), name  # the book's rows as before
+    everything = sorted(
+        i for part in (splits.train, splits.valid, splits.test, splits.out_of_time) for i in part
+    )
+    assert everything == list(range(n + len(live)))  # each row in exactly one split
+    assert len(splits.train[splits.train >= n]) == 3  # 60 % of the 5 live rows teach it
