@@ -28,7 +28,7 @@ SYSTEM_PACKAGES := redis-server postgresql-15 openjdk-17-jre-headless maven
 
 .PHONY: help setup system-packages lock protos infra-up infra-down infra-status test screenshots test-down test-unit train \
         test-integration test-e2e lint format demo fuzz chaos bench bench-console profile soak mlserver-env bench-import up deploy-tools charts-check services-status services-down down clean \
-        compose-env promote rollback
+        compose-env promote rollback loop
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -82,7 +82,7 @@ infra-status: ## Show whether each local server is up
 
 test: setup ## Run unit, integration and e2e tests on the test instance's own servers, then lint
 	$(TEST_INSTANCE) $(PY) -m infra.local up
-	$(TEST_INSTANCE) $(PY) -m pytest tests/unit tests/integration tests/e2e
+	$(TEST_INSTANCE) $(PY) -m pytest -m "not loop" tests/unit tests/integration tests/e2e
 	$(MAKE) --no-print-directory lint
 
 screenshots: setup ## The browser tests' screenshots of the console's pages into docs/screenshots (the README shows them)
@@ -115,6 +115,10 @@ PROFILE ?= quick
 SOURCE ?= synthetic
 train: infra-up ## Train on PROFILE=tiny|quick|full|xl and SOURCE=synthetic|csv:DIR|parquet:DIR|home-credit:DIR
 	$(PY) -m training all --profile $(PROFILE) --source $(SOURCE)
+
+loop: setup ## Issue 13's acceptance run: a shocked world drifts, a challenger is retrained, shadowed and gated (then promoted and rolled back, or refused); writes .run-test/closing-the-loop.json
+	$(TEST_INSTANCE) $(PY) -m infra.local up
+	$(TEST_INSTANCE) $(PY) -m pytest -m loop tests/e2e/test_closing_the_loop.py
 
 promote: setup ## Promote the challenger if the gate holds: BY=name [VERSION=n] [OUTCOMES_URL=http://127.0.0.1:9107]
 	$(PY) -m training promote --by "$(BY)" $(if $(VERSION),--version $(VERSION)) $(if $(OUTCOMES_URL),--outcomes-url $(OUTCOMES_URL))

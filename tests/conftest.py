@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -53,6 +53,8 @@ class TinyModel:
     book: LoanBook  # the world's loan book, what training read and the simulator replays
     bundle: Path  # the promoted `current` link; its parent is the bundle root
     feast_env: dict[str, str]  # what puts a process (a service under test) in that project
+    trained: Any = None  # training.pipeline.TrainedModels: what registering it in MLflow logs
+    metrics: dict[str, Any] | None = None  # its evaluation, as `make train` logs it
 
 
 @pytest.fixture(scope="session")
@@ -74,12 +76,15 @@ def tiny_model(infra: InfraSettings, tmp_path_factory: pytest.TempPathFactory) -
             infra, profile, loan_book_from_world(world), echo=lambda _line: None
         )
         root = tmp_path_factory.mktemp("bundles")
-        write_bundle(trained, pipeline.evaluate(trained), promote=True, root=root)
+        metrics = pipeline.evaluate(trained)
+        write_bundle(trained, metrics, promote=True, root=root)
     return TinyModel(
         world=world,
         book=loan_book_from_world(world),  # its own copy: training never touches what is replayed
         bundle=root / "current",
         feast_env=feast_env("bundle_test"),
+        trained=trained,
+        metrics=metrics,
     )
 
 

@@ -15,7 +15,8 @@ import numpy as np
 
 from training.paths import ARTIFACTS
 
-BUNDLES = ARTIFACTS / "bundles"
+#: ALAMA_TRAINING_BUNDLES moves it (a test's own root, a volume in a pod)
+BUNDLES = Path(os.environ.get("ALAMA_TRAINING_BUNDLES") or ARTIFACTS / "bundles")
 REFERENCE_BINS = 10
 #: DecisionBand numbers (decisions.proto): how a decision's band reaches the drift monitor.
 BAND_CODES = {"approve": 1, "review": 2, "decline": 3}
