@@ -14,7 +14,8 @@ from services.common.cli import service_cli
 from services.common.liveness import serve_health
 from services.common.logs import configure_logging
 from services.common.telemetry import setup_tracing
-from services.drift.reference import ReferenceMissing, load_reference
+from services.drift.agents import current_reference
+from services.drift.reference import ReferenceMissing
 from services.drift.settings import DriftSettings
 
 console = Console()
@@ -60,7 +61,7 @@ def report(
 
     settings = _settings()
     try:
-        reference = load_reference(settings.bundle_dir)
+        reference = current_reference(settings)
     except ReferenceMissing as exc:
         console.print(f"[red]no reference[/red]: {exc}")
         raise typer.Exit(1) from exc

@@ -10,10 +10,12 @@ the agent never stops on bad input.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -30,7 +32,7 @@ from services.common.kafka import DeadLetterSend
 from services.common.liveness import Liveness
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.drift.alerts import alert_envelope
-from services.drift.metrics import ALERTS, PSI, WINDOW_FILL
+from services.drift.metrics import ALERTS, OTHER_MODEL, PSI, WINDOW_FILL
 from services.drift.monitor import DriftCheck, DriftMonitor
 from services.drift.reference import DriftReference, load_reference
 from services.drift.settings import DriftSettings
@@ -65,6 +67,13 @@ class DriftService:
         async def observe(event: Event[Any]) -> None:
             if not checks:  # a retry (an alert that could not be sent) observes only once
                 decision: CreditDecision = event.payload
+                reference = self.monitor.reference.model_version
+                if decision.model_version and decision.model_version != reference:
+                    # another model's decision (in flight across a promotion or a rollback): its
+                    # inputs are not what this reference describes
+                    OTHER_MODEL.labels(decision.model_version).inc()
+                    checks.append(DriftCheck())
+                    return
                 at = (
                     decision.decided_at.ToDatetime(tzinfo=UTC)
                     if decision.HasField("decided_at")
@@ -88,6 +97,26 @@ class DriftService:
             heartbeat.finished()
         return checks[0] if checks else DriftCheck()
 
+    def follow(self, reference: DriftReference) -> bool:
+        """Compare with `reference` from now on (a promoted or rolled-back champion's), in a
+        window of its own decisions; True when it changed."""
+        if reference.model_version == self.monitor.reference.model_version:
+            return False
+        log.info(
+            "drift reference follows the champion",
+            extra={
+                "previous": self.monitor.reference.model_version,
+                "current": reference.model_version,
+            },
+        )
+        self.monitor = DriftMonitor(
+            reference,
+            window_size=self.settings.window_size,
+            threshold=self.settings.psi_alert_threshold,
+            evaluate_every=self.settings.evaluate_every,
+        )
+        return True
+
     async def _report(self, check: DriftCheck) -> None:
         version = self.monitor.reference.model_version
         WINDOW_FILL.labels(version).set(self.monitor.window.fill)
@@ -110,7 +139,7 @@ def create_drift_app(
     publisher: Publisher | None = None,
 ) -> DriftService:
     """Load the bundle reference (failing clearly when absent) and wire the agent to it."""
-    reference = reference or load_reference(settings.bundle_dir)
+    reference = reference or current_reference(settings)
     monitor = DriftMonitor(
         reference,
         window_size=settings.window_size,
@@ -142,4 +171,25 @@ def create_drift_app(
 
     agent = app.agent(app.topic(settings.decisions_topic), name=AGENT)(watch)
     service = DriftService(settings, monitor, app, agent, publish, consumer)
+
+    @app.timer(settings.reference_check_seconds, name="drift.follow_champion")
+    async def follow_champion() -> None:
+        try:
+            latest = await asyncio.to_thread(current_reference, settings)
+        except Exception:
+            log.exception("the champion's drift reference could not be read; keeping the old one")
+            return
+        service.follow(latest)
+
     return service
+
+
+def current_reference(settings: DriftSettings) -> DriftReference:
+    """The reference of the model that decides now: the `current` link's bundle, or the
+    registry's champion (downloaded into the bundle root when missing)."""
+    if settings.reference_source == "link":
+        return load_reference(Path(settings.bundle_dir).resolve())
+    from services.common.model_registry import CHAMPION, ModelLocator
+
+    locator = ModelLocator(bundle_root=settings.bundle_root)
+    return load_reference(locator.folder(locator.by_alias(CHAMPION).bundle_version))

@@ -15,3 +15,8 @@ WINDOW_FILL = Gauge(
     "Share of the sliding window holding decisions (0-1)",
     ["model_version"],
 )
+OTHER_MODEL = Counter(
+    "alama_drift_other_model_decisions_total",
+    "Decisions of another model than the reference's (across a promotion), not compared",
+    ["model_version"],
+)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -16,6 +18,16 @@ class DriftSettings(StreamWorkerSettings):
     service_name: str = "drift"
     metrics_port: int = service_port(9106)
     bundle_dir: str = "artifacts/bundles/current"
+    reference_source: Literal["link", "registry"] = Field(
+        default="link",
+        description="link: the reference of the bundle `bundle_dir` points at (the training CLI"
+        " moves `current` with the champion); registry: the champion alias's bundle in MLflow"
+        " (MLFLOW_TRACKING_URI), fetched into `bundle_root`",
+    )
+    bundle_root: str = "artifacts/bundles"
+    reference_check_seconds: float = Field(
+        default=30.0, gt=0, description="how often the champion is looked up again"
+    )
     window_size: int = Field(default=1000, ge=1)
     psi_alert_threshold: float = 0.25
     evaluate_every: int = Field(

@@ -18,10 +18,10 @@ from services.drift.settings import DriftSettings
 from tests.unit.drift.conftest import VERSION, reference_sample
 
 
-def _decision(i: int, income: float, tenure: float, score: float) -> bytes:
+def _decision(i: int, income: float, tenure: float, score: float, version: str = VERSION) -> bytes:
     decision = CreditDecision(
         decision_id=f"d-{i}",
-        model_version=VERSION,
+        model_version=version,
         score=round(score),
         features={"income": income, "tenure": tenure},
     )
@@ -72,3 +72,42 @@ async def test_agent_updates_gauges_and_publishes_one_alert(reference: DriftRefe
 def test_missing_bundle_stops_the_service_with_a_clear_message(tmp_path: Path) -> None:
     with pytest.raises(ReferenceMissing, match="make train"):
         create_drift_app(DriftSettings(bundle_dir=str(tmp_path / "missing")))
+
+
+async def test_the_monitor_follows_the_champion_and_leaves_other_models_decisions_out(
+    reference: DriftReference,
+) -> None:
+    from dataclasses import replace
+
+    published: list[tuple[str, EventEnvelope]] = []
+
+    async def publish(
+        topic: str, envelope: EventEnvelope, headers: list[tuple[str, bytes]]
+    ) -> None:
+        published.append((topic, envelope))
+
+    settings = DriftSettings(
+        window_size=100, evaluate_every=50, consumer_group="alama-unit-follow", alerts_topic="a.f"
+    )
+    service = create_drift_app(settings, reference, publisher=publish)
+    rows = reference_sample(150, seed=5)
+    rows["score"] += 200.0  # far from the reference: every window of them alerts
+    promoted = replace(reference, model_version="promoted-bundle")
+
+    def other(i: int, row: object) -> bytes:
+        values = (row.income, row.tenure, row.score)  # type: ignore[attr-defined]
+        return _decision(i, *values, version="promoted-bundle")
+
+    before = _gauge("alama_drift_other_model_decisions_total", model_version="promoted-bundle")
+    async with service.agent.test_context() as agent:
+        # the new champion's decisions before drift follows it: not compared with the old one
+        for i, row in enumerate(rows.itertuples(index=False)):
+            await agent.put(other(i, row))
+        assert service.monitor.window.fill == 0.0 and published == []
+        assert service.follow(promoted) and not service.follow(promoted)
+        for i, row in enumerate(rows.itertuples(index=False)):
+            await agent.put(other(1000 + i, row))
+    after = _gauge("alama_drift_other_model_decisions_total", model_version="promoted-bundle")
+    assert (after or 0) - (before or 0) == len(rows)
+    alerts = [decode(encode(e), DriftAlert) for t, e in published if t == "a.f"]
+    assert alerts and {a.payload.model_version for a in alerts} == {"promoted-bundle"}
