@@ -20,7 +20,13 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from services.common.model_registry import BUNDLE_TAG, CHALLENGER, CHAMPION, PREVIOUS
+from services.common.model_registry import (
+    BUNDLE_TAG,
+    CHALLENGER,
+    CHAMPION,
+    NOT_FOUND_CODES,
+    PREVIOUS,
+)
 from training.gate import Check, GateResult
 
 __all__ = [
@@ -103,10 +109,14 @@ class Registry:
         self.client = client or MlflowClient()
 
     def version_of(self, alias: str) -> str | None:
+        """The version an alias points at; None only when the registry says there is none (an
+        outage is raised: taken for "no champion" it would crown a model with no gate)."""
         try:
             return str(self.client.get_model_version_by_alias(self.model_name, alias).version)
-        except MlflowException:
-            return None
+        except MlflowException as exc:
+            if exc.error_code in NOT_FOUND_CODES:
+                return None
+            raise
 
     def bundle_of(self, version: str) -> str | None:
         tags = self.client.get_model_version(self.model_name, version).tags

@@ -62,6 +62,8 @@ def live_applications(rows: pd.DataFrame, book: LoanBook) -> pd.DataFrame:
     live["applied_at"] = pd.to_datetime(live["applied_at"], utc=True)
     live["outcome_at"] = pd.to_datetime(live["outcome_at"], utc=True)
     known = set(book.members["member_id"].astype(str))
+    # the book's tenant only: another SACCO's member numbers may collide with this one's
+    live = live[live["sacco_id"].astype(str) == book.tenant]
     live = live[live["member_id"].astype(str).isin(known)]
     live = live[~live["application_id"].isin(set(book.applications["application_id"]))]
     live = live[live["outcome_at"] > live["applied_at"]]
@@ -75,34 +77,29 @@ def live_applications(rows: pd.DataFrame, book: LoanBook) -> pd.DataFrame:
 
 def retraining_splits(book: LoanBook, live: pd.DataFrame, profile: Any) -> Any:
     """The champion's own split of the book (the same rows held out, so the gate compares the two
-    on rows neither learnt from), and the live rows split 60/20/20 on their own: most teach the
-    challenger the world as it is now, a fifth is held out to judge it there."""
+    on rows neither learnt from), and each live row's split fixed by its application id (a hash:
+    3 in 5 teach the challenger the world as it is now, 1 validates, 1 is held out to judge it),
+    so a row keeps its split in every later retraining too, whatever else joins."""
+    import hashlib
+
     import numpy as np
-    from sklearn.model_selection import train_test_split
 
     from training.pipeline import Splits, split
 
     base = split(book.labelled, profile)
     n = len(book.labelled)
+    slot = np.array(
+        [
+            int(hashlib.sha256(str(a).encode()).hexdigest()[:8], 16) % 5
+            for a in live["application_id"]
+        ],
+        dtype=np.int64,
+    )
     rows = np.arange(len(live))
-    y = live["default_12m"].to_numpy(dtype=np.int64)
-
-    def cut(index: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:
-        if len(index) < 2:
-            return index, index[:0]
-        labels = y[index]
-        stratify = labels if min(np.bincount(labels, minlength=2)) >= 2 else None
-        a, b = train_test_split(
-            index, test_size=share, stratify=stratify, random_state=profile.seed
-        )
-        return np.sort(a), np.sort(b)
-
-    train, hold = cut(rows, 0.4)
-    valid, test = cut(hold, 0.5)
     return Splits(
-        np.concatenate([base.train, n + train]),
-        np.concatenate([base.valid, n + valid]),
-        np.concatenate([base.test, n + test]),
+        np.concatenate([base.train, n + rows[slot < 3]]),
+        np.concatenate([base.valid, n + rows[slot == 3]]),
+        np.concatenate([base.test, n + rows[slot == 4]]),
         base.out_of_time,
     )
 
@@ -290,8 +287,8 @@ def main(
             bundle_root=bundle_root,
         )
     except RetrainRefused as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+        typer.echo(f"refused: {exc}", err=True)
+        raise typer.Exit(code=3) from None  # 2 is a usage error (click's)
     text = json.dumps(out, indent=2, default=str)
     if result is not None:
         result.write_text(text + "\n")

@@ -53,7 +53,9 @@ class RegistryUnavailable(TransientFailure):
 
 
 #: MLflow's answers that mean "no such thing", as opposed to "could not ask"
-_NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+#: MLflow's answers for "no such alias, version or model" (anything else is an outage)
+NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+_NOT_FOUND_CODES = NOT_FOUND_CODES
 
 
 def _missing_local_store(uri: str) -> Path | None:

@@ -498,18 +498,26 @@ def _record_agent(
 
 
 async def _tables_recovered(app: faust.App) -> None:
-    """Wait until the tables have been recovered from their changelogs once.
+    """Wait while the tables are being recovered from their changelogs, within bounds.
 
     A worker's first assignment has no revocation step, so Faust does not suspend its flow:
     records fetched between the assignment and the pause that precedes recovery reach the
     agents while the tables are still empty. Applied then, an event is saved into an empty
     history that the recovery overwrites with the changelog's, and the event is lost (the
-    restart test once lost exactly the first transaction after a restart so). Waiting here is
-    safe: recovery never waits for the agents, later rebalances find the event set, and the
-    records held meanwhile are also redelivered from the committed offset, which the histories
-    ignore as duplicates.
+    restart test once lost exactly the first transaction after a restart so). Faust marks the
+    whole rebalance, recovery included, with `app.rebalancing`, so the agent waits while it is
+    set. It stops waiting when another rebalance begins (that one's revocation waits for this
+    batch to be acknowledged: waiting on would deadlock the worker) or after the broker's
+    session timeout, so a stuck recovery cannot stall the worker. The records held meanwhile
+    are redelivered from the committed offset too; the histories ignore them as duplicates.
     """
-    await app.tables.wait_until_recovery_completed()  # at once when recovery never started
+    if not getattr(app, "rebalancing", False):
+        return
+    loop = asyncio.get_running_loop()
+    began = app.rebalancing_count
+    deadline = loop.time() + float(app.conf.broker_session_timeout)
+    while app.rebalancing and app.rebalancing_count == began and loop.time() < deadline:  # noqa: ASYNC110 - Faust has no event for it
+        await asyncio.sleep(0.05)
 
 
 def _batch_agent(

@@ -66,9 +66,11 @@ def run_now(
     async def once() -> str:
         store = await open_store(settings)
         try:
-            runner = Runner(store, settings)
-            await runner.restore()
-            return await runner.run(Due("manual", reason, ()))
+            # the service's own run is not this command's to abandon, nor to train beside
+            busy = [r.run_id for r in await store.runs(50) if r.status == "running"]
+            if busy:
+                return f"not started: run {busy[0]} is in progress"
+            return await Runner(store, settings).run(Due("manual", reason, ()))
         finally:
             await store.pool.close()
 

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from services.retrainer.metrics import LABELLED, LAST_CHALLENGER, RUN_SECONDS, RUNS
 from services.retrainer.policy import Due, Policy, Waiting, decide
@@ -25,7 +26,17 @@ from services.retrainer.settings import RetrainerSettings
 from services.retrainer.store import RetrainerStore
 
 log = logging.getLogger(__name__)
-REFUSED_EXIT = 2
+#: training.retrain's exit code for a refusal (nothing new to learn from); usage errors are 2
+REFUSED_EXIT = 3
+
+
+def _result(path: Path) -> dict[str, Any] | None:
+    """The job's JSON result, None when it wrote none."""
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _tail(path: Path, chars: int = 2000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
 
 def policy_of(settings: RetrainerSettings) -> Policy:
@@ -112,12 +123,34 @@ class Runner:
         clock = time.perf_counter()
         try:
             code = await self._job(command, output)
+            status = await self._record(run_id, due, code, result, output, len(rows), started)
+        except asyncio.CancelledError:
+            raise  # stopping: the next start marks the run failed (restore)
+        except Exception as exc:  # a timeout, an unreadable result: never left as running
+            log.exception("retraining failed", extra={"run": run_id})
+            status = "failed"
+            await self.store.finish_run(
+                run_id, status, self.clock(), live_rows=len(rows), detail={"error": repr(exc)}
+            )
         finally:
             self.running = False
             RUN_SECONDS.set(time.perf_counter() - clock)
+        RUNS.labels(due.trigger, status).inc()
+        return status
+
+    async def _record(
+        self,
+        run_id: str,
+        due: Due,
+        code: int,
+        result: Path,
+        output: Path,
+        rows: int,
+        started: datetime,
+    ) -> str:
         finished = self.clock()
-        if code == 0 and result.exists():
-            out = json.loads(result.read_text())
+        out = _result(result) if code == 0 else None
+        if out is not None:
             await self.store.finish_run(
                 run_id,
                 "registered",
@@ -130,17 +163,15 @@ class Runner:
             )
             self.last_success_at = started
             LAST_CHALLENGER.set(finished.timestamp())
-            status = "registered"
-        else:
-            status = "refused" if code == REFUSED_EXIT else "failed"
-            tail = output.read_text(errors="replace")[-2000:] if output.exists() else ""
-            await self.store.finish_run(
-                run_id, status, finished, live_rows=len(rows), detail={"exit": code, "log": tail}
-            )
-            log.warning(
-                "retraining did not register a challenger", extra={"run": run_id, "status": status}
-            )
-        RUNS.labels(due.trigger, status).inc()
+            return "registered"
+        status = "refused" if code == REFUSED_EXIT else "failed"
+        tail = _tail(output)
+        await self.store.finish_run(
+            run_id, status, finished, live_rows=rows, detail={"exit": code, "log": tail}
+        )
+        log.warning(
+            "retraining did not register a challenger", extra={"run": run_id, "status": status}
+        )
         return status
 
     async def _job(self, command: list[str], output: Path) -> int:

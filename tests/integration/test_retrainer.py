@@ -48,7 +48,7 @@ with open(args["--result"] + ".args", "w") as f:
     json.dump({"args": args, "ids": sorted(rows["application_id"]),
                "defaults": int(rows["default_12m"].sum())}, f)
 if args["--trigger"] == "manual":
-    sys.exit(2)  # the job's refusal
+    sys.exit(3)  # the job's refusal (2 is a usage error)
 with open(args["--result"], "w") as f:
     json.dump({"model_version": "7", "bundle_version": "tiny-retrained", "live_rows": len(rows)}, f)
 """
@@ -186,7 +186,7 @@ async def test_a_refused_run_leaves_the_alerts_open_and_a_stopped_run_is_marked_
         await runner.restore()
         assert await runner.run(Due("manual", "asked by hand", ())) == "refused"
         (run,) = await store.runs()
-        assert run.status == "refused" and run.detail is not None and run.detail["exit"] == 2
+        assert run.status == "refused" and run.detail is not None and run.detail["exit"] == 3
 
         await store.start_run("left-behind", "schedule", "a stopped retrainer", datetime.now(UTC))
         again = Runner(store, settings)

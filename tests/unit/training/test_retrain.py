@@ -32,7 +32,7 @@ def _live(book: LoanBook) -> pd.DataFrame:
         {
             "application_id": f"live-{i}",
             "member_id": members[i],
-            "sacco_id": "sacco-dev",
+            "sacco_id": book.tenant,
             "applied_at": later + pd.Timedelta(days=30 + i),
             "product": "emergency",
             "amount_kes": 10_000.0 + i,
@@ -42,9 +42,11 @@ def _live(book: LoanBook) -> pd.DataFrame:
         }
         for i in range(5)
     ]
-    # a member the book does not know (no protected attributes, no history), a replay of a
+    # a member the book does not know (no protected attributes, no history), another SACCO's
+    # member with the same number (its features are under its own tenant), a replay of a
     # book application, an outcome before its application and a duplicate: all left out
     rows.append(rows[0] | {"application_id": "live-stranger", "member_id": "nobody"})
+    rows.append(rows[0] | {"application_id": "live-other-sacco", "sacco_id": "another-sacco"})
     rows.append(rows[0] | {"application_id": str(book.applications["application_id"].iloc[0])})
     rows.append(rows[0] | {"application_id": "live-early", "outcome_at": rows[0]["applied_at"]})
     rows.append(rows[1])
@@ -89,4 +91,10 @@ def test_the_champions_held_out_rows_stay_held_out_and_live_rows_split_on_their_
         i for part in (splits.train, splits.valid, splits.test, splits.out_of_time) for i in part
     )
     assert everything == list(range(n + len(live)))  # each row in exactly one split
-    assert len(splits.train[splits.train >= n]) == 3  # 60 % of the 5 live rows teach it
+    # each live row's split is its own: the same with more rows beside it (a later retraining)
+    more = pd.concat([live, live.assign(application_id=live["application_id"] + "-b")])
+    again = retraining_splits(book, more, profile)
+    for name in ("train", "valid", "test"):
+        first = set(getattr(splits, name)[getattr(splits, name) >= n] - n)
+        later = set(getattr(again, name)[getattr(again, name) >= n] - n)
+        assert first == {i for i in later if i < len(live)}, name
