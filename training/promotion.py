@@ -222,7 +222,10 @@ def promote(
     return asyncio.run(
         _move_and_record(
             lambda: registry.promote(
-                version, requested_by, None if verdict is None else verdict.result
+                version,
+                requested_by,
+                None if verdict is None else verdict.result,
+                judged_against=None if verdict is None else verdict.champion,
             ),
             {} if verdict is None else verdict.rows,
             settings,

@@ -149,11 +149,22 @@ class Registry:
         )
 
     def promote(
-        self, version: str, requested_by: str, verdict: GateResult | None
+        self,
+        version: str,
+        requested_by: str,
+        verdict: GateResult | None,
+        judged_against: str | None = None,
     ) -> RegistryChange:
         """Move `champion` to `version` if the gate passed. `verdict` None is allowed only when
-        there is no champion yet (the first model has nothing to be compared with)."""
+        there is no champion yet (the first model has nothing to be compared with).
+        `judged_against`: the champion the gate compared it with; a champion that changed since
+        (a rollback or another promotion meanwhile) refuses, since the verdict is not about it."""
         current = self.version_of(CHAMPION)
+        if judged_against is not None and current != judged_against:
+            raise PromotionRefused(
+                f"the champion is version {current}, not version {judged_against} the gate"
+                " compared the challenger with: run promote again"
+            )
         if verdict is None and current is not None:
             raise ValueError("a champion exists: promotion needs the gate's verdict")
         if verdict is not None and not verdict.passed:

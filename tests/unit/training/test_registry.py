@@ -87,3 +87,27 @@ def test_nothing_to_roll_back_to_is_refused(registry: Registry) -> None:
     with pytest.raises(PromotionRefused):
         registry.rollback("ops")
     assert registry.version_of(CHAMPION) == "3"
+
+
+def test_a_verdict_about_another_champion_promotes_nothing(registry: Registry) -> None:
+    """Between the gate's verdict and the move the champion changed (a rollback, another
+    promotion): the verdict compared the challenger with a model that no longer decides."""
+    registry.promote("1", "ops", None)
+    registry.promote("2", "ops", _verdict(passed=True), judged_against="1")
+    with pytest.raises(PromotionRefused, match="not version 1 the gate compared"):
+        registry.promote("3", "ops", _verdict(passed=True), judged_against="1")
+    assert registry.version_of(CHAMPION) == "2"
+    assert (
+        registry.promote("3", "ops", _verdict(passed=True), judged_against="2").model_version == "3"
+    )
+
+
+def test_an_unreachable_registry_is_not_taken_for_no_champion(tmp_path: Path) -> None:
+    from mlflow.exceptions import MlflowException
+
+    class Down:
+        def get_model_version_by_alias(self, *_args: object) -> None:
+            raise MlflowException("connection refused", error_code="INTERNAL_ERROR")
+
+    with pytest.raises(MlflowException, match="connection refused"):
+        Registry(MODEL, Down()).version_of(CHAMPION)  # type: ignore[arg-type]
