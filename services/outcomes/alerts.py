@@ -5,9 +5,14 @@ metrics.json, the same reference the gauges and the Prometheus rule use), or who
 
 Judged per bundle and month with every tenant pooled, since the alert is about the model (the
 message names no tenant) and only a pooled month reaches the minimum of matured loans early; the
-per-tenant view stays in the gauges and the alert rule. Point estimates decide, as in the gate.
-An alert is recorded in the store before it is published and its id is derived from its key,
-so a breach that lasts is alerted once, and a republish after a crash is recognised downstream.
+per-tenant view stays in the gauges and the alert rule. Unlike the gate, which must vouch for a
+challenger before it decides anyone's loan, an alert needs evidence: for AUC the whole bootstrap
+95 % interval below the bar; for ECE a value above 0.02 that no calibrated model would show on
+as many loans 95 % of the time. On a few hundred loans ECE's sampling noise alone is about 0.02
+(a perfectly calibrated model's point estimate passes it in most months), and an alert answered
+by a retraining costs minutes of CPU and a new challenger, so noise must not raise one. An alert
+is recorded in the store before it is published and its id is derived from its key, so a breach
+that lasts is alerted once, and a republish after a crash is recognised downstream.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from services.common.envelope import wrap
 from services.common.model_metrics import expected_calibration_error
@@ -29,6 +33,7 @@ from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 from services.common.protos.alama.events.v1.models_pb2 import ModelPerformanceAlert
 from services.outcomes.live import month_of
 from services.outcomes.metrics import PERFORMANCE_ALERTS
+from services.outcomes.performance import SEED, _interval
 from services.outcomes.store import OutcomeRow, OutcomesStore, PerformanceAlertRow
 
 AUC_DROP = "auc_drop"
@@ -68,16 +73,28 @@ def breaches(rows: Sequence[OutcomeRow], reference: Reference, rule: AlertRule) 
         y = np.array([r.defaulted for r in group], dtype=np.float64)
         p = np.array([r.probability_of_default for r in group], dtype=np.float64)
         ref_auc, ref_ece = reference(version)
+        rng = np.random.default_rng(SEED)
         if ref_auc is not None and 0 < y.sum() < len(y):
-            auc = float(roc_auc_score(y, p))
+            auc = _interval(y, p, "auc", rng)
             bar = (1 - rule.auc_drop) * ref_auc
-            if auc < bar:
-                found.append(Breach(version, month, AUC_DROP, auc, ref_auc, bar, len(group)))
+            if auc.value is not None and auc.high is not None and auc.high < bar:
+                found.append(Breach(version, month, AUC_DROP, auc.value, ref_auc, bar, len(group)))
         ece = expected_calibration_error(y, p)
-        if ece > rule.ece_max:
+        if ece > max(rule.ece_max, calibrated_ece(p, rng)):
             ref = math.nan if ref_ece is None else ref_ece
             found.append(Breach(version, month, ECE, ece, ref, rule.ece_max, len(group)))
     return found
+
+
+def calibrated_ece(p: np.ndarray, rng: np.random.Generator, samples: int = 200) -> float:
+    """The ECE a perfectly calibrated model shows on these loans 95 % of the time: outcomes
+    drawn from its own PDs. (A bootstrap interval of ECE cannot say this: resampling only adds
+    noise, so even a calibrated model's interval lies above its point estimate.)"""
+    draws = [
+        expected_calibration_error((rng.random(len(p)) < p).astype(float), p)
+        for _ in range(samples)
+    ]
+    return float(np.percentile(draws, 95))
 
 
 def alert_id(model_version: str, month: str, metric: str) -> str:

@@ -113,14 +113,18 @@ async def test_shifted_decisions_raise_a_drift_alert(
     await service.app.start()
     try:
         calm = sample.iloc[:1000]
-        await _publish_all(settings.infra, scratch_topic.name, _decisions(calm, "v"))
+        await _publish_all(
+            settings.infra, scratch_topic.name, _decisions(calm, reference.model_version)
+        )
         await _wait_for(lambda: window.seen >= len(calm))
         assert _alerts_counted(reference.model_version) == before
         assert await _end_offset(settings.infra, alerts.name) == 0
 
         shifted = sample.iloc[1000:1600].copy()
         shifted[SHIFTED] *= 5.0
-        await _publish_all(settings.infra, scratch_topic.name, _decisions(shifted, "v"))
+        await _publish_all(
+            settings.infra, scratch_topic.name, _decisions(shifted, reference.model_version)
+        )
         records = await read_topic(settings.infra, alerts.name, 1, within=60)
     finally:
         await service.app.stop()
@@ -141,7 +145,11 @@ def test_report_writes_html_with_the_feature_names(
 ) -> None:
     reference = load_reference(tiny_bundle)
     sample = pd.read_parquet(reference.sample_path).iloc[:300]
-    asyncio.run(_publish_all(service_settings.infra, scratch_topic.name, _decisions(sample, "v")))
+    asyncio.run(
+        _publish_all(
+            service_settings.infra, scratch_topic.name, _decisions(sample, reference.model_version)
+        )
+    )
     monkeypatch.setenv("ALAMA_KAFKA_BOOTSTRAP", service_settings.infra.kafka_bootstrap)
     monkeypatch.setenv("ALAMA_DRIFT_BUNDLE_DIR", str(tiny_bundle))
     monkeypatch.setenv("ALAMA_DRIFT_DECISIONS_TOPIC", scratch_topic.name)
@@ -173,8 +181,8 @@ async def test_poison_decisions_are_dead_lettered_and_the_agent_goes_on(
     )
     reference = load_reference(tiny_bundle)
     sample = pd.read_parquet(reference.sample_path)
-    good = list(_decisions(sample.iloc[:50], "v"))
-    far, nul = list(_decisions(sample.iloc[50:52], "v"))
+    good = list(_decisions(sample.iloc[:50], reference.model_version))
+    far, nul = list(_decisions(sample.iloc[50:52], reference.model_version))
     far.decided_at.seconds = 10**13
     nul.decision_id = "d-\x00"
     service = create_drift_app(settings, reference)

@@ -105,3 +105,25 @@ def test_an_alert_id_is_its_key_so_a_republish_is_recognised() -> None:
         300,
     )
     assert event.raised_at.ToDatetime(tzinfo=UTC) == JUNE
+
+
+def test_a_calibrated_model_on_a_few_hundred_loans_raises_nothing_on_noise() -> None:
+    """At 200 matured loans a perfectly calibrated model's ECE point estimate is above 0.02 in
+    most months (sampling noise alone); an alert needs the whole interval beyond the bar."""
+    months = [_rows(200, "v1", JUNE, noise=0.0, bias=0.0, seed=100 + s) for s in range(12)]
+    from services.common.model_metrics import expected_calibration_error
+
+    noisy = [
+        expected_calibration_error(
+            np.array([r.defaulted for r in m], dtype=float),
+            np.array([r.probability_of_default for r in m]),
+        )
+        > 0.02
+        for m in months
+    ]
+    assert sum(noisy) >= 6  # the point estimate alone would have alerted most months
+    auc = roc_auc_score(
+        [r.defaulted for m in months for r in m],
+        [r.probability_of_default for m in months for r in m],
+    )
+    assert all(breaches(m, _reference(auc), AlertRule()) == [] for m in months)
