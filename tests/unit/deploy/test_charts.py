@@ -75,7 +75,7 @@ WITH_PDB = {"gateway", "scoring", "explanation", "feature-store", "audit", "cons
 RELEASE = "alama"
 MLFLOW = "http://mlflow.mlops:5000"
 #: the charts that talk to MLflow's tracking server when there is one
-MLFLOW_CLIENTS = {"scoring", "explanation", "retrainer"}
+MLFLOW_CLIENTS = {"drift", "scoring", "explanation", "retrainer"}
 #: every service on mTLS: the brokers' CA and one client certificate per service
 MTLS = (
     "global.kafka.securityProtocol=SSL",
@@ -687,7 +687,7 @@ def test_link_mode_without_a_tracking_server(manifests: list[Manifest]) -> None:
 def test_registry_mode_follows_mlflow_and_downloads_into_a_writable_root(helm: Helm) -> None:
     """global.mlflow.trackingUri set: scoring follows the champion alias, scoring and
     explanation download bundles from MLflow into an emptyDir, the retrainer registers there;
-    drift and outcomes keep reading the bundle claim."""
+    drift takes its reference from the champion the same way; outcomes keeps reading the claim."""
     docs = helm.render("alama", f"global.mlflow.trackingUri={MLFLOW}")
     configs = {n: c["data"] for n, c in of_kind(docs, "ConfigMap").items()}
     told = {n for n, data in configs.items() if data.get("MLFLOW_TRACKING_URI") == MLFLOW}
@@ -698,14 +698,17 @@ def test_registry_mode_follows_mlflow_and_downloads_into_a_writable_root(helm: H
     assert "ALAMA_SCORING_BUNDLE_DIR" not in scoring
     assert configs["explanation"]["ALAMA_EXPLANATION_MODEL_REGISTRY"] == "true"
     assert configs["explanation"]["ALAMA_EXPLANATION_BUNDLE_ROOT"] == "/app/artifacts/bundles"
+    assert configs["drift"]["ALAMA_DRIFT_REFERENCE_SOURCE"] == "registry"
+    assert configs["drift"]["ALAMA_DRIFT_BUNDLE_ROOT"] == "/app/artifacts/bundles"
+    assert "ALAMA_DRIFT_BUNDLE_DIR" not in configs["drift"]
     deployments = of_kind(docs, "Deployment")
-    for name in ("scoring", "explanation"):
+    for name in ("scoring", "explanation", "drift"):
         pod = deployments[name]["spec"]["template"]["spec"]
         volume = {v["name"]: v for v in pod["volumes"]}["bundle"]
         assert "emptyDir" in volume and "persistentVolumeClaim" not in volume, name
         mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "bundle")
         assert not mount.get("readOnly"), f"{name} downloads bundles into its root"
-    for name in ("drift", "outcomes"):
+    for name in ("outcomes",):
         pod = deployments[name]["spec"]["template"]["spec"]
         volume = {v["name"]: v for v in pod["volumes"]}["bundle"]
         assert volume["persistentVolumeClaim"]["readOnly"] is True, name
