@@ -69,6 +69,17 @@ def _run(command: list[str], what: str) -> None:
         sys.exit(result.returncode)
 
 
+def _has_champion() -> bool:
+    """Whether MLflow's registry names a champion (scoring serves it)."""
+    from services.common.model_registry import CHAMPION, ModelLocator, ModelNotFound
+
+    try:
+        ModelLocator().by_alias(CHAMPION)
+    except ModelNotFound:
+        return False
+    return True
+
+
 def ensure_model() -> dict[str, Any]:
     """The promoted bundle's manifest; trains the quick profile first when there is none, or
     when the promoted one predates hashed drift references (drift would refuse it)."""
@@ -81,6 +92,14 @@ def ensure_model() -> dict[str, Any]:
     if stale or not manifest_path.exists():
         console.print("no usable promoted model: training the quick profile (a few minutes)")
         _run([sys.executable, "-m", "training", "all", "--profile", "quick"], "training")
+    elif not _has_champion():
+        # a bundle trained before serving followed the registry: make it the first champion
+        console.print("the model registry has no champion: registering the promoted model")
+        track = [sys.executable, "-m", "training", "track", "--profile", "quick"]
+        if subprocess.run(track, cwd=REPO).returncode != 0:
+            # no run of this code to register (none kept, or one an older version wrote)
+            console.print("the promoted model cannot be registered: training the quick profile")
+            _run([sys.executable, "-m", "training", "all", "--profile", "quick"], "training")
     manifest = json.loads((BUNDLE / "manifest.json").read_text())
     metrics = json.loads((BUNDLE / "metrics.json").read_text())
     test = metrics.get("test", {})
