@@ -23,6 +23,7 @@ import onnxruntime as ort
 
 from services.common import features as F
 from services.common.decision import Calibrator, DecisionBands, EnsembleWeights, Scorecard
+from services.common.onnx_sessions import open_session
 from services.common.tabular_bundle import (
     BundleFileError,
     TabularBundle,
@@ -50,11 +51,7 @@ class Scores:
 
 
 def _session(path: Path, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return open_session(path, threads)
 
 
 @dataclass

@@ -27,6 +27,7 @@ import onnxruntime as ort
 import pandas as pd
 
 from services.common.decision import Calibrator, DecisionBands, Scorecard
+from services.common.onnx_sessions import open_session
 from services.common.protos.alama.events.v1.decisions_pb2 import ReasonCode
 
 #: 2: a version, the explanation terms and the drift reference (format 1 cannot be served).
@@ -413,15 +414,7 @@ def load_tabular_bundle(path: Path | str, *, threads: int = 1) -> TabularBundle:
             raise TabularBundleError("the native LightGBM's features differ from the manifest's")
     else:
         additive = AdditiveTerms.from_dict(explanation, len(encoding.feature_names))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(
-        str(bundle_file(folder, model["file"], files[model["file"]])),
-        options,
-        providers=["CPUExecutionProvider"],
-    )
+    session = open_session(bundle_file(folder, model["file"], files[model["file"]]), threads)
     return TabularBundle(
         version=str(manifest["version"]),
         path=folder,

@@ -33,6 +33,10 @@ class ConsoleSettings(ConsumerSettings):
     port: int = service_port(8090)
     consumer_group: str = "console"
     max_batch: int = Field(default=256, ge=1)
+    # off the synchronous path: a fetch waits for a batch (at most 200 ms), so each decision does
+    # not cost its own fetch, commit and transaction (with the defaults it did, at 3.5 CPU ms each)
+    consumer_fetch_min_bytes: int = Field(default=65536, ge=1)
+    consumer_fetch_max_wait_ms: int = Field(default=200, ge=0, le=10_000)
     decisions_topic: str = CREDIT_DECISIONS
     applications_topic: str = LOAN_APPLICATIONS
     review_outcomes_topic: str = REVIEW_OUTCOMES

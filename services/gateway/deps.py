@@ -40,12 +40,12 @@ api_key_scheme = APIKeyHeader(
 )
 
 
-def get_settings(request: Request) -> GatewaySettings:
+async def get_settings(request: Request) -> GatewaySettings:
     settings: GatewaySettings = request.app.state.settings
     return settings
 
 
-def get_backends(request: Request) -> Backends:
+async def get_backends(request: Request) -> Backends:
     backends: Backends | None = getattr(request.app.state, "backends", None)
     if backends is None:
         raise RuntimeError("the gateway's backends are not open: the lifespan did not run")
@@ -57,6 +57,8 @@ def serving_model(request: Request) -> ServingModel:
     return model
 
 
+# async on purpose: FastAPI runs a plain `def` dependency in a worker thread, a hand-off that
+# cost more than the rest of the request's dependencies together
 SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
 BackendsDep = Annotated[Backends, Depends(get_backends)]
 

@@ -100,3 +100,24 @@ def test_an_envelope_without_a_timestamp_still_decodes() -> None:
     envelope.CopyFrom(wrap(LoanApplicationSubmitted(application_id="a"), producer="t"))
     envelope.ClearField("occurred_at")
     assert decode(encode(envelope)).payload.application_id == "a"  # type: ignore[attr-defined]
+
+
+def test_a_fault_deep_in_repeated_and_mapped_messages_is_found_and_named() -> None:
+    """Every consumer's quick walk skips numbers and builds no paths: it must still reach a
+    string in a repeated field, a message in a map and the items of a repeated message."""
+    coded = ReviewOutcome(application_id="a", reason_codes=["R1", "R2\x00"])
+    with pytest.raises(EnvelopeError, match=r"reason_codes\[1\]") as caught:
+        decode(encode(wrap(coded, producer="t")))
+    assert caught.value.reason == "nul_in_string"
+    long = CreditDecision(decision_id="d", sequences={"repayments": {"values": [0.0] * 3}})
+    long.sequences["mobile_money"].values.extend([0.0] * (MAX_ITEMS + 1))
+    with pytest.raises(EnvelopeError, match=r"sequences\['mobile_money'\]") as caught:
+        decode(encode(wrap(long, producer="t")))
+    assert caught.value.reason == "too_many_items"
+    third = CreditDecision(
+        decision_id="d",
+        reasons=[ReasonCode(code="R1"), ReasonCode(code="R2"), ReasonCode(code="R3" * 40_000)],
+    )
+    with pytest.raises(EnvelopeError, match=r"reasons\[2\]\.code") as caught:
+        decode(encode(wrap(third, producer="t")))
+    assert caught.value.reason == "string_too_long"
