@@ -27,7 +27,7 @@ TEST_INSTANCE := ALAMA_RUN_DIR=$(CURDIR)/.run-test ALAMA_PORT_OFFSET=10000
 SYSTEM_PACKAGES := redis-server postgresql-15 openjdk-17-jre-headless maven
 
 .PHONY: help setup system-packages lock protos infra-up infra-down infra-status test screenshots test-down test-unit train \
-        test-integration test-e2e lint format demo fuzz chaos bench bench-console profile soak mlserver-env bench-import up deploy-tools charts-check services-status services-down down clean \
+        test-integration test-e2e lint format demo fuzz chaos bench bench-quick bench-console profile soak mlserver-env bench-import up deploy-tools charts-check services-status services-down down clean \
         compose-env promote rollback loop
 
 help: ## List the targets
@@ -149,6 +149,9 @@ chaos: infra-up ## Break one thing at a time under load (kill -9 each service, r
 
 bench: infra-up mlserver-env ## Measure the running system beside MLServer (API at 50/200/500/1000 req/s, CPU per process, batch, ONNX floor, pipeline); writes bench/results/latest.json and .md
 	$(PY) -m bench
+
+bench-quick: infra-up ## The synchronous path alone at RATES (default 50,100,200) for SECONDS each: p50/p95/p99 and CPU per request by process, for a before-and-after (bench/results/quick.json and .md)
+	$(PY) -m bench.quick --rates $(or $(RATES),50,100,200) --seconds $(or $(SECONDS),30)
 
 bench-console: infra-up ## The console's queue and item pages with 100,000 decisions and 10,000 open items (bench/results/console-queue.json and .md)
 	$(PY) -m bench.console_queue
