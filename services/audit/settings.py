@@ -68,7 +68,7 @@ class AuditSettings(ConsumerSettings):
     max_batch: int = Field(default=500, ge=1, description="events appended in one transaction")
     # off the synchronous path: batches of events per transaction
     consumer_fetch_min_bytes: int = Field(default=65536, ge=1)
-    consumer_fetch_max_wait_ms: int = Field(default=50, ge=0, le=10_000)
+    consumer_fetch_max_wait_ms: int = Field(default=150, ge=0, le=10_000)
 
     writer_user: str = Field(
         default=AUDIT_WRITER_ROLE, description="the role the service appends as: INSERT, SELECT"

@@ -54,6 +54,6 @@ class ExplanationSettings(ConsumerSettings):
     max_batch: int = Field(default=256, ge=1, description="decisions explained per batch")
     # off the synchronous path: batches of decisions, not one fetch and commit each
     consumer_fetch_min_bytes: int = Field(default=65536, ge=1)
-    consumer_fetch_max_wait_ms: int = Field(default=50, ge=0, le=10_000)
+    consumer_fetch_max_wait_ms: int = Field(default=150, ge=0, le=10_000)
     explain_threads: int = Field(default=1, ge=1, description="worker threads running SHAP")
     top_reasons: int = 4

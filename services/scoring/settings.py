@@ -56,7 +56,7 @@ class ScoringSettings(ConsumerSettings):
     max_batch: int = Field(default=256, ge=1, description="applications scored per Kafka batch")
     # the Kafka path only (gRPC calls never wait): applications in batches
     consumer_fetch_min_bytes: int = Field(default=16384, ge=1)
-    consumer_fetch_max_wait_ms: int = Field(default=20, ge=0, le=10_000)
+    consumer_fetch_max_wait_ms: int = Field(default=50, ge=0, le=10_000)
     model_threads: int = 2
     applications_topic: str = LOAN_APPLICATIONS
     decisions_topic: str = CREDIT_DECISIONS

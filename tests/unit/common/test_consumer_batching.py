@@ -7,7 +7,9 @@ import asyncio
 from services.audit.settings import AuditSettings
 from services.common.kafka import EventConsumer
 from services.common.settings import ServiceSettings
+from services.console.settings import ConsoleSettings
 from services.explanation.settings import ExplanationSettings
+from services.outcomes.settings import OutcomesSettings
 from services.scoring.settings import ScoringSettings
 
 
@@ -22,9 +24,11 @@ def _fetch(settings: ServiceSettings) -> tuple[int, int]:
 
 
 def test_downstream_consumers_wait_for_a_batch_and_the_rest_keep_aiokafkas_defaults() -> None:
-    assert _fetch(AuditSettings(dev_mode=True)) == (65536, 50)
-    assert _fetch(ExplanationSettings(dev_mode=True)) == (65536, 50)
-    assert _fetch(ScoringSettings(dev_mode=True)) == (16384, 20)
+    assert _fetch(AuditSettings(dev_mode=True)) == (65536, 150)
+    assert _fetch(ExplanationSettings(dev_mode=True)) == (65536, 150)
+    assert _fetch(ConsoleSettings(dev_mode=True)) == (65536, 200)
+    assert _fetch(OutcomesSettings(dev_mode=True)) == (65536, 200)
+    assert _fetch(ScoringSettings(dev_mode=True)) == (16384, 50)
     assert _fetch(ServiceSettings()) == (1, 500)
 
 
