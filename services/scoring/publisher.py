@@ -5,9 +5,9 @@ a loan officer asked for synchronously too. The decision id is the event id, so 
 twice (an application scored over gRPC and over Kafka, or a replayed batch) is deduplicated
 downstream. A synchronous caller is told a decision only once the broker holds it
 (`publish_durably`): a crash right after the reply cannot lose it. The cost stays small because
-the producer sends the decisions of every call in flight in one batch (`linger_ms`). The
-challenger's decisions go through the same producer to the shadow topic (`publish_shadow`),
-nobody waiting on them.
+the decisions of the calls that arrive while a request is in flight go together in the next one
+(`publish_linger_ms` only adds a wait before each, so it is short). The challenger's decisions go
+through the same producer to the shadow topic (`publish_shadow`), nobody waiting on them.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ class DecisionPublisher:
         self.topic = settings.decisions_topic
         self.shadow_topic = settings.shadow_topic
         self.producer = create_producer(
-            settings.infra, client_id=f"{settings.service_name}-decisions"
+            settings.infra,
+            client_id=f"{settings.service_name}-decisions",
+            linger_ms=settings.publish_linger_ms,
         )
 
     async def start(self) -> None:

@@ -74,6 +74,14 @@ class ScoringSettings(ConsumerSettings):
         description="how often the link or the registry's aliases are checked (registry mode"
         " also reacts at once to `registry_topic`)",
     )
+    publish_linger_ms: int = Field(
+        default=1,
+        ge=0,
+        le=1000,
+        description="how long the decisions producer waits to fill a batch; every synchronous"
+        " caller waits for it (5 ms cost a lone request 4.6 of its 21 ms here, and concurrent"
+        " calls still share a request: the next batch forms while one is in flight)",
+    )
     publish_timeout_seconds: float = Field(
         default=1.5,
         gt=0,
