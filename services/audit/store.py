@@ -115,10 +115,12 @@ REVOKE ALL ON {s}.events, {s}.personal_data FROM {role};
 GRANT USAGE ON SCHEMA {s} TO {role};
 """
 
-ROW_COLUMNS = (
-    "seq, event_id, topic, payload_type, producer, occurred_at, recorded_at, application_id,"
-    " subject, payload, trace_id, personal_commitment, prev_hash, row_hash, row_mac"
-)
+EVENT_COLUMNS = (
+    "seq", "event_id", "topic", "payload_type", "producer", "occurred_at", "recorded_at",
+    "application_id", "subject", "payload", "trace_id", "personal_commitment", "prev_hash",
+    "row_hash", "row_mac",
+)  # fmt: skip
+ROW_COLUMNS = ", ".join(EVENT_COLUMNS)
 
 # Lookup order: the life of an application, then arrival order.
 STAGE_ORDER = (
@@ -206,7 +208,7 @@ class AuditRecord:
 
 
 def _row(record: asyncpg.Record) -> ChainRow:
-    return ChainRow(**{key: record[key] for key in ROW_COLUMNS.replace(" ", "").split(",")})
+    return ChainRow(**{key: record[key] for key in EVENT_COLUMNS})
 
 
 class AuditStore:
@@ -383,11 +385,13 @@ class AuditStore:
             recorded_at=self.clock(),
             key=self.mac_key,
         )
-        await conn.executemany(
-            f"INSERT INTO {self.events} ({ROW_COLUMNS}) VALUES"
-            " ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)"
-            " ON CONFLICT (event_id) DO NOTHING",
-            [
+        # COPY, not one INSERT per row: the advisory lock is held and the stored event ids were
+        # read under it, so no row can conflict (if one did, the whole batch fails and is retried)
+        await conn.copy_records_to_table(
+            "events",
+            schema_name=self.schema,
+            columns=EVENT_COLUMNS,
+            records=[
                 (
                     r.seq, r.event_id, r.topic, r.payload_type, r.producer, r.occurred_at,
                     r.recorded_at, r.application_id, r.subject, r.payload, r.trace_id,
@@ -398,10 +402,11 @@ class AuditStore:
         )  # fmt: skip
         personal = [(d.event_id, d.personal) for d in fresh if d.personal is not None]
         if personal:
-            await conn.executemany(
-                f"INSERT INTO {self.schema}.personal_data (event_id, member_id, salt, fields)"
-                " VALUES ($1, $2, $3, $4::jsonb) ON CONFLICT (event_id) DO NOTHING",
-                [
+            await conn.copy_records_to_table(
+                "personal_data",
+                schema_name=self.schema,
+                columns=("event_id", "member_id", "salt", "fields"),
+                records=[
                     (event_id, p.member_id, p.salt, json.dumps(dict(p.fields)))
                     for event_id, p in personal
                     if p is not None
