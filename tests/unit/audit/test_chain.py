@@ -217,3 +217,36 @@ def _draft_of(row: ChainRow) -> EntryDraft:
 def test_trace_id_is_empty_without_a_traceparent() -> None:
     assert trace_id_from_headers(None) == ""
     assert trace_id_from_headers([("traceparent", b"garbage")]) == ""
+
+
+def test_sealing_embeds_a_fresh_payload_to_the_byte_what_verification_parses() -> None:
+    """A fresh draft's payload goes into the hashed content as it is; verification parses the
+    stored text. Both must give the same content for every kind of JSON value, or the row a
+    writer seals would fail its own verification."""
+    payloads = [
+        {},
+        {"z": 1, "a": [1.5, -0.0, 1e16, 3.141592653589793], "m": {"b": None, "a": True}},
+        {"name": "Wanjirũ Kamau 😀", "quote": 'say "hi"\\n', "ctrl": "\t\u0001", "n": 10**20},
+        {"payload": "a key named like the column", "payload_type": "x", "occurred_at": "y"},
+        {"nan": float("nan"), "inf": float("inf"), "nested": [{"k": [[], {}]}]},
+    ]
+    drafts = [
+        draft_from_payload(
+            event_id=f"ev-{i}",
+            topic="t",
+            payload_type="alama.events.v1.Test",
+            producer="p",
+            occurred_at=OCCURRED,
+            subject="s",
+            payload=payload,
+            trace_id="tr",
+        )
+        for i, payload in enumerate(payloads)
+    ]
+    rows = seal_all(drafts, after=ChainHead(), recorded_at=RECORDED, key=KEY)
+    for draft, row in zip(drafts, rows, strict=True):
+        assert draft.payload_canonical
+        embedded = canonical_content(row, payload_canonical=True)
+        assert embedded == canonical_content(row)
+        assert json.loads(embedded)["payload"] == json.loads(row.payload) or "nan" in row.payload
+    assert verify_rows(rows, KEY).ok
