@@ -10,6 +10,7 @@ signal handling that every service repeated lives here once.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Literal
@@ -17,8 +18,24 @@ from typing import Literal
 EventLoop = Literal["uvloop", "asyncio"]
 
 
+def freeze_startup_heap() -> None:
+    """Leave everything start-up made (half a million objects: Feast, MLflow, ONNX Runtime,
+    protobuf, the services' own modules) out of the garbage collector's future passes.
+
+    A full collection walks every tracked object: over a service's start-up heap that took
+    0.5 s on this project's 2-core machines, a pause every caller in flight waits through.
+    Frozen objects are never collected, which is what start-up's modules and models are for;
+    garbage made afterwards is collected as before. Call it once, when start-up is done and
+    before serving; the garbage start-up left is collected first.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def run(main: Callable[[], Awaitable[None]], event_loop: EventLoop = "uvloop") -> None:
-    """Run `main()` to completion on the chosen event loop."""
+    """Run `main()` to completion on the chosen event loop (after `freeze_startup_heap`: the
+    imports are the bulk of a service's heap)."""
+    freeze_startup_heap()
 
     async def program() -> None:
         await main()

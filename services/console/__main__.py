@@ -19,6 +19,7 @@ from rich.console import Console
 from services.common.cli import service_cli
 from services.common.logs import configure_logging
 from services.common.members import TENANT_PATTERN
+from services.common.runtime import freeze_startup_heap
 from services.common.telemetry import setup_tracing
 from services.console.app import create_app
 from services.console.people import AccountRefused, People, Role, WeakPassword
@@ -34,8 +35,10 @@ def run() -> None:
     settings = ConsoleSettings()
     configure_logging(settings.service_name, settings.log_level)
     setup_tracing(settings)
+    app = create_app(settings)
+    freeze_startup_heap()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,

@@ -14,6 +14,7 @@ from rich.console import Console
 from services.common.cli import service_cli
 from services.common.liveness import serve_health
 from services.common.logs import configure_logging
+from services.common.runtime import freeze_startup_heap
 from services.common.telemetry import setup_tracing
 from services.feature_store.settings import FeatureStoreSettings
 
@@ -42,6 +43,7 @@ def run() -> None:
     if settings.metrics_port:  # /metrics and /livez (agents making progress) on one port
         serve_health(settings.metrics_port, service.liveness)
     worker = faust.Worker(service.app, loglevel=settings.log_level)
+    freeze_startup_heap()
     worker.execute_from_commandline()
 
 

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from services.common.cli import service_cli
 from services.common.logs import configure_logging
+from services.common.runtime import freeze_startup_heap
 from services.common.telemetry import setup_tracing
 from services.gateway.app import create_app
 from services.gateway.security import SCOPES, issue_token, new_api_key
@@ -27,8 +28,10 @@ console = Console()
 def serve(settings: GatewaySettings) -> None:
     configure_logging(settings.service_name, settings.log_level)
     setup_tracing(settings)
+    app = create_app(settings)
+    freeze_startup_heap()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,  # keep the JSON logs configured above
