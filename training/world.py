@@ -172,17 +172,34 @@ class World:
         }
         return cls(seed=int(meta["seed"]), **tables)
 
-    def fingerprint(self) -> str:
-        """sha256 over every table's columns, dtypes and values; survives a save/load."""
+    def fingerprint(self, significant: int | None = None) -> str:
+        """sha256 over every table's columns, dtypes and values; survives a save/load.
+
+        With `significant`, floating-point columns count to that many significant digits: the
+        same world drawn on another CPU can differ in the last bits of a float (NumPy picks its
+        vector kernels for exp and log by CPU; AVX-512 ones are the likely cause here), so a
+        golden value meant to hold across machines needs this; a cache key on one machine
+        does not."""
         digest = hashlib.sha256()
         for name, table in self.tables().items():
             digest.update(name.encode())
             for column in table.columns:
                 digest.update(f"{column}:{table[column].dtype}".encode())
             if len(table):
+                if significant is not None:
+                    table = _rounded_floats(table, significant)
                 hashes = pd.util.hash_pandas_object(table, index=False)
                 digest.update(hashes.to_numpy().tobytes())
         return digest.hexdigest()
+
+
+def _rounded_floats(table: pd.DataFrame, significant: int) -> pd.DataFrame:
+    """The table with each float column as text to `significant` digits (correctly rounded)."""
+    floats = [c for c in table.columns if pd.api.types.is_float_dtype(table[c].dtype)]
+    if not floats:
+        return table
+    pattern = f"{{:.{significant - 1}e}}"
+    return table.assign(**{c: table[c].map(pattern.format) for c in floats})
 
 
 # ----------------------------------------------------------------------------- generation
