@@ -261,11 +261,7 @@ async def test_500_applications_become_one_decision_explanation_and_audit_trail_
     run_id = f"e2e{system.run}"
     summary: Summary = await simulate(
         settings,
-        # the members' history must be in Feast before their applications; on a slow machine
-        # (half the speed of the usual one) that took more than the simulator's 120 s
-        SimulationOptions(
-            applications=N_APPLICATIONS, rate=100.0, run_id=run_id, wait_timeout_seconds=300.0
-        ),
+        SimulationOptions(applications=N_APPLICATIONS, rate=100.0, run_id=run_id),
         book=system.model.book,
     )
     assert summary.applications.accepted == N_APPLICATIONS, summary.applications
