@@ -83,6 +83,17 @@ def machine() -> dict[str, Any]:
     }
 
 
+def start_system() -> dict[str, Any]:
+    """The servers, the promoted model (its manifest is returned) and every service, the gateway
+    with the tenant's rate limit above the rates measured (as a SACCO sets its own): the
+    limiter is still consulted on every request, it just never refuses."""
+    local.up()
+    manifest = ensure_model()
+    supervisor.down(["gateway"], echo=lambda _line: None)
+    supervisor.up(env=BENCH_ENV)
+    return manifest
+
+
 def world_of(manifest: dict[str, Any]) -> World:
     from training.pipeline import world_dir
     from training.profiles import get_profile
@@ -408,12 +419,7 @@ def main(
 ) -> None:
     infra = InfraSettings()
     console.rule("bench: servers, model, services")
-    local.up()
-    manifest = ensure_model()
-    # the gateway runs with the tenant's rate limit above the rates measured (as a SACCO sets
-    # its own): the limiter is still consulted on every request, it just never refuses
-    supervisor.down(["gateway"], echo=lambda _line: None)
-    supervisor.up(env=BENCH_ENV)
+    manifest = start_system()
     world = world_of(manifest)
 
     console.rule("(b) floor: the ONNX ensemble in process")

@@ -154,14 +154,10 @@ def main(
     webhooks: Annotated[float, typer.Option(help="webhook transactions per second")] = 1000.0,
     out: Annotated[Path, typer.Option(help="results folder")] = RESULTS,
 ) -> None:
-    from bench.__main__ import BENCH_ENV
-    from infra import local, supervisor
-    from infra.demo import ensure_model
+    from bench.__main__ import start_system
+    from infra import supervisor
 
-    local.up()
-    ensure_model()
-    supervisor.down(["gateway"], echo=lambda _line: None)
-    supervisor.up(env=BENCH_ENV)
+    start_system()
     pids = {
         name: pid
         for spec in supervisor.SERVICES

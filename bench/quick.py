@@ -176,14 +176,9 @@ def main(
     seconds: Annotated[float, typer.Option(help="seconds per rate")] = 30.0,
     out: Annotated[Path, typer.Option(help="results folder")] = RESULTS,
 ) -> None:
-    from bench.__main__ import BENCH_ENV, machine
-    from infra import local, supervisor
-    from infra.demo import ensure_model
+    from bench.__main__ import machine, start_system
 
-    local.up()
-    manifest = ensure_model()
-    supervisor.down(["gateway"], echo=lambda _line: None)
-    supervisor.up(env=BENCH_ENV)
+    manifest = start_system()
     report = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),

@@ -128,16 +128,11 @@ def main(
     rate: Annotated[float, typer.Option(help="requests per second")] = 200.0,
     out: Annotated[Path, typer.Option(help="result file")] = RESULTS / "soak.json",
 ) -> None:
-    from bench.__main__ import API_KEY, BENCH_ENV, GATEWAY, api_bodies, machine, world_of
-    from infra import local, supervisor
-    from infra.demo import ensure_model
+    from bench.__main__ import API_KEY, GATEWAY, api_bodies, machine, start_system, world_of
     from training.sources.synthetic import loan_book_from_world
 
     console.rule("soak: servers, model, services")
-    local.up()
-    manifest = ensure_model()
-    supervisor.down(["gateway"], echo=lambda _line: None)  # the tenant's limit above the rate
-    supervisor.up(env=BENCH_ENV)
+    manifest = start_system()
     bodies = api_bodies(loan_book_from_world(world_of(manifest)))
     console.rule(f"{minutes} minutes at {rate:g} requests/s")
     detail = asyncio.run(soak(GATEWAY, bodies, API_KEY, system_meter(), minutes=minutes, rate=rate))

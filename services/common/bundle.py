@@ -50,10 +50,6 @@ class Scores:
     mobile_money_attention: np.ndarray  # [N, 13]
 
 
-def _session(path: Path, threads: int) -> ort.InferenceSession:
-    return open_session(path, threads)
-
-
 @dataclass
 class ModelBundle:
     version: str
@@ -198,9 +194,9 @@ def load_bundle(path: Path | str, *, threads: int = 1) -> ModelBundle:
         calibrator=Calibrator.from_dict(manifest["calibrator"]),
         scorecard=Scorecard.from_dict(manifest["scorecard"]),
         bands=DecisionBands.from_dict(manifest["bands"]),
-        tabular_model=_session(_check_file(folder, tabular), threads),
+        tabular_model=open_session(_check_file(folder, tabular), threads),
         kind=kind,
-        lstm=None if lstm is None else _session(_check_file(folder, lstm), threads),
+        lstm=None if lstm is None else open_session(_check_file(folder, lstm), threads),
         booster=booster,
         linear=linear,
         feature_names=names,
