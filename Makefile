@@ -82,7 +82,7 @@ infra-status: ## Show whether each local server is up
 
 test: setup ## Run unit, integration and e2e tests on the test instance's own servers, then lint
 	$(TEST_INSTANCE) $(PY) -m infra.local up
-	$(TEST_INSTANCE) $(PY) -m pytest -m "not loop" tests/unit tests/integration tests/e2e
+	$(TEST_INSTANCE) $(PY) -m pytest -m "not loop" --durations=40 tests/unit tests/integration tests/e2e
 	$(MAKE) --no-print-directory lint
 
 screenshots: setup ## The browser tests' screenshots of the console's pages into docs/screenshots (the README shows them)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections import Counter
@@ -46,6 +47,7 @@ from simulator.settings import SimulatorSettings
 from training.contract import LoanBook
 
 tracer = trace.get_tracer("alama.simulator")
+log = logging.getLogger(__name__)
 
 
 class Via(StrEnum):
@@ -528,7 +530,18 @@ async def _send_applications(
                 kind=SpanKind.PRODUCER,
                 attributes={"alama.application_id": application.application_id},
             ) as span:
-                outcome = await sender.submit(application)
+                try:
+                    outcome = await sender.submit(application)
+                except (Exception, asyncio.CancelledError) as exc:
+                    # counted by name like any failed send, never lost with its task; only a
+                    # cancellation of this task itself (the run stopping) goes on up
+                    task = asyncio.current_task()
+                    if isinstance(exc, asyncio.CancelledError) and (
+                        task is None or task.cancelling()
+                    ):
+                        raise
+                    log.warning("application %s: %r", application.application_id, exc)
+                    outcome = Outcome(accepted=False, status=type(exc).__name__, count=0)
                 span.set_attribute("alama.outcome", outcome.status)
             stats.record(outcome)
             if answers is not None:

@@ -40,11 +40,19 @@ class GatewayDouble:
     """Records what it receives; 401 on a bad key or signature, 422 on a contract breach."""
 
     def __init__(
-        self, *, api_key: str, webhook_secret: str, reject_member: str | None = None
+        self,
+        *,
+        api_key: str,
+        webhook_secret: str,
+        reject_member: str | None = None,
+        crash_member: str | None = None,
     ) -> None:
         self.api_key = api_key
         self.webhook_secret = webhook_secret
         self.reject_member = reject_member
+        self.crash_member = (
+            crash_member  # its application raises out of the client, not an HTTP error
+        )
         self.applications: list[dict[str, Any]] = []
         self.application_headers: list[dict[str, str]] = []
         self.transactions: list[dict[str, Any]] = []
@@ -66,6 +74,8 @@ class GatewayDouble:
         keys = set(body)
         if not APPLICATION_KEYS - OPTIONAL_APPLICATION_KEYS <= keys <= APPLICATION_KEYS:
             return JSONResponse({"detail": sorted(keys ^ APPLICATION_KEYS)}, status_code=422)
+        if body["member_id"] == self.crash_member:
+            raise RuntimeError("the connection broke in a way httpx does not wrap")
         if body["member_id"] == self.reject_member:
             return JSONResponse({"detail": "rejected for the test"}, status_code=422)
         self.applications.append(body)

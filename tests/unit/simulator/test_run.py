@@ -46,6 +46,22 @@ async def test_applications_reach_the_gateway_and_the_summary_counts_them(
     assert written["applications"]["errors"] == {"422": 1}
 
 
+async def test_a_send_that_raises_is_counted_by_its_name_not_lost(small_book: LoanBook) -> None:
+    """An exception outside httpx's own (here the app's, which ASGITransport re-raises) once
+    vanished with its task: the run reported 499 sent of 500 and no error at all."""
+    settings = SimulatorSettings(
+        api_key=SecretStr("k-test"), webhook_secret=SecretStr("s-test"), concurrency=4
+    )
+    options = SimulationOptions(applications=12, rate=None, run_id="boom", history=False)
+    crashing = choose_applications(small_book, 12, "boom")[3].member_id
+    gateway = GatewayDouble(api_key="k-test", webhook_secret="s-test", crash_member=crashing)
+    async with gateway.client() as client:
+        summary = await simulate(settings, options, book=small_book, http_client=client)
+    assert summary.applications.sent == 12
+    assert summary.applications.accepted == 11 == len(gateway.applications)
+    assert summary.applications.errors == {"RuntimeError": 1}
+
+
 async def test_a_wrong_api_key_is_counted_not_raised(small_book: LoanBook) -> None:
     settings = SimulatorSettings(api_key=SecretStr("wrong"), webhook_secret=SecretStr("s-test"))
     options = SimulationOptions(applications=5, rate=None, run_id="bad", history=False)
