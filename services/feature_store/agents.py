@@ -464,6 +464,10 @@ def create_feature_store_app(
     return service
 
 
+#: how often a worker waiting for its tables' recovery says so in its log
+RECOVERY_NOTE_EVERY_S = 10.0
+
+
 async def _changelog_metadata(app: faust.App, table: TableT[str, Any]) -> None:
     """Wait until the producer knows the table's changelog partitions.
 
@@ -498,7 +502,7 @@ def _record_agent(
 
 
 async def _tables_recovered(app: faust.App) -> None:
-    """Wait while the tables are being recovered from their changelogs, within bounds.
+    """Wait while the tables are being recovered from their changelogs.
 
     A worker's first assignment has no revocation step, so Faust does not suspend its flow:
     records fetched between the assignment and the pause that precedes recovery reach the
@@ -506,18 +510,32 @@ async def _tables_recovered(app: faust.App) -> None:
     history that the recovery overwrites with the changelog's, and the event is lost (the
     restart test once lost exactly the first transaction after a restart so). Faust marks the
     whole rebalance, recovery included, with `app.rebalancing`, so the agent waits while it is
-    set. It stops waiting when another rebalance begins (that one's revocation waits for this
-    batch to be acknowledged: waiting on would deadlock the worker) or after the broker's
-    session timeout, so a stuck recovery cannot stall the worker. The records held meanwhile
-    are redelivered from the committed offset too; the histories ignore them as duplicates.
+    set, for as long as the recovery takes: an event applied before it ends is lost, whereas a
+    slow recovery only delays (the stream partitions stay paused through it anyway; a fixed
+    bound of the session timeout once ran out on a slow machine). It stops waiting only when
+    another rebalance begins: that one's revocation waits for this batch to be acknowledged,
+    so waiting on would deadlock the worker. The records held meanwhile are redelivered from
+    the committed offset too; the histories ignore them as duplicates.
     """
     if not getattr(app, "rebalancing", False):
         return
     loop = asyncio.get_running_loop()
     began = app.rebalancing_count
-    deadline = loop.time() + float(app.conf.broker_session_timeout)
-    while app.rebalancing and app.rebalancing_count == began and loop.time() < deadline:  # noqa: ASYNC110 - Faust has no event for it
+    started = loop.time()
+    next_note = started + RECOVERY_NOTE_EVERY_S
+    while app.rebalancing and app.rebalancing_count == began:  # Faust has no event for it
         await asyncio.sleep(0.05)
+        if loop.time() >= next_note:
+            next_note += RECOVERY_NOTE_EVERY_S
+            log.warning(
+                "records held for %.0f s while the tables recover from their changelogs",
+                loop.time() - started,
+            )
+    if app.rebalancing_count != began:
+        log.warning(
+            "another rebalance began while records waited for the tables' recovery; they are "
+            "applied now so that its revocation can complete"
+        )
 
 
 def _batch_agent(
