@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
@@ -215,6 +216,11 @@ def _ceil_us(ns: int) -> int:
     return -(-ns // NS_PER_MICROSECOND) * NS_PER_MICROSECOND
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _month_number(ns: int) -> int:
-    month = np.datetime64(ns, "ns").astype("datetime64[M]")
-    return int(month.astype(np.int64))
+    """Months since January 1970 of a UTC instant (NumPy's datetime64[M] count), in plain
+    Python: it runs for every kept row at every push, where a NumPy scalar cost ten times more."""
+    moment = _EPOCH + timedelta(microseconds=ns // 1000)
+    return (moment.year - 1970) * 12 + moment.month - 1

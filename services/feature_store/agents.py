@@ -23,6 +23,7 @@ online path at most one timed-out write per retry round.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -81,6 +82,9 @@ from services.feature_store.push import FeastPusher, FeaturePusher
 from services.feature_store.settings import FeatureStoreSettings, PushTarget
 
 log = logging.getLogger(__name__)
+#: an HMAC per event, twice (the erasure check, the span), cost more than applying the event;
+#: a member's events come in runs, so the pseudonyms are kept
+_pseudonym = functools.lru_cache(maxsize=1 << 16)(member_pseudonym)
 tracer = trace.get_tracer("alama.feature_store")
 
 #: sends an envelope (a dead letter) to a topic with extra headers
@@ -145,9 +149,7 @@ class FeatureStoreService:
         return (self.mobile_money, self.repayments)
 
     def member_ref(self, member_id: str) -> str:
-        return member_pseudonym(
-            self.settings.member_pseudonym_key.get_secret_value().encode(), member_id
-        )
+        return _pseudonym(self.settings.member_pseudonym_key.get_secret_value().encode(), member_id)
 
     @property
     def lag(self) -> GroupLagProbe:
@@ -170,10 +172,13 @@ class FeatureStoreService:
                 for record in records:
                     outcome = await self._apply(stream, record, touched)
                     report.count(outcome)
-                for history in touched.values():
-                    stream.save(history)
                 pending = [h for h in touched.values() if h.pending]
                 report.pushed = await self._push(stream, pending)
+                # one changelog record per member and batch: `_push` saved the pushed ones
+                pushed = set(report.pushed)
+                for history in touched.values():
+                    if history.member_id not in pushed:
+                        stream.save(history)  # a failed push stays pending for the retry
         finally:
             heartbeat.finished()
         return report

@@ -48,7 +48,8 @@ def offline_push_supported(store: FeatureStore) -> bool:
 
 
 class FeastPusher:
-    """`FeatureStore.push` to the online store in a thread, timed and counted per push source.
+    """A push source's rows into the online store (Feast's `write_to_online_store` for each of
+    its feature views) in a thread, timed and counted per push source.
 
     Always online only: the offline rows are written apart (`offline.PostgresOfflineWriter`), so
     an offline store that is down or slow never holds back online freshness.
@@ -79,7 +80,29 @@ class FeastPusher:
         MEMBERS_UPDATED.labels(push_source).inc(len(rows))
 
     def _push(self, push_source: str, rows: pd.DataFrame) -> None:
-        self.store.push(push_source, rows, to=self.mode)
+        # what `FeatureStore.push` does online, without its last step: Feast 0.67 then lists
+        # the registry's feature services from the database, uncached, on every push, to
+        # refresh precomputed vectors Alama does not use (a fifth of the service's push time)
+        for view in self.feature_views(push_source):
+            self.store.write_to_online_store(view, rows)
+
+    def feature_views(self, push_source: str) -> list[str]:
+        """The feature views fed by a push source, from the cached registry."""
+        from feast.data_source import PushSource
+        from feast.errors import PushSourceNotFoundException
+
+        views = [
+            *self.store.list_feature_views(allow_cache=True),
+            *self.store.list_stream_feature_views(allow_cache=True),
+        ]
+        names = sorted(
+            v.name
+            for v in views
+            if isinstance(v.stream_source, PushSource) and v.stream_source.name == push_source
+        )
+        if not names:
+            raise PushSourceNotFoundException(push_source)
+        return names
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)

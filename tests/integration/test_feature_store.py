@@ -260,6 +260,7 @@ def test_pushes_go_online_through_feast_and_offline_into_the_push_sources_tables
     only; by default the service writes the same rows itself into the table each push source's
     batch source reads, as the registry holds it, and refuses a batch source that is not one
     table (services.feature_store.offline; test_feature_store_offline.py streams through it)."""
+    from feast.errors import PushSourceNotFoundException
     from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
         PostgreSQLSource,
     )
@@ -271,6 +272,14 @@ def test_pushes_go_online_through_feast_and_offline_into_the_push_sources_tables
     pusher = FeastPusher.open(settings)
     try:
         assert pusher.mode.name == "ONLINE"
+        # the feature views each push source feeds, as Feast's push would resolve them
+        assert pusher.feature_views(settings.mobile_money_push_source) == [
+            "mobile_money_aggregates",
+            "mobile_money_sequence",
+        ]
+        assert pusher.feature_views(settings.repayment_push_source) == ["repayment_history"]
+        with pytest.raises(PushSourceNotFoundException):
+            pusher.feature_views("no_such_push_source")
         schema = str(pusher.store.config.offline_store.db_schema)
         mobile_money = offline_table(pusher.store, settings.mobile_money_push_source)
         repayments = offline_table(pusher.store, settings.repayment_push_source)
