@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from fpdf import FPDF
-
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, DecisionBand
 from services.common.protos.alama.events.v1.reviews_pb2 import ReviewOutcome
 from services.common.reasons import describe
@@ -117,6 +115,8 @@ def notice_of(
 def notice_pdf(notice: Notice, sacco_name: str = "") -> bytes:
     """The notice as a printable A4 PDF, English then Kiswahili (fpdf2, core fonts only: no
     font files, and both languages are written in Latin letters)."""
+    from fpdf import FPDF  # imported on the first PDF: it took a quarter of the gateway's start
+
     pdf = FPDF(format="A4")
     pdf.compress = False  # a page or two of text: readable bytes, checkable by any tool
     pdf.set_auto_page_break(auto=True, margin=15)

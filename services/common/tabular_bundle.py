@@ -19,9 +19,8 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
-import lightgbm
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
@@ -29,6 +28,9 @@ import pandas as pd
 from services.common.decision import Calibrator, DecisionBands, Scorecard
 from services.common.onnx_sessions import open_session
 from services.common.protos.alama.events.v1.decisions_pb2 import ReasonCode
+
+if TYPE_CHECKING:
+    import lightgbm  # loaded with a tree bundle only: the gateway reads the encoding, not models
 
 #: 2: a version, the explanation terms and the drift reference (format 1 cannot be served).
 TABULAR_FORMAT = 2
@@ -408,6 +410,8 @@ def load_tabular_bundle(path: Path | str, *, threads: int = 1) -> TabularBundle:
     if explanation["kind"] == "tree":
         if explanation["file"] not in manifest["files"]:
             raise TabularBundleError("the native model is not covered by the manifest's hashes")
+        import lightgbm
+
         native = bundle_file(folder, explanation["file"], files[explanation["file"]])
         booster = lightgbm.Booster(model_file=str(native))
         if booster.num_feature() != len(encoding.feature_names):
