@@ -150,8 +150,8 @@ chaos: infra-up ## Break one thing at a time under load (kill -9 each service, r
 bench: infra-up mlserver-env ## Measure the running system beside MLServer (API at 50/200/500/1000 req/s, CPU per process, batch, ONNX floor, pipeline); writes bench/results/latest.json and .md
 	$(PY) -m bench
 
-bench-quick: infra-up ## The synchronous path alone at RATES (default 50,100,200) for SECONDS each: p50/p95/p99 and CPU per request by process, for a before-and-after (bench/results/quick.json and .md)
-	$(PY) -m bench.quick --rates $(or $(RATES),50,100,200) --seconds $(or $(SECONDS),30)
+bench-quick: infra-up ## The synchronous path alone at RATES (default 50,100,200) for SECONDS each (p50/p95/p99, CPU per request by process), the audit append, and INGEST (default 20000) transactions webhook to Feast; for a before-and-after (bench/results/quick.json and .md)
+	$(PY) -m bench.quick --rates $(or $(RATES),50,100,200) --seconds $(or $(SECONDS),30) --ingest $(or $(INGEST),20000)
 
 bench-console: infra-up ## The console's queue and item pages with 100,000 decisions and 10,000 open items (bench/results/console-queue.json and .md)
 	$(PY) -m bench.console_queue

@@ -9,7 +9,10 @@ generator and bodies as `make bench`, and reports p50/p95/p99, errors, and each 
 per request in the steady middle of the rate (from its second third to its end, so neither the
 ramp nor the downstream catch-up afterwards is counted; idle consumers' polling is, as it is in
 production); then the audit chain's append alone (5,000 decision rows in batches of 250, sealed,
-written and verified in a scratch schema). Written to bench/results/quick.json and quick.md, with
+written and verified in a scratch schema); then, unless `--ingest 0`, a burst of the book's
+mobile-money transactions through the webhook route, timed until the feature store has consumed
+them all (webhook to Feast's online store, as `make bench` measures it). Written to
+bench/results/quick.json and quick.md, with
 the machine's details and a single-core Python speed reference, since these machines differ by
 threefold.
 """
@@ -72,6 +75,22 @@ async def _rates(rates: list[float], seconds: float) -> list[dict[str, Any]]:
             await settle(InfraSettings())
             results.append({"api": result.as_dict(), "cpu_ms_per_request": cpu})
     return results
+
+
+async def _ingestion(manifest: dict[str, Any], transactions: int) -> dict[str, Any]:
+    from bench.__main__ import GATEWAY, settle, world_of
+    from bench.mixed import ingestion
+    from services.common.settings import InfraSettings
+    from training.sources.synthetic import loan_book_from_world
+
+    infra = InfraSettings()
+    book = loan_book_from_world(world_of(manifest))
+    console.print(f"{transactions:,} transactions through the webhook route to Feast")
+    await settle(infra)
+    run = datetime.now(UTC).strftime("%H%M%S")
+    return await ingestion(
+        infra, GATEWAY, book.mobile_money, transactions=transactions, run=f"quick{run}"
+    )
 
 
 async def audit_append(rows: int = 5000, batch: int = 250) -> dict[str, Any]:
@@ -159,6 +178,14 @@ def markdown(report: dict[str, Any]) -> str:
             + " | ".join(str(cpu.get(n, "")) for n in names)
             + " |"
         )
+    ingest = report.get("ingestion")
+    if ingest:
+        lines += [
+            "",
+            f"Webhook to Feast: {ingest['accepted']:,} transactions posted in"
+            f" {ingest['posted_s']} s, all consumed and pushed after {ingest['elapsed_s']} s:"
+            f" {ingest['transactions_per_s']:,} transactions/s (caught up: {ingest['caught_up']}).",
+        ]
     audit = report.get("audit_append")
     if audit:
         lines += [
@@ -174,6 +201,7 @@ def markdown(report: dict[str, Any]) -> str:
 def main(
     rates: Annotated[str, typer.Option(help="comma-separated requests per second")] = "50,100,200",
     seconds: Annotated[float, typer.Option(help="seconds per rate")] = 30.0,
+    ingest: Annotated[int, typer.Option(help="transactions in the webhook burst; 0: none")] = 20000,
     out: Annotated[Path, typer.Option(help="results folder")] = RESULTS,
 ) -> None:
     from bench.__main__ import machine, start_system
@@ -186,6 +214,7 @@ def main(
         "model_version": manifest["version"],
         "rates": asyncio.run(_rates([float(r) for r in rates.split(",")], seconds)),
         "audit_append": asyncio.run(audit_append()),
+        "ingestion": asyncio.run(_ingestion(manifest, ingest)) if ingest else None,
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "quick.json").write_text(json.dumps(report, indent=2) + "\n")
