@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import faust
@@ -73,6 +75,9 @@ def create_faust_app(settings: ServiceSettings, *, app_id: str, **overrides: Any
         # measured 45 s for a killed worker's replacement to start consuming)
         "broker_session_timeout": 10.0,
         "broker_heartbeat_interval": 3.0,
+        # the tables live in memory, but Faust still makes its data folder: with the instance's
+        # other data (.run/ or ALAMA_RUN_DIR), not one folder per consumer group in the cwd
+        "datadir": str(Path(os.environ.get("ALAMA_RUN_DIR") or ".run") / "faust" / "{conf.name}"),
     }
     return faust.App(app_id, **(options | overrides))
 
