@@ -124,7 +124,9 @@ async def test_mobile_money_batches_push_training_equal_features_and_dead_letter
     service = _service(pusher, letters)
     topic = service.settings.mobile_money_topic
     bad = _bad_transactions()
-    duplicates = envelopes[:5]
+    # the latest five: an older redelivery can meet its row already pruned from the history
+    # (counted stale, not duplicate) when batches split differently on a busy machine
+    duplicates = envelopes[-5:]
     sent = [*envelopes[: len(envelopes) // 2], *(v for v, _ in bad)]
     sent += [*envelopes[len(envelopes) // 2 :], *(encode(e) for e in duplicates)]
     sent = [encode(v) if isinstance(v, EventEnvelope) else v for v in sent]
