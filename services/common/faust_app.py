@@ -52,6 +52,13 @@ FETCH_RESTARTS = Counter(
 )
 
 
+def _faust_data() -> Path:
+    """The folder the apps' data folders go in; Faust makes only the last level itself."""
+    folder = Path(os.environ.get("ALAMA_RUN_DIR") or ".run") / "faust"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def create_faust_app(settings: ServiceSettings, *, app_id: str, **overrides: Any) -> faust.App:
     """The app authenticates like every aiokafka client (`faust_credentials`) and
     creates its changelog and repartition topics with the configured replication factor; their
@@ -77,7 +84,7 @@ def create_faust_app(settings: ServiceSettings, *, app_id: str, **overrides: Any
         "broker_heartbeat_interval": 3.0,
         # the tables live in memory, but Faust still makes its data folder: with the instance's
         # other data (.run/ or ALAMA_RUN_DIR), not one folder per consumer group in the cwd
-        "datadir": str(Path(os.environ.get("ALAMA_RUN_DIR") or ".run") / "faust" / "{conf.name}"),
+        "datadir": str(_faust_data() / "{conf.name}"),
     }
     return faust.App(app_id, **(options | overrides))
 
