@@ -24,8 +24,19 @@ class _TraceContextFilter(logging.Filter):
         return True
 
 
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stdout is now: a handler bound to the stdout of the moment it was
+    made fails once that stream closes (a test's captured output, a redirected console)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stdout
+        super().emit(record)
+
+
 def configure_logging(service: str, level: str = "INFO", stream: object = None) -> None:
-    handler = logging.StreamHandler(stream or sys.stdout)  # type: ignore[arg-type]
+    handler = (
+        _StdoutHandler() if stream is None else logging.StreamHandler(stream)  # type: ignore[arg-type]
+    )
     handler.setFormatter(
         JsonFormatter(
             "%(asctime)s %(levelname)s %(name)s %(message)s %(service)s %(trace_id)s %(span_id)s",

@@ -36,7 +36,9 @@ def _result(path: Path) -> dict[str, Any] | None:
 
 
 def _tail(path: Path, chars: int = 2000) -> str:
-    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+    # PostgreSQL's jsonb refuses NUL, and a failed insert would turn "refused" into "failed"
+    text = path.read_text(errors="replace")[-chars:] if path.exists() else ""
+    return text.replace("\x00", "")
 
 
 def policy_of(settings: RetrainerSettings) -> Policy:
@@ -170,7 +172,8 @@ class Runner:
             run_id, status, finished, live_rows=rows, detail={"exit": code, "log": tail}
         )
         log.warning(
-            "retraining did not register a challenger", extra={"run": run_id, "status": status}
+            "retraining did not register a challenger",
+            extra={"run": run_id, "status": status, "exit": code, "log": tail[-500:]},
         )
         return status
 

@@ -184,9 +184,10 @@ async def test_a_refused_run_leaves_the_alerts_open_and_a_stopped_run_is_marked_
         await store.add_triggers([])
         runner = Runner(store, settings)
         await runner.restore()
-        assert await runner.run(Due("manual", "asked by hand", ())) == "refused"
+        status = await runner.run(Due("manual", "asked by hand", ()))
         (run,) = await store.runs()
-        assert run.status == "refused" and run.detail is not None and run.detail["exit"] == 3
+        assert (status, run.status) == ("refused", "refused"), run.detail  # exit code, log tail
+        assert run.detail is not None and run.detail["exit"] == 3
 
         await store.start_run("left-behind", "schedule", "a stopped retrainer", datetime.now(UTC))
         again = Runner(store, settings)
