@@ -36,6 +36,7 @@ from rich.console import Console
 from rich.table import Table
 
 from infra.local import REPO, pid_alive, run_dir
+from services.common.packages import ENV as WITHOUT_TRAINING_PACKAGES
 from services.common.settings import service_port
 
 console = Console()
@@ -83,6 +84,8 @@ class ServiceSpec:
     service: str = ""  # the package under services/; the name when empty
     #: started only when named (`up retrainer`), never by a bare `up`; `down` stops it too
     on_demand: bool = False
+    #: its image has the training-only packages (PyTorch): only the retrainer, which trains
+    training_packages: bool = False
 
     @property
     def module(self) -> str:
@@ -91,6 +94,12 @@ class ServiceSpec:
     @property
     def command(self) -> list[str]:
         return [PYTHON, "-m", self.module]
+
+    def process_env(self, overrides: Mapping[str, str]) -> dict[str, str]:
+        """The process's environment: ours, the caller's overrides, the spec's own; without
+        the training-only packages unless its image has them (services/common/packages.py)."""
+        packages = {} if self.training_packages else {WITHOUT_TRAINING_PACKAGES: "1"}
+        return {**os.environ, **packages, **overrides, **self.env}
 
 
 def replica(name: str, number: int) -> ServiceSpec:
@@ -145,7 +154,12 @@ SERVICES: tuple[ServiceSpec, ...] = (
     # oversight page reads its metrics
     ServiceSpec("outcomes", _metrics_probe("ALAMA_OUTCOMES_METRICS_PORT", 9107)),
     # trains challengers on alerts and a schedule (minutes of CPU each): started when named
-    ServiceSpec("retrainer", _metrics_probe("ALAMA_RETRAINER_METRICS_PORT", 9108), on_demand=True),
+    ServiceSpec(
+        "retrainer",
+        _metrics_probe("ALAMA_RETRAINER_METRICS_PORT", 9108),
+        on_demand=True,
+        training_packages=True,
+    ),
     ServiceSpec(
         "gateway",
         lambda env: _http_ok(
@@ -232,7 +246,7 @@ def start(
             process = subprocess.Popen(
                 spec.command,
                 cwd=REPO,
-                env={**os.environ, **overrides, **spec.env},
+                env=spec.process_env(overrides),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
