@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
@@ -33,10 +34,8 @@ class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
-def configure_logging(service: str, level: str = "INFO", stream: object = None) -> None:
-    handler = (
-        _StdoutHandler() if stream is None else logging.StreamHandler(stream)  # type: ignore[arg-type]
-    )
+def configure_logging(service: str, level: str = "INFO", stream: TextIO | None = None) -> None:
+    handler = _StdoutHandler() if stream is None else logging.StreamHandler(stream)
     handler.setFormatter(
         JsonFormatter(
             "%(asctime)s %(levelname)s %(name)s %(message)s %(service)s %(trace_id)s %(span_id)s",

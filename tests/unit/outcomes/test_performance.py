@@ -8,6 +8,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from services.outcomes.performance import (
+    BOOTSTRAP_SAMPLES,
+    SEED,
     expected_calibration_error,
     ks_statistic,
     performance,
@@ -38,6 +40,7 @@ def test_a_month_reports_auc_with_an_interval_and_the_default_rate_per_band() ->
     month = performance("v1", "2026-01", y.astype(bool).tolist(), p.tolist(), bands.tolist())
     assert month.matured == 2_000 and month.defaults == int(y.sum())
     assert month.auc.value == pytest.approx(roc_auc_score(y, p))
+    assert month.auc.value is not None
     assert month.auc.low is not None and month.auc.high is not None
     assert month.auc.low < month.auc.value < month.auc.high
     n, bad, rate = month.bands["approve"]
@@ -49,3 +52,25 @@ def test_a_month_without_defaults_cannot_rank() -> None:
     month = performance("v1", "2026-02", [False] * 30, [0.1] * 30, ["approve"] * 30)
     assert month.auc.value is None and month.default_rate == 0.0
     assert month.ece.value == pytest.approx(0.1)
+
+
+def _one_call_per_resample(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """The AUC interval as its definition reads: roc_auc_score on each resample in turn."""
+    rng = np.random.default_rng(SEED)
+    samples = []
+    for _ in range(BOOTSTRAP_SAMPLES):
+        pick = rng.integers(0, len(y), len(y))
+        if 0 < y[pick].sum() < len(pick):
+            samples.append(roc_auc_score(y[pick], p[pick]))
+    low, high = np.percentile(samples, [2.5, 97.5])
+    return float(low), float(high)
+
+
+@pytest.mark.parametrize("n", [12, 60, 400])
+def test_the_auc_interval_is_the_one_roc_auc_score_gives_on_each_resample(n: int) -> None:
+    y, p = _book(n, seed=n)
+    p = np.round(p, 1)  # ties, averaged by both
+    month = performance("v1", "2026-03", y.astype(bool).tolist(), p.tolist(), ["review"] * n)
+    low, high = _one_call_per_resample(y, p)
+    assert month.auc.value == pytest.approx(roc_auc_score(y, p))
+    assert (month.auc.low, month.auc.high) == (pytest.approx(low), pytest.approx(high))

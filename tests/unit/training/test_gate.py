@@ -14,13 +14,13 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from services.common.decision import DecisionBands
+from services.common.model_metrics import auc_samples, roc_auc
 from training.evaluate import fairness_report
 from training.gate import (
     HELD_OUT,
     MATURED_OUTCOMES,
     EvaluationSet,
     GatePolicy,
-    auc_samples,
     fairness_samples,
     gate,
 )
@@ -232,6 +232,8 @@ def test_the_fast_bootstrap_measures_what_the_reference_functions_measure() -> N
     assert auc_samples(world.y, pd, everyone)[0] == pytest.approx(roc_auc_score(world.y, pd))
     one_class = np.flatnonzero(world.y == 0)[None, :]
     assert np.isnan(auc_samples(world.y, pd, one_class)[0])
+    assert roc_auc(world.y, pd) == pytest.approx(roc_auc_score(world.y, pd))
+    assert roc_auc(world.y[world.y == 0], pd[world.y == 0]) is None
 
 
 def test_inputs_are_checked() -> None:
