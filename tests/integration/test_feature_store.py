@@ -294,3 +294,70 @@ def test_pushes_go_online_through_feast_and_offline_into_the_push_sources_tables
     )
     with pytest.raises(OfflinePushUnsupported, match="not one table"):
         batch_table(joined, schema)
+
+
+def test_the_pushers_rows_are_byte_for_byte_what_feasts_write_to_online_store_writes(
+    infra: InfraSettings, world: World
+) -> None:
+    """The pusher writes plain views without Feast's Arrow round trip; the Redis hash it leaves
+    for a member (every feature's serialised ValueProto and the view's timestamp) must be the
+    one `write_to_online_store` leaves for the same row: NaN, lists, empty lists and all."""
+    from feast.infra.online_stores.helpers import _redis_key
+    from feast.infra.online_stores.redis import RedisOnlineStore
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    from services.feature_store.push import plain_view
+
+    settings = FeatureStoreSettings(infra=infra, metrics_port=0)
+    pusher = FeastPusher.open(settings)
+    store = pusher.store
+    client = RedisOnlineStore()._get_client(store.config.online_store)
+    suffix = uuid.uuid4().hex[:8]
+    rng = np.random.default_rng(7)
+
+    def key(member: str) -> bytes:
+        entity = EntityKey(join_keys=["member_id"], entity_values=[Value(string_val=member)])
+        return _redis_key(
+            store.config.project,
+            entity,
+            entity_key_serialization_version=store.config.entity_key_serialization_version,
+        )
+
+    try:
+        for push_source in (settings.mobile_money_push_source, settings.repayment_push_source):
+            views = [store.get_feature_view(name) for name in pusher.feature_views(push_source)]
+            assert all(plain_view(v) for v in views)
+            columns: dict[str, list[object]] = {}
+            for view in views:
+                for field in view.features:
+                    if field.dtype.to_value_type().name.endswith("_LIST"):
+                        columns[field.name] = [rng.random(24).tolist(), [], [0.5, float("nan")]]
+                    else:
+                        columns[field.name] = [float(rng.random()), float("nan"), 0.0]
+            stamps = pd.to_datetime(
+                ["2026-03-01 10:00:00.123456", "2026-04-02 00:00:00.000000", "2026-05-03 23:59:59.5"],
+                utc=True,
+            )
+            members = [f"fs-bytes-{suffix}-{i}" for i in range(3)]
+            for view in views:  # Feast's own path for members 0-2 ...
+                store.write_to_online_store(
+                    view.name,
+                    pd.DataFrame(
+                        {"member_id": members, "event_timestamp": stamps}
+                        | {f.name: columns[f.name] for f in view.features}
+                    ),
+                )
+            twins = [f"{m}-twin" for m in members]  # ... the pusher's for their twins
+            asyncio.run(
+                pusher.push(
+                    push_source,
+                    pd.DataFrame({"member_id": twins, "event_timestamp": stamps} | columns),
+                )
+            )
+            for member, twin in zip(members, twins, strict=True):
+                feast_wrote, pusher_wrote = client.hgetall(key(member)), client.hgetall(key(twin))
+                assert feast_wrote and pusher_wrote == feast_wrote, (push_source, member)
+    finally:
+        pusher.close()
+        client.close()
