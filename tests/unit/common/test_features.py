@@ -156,3 +156,20 @@ def test_bureau_features_use_each_accounts_latest_report_before_as_of() -> None:
     assert m1["bureau_balance_kes"] == 1000  # only the open account's balance
     assert m1["bureau_opened_12m"] == 1  # account a opened eight months before
     assert (got.loc["m2"] == 0).all()  # no record: a thin file, zeros
+
+
+def test_instants_are_utc_nanoseconds_whatever_their_zone_unit_or_type() -> None:
+    from services.common.features import _ns
+
+    ns = np.array([0, 1_700_000_000_123_456_789, -5], dtype=np.int64)
+    aware = pd.Series(pd.to_datetime(ns, unit="ns", utc=True))
+    for values in (
+        aware,
+        aware.dt.tz_convert("Africa/Nairobi"),
+        aware.dt.tz_localize(None),  # naive: read as UTC
+        pd.DatetimeIndex(aware),
+        aware.astype(object),  # Timestamps in an object column
+    ):
+        assert _ns(values).tolist() == ns.tolist(), values.dtype
+    micro = pd.Series(np.array(["2026-01-01T00:00:00.123456"], dtype="datetime64[us]"))
+    assert _ns(micro).tolist() == [1_767_225_600_123_456_000]
