@@ -336,7 +336,11 @@ def test_the_pushers_rows_are_byte_for_byte_what_feasts_write_to_online_store_wr
                     else:
                         columns[field.name] = [float(rng.random()), float("nan"), 0.0]
             stamps = pd.to_datetime(
-                ["2026-03-01 10:00:00.123456", "2026-04-02 00:00:00.000000", "2026-05-03 23:59:59.5"],
+                [
+                    "2026-03-01 10:00:00.123456",
+                    "2026-04-02 00:00:00.000000",
+                    "2026-05-03 23:59:59.5",
+                ],
                 utc=True,
             )
             members = [f"fs-bytes-{suffix}-{i}" for i in range(3)]
