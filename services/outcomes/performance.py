@@ -21,6 +21,7 @@ from services.common.model_metrics import (
 BOOTSTRAP_SAMPLES = 200
 CONFIDENCE = 0.95
 SEED = 20_261_129  # fixed: the same outcomes give the same intervals
+DRAWS_PER_CHUNK = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -49,19 +50,24 @@ def _interval(y: np.ndarray, p: np.ndarray, statistic: str, rng: np.random.Gener
     value = measure(y, p)
     if value is None:
         return Interval(None, None, None)
-    # the same draws, in the same order, as one call per resample would take
-    draws = rng.integers(0, len(y), size=(BOOTSTRAP_SAMPLES, len(y)))
-    if statistic == "auc":
-        found = auc_samples(y, p, draws)  # NaN: a one-class resample has no ranking
-        samples = found[~np.isnan(found)].tolist()
-    else:
+    # the same draws, in the same order, as one call per resample would take; in chunks of at
+    # most DRAWS_PER_CHUNK indices, so a month of a hundred thousand loans stays small in memory
+    samples: list[float] = []
+    per_chunk = max(1, min(BOOTSTRAP_SAMPLES, DRAWS_PER_CHUNK // max(len(y), 1)))
+    for start in range(0, BOOTSTRAP_SAMPLES, per_chunk):
+        rows = min(per_chunk, BOOTSTRAP_SAMPLES - start)
+        draws = rng.integers(0, len(y), size=(rows, len(y)))
+        if statistic == "auc":
+            found = auc_samples(y, p, draws)  # NaN: a one-class resample has no ranking
+            samples.extend(found[~np.isnan(found)].tolist())
+            continue
         bad = y[draws].sum(axis=1)
-        samples = [
-            measure(y[pick], p[pick])
-            for pick, n_bad in zip(draws, bad, strict=True)
+        for pick, n_bad in zip(draws, bad, strict=True):
             # a resample with one class has no ranking to measure
-            if statistic == "ece" or 0 < n_bad < len(pick)
-        ]
+            if statistic == "ece" or 0 < n_bad < len(pick):
+                sample = measure(y[pick], p[pick])
+                if sample is not None:
+                    samples.append(sample)
     if len(samples) < BOOTSTRAP_SAMPLES // 2:
         return Interval(value, None, None)
     tail = (1 - CONFIDENCE) / 2 * 100

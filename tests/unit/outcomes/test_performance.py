@@ -74,3 +74,13 @@ def test_the_auc_interval_is_the_one_roc_auc_score_gives_on_each_resample(n: int
     low, high = _one_call_per_resample(y, p)
     assert month.auc.value == pytest.approx(roc_auc_score(y, p))
     assert (month.auc.low, month.auc.high) == (pytest.approx(low), pytest.approx(high))
+
+
+def test_resamples_drawn_in_chunks_give_the_same_month(monkeypatch: pytest.MonkeyPatch) -> None:
+    import services.outcomes.performance as perf
+
+    y, p = _book(300, seed=5)
+    whole = performance("v1", "2026-04", y.astype(bool).tolist(), p.tolist(), ["approve"] * 300)
+    monkeypatch.setattr(perf, "DRAWS_PER_CHUNK", 7 * 300 + 11)  # 7 resamples a chunk, ragged end
+    chunked = performance("v1", "2026-04", y.astype(bool).tolist(), p.tolist(), ["approve"] * 300)
+    assert chunked == whole
