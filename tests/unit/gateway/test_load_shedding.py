@@ -482,3 +482,25 @@ async def test_the_gateway_passes_its_deadlines_to_every_backend(
         await backends.explanations.close()
         assert isinstance(backends.replay, RedisReplayStore)
         await backends.replay.redis.aclose()
+
+
+async def test_a_failing_limiter_warns_once_per_interval_and_counts_every_check(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = shedding_settings(rate_limit_default="1/hour")
+    limiter = RateLimiter(BrokenStorage(), settings)
+    now = [1000.0]
+    limiter.clock = lambda: now[0]
+    before = REGISTRY.get_sample_value("alama_gateway_rate_limiter_errors_total") or 0.0
+    caplog.set_level("WARNING", logger="services.gateway.rate_limits")
+
+    def warnings() -> list[Any]:
+        return [r for r in caplog.records if "rate limit not checked" in r.getMessage()]
+
+    for _ in range(5):
+        assert await limiter.spend_tenant("sacco-a") is None  # let through
+    assert [r.failed_checks for r in warnings()] == [1]
+    now[0] += RateLimiter.WARN_EVERY_SECONDS
+    assert await limiter.spend_address("10.0.0.1") is None
+    assert [r.failed_checks for r in warnings()] == [1, 5]  # the four unlogged and this one
+    assert REGISTRY.get_sample_value("alama_gateway_rate_limiter_errors_total") == before + 6
