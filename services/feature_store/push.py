@@ -77,7 +77,7 @@ class FeastPusher:
         self.store = store
         self.mode = PushMode.ONLINE
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feast-push")
-        self._cache: dict[str, tuple[float, list[FeatureView]]] = {}
+        self._cache: dict[str, tuple[float, list[tuple[FeatureView, bool]]]] = {}
 
     @classmethod
     def open(cls, settings: FeatureStoreSettings) -> FeastPusher:
@@ -102,8 +102,8 @@ class FeastPusher:
         # refresh precomputed vectors Alama does not use (a fifth of the service's push time)
         if rows.empty:
             return
-        for view in self._views(push_source):
-            if plain_view(view):
+        for view, plain in self._views(push_source):
+            if plain:
                 write_rows(self.store, view, rows)
             else:
                 self.store.write_to_online_store(view.name, rows)
@@ -112,11 +112,12 @@ class FeastPusher:
         """The feature views fed by a push source, from the cached registry."""
         return [v.name for v in self._resolve(push_source)]
 
-    def _views(self, push_source: str) -> list[FeatureView]:
+    def _views(self, push_source: str) -> list[tuple[FeatureView, bool]]:
+        """The push source's views, each with whether it is plain, resolved once a minute."""
         now = time.monotonic()
         cached = self._cache.get(push_source)
         if cached is None or now - cached[0] > VIEWS_TTL_SECONDS:
-            cached = (now, self._resolve(push_source))
+            cached = (now, [(v, plain_view(v)) for v in self._resolve(push_source)])
             self._cache[push_source] = cached
         return cached[1]
 
@@ -179,8 +180,11 @@ def online_rows(view: FeatureView, rows: pd.DataFrame) -> list[Row]:
     keys = {k: python_values_to_proto_values(rows[k].to_numpy(), t) for k, t in join_keys.items()}
     values = [python_values_to_proto_values(rows[n].to_numpy(), t) for n, t in features]
     names = [n for n, _t in features]
-    stamps = pd.DatetimeIndex(pd.to_datetime(rows[source.timestamp_field], utc=True))
-    naive = stamps.tz_convert(None).to_pydatetime()
+    column = rows[source.timestamp_field]  # datetimes as they are (naive ones are UTC already)
+    stamps = pd.DatetimeIndex(
+        column if column.dtype.kind == "M" else pd.to_datetime(column, utc=True)
+    )
+    naive = (stamps if stamps.tz is None else stamps.tz_convert(None)).to_pydatetime()
     return [
         (
             EntityKey(join_keys=list(join_keys), entity_values=[keys[k][i] for k in join_keys]),
