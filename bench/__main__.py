@@ -300,7 +300,8 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| ingestion: {ingested['transactions']:,} webhook transactions → Feast online |"
             f" | | | {ingested['transactions_per_s']:,}/s |"
-            f" {ingested['refused_deliveries']} deliveries refused |"
+            f" {ingested['refused_deliveries']} deliveries refused"
+            f" ({ingested.get('retried_deliveries', 0)} retries) |"
         )
     for p in result.get("pipelines") or [result["pipeline"]]:
         replicas = p.get("scoring_replicas", 1)

@@ -173,6 +173,10 @@ async def mixed_load(
     }
 
 
+#: attempts per webhook delivery in the ingestion burst (the first and the retries)
+DELIVERY_ATTEMPTS = 5
+
+
 async def ingestion(
     infra: InfraSettings,
     gateway: str,
@@ -189,7 +193,7 @@ async def ingestion(
     queue: asyncio.Queue[WebhookDelivery] = asyncio.Queue()
     for delivery in batches:
         queue.put_nowait(delivery)
-    accepted = refused = 0
+    accepted = refused = retried = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     started = time.perf_counter()
     async with httpx.AsyncClient(base_url=gateway, timeout=30.0, limits=limits) as http:
@@ -200,9 +204,18 @@ async def ingestion(
         )
 
         async def worker() -> None:
-            nonlocal accepted, refused
+            # as a provider does: a delivery refused for back-pressure (503, 429) is sent again
+            # after the gateway's Retry-After (1 s), a few times, before it counts as refused
+            nonlocal accepted, refused, retried
             while not queue.empty():
-                outcome = await client.deliver(queue.get_nowait())
+                delivery = queue.get_nowait()
+                for attempt in range(DELIVERY_ATTEMPTS):
+                    outcome = await client.deliver(delivery)
+                    if outcome.accepted or outcome.status not in ("429", "503"):
+                        break
+                    if attempt + 1 < DELIVERY_ATTEMPTS:
+                        retried += 1
+                        await asyncio.sleep(1.0)
                 accepted += outcome.count
                 refused += 0 if outcome.accepted else 1
 
@@ -214,6 +227,7 @@ async def ingestion(
         "transactions": transactions,
         "accepted": accepted,
         "refused_deliveries": refused,
+        "retried_deliveries": retried,
         "posted_s": round(posted, 1),
         "elapsed_s": round(elapsed, 1),
         "caught_up": caught_up is not None,

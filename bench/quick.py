@@ -184,7 +184,9 @@ def markdown(report: dict[str, Any]) -> str:
             "",
             f"Webhook to Feast: {ingest['accepted']:,} transactions posted in"
             f" {ingest['posted_s']} s, all consumed and pushed after {ingest['elapsed_s']} s:"
-            f" {ingest['transactions_per_s']:,} transactions/s (caught up: {ingest['caught_up']}).",
+            f" {ingest['transactions_per_s']:,} transactions/s (caught up: {ingest['caught_up']};"
+            f" {ingest.get('retried_deliveries', 0)} deliveries sent again after a 503,"
+            f" {ingest['refused_deliveries']} refused in the end).",
         ]
     audit = report.get("audit_append")
     if audit:

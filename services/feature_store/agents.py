@@ -12,10 +12,13 @@ A member whose push failed keeps ``pending`` in its state and is pushed again by
 Feast outage delays features but loses nothing, and the agents never stop on it. Offsets are
 committed after the batch is in the state tables (whose changelog Faust flushes first).
 
-Every row pushed online is then written to the offline store too (`offline.OfflineWriter`), so
-training builds its sets from streamed rows as well. That write comes after the online push and
-never undoes it: a row it could not write waits in the member's state (``History.offline``, in
-the changelog like the rest) and the same timer writes it again; while the offline store keeps
+Every row pushed online is written to the offline store too (`offline.OfflineWriter`), so
+training builds its sets from streamed rows as well. The two writes go to independent stores, so
+they run side by side (a batch waits for the slower, not for both in turn) and neither undoes the
+other: a row pushed online that the offline store could not take waits in the member's state
+(``History.offline``, in the changelog like the rest) and the same timer writes it again; a row
+the offline store took while the online push failed is computed again for the retried push and
+written again, which the offline writer counts as already written. While the offline store keeps
 failing, batches leave their rows owed without trying, so a slow or absent PostgreSQL costs the
 online path at most one timed-out write per retry round.
 """
@@ -90,6 +93,9 @@ tracer = trace.get_tracer("alama.feature_store")
 #: sends an envelope (a dead letter) to a topic with extra headers
 Publisher = DeadLetterSend
 HistoryT = TypeVar("HistoryT", WalletHistory, RepaymentHistory)
+#: the flags in a member's state that the retry timer acts on
+PENDING, OWED = "pending", "offline"
+FLAGS = (PENDING, OWED)
 
 
 @dataclass
@@ -105,13 +111,47 @@ class ActivityStream(Generic[HistoryT]):
     push_source: str
     rows: Callable[[Sequence[HistoryT], Mapping[str, int]], pd.DataFrame]
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: the members whose state says ``pending`` / owes offline rows, kept as they are saved, so
+    #: the retry timer reads those few states instead of every member's (a scan of tens of
+    #: thousands of states every 10 s took a third of the worker's time in a burst); rebuilt
+    #: from the table after each rebalance, whose recovery writes states without `save`
+    flagged: dict[str, set[str]] = field(default_factory=lambda: {flag: set() for flag in FLAGS})
+    #: `app.rebalancing_count` when `flagged` was last rebuilt (None: never)
+    flagged_at: int | None = None
 
     def load(self, member_id: str) -> HistoryT:
         state = self.table.get(member_id)
         return self.history.from_json(state) if state else self.history(member_id=member_id)
 
     def save(self, history: History[Any]) -> None:
-        self.table[history.member_id] = history.to_json()
+        state = history.to_json()
+        self.table[history.member_id] = state
+        self._flag(history.member_id, state)
+
+    def _flag(self, member_id: str, state: Mapping[str, Any]) -> None:
+        for flag, members in self.flagged.items():
+            if state.get(flag):
+                members.add(member_id)
+            else:
+                members.discard(member_id)
+
+    def flagged_histories(self, flag: str, rebalances: int) -> list[HistoryT]:
+        """The members whose saved state carries `flag` (``pending`` or ``offline``)."""
+        if self.flagged_at != rebalances:
+            for members in self.flagged.values():
+                members.clear()
+            for member_id, state in list(self.table.items()):
+                if state:
+                    self._flag(member_id, state)
+            self.flagged_at = rebalances
+        found: list[HistoryT] = []
+        for member_id in sorted(self.flagged[flag]):
+            state = self.table.get(member_id)
+            if state and state.get(flag):
+                found.append(self.history.from_json(state))
+            else:  # erased, or saved elsewhere without the flag
+                self.flagged[flag].discard(member_id)
+        return found
 
 
 @dataclass
@@ -226,37 +266,58 @@ class FeatureStoreService:
         with tracer.start_as_current_span(
             f"feast push {stream.push_source}", attributes={"alama.members": len(rows)}
         ):
-            try:
-                await self.pusher.push(stream.push_source, rows)
-            except Exception:
-                log.exception(
-                    "feast push failed; members stay pending",
-                    extra={"push_source": stream.push_source, "members": len(rows)},
-                )
-                return []
-        owed = owed_rows(rows) if self.offline is not None else {}
+            pushed, written = await asyncio.gather(
+                self.pusher.push(stream.push_source, rows),
+                self._write_offline(stream, histories, rows, retrying=False),
+                return_exceptions=True,
+            )
+        if isinstance(written, BaseException):
+            raise written
+        if isinstance(pushed, BaseException):
+            if not isinstance(pushed, Exception):
+                raise pushed
+            log.error(
+                "feast push failed; members stay pending",
+                exc_info=pushed,
+                extra={"push_source": stream.push_source, "members": len(rows)},
+            )
+            return []  # rows written offline meanwhile are written again with the retry
+        owed = owed_rows(rows) if self.offline is not None and not written else {}
         for history in histories:
             history.mark_pushed(as_of[history.member_id])
             if history.member_id in owed:
                 history.offline.append(owed[history.member_id])
-        await self._write_offline(stream, histories, retrying=False)
         for history in histories:
             stream.save(history)
         return [h.member_id for h in histories]
 
     async def _write_offline(
-        self, stream: ActivityStream[Any], histories: Sequence[History[Any]], *, retrying: bool
+        self,
+        stream: ActivityStream[Any],
+        histories: Sequence[History[Any]],
+        fresh: pd.DataFrame | None,
+        *,
+        retrying: bool,
     ) -> bool:
-        """Write the members' owed rows to the offline store; on failure they stay owed.
+        """Write the members' owed rows and the `fresh` ones to the offline store; True when
+        they are all written (the owed ones are then dropped), False when they are not (nothing
+        changes: the caller decides what stays owed).
 
         Runs under the stream's lock, like the push: an erasure (which takes it) never sees a
         row half written, and one that removed the member's state removed its owed rows too.
         A batch does not try while the offline store is failing; the retry timer does.
         """
+        if self.offline is None:
+            return False
         owing = [h for h in histories if h.offline]
-        if self.offline is None or not owing or (self.offline_failing and not retrying):
-            return not owing
-        rows = owed_frame([row for h in owing for row in h.offline])
+        frames = [owed_frame([row for h in owing for row in h.offline])] if owing else []
+        if fresh is not None and not fresh.empty:
+            frames.append(fresh)
+        if not frames:
+            return True
+        if self.offline_failing and not retrying:
+            return False
+        rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.settings.offline_write_timeout_s):
@@ -279,16 +340,22 @@ class FeatureStoreService:
             history.offline = []
         return True
 
+    def _rebalances(self) -> int:
+        return int(getattr(self.app, "rebalancing_count", 0))
+
+    def _recovering(self) -> bool:
+        """A rebalance (and the tables' recovery) is under way: the retries wait for its end,
+        as the agents do (`_tables_recovered`), rather than act on half-recovered tables."""
+        return bool(getattr(self.app, "rebalancing", False))
+
     async def push_pending(self) -> list[str]:
         """Push every member whose last push failed (run by a timer)."""
         pushed: list[str] = []
+        if self._recovering():
+            return pushed
         for stream in self.streams:
             async with stream.lock:
-                pending = [
-                    stream.history.from_json(state)
-                    for state in list(stream.table.values())
-                    if state and state.get("pending")
-                ]
+                pending = stream.flagged_histories(PENDING, self._rebalances())
                 size = self.settings.max_batch
                 for start in range(0, len(pending), size):
                     pushed += await self._push(stream, pending[start : start + size])
@@ -298,27 +365,23 @@ class FeatureStoreService:
         """Write every member's owed offline rows (run by the retry timer after the pushes);
         returns how many rows were sent. Stops at the first failure: the next round tries
         again, and meanwhile the batches are not held up by more attempts."""
-        if self.offline is None:
+        if self.offline is None or self._recovering():
             return 0
         sent = 0
         for stream in self.streams:
             async with stream.lock:
-                owing = [
-                    stream.history.from_json(state)
-                    for state in list(stream.table.values())
-                    if state and state.get("offline")
-                ]
+                owing = stream.flagged_histories(OWED, self._rebalances())
                 size = self.settings.max_batch
                 for start in range(0, len(owing), size):
                     chunk = owing[start : start + size]
                     rows = sum(len(h.offline) for h in chunk)
-                    if not await self._write_offline(stream, chunk, retrying=True):
+                    if not await self._write_offline(stream, chunk, None, retrying=True):
                         break
                     sent += rows
                     for history in chunk:
                         stream.save(history)
                 OFFLINE_ROWS_OWED.labels(stream.push_source).set(
-                    sum(len(state.get("offline") or ()) for state in stream.table.values() if state)
+                    sum(len(h.offline) for h in stream.flagged_histories(OWED, self._rebalances()))
                 )
         return sent
 

@@ -106,7 +106,8 @@ class FeastPusher:
             if plain:
                 write_rows(self.store, view, rows)
             else:
-                self.store.write_to_online_store(view.name, rows)
+                # a copy: Feast may reshape the frame the offline write reads meanwhile
+                self.store.write_to_online_store(view.name, rows.copy())
 
     def feature_views(self, push_source: str) -> list[str]:
         """The feature views fed by a push source, from the cached registry."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -184,6 +185,37 @@ async def test_a_failed_push_leaves_members_pending_until_the_retry(
     assert sorted(pusher.pushes[0][1]["member_id"]) == sorted(members)
     assert not any(service.repayments.table[m]["pending"] for m in members)
     assert await service.push_pending() == []
+
+
+async def test_the_retry_finds_pending_members_that_a_recovery_wrote(
+    world_events_small: WorldEvents,
+) -> None:
+    """The retry timer keeps the flagged members as states are saved; states a changelog
+    recovery wrote (straight into the table) are found once the rebalance is over."""
+    data = world_events_small
+    members = [member_key(DEV_TENANT, m) for m in data.members(2)]
+    envelopes = data.of(data.repayments, data.members(2))
+    pusher = RecordingPusher(failures=1)
+    service = _service(pusher, Letters())
+
+    async with service.agents["repayments"].test_context() as agent:
+        for envelope in envelopes:
+            await agent.put(encode(envelope), wait=False)
+        await _until(lambda: sum(_outcomes(agent.results.values())) == len(envelopes))
+        states = {m: dict(service.repayments.table[m]) for m in members}
+        assert sorted(await service.push_pending()) == sorted(members)
+        assert await service.push_pending() == []
+
+        # a rebalance recovers the states as they were (pending) from the changelog
+        app: Any = service.app
+        app.rebalancing = True
+        for member, state in states.items():
+            service.repayments.table[member] = state
+        assert await service.push_pending() == []  # skipped while the tables recover
+        app.rebalancing = False
+        app.rebalancing_count += 1
+        assert sorted(await service.push_pending()) == sorted(members)
+        assert await service.push_pending() == []
 
 
 @pytest.mark.parametrize("agent_name", ["mobile_money", "repayments"])

@@ -5,6 +5,7 @@ rows survive the member state's JSON, and their columns and types are training's
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -171,6 +172,50 @@ async def test_a_failed_offline_write_leaves_the_rows_owed_until_the_retry_write
     )
     assert not any(service.mobile_money.table[k]["offline"] for k in keys)
     assert not service.offline_failing
+
+
+async def test_the_offline_write_runs_beside_the_push_and_a_failed_push_owes_nothing(
+    world_events_small: WorldEvents,
+) -> None:
+    """The two stores are written at once (the offline write starts before the push ends); a
+    push that fails leaves its members pending with nothing owed offline (the retried push
+    computes the same rows and writes them again), and every pushed row reaches the offline
+    store."""
+    data = world_events_small
+    members = data.members(2)
+    keys = [member_key(DEV_TENANT, m) for m in members]
+    envelopes = data.of(data.mobile_money, members)
+    overlapped: list[bool] = []
+
+    class SlowPusher(RecordingPusher):
+        async def push(self, push_source: str, rows: pd.DataFrame) -> None:
+            before = offline.attempts
+            await asyncio.sleep(0.05)
+            overlapped.append(offline.attempts > before)
+            await super().push(push_source, rows)
+
+    pusher, offline = SlowPusher(failures=1), RecordingOffline()
+    service = _service(pusher, offline)
+
+    async with service.agents["mobile_money"].test_context() as agent:
+        for envelope in envelopes:
+            await agent.put(encode(envelope), wait=False)
+        await _until(lambda: sum(_outcomes(agent.results.values())) == len(envelopes))
+        states = [WalletHistory.from_json(service.mobile_money.table[k]) for k in keys]
+        assert not any(h.offline for h in states)  # written, or recomputed by the retry
+        if any(h.pending for h in states):  # the failed push's members: the retry pushes them
+            assert await service.push_pending()
+        assert not any(service.mobile_money.table[k]["pending"] for k in keys)
+
+    assert overlapped and all(overlapped)
+    pushed = pd.concat([rows for _, rows in pusher.pushes])
+    written = offline.rows("mobile_money_push").drop_duplicates(["member_id", "event_timestamp"])
+    _assert_frames_equal(
+        written.merge(pushed[["member_id", "event_timestamp"]]).sort_values(
+            ["member_id", "event_timestamp"]
+        ),
+        pushed.sort_values(["member_id", "event_timestamp"]),
+    )
 
 
 async def test_an_erased_members_owed_rows_are_never_written(
