@@ -578,7 +578,7 @@ def promote_version(
     from training.shadow_pairs import OutcomesUnavailable
 
     registry, settings = _registry(), RegistrySettings()
-    _flush_outbox(settings)
+    _flush_outbox(settings, registry)
     try:
         challenger = promotion.resolve_challenger(registry, version)
         champion = registry.version_of(CHAMPION)
@@ -650,12 +650,17 @@ def rollback_champion(by: ByOption) -> None:
     )
 
 
-def _flush_outbox(settings: RegistrySettings) -> None:
-    """Publish changes earlier commands could not; say so when some still wait."""
+def _flush_outbox(settings: RegistrySettings, registry: Registry) -> None:
+    """Settle what a command that died left intended, publish changes earlier commands could
+    not; say so when some still wait."""
     from rich.markup import escape
 
-    from training.registry_events import flush_outbox
+    from training.promotion import settle_intents
+    from training.registry_events import Outbox, flush_outbox
 
+    made = settle_intents(registry, Outbox(settings.outbox))
+    if made:
+        _echo(f"completed {len(made)} registry change(s) an interrupted command had made")
     recorded = asyncio.run(flush_outbox(settings))
     if not recorded.acknowledged:
         console.print(
@@ -673,7 +678,7 @@ def show_registry() -> None:
     from training.registry_events import Outbox, RegistrySettings
 
     registry, settings = _registry(), RegistrySettings()
-    _flush_outbox(settings)
+    _flush_outbox(settings, registry)
     table = Table(title=f"registered model {registry.model_name}", title_justify="left")
     for heading in ("alias", "version", "bundle"):
         table.add_column(heading)

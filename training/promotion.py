@@ -10,17 +10,22 @@ The gate's verdict (`training.gate`) is computed on two sets:
 Ordering, so that no alias moves without its record and no record claims a move that did not
 happen: a promotion or rollback first connects to the broker and publishes what earlier commands
 left pending (a broker that cannot be reached refuses the command: nothing moved, nothing to
-record); then it moves the alias; then it writes the change to the outbox and publishes it. If the
-broker goes away between the two, the change stays in the outbox and the command says so and
-fails; the next registry command publishes it. Publishing before moving was the other choice, but
-a move that then fails (MLflow unreachable) would leave the chain holding a promotion that never
-happened, which no later event can take back as cleanly as an outbox entry can be sent later.
-A refusal moves nothing, so it is recorded (outbox, then broker) whether or not the broker is up.
+record); then it writes the change it is about to make to the outbox as an intent, moves the
+alias, turns the intent into an entry and publishes it. If the broker goes away meanwhile, the
+change stays in the outbox and the command says so and fails; the next registry command
+publishes it. If the process dies between the intent and its settlement, the next command
+settles it from what the registry shows (`settle_intents`): the alias that decides moved, so
+the change is completed and recorded; or it did not, so the intent is dropped. Publishing
+before moving was the other choice, but a move that then fails (MLflow unreachable) would leave
+the chain holding a promotion that never happened, which no later event can take back as
+cleanly as an outbox entry can be sent later. A refusal moves nothing, so it is recorded
+(outbox, then broker) whether or not the broker is up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +35,10 @@ import numpy as np
 from mlflow.exceptions import MlflowException
 
 from services.common.bundle import ModelBundle, load_served_bundle
+from services.common.envelope import decode, encode
 from services.common.model_registry import ModelLocator, ModelNotFound
+from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
+from services.common.protos.alama.events.v1.models_pb2 import ModelRegistryChanged
 from training.gate import HELD_OUT, MATURED_OUTCOMES, EvaluationSet, GatePolicy, GateResult, gate
 from training.held_out import (
     ARTIFACT_PATH,
@@ -48,10 +56,13 @@ from training.registry import (
     RegistryChange,
 )
 from training.registry_events import (
+    ACTION_NAMES,
     BrokerUnreachable,
+    Outbox,
     Recorded,
     RegistryPublisher,
     RegistrySettings,
+    flush_outbox,
     record_or_keep,
     registry_event,
 )
@@ -195,14 +206,53 @@ def record_refusal(
     return change, recorded
 
 
+def settle_intents(registry: Registry, outbox: Outbox) -> list[str]:
+    """Settle the changes a command that died left intended: made (the alias that decides
+    points at the version), they are completed (the other aliases moved too) and become pending
+    records; not made, they are dropped. Returns the ids of those made."""
+    made: list[str] = []
+    for entry in outbox.intents():
+        message = decode(encode(entry.envelope), ModelRegistryChanged).payload
+        action = ACTION_NAMES[message.action]
+        version = message.model_version or None
+        replaced = message.replaced_model_version or None
+        was_made = registry.made(action, version)
+        if was_made:
+            registry.finish(action, version, replaced, message.trigger)
+            made.append(entry.event_id)
+        outbox.settle(entry.envelope, made=was_made)
+    return made
+
+
+def _make(
+    registry: Registry, change: RegistryChange, outbox: Outbox, rows: dict[str, int] | None = None
+) -> EventEnvelope:
+    """Intend, move, settle: see the module's docstring. Returns the change's record."""
+    envelope = registry_event(change, rows)
+    outbox.intend(envelope)
+    try:
+        registry.apply(change)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the registry may be what failed: next command
+            settle_intents(registry, outbox)
+        raise
+    outbox.settle(envelope, made=True)
+    return envelope
+
+
 async def _move_and_record(
-    move: Callable[[], RegistryChange], rows: dict[str, int], settings: RegistrySettings
+    registry: Registry,
+    plan: Callable[[], RegistryChange],
+    rows: dict[str, int],
+    settings: RegistrySettings,
 ) -> RegistryChange:
     async with RegistryPublisher(settings) as publisher:  # BrokerUnreachable: nothing moved
+        settle_intents(registry, publisher.outbox)
         await publisher.flush()  # what earlier commands left pending goes first
-        change = move()
+        change = plan()
+        _make(registry, change, publisher.outbox, rows)
         try:
-            await publisher.record(registry_event(change, rows))
+            await publisher.flush()
         except BrokerUnreachable as exc:
             raise ChangeNotRecorded(change, str(exc)) from exc
     return change
@@ -221,7 +271,8 @@ def promote(
         raise PromotionRefused(verdict.result.refusal() or "refused")
     return asyncio.run(
         _move_and_record(
-            lambda: registry.promote(
+            registry,
+            lambda: registry.plan_promotion(
                 version,
                 requested_by,
                 None if verdict is None else verdict.result,
@@ -237,7 +288,9 @@ def rollback(registry: Registry, requested_by: str, settings: RegistrySettings) 
     """Back to the previous champion, recorded (the same guarantees as `promote`)."""
     if registry.version_of(PREVIOUS) is None:
         raise PromotionRefused("no previous champion to roll back to")
-    return asyncio.run(_move_and_record(lambda: registry.rollback(requested_by), {}, settings))
+    return asyncio.run(
+        _move_and_record(registry, lambda: registry.plan_rollback(requested_by), {}, settings)
+    )
 
 
 def register_trained(
@@ -250,8 +303,11 @@ def register_trained(
     """What a freshly registered version becomes: the first champion when there is none (nothing
     to compare it with), else the challenger, in shadow, while the champion keeps deciding.
     Training may run offline: the change is kept in the outbox until a broker takes it."""
+    outbox = Outbox(settings.outbox)
+    settle_intents(registry, outbox)
     if registry.version_of(CHAMPION) is None:
-        change = registry.promote(version, requested_by, None)
+        change = registry.plan_promotion(version, requested_by, None)
     else:
-        change = registry.mark_challenger(version, requested_by, trigger)
-    return change, asyncio.run(record_or_keep(registry_event(change), settings))
+        change = registry.plan_challenger(version, requested_by, trigger)
+    _make(registry, change, outbox)
+    return change, asyncio.run(flush_outbox(settings))

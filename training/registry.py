@@ -137,8 +137,14 @@ class Registry:
         self, version: str, requested_by: str = "training", trigger: str = "manual"
     ) -> RegistryChange:
         """Give `version` the `challenger` alias (it runs in shadow); the champion stays."""
-        self.client.set_model_version_tag(self.model_name, version, TRIGGER_TAG, trigger)
-        self.client.set_registered_model_alias(self.model_name, CHALLENGER, version)
+        change = self.plan_challenger(version, requested_by, trigger)
+        self.apply(change)
+        return change
+
+    def plan_challenger(
+        self, version: str, requested_by: str = "training", trigger: str = "manual"
+    ) -> RegistryChange:
+        """The change `mark_challenger` makes, not made yet (see `apply`)."""
         return self._change(
             CHALLENGER_REGISTERED,
             requested_by,
@@ -155,10 +161,23 @@ class Registry:
         verdict: GateResult | None,
         judged_against: str | None = None,
     ) -> RegistryChange:
-        """Move `champion` to `version` if the gate passed. `verdict` None is allowed only when
-        there is no champion yet (the first model has nothing to be compared with).
-        `judged_against`: the champion the gate compared it with; a champion that changed since
-        (a rollback or another promotion meanwhile) refuses, since the verdict is not about it."""
+        """Move `champion` to `version` if the gate passed (see `plan_promotion`)."""
+        change = self.plan_promotion(version, requested_by, verdict, judged_against)
+        self.apply(change)
+        return change
+
+    def plan_promotion(
+        self,
+        version: str,
+        requested_by: str,
+        verdict: GateResult | None,
+        judged_against: str | None = None,
+    ) -> RegistryChange:
+        """The promotion of `version`, checked but not made yet (see `apply`). `verdict` None is
+        allowed only when there is no champion yet (the first model has nothing to be compared
+        with). `judged_against`: the champion the gate compared it with; a champion that
+        changed since (a rollback or another promotion meanwhile) refuses, since the verdict is
+        not about it."""
         current = self.version_of(CHAMPION)
         if judged_against is not None and current != judged_against:
             raise PromotionRefused(
@@ -170,11 +189,6 @@ class Registry:
         if verdict is not None and not verdict.passed:
             change = self.refusal(version, requested_by, verdict)
             raise PromotionRefused(change.reason, change)
-        if current is not None and current != version:
-            self.client.set_registered_model_alias(self.model_name, PREVIOUS, current)
-        self.client.set_registered_model_alias(self.model_name, CHAMPION, version)
-        if self.version_of(CHALLENGER) == version:  # it decides now; no longer in shadow
-            self.client.delete_registered_model_alias(self.model_name, CHALLENGER)
         reason = FIRST_CHAMPION if verdict is None else "the gate held"
         return self._change(
             PROMOTED,
@@ -185,6 +199,32 @@ class Registry:
             trigger=self.trigger_of(version),
             checks=verdict.checks if verdict is not None else (),
         )
+
+    def apply(self, change: RegistryChange) -> None:
+        """Make a planned change (`plan_promotion`, `plan_rollback`, `plan_challenger`)."""
+        self.finish(change.action, change.model_version, change.replaced_version, change.trigger)
+
+    def finish(self, action: str, version: str | None, replaced: str | None, trigger: str) -> None:
+        """Move the aliases a change names; idempotent, so a change a crash left half made is
+        completed by making it again. The alias that decides moves first (`champion`, or
+        `challenger` for a registration): once it has moved, `made` says the change happened."""
+        if version is None or action not in (PROMOTED, ROLLED_BACK, CHALLENGER_REGISTERED):
+            raise ValueError(f"{action} of version {version} moves no alias")
+        if action == CHALLENGER_REGISTERED:
+            self.client.set_model_version_tag(self.model_name, version, TRIGGER_TAG, trigger)
+            self.client.set_registered_model_alias(self.model_name, CHALLENGER, version)
+            return
+        self.client.set_registered_model_alias(self.model_name, CHAMPION, version)
+        if replaced is not None and replaced != version:
+            self.client.set_registered_model_alias(self.model_name, PREVIOUS, replaced)
+        if action == PROMOTED and self.version_of(CHALLENGER) == version:
+            # it decides now; no longer in shadow
+            self.client.delete_registered_model_alias(self.model_name, CHALLENGER)
+
+    def made(self, action: str, version: str | None) -> bool:
+        """Whether the alias that decides a change of `action` points at `version`."""
+        alias = CHALLENGER if action == CHALLENGER_REGISTERED else CHAMPION
+        return version is not None and self.version_of(alias) == version
 
     def refusal(self, version: str, requested_by: str, verdict: GateResult) -> RegistryChange:
         """The record of a refused promotion of `version` (for the audit chain); nothing moves."""
@@ -200,13 +240,16 @@ class Registry:
 
     def rollback(self, requested_by: str) -> RegistryChange:
         """Back to the champion before this one; the one rolled back becomes the previous."""
+        change = self.plan_rollback(requested_by)
+        self.apply(change)
+        return change
+
+    def plan_rollback(self, requested_by: str) -> RegistryChange:
+        """The rollback, not made yet (see `apply`)."""
         previous = self.version_of(PREVIOUS)
         current = self.version_of(CHAMPION)
         if previous is None:
             raise PromotionRefused("no previous champion to roll back to")
-        self.client.set_registered_model_alias(self.model_name, CHAMPION, previous)
-        if current is not None:
-            self.client.set_registered_model_alias(self.model_name, PREVIOUS, current)
         return self._change(ROLLED_BACK, requested_by, previous, "rollback", replaced=current)
 
     def _change(

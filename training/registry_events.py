@@ -57,6 +57,7 @@ ACTIONS: Mapping[str, RegistryAction] = {
     REFUSED: RegistryAction.REGISTRY_ACTION_REFUSED,
     ROLLED_BACK: RegistryAction.REGISTRY_ACTION_ROLLED_BACK,
 }
+ACTION_NAMES: Mapping[int, str] = {value: name for name, value in ACTIONS.items()}
 
 
 class RegistrySettings(BaseSettings):
@@ -135,10 +136,15 @@ class OutboxEntry:
 class Outbox:
     """Changes waiting for the broker's acknowledgement, in one append-only JSON-lines file.
 
-    A line is either an entry (`{"event_id", "envelope"}`, the envelope's bytes in base64) or a
-    receipt (`{"sent": event_id}`); what has no receipt is pending. Every write is fsynced under
-    an exclusive lock, so two commands at once neither lose nor interleave lines; the file is
-    emptied once nothing in it is pending.
+    A line is an entry (`{"event_id", "envelope"}`, the envelope's bytes in base64), a receipt
+    (`{"sent": event_id}`), an intent (`{"intent": event_id, "envelope"}`) or its settlement
+    (`{"settled": event_id}`). What has no receipt is pending. An intent is written before an
+    alias moves and settled after: once the move is made the change is added as an entry, and
+    an intent a crash left unsettled is settled by the next command from what the registry
+    shows (`training.promotion.settle_intents`), so no alias moves without its record and no
+    record claims a move that was never made. Every write is fsynced under an exclusive lock,
+    so two commands at once neither lose nor interleave lines; the file is emptied once nothing
+    in it is pending or unsettled.
     """
 
     def __init__(self, path: Path) -> None:
@@ -168,9 +174,11 @@ class Outbox:
         os.fsync(handle.fileno())
 
     @staticmethod
-    def _pending(handle: IO[str]) -> list[OutboxEntry]:
+    def _read(handle: IO[str]) -> tuple[list[OutboxEntry], list[OutboxEntry]]:
+        """(pending entries, unsettled intents), oldest first."""
         handle.seek(0)
         entries: dict[str, OutboxEntry] = {}
+        intents: dict[str, OutboxEntry] = {}
         for text in handle:
             if not text.strip():
                 continue
@@ -180,18 +188,44 @@ class Outbox:
                 continue  # a line torn by a crash mid-write: its change was never acknowledged
             if "sent" in line:
                 entries.pop(str(line["sent"]), None)
+            elif "settled" in line:
+                intents.pop(str(line["settled"]), None)
             elif "envelope" in line:
                 envelope = decode(base64.b64decode(line["envelope"])).envelope
-                entries.setdefault(envelope.event_id, OutboxEntry(envelope.event_id, envelope))
-        return list(entries.values())
+                kept = intents if "intent" in line else entries
+                kept.setdefault(envelope.event_id, OutboxEntry(envelope.event_id, envelope))
+        return list(entries.values()), list(intents.values())
+
+    @classmethod
+    def _pending(cls, handle: IO[str]) -> list[OutboxEntry]:
+        return cls._read(handle)[0]
+
+    @staticmethod
+    def _line(envelope: EventEnvelope, key: str = "event_id") -> dict[str, str]:
+        return {key: envelope.event_id, "envelope": base64.b64encode(encode(envelope)).decode()}
 
     def add(self, envelope: EventEnvelope) -> None:
         with self._locked() as handle:
-            line = {
-                "event_id": envelope.event_id,
-                "envelope": base64.b64encode(encode(envelope)).decode(),
-            }
-            self._write(handle, [line])
+            self._write(handle, [self._line(envelope)])
+
+    def intend(self, envelope: EventEnvelope) -> None:
+        """Before an alias moves: the change it will be, not to be sent until it is made."""
+        with self._locked() as handle:
+            self._write(handle, [self._line(envelope, "intent")])
+
+    def settle(self, envelope: EventEnvelope, *, made: bool) -> None:
+        """The intended change was made (it becomes pending, to be sent) or was not (dropped)."""
+        lines = [self._line(envelope)] if made else []
+        with self._locked() as handle:
+            self._write(handle, [*lines, {"settled": envelope.event_id}])
+            self._empty_when_done(handle)
+
+    def intents(self) -> list[OutboxEntry]:
+        """Intents not yet settled, oldest first."""
+        if not self.path.exists():
+            return []
+        with self._locked() as handle:
+            return self._read(handle)[1]
 
     def pending(self) -> list[OutboxEntry]:
         """Entries not yet acknowledged, oldest first."""
@@ -205,10 +239,14 @@ class Outbox:
             return
         with self._locked() as handle:
             self._write(handle, [{"sent": event_id} for event_id in event_ids])
-            if not self._pending(handle):
-                handle.truncate(0)
-                handle.flush()
-                os.fsync(handle.fileno())
+            self._empty_when_done(handle)
+
+    @classmethod
+    def _empty_when_done(cls, handle: IO[str]) -> None:
+        if not any(cls._read(handle)):
+            handle.truncate(0)
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 class RegistryPublisher:

@@ -34,7 +34,7 @@ from training.__main__ import console as cli_console
 from training.held_out import ARTIFACT_PATH, FILE_NAME, HeldOutRows, write_held_out
 from training.promotion import BundleScores
 from training.registry import CHALLENGER, CHAMPION, PREVIOUS, Registry
-from training.registry_events import Outbox, RegistrySettings
+from training.registry_events import Outbox, RegistrySettings, registry_event
 
 ROWS = 4000
 APPROVE_BELOW = 0.12
@@ -331,6 +331,89 @@ def test_a_change_made_as_the_broker_drops_waits_in_the_outbox(s: Setup) -> None
     published = s.broker.changes()[-1]
     assert published.change_id == waiting.event_id
     assert published.action == RegistryAction.REGISTRY_ACTION_PROMOTED
+
+
+def test_a_promotion_cut_short_after_the_champion_moved_is_completed_and_recorded_once(
+    s: Setup,
+) -> None:
+    """The process dies after writing its intent and moving `champion`, before the previous
+    alias moved and before any record: the next registry command finishes the aliases and
+    publishes the change (the intent's id, so the chain holds it once)."""
+    first, second = _first_champion_and_challenger(s)
+    verdict = promotion.gate_verdict(s.registry, _locator(s), second, first, scorer=fake_scorer)
+    change = s.registry.plan_promotion(second, "risk-committee", verdict.result, first)
+    s.outbox().intend(registry_event(change, verdict.rows))
+    s.client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, second)  # then: killed
+    before = len(s.broker.records)
+
+    result = _cli("registry")
+    assert result.exit_code == 0, result.output
+    assert "completed 1 registry change" in result.output
+    assert (s.registry.version_of(CHAMPION), s.registry.version_of(PREVIOUS)) == (second, first)
+    assert s.registry.version_of(CHALLENGER) is None
+    (published,) = s.broker.changes()[before:]
+    assert published.change_id == change.change_id
+    assert published.action == RegistryAction.REGISTRY_ACTION_PROMOTED
+    assert (published.model_version, published.replaced_model_version) == (second, first)
+    assert s.outbox().intents() == [] and s.outbox().pending() == []
+    assert _cli("registry").exit_code == 0 and len(s.broker.records) == before + 1
+
+
+def test_a_rollback_cut_short_before_any_alias_moved_leaves_no_record(s: Setup) -> None:
+    """The process dies after writing its intent, before moving anything: the next command
+    drops the intent; nothing is published, nothing moves, and a new rollback works."""
+    first, second = _first_champion_and_challenger(s)
+    assert _cli("promote", "--by", "risk-committee").exit_code == 0
+    change = s.registry.plan_rollback("ops-on-call")
+    s.outbox().intend(registry_event(change))  # then: killed
+    before = len(s.broker.records)
+
+    assert _cli("registry").exit_code == 0
+    assert (s.registry.version_of(CHAMPION), s.registry.version_of(PREVIOUS)) == (second, first)
+    assert len(s.broker.records) == before and s.outbox().intents() == []
+    assert s.settings.outbox.read_text() == ""  # nothing pending or unsettled: emptied
+
+    assert _cli("rollback", "--by", "ops-on-call").exit_code == 0
+    (rolled,) = s.broker.changes()[before:]
+    assert rolled.action == RegistryAction.REGISTRY_ACTION_ROLLED_BACK
+    assert rolled.change_id != change.change_id
+    assert s.registry.version_of(CHAMPION) == first
+
+
+def test_a_failed_move_settles_its_intent_at_once(
+    s: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow fails while the aliases move: the command fails, and what it leaves is settled
+    from the registry (here: champion moved, so the change is completed and recorded)."""
+    first, second = _first_champion_and_challenger(s)
+    real = s.client.set_registered_model_alias
+
+    def champion_then_outage(name: str, alias: str, version: str) -> None:
+        real(name, alias, version)
+        if alias == CHAMPION:
+            monkeypatch.setattr(s.client, "set_registered_model_alias", real)
+            raise RuntimeError("mlflow went away")
+
+    monkeypatch.setattr(s.client, "set_registered_model_alias", champion_then_outage)
+    with pytest.raises(RuntimeError, match="mlflow went away"):
+        promotion.promote(
+            s.registry,
+            second,
+            "risk-committee",
+            promotion.gate_verdict(s.registry, _locator(s), second, first, scorer=fake_scorer),
+            s.settings,
+        )
+    assert (s.registry.version_of(CHAMPION), s.registry.version_of(PREVIOUS)) == (second, first)
+    assert s.outbox().intents() == []
+    (waiting,) = s.outbox().pending()
+    assert _cli("registry").exit_code == 0
+    assert s.broker.changes()[-1].change_id == waiting.event_id
+
+
+def _locator(s: Setup) -> Any:
+    from services.common.model_registry import ModelLocator
+
+    return ModelLocator(s.client, bundle_root=s.bundles)
 
 
 def test_offline_training_keeps_its_changes_and_publishes_them_in_order_later(s: Setup) -> None:
