@@ -4,7 +4,8 @@ A member is a (tenant, member id) pair: a tenant may export or erase only a memb
 records for, and any other member id is `MemberNotFound` (a 404 that confirms nothing).
 
 Each store that keeps a member's data implements `MemberDataHolder` in its own service folder
-(decisions and explanations, the audit chain, Feast, the Faust tables); `MemberRights` runs them in
+(decisions and explanations, the audit chain, Feast, the Faust tables, the console's and the
+retrainer's copies of applications); `MemberRights` runs them in
 one order for both rights, so an export and an erasure can never disagree about what "everything"
 is. Feast and the Faust tables are keyed by `MemberRef.key` (tenant and member id), and are only
 touched once a holder of the tenant's decisions has vouched that the member is the tenant's.
@@ -296,8 +297,9 @@ class MemberRightsBackend:
 # --- erasure as events (member.erasures -> each store -> member.erasures.completed) -----------
 
 #: Every store that answers an erasure request with a `MemberErasureCompleted`, the status
-#: endpoint's list: the tenant-scoped ones first (they vouch), then those that know no tenants.
-ERASURE_STORES = ("decisions", "audit", "feast", "faust_tables", "console")
+#: endpoint's list: the tenant-scoped ones first (they vouch), then the others. The retrainer
+#: runs on demand: until it has run and answered, a request is pending (never completed).
+ERASURE_STORES = ("decisions", "audit", "feast", "faust_tables", "console", "retrainer")
 TENANT_SCOPED_STORES = ("decisions", "audit")
 
 

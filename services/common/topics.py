@@ -371,10 +371,17 @@ SERVICE_ACCESS: tuple[ServiceAccess, ...] = (
     ),
     ServiceAccess(
         "retrainer",
-        # what a challenger learns from, and the alerts that ask for one
-        consumes=(LOAN_APPLICATIONS, LOAN_OUTCOMES, DRIFT_ALERTS, MODEL_PERFORMANCE_ALERTS),
+        # what a challenger learns from, the alerts that ask for one, and members' rights
+        consumes=(
+            LOAN_APPLICATIONS,
+            LOAN_OUTCOMES,
+            DRIFT_ALERTS,
+            MODEL_PERFORMANCE_ALERTS,
+            MEMBER_ERASURES,
+            MEMBER_EXPORTS,
+        ),
         # the challenger it registers (its training job publishes as the retrainer's principal)
-        produces=(MODEL_REGISTRY,),
+        produces=(MODEL_REGISTRY, MEMBER_ERASURES_COMPLETED, MEMBER_EXPORT_PARTS),
         group="retrainer",
     ),
 )

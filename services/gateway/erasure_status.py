@@ -2,11 +2,12 @@
 
 `POST /v1/admin/members/erasures` publishes a `MemberErasureRequested` (member.erasures) and
 answers 202 with the request id; the stores that hold members' data (explanation's decisions,
-the audit chain, the feature store's Feast rows and Faust tables) each erase their part and
-answer with a `MemberErasureCompleted` (member.erasures.completed). The gateway consumes those in
-its own group and keeps them in Redis per tenant and request (`RedisErasureStatuses`), which
-`GET /v1/admin/members/erasures/{request_id}` reads. The gateway holds no store's login and
-imports nothing but itself and the shared library.
+the audit chain, the feature store's Feast rows and Faust tables, the console, the retrainer) each
+erase their part and answer with a `MemberErasureCompleted` (member.erasures.completed); a store
+that has not answered (the retrainer runs on demand) is reported pending, and so is the request.
+The gateway consumes those in its own group and keeps them in Redis per tenant and request
+(`RedisErasureStatuses`), which `GET /v1/admin/members/erasures/{request_id}` reads. The gateway
+holds no store's login and imports nothing but itself and the shared library.
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """Kafka wiring: applications and loan outcomes kept, drift and performance alerts recorded as
-triggers; a batch is written in one go before its offsets commit."""
+triggers; a batch is written in one go before its offsets commit. Members' erasure and export
+requests are answered as they come (`member_data`): an erasure in a batch is done before the
+batch's applications are written, which the erased-members set then holds back."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC
 from typing import Any
 
@@ -10,11 +13,18 @@ from aiokafka import ConsumerRecord
 
 from services.common.envelope import Event
 from services.common.kafka import EventConsumer, Route
+from services.common.member_exports import ExportAnswer
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.drift_pb2 import DriftAlert
+from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 from services.common.protos.alama.events.v1.loans_pb2 import LoanOutcome
+from services.common.protos.alama.events.v1.members_pb2 import (
+    MemberErasureRequested,
+    MemberExportRequested,
+)
 from services.common.protos.alama.events.v1.models_pb2 import ModelPerformanceAlert
 from services.common.vocabulary import PRODUCTS
+from services.retrainer.member_data import RetrainerErasures, RetrainerHolder
 from services.retrainer.metrics import ALERTS
 from services.retrainer.settings import RetrainerSettings
 from services.retrainer.store import ApplicationRow, OutcomeRow, RetrainerStore, Trigger
@@ -97,8 +107,27 @@ class RetrainerFeed:
         await self.store.add_triggers(triggers)
 
 
-def build_consumer(settings: RetrainerSettings, store: RetrainerStore) -> EventConsumer:
+def build_consumer(
+    settings: RetrainerSettings,
+    store: RetrainerStore,
+    send: Callable[[str, EventEnvelope], Awaitable[None]] | None = None,
+) -> EventConsumer:
+    """`send` publishes the answers to members' erasure and export requests (on the broker
+    before the request's offset commits); without it the retrainer takes no part in members'
+    rights (tests of the retraining alone)."""
     feed = RetrainerFeed(store)
+    rights: dict[str, Route] = {}
+    if send is not None:
+        erasures = RetrainerErasures(
+            store, send, settings.erasures_completed_topic, settings.service_name
+        )
+        exports = ExportAnswer(
+            [RetrainerHolder(store)], send, settings.export_parts_topic, settings.service_name
+        )
+        rights = {
+            settings.erasures_topic: Route((MemberErasureRequested,), erasures.handle),
+            settings.exports_topic: Route((MemberExportRequested,), exports.handle),
+        }
     return EventConsumer(
         settings,
         group_id=settings.consumer_group,
@@ -107,6 +136,7 @@ def build_consumer(settings: RetrainerSettings, store: RetrainerStore) -> EventC
             settings.outcomes_topic: Route((LoanOutcome,), feed.outcome),
             settings.drift_alerts_topic: Route((DriftAlert,), feed.drift),
             settings.performance_alerts_topic: Route((ModelPerformanceAlert,), feed.performance),
+            **rights,
         },
         consumer_options={"max_poll_records": settings.max_batch},
         on_batch=feed.flush,

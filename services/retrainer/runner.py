@@ -3,9 +3,11 @@
 Training is heavy (PyTorch, LightGBM, minutes of CPU) and must not stall the consumer, so the
 job (`python -m training.retrain` by default) runs in its own process with the live rows the
 retrainer kept, written to a parquet file of the run's folder, and reports its result as JSON.
-Exit code 2 is the job's refusal (nothing new to learn from, a book that cannot take the rows):
+Exit code 3 is the job's refusal (nothing new to learn from, a book that cannot take the rows):
 the alerts stay open for a later run. A run the retrainer did not see finish (it was stopped) is
-marked failed at the next start.
+marked failed at the next start. The parquet file holds members' ids: it is deleted once the job
+is done (and one a stopped run left, at the next start), so members' data stays in the store
+alone, where erasure reaches it.
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ def _tail(path: Path, chars: int = 2000) -> str:
     return text.replace("\x00", "")
 
 
+def _drop_live_rows(work_dir: Path) -> None:
+    """The live rows (members' ids) that runs a stopped retrainer left behind."""
+    for left in work_dir.glob("*/live.parquet"):
+        left.unlink(missing_ok=True)
+
+
 def policy_of(settings: RetrainerSettings) -> Policy:
     return Policy(
         schedule=timedelta(hours=settings.schedule_every_hours)
@@ -74,6 +82,7 @@ class Runner:
             log.warning(
                 "runs left running by a stopped retrainer marked failed", extra={"n": abandoned}
             )
+        await asyncio.to_thread(_drop_live_rows, Path(self.settings.work_dir))
         self.watching_since = await self.store.watching_since(self.clock())
         runs = await self.store.runs(limit=50)
         self.last_run_at = max((r.started_at for r in runs), default=None)
@@ -136,6 +145,7 @@ class Runner:
             )
         finally:
             self.running = False
+            live.unlink(missing_ok=True)  # members' rows: the job has read them
             RUN_SECONDS.set(time.perf_counter() - clock)
         RUNS.labels(due.trigger, status).inc()
         return status

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import sys
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.common.member_rights import pseudonym_key_field
 from services.common.postgres import is_sql_identifier
 from services.common.settings import ConsumerSettings, service_port
 from services.common.topics import (
     DRIFT_ALERTS,
     LOAN_APPLICATIONS,
     LOAN_OUTCOMES,
+    MEMBER_ERASURES,
+    MEMBER_ERASURES_COMPLETED,
+    MEMBER_EXPORT_PARTS,
+    MEMBER_EXPORTS,
     MODEL_PERFORMANCE_ALERTS,
 )
 
@@ -29,6 +34,15 @@ class RetrainerSettings(ConsumerSettings):
     outcomes_topic: str = LOAN_OUTCOMES
     drift_alerts_topic: str = DRIFT_ALERTS
     performance_alerts_topic: str = MODEL_PERFORMANCE_ALERTS
+    erasures_topic: str = MEMBER_ERASURES
+    erasures_completed_topic: str = MEMBER_ERASURES_COMPLETED
+    exports_topic: str = MEMBER_EXPORTS
+    export_parts_topic: str = MEMBER_EXPORT_PARTS
+    #: keys the erased-members set (tenant-scoped pseudonyms), so no raw id outlives an erasure
+    member_pseudonym_key: SecretStr = pseudonym_key_field()
+    publish_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="how long an erasure's or export's answer waits for the ack"
+    )
     schedule_every_hours: float = Field(
         default=168.0, ge=0, description="retrain at least this often (0: only on alerts)"
     )

@@ -7,16 +7,20 @@
 - `runs`: every run, its trigger, result and the challenger it registered.
 
 Writes are upserts keyed by the event's identity, so a replayed batch changes nothing. The
-applications hold member ids: personal data, kept for training only (see the README's members'
-rights section for what is not yet erased here).
+applications hold member ids (personal data, kept for training only) and the outcomes say how the
+member's loans went: a member's erasure deletes both (`erase_member`, through
+`services.retrainer.member_data`) and puts the member into `erased_members`, keyed by the
+tenant-scoped keyed pseudonym (`member_rights.tenant_member_ref`, no raw id), so an application
+from before the erasure redelivered from the topic is not stored again; one made after it (the
+member applied again) is. Triggers and runs hold no member's data.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -69,6 +73,11 @@ CREATE TABLE IF NOT EXISTS {s}.runs (
     bundle_version text,
     detail jsonb
 );
+CREATE INDEX IF NOT EXISTS applications_member ON {s}.applications (tenant_id, member_id);
+CREATE TABLE IF NOT EXISTS {s}.erased_members (
+    member_ref text PRIMARY KEY,
+    erased_at timestamptz NOT NULL
+);
 """
 
 
@@ -115,11 +124,20 @@ class Run:
 
 
 class RetrainerStore:
-    def __init__(self, pool: asyncpg.Pool, schema: str = "retrainer") -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        schema: str = "retrainer",
+        member_ref: Callable[[str, str], str] | None = None,
+    ) -> None:
+        """`member_ref` is the tenant-scoped keyed pseudonym (`member_rights.tenant_member_ref`):
+        the key of the erased-members set; without it erasures are not remembered (tools that
+        only read runs)."""
         if not is_sql_identifier(schema):
             raise ValueError(f"not a schema name: {schema!r}")
         self.pool = pool
         self.s = schema
+        self.member_ref = member_ref
 
     async def create_schema(self) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -128,9 +146,14 @@ class RetrainerStore:
             await conn.execute(SCHEMA_SQL.format(s=self.s))
 
     async def add_applications(self, rows: Sequence[ApplicationRow]) -> None:
+        """Store applications, except an erased member's made at or before the erasure."""
         if rows:
             await self.pool.executemany(
-                f"INSERT INTO {self.s}.applications VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                f"INSERT INTO {self.s}.applications"
+                " SELECT $1::text, $2::text, $3::text, $4::text, $5::float8, $6::integer,"
+                " $7::timestamptz WHERE NOT EXISTS"
+                f" (SELECT 1 FROM {self.s}.erased_members"
+                "  WHERE member_ref = $8 AND erased_at >= $7)"
                 " ON CONFLICT DO NOTHING",
                 [
                     (
@@ -141,10 +164,14 @@ class RetrainerStore:
                         r.amount_kes,
                         r.term_months,
                         r.applied_at,
+                        self._ref(r.tenant_id, r.member_id),
                     )
                     for r in rows
                 ],
             )
+
+    def _ref(self, tenant: str, member_id: str) -> str | None:
+        return None if self.member_ref is None else self.member_ref(tenant, member_id)
 
     async def add_outcomes(self, rows: Sequence[OutcomeRow]) -> None:
         if rows:
@@ -288,3 +315,80 @@ class RetrainerStore:
             json.dumps({"error": "the retrainer stopped during the run"}),
         )
         return int(status.split()[-1])
+
+    # --- members' rights (services.common.member_rights) -------------------------------------
+
+    async def holds_member(self, tenant: str, member_id: str) -> bool:
+        return bool(
+            await self.pool.fetchval(
+                f"SELECT EXISTS (SELECT 1 FROM {self.s}.applications"
+                " WHERE tenant_id = $1 AND member_id = $2)",
+                tenant,
+                member_id,
+            )
+        )
+
+    async def member_data(self, tenant: str, member_id: str) -> dict[str, Any]:
+        """Everything kept on the member: the applications and each one's outcome."""
+        async with self.pool.acquire() as conn:
+            applications = await conn.fetch(
+                f"SELECT * FROM {self.s}.applications WHERE tenant_id = $1 AND member_id = $2"
+                " ORDER BY applied_at, application_id",
+                tenant,
+                member_id,
+            )
+            outcomes = await conn.fetch(
+                f"SELECT o.* FROM {self.s}.outcomes o JOIN {self.s}.applications a"
+                " USING (tenant_id, application_id) WHERE a.tenant_id = $1 AND a.member_id = $2"
+                " ORDER BY o.outcome_at, o.application_id",
+                tenant,
+                member_id,
+            )
+        return {
+            "applications": [_plain(dict(r)) for r in applications],
+            "outcomes": [_plain(dict(r)) for r in outcomes],
+        }
+
+    async def erase_member(
+        self, tenant: str, member_id: str, erased_at: datetime | None = None
+    ) -> int:
+        """Delete the member's applications in the tenant made at or before `erased_at` (all of
+        them when None), with their outcomes, and remember the erasure (pseudonym and time)
+        where a key is set. Returns the rows deleted.
+
+        The erasure is dated at the request, not when this store got to it (the retrainer may
+        start days later): what the member sent after asking stays, whatever order the backlog
+        is read in."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if self.member_ref is not None:
+                await conn.execute(
+                    f"INSERT INTO {self.s}.erased_members (member_ref, erased_at)"
+                    " VALUES ($1, $2) ON CONFLICT (member_ref)"
+                    " DO UPDATE SET erased_at = greatest(erased_members.erased_at, $2)",
+                    self.member_ref(tenant, member_id),
+                    erased_at or datetime.now(UTC),
+                )
+            member = (
+                "a.tenant_id = $1 AND a.member_id = $2"
+                " AND ($3::timestamptz IS NULL OR a.applied_at <= $3)"
+            )
+            outcomes = await conn.execute(
+                f"DELETE FROM {self.s}.outcomes o USING {self.s}.applications a"
+                " WHERE o.tenant_id = a.tenant_id AND o.application_id = a.application_id"
+                f" AND {member}",
+                tenant,
+                member_id,
+                erased_at,
+            )
+            applications = await conn.execute(
+                f"DELETE FROM {self.s}.applications a WHERE {member}",
+                tenant,
+                member_id,
+                erased_at,
+            )
+        return sum(int(status.split()[-1]) for status in (outcomes, applications))
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as JSON carries it (times as ISO text)."""
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}

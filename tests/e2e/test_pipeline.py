@@ -3,10 +3,11 @@
 Fresh consumer groups start at the topics' current end, so whatever the demo or earlier runs
 left on the shared topics never reaches the services under test or the counts below.
 
-The six services run under the supervisor exactly as `make up` starts them; the simulator plays
-core banking and the mobile-money provider. One module-scoped system serves every test here:
-500 applications end to end, one trace per application, the audit chain's verification, and a
-SIGKILL of scoring in the middle of a stream.
+The services run under the supervisor exactly as `make up` starts them, and the retrainer as
+`up retrainer` does (it answers members' erasure and export requests; it never trains here); the
+simulator plays core banking and the mobile-money provider. One module-scoped system serves every
+test here: 500 applications end to end, one trace per application, the audit chain's
+verification, and a SIGKILL of scoring in the middle of a stream.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from services.common.topics import (
     APPEALS,
     CREDIT_DECISIONS,
     CREDIT_EXPLANATIONS,
+    DRIFT_ALERTS,
     LOAN_APPLICATIONS,
     LOAN_OUTCOMES,
     LOANS,
@@ -50,6 +52,7 @@ from services.common.topics import (
     MEMBER_ERASURES_VOUCHED,
     MEMBER_EXPORTS,
     MOBILE_MONEY_TRANSACTIONS,
+    MODEL_PERFORMANCE_ALERTS,
     REPAYMENTS,
     REVIEW_OUTCOMES,
     all_topics,
@@ -120,6 +123,12 @@ def system(
         "ALAMA_OUTCOMES_CONSUMER_GROUP": f"outcomes-e2e-{run}",
         "ALAMA_OUTCOMES_BUNDLE_ROOT": str(tiny_model.bundle.parent),
         "ALAMA_OUTCOMES_PERFORMANCE_EVERY_SECONDS": "2",
+        # a store of members' data (their applications): here for members' rights, never training
+        "ALAMA_RETRAINER_DB_SCHEMA": f"retrainer_e2e_{run}",
+        "ALAMA_RETRAINER_CONSUMER_GROUP": f"retrainer-e2e-{run}",
+        "ALAMA_RETRAINER_WORK_DIR": str(folder / "retrainer"),
+        "ALAMA_RETRAINER_SCHEDULE_EVERY_HOURS": "0",
+        "ALAMA_RETRAINER_MIN_NEW_OUTCOMES": "1000000",
     }
     supervisor.down(echo=lambda _line: None)
     asyncio.run(
@@ -155,11 +164,20 @@ def system(
                     LOANS,
                     REPAYMENTS,
                 ],
+                env["ALAMA_RETRAINER_CONSUMER_GROUP"]: [
+                    LOAN_APPLICATIONS,
+                    LOAN_OUTCOMES,
+                    DRIFT_ALERTS,
+                    MODEL_PERFORMANCE_ALERTS,
+                    MEMBER_ERASURES,
+                    MEMBER_EXPORTS,
+                ],
             },
         )
     )
     baseline = asyncio.run(end_offsets(infra, [t.name for t in all_topics()]))
     supervisor.up(env=env, echo=lambda _line: None)
+    supervisor.up(["retrainer"], env=env, echo=lambda _line: None)
     try:
         yield System(tiny_model, env, audit_schema, trace_file, infra, run, baseline)
     finally:
@@ -558,11 +576,11 @@ async def test_a_members_export_and_erasure_reach_every_store_through_events(
     system: System,
 ) -> None:
     """The admin API's export and erasure as a deployment runs them. Export: 202, then
-    explanation, the audit chain and the feature store each answer with their part of the
-    member's data on member.exports.parts, and the gateway returns the whole. Erasure: 202, then
-    each store erases its part and answers on member.erasures.completed; the status reports
-    every store, the member's decision is gone, its Feast online hash is gone, another member's
-    is kept, and the chain still verifies."""
+    explanation, the audit chain, the feature store, the console and the retrainer each answer
+    with their part of the member's data on member.exports.parts, and the gateway returns the
+    whole. Erasure: 202, then each store erases its part and answers on
+    member.erasures.completed; the status reports every store, the member's decision is gone,
+    its Feast online hash is gone, another member's is kept, and the chain still verifies."""
     from services.feature_store.member_data import FeastMemberData
     from services.gateway.security import issue_token
     from services.gateway.settings import GatewaySettings
@@ -639,6 +657,7 @@ async def test_a_members_export_and_erasure_reach_every_store_through_events(
             for row in rows
         )
         assert parts["faust_tables"]["status"] == "completed"
+        assert parts["retrainer"]["status"] == "completed"  # started on demand, as deployed
         assert parts["console"]["member_held"]
         console_part = parts["console"]["data"]
         # (a synchronous score publishes its decision, not the application: the console's
@@ -658,7 +677,14 @@ async def test_a_members_export_and_erasure_reach_every_store_through_events(
         report = await _until(finished, 180, "every store's erasure completion", every=1.0)
         assert report["status"] == "completed", report
         stores = report["stores"]
-        assert set(stores) == {"decisions", "audit", "feast", "faust_tables", "console"}
+        assert set(stores) == {
+            "decisions",
+            "audit",
+            "feast",
+            "faust_tables",
+            "console",
+            "retrainer",
+        }
         assert stores["console"]["member_held"] and stores["console"]["records_erased"] >= 1
         assert stores["decisions"]["member_held"] and stores["decisions"]["records_erased"] >= 1
         assert stores["audit"]["member_held"] and stores["audit"]["records_erased"] >= 1

@@ -47,7 +47,7 @@ from tests.unit.gateway.fakes import (
 )
 
 KEY = b"unit-member-pseudonym-key-32-bytes!"
-STORES = ERASURE_STORES  # decisions, audit, feast, faust_tables, console
+STORES = ERASURE_STORES  # decisions, audit, feast, faust_tables, console, retrainer
 
 
 @dataclass
