@@ -193,7 +193,7 @@ async def ingestion(
     queue: asyncio.Queue[WebhookDelivery] = asyncio.Queue()
     for delivery in batches:
         queue.put_nowait(delivery)
-    accepted = refused = retried = 0
+    accepted = refused = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     started = time.perf_counter()
     async with httpx.AsyncClient(base_url=gateway, timeout=30.0, limits=limits) as http:
@@ -201,21 +201,14 @@ async def ingestion(
             http,
             api_key=settings.api_key.get_secret_value(),
             webhook_secret=settings.webhook_secret.get_secret_value(),
+            # as a provider does: a delivery refused for back-pressure is sent again
+            delivery_attempts=DELIVERY_ATTEMPTS,
         )
 
         async def worker() -> None:
-            # as a provider does: a delivery refused for back-pressure (503, 429) is sent again
-            # after the gateway's Retry-After (1 s), a few times, before it counts as refused
-            nonlocal accepted, refused, retried
+            nonlocal accepted, refused
             while not queue.empty():
-                delivery = queue.get_nowait()
-                for attempt in range(DELIVERY_ATTEMPTS):
-                    outcome = await client.deliver(delivery)
-                    if outcome.accepted or outcome.status not in ("429", "503"):
-                        break
-                    if attempt + 1 < DELIVERY_ATTEMPTS:
-                        retried += 1
-                        await asyncio.sleep(1.0)
+                outcome = await client.deliver(queue.get_nowait())
                 accepted += outcome.count
                 refused += 0 if outcome.accepted else 1
 
@@ -227,7 +220,7 @@ async def ingestion(
         "transactions": transactions,
         "accepted": accepted,
         "refused_deliveries": refused,
-        "retried_deliveries": retried,
+        "retried_deliveries": client.retried_deliveries,
         "posted_s": round(posted, 1),
         "elapsed_s": round(elapsed, 1),
         "caught_up": caught_up is not None,

@@ -275,6 +275,7 @@ async def simulate(
                 api_key=settings.api_key.get_secret_value(),
                 webhook_secret=settings.webhook_secret.get_secret_value(),
                 tenant=settings.tenant,
+                delivery_attempts=settings.webhook_attempts,
             )
             if client is not None
             else None

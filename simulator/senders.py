@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -50,6 +50,20 @@ class ApplicationSender(Protocol):
     async def submit(self, application: ApplicationRequest) -> Outcome: ...
 
 
+#: refusals a provider sends again later: the gateway is busy, not the delivery wrong
+BACK_PRESSURE = frozenset({429, 503})
+#: the longest a resend waits, whatever Retry-After says
+MAX_RETRY_AFTER_SECONDS = 10.0
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        seconds = float(response.headers.get("Retry-After", "1"))
+    except ValueError:
+        seconds = 1.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
 def _failure(exc: BaseException) -> Outcome:
     return Outcome(accepted=False, status=type(exc).__name__, count=0)
 
@@ -65,12 +79,21 @@ class GatewayClient:
         webhook_secret: str,
         tenant: str | None = None,
         wall_clock: Callable[[], float] = time.time,
+        delivery_attempts: int = 1,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        if delivery_attempts < 1:
+            raise ValueError("delivery_attempts must be at least 1")
         self.client = client
         self.api_key = api_key
         self.webhook_secret = webhook_secret
         self.tenant = tenant  # whose members the deliveries are about (X-Alama-Tenant)
         self.wall_clock = wall_clock
+        #: a webhook delivery refused for back-pressure (429, 503) is sent again after the
+        #: gateway's Retry-After, as a mobile-money provider does, up to this many times in all
+        self.delivery_attempts = delivery_attempts
+        self.sleep = sleep
+        self.retried_deliveries = 0
 
     async def _post(self, path: str, content: bytes, headers: dict[str, str]) -> httpx.Response:
         """POST once more when the connection broke under the request: a pooled keep-alive
@@ -132,12 +155,19 @@ class GatewayClient:
         return await self._get_decision(f"{DECISIONS_PATH}/{decision_id}")
 
     async def deliver(self, delivery: WebhookDelivery) -> Outcome:
-        """POST one delivery, signed now over the exact bytes sent."""
-        headers = delivery.headers(self.webhook_secret, int(self.wall_clock()), self.tenant)
-        try:
-            response = await self._post(WEBHOOK_PATH, delivery.body, headers)
-        except httpx.HTTPError as exc:
-            return _failure(exc)
+        """POST one delivery, signed now over the exact bytes sent; sent again (signed anew)
+        after Retry-After while the gateway refuses it for back-pressure, `delivery_attempts`
+        times in all. Transaction ids make a resent record a duplicate, never a second fact."""
+        for attempt in range(1, self.delivery_attempts + 1):
+            headers = delivery.headers(self.webhook_secret, int(self.wall_clock()), self.tenant)
+            try:
+                response = await self._post(WEBHOOK_PATH, delivery.body, headers)
+            except httpx.HTTPError as exc:
+                return _failure(exc)
+            if response.status_code not in BACK_PRESSURE or attempt == self.delivery_attempts:
+                break
+            self.retried_deliveries += 1
+            await self.sleep(_retry_after(response))
         accepted = response.status_code == 202
         count = delivery.transactions if accepted else 0
         if accepted:

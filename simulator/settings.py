@@ -57,6 +57,12 @@ class SimulatorSettings(ServiceSettings):
         default="feature_store", description="consumer group whose lag the features wait tracks"
     )
     http_timeout_seconds: float = 30.0
+    webhook_attempts: int = Field(
+        default=4,
+        ge=1,
+        description="sends of a webhook delivery the gateway refuses for back-pressure (429,"
+        " 503), each after its Retry-After, as a mobile-money provider retries",
+    )
     concurrency: int = Field(default=64, ge=1, description="applications in flight at most")
     webhook_lanes: int = Field(
         default=4, ge=1, description="webhook deliveries in flight; a member stays in one lane"
