@@ -61,6 +61,14 @@ class TinyModel:
 def tiny_model(infra: InfraSettings, tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     """Built once per run through the real pipeline (world, Feast, training, export), so a fresh
     clone needs no `make train` before the tests."""
+    return trained_model(infra, tmp_path_factory, "tiny", "bundle_test")
+
+
+def trained_model(
+    infra: InfraSettings, tmp_path_factory: pytest.TempPathFactory, profile_name: str, project: str
+) -> TinyModel:
+    """A profile's world loaded into its own Feast project and a model trained and promoted
+    on it, in a fresh bundle root."""
     from tests.integration.feast_projects import feast_env, feast_project
     from training import pipeline
     from training.export import write_bundle
@@ -68,8 +76,8 @@ def tiny_model(infra: InfraSettings, tmp_path_factory: pytest.TempPathFactory) -
     from training.sources.synthetic import loan_book_from_world
     from training.world import generate_world
 
-    with feast_project("bundle_test"):
-        profile = get_profile("tiny")
+    with feast_project(project):
+        profile = get_profile(profile_name)
         world = generate_world(profile.n_members, profile.seed)
         pipeline.load_into_feast(infra, loan_book_from_world(world), echo=lambda _line: None)
         trained = pipeline.train(
@@ -82,7 +90,7 @@ def tiny_model(infra: InfraSettings, tmp_path_factory: pytest.TempPathFactory) -
         world=world,
         book=loan_book_from_world(world),  # its own copy: training never touches what is replayed
         bundle=root / "current",
-        feast_env=feast_env("bundle_test"),
+        feast_env=feast_env(project),
         trained=trained,
         metrics=metrics,
     )

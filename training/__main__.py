@@ -52,7 +52,7 @@ def _quiet_libraries() -> None:
 
 
 ProfileOption = Annotated[
-    str, typer.Option("--profile", "-p", help="tiny, quick, full or xl (1,000,000 members)")
+    str, typer.Option("--profile", "-p", help="tiny, small, quick, full or xl (1,000,000 members)")
 ]
 ChunkOption = Annotated[
     int,

@@ -61,7 +61,7 @@ from simulator.payloads import application_body
 from simulator.run import SimulationOptions, Via, simulate
 from simulator.scenario import build_scenario
 from simulator.settings import SimulatorSettings
-from tests.conftest import TinyModel
+from tests.conftest import TinyModel, trained_model
 
 pytestmark = [pytest.mark.e2e, pytest.mark.loop]  # `make loop`, not `make test`: minutes
 REPO = Path(__file__).resolve().parents[2]
@@ -91,10 +91,27 @@ def _registry() -> Any:
     return Registry(REGISTERED_MODEL)
 
 
+#: the world the loop runs on (`make loop LOOP_PROFILE=`): `small` by default, whose held-out set
+#: is big enough for the gate's calibration and fairness checks; `tiny` reuses the tests' model
+PROFILE = os.environ.get("ALAMA_LOOP_PROFILE", "small")
+
+
+@pytest.fixture(scope="module")
+def champion_model(
+    infra: InfraSettings, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> TinyModel:
+    """The champion: trained through the real pipeline on the loop's profile."""
+    if PROFILE == "tiny":
+        model: TinyModel = request.getfixturevalue("tiny_model")
+        return model
+    return trained_model(infra, tmp_path_factory, PROFILE, f"loop_{PROFILE}")
+
+
 @pytest.fixture(scope="module")
 def loop(
-    infra: InfraSettings, tiny_model: TinyModel, tmp_path_factory: pytest.TempPathFactory
+    infra: InfraSettings, champion_model: TinyModel, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Loop]:
+    tiny_model = champion_model  # below: the champion, whatever the profile
     from training.promotion import register_trained
     from training.registry_events import RegistrySettings
     from training.tracking import track_run
@@ -157,7 +174,7 @@ def loop(
         "ALAMA_OUTCOMES_ALERT_MIN_LOANS": "50",
         "ALAMA_RETRAINER_DB_SCHEMA": f"retrainer_loop_{run}",
         "ALAMA_RETRAINER_CONSUMER_GROUP": f"retrainer-loop-{run}",
-        "ALAMA_RETRAINER_PROFILE": "tiny",
+        "ALAMA_RETRAINER_PROFILE": PROFILE,
         "ALAMA_RETRAINER_BOOK": str(book_folder),
         "ALAMA_RETRAINER_BUNDLE_ROOT": str(root),
         "ALAMA_RETRAINER_WORK_DIR": str(folder / "runs"),
@@ -208,6 +225,10 @@ def loop(
                     LOAN_OUTCOMES,
                     DRIFT_ALERTS,
                     MODEL_PERFORMANCE_ALERTS,
+                    # an earlier run's erasure of one of the same synthetic members would refuse
+                    # this run's applications of it (their times are the book's, moved in time)
+                    MEMBER_ERASURES,
+                    MEMBER_EXPORTS,
                 ],
             },
         )
@@ -264,7 +285,7 @@ async def _wave(loop: Loop, n: int, name: str) -> None:
     settings = SimulatorSettings(
         infra=loop.infra,
         feature_group=loop.env["ALAMA_FEATURE_STORE_CONSUMER_GROUP"],
-        profile="tiny",
+        profile=PROFILE,
     )
     summary = await simulate(
         settings,
@@ -420,6 +441,7 @@ async def test_a_shifted_world_drifts_retrains_shadows_promotes_and_rolls_back(
         report = (await http.get("/shadow.json")).json()
     live = await asyncio.to_thread(_python_m, loop, "services.outcomes", "report")
     loop.measured = {
+        "profile": PROFILE,
         "first_alert": {"subject": first_alert.subject, "psi": first_alert.psi},
         "seconds_stream_to_alert": round(alerted - began, 1),
         "seconds_alert_to_challenger": round(registered - alerted, 1),
