@@ -3,6 +3,10 @@ applications whose outcome matured, and nothing the book cannot take."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -98,3 +102,24 @@ def test_the_champions_held_out_rows_stay_held_out_and_live_rows_split_on_their_
         first = set(getattr(splits, name)[getattr(splits, name) >= n] - n)
         later = set(getattr(again, name)[getattr(again, name) >= n] - n)
         assert first == {i for i in later if i < len(live)}, name
+
+
+def test_the_job_exits_with_its_own_code_through_its_teardown(
+    book: LoanBook, tmp_path: Path
+) -> None:
+    """`python -m training.retrain` as the retrainer runs it: a refusal is exit 3 and a usage
+    error 2, passed through the exit that skips the interpreter's teardown (where pyarrow
+    sometimes aborted a job that had just read parquet, turning a 3 into 134)."""
+    book.save(tmp_path / "book")
+    live = tmp_path / "live.parquet"
+    pd.DataFrame({"application_id": ["A0"], "member_id": ["M0"]}).to_parquet(live)
+
+    def job(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "training.retrain", "--live-rows", str(live), *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    refused = job("--trigger", "drift", "--book", str(tmp_path / "book"))
+    assert refused.returncode == 3, refused.stderr[-2000:]
+    assert "refused: the live rows lack columns" in refused.stderr
+    usage = job("--trigger", "drift", "--book", str(tmp_path / "nowhere"))
+    assert usage.returncode == 2 and "no loan book" in usage.stderr
