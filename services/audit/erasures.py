@@ -30,8 +30,7 @@ from services.common.envelope import Event, wrap
 from services.common.kafka import create_producer, publish_traced
 from services.common.member_exports import ExportAnswer
 from services.common.member_rights import (
-    completion_event_id,
-    erasure_completed,
+    completion_envelope,
     erasure_request_of,
 )
 from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
@@ -100,11 +99,8 @@ class AuditErasures:
                 occurred_at=request.requested_at,
             )
             deliveries.append(await publish_traced(self.producer, self.vouched_topic, vouched))
-        completion = wrap(
-            erasure_completed(request, STORE, erased, member_held=held, audit_seq=seq),
-            producer=self.service,
-            subject=request.request_id,
-            event_id=completion_event_id(request.request_id, STORE),
+        completion = completion_envelope(
+            request, STORE, erased, producer=self.service, member_held=held, audit_seq=seq
         )
         deliveries.append(await publish_traced(self.producer, self.completed_topic, completion))
         for delivery in deliveries:

@@ -28,6 +28,7 @@ from typing import Any, Protocol, Self, TypeVar
 
 from services.common.errors import AlamaError
 from services.common.members import MEMBER_ID_PATTERN, TENANT_PATTERN, member_key
+from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 from services.common.protos.alama.events.v1.members_pb2 import (
     MemberErasureCompleted,
     MemberErasureRequested,
@@ -363,3 +364,26 @@ def erasure_completed(
 def completion_event_id(request_id: str, store: str) -> str:
     """Deterministic: a store that handles a redelivered request publishes the same event."""
     return f"{request_id}/{store}"
+
+
+def completion_envelope(
+    request: ErasureRequest,
+    store: str,
+    records_erased: int,
+    *,
+    producer: str,
+    member_held: bool = True,
+    audit_seq: int | None = None,
+) -> EventEnvelope:
+    """One store's `MemberErasureCompleted` in its envelope, its event id derived from the
+    request (`completion_event_id`), as every store publishes it."""
+    from services.common.envelope import wrap  # the envelope module imports this one's types
+
+    return wrap(
+        erasure_completed(
+            request, store, records_erased, member_held=member_held, audit_seq=audit_seq
+        ),
+        producer=producer,
+        subject=request.request_id,
+        event_id=completion_event_id(request.request_id, store),
+    )

@@ -16,11 +16,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
-from services.common.envelope import Event, wrap
+from services.common.envelope import Event
 from services.common.kafka import publish_traced
 from services.common.member_rights import (
-    completion_event_id,
-    erasure_completed,
+    completion_envelope,
     erasure_request_of,
 )
 from services.common.protos.alama.events.v1.members_pb2 import MemberErasureRequested
@@ -52,12 +51,8 @@ class DecisionErasures:
         erased = await self.store.erase_member(
             member.tenant, member.member_id, erased_at=datetime.now(UTC)
         )
-        completion = erasure_completed(request, STORE, erased, member_held=held)
-        envelope = wrap(
-            completion,
-            producer=self.service,
-            subject=request.request_id,
-            event_id=completion_event_id(request.request_id, STORE),
+        envelope = completion_envelope(
+            request, STORE, erased, producer=self.service, member_held=held
         )
         delivery = await publish_traced(self.producer, self.topic, envelope)
         await delivery  # on the broker before the request's offset is committed

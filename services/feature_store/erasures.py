@@ -27,12 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from faust.types import TableT
 
-from services.common.envelope import Event, wrap
+from services.common.envelope import Event
 from services.common.member_rights import (
     ErasureRequest,
     MemberRef,
-    completion_event_id,
-    erasure_completed,
+    completion_envelope,
     erasure_request_of,
 )
 from services.common.protos.alama.events.v1.members_pb2 import MemberErasureRequested
@@ -97,10 +96,7 @@ class MemberErasures:
         return ERASED
 
     async def _complete(self, request: ErasureRequest, store: str, count: int) -> None:
-        envelope = wrap(
-            erasure_completed(request, store, count),
-            producer=self.service.settings.service_name,
-            subject=request.request_id,
-            event_id=completion_event_id(request.request_id, store),
+        envelope = completion_envelope(
+            request, store, count, producer=self.service.settings.service_name
         )
         await self.service.publish(self.completed_topic, envelope, [])

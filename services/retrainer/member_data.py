@@ -26,11 +26,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from services.common.envelope import Event, wrap
+from services.common.envelope import Event
 from services.common.member_rights import (
     MemberRef,
-    completion_event_id,
-    erasure_completed,
+    completion_envelope,
     erasure_request_of,
 )
 from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
@@ -74,12 +73,8 @@ class RetrainerErasures:
         # dated at the request (None, so now and everything, when the request carries no time)
         at = request.requested_at if message.HasField("requested_at") else None
         erased = await self.store.erase_member(member.tenant, member.member_id, erased_at=at)
-        completion = erasure_completed(request, STORE, erased, member_held=held)
-        envelope = wrap(
-            completion,
-            producer=self.service,
-            subject=request.request_id,
-            event_id=completion_event_id(request.request_id, STORE),
+        envelope = completion_envelope(
+            request, STORE, erased, producer=self.service, member_held=held
         )
         await self.send(self.topic, envelope)  # on the broker before the offset commits
         log.info(
