@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fairlearn.metrics import (
@@ -22,6 +22,9 @@ from fairlearn.metrics import (
     true_positive_rate,
 )
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score, roc_curve
+
+if TYPE_CHECKING:
+    from training.contract import LoanBook
 
 #: DESIGN.md "What good means": disparate impact ratio in [0.90, 1.10], equal opportunity < 0.05.
 DISPARATE_IMPACT_RANGE = (0.90, 1.10)
@@ -115,6 +118,22 @@ def _bad_approval_rate(good: np.ndarray, approved: np.ndarray) -> float:
     return (
         float(false_positive_rate(good, approved, pos_label=1)) if np.any(good == 0) else math.nan
     )
+
+
+#: protected attributes kept beside the rows for auditing (never model inputs)
+GROUP_ATTRIBUTES = ("gender", "age_band")
+
+
+def protected_groups(book: LoanBook, index: np.ndarray) -> dict[str, np.ndarray]:
+    """Per protected attribute the book holds, the group of each labelled application in
+    `index` ("unknown" where the member's value is missing)."""
+    apps = book.labelled
+    members = book.members.set_index("member_id").loc[apps["member_id"].iloc[index]]
+    return {
+        attribute: members[attribute].astype(object).fillna("unknown").astype(str).to_numpy()
+        for attribute in GROUP_ATTRIBUTES
+        if attribute in members.columns and members[attribute].notna().any()
+    }
 
 
 def fairness_report(

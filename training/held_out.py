@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from services.common import features as F
+from training.evaluate import protected_groups
 
 if TYPE_CHECKING:
     from training.pipeline import TrainedModels
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 #: the run's artifact folder and file the rows are logged as
 ARTIFACT_PATH = "held_out"
 FILE_NAME = "held_out.parquet"
-#: protected attributes kept beside the rows (never model inputs)
-GROUP_ATTRIBUTES = ("gender", "age_band")
 #: enough for the gate's intervals; the bootstrap's draws grow with rows x resamples
 MAX_ROWS = 50_000
 LABEL = "default_12m"
@@ -63,12 +62,7 @@ def held_out_rows(trained: TrainedModels, max_rows: int = MAX_ROWS) -> HeldOutRo
     kept = stratified_cap(np.arange(len(index)), y[index], max_rows, trained.profile.seed)
     index, split = index[kept], split[kept]
     apps = trained.book.labelled
-    members = trained.book.members.set_index("member_id").loc[apps["member_id"].iloc[index]]
-    groups = {
-        attribute: members[attribute].astype(object).fillna("unknown").astype(str).to_numpy()
-        for attribute in GROUP_ATTRIBUTES
-        if attribute in members.columns and members[attribute].notna().any()
-    }
+    groups = protected_groups(trained.book, index)
     inputs = F.ModelInputs(
         **{f.name: getattr(trained.inputs, f.name)[index] for f in fields(F.ModelInputs)}
     )

@@ -38,7 +38,7 @@ from training.calibration import choose_calibrator
 from training.contract import LoanBook
 from training.credit_metrics import credit_report, information_values
 from training.ensemble import cross_fitted_ensemble, fit_ensemble
-from training.evaluate import classification_metrics, fairness_report
+from training.evaluate import classification_metrics, fairness_report, protected_groups
 from training.gbm import FittedGBM, FoldGBMParams, GBMParams, fit_gbm, fit_gbm_cv, predict_gbm
 from training.lstm import FittedLSTM, LSTMParams, SequenceInputs, fit_lstm, predict_lstm
 from training.partitions import (
@@ -674,16 +674,7 @@ def evaluate(trained: TrainedModels) -> dict[str, Any]:
         }
     test = trained.splits.test
     approved = trained.bands.band(trained.predictions["shipped"][test]) == "approve"
-    members = trained.book.members.set_index("member_id").loc[apps["member_id"].iloc[test]]
-    result["fairness"] = fairness_report(
-        y[test],
-        approved,
-        {
-            attribute: members[attribute].astype(object).fillna("unknown").astype(str).to_numpy()
-            for attribute in ("gender", "age_band")
-            if attribute in members.columns and members[attribute].notna().any()
-        },
-    )
+    result["fairness"] = fairness_report(y[test], approved, protected_groups(trained.book, test))
     result["bands"] = trained.bands.to_dict() | {"validation": trained.band_summary}
     amounts = apps["amount_kes"].to_numpy(dtype=np.float64)
     result["credit"] = {
