@@ -14,6 +14,13 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 # torch's OpenMP threads busy-wait on a shared 2-core machine; passive waiting keeps them fast.
 export OMP_WAIT_POLICY ?= PASSIVE
+# Every Python process (tests, services, spawned workers) caches its compiled modules here, out
+# of the source tree. Where the environment says PYTHONDONTWRITEBYTECODE (this machine kind does)
+# each process otherwise compiled Feast, LightGBM, torch and the project from source again: about
+# half of a service's 15 s start. Python checks each cached file against its source's time and
+# size, so an edited module never runs stale.
+unexport PYTHONDONTWRITEBYTECODE
+export PYTHONPYCACHEPREFIX ?= $(CURDIR)/.run-pycache
 # The local targets run on the public development secrets (and the tests on short ones); the
 # services refuse them unless this is on. Compose and the Helm charts never set it.
 export ALAMA_DEV_MODE ?= 1
@@ -207,4 +214,4 @@ compose-env: | $(VENV)/.synced ## Generate the secrets docker compose requires i
 down: services-down infra-down test-down ## Stop everything Alama started (the test instance too)
 
 clean: down ## Stop everything and delete the run folder and installed environments
-	rm -rf .run .run-test $(VENV) .tools $(KAFKA_LIB)
+	rm -rf .run .run-test .run-pycache $(VENV) .tools $(KAFKA_LIB)

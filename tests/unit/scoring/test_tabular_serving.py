@@ -35,9 +35,10 @@ from services.scoring.ledger import MemoryLedger
 from services.scoring.online_features import OnlineBatch
 from services.scoring.scorer import Scorer
 from services.scoring.server import describe_model
+from tests.unit.conftest import TabularCli
 from tests.unit.gateway.fakes import FakeEvents, FakeExplanations, FakeReplayStore
 from training.scorecard import BusinessCost
-from training.tabular import TabularSettings, promote, read_table, run_tabular, write_outputs
+from training.tabular import TabularSettings, promote, write_outputs
 
 TARGET = "creditability"
 
@@ -59,18 +60,17 @@ def table(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def bundles(table: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """German credit trained with `python -m training tabular`'s code and promoted."""
+def bundles(
+    table: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory, tabular_cli: TabularCli
+) -> Path:
+    """German credit trained with `python -m training tabular` (the training tests' run of it,
+    shared) and promoted."""
     folder = tmp_path_factory.mktemp("tabular_serving")
     table.to_csv(folder / "german.csv", index=False)
-    data = read_table(
-        folder / "german.csv",
-        TARGET,
-        ["personal_status_and_sex", "age_in_years"],
-        positive="bad",
-        folds=3,
-    )
-    run = run_tabular(data, BusinessCost(), TabularSettings(folds=3))
+    run = tabular_cli(
+        folder / "german.csv", TARGET, "bad", ["personal_status_and_sex", "age_in_years"], 3
+    ).run
+    assert run.settings == TabularSettings(folds=3) and run.cost == BusinessCost()
     out = write_outputs(run, folder / "out")
     version = promote(out, folder / "bundles")
     assert (folder / "bundles" / "current").resolve() == folder / "bundles" / version

@@ -42,6 +42,13 @@ def whole_book(parts: list[World], cutoff: pd.Timestamp) -> LoanBook:
     return loan_book_from_world(concat_worlds(parts), cutoff=cutoff)
 
 
+@pytest.fixture(scope="module")
+def whole_tables(whole_book: LoanBook) -> dict[str, pd.DataFrame]:
+    """The whole book's feature snapshots in one chunk, what every chunked way must give (the
+    comparisons sort copies; nothing changes these)."""
+    return feature_tables.build_tables(whole_book, members_per_chunk=10**9)
+
+
 def assert_same_tables(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame]) -> None:
     """Equal up to row order (the offline store is a table, not a list)."""
     assert a.keys() == b.keys()
@@ -96,8 +103,10 @@ def test_parts_are_deterministic() -> None:
     ]
 
 
-def test_feature_snapshots_in_member_chunks_equal_the_whole_book(whole_book: LoanBook) -> None:
-    whole = feature_tables.build_tables(whole_book, members_per_chunk=10**9)
+def test_feature_snapshots_in_member_chunks_equal_the_whole_book(
+    whole_book: LoanBook, whole_tables: dict[str, pd.DataFrame]
+) -> None:
+    whole = whole_tables
     chunked = feature_tables.build_tables(whole_book, members_per_chunk=170)
     assert_same_tables(whole, chunked)
     chunks = list(member_chunks(whole_book, 170))
@@ -115,7 +124,11 @@ def test_feature_snapshots_in_member_chunks_equal_the_whole_book(whole_book: Loa
 
 
 def test_a_book_in_parts_reads_as_the_whole_book(
-    parts: list[World], cutoff: pd.Timestamp, whole_book: LoanBook, tmp_path: Path
+    parts: list[World],
+    cutoff: pd.Timestamp,
+    whole_book: LoanBook,
+    whole_tables: dict[str, pd.DataFrame],
+    tmp_path: Path,
 ) -> None:
     write_parts(
         (loan_book_from_world(part, cutoff=cutoff) for part in parts),
@@ -140,7 +153,7 @@ def test_a_book_in_parts_reads_as_the_whole_book(
         for c in member_chunks(book, 200)
     ]
     assert_same_tables(
-        feature_tables.build_tables(whole_book, members_per_chunk=10**9),
+        whole_tables,
         feature_tables.build_tables(book, members_per_chunk=200),  # parts split further
     )
 
@@ -154,7 +167,10 @@ def test_the_cli_defaults_match_the_pipelines() -> None:
 
 
 def test_a_profile_larger_than_a_part_trains_from_a_book_in_parts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, whole_book: LoanBook
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    whole_book: LoanBook,
+    whole_tables: dict[str, pd.DataFrame],
 ) -> None:
     from training import paths, pipeline, world
     from training.profiles import Profile
@@ -172,7 +188,7 @@ def test_a_profile_larger_than_a_part_trains_from_a_book_in_parts(
     pd.testing.assert_frame_equal(book.labelled, whole_book.labelled)
     assert book.cutoff == whole_book.cutoff
     assert_same_tables(
-        feature_tables.build_tables(whole_book, members_per_chunk=10**9),
+        whole_tables,
         feature_tables.build_tables(book),
     )
     again = pipeline.synthetic_book(profile, echo=lines.append)  # reused, not regenerated
