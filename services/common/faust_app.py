@@ -94,6 +94,18 @@ def create_faust_app(settings: ServiceSettings, *, app_id: str, **overrides: Any
 CHANGELOG_RETENTION_DAYS = 3650
 
 
+#: Kafka compacts only closed segments, and a segment closes at 1 GiB or after 7 days by
+#: default: a table's changelog then held every version of every state written since the last
+#: roll, and a restarted worker replayed them all before it processed anything (390,000 records,
+#: 4.5 minutes, for 30,000 members' mobile-money states on the dev instance). Small, short
+#: segments and a low dirty ratio let the cleaner keep the log near one record per key.
+CHANGELOG_COMPACTION: tuple[tuple[str, str], ...] = (
+    ("segment.bytes", str(16 * 1024 * 1024)),
+    ("segment.ms", str(10 * 60 * 1000)),
+    ("min.cleanable.dirty.ratio", "0.1"),
+)
+
+
 def table_topics(app: faust.App) -> list[TopicSpec]:
     """The changelog topic of every table the app declares, as the broker should hold it."""
     return [
@@ -104,6 +116,7 @@ def table_topics(app: faust.App) -> list[TopicSpec]:
             cleanup_policy=CleanupPolicy.COMPACT,
             consumed=False,
             description=f"changelog of the {table.name} table",
+            extra_config=CHANGELOG_COMPACTION,
         )
         for table in app.tables.values()
     ]

@@ -38,13 +38,15 @@ class TopicSpec:
     cleanup_policy: CleanupPolicy = CleanupPolicy.DELETE
     consumed: bool = True
     description: str = ""
+    #: further topic configs, as (name, value) pairs
+    extra_config: tuple[tuple[str, str], ...] = ()
 
     @property
     def config(self) -> dict[str, str]:
         return {
             "retention.ms": str(self.retention_days * DAY_MS),
             "cleanup.policy": str(self.cleanup_policy),
-        }
+        } | dict(self.extra_config)
 
     @property
     def dead_letter(self) -> TopicSpec:

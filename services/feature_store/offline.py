@@ -146,8 +146,10 @@ def records(rows: pd.DataFrame) -> list[tuple[object, ...]]:
         elif kind == "timestamptz":
             stamps = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
             columns.append(list(stamps.to_pydatetime()))
-        elif kind.endswith("[]"):
-            columns.append([np.asarray(v, dtype=np.float64).tolist() for v in values])
+        elif kind.endswith("[]"):  # feature rows already hold lists of floats
+            columns.append(
+                [v if type(v) is list else np.asarray(v, dtype=np.float64).tolist() for v in values]
+            )
         else:
             columns.append(values.astype(np.float64).tolist())
     return list(zip(*columns, strict=True))

@@ -82,3 +82,26 @@ def test_streamed_repayment_features_equal_training(world_events_small: WorldEve
     expected = F.repayment_features(data.table("repayments", members), as_of)
     assert expected["rp_months_observed"].min() > 0
     assert_rows_equal(rows, expected, as_of)
+
+
+def test_feature_values_convert_to_the_protos_feasts_own_function_gives() -> None:
+    """The pusher's direct conversion of doubles (NaN unset, infinities kept) and lists of
+    doubles (empty and NaN-holding ones too) equals `python_values_to_proto_values`."""
+    from feast.type_map import python_values_to_proto_values
+    from feast.value_type import ValueType
+
+    from services.feature_store.push import proto_values
+
+    rng = np.random.default_rng(3)
+    doubles = np.concatenate([rng.normal(size=50), [np.nan, np.inf, -np.inf, 0.0, -0.0]])
+    lists = np.empty(4, dtype=object)
+    lists[:] = [rng.random(24).tolist(), [], [0.5, float("nan")], [1.0]]
+    strings = np.array(["t1:m1", "t1:m2"], dtype=object)
+    for values, kind in (
+        (doubles, ValueType.DOUBLE),
+        (lists, ValueType.DOUBLE_LIST),
+        (strings, ValueType.STRING),
+    ):
+        ours = [v.SerializeToString() for v in proto_values(values, kind)]
+        feasts = [v.SerializeToString() for v in python_values_to_proto_values(values, kind)]
+        assert ours == feasts, kind
