@@ -263,7 +263,7 @@ class GatePolicy:
             raise ValueError("confidence must be between 0 and 1")
 
 
-def _draws(rows: int, policy: GatePolicy) -> np.ndarray:
+def bootstrap_draws(rows: int, policy: GatePolicy) -> np.ndarray:
     """Bootstrap row indices (samples x rows), fresh from the seed for every set, so one set's
     intervals do not depend on which other sets were given."""
     rng = np.random.default_rng(policy.seed)
@@ -299,7 +299,7 @@ def _auc_check(name: str, data: EvaluationSet, policy: GatePolicy) -> Check:
     champion = float(roc_auc_score(y, data.champion_pd))
     challenger = float(roc_auc_score(y, data.challenger_pd))
     diff = challenger - champion
-    draws = _draws(data.rows, policy)
+    draws = bootstrap_draws(data.rows, policy)
     samples = auc_samples(y, data.challenger_pd, draws) - auc_samples(y, data.champion_pd, draws)
     interval = _interval(samples, policy)
     return Check(
@@ -320,7 +320,7 @@ def _ece_check(name: str, data: EvaluationSet, policy: GatePolicy) -> Check:
     y, p = data.y_default.astype(np.float64), data.challenger_pd
     value = float(expected_calibration_error(y, p))
     samples = np.array(
-        [expected_calibration_error(y[pick], p[pick]) for pick in _draws(y.size, policy)]
+        [expected_calibration_error(y[pick], p[pick]) for pick in bootstrap_draws(y.size, policy)]
     )
     interval = _interval(samples, policy)
     bound = Threshold(high=policy.ece_max)
@@ -409,7 +409,7 @@ def _fairness_checks(data: EvaluationSet, policy: GatePolicy) -> list[Check]:
     approvals: point estimates from fairness_report, intervals from the same draws for all."""
     assert data.challenger_approved is not None  # gate() checked
     report = fairness_report(data.y_default, data.challenger_approved, data.groups)
-    draws = _draws(data.rows, policy)
+    draws = bootstrap_draws(data.rows, policy)
     low, high = policy.disparate_impact_range
     di_bound = Threshold(low=low, high=high)
     eo_bound = Threshold(high=policy.equal_opportunity_max, high_exclusive=True)
