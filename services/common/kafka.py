@@ -19,6 +19,7 @@ and only those are dead-lettered. A commit refused because the group rebalanced 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -31,6 +32,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import (
     CommitFailedError,
     IllegalStateError,
+    KafkaConnectionError,
+    KafkaError,
     OutOfOrderSequenceNumber,
     ProducerClosed,
     UnknownProducerId,
@@ -70,6 +73,8 @@ MAX_DETAIL_CHARS = 2000
 
 #: what ends aiokafka's sender for good: the broker no longer knows this producer's sequence
 PRODUCER_STATE_LOST = (OutOfOrderSequenceNumber, UnknownProducerId)
+#: how long a heal waits for the old producer to close before abandoning it
+HEAL_STOP_TIMEOUT_S = 5.0
 
 
 class HealingProducer(AIOKafkaProducer):  # type: ignore[misc]
@@ -115,12 +120,34 @@ class HealingProducer(AIOKafkaProducer):  # type: ignore[misc]
             if not self._state_lost:
                 return  # another send restarted it meanwhile
             log.warning("the broker lost this producer's state; restarting it under a new id")
-            await super().stop()
+            await self._close_lost()
             healing, generation = self._healing, self._generation
             AIOKafkaProducer.__init__(self, **self._options)
             self._healing, self._generation = healing, generation + 1
+            await super().start()  # raises while the broker is away: the next send heals again
             self._state_lost = False
-            await super().start()
+
+    async def _close_lost(self) -> None:
+        """Close the producer whose state the broker lost, without waiting for its batches.
+
+        A plain `stop` flushes first, and batches numbered on the lost sequence (queued, or in
+        flight on other partitions) may never be delivered: a heal waited on that flush for
+        good, holding every later send behind it (the gateway answered 503 to every webhook for
+        11 minutes after a broker restart in the chaos battery). They are failed instead; their
+        callers see a transient error and send again on the new producer.
+        """
+        self._message_accumulator.fail_all(
+            KafkaConnectionError("the broker lost this producer's state; send again")
+        )
+        try:
+            await asyncio.wait_for(super().stop(), timeout=HEAL_STOP_TIMEOUT_S)
+        except (TimeoutError, KafkaError) as exc:
+            log.warning("closing the old producer did not finish; abandoning it", exc_info=exc)
+            task = self._sender.sender_task if self._sender is not None else None
+            if task is not None and not task.done():
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.client.close(), timeout=HEAL_STOP_TIMEOUT_S)
 
 
 def create_producer(infra: InfraSettings, *, client_id: str, **overrides: Any) -> AIOKafkaProducer:

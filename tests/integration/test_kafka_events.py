@@ -452,3 +452,35 @@ async def test_a_producer_the_broker_forgot_starts_a_new_producer_id_and_sends_a
     records = await read_topic(service_settings.infra, scratch_topic.name, 2)
     assert [r.value for r in records] == [b"before", b"after"]
     assert is_transient(OutOfOrderSequenceNumber())  # the caller of the failed send retries
+
+
+async def test_a_heal_does_not_wait_for_batches_that_will_never_be_delivered(
+    service_settings: ServiceSettings, scratch_topic: TopicSpec
+) -> None:
+    """After a broker restart some batches of the forgotten producer may never be delivered;
+    closing it must not wait for them (a heal once waited for good, and every later send of the
+    gateway timed out behind it): they fail, and the next send goes out on a new producer id."""
+    producer = create_producer(service_settings.infra, client_id="test-healing-stuck")
+    await producer.start()
+    tp = TopicPartition(scratch_topic.name, 0)
+    try:
+        await producer.send_and_wait(scratch_topic.name, b"before", partition=0)
+        first_id = producer._txn_manager.producer_id
+        never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def close_that_waits_for_it() -> None:
+            await never
+
+        producer._message_accumulator.close = close_that_waits_for_it  # type: ignore[method-assign]
+        producer._txn_manager.increment_sequence_number(tp, 7)
+        with pytest.raises(OutOfOrderSequenceNumber):
+            await producer.send_and_wait(scratch_topic.name, b"lost", partition=0)
+        async with asyncio.timeout(30):  # the heal gives up on the old producer after 5 s
+            after = await producer.send_and_wait(scratch_topic.name, b"after", partition=0)
+        assert producer._txn_manager.producer_id != first_id
+        assert after.offset == 1
+    finally:
+        never.cancel()
+        await producer.stop()
+    records = await read_topic(service_settings.infra, scratch_topic.name, 2)
+    assert [r.value for r in records] == [b"before", b"after"]
