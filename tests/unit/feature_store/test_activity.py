@@ -6,11 +6,18 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.common.envelope import wrap
 from services.common.errors import InvalidEvent
-from services.common.features import MOBILE_MONEY_HISTORY_DAYS, TRANSACTION_KINDS
+from services.common.features import (
+    MOBILE_MONEY_HISTORY_DAYS,
+    REPAYMENT_MONTHS,
+    TRANSACTION_KINDS,
+)
 from services.common.members import DEV_TENANT, member_key
 from services.common.protos.alama.events.v1.mobile_money_pb2 import (
     MobileMoneyTransaction,
@@ -70,6 +77,38 @@ def test_rows_out_of_the_window_are_pruned_and_older_arrivals_are_stale() -> Non
     assert list(history.rows) == ["new"]
     assert history.add(_txn("older", old - timedelta(days=1))) is Outcome.STALE
     assert history.add(_txn("old", old)) is Outcome.STALE and not history.pending
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    as_of=st.integers(-(10**18), 4 * 10**18),
+    due=st.integers(-(10**18), 4 * 10**18),
+)
+def test_repayments_are_kept_exactly_while_their_due_month_is_in_reach(
+    as_of: int, due: int
+) -> None:
+    """The kept rule, one threshold per as-of, is the month count's: `REPAYMENT_MONTHS` calendar
+    months between due date and as-of (UTC, the datetime64[M] count training uses)."""
+
+    def month(ns: int) -> int:
+        return int(np.datetime64(ns // 1000, "us").astype("datetime64[M]").astype(np.int64))
+
+    row = ["r", "M1", "L1", due, 100.0, 100.0, 0, due]
+    expected = month(as_of) - month(due) <= REPAYMENT_MONTHS
+    assert RepaymentHistory.usable_at(row, as_of) is expected
+    history = RepaymentHistory(member_id="M1", rows={"r": row})
+    history.mark_pushed(as_of)
+    assert ("r" in history.rows) is expected
+
+
+def test_a_transaction_exactly_the_window_old_is_kept_and_a_nanosecond_older_is_not() -> None:
+    as_of = _ns(T0)
+    edge = as_of - MOBILE_MONEY_HISTORY_DAYS * 86_400 * 10**9
+    history = WalletHistory(member_id="M1")
+    for name, at in (("edge", edge), ("older", edge - 1), ("new", as_of - 1)):
+        history.rows[name] = [name, "M1", at, "inflow", 1.0, 1.0]
+    history.mark_pushed(as_of)
+    assert sorted(history.rows) == ["edge", "new"]
 
 
 def test_histories_survive_the_changelog_round_trip(world_events_small: WorldEvents) -> None:
