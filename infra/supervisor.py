@@ -10,9 +10,10 @@ that dies or never gets ready fails the command with the end of its log. ``down`
 The services inherit this process's environment: under ``make`` that includes ALAMA_DEV_MODE=1,
 without which they refuse the development secrets (services.common.settings) and exit at start.
 
-Scoring, explanation and audit can run as several replicas in one consumer group (``scale``, or
-``ALAMA_SCORING_REPLICAS=3`` and the like for ``up``): replica n is ``<service>-<n>`` with its
-ports moved by ``REPLICA_PORT_STEP * (n - 1)``.
+The feature store, scoring, explanation and audit can run as several replicas in one consumer
+group (``scale``, or ``ALAMA_SCORING_REPLICAS=3`` and the like for ``up``): replica n is
+``<service>-<n>`` with its ports moved by ``REPLICA_PORT_STEP * (n - 1)``. The feature store's
+Faust workers share the partitions, and each recovers the tables of those it holds.
 
     python -m infra.supervisor up|down|status [service ...]
     python -m infra.supervisor scale scoring 3
@@ -133,7 +134,11 @@ def _grpc_probe(key: str, default: int) -> Callable[[Mapping[str, str]], str | N
 
 #: In start order: a service comes after what it calls.
 SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec("feature_store", _metrics_probe("ALAMA_FEATURE_STORE_METRICS_PORT", 9102)),
+    ServiceSpec(
+        "feature_store",
+        _metrics_probe("ALAMA_FEATURE_STORE_METRICS_PORT", 9102),
+        ports={"ALAMA_FEATURE_STORE_METRICS_PORT": 9102},
+    ),
     ServiceSpec(
         "scoring",
         _grpc_probe("ALAMA_SCORING_GRPC_PORT", 50051),
@@ -321,7 +326,7 @@ def up(
 
 
 #: the services that scale out in one consumer group (their topics have partitions to share)
-SCALABLE = ("scoring", "explanation", "audit")
+SCALABLE = ("feature_store", "scoring", "explanation", "audit")
 
 
 def replicas_wanted(name: str, env: Mapping[str, str]) -> int:

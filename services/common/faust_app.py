@@ -43,6 +43,7 @@ Headers = list[tuple[str, bytes]]
 #: lag samples in a row without a change, nothing in flight, before a partition is read again
 STUCK_SAMPLES = 3
 #: the same, with the same records in flight all along (an abandoned one, or a long outage)
+#: while an agent of the topic has work in hand; with no agent busy `STUCK_SAMPLES` suffice
 STUCK_IN_FLIGHT_SAMPLES = 12
 FETCH_RESTARTS = Counter(
     "alama_faust_partition_rereads_total",
@@ -225,6 +226,8 @@ class StreamConsumer:
         self._agent_topics: dict[str, set[str]] = {}
         self._last_lag: dict[tuple[str, int], int] = {}
         self._stuck_samples: dict[tuple[str, int], int] = {}
+        #: of those samples, how many in a row found no agent of the topic with work in hand
+        self._idle_samples: dict[tuple[str, int], int] = {}
         self._last_flight: dict[tuple[str, int], tuple[int, ...]] = {}
 
         @app.timer(lag_every_s, name=f"{service}.consumer_lag")
@@ -285,7 +288,9 @@ class StreamConsumer:
     async def _reread_stuck(self, by_partition: Mapping[Any, int]) -> None:
         """Re-read from its committed offset a source partition whose lag has stood still
         while nothing about it moved: `STUCK_SAMPLES` samples with no record of it in flight,
-        or `STUCK_IN_FLIGHT_SAMPLES` with the same records in flight all along.
+        or `STUCK_IN_FLIGHT_SAMPLES` with the same records in flight all along while an agent
+        of the topic had work in hand (no agent busy for `STUCK_SAMPLES` samples: nothing is
+        working on the records in flight, so the shorter bound).
 
         Faust commits a partition only up to its first offset not yet acknowledged, and its
         fetch loop drops every record below the partition's read offset. After a rebalance
@@ -317,16 +322,22 @@ class StreamConsumer:
                 or self._last_lag.get(key) != waiting
                 or self._last_flight.get(key) != flight
             ):
-                self._stuck_samples[key] = 0
+                self._stuck_samples[key] = self._idle_samples[key] = 0
             else:
                 self._stuck_samples[key] = self._stuck_samples.get(key, 0) + 1
+                idle = not self._agents_busy(tp.topic)
+                self._idle_samples[key] = self._idle_samples.get(key, 0) + 1 if idle else 0
             self._last_lag[key], self._last_flight[key] = waiting, flight
-            needed = STUCK_IN_FLIGHT_SAMPLES if flight else STUCK_SAMPLES
+            # a record abandoned in Faust's unacknowledged set looks in flight for minutes; one
+            # that no agent has had in hand for the short bound is not being worked on (the
+            # chaos battery's killed feature store waited the long bound, 60 s, for that)
+            working = bool(flight) and self._idle_samples.get(key, 0) < STUCK_SAMPLES
+            needed = STUCK_IN_FLIGHT_SAMPLES if working else STUCK_SAMPLES
             if self._stuck_samples[key] < needed or faust_tp is None or faust_tp in paused:
                 continue
             state = _faust_partition_state(consumer, faust_tp)
             committed = getattr(consumer, "_committed_offset", {}).get(faust_tp)
-            self._stuck_samples[key] = 0
+            self._stuck_samples[key] = self._idle_samples[key] = 0
             getattr(consumer, "_buffered_partitions", set()).discard(faust_tp)
             active.add(faust_tp)
             if committed is not None:
@@ -345,6 +356,14 @@ class StreamConsumer:
                 state,
                 extra={"lag": waiting, **state},
             )
+
+    def _agents_busy(self, topic: str) -> bool:
+        """Whether an agent reading `topic` has a record or a batch in hand now."""
+        return any(
+            self.liveness.heartbeat(name).busy_since is not None
+            for name, topics in self._agent_topics.items()
+            if topic in topics
+        )
 
     def _assigned(self) -> list[Any]:
         try:

@@ -45,6 +45,7 @@ def test_a_partition_whose_lag_stopped_with_nothing_in_flight_is_read_again() ->
     from faust.types import TP
 
     from services.common.faust_app import STUCK_IN_FLIGHT_SAMPLES, STUCK_SAMPLES, StreamConsumer
+    from services.common.liveness import Liveness
 
     stuck, moving, held, busy = TP("mm", 0), TP("mm", 1), TP("mm", 2), TP("mm", 3)
     seeks: list[tuple[TP, int]] = []
@@ -68,6 +69,10 @@ def test_a_partition_whose_lag_stopped_with_nothing_in_flight_is_read_again() ->
     layer.app = SimpleNamespace(consumer=consumer)  # type: ignore[assignment]
     layer.service = "unit"
     layer._last_lag, layer._stuck_samples, layer._last_flight = {}, {}, {}
+    layer._idle_samples = {}
+    layer.liveness = Liveness(60.0)
+    layer._agent_topics = {"mm_agent": {"mm"}}
+    layer.liveness.heartbeat("mm_agent").began()  # the agent has a batch in hand all along
 
     def sample(n: int) -> None:
         asyncio.run(
@@ -93,3 +98,54 @@ def test_a_partition_whose_lag_stopped_with_nothing_in_flight_is_read_again() ->
         sample(n)
     assert (busy, 7) in seeks
     assert all(tp != moving for tp, _offset in seeks)
+
+
+def test_a_record_in_flight_that_no_agent_has_in_hand_is_read_again_sooner() -> None:
+    """A record Faust abandoned stays in its unacknowledged set for minutes, looking in flight;
+    when no agent of the topic has anything in hand, the short bound applies."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from aiokafka import TopicPartition
+    from faust.types import TP
+
+    from services.common.faust_app import STUCK_SAMPLES, StreamConsumer
+    from services.common.liveness import Liveness
+
+    abandoned = TP("mm", 0)
+    seeks: list[tuple[TP, int]] = []
+
+    async def seek(tp: TP, offset: int) -> None:
+        seeks.append((tp, offset))
+
+    consumer = SimpleNamespace(
+        _active_partitions={abandoned},
+        _paused_partitions=set(),
+        _buffered_partitions=set(),
+        _committed_offset={abandoned: 7},
+        _unacked_messages=[SimpleNamespace(tp=abandoned, offset=7)],
+        seek=seek,
+        assignment=lambda: {abandoned},
+    )
+    layer = StreamConsumer.__new__(StreamConsumer)
+    layer.app = SimpleNamespace(consumer=consumer)  # type: ignore[assignment]
+    layer.service = "unit"
+    layer._last_lag, layer._stuck_samples, layer._last_flight = {}, {}, {}
+    layer._idle_samples = {}
+    layer.liveness = Liveness(60.0)
+    layer._agent_topics = {"mm_agent": {"mm"}, "other": {"rp"}}
+    beat = layer.liveness.heartbeat("mm_agent")
+    layer.liveness.heartbeat("other").began()  # another topic's agent at work changes nothing
+
+    def sample() -> None:
+        asyncio.run(layer._reread_stuck({TopicPartition("mm", 0): 100}))
+
+    sample()  # the baseline
+    beat.began()
+    sample()  # the agent had a batch in hand at this sample: the idle run starts after it
+    beat.finished()
+    for _ in range(STUCK_SAMPLES - 1):
+        sample()
+        assert not seeks
+    sample()
+    assert seeks == [(abandoned, 7)]

@@ -5,13 +5,15 @@ from __future__ import annotations
 import pytest
 
 from infra.supervisor import SCALABLE, SupervisorError, replica, replicas_wanted
+from services.common.settings import service_port
 
 
 def test_scalable_services_take_their_replica_count_from_the_environment() -> None:
     assert replicas_wanted("scoring", {}) == 1
     assert replicas_wanted("scoring", {"ALAMA_SCORING_REPLICAS": "3"}) == 3
     assert replicas_wanted("audit", {"ALAMA_AUDIT_REPLICAS": "2"}) == 2
-    assert set(SCALABLE) == {"scoring", "explanation", "audit"}
+    assert replicas_wanted("feature_store", {"ALAMA_FEATURE_STORE_REPLICAS": "2"}) == 2
+    assert set(SCALABLE) == {"feature_store", "scoring", "explanation", "audit"}
 
 
 @pytest.mark.parametrize("raw", ["0", "-1", "two", ""])
@@ -22,8 +24,6 @@ def test_a_replica_count_that_is_not_a_positive_whole_number_is_refused(raw: str
 
 def test_a_service_that_runs_as_one_process_refuses_replicas() -> None:
     assert replicas_wanted("gateway", {"ALAMA_GATEWAY_REPLICAS": "1"}) == 1
-    with pytest.raises(SupervisorError, match="runs as one process"):
-        replicas_wanted("feature_store", {"ALAMA_FEATURE_STORE_REPLICAS": "2"})
     with pytest.raises(SupervisorError, match="runs as one process"):
         replicas_wanted("console", {"ALAMA_CONSOLE_REPLICAS": "2"})
     # outcomes joins loans to decisions across topics in one process (charts/outcomes too)
@@ -36,3 +36,8 @@ def test_each_replica_has_its_own_ports_in_the_same_group() -> None:
     second, third = replica("scoring", 2), replica("scoring", 3)
     assert second.service == third.service == "scoring"
     assert set(second.env.values()).isdisjoint(third.env.values())
+    # a Faust worker's only port is its metrics and liveness port
+    worker = replica("feature_store", 2)
+    assert worker.service == "feature_store"
+    assert set(worker.env) == {"ALAMA_FEATURE_STORE_METRICS_PORT"}
+    assert worker.env["ALAMA_FEATURE_STORE_METRICS_PORT"] != str(service_port(9102))
