@@ -458,6 +458,13 @@ async def test_a_shifted_world_drifts_retrains_shadows_promotes_and_rolls_back(
         "challenger": challenger_bundle,
         "requests_during_switches": len(client.versions),
         "gate": verdict[-6000:],
+        # what the challenger learnt from (two runs train two challengers: the live loans
+        # matured by the alert differ), from each retraining run's result
+        "retraining": [
+            {"run": path.parent.name, **{k: v for k, v in result.items() if k != "held_out"}}
+            for path in sorted((loop.folder / "runs").glob("*/result.json"))
+            for result in [json.loads(path.read_text())]
+        ],
         "shadow_report": report,
         "live_performance": live.stdout[-4000:],
     }
