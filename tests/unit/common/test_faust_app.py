@@ -1,12 +1,29 @@
 """Faust agents decode the same envelopes as every other consumer (in-memory test context)."""
 
+from types import SimpleNamespace
+from typing import Any
+
 from services.common.envelope import decode, encode, wrap
-from services.common.faust_app import create_faust_app
+from services.common.faust_app import StreamConsumer, create_faust_app
+from services.common.liveness import Liveness
 from services.common.protos.alama.events.v1.mobile_money_pb2 import (
     TRANSACTION_KIND_INFLOW,
     MobileMoneyTransaction,
 )
 from services.common.settings import ServiceSettings
+
+
+def _watchdog(consumer: Any, agent_topics: dict[str, set[str]]) -> StreamConsumer:
+    """A StreamConsumer with only the stuck-partition watchdog's state, over a stand-in Faust
+    consumer, its agents reading `agent_topics`."""
+    layer = StreamConsumer.__new__(StreamConsumer)
+    layer.app = SimpleNamespace(consumer=consumer)  # type: ignore[assignment]
+    layer.service = "unit"
+    layer._last_lag, layer._stuck_samples, layer._last_flight = {}, {}, {}
+    layer._idle_samples = {}
+    layer.liveness = Liveness(60.0)
+    layer._agent_topics = agent_topics
+    return layer
 
 
 async def test_agent_reads_envelopes_in_test_context() -> None:
@@ -44,8 +61,7 @@ def test_a_partition_whose_lag_stopped_with_nothing_in_flight_is_read_again() ->
     from aiokafka import TopicPartition
     from faust.types import TP
 
-    from services.common.faust_app import STUCK_IN_FLIGHT_SAMPLES, STUCK_SAMPLES, StreamConsumer
-    from services.common.liveness import Liveness
+    from services.common.faust_app import STUCK_IN_FLIGHT_SAMPLES, STUCK_SAMPLES
 
     stuck, moving, held, busy = TP("mm", 0), TP("mm", 1), TP("mm", 2), TP("mm", 3)
     seeks: list[tuple[TP, int]] = []
@@ -65,13 +81,7 @@ def test_a_partition_whose_lag_stopped_with_nothing_in_flight_is_read_again() ->
         seek=seek,
         assignment=lambda: {stuck, moving, held, busy},
     )
-    layer = StreamConsumer.__new__(StreamConsumer)  # only the watchdog's state is needed
-    layer.app = SimpleNamespace(consumer=consumer)  # type: ignore[assignment]
-    layer.service = "unit"
-    layer._last_lag, layer._stuck_samples, layer._last_flight = {}, {}, {}
-    layer._idle_samples = {}
-    layer.liveness = Liveness(60.0)
-    layer._agent_topics = {"mm_agent": {"mm"}}
+    layer = _watchdog(consumer, {"mm_agent": {"mm"}})
     layer.liveness.heartbeat("mm_agent").began()  # the agent has a batch in hand all along
 
     def sample(n: int) -> None:
@@ -109,8 +119,7 @@ def test_a_record_in_flight_that_no_agent_has_in_hand_is_read_again_sooner() -> 
     from aiokafka import TopicPartition
     from faust.types import TP
 
-    from services.common.faust_app import STUCK_SAMPLES, StreamConsumer
-    from services.common.liveness import Liveness
+    from services.common.faust_app import STUCK_SAMPLES
 
     abandoned = TP("mm", 0)
     seeks: list[tuple[TP, int]] = []
@@ -127,13 +136,7 @@ def test_a_record_in_flight_that_no_agent_has_in_hand_is_read_again_sooner() -> 
         seek=seek,
         assignment=lambda: {abandoned},
     )
-    layer = StreamConsumer.__new__(StreamConsumer)
-    layer.app = SimpleNamespace(consumer=consumer)  # type: ignore[assignment]
-    layer.service = "unit"
-    layer._last_lag, layer._stuck_samples, layer._last_flight = {}, {}, {}
-    layer._idle_samples = {}
-    layer.liveness = Liveness(60.0)
-    layer._agent_topics = {"mm_agent": {"mm"}, "other": {"rp"}}
+    layer = _watchdog(consumer, {"mm_agent": {"mm"}, "other": {"rp"}})
     beat = layer.liveness.heartbeat("mm_agent")
     layer.liveness.heartbeat("other").began()  # another topic's agent at work changes nothing
 
