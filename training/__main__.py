@@ -566,16 +566,38 @@ def promote_version(
             "(GET URL/shadow/pairs.json)"
         ),
     ] = None,
+    min_matured_loans: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="with --outcomes-url: judge only on at least this many matured loans"
+            " [default: training.shadow_pairs.MIN_MATURED_LOANS, 300]",
+        ),
+    ] = None,
+    min_matured_defaults: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="with --outcomes-url: and at least this many defaults among them"
+            " [default: MIN_MATURED_DEFAULTS, 30]",
+        ),
+    ] = None,
 ) -> None:
     """Move the champion alias to the challenger only if the gate holds; a refusal names the
-    failed checks. Recorded on model.registry (the audit chain) with who asked."""
+    failed checks (exit 3). Recorded on model.registry (the audit chain) with who asked. With
+    --outcomes-url and too few matured loans yet, nothing is judged or moved (exit 4)."""
     from rich.markup import escape
 
     from services.common.model_registry import ModelLocator
     from training import bundles, promotion
     from training.registry import CHAMPION, PromotionRefused
     from training.registry_events import BrokerUnreachable, RegistrySettings
-    from training.shadow_pairs import OutcomesUnavailable
+    from training.shadow_pairs import (
+        MIN_MATURED_DEFAULTS,
+        MIN_MATURED_LOANS,
+        NotEnoughOutcomes,
+        OutcomesUnavailable,
+    )
 
     registry, settings = _registry(), RegistrySettings()
     _flush_outbox(settings, registry)
@@ -592,6 +614,12 @@ def promote_version(
                 challenger,
                 champion,
                 outcomes_url=outcomes_url,
+                min_matured_loans=(
+                    MIN_MATURED_LOANS if min_matured_loans is None else min_matured_loans
+                ),
+                min_matured_defaults=(
+                    MIN_MATURED_DEFAULTS if min_matured_defaults is None else min_matured_defaults
+                ),
             )
             _show_checks(verdict)
             if not verdict.result.passed:
@@ -602,6 +630,9 @@ def promote_version(
                 console.print(change.reason, highlight=False, markup=False)
                 raise typer.Exit(code=3)
         change = promotion.promote(registry, challenger, by, verdict, settings)
+    except NotEnoughOutcomes as exc:
+        console.print(f"[yellow]{escape(str(exc))}[/]", highlight=False)
+        raise typer.Exit(code=4) from None
     except (promotion.PromotionError, OutcomesUnavailable, PromotionRefused) as exc:
         _fail(str(exc))
     except BrokerUnreachable as exc:

@@ -66,7 +66,13 @@ from training.registry_events import (
     record_or_keep,
     registry_event,
 )
-from training.shadow_pairs import fetch_shadow_pairs, matured_outcomes_set
+from training.shadow_pairs import (
+    MIN_MATURED_DEFAULTS,
+    MIN_MATURED_LOANS,
+    enough_matured,
+    fetch_shadow_pairs,
+    matured_outcomes_set,
+)
 
 
 class PromotionError(RuntimeError):
@@ -167,10 +173,19 @@ def gate_verdict(
     outcomes_url: str | None = None,
     scorer: Scorer | None = None,
     policy: GatePolicy | None = None,
+    min_matured_loans: int = MIN_MATURED_LOANS,
+    min_matured_defaults: int = MIN_MATURED_DEFAULTS,
 ) -> Verdict:
     """Score the challenger's held-out rows with both bundles, add the matured outcomes when an
-    outcomes service is named, and run the gate."""
+    outcomes service is named (`NotEnoughOutcomes` while they are too few to judge on), and run
+    the gate."""
     score = scorer or score_held_out
+    matured = None
+    if outcomes_url:  # first: "not yet" needs no scoring
+        pairs = fetch_shadow_pairs(outcomes_url, registry.bundle_of(challenger) or "")
+        matured = matured_outcomes_set(
+            enough_matured(pairs, min_loans=min_matured_loans, min_defaults=min_matured_defaults)
+        )
     rows = held_out_of(registry, challenger)
     if not rows.groups:
         raise PromotionError(
@@ -188,11 +203,8 @@ def gate_verdict(
             groups=rows.groups,
         )
     }
-    if outcomes_url:
-        challenger_bundle = registry.bundle_of(challenger) or ""
-        matured = matured_outcomes_set(fetch_shadow_pairs(outcomes_url, challenger_bundle))
-        if matured is not None:
-            sets[MATURED_OUTCOMES] = matured
+    if matured is not None:
+        sets[MATURED_OUTCOMES] = matured
     result = gate(sets, policy)
     return Verdict(challenger, champion, result, {name: s.rows for name, s in sets.items()})
 

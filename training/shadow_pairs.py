@@ -7,6 +7,13 @@ challenger's shadow decision on the same application and serves them at
 "gender", "age_band"}, ...]}`. The gate then compares the two AUCs on exactly those loans
 (`training.gate.MATURED_OUTCOMES`). A service that cannot be reached, or answers something else,
 is an error: a promotion asked to weigh live outcomes must not go ahead without them.
+
+Too few matured loans is neither a pass nor a refusal but "not yet" (`NotEnoughOutcomes`): on the
+loop's 83 matured loans (13 defaults) two models whose PDs correlate at 0.94 measured AUCs 0.08
+apart, a paired 95 % interval 0.14 wide, against the gate's 0.005 tolerance. A check that noisy
+decides by chance, so the gate waits for `MIN_MATURED_LOANS` loans with `MIN_MATURED_DEFAULTS`
+defaults (a lender's model-risk policy sets them: `promote --min-matured-loans/-defaults`), and the
+challenger keeps running in shadow meanwhile.
 """
 
 from __future__ import annotations
@@ -21,11 +28,19 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from training.gate import EvaluationSet
 
 PATH = "/shadow/pairs.json"
+#: the least matured evidence the gate judges a challenger on (see the module docstring)
+MIN_MATURED_LOANS = 300
+MIN_MATURED_DEFAULTS = 30
 Band = Literal["approve", "review", "decline"]
 
 
 class OutcomesUnavailable(RuntimeError):
     """The outcomes service could not be reached or gave no usable answer; the message says why."""
+
+
+class NotEnoughOutcomes(RuntimeError):
+    """Too few matured loans (or defaults among them) to compare the two models yet: nothing
+    moves, the challenger stays in shadow; the message says how many there are and are needed."""
 
 
 class ShadowPair(BaseModel):
@@ -91,3 +106,23 @@ def matured_outcomes_set(pairs: list[ShadowPair]) -> EvaluationSet | None:
         challenger_approved=np.array([p.challenger_band == "approve" for p in pairs]),
         groups=groups,
     )
+
+
+def enough_matured(
+    pairs: list[ShadowPair],
+    *,
+    min_loans: int = MIN_MATURED_LOANS,
+    min_defaults: int = MIN_MATURED_DEFAULTS,
+) -> list[ShadowPair]:
+    """The pairs, when there are enough to judge on; else `NotEnoughOutcomes` saying why."""
+    if min_loans < 0 or min_defaults < 0:
+        raise ValueError("the minimum matured loans and defaults cannot be negative")
+    defaults = sum(p.defaulted for p in pairs)
+    repaid = len(pairs) - defaults
+    if len(pairs) < min_loans or defaults < min_defaults or (pairs and repaid == 0):
+        raise NotEnoughOutcomes(
+            f"not yet: {len(pairs)} matured loans both models scored ({defaults} defaulted,"
+            f" {repaid} repaid); the gate judges on at least {min_loans} with {min_defaults}"
+            " defaults and some repaid. Nothing moved; the challenger stays in shadow"
+        )
+    return pairs

@@ -63,6 +63,7 @@ from simulator.scenario import build_scenario
 from simulator.settings import SimulatorSettings
 from tests.conftest import TinyModel, trained_model
 from training.profiles import get_profile
+from training.shadow_pairs import MIN_MATURED_LOANS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.loop]  # `make loop`, not `make test`: minutes
 REPO = Path(__file__).resolve().parents[2]
@@ -70,8 +71,13 @@ GATEWAY = f"http://127.0.0.1:{service_port(8080)}"
 OUTCOMES = f"http://127.0.0.1:{service_port(9107)}"
 API_KEY = {"X-API-Key": "dev-partner-key"}
 SHOCK = 0.8
-FIRST_WAVE = 500  # the drift window is 200 decisions; about half are funded and mature
-SECOND_WAVE = 400  # scored by champion and challenger both
+#: the retrainer's minimum of new matured outcomes (ALAMA_RETRAINER_MIN_NEW_OUTCOMES below)
+MIN_NEW_OUTCOMES = 100
+#: the shocked world is approved about a fifth of the time (a run funded 92 of 500); the first
+#: wave must fund the retrainer's minimum, the second the gate's minimum of matured loans both
+#: models scored (`training.shadow_pairs.MIN_MATURED_LOANS`), with a margin
+FIRST_WAVE = 1_000
+SECOND_WAVE = 2_200
 
 
 @dataclass
@@ -185,7 +191,7 @@ def loop(
         "ALAMA_RETRAINER_WORK_DIR": str(folder / "runs"),
         "ALAMA_RETRAINER_SCHEDULE_EVERY_HOURS": "0",
         "ALAMA_RETRAINER_COOLDOWN_MINUTES": "60",
-        "ALAMA_RETRAINER_MIN_NEW_OUTCOMES": "100",
+        "ALAMA_RETRAINER_MIN_NEW_OUTCOMES": str(MIN_NEW_OUTCOMES),
         "ALAMA_RETRAINER_CHECK_EVERY_SECONDS": "2",
     }
     supervisor.down(echo=lambda _line: None)
@@ -286,7 +292,7 @@ async def _first_since(loop: Loop, topic: str) -> DriftAlert:
     return alert
 
 
-async def _wave(loop: Loop, n: int, name: str) -> None:
+async def _wave(loop: Loop, n: int, name: str, funded_at_least: int) -> None:
     settings = SimulatorSettings(
         infra=loop.infra,
         feature_group=loop.env["ALAMA_FEATURE_STORE_CONSUMER_GROUP"],
@@ -296,7 +302,7 @@ async def _wave(loop: Loop, n: int, name: str) -> None:
         settings,
         SimulationOptions(
             applications=n,
-            rate=100.0,
+            rate=60.0,
             run_id=f"{name}{loop.run}",
             via=Via.GATEWAY,  # on loan.applications: what the retrainer keeps
             disburse=True,
@@ -306,7 +312,8 @@ async def _wave(loop: Loop, n: int, name: str) -> None:
         book=loop.book,
     )
     assert summary.applications.accepted == n, summary.applications
-    assert summary.disbursement is not None and summary.disbursement.funded > n // 5
+    assert summary.disbursement is not None, summary
+    assert summary.disbursement.funded >= funded_at_least, summary.disbursement
 
 
 def _python_m(loop: Loop, module: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -361,7 +368,7 @@ async def test_a_shifted_world_drifts_retrains_shadows_promotes_and_rolls_back(
     began = time.monotonic()
 
     # 1. the shocked world streams in: decisions drift, loans are disbursed and mature
-    await _wave(loop, FIRST_WAVE, "shock")
+    await _wave(loop, FIRST_WAVE, "shock", MIN_NEW_OUTCOMES)
     await _until(lambda: _records_since(loop, DRIFT_ALERTS), 180, "a drift alert")
     alerted = time.monotonic()
     first_alert = await _first_since(loop, DRIFT_ALERTS)
@@ -377,7 +384,7 @@ async def test_a_shifted_world_drifts_retrains_shadows_promotes_and_rolls_back(
 
     # 3. it runs in shadow beside the champion on the next wave
     shadow_before = await _records_since(loop, SHADOW_DECISIONS)
-    await _wave(loop, SECOND_WAVE, "shadow")
+    await _wave(loop, SECOND_WAVE, "shadow", MIN_MATURED_LOANS)
 
     async def shadowed() -> int:
         return await _records_since(loop, SHADOW_DECISIONS) - shadow_before
@@ -389,7 +396,10 @@ async def test_a_shifted_world_drifts_retrains_shadows_promotes_and_rolls_back(
             got = await http.get("/shadow/pairs.json", params={"challenger": challenger_bundle})
         return len(got.json()["rows"]) if got.status_code == 200 else 0
 
-    matured_pairs = await _until(pairs, 180, "matured loans both models scored")
+    async def enough_pairs() -> int | None:
+        return n if (n := await pairs()) >= MIN_MATURED_LOANS else None
+
+    matured_pairs = await _until(enough_pairs, 300, "the gate's minimum of matured loans")
 
     # 4. the gate's verdict while a client keeps scoring: no request fails whatever it says
     client = Client(loop)

@@ -460,6 +460,30 @@ def test_matured_outcomes_are_weighed_when_an_outcomes_service_is_named(
     assert change.model_version == second or change.action == RegistryAction.REGISTRY_ACTION_REFUSED
 
 
+def test_too_few_matured_loans_is_not_yet_and_moves_nothing(
+    s: Setup, outcomes: tuple[str, Stub]
+) -> None:
+    """Under the policy's minimum the gate does not judge: exit 4 with the counts, no alias
+    moves and nothing is recorded; a policy that accepts fewer loans gets a verdict."""
+    url, stub = outcomes
+    stub.body = {"rows": shadow_pairs(120)}
+    first, second = _first_champion_and_challenger(s)
+    before = len(s.broker.records)
+    result = _cli("promote", "--by", "risk-committee", "--outcomes-url", url)
+    assert result.exit_code == 4, result.output
+    assert "not yet: 120 matured loans" in result.output
+    assert "auc_vs_champion" not in result.output  # nothing judged
+    assert (s.registry.version_of(CHAMPION), s.registry.version_of(CHALLENGER)) == (first, second)
+    assert len(s.broker.records) == before
+
+    lowered = _cli(
+        "promote", "--by", "risk-committee", "--outcomes-url", url, "--min-matured-loans", "100"
+    )
+    assert lowered.exit_code in (0, 3), lowered.output
+    assert "auc_vs_champion[matured_outcomes]" in lowered.output
+    assert len(s.broker.records) == before + 1  # the verdict, promoted or refused, is recorded
+
+
 def test_an_unreachable_outcomes_service_stops_the_promotion(s: Setup) -> None:
     first, _ = _first_champion_and_challenger(s)
     result = _cli("promote", "--by", "risk-committee", "--outcomes-url", "http://127.0.0.1:1")

@@ -5,6 +5,7 @@ empty set (a promotion asked to weigh live outcomes must not quietly go ahead wi
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,12 @@ import pytest
 
 from tests.unit.training.conftest import Stub, shadow_pairs
 from training.shadow_pairs import (
+    MIN_MATURED_DEFAULTS,
+    MIN_MATURED_LOANS,
+    NotEnoughOutcomes,
     OutcomesUnavailable,
+    ShadowPair,
+    enough_matured,
     fetch_shadow_pairs,
     matured_outcomes_set,
 )
@@ -65,3 +71,34 @@ def test_an_answer_off_contract_is_an_error(
 def test_an_unreachable_service_is_an_error() -> None:
     with pytest.raises(OutcomesUnavailable, match="cannot be reached"):
         fetch_shadow_pairs("http://127.0.0.1:1", "b", timeout_s=2)
+
+
+def _pairs(loans: int, defaults: int) -> list[ShadowPair]:
+    rows = shadow_pairs(loans)
+    return [ShadowPair.model_validate(r | {"defaulted": i < defaults}) for i, r in enumerate(rows)]
+
+
+@pytest.mark.parametrize(
+    ("loans", "defaults", "why"),
+    [
+        (83, 13, "83 matured loans both models scored (13 defaulted, 70 repaid)"),
+        (400, 29, "(29 defaulted, 371 repaid)"),
+        (0, 0, "0 matured loans"),
+        (400, 400, "(400 defaulted, 0 repaid)"),
+    ],
+)
+def test_too_few_matured_loans_is_not_yet_with_the_counts(
+    loans: int, defaults: int, why: str
+) -> None:
+    with pytest.raises(NotEnoughOutcomes, match=re.escape(why)) as raised:
+        enough_matured(_pairs(loans, defaults))
+    assert f"at least {MIN_MATURED_LOANS} with {MIN_MATURED_DEFAULTS} defaults" in str(raised.value)
+
+
+def test_enough_matured_loans_are_judged_and_the_policy_can_lower_the_bar() -> None:
+    pairs = _pairs(MIN_MATURED_LOANS, MIN_MATURED_DEFAULTS)
+    assert enough_matured(pairs) is pairs
+    few = _pairs(83, 13)
+    assert enough_matured(few, min_loans=80, min_defaults=10) is few
+    with pytest.raises(ValueError, match="negative"):
+        enough_matured(few, min_loans=-1)
