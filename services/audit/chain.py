@@ -23,11 +23,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from services.common.envelope import Event
 from services.common.kafka import trace_id_from_headers
+from services.common.proto_json import message_to_dict
 
 GENESIS_HASH = "0" * 64
 COMMITMENT_PREFIX = "sha256:"
@@ -245,7 +245,7 @@ def draft_from_event(
         producer=envelope.producer,
         occurred_at=event.occurred_at,
         subject=envelope.subject,
-        payload=MessageToDict(event.payload, preserving_proto_field_name=True),
+        payload=message_to_dict(event.payload),
         trace_id=trace_id_from_headers(headers),
         salt=salt,
     )

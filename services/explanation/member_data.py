@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf.json_format import MessageToDict
-
 from services.common.member_rights import MemberRef
+from services.common.proto_json import message_to_dict
 from services.explanation.store import DecisionStore
 
 
 def _message(message: Any) -> dict[str, Any]:
-    return MessageToDict(message, preserving_proto_field_name=True)
+    return message_to_dict(message)
 
 
 class DecisionsHolder:
