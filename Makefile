@@ -123,7 +123,7 @@ SOURCE ?= synthetic
 train: infra-up ## Train on PROFILE=tiny|quick|full|xl and SOURCE=synthetic|csv:DIR|parquet:DIR|home-credit:DIR
 	$(PY) -m training all --profile $(PROFILE) --source $(SOURCE)
 
-loop: setup ## Issue 13's acceptance run (LOOP_PROFILE=medium, ~25 min): a shocked world drifts, a challenger is retrained, shadowed and gated (then promoted and rolled back, or refused); writes .run-test/closing-the-loop.json
+loop: setup ## Issue 13's acceptance run (LOOP_PROFILE=medium, ~30 min): a shocked world drifts, a challenger is retrained, shadowed and gated (then promoted and rolled back, or refused); writes .run-test/closing-the-loop.json
 	$(TEST_INSTANCE) $(PY) -m infra.local up
 	$(TEST_INSTANCE) ALAMA_LOOP_PROFILE=$(or $(LOOP_PROFILE),medium) $(PY) -m pytest -m loop tests/e2e/test_closing_the_loop.py
 
