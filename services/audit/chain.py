@@ -76,6 +76,9 @@ class PersonalData:
     member_id: str
     salt: str
     fields: Mapping[str, Any]
+    #: `canonical_json(fields)` when already made (sealing makes it for the commitment), so the
+    #: store writes it instead of encoding a decision's features a third time
+    fields_json: str = ""
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,10 @@ def commit(salt: str, value: Any) -> str:
     Text is committed as it is (what rows written before structured fields hold); any other
     value (a number, a feature map, a list of contributions) as its canonical JSON.
     """
-    text = value if isinstance(value, str) else canonical_json(value)
+    return _commit_text(salt, value if isinstance(value, str) else canonical_json(value))
+
+
+def _commit_text(salt: str, text: str) -> str:
     return COMMITMENT_PREFIX + hashlib.sha256((salt + text).encode()).hexdigest()
 
 
@@ -190,11 +196,21 @@ def separate_personal_data(
     }
     if not raw:
         return dict(payload), subject, None, ""
-    hashed = dict(payload) | {name: commit(salt, value) for name, value in raw.items()}
+    # each value encoded once (a decision's features and sequences are most of its bytes): its
+    # text is committed alone and is also its part of `canonical_json(raw)`, which sorts the
+    # keys and joins the parts with no spaces, so assembling it gives the same bytes
+    texts = {name: canonical_json(value) for name, value in raw.items()}
+    hashed = dict(payload) | {
+        name: _commit_text(salt, value if isinstance(value, str) else texts[name])
+        for name, value in raw.items()
+    }
     if subject and subject in raw.values():
         subject = commit(salt, subject)
-    personal = PersonalData(member_id=str(raw.get("member_id", "")), salt=salt, fields=raw)
-    return hashed, subject, personal, commit(salt, canonical_json(raw))
+    joint = "{" + ",".join(f"{canonical_json(name)}:{texts[name]}" for name in sorted(raw)) + "}"
+    personal = PersonalData(
+        member_id=str(raw.get("member_id", "")), salt=salt, fields=raw, fields_json=joint
+    )
+    return hashed, subject, personal, _commit_text(salt, joint)
 
 
 def draft_from_payload(

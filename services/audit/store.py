@@ -407,7 +407,7 @@ class AuditStore:
                 schema_name=self.schema,
                 columns=("event_id", "member_id", "salt", "fields"),
                 records=[
-                    (event_id, p.member_id, p.salt, json.dumps(dict(p.fields)))
+                    (event_id, p.member_id, p.salt, p.fields_json or json.dumps(dict(p.fields)))
                     for event_id, p in personal
                     if p is not None
                 ],

@@ -14,6 +14,7 @@ from services.audit.chain import (
     ChainRow,
     EntryDraft,
     canonical_content,
+    canonical_json,
     chain_hash,
     commit,
     draft_from_event,
@@ -92,6 +93,26 @@ def test_personal_fields_become_commitments() -> None:
     }
     assert payload["amount_kes"] == commit("salt", 25_000.0)
     assert draft.personal_commitment.startswith("sha256:")
+
+
+def test_the_joint_commitment_is_over_the_canonical_json_of_every_personal_value() -> None:
+    """Sealing encodes each personal value once and assembles the joint text from the parts:
+    it must be the bytes `canonical_json` gives for all of them, which is what verification
+    and erasure recompute from the stored values."""
+    decision = CreditDecision(decision_id="d-1", application_id="app-1", member_id="m-ü")
+    decision.features.update({"z_last": 1e-7, "a_first": -0.0, "ñandú": 12.5, "mid": 3.0})
+    decision.sequences["repayment_days_late"].values.extend([0.0, 91.0, 1.5])
+    decision.sequences["a_mask"].values.extend([1.0, 0.0])
+    event: Event[CreditDecision] = decode(encode(wrap(decision, producer="s", subject="app-1")))
+    draft = draft_from_event(event, "credit.decisions", salt="pepper")
+    assert draft.personal is not None
+    fields = dict(draft.personal.fields)
+    assert set(fields) == {"member_id", "features", "sequences"}
+    assert draft.personal.fields_json == canonical_json(fields)
+    assert draft.personal_commitment == commit("pepper", canonical_json(fields))
+    payload = json.loads(draft.payload)
+    assert payload["features"] == commit("pepper", fields["features"])
+    assert payload["member_id"] == commit("pepper", "m-ü")
 
 
 def test_salts_make_the_same_member_unlinkable_across_events() -> None:
