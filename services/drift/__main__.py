@@ -13,7 +13,7 @@ from rich.console import Console
 from services.common.cli import service_cli
 from services.common.liveness import serve_health
 from services.common.logs import configure_logging
-from services.common.runtime import freeze_startup_heap
+from services.common.runtime import freeze_startup_heap, use_event_loop_policy
 from services.common.telemetry import setup_tracing
 from services.drift.agents import current_reference
 from services.drift.reference import ReferenceMissing
@@ -35,6 +35,7 @@ def run() -> None:
     from services.drift.agents import create_drift_app
 
     settings = _settings()
+    use_event_loop_policy(settings.infra.event_loop)  # before the app or the worker make a loop
     try:
         service = create_drift_app(settings)
     except ReferenceMissing as exc:

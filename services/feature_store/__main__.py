@@ -14,7 +14,7 @@ from rich.console import Console
 from services.common.cli import service_cli
 from services.common.liveness import serve_health
 from services.common.logs import configure_logging
-from services.common.runtime import freeze_startup_heap
+from services.common.runtime import freeze_startup_heap, use_event_loop_policy
 from services.common.telemetry import setup_tracing
 from services.feature_store.settings import FeatureStoreSettings
 
@@ -33,6 +33,7 @@ def run() -> None:
 
     settings = FeatureStoreSettings()
     configure_logging(settings.service_name, settings.log_level)
+    use_event_loop_policy(settings.infra.event_loop)  # before the app or the worker make a loop
     try:
         service = create_feature_store_app(settings)
     except OfflinePushUnsupported as exc:

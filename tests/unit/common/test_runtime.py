@@ -9,7 +9,7 @@ import signal
 import pytest
 import uvloop
 
-from services.common.runtime import run, run_until_signalled
+from services.common.runtime import run, run_until_signalled, use_event_loop_policy
 
 
 @pytest.mark.parametrize(("choice", "loop_type"), [("uvloop", uvloop.Loop), ("asyncio", None)])
@@ -56,3 +56,19 @@ def test_what_start_up_made_is_left_out_of_the_collectors_passes() -> None:
         assert frozen[0] >= len(start_up)
     finally:
         gc.unfreeze()  # the rest of the test session collects as usual
+
+
+def test_the_loop_policy_for_frameworks_that_make_their_own_loop() -> None:
+    before = asyncio.get_event_loop_policy()
+    try:
+        use_event_loop_policy("uvloop")
+        loop = asyncio.new_event_loop()
+        assert isinstance(loop, uvloop.Loop)
+        loop.close()
+        asyncio.set_event_loop_policy(None)
+        use_event_loop_policy("asyncio")  # the default policy is left as it is
+        loop = asyncio.new_event_loop()
+        assert not isinstance(loop, uvloop.Loop)
+        loop.close()
+    finally:
+        asyncio.set_event_loop_policy(before)
