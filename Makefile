@@ -29,7 +29,7 @@ export ALAMA_DEV_MODE ?= 1
 # The test suite runs on a second instance of everything: its own run folder and ports shifted
 # by 10,000 (services/common/settings.py), so the demo and a developer's running system never
 # see test data, and the tests never see theirs.
-TEST_INSTANCE := ALAMA_RUN_DIR=$(CURDIR)/.run-test ALAMA_PORT_OFFSET=10000
+TEST_INSTANCE := ALAMA_RUN_DIR=$(CURDIR)/.run-test ALAMA_PORT_OFFSET=11000
 
 SYSTEM_PACKAGES := redis-server postgresql-15 openjdk-17-jre-headless maven
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 # before anything reads its settings: the test instance's ports and run folder
-os.environ.setdefault("ALAMA_PORT_OFFSET", "10000")
+os.environ.setdefault("ALAMA_PORT_OFFSET", "11000")
 os.environ.setdefault("ALAMA_RUN_DIR", str(Path(__file__).resolve().parents[1] / ".run-test"))
 
 from infra import local

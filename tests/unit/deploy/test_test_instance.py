@@ -16,6 +16,9 @@ from services.common.settings import InfraSettings
 from services.gateway.settings import GatewaySettings
 
 REPO = Path(__file__).resolve().parents[3]
+TEST_OFFSET = 11_000
+#: Linux's default range of ports handed to outgoing connections
+DEFAULT_EPHEMERAL = (32768, 60999)
 PROBE = (
     "import json; from infra.local import run_dir;"
     " from services.common.settings import InfraSettings;"
@@ -41,14 +44,14 @@ def _instance(**env: str) -> list[object]:
 
 
 def test_this_session_is_on_the_test_instance() -> None:
-    assert InfraSettings().kafka_bootstrap.endswith(":29092")
-    assert GatewaySettings().port == 18080
+    assert InfraSettings().kafka_bootstrap.endswith(":30092")
+    assert GatewaySettings().port == 19080
     assert run_dir().name == ".run-test"
 
 
 def test_the_test_instance_shares_no_port_and_no_folder_with_the_developers() -> None:
     developer = _instance()
-    tests = _instance(ALAMA_PORT_OFFSET="10000", ALAMA_RUN_DIR=str(REPO / ".run-test"))
+    tests = _instance(ALAMA_PORT_OFFSET=str(TEST_OFFSET), ALAMA_RUN_DIR=str(REPO / ".run-test"))
     assert developer[:6] == [
         "127.0.0.1:19092",
         "redis://127.0.0.1:16379/0",
@@ -61,7 +64,7 @@ def test_the_test_instance_shares_no_port_and_no_folder_with_the_developers() ->
     for mine, theirs in zip(
         ports, [re.findall(r":(\d+)", str(v)) or [str(v)] for v in tests[:6]], strict=True
     ):
-        assert [int(p) + 10_000 for p in mine] == [int(p) for p in theirs]
+        assert [int(p) + TEST_OFFSET for p in mine] == [int(p) for p in theirs]
     assert developer[6] != tests[6] and Path(str(tests[6])).name == ".run-test"
 
 
@@ -74,6 +77,44 @@ def test_make_test_runs_on_the_test_instance_and_make_down_stops_it() -> None:
     recipe = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
     assert "$(TEST_INSTANCE) $(PY) -m infra.local up" in recipe
     assert "$(TEST_INSTANCE) $(PY) -m pytest" in recipe
-    assert "ALAMA_PORT_OFFSET=10000" in makefile and ".run-test" in makefile
+    assert f"ALAMA_PORT_OFFSET={TEST_OFFSET}" in makefile and ".run-test" in makefile
     assert re.search(r"^down:.*test-down", makefile, re.MULTILINE)
     assert "ALAMA_FEAST_PG_PORT ?=" not in makefile  # Feast follows the instance's settings
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    path = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    if not path.is_file():
+        return DEFAULT_EPHEMERAL
+    low, high = (int(v) for v in path.read_text().split())
+    return low, high
+
+
+def test_no_test_instance_port_can_be_taken_by_an_outgoing_connection() -> None:
+    """A port the test instance listens on inside the kernel's ephemeral range can be given to
+    any outgoing connection first, and the server then cannot bind it (explanation once failed
+    to start on 60052 that way). Every port the source names, with its replicas' (the supervisor
+    shifts them by REPLICA_PORT_STEP; the chaos battery runs three scoring replicas), must lie
+    outside the machine's range once shifted by the test offset."""
+    from infra.supervisor import REPLICA_PORT_STEP
+
+    named = {
+        int(port)
+        for folder in ("services", "infra", "bench", "simulator", "training")
+        for path in (REPO / folder).rglob("*.py")
+        for port in re.findall(r"service_port\((\d+)\)", path.read_text(encoding="utf-8"))
+    }
+    named |= {
+        int(port)
+        for port in re.findall(r'": (\d{4,5})', (REPO / "infra/supervisor.py").read_text())
+    }
+    assert {8080, 19092, 50051, 50052, 50053} <= named
+    low, high = _ephemeral_range()
+    inside = sorted(
+        shifted
+        for port in named
+        for replica in range(3)
+        if low <= (shifted := port + TEST_OFFSET + replica * REPLICA_PORT_STEP) <= high
+        or shifted > 65535
+    )
+    assert inside == [], f"test-instance ports inside {low}-{high} or past 65535: {inside}"
