@@ -27,7 +27,7 @@ export ALAMA_DEV_MODE ?= 1
 # Feast's hosts and ports (feature_repo/feature_store.yaml) are derived from the same settings
 # as every service's (services/common/feast_config.py), so the test instance's Feast is its own.
 # The test suite runs on a second instance of everything: its own run folder and ports shifted
-# by 10,000 (services/common/settings.py), so the demo and a developer's running system never
+# by 11,000 (services/common/settings.py), so the demo and a developer's running system never
 # see test data, and the tests never see theirs.
 TEST_INSTANCE := ALAMA_RUN_DIR=$(CURDIR)/.run-test ALAMA_PORT_OFFSET=11000
 

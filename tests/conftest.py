@@ -1,7 +1,7 @@
 """Shared fixtures: the real local servers, started or reused through infra.local.
 
 The tests run on an instance of their own (the run folder `.run-test/` and every port shifted by
-10,000, as `make test` sets them), so nothing a test writes reaches the demo or a developer's
+11,000, as `make test` sets them), so nothing a test writes reaches the demo or a developer's
 running system. A missing or broken server fails the run with the reason and the log to read; it
 never skips.
 Tests run in development mode (their secrets are short or the public defaults), as do the service

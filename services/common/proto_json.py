@@ -59,16 +59,11 @@ def _printer(message: Message) -> dict[str, Any]:
 def _plan_of(descriptor: Descriptor) -> _Plan | None:
     if descriptor in _PLANS:
         return _PLANS[descriptor]
-    plan: _Plan | None = {}
-    if descriptor.full_name.startswith("google.protobuf.") or descriptor.extension_ranges:
-        plan = None  # well-known types have their own JSON forms: the printer's
-    else:
-        for field in descriptor.fields:
-            planned = _field_plan(field)
-            if planned is None:
-                plan = None
-                break
-            plan[field] = planned  # type: ignore[index]
+    plan: _Plan | None = None  # well-known types have their own JSON forms: the printer's
+    if not descriptor.full_name.startswith("google.protobuf.") and not descriptor.extension_ranges:
+        planned = {field: _field_plan(field) for field in descriptor.fields}
+        if all(p is not None for p in planned.values()):
+            plan = {field: p for field, p in planned.items() if p is not None}
     _PLANS[descriptor] = plan
     return plan
 
@@ -121,9 +116,9 @@ def _enum_converter(enum: EnumDescriptor) -> Convert | None:
         return None
     if any(v.GetOptions().ListFields() for v in enum.values):
         return None  # a JSON name option: the printer knows where to find it
-    names = {v.number: v.name for v in enum.values}
     if enum.is_closed:
         return None  # an unknown number is an error there: the printer raises it
+    names = {v.number: v.name for v in enum.values}
     return lambda number: names.get(number, number)
 
 
