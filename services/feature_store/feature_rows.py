@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -53,9 +53,18 @@ def _rows(features: pd.DataFrame, as_of: pd.Series) -> pd.DataFrame:
     frame = features.copy()
     for name in frame.columns:
         if name in SEQUENCE_COLUMNS:
-            frame[name] = [np.asarray(v, dtype=np.float64).tolist() for v in frame[name]]
+            frame[name] = _float_lists(frame[name])
     frame.insert(0, "event_timestamp", as_of.to_numpy())
     return frame.reset_index(names="member_id")
+
+
+def _float_lists(column: pd.Series) -> list[list[float]]:
+    """Each member's sequence as a list of floats: one 2-D conversion for the column when the
+    sequences have one length (they do: a feature's width is fixed), not one per member."""
+    values = list(column)
+    if values and len({np.shape(v) for v in values}) == 1:
+        return cast(list[list[float]], np.asarray(values, dtype=np.float64).tolist())
+    return [np.asarray(v, dtype=np.float64).tolist() for v in values]
 
 
 def owed_rows(rows: pd.DataFrame) -> dict[str, dict[str, Any]]:

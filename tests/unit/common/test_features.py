@@ -71,6 +71,37 @@ def test_one_member_alone_gets_the_same_features_as_in_the_batch(
         )
 
 
+@pytest.mark.parametrize("as_categories", [True, False])
+def test_kinds_as_text_or_categories_and_absent_kinds_give_the_same_features(
+    world: World, as_of: pd.Series, as_categories: bool
+) -> None:
+    """The feature store hands categorical member and kind columns, training plain text; a
+    kind nobody used (here betting and overdraft draws) sums to zero either way."""
+    txns = world.mobile_money
+    as_text = txns.assign(
+        member_id=txns["member_id"].astype(str).astype(object),
+        kind=txns["kind"].astype(str).astype(object),
+    )
+    expected = F.mobile_money_features(as_text, as_of)
+    converted = as_text.astype({"member_id": "category", "kind": "category"})
+    pd.testing.assert_frame_equal(
+        F.mobile_money_features(converted if as_categories else as_text, as_of), expected
+    )
+    without = ~as_text["kind"].isin(["betting", "overdraft_draw"])
+    narrowed = (converted if as_categories else as_text)[without.to_numpy()]
+    if as_categories:
+        narrowed = narrowed.assign(kind=narrowed["kind"].cat.remove_unused_categories())
+    features = F.mobile_money_features(narrowed, as_of)
+    assert (features["mm_betting_sum_90d"] == 0).all()
+    assert (features["mm_overdraft_draw_count_90d"] == 0).all()
+    assert (np.stack(features["mm_betting_seq"]) == 0).all()
+    pd.testing.assert_series_equal(
+        features["mm_inflow_sum_90d"],
+        F.mobile_money_features(as_text[without], as_of)["mm_inflow_sum_90d"],
+    )
+    assert (expected["mm_betting_sum_90d"] > 0).any(), "the world must hold betting to bite"
+
+
 def test_model_inputs_have_the_bundle_shapes(world: World, as_of: pd.Series) -> None:
     apps = world.applications.set_index(world.applications["member_id"].astype(str))
     profile = F.profile_features(world.profile_snapshots, as_of)
