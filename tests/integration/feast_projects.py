@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 
@@ -15,7 +15,13 @@ def feast_env(name: str) -> dict[str, str]:
 @contextmanager
 def feast_project(name: str) -> Iterator[None]:
     """Point Feast at project `alama_<name>` and offline schema `feast_<name>` while inside."""
-    env = feast_env(name)
+    with feast_environment(feast_env(name)):
+        yield
+
+
+@contextmanager
+def feast_environment(env: Mapping[str, str]) -> Iterator[None]:
+    """Apply `feast_env`'s variables (of a project made elsewhere) while inside."""
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     try:

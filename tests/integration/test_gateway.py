@@ -1,7 +1,7 @@
 """The gateway on the real Kafka and Redis in front of a real scoring gRPC server.
 
-A tiny world is loaded into its own Feast project (``gateway_test``) and scored with the tiny
-trained model; the gateway runs its real lifespan (Kafka producer, Redis, gRPC channels) with
+The tiny world, in the session's tiny model's Feast project, is scored with the tiny trained
+model; the gateway runs its real lifespan (Kafka producer, Redis, gRPC channels) with
 scratch topics, and is driven in-process through httpx.
 """
 
@@ -43,10 +43,8 @@ from services.scoring.scorer import Scorer
 from services.scoring.server import start_server
 from services.scoring.settings import ScoringSettings
 from tests.conftest import TinyModel
-from tests.integration.feast_projects import feast_project
+from tests.integration.feast_projects import feast_environment
 from tests.integration.kafka_helpers import read_topic
-from training import pipeline
-from training.sources.synthetic import loan_book_from_world
 from training.world import World
 
 if TYPE_CHECKING:
@@ -60,15 +58,15 @@ PHONE = "0722000111"
 
 
 @pytest.fixture(scope="module")
-def feast_env() -> Iterator[None]:
-    with feast_project("gateway_test"):
+def feast_env(tiny_model: TinyModel) -> Iterator[None]:
+    """The session's tiny model's Feast project, where its world is loaded (read only here)."""
+    with feast_environment(tiny_model.feast_env):
         yield
 
 
 @pytest.fixture(scope="module")
-def world(infra: InfraSettings, feast_env: None, tiny_model: TinyModel) -> World:
-    """The tiny world (the one the tiny model was trained on) in this module's Feast project."""
-    pipeline.load_into_feast(infra, loan_book_from_world(tiny_model.world), echo=lambda _line: None)
+def world(feast_env: None, tiny_model: TinyModel) -> World:
+    """The tiny world, the one the tiny model was trained on."""
     return tiny_model.world
 
 

@@ -1,7 +1,7 @@
 """The scoring service on the real Kafka, Redis and PostgreSQL: gRPC and Kafka give one decision.
 
-A tiny world is loaded into its own Feast project and offline schema (never the demo's), a tiny
-model is trained once into a temporary bundle, and the same applications are scored through a
+The session's tiny model (its world in its own Feast project and offline schema, never the demo's)
+is copied into a bundle folder of this module's, and the same applications are scored through a
 real grpc.aio channel and through the Kafka consumer; both must agree exactly.
 """
 
@@ -39,14 +39,11 @@ from services.scoring.publisher import DecisionPublisher
 from services.scoring.scorer import Scorer
 from services.scoring.server import start_server
 from services.scoring.settings import ScoringSettings
-from tests.integration.feast_projects import feast_project
+from tests.conftest import TinyModel
+from tests.integration.feast_projects import feast_environment
 from tests.integration.kafka_helpers import read_topic
-from training import pipeline
 from training.bundles import promote_bundle
-from training.export import write_bundle
-from training.profiles import get_profile
-from training.sources.synthetic import loan_book_from_world
-from training.world import World, generate_world
+from training.world import World
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -59,34 +56,31 @@ UNKNOWN_MEMBER = "M-nobody-knows"
 
 
 @pytest.fixture(scope="module")
-def feast_env() -> Iterator[None]:
-    with feast_project("scoring_test"):
+def feast_env(tiny_model: TinyModel) -> Iterator[None]:
+    """The session's tiny model's Feast project, its world loaded there (each test here writes
+    only members of its own run, and reads the rest)."""
+    with feast_environment(tiny_model.feast_env):
         yield
 
 
 @pytest.fixture(scope="module")
-def world(infra: InfraSettings, feast_env: None) -> World:
-    profile = get_profile("tiny")
-    world = generate_world(profile.n_members, profile.seed)
-    pipeline.load_into_feast(infra, loan_book_from_world(world), echo=lambda _line: None)
-    return world
+def world(tiny_model: TinyModel, feast_env: None) -> World:
+    return tiny_model.world
 
 
 @pytest.fixture(scope="module")
-def bundle_root(
-    infra: InfraSettings, world: World, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    """Trained once for the module: a tiny model promoted in a temporary bundle folder."""
-    trained = pipeline.train(
-        infra, get_profile("tiny"), loan_book_from_world(world), echo=lambda _line: None
-    )
+def bundle_root(tiny_model: TinyModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's tiny model promoted in a bundle folder of this module's own, since one
+    test here promotes another bundle in it."""
+    source = tiny_model.bundle.resolve()
     root = tmp_path_factory.mktemp("bundles")
-    write_bundle(trained, pipeline.evaluate(trained), promote=True, root=root)
+    shutil.copytree(source, root / source.name)
+    promote_bundle(source.name, root=root)
     return root
 
 
 @pytest.fixture(scope="module")
-def settings(infra: InfraSettings, bundle_root: Path) -> ScoringSettings:
+def settings(infra: InfraSettings, bundle_root: Path, feast_env: None) -> ScoringSettings:
     return ScoringSettings(
         infra=infra,
         model_source="link",  # this module promotes by the link; the registry's own tests follow
