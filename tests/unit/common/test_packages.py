@@ -1,6 +1,7 @@
 """A supervised service process imports only what its image installs: no PyTorch (the images
 leave the training-only packages out), while its own children (the retrainer's training job)
-and the test process keep them."""
+and the test process keep them. It runs optimised, as the images do, so Feast's classes are not
+recompiled with typeguard's run-time checks at import (seconds of every service start)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ except ModuleNotFoundError as exc:
     outcome["torch"] = str(exc)
 import feast.torch_wrapper as wrapper  # Feast treats torch as optional: it carries on without
 outcome["feast_torch"] = wrapper.TORCH_AVAILABLE
+import feast
+outcome["optimize"] = sys.flags.optimize
+outcome["feast_typechecked"] = "typeguard" in feast.FeatureView.__init__.__code__.co_names
 outcome["env_left"] = os.environ.get("ENV_NAME")
 child = "import importlib.util as u; print(u.find_spec('torch') is not None)"
 outcome["child_finds_torch"] = subprocess.run(
@@ -46,6 +50,17 @@ def test_a_service_process_runs_without_torch_and_its_children_keep_it() -> None
     assert outcome["feast_torch"] is False
     assert outcome["env_left"] is None
     assert outcome["child_finds_torch"] == "True"
+    assert outcome["optimize"] == 1 and outcome["feast_typechecked"] is False
+
+
+def test_every_service_and_its_image_run_optimised() -> None:
+    from pathlib import Path
+
+    assert all(s.process_env({})["PYTHONOPTIMIZE"] == "1" for s in SERVICES)
+    root = Path(__file__).parents[3]
+    for spec in SERVICES:
+        dockerfile = (root / f"services/{spec.service or spec.name}/Dockerfile").read_text()
+        assert "PYTHONOPTIMIZE=1" in dockerfile and "compileall -q -j 0 -o 1" in dockerfile
 
 
 def test_only_the_retrainer_keeps_the_training_packages() -> None:

@@ -8,6 +8,7 @@ import pytest
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_settings import SettingsConfigDict
 
+from infra.supervisor import SERVICE_RUNTIME
 from services.common.settings import (
     DEV_MODE_VARIABLE,
     InfraSettings,
@@ -238,6 +239,7 @@ def test_every_service_process_refuses_to_start(tmp_path: Path) -> None:
         "ALAMA_REDIS_URL": "redis://127.0.0.1:9/0",
         "ALAMA_RUN_DIR": str(tmp_path),
         "_TYPER_STANDARD_TRACEBACK": "1",  # the message as written, not wrapped in a box
+        **SERVICE_RUNTIME,  # optimised, as in the images
     }
     for name in SERVICE_NAMES:
         for port in ("PORT", "GRPC_PORT", "METRICS_PORT"):
