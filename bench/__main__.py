@@ -169,11 +169,45 @@ DOWNSTREAM = {
 }
 
 
+#: the Faust workers, with the metrics-port setting (and default) their `/readyz` is served on
+FAUST_WORKERS = {"feature_store": 9102, "drift": 9106}
+
+
+async def workers_ready(within: float = 600.0) -> float:
+    """Wait until every running Faust worker (replicas too) answers `/readyz`: a worker just
+    started replays its tables' changelogs first, and a burst measured meanwhile counts that
+    replay (a tenth of one profile's samples were its JSON decoding); returns the seconds."""
+    began = time.monotonic()
+    urls = []
+    for name, default in FAUST_WORKERS.items():
+        for spec in [supervisor.BY_NAME[name]] + [
+            supervisor.replica(name, int(r.rsplit("-", 1)[1]))
+            for r in supervisor.running_replicas(name)
+        ]:
+            if supervisor.pid_of(spec.name) is None:
+                continue
+            key = f"ALAMA_{name.upper()}_METRICS_PORT"
+            port = spec.env.get(key) or os.environ.get(key) or str(service_port(default))
+            urls.append(f"http://127.0.0.1:{port}/readyz")
+    async with httpx.AsyncClient(timeout=3.0) as http:
+        for url in urls:
+            while time.monotonic() - began < within:
+                try:
+                    if (await http.get(url)).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(1.0)
+            else:
+                console.print(f"  {url} not ready after {within:g}s")
+    return round(time.monotonic() - began, 1)
+
+
 async def settle(infra: InfraSettings, within: float = 600.0) -> dict[str, float]:
-    """Wait until every downstream group has caught up, so one measurement's backlog (the
-    explanations and audit rows of the last phase's decisions) is not counted in the next;
-    returns how long each group took."""
-    took = {}
+    """Wait until every Faust worker is ready and every downstream group has caught up, so one
+    measurement's backlog (the explanations and audit rows of the last phase's decisions) is not
+    counted in the next; returns how long each took."""
+    took = {"faust workers ready": await workers_ready(within)}
     for group, read in DOWNSTREAM.items():
         waited = await wait_for_group(infra, group, read, within=within)
         took[group] = round(waited.seconds, 1)

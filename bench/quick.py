@@ -88,9 +88,17 @@ async def _ingestion(manifest: dict[str, Any], transactions: int) -> dict[str, A
     console.print(f"{transactions:,} transactions through the webhook route to Feast")
     await settle(infra)
     run = datetime.now(UTC).strftime("%H%M%S")
-    return await ingestion(
+    meter = system_meter()
+    before = meter.snapshot()
+    result = await ingestion(
         infra, GATEWAY, book.mobile_money, transactions=transactions, run=f"quick{run}"
     )
+    # every process's CPU from the first delivery until the feature store had consumed the
+    # last, per transaction accepted
+    result["cpu_ms_per_transaction"] = meter.per_request(
+        before, meter.snapshot(), int(result["accepted"])
+    )
+    return result
 
 
 async def audit_append(rows: int = 5000, batch: int = 250) -> dict[str, Any]:
@@ -188,6 +196,13 @@ def markdown(report: dict[str, Any]) -> str:
             f" {ingest.get('retried_deliveries', 0)} deliveries sent again after a 503,"
             f" {ingest['refused_deliveries']} refused in the end).",
         ]
+        spent = ingest.get("cpu_ms_per_transaction") or {}
+        if spent:
+            lines.append(
+                "CPU milliseconds per transaction, by process: "
+                + ", ".join(f"{name} {ms}" for name, ms in spent.items() if ms >= 0.01)
+                + "."
+            )
     audit = report.get("audit_append")
     if audit:
         lines += [

@@ -134,6 +134,19 @@ async def declare_table_topics(app: faust.App, infra: InfraSettings) -> list[Top
     return await ensure_topics(infra, table_topics(app))
 
 
+def worker_ready(app: faust.App) -> bool:
+    """Whether the worker takes events: started, its tables recovered from their changelogs,
+    and no rebalance (which recovers them again) under way. Until then `/readyz` says 503,
+    though the metrics thread answered from the start: a restarted feature store replays its
+    changelogs for tens of seconds before it processes anything."""
+    tables = getattr(app, "tables", None)
+    recovery = getattr(tables, "recovery", None)
+    completed = getattr(recovery, "completed", None)
+    return bool(
+        completed is not None and completed.is_set() and not getattr(app, "rebalancing", False)
+    )
+
+
 def faust_credentials(infra: InfraSettings) -> CredentialsT | None:
     """Faust's ``broker_credentials`` for the same settings; None for PLAINTEXT."""
     context = ssl_context(infra)

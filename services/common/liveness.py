@@ -23,6 +23,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
 
 LIVENESS_PATH = "/livez"
+#: answers 200 once the worker takes events (its tables recovered), 503 before and while a
+#: rebalance recovers them again: the metrics thread is up long before that
+READINESS_PATH = "/readyz"
 
 Clock = Callable[[], float]
 
@@ -127,12 +130,21 @@ class _QuietHandler(WSGIRequestHandler):
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-def health_app(liveness: Liveness, registry: CollectorRegistry = REGISTRY) -> WSGIApp:
-    """`/livez` from the heartbeats; everything else is Prometheus' exposition."""
+def health_app(
+    liveness: Liveness,
+    registry: CollectorRegistry = REGISTRY,
+    ready: Callable[[], bool] | None = None,
+) -> WSGIApp:
+    """`/livez` from the heartbeats, `/readyz` from `ready` (always ready without one);
+    everything else is Prometheus' exposition."""
     metrics = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") != LIVENESS_PATH:
+        path = environ.get("PATH_INFO")
+        if path == READINESS_PATH:
+            is_ready = True if ready is None else bool(ready())
+            return _json(start_response, is_ready, {"ready": is_ready})
+        if path != LIVENESS_PATH:
             result: Iterable[bytes] = metrics(environ, start_response)
             return result
         agents = liveness.report()
@@ -144,13 +156,20 @@ def health_app(liveness: Liveness, registry: CollectorRegistry = REGISTRY) -> WS
                 "agents": [a.__dict__ for a in agents],
             }
         ).encode()
-        status = "200 OK" if alive else "503 Service Unavailable"
-        start_response(
-            status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-        )
-        return [body]
+        return _json(start_response, alive, body)
 
     return app
+
+
+def _json(
+    start_response: Callable[..., Any], ok: bool, body: bytes | dict[str, Any]
+) -> list[bytes]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    status = "200 OK" if ok else "503 Service Unavailable"
+    start_response(
+        status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+    )
+    return [data]
 
 
 @dataclass
@@ -171,13 +190,19 @@ class HealthServer:
 
 
 def serve_health(
-    port: int, liveness: Liveness, *, addr: str = "0.0.0.0", registry: CollectorRegistry = REGISTRY
+    port: int,
+    liveness: Liveness,
+    *,
+    addr: str = "0.0.0.0",
+    registry: CollectorRegistry = REGISTRY,
+    ready: Callable[[], bool] | None = None,
 ) -> HealthServer:
-    """Serve `/metrics` and `/livez` on `port` (0 picks a free one) from a daemon thread."""
+    """Serve `/metrics`, `/livez` and `/readyz` on `port` (0 picks a free one) from a daemon
+    thread."""
     server = make_server(
         addr,
         port,
-        health_app(liveness, registry),
+        health_app(liveness, registry, ready),
         server_class=_ThreadingWSGIServer,
         handler_class=_QuietHandler,
     )

@@ -32,6 +32,7 @@ def run() -> None:
     """Consume credit.decisions, export PSI gauges and publish drift alerts until stopped."""
     import faust
 
+    from services.common.faust_app import worker_ready
     from services.drift.agents import create_drift_app
 
     settings = _settings()
@@ -42,8 +43,10 @@ def run() -> None:
         console.print(f"[red]cannot start drift[/red]: {exc}")
         raise typer.Exit(1) from exc
     setup_tracing(settings)
-    if settings.metrics_port:  # /metrics and /livez (agents making progress) on one port
-        serve_health(settings.metrics_port, service.liveness)
+    if settings.metrics_port:  # /metrics, /livez (agents making progress), /readyz on one port
+        serve_health(
+            settings.metrics_port, service.liveness, ready=lambda: worker_ready(service.app)
+        )
     worker = faust.Worker(service.app, loglevel=settings.log_level)
     freeze_startup_heap()
     worker.execute_from_commandline()

@@ -27,7 +27,7 @@ def run() -> None:
 
     import faust
 
-    from services.common.faust_app import declare_table_topics
+    from services.common.faust_app import declare_table_topics, worker_ready
     from services.feature_store.agents import create_feature_store_app
     from services.feature_store.offline import OfflinePushUnsupported
 
@@ -41,8 +41,10 @@ def run() -> None:
         raise typer.Exit(1) from exc
     asyncio.run(declare_table_topics(service.app, settings.infra))
     setup_tracing(settings)
-    if settings.metrics_port:  # /metrics and /livez (agents making progress) on one port
-        serve_health(settings.metrics_port, service.liveness)
+    if settings.metrics_port:  # /metrics, /livez (agents making progress), /readyz on one port
+        serve_health(
+            settings.metrics_port, service.liveness, ready=lambda: worker_ready(service.app)
+        )
     worker = faust.Worker(service.app, loglevel=settings.log_level)
     freeze_startup_heap()
     worker.execute_from_commandline()

@@ -3,13 +3,21 @@ metrics thread being up: an agent with work that finishes nothing is reported st
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.error
 import urllib.request
 
 import pytest
 
-from services.common.liveness import LIVENESS_PATH, Heartbeat, Liveness, serve_health
+from services.common.faust_app import worker_ready
+from services.common.liveness import (
+    LIVENESS_PATH,
+    READINESS_PATH,
+    Heartbeat,
+    Liveness,
+    serve_health,
+)
 
 
 class Clock:
@@ -91,3 +99,46 @@ def test_livez_fails_while_metrics_still_answers(liveness: Liveness) -> None:
         assert _get(server.port, LIVENESS_PATH)[0] == 200
     finally:
         server.close()
+
+
+def test_readyz_follows_the_worker_while_metrics_and_livez_answer(liveness: Liveness) -> None:
+    state = {"ready": False}
+    server = serve_health(0, liveness, addr="127.0.0.1", ready=lambda: state["ready"])
+    plain = serve_health(0, liveness, addr="127.0.0.1")  # no readiness given: ready when up
+    try:
+        status, body = _get(server.port, READINESS_PATH)
+        assert (status, json.loads(body)) == (503, {"ready": False})
+        assert _get(server.port, LIVENESS_PATH)[0] == 200
+        assert _get(server.port, "/metrics")[0] == 200
+        state["ready"] = True
+        assert _get(server.port, READINESS_PATH) == (200, b'{"ready": true}')
+        assert _get(plain.port, READINESS_PATH)[0] == 200
+    finally:
+        server.close()
+        plain.close()
+
+
+class _Recovery:
+    def __init__(self) -> None:
+        self.completed = asyncio.Event()
+
+
+class _Tables:
+    def __init__(self) -> None:
+        self.recovery = _Recovery()
+
+
+class _App:
+    def __init__(self) -> None:
+        self.tables = _Tables()
+        self.rebalancing = False
+
+
+def test_a_faust_worker_is_ready_once_recovered_and_not_while_rebalancing() -> None:
+    app = _App()
+    assert not worker_ready(app)  # type: ignore[arg-type]  # the attributes Faust's App has
+    app.tables.recovery.completed.set()
+    assert worker_ready(app)  # type: ignore[arg-type]
+    app.rebalancing = True
+    assert not worker_ready(app)  # type: ignore[arg-type]
+    assert not worker_ready(object())  # type: ignore[arg-type]  # not started: no tables yet

@@ -272,7 +272,8 @@ def test_grpc_services_are_probed_natively(manifests: list[Manifest]) -> None:
         worker = deployments[name]["spec"]["template"]["spec"]["containers"][0]
         for probe in ("startupProbe", "livenessProbe"):
             assert worker[probe]["httpGet"] == {"path": "/livez", "port": "metrics"}, name
-        assert worker["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+        # ready once its tables are recovered from their changelogs, not when metrics answer
+        assert worker["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
 
 
 def test_ports_and_services(manifests: list[Manifest]) -> None:
