@@ -166,6 +166,10 @@ DOWNSTREAM = {
     "explanation": [topics.CREDIT_DECISIONS],
     "audit": [topics.LOAN_APPLICATIONS, topics.CREDIT_DECISIONS, topics.CREDIT_EXPLANATIONS],
     "alama-drift": [topics.CREDIT_DECISIONS],
+    # they keep every decision too (live performance; the console's queue and oversight pages):
+    # a backlog of theirs would be measured as load on whatever runs next (MLServer included)
+    "outcomes": [topics.CREDIT_DECISIONS],
+    "console": [topics.CREDIT_DECISIONS, topics.LOAN_APPLICATIONS],
 }
 
 
