@@ -219,7 +219,10 @@ def mobile_money_features(txns: pd.DataFrame, as_of: pd.Series) -> pd.DataFrame:
     rows, idx, age_days = rows[keep], idx[keep], age_days[keep]
     # one boolean mask per kind from the column's codes: comparing strings row by row for each
     # of a dozen masks was most of this function's own time
-    codes, kinds = pd.factorize(rows["kind"].astype(str) if _plain(rows["kind"]) else rows["kind"])
+    kind = rows["kind"]  # a categorical's codes already are a factorization; text is compared
+    codes, kinds = pd.factorize(
+        kind if isinstance(kind.dtype, pd.CategoricalDtype) else kind.astype(str)
+    )
     masks = {str(k): codes == i for i, k in enumerate(kinds)}
     none = np.zeros(len(codes), dtype=bool)
 
@@ -282,11 +285,6 @@ def mobile_money_features(txns: pd.DataFrame, as_of: pd.Series) -> pd.DataFrame:
     for name, values in seq.items():
         frame[name] = list(values)
     return frame
-
-
-def _plain(column: pd.Series) -> bool:
-    """A column of values to compare as text (not a categorical, whose codes already are)."""
-    return not isinstance(column.dtype, pd.CategoricalDtype)
 
 
 def _last_by_group(
