@@ -26,7 +26,12 @@ from google.protobuf.message import Message
 from prometheus_client import Counter
 
 from services.common.envelope import Event, encode
-from services.common.kafka import DeadLetterSend, Processed, RecordProcessor
+from services.common.kafka import (
+    PRODUCER_BATCH_BYTES,
+    DeadLetterSend,
+    Processed,
+    RecordProcessor,
+)
 from services.common.kafka_security import ssl_context
 from services.common.lag import GroupLagProbe
 from services.common.liveness import Heartbeat, Liveness
@@ -78,6 +83,9 @@ def create_faust_app(settings: ServiceSettings, *, app_id: str, **overrides: Any
         "broker_commit_interval": 1.0,
         "web_enabled": False,
         "producer_acks": -1,
+        # as every aiokafka producer (kafka.create_producer): a changelog or alert batch is not
+        # cut at 16 KiB into round trips of its own
+        "producer_max_batch_size": PRODUCER_BATCH_BYTES,
         # as the aiokafka consumers (kafka.create_consumer): a crashed worker's partitions go to
         # the others (or its restart) after 10 s, not Faust's default minute (the chaos battery
         # measured 45 s for a killed worker's replacement to start consuming)

@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("alama.gateway")
 
 SCORING_SERVICE = scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_name
+#: the gateway answers with the outcome and its reasons (schemas.Decision), never the inputs
+BASIC = scoring_pb2.DECISION_VIEW_BASIC
 EXPLANATION_SERVICE = explanation_pb2.DESCRIPTOR.services_by_name["ExplanationService"].full_name
 _UNAVAILABLE = {
     grpc.StatusCode.UNAVAILABLE,
@@ -198,7 +200,7 @@ class GrpcScoring(_GrpcClient):
         self.health = health_pb2_grpc.HealthStub(channel)
 
     async def score(self, application: LoanApplicationSubmitted) -> CreditDecision:
-        request = scoring_pb2.ScoreRequest(application=application)
+        request = scoring_pb2.ScoreRequest(application=application, view=BASIC)
         response = await self._call("Score", self.stub.Score, request)
         assert isinstance(response, scoring_pb2.ScoreResponse)
         return response.decision
@@ -206,7 +208,7 @@ class GrpcScoring(_GrpcClient):
     async def score_batch(
         self, applications: Sequence[LoanApplicationSubmitted]
     ) -> list[scoring_pb2.ScoreResult]:
-        request = scoring_pb2.ScoreBatchRequest(applications=applications)
+        request = scoring_pb2.ScoreBatchRequest(applications=applications, view=BASIC)
         response = await self._call("ScoreBatch", self.stub.ScoreBatch, request)
         assert isinstance(response, scoring_pb2.ScoreBatchResponse)
         return list(response.results)

@@ -23,6 +23,7 @@ from opentelemetry.trace import SpanKind
 from services.common.bundle import ServedBundle
 from services.common.grpc_server import GrpcServer, start_grpc_server
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
+from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.protos.alama.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from services.common.tabular_bundle import TabularBundle
 from services.common.telemetry import extract_grpc_context
@@ -108,6 +109,25 @@ def _bundle_documents(folder: Path) -> tuple[Struct, str]:
     return metrics, card
 
 
+#: what a BASIC view leaves out: the model's inputs and the explanation's material (~5 KB of a
+#: decision's ~5.2), which the caller of a score does not read and credit.decisions carries
+HEAVY_FIELDS = (
+    "features",
+    "sequences",
+    "repayment_attention",
+    "mobile_money_attention",
+    "contributions",
+)
+
+
+def show(target: CreditDecision, decision: CreditDecision, view: int) -> None:
+    """Put `decision` in the reply's `target` as the caller's `view` asks."""
+    target.CopyFrom(decision)
+    if view == scoring_pb2.DECISION_VIEW_BASIC:
+        for name in HEAVY_FIELDS:
+            target.ClearField(name)
+
+
 def _error(rejection: Rejection) -> scoring_pb2.ScoreError:
     return scoring_pb2.ScoreError(
         application_id=rejection.application_id,
@@ -162,7 +182,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
                 await context.abort(
                     STATUS_CODES[rejection.code], f"{rejection.code.name}: {rejection.message}"
                 )
-            return scoring_pb2.ScoreResponse(decision=outcome.decision)
+            response = scoring_pb2.ScoreResponse()
+            show(response.decision, outcome.decision, request.view)  # type: ignore[arg-type]
+            return response
 
     async def DescribeModel(
         self, request: scoring_pb2.DescribeModelRequest, context: grpc.aio.ServicerContext
@@ -184,14 +206,14 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             outcomes = await self.scorer.score(request.applications, path="grpc")
             await self._record(outcomes, context)
-            return scoring_pb2.ScoreBatchResponse(
-                results=[
-                    scoring_pb2.ScoreResult(decision=o.decision)
-                    if o.decision is not None
-                    else scoring_pb2.ScoreResult(error=_error(o.rejection))  # type: ignore[arg-type]
-                    for o in outcomes
-                ]
-            )
+            response = scoring_pb2.ScoreBatchResponse()
+            for o in outcomes:
+                result = response.results.add()
+                if o.decision is not None:
+                    show(result.decision, o.decision, request.view)
+                else:
+                    result.error.CopyFrom(_error(o.rejection))  # type: ignore[arg-type]
+            return response
 
 
 async def start_server(

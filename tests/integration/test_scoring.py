@@ -190,6 +190,36 @@ async def test_grpc_scores_batches_and_single_applications(
     assert "UNKNOWN_MEMBER" in (raised.value.details() or "")
 
 
+async def test_a_basic_view_answers_the_same_decision_without_its_inputs(
+    client: Grpc, world: World
+) -> None:
+    """The gateway asks for BASIC: the same decision as the full one (and as credit.decisions
+    carries), without the features, sequences, attention and contributions."""
+    apps = applications(world)[:5]
+    full = await client.scoring.ScoreBatch(scoring_pb2.ScoreBatchRequest(applications=apps))
+    basic = await client.scoring.ScoreBatch(
+        scoring_pb2.ScoreBatchRequest(applications=apps, view=scoring_pb2.DECISION_VIEW_BASIC)
+    )
+    single = await client.scoring.Score(
+        scoring_pb2.ScoreRequest(application=apps[0], view=scoring_pb2.DECISION_VIEW_BASIC)
+    )
+    heavy = ("features", "sequences", "repayment_attention", "mobile_money_attention")
+    for whole, slim in zip(
+        [r.decision for r in full.results],
+        [single.decision, *(r.decision for r in basic.results[1:])],
+        strict=True,
+    ):
+        assert whole.features and whole.sequences and whole.repayment_attention
+        assert whole.contributions
+        assert not any(getattr(slim, name) for name in (*heavy, "contributions"))
+        expected = CreditDecision()
+        expected.CopyFrom(whole)
+        for name in (*heavy, "contributions"):
+            expected.ClearField(name)
+        assert slim == expected  # everything else as it is: ids, PD, score, band, reasons, times
+        assert slim.ByteSize() < whole.ByteSize() / 5
+
+
 async def test_grpc_rejects_oversized_batches_and_reports_health(
     client: Grpc, world: World
 ) -> None:

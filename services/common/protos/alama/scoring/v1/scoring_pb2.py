@@ -27,19 +27,21 @@ from services.common.protos.alama.events.v1 import decisions_pb2 as alama_dot_ev
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61lama/scoring/v1/scoring.proto\x12\x10\x61lama.scoring.v1\x1a\"alama/events/v1/applications.proto\x1a\x1f\x61lama/events/v1/decisions.proto\x1a\x1cgoogle/protobuf/struct.proto\".\n\x14\x44\x65scribeModelRequest\x12\x16\n\x0ewith_documents\x18\x01 \x01(\x08\"X\n\tAttribute\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x04kind\x18\x02 \x01(\x0e\x32\x1f.alama.scoring.v1.AttributeKind\x12\x0e\n\x06levels\x18\x03 \x03(\t\"\xd0\x01\n\x10ModelDescription\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12-\n\x06inputs\x18\x02 \x01(\x0e\x32\x1d.alama.scoring.v1.ModelInputs\x12/\n\nattributes\x18\x03 \x03(\x0b\x32\x1b.alama.scoring.v1.Attribute\x12(\n\x07metrics\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1b\n\x13model_card_markdown\x18\x05 \x01(\t\"N\n\x0cScoreRequest\x12>\n\x0b\x61pplication\x18\x01 \x01(\x0b\x32).alama.events.v1.LoanApplicationSubmitted\"B\n\rScoreResponse\x12\x31\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x1f.alama.events.v1.CreditDecision\"T\n\x11ScoreBatchRequest\x12?\n\x0c\x61pplications\x18\x01 \x03(\x0b\x32).alama.events.v1.LoanApplicationSubmitted\"e\n\nScoreError\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12.\n\x04\x63ode\x18\x02 \x01(\x0e\x32 .alama.scoring.v1.ScoreErrorCode\x12\x0f\n\x07message\x18\x03 \x01(\t\"|\n\x0bScoreResult\x12\x33\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x1f.alama.events.v1.CreditDecisionH\x00\x12-\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1c.alama.scoring.v1.ScoreErrorH\x00\x42\t\n\x07outcome\"D\n\x12ScoreBatchResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.alama.scoring.v1.ScoreResult*h\n\x0bModelInputs\x12\x1c\n\x18MODEL_INPUTS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aMODEL_INPUTS_FEATURE_STORE\x10\x01\x12\x1b\n\x17MODEL_INPUTS_ATTRIBUTES\x10\x02*k\n\rAttributeKind\x12\x1e\n\x1a\x41TTRIBUTE_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41TTRIBUTE_KIND_NUMERIC\x10\x01\x12\x1e\n\x1a\x41TTRIBUTE_KIND_CATEGORICAL\x10\x02*\xa0\x01\n\x0eScoreErrorCode\x12 \n\x1cSCORE_ERROR_CODE_UNSPECIFIED\x10\x00\x12#\n\x1fSCORE_ERROR_CODE_UNKNOWN_MEMBER\x10\x01\x12(\n$SCORE_ERROR_CODE_INVALID_APPLICATION\x10\x02\x12\x1d\n\x19SCORE_ERROR_CODE_CONFLICT\x10\x03\x32\x90\x02\n\x0eScoringService\x12H\n\x05Score\x12\x1e.alama.scoring.v1.ScoreRequest\x1a\x1f.alama.scoring.v1.ScoreResponse\x12W\n\nScoreBatch\x12#.alama.scoring.v1.ScoreBatchRequest\x1a$.alama.scoring.v1.ScoreBatchResponse\x12[\n\rDescribeModel\x12&.alama.scoring.v1.DescribeModelRequest\x1a\".alama.scoring.v1.ModelDescriptionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61lama/scoring/v1/scoring.proto\x12\x10\x61lama.scoring.v1\x1a\"alama/events/v1/applications.proto\x1a\x1f\x61lama/events/v1/decisions.proto\x1a\x1cgoogle/protobuf/struct.proto\".\n\x14\x44\x65scribeModelRequest\x12\x16\n\x0ewith_documents\x18\x01 \x01(\x08\"X\n\tAttribute\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x04kind\x18\x02 \x01(\x0e\x32\x1f.alama.scoring.v1.AttributeKind\x12\x0e\n\x06levels\x18\x03 \x03(\t\"\xd0\x01\n\x10ModelDescription\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12-\n\x06inputs\x18\x02 \x01(\x0e\x32\x1d.alama.scoring.v1.ModelInputs\x12/\n\nattributes\x18\x03 \x03(\x0b\x32\x1b.alama.scoring.v1.Attribute\x12(\n\x07metrics\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1b\n\x13model_card_markdown\x18\x05 \x01(\t\"|\n\x0cScoreRequest\x12>\n\x0b\x61pplication\x18\x01 \x01(\x0b\x32).alama.events.v1.LoanApplicationSubmitted\x12,\n\x04view\x18\x02 \x01(\x0e\x32\x1e.alama.scoring.v1.DecisionView\"B\n\rScoreResponse\x12\x31\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x1f.alama.events.v1.CreditDecision\"\x82\x01\n\x11ScoreBatchRequest\x12?\n\x0c\x61pplications\x18\x01 \x03(\x0b\x32).alama.events.v1.LoanApplicationSubmitted\x12,\n\x04view\x18\x02 \x01(\x0e\x32\x1e.alama.scoring.v1.DecisionView\"e\n\nScoreError\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12.\n\x04\x63ode\x18\x02 \x01(\x0e\x32 .alama.scoring.v1.ScoreErrorCode\x12\x0f\n\x07message\x18\x03 \x01(\t\"|\n\x0bScoreResult\x12\x33\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x1f.alama.events.v1.CreditDecisionH\x00\x12-\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1c.alama.scoring.v1.ScoreErrorH\x00\x42\t\n\x07outcome\"D\n\x12ScoreBatchResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.alama.scoring.v1.ScoreResult*h\n\x0bModelInputs\x12\x1c\n\x18MODEL_INPUTS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aMODEL_INPUTS_FEATURE_STORE\x10\x01\x12\x1b\n\x17MODEL_INPUTS_ATTRIBUTES\x10\x02*k\n\rAttributeKind\x12\x1e\n\x1a\x41TTRIBUTE_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41TTRIBUTE_KIND_NUMERIC\x10\x01\x12\x1e\n\x1a\x41TTRIBUTE_KIND_CATEGORICAL\x10\x02*^\n\x0c\x44\x65\x63isionView\x12\x1d\n\x19\x44\x45\x43ISION_VIEW_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44\x45\x43ISION_VIEW_BASIC\x10\x01\x12\x16\n\x12\x44\x45\x43ISION_VIEW_FULL\x10\x02*\xa0\x01\n\x0eScoreErrorCode\x12 \n\x1cSCORE_ERROR_CODE_UNSPECIFIED\x10\x00\x12#\n\x1fSCORE_ERROR_CODE_UNKNOWN_MEMBER\x10\x01\x12(\n$SCORE_ERROR_CODE_INVALID_APPLICATION\x10\x02\x12\x1d\n\x19SCORE_ERROR_CODE_CONFLICT\x10\x03\x32\x90\x02\n\x0eScoringService\x12H\n\x05Score\x12\x1e.alama.scoring.v1.ScoreRequest\x1a\x1f.alama.scoring.v1.ScoreResponse\x12W\n\nScoreBatch\x12#.alama.scoring.v1.ScoreBatchRequest\x1a$.alama.scoring.v1.ScoreBatchResponse\x12[\n\rDescribeModel\x12&.alama.scoring.v1.DescribeModelRequest\x1a\".alama.scoring.v1.ModelDescriptionb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'alama.scoring.v1.scoring_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MODELINPUTS']._serialized_start=1033
-  _globals['_MODELINPUTS']._serialized_end=1137
-  _globals['_ATTRIBUTEKIND']._serialized_start=1139
-  _globals['_ATTRIBUTEKIND']._serialized_end=1246
-  _globals['_SCOREERRORCODE']._serialized_start=1249
-  _globals['_SCOREERRORCODE']._serialized_end=1409
+  _globals['_MODELINPUTS']._serialized_start=1126
+  _globals['_MODELINPUTS']._serialized_end=1230
+  _globals['_ATTRIBUTEKIND']._serialized_start=1232
+  _globals['_ATTRIBUTEKIND']._serialized_end=1339
+  _globals['_DECISIONVIEW']._serialized_start=1341
+  _globals['_DECISIONVIEW']._serialized_end=1435
+  _globals['_SCOREERRORCODE']._serialized_start=1438
+  _globals['_SCOREERRORCODE']._serialized_end=1598
   _globals['_DESCRIBEMODELREQUEST']._serialized_start=151
   _globals['_DESCRIBEMODELREQUEST']._serialized_end=197
   _globals['_ATTRIBUTE']._serialized_start=199
@@ -47,17 +49,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELDESCRIPTION']._serialized_start=290
   _globals['_MODELDESCRIPTION']._serialized_end=498
   _globals['_SCOREREQUEST']._serialized_start=500
-  _globals['_SCOREREQUEST']._serialized_end=578
-  _globals['_SCORERESPONSE']._serialized_start=580
-  _globals['_SCORERESPONSE']._serialized_end=646
-  _globals['_SCOREBATCHREQUEST']._serialized_start=648
-  _globals['_SCOREBATCHREQUEST']._serialized_end=732
-  _globals['_SCOREERROR']._serialized_start=734
-  _globals['_SCOREERROR']._serialized_end=835
-  _globals['_SCORERESULT']._serialized_start=837
-  _globals['_SCORERESULT']._serialized_end=961
-  _globals['_SCOREBATCHRESPONSE']._serialized_start=963
-  _globals['_SCOREBATCHRESPONSE']._serialized_end=1031
-  _globals['_SCORINGSERVICE']._serialized_start=1412
-  _globals['_SCORINGSERVICE']._serialized_end=1684
+  _globals['_SCOREREQUEST']._serialized_end=624
+  _globals['_SCORERESPONSE']._serialized_start=626
+  _globals['_SCORERESPONSE']._serialized_end=692
+  _globals['_SCOREBATCHREQUEST']._serialized_start=695
+  _globals['_SCOREBATCHREQUEST']._serialized_end=825
+  _globals['_SCOREERROR']._serialized_start=827
+  _globals['_SCOREERROR']._serialized_end=928
+  _globals['_SCORERESULT']._serialized_start=930
+  _globals['_SCORERESULT']._serialized_end=1054
+  _globals['_SCOREBATCHRESPONSE']._serialized_start=1056
+  _globals['_SCOREBATCHRESPONSE']._serialized_end=1124
+  _globals['_SCORINGSERVICE']._serialized_start=1601
+  _globals['_SCORINGSERVICE']._serialized_end=1873
 # @@protoc_insertion_point(module_scope)

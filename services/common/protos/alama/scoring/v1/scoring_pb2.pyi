@@ -22,6 +22,12 @@ class AttributeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ATTRIBUTE_KIND_NUMERIC: _ClassVar[AttributeKind]
     ATTRIBUTE_KIND_CATEGORICAL: _ClassVar[AttributeKind]
 
+class DecisionView(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DECISION_VIEW_UNSPECIFIED: _ClassVar[DecisionView]
+    DECISION_VIEW_BASIC: _ClassVar[DecisionView]
+    DECISION_VIEW_FULL: _ClassVar[DecisionView]
+
 class ScoreErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SCORE_ERROR_CODE_UNSPECIFIED: _ClassVar[ScoreErrorCode]
@@ -34,6 +40,9 @@ MODEL_INPUTS_ATTRIBUTES: ModelInputs
 ATTRIBUTE_KIND_UNSPECIFIED: AttributeKind
 ATTRIBUTE_KIND_NUMERIC: AttributeKind
 ATTRIBUTE_KIND_CATEGORICAL: AttributeKind
+DECISION_VIEW_UNSPECIFIED: DecisionView
+DECISION_VIEW_BASIC: DecisionView
+DECISION_VIEW_FULL: DecisionView
 SCORE_ERROR_CODE_UNSPECIFIED: ScoreErrorCode
 SCORE_ERROR_CODE_UNKNOWN_MEMBER: ScoreErrorCode
 SCORE_ERROR_CODE_INVALID_APPLICATION: ScoreErrorCode
@@ -70,10 +79,12 @@ class ModelDescription(_message.Message):
     def __init__(self, model_version: _Optional[str] = ..., inputs: _Optional[_Union[ModelInputs, str]] = ..., attributes: _Optional[_Iterable[_Union[Attribute, _Mapping]]] = ..., metrics: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., model_card_markdown: _Optional[str] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("application",)
+    __slots__ = ("application", "view")
     APPLICATION_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
     application: _applications_pb2.LoanApplicationSubmitted
-    def __init__(self, application: _Optional[_Union[_applications_pb2.LoanApplicationSubmitted, _Mapping]] = ...) -> None: ...
+    view: DecisionView
+    def __init__(self, application: _Optional[_Union[_applications_pb2.LoanApplicationSubmitted, _Mapping]] = ..., view: _Optional[_Union[DecisionView, str]] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
     __slots__ = ("decision",)
@@ -82,10 +93,12 @@ class ScoreResponse(_message.Message):
     def __init__(self, decision: _Optional[_Union[_decisions_pb2.CreditDecision, _Mapping]] = ...) -> None: ...
 
 class ScoreBatchRequest(_message.Message):
-    __slots__ = ("applications",)
+    __slots__ = ("applications", "view")
     APPLICATIONS_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
     applications: _containers.RepeatedCompositeFieldContainer[_applications_pb2.LoanApplicationSubmitted]
-    def __init__(self, applications: _Optional[_Iterable[_Union[_applications_pb2.LoanApplicationSubmitted, _Mapping]]] = ...) -> None: ...
+    view: DecisionView
+    def __init__(self, applications: _Optional[_Iterable[_Union[_applications_pb2.LoanApplicationSubmitted, _Mapping]]] = ..., view: _Optional[_Union[DecisionView, str]] = ...) -> None: ...
 
 class ScoreError(_message.Message):
     __slots__ = ("application_id", "code", "message")
