@@ -444,6 +444,32 @@ async def test_approved_loans_mature_into_outcomes_live_performance_and_equal_op
     assert opportunity.eod is not None and opportunity.eod_low is not None
 
 
+def _thread_nices(pid: int) -> set[int]:
+    """The nice value of every thread of a process (field 19 of each task's stat)."""
+    nices = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = (task / "stat").read_text().rpartition(")")[2].split()
+        nices.add(int(fields[16]))  # field 19, counted after the command's name
+    return nices
+
+
+def test_the_synchronous_path_runs_ahead_of_the_services_off_it(system: System) -> None:
+    """Gateway and scoring at the supervisor's priority; every thread of the services that
+    work from Kafka (explanation, audit, drift, ...) at `OFF_PATH_NICE` below it."""
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    seen = {}
+    for spec in supervisor.SERVICES:
+        pid = supervisor.pid_of(spec.name)
+        if pid is None:
+            continue
+        seen[spec.name] = _thread_nices(pid)
+    assert seen["gateway"] == seen["scoring"] == {own}
+    off_path = {n for n in seen if n not in ("gateway", "scoring")}
+    assert off_path >= {"explanation", "audit", "drift", "outcomes", "feature_store"}
+    for name in off_path:
+        assert seen[name] == {min(own + supervisor.OFF_PATH_NICE, 19)}, name
+
+
 async def test_an_undecodable_event_is_dead_lettered_and_the_pipeline_goes_on(
     system: System,
 ) -> None:

@@ -344,7 +344,7 @@ def test_dockerfile_cmd_runs_the_service_module(name: str) -> None:
     """Every image starts its service the one way: `python -m services.<name>`, the command the
     charts and the supervisor use too."""
     assert cmd(dockerfile(name)) == ["python", "-m", f"services.{name}"]
-    assert BY_NAME[name].command[1:] == ["-m", f"services.{name}"]
+    assert BY_NAME[name].command[-2:] == ["-m", f"services.{name}"]
     main = REPO / "services" / name / "__main__.py"
     assert builds_service_cli(main), f"{main} builds no services.common.cli.service_cli app"
 
@@ -681,3 +681,12 @@ def test_compose_never_turns_on_development_mode() -> None:
     assert "ALAMA_DEV_MODE" not in json.dumps(compose())  # comments may explain it, no more
     for name in SERVICES:
         assert "ALAMA_DEV_MODE" not in dockerfile(name).read_text(), name
+
+
+def test_the_synchronous_path_gets_the_larger_cpu_share() -> None:
+    """As the supervisor's nice: gateway and scoring at Docker's default weight (1024), the
+    services that work from Kafka below it, so a burst of their work cannot starve a reply."""
+    services = compose()["services"]
+    assert "cpu_shares" not in services["gateway"] and "cpu_shares" not in services["scoring"]
+    for name in ("feature-store", "explanation", "audit", "drift", "outcomes", "console"):
+        assert services[name]["cpu_shares"] < 1024, name

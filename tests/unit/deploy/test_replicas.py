@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from infra.supervisor import SCALABLE, SupervisorError, replica, replicas_wanted
+from infra.supervisor import (
+    BY_NAME,
+    OFF_PATH_NICE,
+    PYTHON,
+    SCALABLE,
+    SupervisorError,
+    replica,
+    replicas_wanted,
+)
 from services.common.settings import service_port
 
 
@@ -41,3 +49,20 @@ def test_each_replica_has_its_own_ports_in_the_same_group() -> None:
     assert worker.service == "feature_store"
     assert set(worker.env) == {"ALAMA_FEATURE_STORE_METRICS_PORT"}
     assert worker.env["ALAMA_FEATURE_STORE_METRICS_PORT"] != str(service_port(9102))
+
+
+def test_replicas_run_at_their_services_priority() -> None:
+    """The synchronous path as the supervisor runs; the rest niced below it, replicas too."""
+    for name in ("gateway", "scoring"):
+        assert BY_NAME[name].command[:2] == [PYTHON, "-m"]
+    assert replica("scoring", 2).command == [PYTHON, "-m", "services.scoring"]
+    for name in ("explanation", "audit", "drift", "outcomes", "console", "feature_store"):
+        assert BY_NAME[name].command == [
+            "nice",
+            "-n",
+            str(OFF_PATH_NICE),
+            PYTHON,
+            "-m",
+            f"services.{name}",
+        ]
+    assert replica("audit", 2).command == BY_NAME["audit"].command
