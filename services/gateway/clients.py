@@ -2,10 +2,11 @@
 
 Each backend turns its transport's failures into the gateway's domain errors, so routes never see
 a gRPC status or a Kafka exception. Every outbound call has a deadline: gRPC calls
-``grpc_timeout_seconds``, a Kafka publish (queueing and the broker's acknowledgement)
-``kafka_publish_timeout_seconds``, each Redis call ``redis_timeout_seconds``; past it the caller
-gets a 503 with Retry-After instead of waiting on a dependency that is stuck. `Backends` bundles
-them; app.py opens real ones in its lifespan, tests inject fakes that satisfy the same protocols.
+``grpc_timeout_seconds`` (a ScoreBatch ``grpc_batch_timeout_seconds``), a Kafka publish
+(queueing and the broker's acknowledgement) ``kafka_publish_timeout_seconds``, each Redis call
+``redis_timeout_seconds``; past it the caller gets a 503 with Retry-After instead of waiting on a
+dependency that is stuck. `Backends` bundles them; app.py opens real ones in its lifespan, tests
+inject fakes that satisfy the same protocols.
 """
 
 from __future__ import annotations
@@ -156,7 +157,13 @@ class _GrpcClient:
         self.channel = channel
         self.timeout = timeout
 
-    async def _call(self, method: str, call: _Unary, request: object) -> object:
+    async def _call(
+        self,
+        method: str,
+        call: _Unary,
+        request: object,
+        deadline_s: float | None = None,
+    ) -> object:
         started = time.perf_counter()
         outcome = "ok"
         with tracer.start_as_current_span(
@@ -165,7 +172,9 @@ class _GrpcClient:
             attributes={"rpc.system": "grpc", "rpc.service": self.service, "rpc.method": method},
         ) as span:
             try:
-                return await call(request, timeout=self.timeout, metadata=inject_grpc_metadata())
+                return await call(
+                    request, timeout=deadline_s or self.timeout, metadata=inject_grpc_metadata()
+                )
             except grpc.aio.AioRpcError as exc:
                 outcome = exc.code().name.lower()
                 span.set_attribute("rpc.grpc.status_code", exc.code().value[0])
@@ -194,8 +203,11 @@ class _Unary(Protocol):
 class GrpcScoring(_GrpcClient):
     service = SCORING_SERVICE
 
-    def __init__(self, channel: grpc.aio.Channel, timeout: float) -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, timeout: float, batch_timeout: float | None = None
+    ) -> None:
         super().__init__(channel, timeout)
+        self.batch_timeout = batch_timeout or timeout
         self.stub = scoring_pb2_grpc.ScoringServiceStub(channel)
         self.health = health_pb2_grpc.HealthStub(channel)
 
@@ -209,7 +221,7 @@ class GrpcScoring(_GrpcClient):
         self, applications: Sequence[LoanApplicationSubmitted]
     ) -> list[scoring_pb2.ScoreResult]:
         request = scoring_pb2.ScoreBatchRequest(applications=applications, view=BASIC)
-        response = await self._call("ScoreBatch", self.stub.ScoreBatch, request)
+        response = await self._call("ScoreBatch", self.stub.ScoreBatch, request, self.batch_timeout)
         assert isinstance(response, scoring_pb2.ScoreBatchResponse)
         return list(response.results)
 
@@ -478,7 +490,9 @@ async def open_backends(settings: GatewaySettings) -> Backends:
     await producer.start()
     return Backends(
         scoring=GrpcScoring(
-            grpc.aio.insecure_channel(settings.scoring_target), settings.grpc_timeout_seconds
+            grpc.aio.insecure_channel(settings.scoring_target),
+            settings.grpc_timeout_seconds,
+            settings.grpc_batch_timeout_seconds,
         ),
         explanations=GrpcExplanations(
             grpc.aio.insecure_channel(settings.explanation_target),
