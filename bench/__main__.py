@@ -102,7 +102,8 @@ def world_of(manifest: dict[str, Any]) -> World:
 
 
 def api_bodies(book: LoanBook) -> list[dict[str, Any]]:
-    """Request bodies of 3,000 of the book's applications (the same for every rate)."""
+    """Request bodies of 3,000 of the book's applications, cycled by every rate; each request
+    gets its own application id (`open_loop(fresh=...)`), so none is a replay."""
     return [application_body(a) for a in build_scenario(book, 3000, "bench").applications]
 
 
@@ -113,14 +114,28 @@ async def api_rates(
     gateway, from the rate's start until every downstream group caught up with it."""
     bodies = api_bodies(book)
     async with load_session(GATEWAY) as client:
-        await open_loop(client, "/v1/scores", bodies, rate=50, duration=4, headers=API_KEY)
+        await open_loop(
+            client,
+            "/v1/scores",
+            bodies,
+            rate=50,
+            duration=4,
+            headers=API_KEY,
+            fresh="application_id",
+        )
         results = []
         await settle(InfraSettings())
         for rate in rates:
             console.print(f"  POST /v1/scores at {rate:g}/s for {duration:g}s")
             before = meter.snapshot()
             result = await open_loop(
-                client, "/v1/scores", bodies, rate=rate, duration=duration, headers=API_KEY
+                client,
+                "/v1/scores",
+                bodies,
+                rate=rate,
+                duration=duration,
+                headers=API_KEY,
+                fresh="application_id",
             )
             # the explanations, audit rows and drift windows these decisions caused count too
             await settle(InfraSettings())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -65,10 +66,25 @@ async def open_loop(
     ok: Callable[[int], bool] = lambda status: status == 200,
     deadline_s: float = 5.0,
     max_in_flight: int = 256,
+    fresh: str | None = None,
 ) -> RateResult:
     """Requests not answered `deadline_s` after they were due count as errors ("deadline"), so
-    an overloaded server ends the run on time instead of draining a backlog for minutes."""
+    an overloaded server ends the run on time instead of draining a backlog for minutes.
+
+    `fresh` names a body field (the application id) made unique for every request of this call:
+    the bodies are cycled, and without it a body sent twice is the same application again,
+    which scoring answers from its ledger (the standing decision) without reading features or
+    running the models. Before this existed, every rate past the first 3,000 requests of a
+    benchmark measured mostly such replays."""
     total = int(rate * duration)
+    tag = uuid.uuid4().hex[:6]
+
+    def body(i: int) -> dict[str, Any]:
+        chosen = bodies[i % len(bodies)]
+        if fresh is None:
+            return chosen
+        return {**chosen, fresh: f"{chosen[fresh]}.{tag}{i}"}
+
     latencies: list[float] = []
     errors: Counter[str] = Counter()
     started = time.perf_counter()
@@ -87,9 +103,7 @@ async def open_loop(
         in_flight += 1
         try:
             async with asyncio.timeout_at(asyncio.get_running_loop().time() + deadline_s):
-                async with client.post(
-                    url, json=bodies[i % len(bodies)], headers=headers
-                ) as response:
+                async with client.post(url, json=body(i), headers=headers) as response:
                     await response.read()
                     status = response.status
         except TimeoutError:

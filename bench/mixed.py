@@ -154,6 +154,7 @@ async def mixed_load(
                     rate=rate,
                     duration=duration,
                     headers=headers,
+                    fresh="application_id",
                 )
             )
         stop_webhooks.set()

@@ -135,7 +135,13 @@ async def _load(
         before = meter.snapshot()
         streaming = asyncio.create_task(_stream_webhooks(sender, batches, webhooks, stop))
         result = await open_loop(
-            client, "/v1/scores", bodies, rate=rate, duration=seconds, headers=API_KEY
+            client,
+            "/v1/scores",
+            bodies,
+            rate=rate,
+            duration=seconds,
+            headers=API_KEY,
+            fresh="application_id",
         )
         stop.set()
         await streaming

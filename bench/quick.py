@@ -57,13 +57,27 @@ async def _rates(rates: list[float], seconds: float) -> list[dict[str, Any]]:
     meter = system_meter()
     results = []
     async with load_session(GATEWAY) as client:
-        await open_loop(client, "/v1/scores", bodies, rate=50, duration=3, headers=API_KEY)
+        await open_loop(
+            client,
+            "/v1/scores",
+            bodies,
+            rate=50,
+            duration=3,
+            headers=API_KEY,
+            fresh="application_id",
+        )
         await settle(InfraSettings())
         for rate in rates:
             console.print(f"{rate:g} requests/s for {seconds:g} s")
             loading = asyncio.create_task(
                 open_loop(
-                    client, "/v1/scores", bodies, rate=rate, duration=seconds, headers=API_KEY
+                    client,
+                    "/v1/scores",
+                    bodies,
+                    rate=rate,
+                    duration=seconds,
+                    headers=API_KEY,
+                    fresh="application_id",
                 )
             )
             await asyncio.sleep(seconds / 3)

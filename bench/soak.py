@@ -46,7 +46,13 @@ async def soak(
     async with load_session(gateway) as client:
         for minute in range(1, minutes + 1):
             result = await open_loop(
-                client, "/v1/scores", bodies, rate=rate, duration=60.0, headers=headers
+                client,
+                "/v1/scores",
+                bodies,
+                rate=rate,
+                duration=60.0,
+                headers=headers,
+                fresh="application_id",
             )
             memory = meter.memory_mib()
             errors = sum(result.errors.values())
