@@ -26,7 +26,7 @@ import typer
 from rich.console import Console
 
 from bench.floor import run_floor
-from bench.load import load_session, open_loop
+from bench.load import load_session, score_loop
 from bench.mixed import TARGET_INGEST_PER_S, TARGET_LAG_ZERO_S, ingestion, mixed_load
 from bench.pipeline import run_pipeline
 from bench.procs import Alone, ProcessMeter, system_meter
@@ -103,7 +103,7 @@ def world_of(manifest: dict[str, Any]) -> World:
 
 def api_bodies(book: LoanBook) -> list[dict[str, Any]]:
     """Request bodies of 3,000 of the book's applications, cycled by every rate; each request
-    gets its own application id (`open_loop(fresh=...)`), so none is a replay."""
+    gets its own application id (`bench.load.score_loop`), so none is a replay."""
     return [application_body(a) for a in build_scenario(book, 3000, "bench").applications]
 
 
@@ -114,29 +114,13 @@ async def api_rates(
     gateway, from the rate's start until every downstream group caught up with it."""
     bodies = api_bodies(book)
     async with load_session(GATEWAY) as client:
-        await open_loop(
-            client,
-            "/v1/scores",
-            bodies,
-            rate=50,
-            duration=4,
-            headers=API_KEY,
-            fresh="application_id",
-        )
+        await score_loop(client, bodies, rate=50, duration=4, headers=API_KEY)
         results = []
         await settle(InfraSettings())
         for rate in rates:
             console.print(f"  POST /v1/scores at {rate:g}/s for {duration:g}s")
             before = meter.snapshot()
-            result = await open_loop(
-                client,
-                "/v1/scores",
-                bodies,
-                rate=rate,
-                duration=duration,
-                headers=API_KEY,
-                fresh="application_id",
-            )
+            result = await score_loop(client, bodies, rate=rate, duration=duration, headers=API_KEY)
             # the explanations, audit rows and drift windows these decisions caused count too
             await settle(InfraSettings())
             cpu = meter.per_request(before, meter.snapshot(), result.reached)

@@ -134,3 +134,24 @@ async def open_loop(
         p99_ms=_percentile(lat, 99),
         max_ms=_percentile(lat, 100),
     )
+
+
+async def score_loop(
+    client: aiohttp.ClientSession,
+    bodies: Sequence[dict[str, Any]],
+    *,
+    rate: float,
+    duration: float,
+    headers: dict[str, str],
+) -> RateResult:
+    """`POST /v1/scores` open-loop, every request a new application (never a ledger replay):
+    what every benchmark of the synchronous path sends."""
+    return await open_loop(
+        client,
+        "/v1/scores",
+        bodies,
+        rate=rate,
+        duration=duration,
+        headers=headers,
+        fresh="application_id",
+    )

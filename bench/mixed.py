@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from bench.load import RateResult, load_session, open_loop
+from bench.load import RateResult, load_session, score_loop
 from services.common.lag import GroupLagProbe
 from services.common.settings import InfraSettings
 from services.common.topics import MOBILE_MONEY_TRANSACTIONS
@@ -147,14 +147,8 @@ async def mixed_load(
         api: list[RateResult] = []
         for rate in rates:
             api.append(
-                await open_loop(
-                    api_client,
-                    "/v1/scores",
-                    api_bodies,
-                    rate=rate,
-                    duration=duration,
-                    headers=headers,
-                    fresh="application_id",
+                await score_loop(
+                    api_client, api_bodies, rate=rate, duration=duration, headers=headers
                 )
             )
         stop_webhooks.set()

@@ -25,7 +25,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from bench.load import load_session, open_loop
+from bench.load import load_session, score_loop
 from bench.procs import ProcessMeter, system_meter
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -134,15 +134,7 @@ async def _load(
         )
         before = meter.snapshot()
         streaming = asyncio.create_task(_stream_webhooks(sender, batches, webhooks, stop))
-        result = await open_loop(
-            client,
-            "/v1/scores",
-            bodies,
-            rate=rate,
-            duration=seconds,
-            headers=API_KEY,
-            fresh="application_id",
-        )
+        result = await score_loop(client, bodies, rate=rate, duration=seconds, headers=API_KEY)
         stop.set()
         await streaming
     await settle(InfraSettings())

@@ -29,7 +29,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from bench.load import RateResult, load_session, open_loop
+from bench.load import RateResult, load_session, score_loop
 from bench.procs import system_meter
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -57,28 +57,12 @@ async def _rates(rates: list[float], seconds: float) -> list[dict[str, Any]]:
     meter = system_meter()
     results = []
     async with load_session(GATEWAY) as client:
-        await open_loop(
-            client,
-            "/v1/scores",
-            bodies,
-            rate=50,
-            duration=3,
-            headers=API_KEY,
-            fresh="application_id",
-        )
+        await score_loop(client, bodies, rate=50, duration=3, headers=API_KEY)
         await settle(InfraSettings())
         for rate in rates:
             console.print(f"{rate:g} requests/s for {seconds:g} s")
             loading = asyncio.create_task(
-                open_loop(
-                    client,
-                    "/v1/scores",
-                    bodies,
-                    rate=rate,
-                    duration=seconds,
-                    headers=API_KEY,
-                    fresh="application_id",
-                )
+                score_loop(client, bodies, rate=rate, duration=seconds, headers=API_KEY)
             )
             await asyncio.sleep(seconds / 3)
             before, began = meter.snapshot(), time.monotonic()

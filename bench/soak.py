@@ -4,7 +4,7 @@
 
 A benchmark of 30 s shows speed; half an hour at a steady rate shows what a day does: a p99
 that drifts up (a queue, a cache or a table that grows) and processes whose memory keeps
-climbing. Each minute is its own open-loop run (`bench.load.open_loop`); after it, every
+climbing. Each minute is its own open-loop run (`bench.load.score_loop`); after it, every
 process's resident memory is read (`bench.procs`). The report compares the last five minutes
 with the first five after a warm-up minute: p99 drift (target at most 10 %) and memory growth
 per process. Results in bench/results/soak.{json,md}. Not part of `make bench` (it takes the
@@ -23,7 +23,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from bench.load import load_session, open_loop
+from bench.load import load_session, score_loop
 from bench.procs import ProcessMeter, system_meter
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -45,15 +45,7 @@ async def soak(
     out = []
     async with load_session(gateway) as client:
         for minute in range(1, minutes + 1):
-            result = await open_loop(
-                client,
-                "/v1/scores",
-                bodies,
-                rate=rate,
-                duration=60.0,
-                headers=headers,
-                fresh="application_id",
-            )
+            result = await score_loop(client, bodies, rate=rate, duration=60.0, headers=headers)
             memory = meter.memory_mib()
             errors = sum(result.errors.values())
             console.print(

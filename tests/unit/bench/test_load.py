@@ -28,37 +28,22 @@ async def test_fresh_makes_every_request_a_new_application_and_cycling_alone_rep
     bodies = [{"application_id": f"A-{k}", "member_id": f"M-{k}"} for k in range(3)]
     received: list[dict[str, Any]] = []
     runner, url = await _server(received)
+
+    async def sent(client: Any, fresh: str | None) -> tuple[int, list[str]]:
+        received.clear()
+        result = await open_loop(
+            client, "/v1/scores", bodies, rate=200, duration=0.05, headers={}, fresh=fresh
+        )
+        return result.ok, [b["application_id"] for b in received]
+
     try:
         async with load_session(url) as client:
-            plain = await open_loop(
-                client, "/v1/scores", bodies, rate=200, duration=0.05, headers={}
-            )
-            replays = [b["application_id"] for b in received]
-            received.clear()
-            first = await open_loop(
-                client,
-                "/v1/scores",
-                bodies,
-                rate=200,
-                duration=0.05,
-                headers={},
-                fresh="application_id",
-            )
-            once = [b["application_id"] for b in received]
-            received.clear()
-            await open_loop(
-                client,
-                "/v1/scores",
-                bodies,
-                rate=200,
-                duration=0.05,
-                headers={},
-                fresh="application_id",
-            )
-            again = [b["application_id"] for b in received]
+            plain, replays = await sent(client, None)
+            first, once = await sent(client, "application_id")
+            _, again = await sent(client, "application_id")
     finally:
         await runner.cleanup()
-    assert plain.ok == first.ok == 10
+    assert plain == first == 10
     assert len(set(replays)) == 3  # ten requests, three applications: seven replays
     assert len(set(once)) == 10 and set(once).isdisjoint(again)  # none repeated, across runs too
     assert all(i.split(".")[0] in {"A-0", "A-1", "A-2"} for i in once)  # the member's own body
