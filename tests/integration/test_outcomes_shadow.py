@@ -307,11 +307,10 @@ async def test_shadow_comparison_gate_rows_and_performance_alerts_on_the_real_br
             }
             assert set(alerts) == {"auc_drop", "ece"}
             drop = alerts["auc_drop"]
-            assert (drop.model_version, drop.month, drop.loans) == (
-                CHAMPION,
-                APPLIED.strftime("%Y-%m"),
-                len(matured),
-            )
+            assert (drop.model_version, drop.month) == (CHAMPION, APPLIED.strftime("%Y-%m"))
+            # judged every 0.3 s while repayments still arrive: the month alerts as soon as
+            # enough of it has matured, not necessarily once all of it has
+            assert MIN_LOANS <= drop.loans <= len(matured)
             assert drop.reference == 0.86 and drop.threshold == pytest.approx(0.95 * 0.86)
             assert drop.value < drop.threshold
 
