@@ -26,7 +26,7 @@ from services.common.telemetry import setup_tracing, start_metrics
 from services.scoring.aliases import AliasFollower, RegistryListener, load_champion
 from services.scoring.consumer import build_consumer
 from services.scoring.ledger import KEY_PREFIX as LEDGER_PREFIX
-from services.scoring.ledger import RedisLedger
+from services.scoring.ledger import WHOLE_PREFIX, RedisLedger
 from services.scoring.online_features import RedisOnlineFeatures
 from services.scoring.publisher import DecisionPublisher
 from services.scoring.scorer import Scorer
@@ -42,7 +42,9 @@ def build_ledger(settings: ScoringSettings) -> RedisLedger:
     return RedisLedger(
         create_redis(settings.infra),
         ttl_seconds=settings.ledger_days * 86_400,
+        retry_seconds=max(1, round(settings.ledger_retry_hours * 3_600)),
         prefix=f"{LEDGER_PREFIX}{settings.ledger_namespace}:",
+        whole_prefix=f"{WHOLE_PREFIX}{settings.ledger_namespace}:",
     )
 
 

@@ -74,13 +74,14 @@ class DecisionPipeline:
                         item.record, outcome.rejection.code.value, outcome.rejection.message
                     )
                     continue
-                decision = outcome.decision
-                assert decision is not None
-                deliveries.append(await self.publisher.publish(decision))
+                decision = outcome.to_publish
+                if decision is not None:  # None: a standing decision the broker already has
+                    deliveries.append(await self.publisher.publish(decision))
             finally:
                 otel_context.detach(token)
         for delivery in deliveries:
             await delivery  # every decision is on the broker before the offsets commit
+        self.scorer.published(outcomes)
 
 
 def build_consumer(

@@ -28,6 +28,24 @@ from services.common.vocabulary import BANDS
 DECISION_NAMESPACE = uuid.UUID("6f1c2a7e-3b5d-5e8a-9c41-a1a3a0c0de01")
 
 
+#: what a decision carries for explanation and audit but its caller does not read: the model's
+#: inputs and the explanation's material (~5 KB of a decision's ~5.2)
+HEAVY_FIELDS = (
+    "features",
+    "sequences",
+    "repayment_attention",
+    "mobile_money_attention",
+    "contributions",
+)
+
+
+def strip_inputs(decision: CreditDecision) -> CreditDecision:
+    """The decision without `HEAVY_FIELDS`, in place: the outcome, its reasons and its ids."""
+    for name in HEAVY_FIELDS:
+        decision.ClearField(name)
+    return decision
+
+
 def content_digest(application: LoanApplicationSubmitted) -> str:
     """sha256 of what the caller asked for: every field but `applied_at` (the gateway stamps it
     with the time of receipt when the caller leaves it out, so a retry would differ by it)."""

@@ -59,3 +59,8 @@ UNDELIVERED = Counter(
     "alama_scoring_undelivered_decisions_total",
     "Synchronous decisions whose event the broker did not accept",
 )
+LEDGER_SETTLE_FAILURES = Counter(
+    "alama_scoring_ledger_settle_failures_total",
+    "Batches of published decisions whose whole copies the ledger could not shorten to the"
+    " retry window (they stay as long as the standing entries)",
+)

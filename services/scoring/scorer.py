@@ -37,6 +37,7 @@ from services.scoring.metrics import (
     BUNDLE_LOAD_FAILURES,
     BUNDLE_SWAPS,
     DECISIONS,
+    LEDGER_SETTLE_FAILURES,
     REJECTIONS,
     SCORING_SECONDS,
 )
@@ -62,6 +63,12 @@ class Outcome:
     decision: CreditDecision | None = None
     rejection: Rejection | None = None
     features: FeatureRow | None = None  # what a fresh decision was made from
+    recorded: bool = False  # a standing decision the broker already has: not published again
+
+    @property
+    def to_publish(self) -> CreditDecision | None:
+        """The decision to put on credit.decisions before anyone is told it, if any."""
+        return None if self.recorded else self.decision
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,7 @@ class Scorer:
         self.max_reasons = max_reasons
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="scoring")
         self.shadow: ShadowSink | None = None
+        self._settling: set[asyncio.Task[None]] = set()
 
     @property
     def model_version(self) -> str:
@@ -321,6 +329,25 @@ class Scorer:
                 BUNDLE_LOAD_FAILURES.labels("champion").inc()
                 log.exception("could not load the newly promoted bundle; keeping the old one")
 
+    def published(self, outcomes: Sequence[Outcome]) -> None:
+        """The broker has acknowledged these outcomes' decisions: the ledger may let their whole
+        copies go after the retry window. In the background: a reply never waits on it, and a
+        failure only keeps a copy longer."""
+        keys = [ledger_key(o.application) for o in outcomes if o.to_publish is not None]
+        if keys:
+            task = asyncio.get_running_loop().create_task(self.ledger.settle(keys))
+            self._settling.add(task)
+            task.add_done_callback(self._settled_done)
+
+    def _settled_done(self, task: asyncio.Task[None]) -> None:
+        self._settling.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            LEDGER_SETTLE_FAILURES.inc()
+            log.warning(
+                "the ledger kept whole decisions past their window",
+                extra={"error": str(task.exception())},
+            )
+
     def close(self) -> None:
         self.pool.shutdown(wait=True)
 
@@ -330,7 +357,7 @@ def _settled(application: LoanApplicationSubmitted, entry: Entry | None) -> Outc
     if entry is None:
         return None
     if entry.digest == content_digest(application):
-        return Outcome(application, decision=entry.decision)
+        return Outcome(application, decision=entry.decision, recorded=entry.recorded)
     return Outcome(
         application,
         rejection=Rejection(

@@ -29,6 +29,7 @@ from services.common.tabular_bundle import TabularBundle
 from services.common.telemetry import extract_grpc_context
 from services.scoring.applications import Rejection, RejectionCode
 from services.scoring.batching import QueueFull, ScoreBatcher
+from services.scoring.decisions import strip_inputs
 from services.scoring.publisher import DecisionPublisher, NotRecorded
 from services.scoring.scorer import Outcome, Scorer
 
@@ -109,23 +110,11 @@ def _bundle_documents(folder: Path) -> tuple[Struct, str]:
     return metrics, card
 
 
-#: what a BASIC view leaves out: the model's inputs and the explanation's material (~5 KB of a
-#: decision's ~5.2), which the caller of a score does not read and credit.decisions carries
-HEAVY_FIELDS = (
-    "features",
-    "sequences",
-    "repayment_attention",
-    "mobile_money_attention",
-    "contributions",
-)
-
-
 def show(target: CreditDecision, decision: CreditDecision, view: int) -> None:
     """Put `decision` in the reply's `target` as the caller's `view` asks."""
     target.CopyFrom(decision)
     if view == scoring_pb2.DECISION_VIEW_BASIC:
-        for name in HEAVY_FIELDS:
-            target.ClearField(name)
+        strip_inputs(target)
 
 
 def _error(rejection: Rejection) -> scoring_pb2.ScoreError:
@@ -158,10 +147,11 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             return
         try:
             await self.publisher.publish_durably(
-                o.decision for o in outcomes if o.decision is not None
+                o.to_publish for o in outcomes if o.to_publish is not None
             )
         except NotRecorded as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        self.scorer.published(outcomes)
 
     async def Score(
         self, request: scoring_pb2.ScoreRequest, context: grpc.aio.ServicerContext

@@ -96,6 +96,12 @@ class ScoringSettings(ConsumerSettings):
     ledger_days: int = Field(
         default=400,
         ge=1,
-        description="how long an application id keeps its decision: a retry with the same"
-        " content gets it again, other content is a conflict",
+        description="how long an application id keeps its decision (its outcome, ~0.3 KB): a"
+        " retry with the same content gets it again, other content is a conflict",
+    )
+    ledger_retry_hours: float = Field(
+        default=24,
+        gt=0,
+        description="how long scoring keeps a published decision whole (~5 KB), so that a retry"
+        " gets it exactly as first told and publishes it again; later retries get its outcome",
     )

@@ -1,5 +1,6 @@
 """The decision ledger on the real Redis: two replicas racing on one application agree on one
-decision, entries expire, and namespaces keep deployments (and tests) apart."""
+decision, entries expire, namespaces keep deployments (and tests) apart, and a published
+decision's whole copy goes after the retry window while its outcome stands."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.redis_store import create_redis
 from services.common.settings import InfraSettings
 from services.scoring.decisions import content_digest
-from services.scoring.ledger import KEY_PREFIX, RedisLedger
+from services.scoring.ledger import KEY_PREFIX, WHOLE_PREFIX, RedisLedger
 
 
 def _pair(
@@ -25,9 +26,18 @@ def _pair(
 
 async def test_racing_replicas_agree_and_entries_expire(infra: InfraSettings) -> None:
     namespace = f"{KEY_PREFIX}it-{uuid.uuid4().hex[:8]}:"
-    one = RedisLedger(create_redis(infra), ttl_seconds=60, prefix=namespace)
-    two = RedisLedger(create_redis(infra), ttl_seconds=60, prefix=namespace)
-    elsewhere = RedisLedger(create_redis(infra), ttl_seconds=60, prefix=namespace + "other:")
+    whole = namespace.replace(KEY_PREFIX, WHOLE_PREFIX)
+
+    def ledger(suffix: str = "") -> RedisLedger:
+        return RedisLedger(
+            create_redis(infra),
+            ttl_seconds=60,
+            retry_seconds=60,
+            prefix=namespace + suffix,
+            whole_prefix=whole + suffix,
+        )
+
+    one, two, elsewhere = ledger(), ledger(), ledger("other:")
     try:
         a, b = await asyncio.gather(
             one.claim([_pair("X1", 0.1)]), two.claim([_pair("X1", 0.2, amount=5.0)])
@@ -44,6 +54,53 @@ async def test_racing_replicas_agree_and_entries_expire(infra: InfraSettings) ->
         assert await elsewhere.lookup(["/X1"]) == [None]
         ttl = await one.redis.ttl(namespace + "/X1")
         assert 0 < ttl <= 60
+        assert 0 < await one.redis.ttl(whole + "/X1") <= 60
     finally:
         for ledger in (one, two, elsewhere):
             await ledger.close()
+
+
+def _heavy(app_id: str) -> tuple[LoanApplicationSubmitted, CreditDecision]:
+    application, decision = _pair(app_id, 0.3)
+    decision.features["savings_balance"] = 12_000.0
+    decision.contributions.extend([0.1] * 40)
+    decision.reasons.add(code="SAVINGS", description="savings balance")
+    return application, decision
+
+
+async def test_a_published_decision_keeps_its_outcome_after_the_retry_window(
+    infra: InfraSettings,
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    prefix, whole = f"{KEY_PREFIX}it-{tag}:", f"{WHOLE_PREFIX}it-{tag}:"
+    ledger = RedisLedger(
+        create_redis(infra), ttl_seconds=600, retry_seconds=1, prefix=prefix, whole_prefix=whole
+    )
+    try:
+        published, unpublished = _heavy("P1"), _heavy("U1")
+        [p, u] = await ledger.claim([published, unpublished])
+        assert not p.recorded and p.decision.features["savings_balance"] == 12_000.0
+        # until the broker acknowledges it, the whole copy lives as long as the outcome
+        assert await ledger.redis.ttl(whole + "/P1") > 500
+        await ledger.settle(["/P1"])
+        assert 0 < await ledger.redis.ttl(whole + "/P1") <= 1
+        assert await ledger.redis.ttl(whole + "/U1") > 500
+        await asyncio.sleep(1.5)
+        late, pending = await ledger.lookup(["/P1", "/U1"])
+        assert late is not None and pending is not None
+        # the retry window is over: the outcome, marked as on the broker already, inputs gone
+        assert late.recorded and late.digest == p.digest
+        assert late.decision.decision_id == p.decision.decision_id
+        assert late.decision.probability_of_default == 0.3
+        assert [r.code for r in late.decision.reasons] == ["SAVINGS"]
+        assert not late.decision.features and not late.decision.contributions
+        # never acknowledged: still whole, so a retry publishes it
+        assert pending == u and not pending.recorded
+        standing = await ledger.redis.get(prefix + "/P1")
+        assert standing is not None and len(standing) < len(p.encode()) / 3
+        # a claim racing past the window loses to the standing outcome and leaves no copy
+        [again] = await ledger.claim([(published[0], _pair("P1", 0.9)[1])])
+        assert again == late
+        assert await ledger.lookup(["/P1"]) == [late]
+    finally:
+        await ledger.close()

@@ -163,6 +163,86 @@ async def test_no_broker_means_unavailable_and_the_retry_gets_the_same_decision(
     assert retried.decision.decision_id in (conflict.value.details() or "")
 
 
+async def test_only_acknowledged_decisions_are_settled_and_a_late_retry_is_not_republished() -> (
+    None
+):
+    publisher = RecordingPublisher()
+    scorer = DriftingScorer()
+    ledger = scorer.ledger
+    assert isinstance(ledger, MemoryLedger)
+    server = await start_server(scorer, host="127.0.0.1", port=0, publisher=publisher)  # type: ignore[arg-type]
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    client = scoring_pb2_grpc.ScoringServiceStub(channel)
+    try:
+        publisher.fail = True
+        with pytest.raises(grpc.aio.AioRpcError):
+            await client.Score(scoring_pb2.ScoreRequest(application=app("L1")))
+        publisher.fail = False
+        first = await client.Score(scoring_pb2.ScoreRequest(application=app("L2")))
+        await asyncio.sleep(0.05)  # settling runs beside the reply
+        assert ledger.settled == ["sacco-a/L2"]  # L1's whole copy stays: nobody has it yet
+        # past the retry window only the outcome is left: answered, not published again
+        ledger.entries["sacco-a/L2"] = ledger.entries["sacco-a/L2"].standing()
+        late = await client.Score(
+            scoring_pb2.ScoreRequest(application=app("L2"), view=scoring_pb2.DECISION_VIEW_FULL)
+        )
+        assert late.decision.decision_id == first.decision.decision_id
+        assert late.decision.probability_of_default == first.decision.probability_of_default
+        assert publisher.acknowledged == [first.decision.decision_id]
+        await asyncio.sleep(0.05)
+        assert ledger.settled == ["sacco-a/L2"]
+        # L1 was never on the broker: its retry publishes it, whole
+        retried = await client.Score(scoring_pb2.ScoreRequest(application=app("L1")))
+        assert publisher.acknowledged[-1] == retried.decision.decision_id
+    finally:
+        await channel.close()
+        await server.stop(None)
+        scorer.close()
+
+
+class QueuingPublisher:
+    """The Kafka path's side of the publisher: every decision queued is acknowledged at once."""
+
+    def __init__(self) -> None:
+        self.published: list[CreditDecision] = []
+
+    async def publish(self, decision: CreditDecision) -> asyncio.Future[None]:
+        self.published.append(decision)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+async def test_the_kafka_path_republishes_a_whole_copy_but_not_a_standing_outcome() -> None:
+    from services.common.envelope import Event, wrap
+    from services.scoring.consumer import DecisionPipeline
+    from services.scoring.settings import ScoringSettings
+
+    scorer, publisher = DriftingScorer(), QueuingPublisher()
+    ledger = scorer.ledger
+    assert isinstance(ledger, MemoryLedger)
+    pipeline = DecisionPipeline(ScoringSettings(), scorer, publisher)  # type: ignore[arg-type]
+    pipeline.consumer = object()  # type: ignore[assignment]  # no dead letters in this test
+
+    async def replay(*ids: str) -> None:
+        for i in ids:
+            event = Event(envelope=wrap(app(i), producer="test"), payload=app(i))
+            await pipeline.handle(event, record=None)  # type: ignore[arg-type]
+        await pipeline.flush()
+        await asyncio.sleep(0.05)  # settling runs beside the pipeline
+
+    try:
+        await replay("K1", "K2")
+        first = [d.decision_id for d in publisher.published]
+        assert sorted(ledger.settled) == ["sacco-a/K1", "sacco-a/K2"]
+        ledger.entries["sacco-a/K2"] = ledger.entries["sacco-a/K2"].standing()
+        await replay("K1", "K2")  # a replay: K1 still whole, K2 past the window
+    finally:
+        scorer.close()
+    assert [d.decision_id for d in publisher.published] == first + first[:1]
+    assert scorer.calls == 1
+
+
 async def test_application_ids_are_each_tenants_own() -> None:
     scorer = DriftingScorer()
     first, second = app("T1"), app("T1", amount=2500.0)
