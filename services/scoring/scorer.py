@@ -108,7 +108,9 @@ class Scorer:
         self.max_reasons = max_reasons
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="scoring")
         self.shadow: ShadowSink | None = None
-        self._settling: set[asyncio.Task[None]] = set()
+        self.settle_every_s = 0.5
+        self._unsettled: list[str] = []
+        self._settler: asyncio.Task[None] | None = None
 
     @property
     def model_version(self) -> str:
@@ -331,22 +333,26 @@ class Scorer:
 
     def published(self, outcomes: Sequence[Outcome]) -> None:
         """The broker has acknowledged these outcomes' decisions: the ledger may let their whole
-        copies go after the retry window. In the background: a reply never waits on it, and a
-        failure only keeps a copy longer."""
-        keys = [ledger_key(o.application) for o in outcomes if o.to_publish is not None]
-        if keys:
-            task = asyncio.get_running_loop().create_task(self.ledger.settle(keys))
-            self._settling.add(task)
-            task.add_done_callback(self._settled_done)
+        copies go after the retry window. Gathered and told in the background every
+        `settle_every_s`, one round trip for all: a reply never waits on it, and a failure (or a
+        crash first) only keeps some copies longer."""
+        self._unsettled.extend(
+            ledger_key(o.application) for o in outcomes if o.to_publish is not None
+        )
+        if self._unsettled and (self._settler is None or self._settler.done()):
+            self._settler = asyncio.get_running_loop().create_task(self._settle())
 
-    def _settled_done(self, task: asyncio.Task[None]) -> None:
-        self._settling.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            LEDGER_SETTLE_FAILURES.inc()
-            log.warning(
-                "the ledger kept whole decisions past their window",
-                extra={"error": str(task.exception())},
-            )
+    async def _settle(self) -> None:
+        while self._unsettled:
+            await asyncio.sleep(self.settle_every_s)
+            keys, self._unsettled = self._unsettled, []
+            try:
+                await self.ledger.settle(keys)
+            except Exception as exc:
+                LEDGER_SETTLE_FAILURES.inc()
+                log.warning(
+                    "the ledger kept whole decisions past their window", extra={"error": str(exc)}
+                )
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)

@@ -35,6 +35,7 @@ class DriftingScorer(Scorer):
             threads=1,
         )
         self.calls = 0
+        self.settle_every_s = 0.01
 
     @property
     def model_version(self) -> str:
