@@ -36,7 +36,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
 from rich.table import Table
 
-from infra.local import REPO, pid_alive, run_dir
+from infra.local import OFF_PATH_NICE, REPO, pid_alive, run_dir
 from services.common.packages import ENV as WITHOUT_TRAINING_PACKAGES
 from services.common.settings import service_port
 
@@ -81,17 +81,6 @@ REPLICA_PORT_STEP = 100
 #: (this machine, bytecode cached); every start of a service that reads Feast paid it. The
 #: environment wins: ``PYTHONOPTIMIZE=`` (empty) runs the services unoptimised, asserts and all.
 SERVICE_RUNTIME = {"PYTHONOPTIMIZE": "1"}
-
-
-#: The CPU priority (nice) of the services off the synchronous path, on one machine. A loan
-#: officer waits on the gateway and scoring; explanation, audit, drift, outcomes, the console,
-#: the feature store's ingestion and the retrainer work from Kafka and may fall seconds behind
-#: and catch up. At equal priority they took the cores from the synchronous path whenever
-#: decisions arrived faster than they were processed: on 2 cores `make bench-quick` gave p99
-#: 41 ms at 50/s and 278 ms at 100/s, and 23 and 145 ms with only their main threads at nice
-#: 10. Compose gives the same services a lower `cpu_shares` (on Kubernetes each pod's CPU
-#: request sets its weight, and the synchronous path scales on its own HPA).
-OFF_PATH_NICE = 10
 
 
 @dataclass(frozen=True)

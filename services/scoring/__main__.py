@@ -42,7 +42,7 @@ def build_ledger(settings: ScoringSettings) -> RedisLedger:
     return RedisLedger(
         create_redis(settings.infra),
         ttl_seconds=settings.ledger_days * 86_400,
-        retry_seconds=max(1, round(settings.ledger_retry_hours * 3_600)),
+        retry_seconds=round(settings.ledger_retry_minutes * 60),
         prefix=f"{LEDGER_PREFIX}{settings.ledger_namespace}:",
         whole_prefix=f"{WHOLE_PREFIX}{settings.ledger_namespace}:",
     )

@@ -8,13 +8,20 @@ published and returned, so what a caller is told is exactly what explanation and
 
 Two copies in Redis, so that memory does not grow with every decision's ~5 KB of inputs:
 
-- the *standing* entry (content digest + the decision without its inputs, ~0.3 KB), kept
+- the *standing* entry (content digest + the decision without its inputs, ~0.8 KB), kept
   `ledger_days`: one key per application id within its tenant, written `SET NX` in the same
   transaction as the whole copy, so replicas racing on one application agree on one winner;
 - the *whole* decision, which a retry re-publishes: kept until the broker has acknowledged it
-  (`settle`), then for the retry window (`retry_seconds`). A decision whose publication never
-  completed (a crash, a broker that did not answer) keeps its whole copy as long as the standing
-  entry, so a retry however late still publishes it.
+  (`settle`), then for the retry window (`retry_seconds`, none by default: deleted at once). A
+  decision whose publication never completed (a crash, a broker that did not answer) keeps its
+  whole copy as long as the standing entry, so a retry however late still publishes it.
+
+Why no window by default: the gateway asks for the BASIC view, which the standing entry answers
+exactly; and Redis reclaims an expired key only when its sampling of keys with a TTL finds it,
+which it stops doing while fewer than a tenth of those sampled have expired. Among a ledger's
+long-lived standing entries, expired whole copies (8 times their size) piled up: in the 30-minute
+soak with a 10-minute window, Redis grew 55 MB a minute after the window had filled, where the
+standing entries account for 7.
 
 A retry after the window is answered from the standing entry, marked `recorded`: the broker has
 it, so it is not published again (a copy without its inputs would reach explanation as a
@@ -140,7 +147,10 @@ class RedisLedger:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.expire(self.whole_prefix + key, self.retry_seconds, lt=True)
+                if self.retry_seconds > 0:
+                    pipe.expire(self.whole_prefix + key, self.retry_seconds, lt=True)
+                else:  # reclaimed now: Redis frees expired keys only as its sampling finds them
+                    pipe.delete(self.whole_prefix + key)
             await pipe.execute()
 
     async def close(self) -> None:

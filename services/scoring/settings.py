@@ -96,12 +96,15 @@ class ScoringSettings(ConsumerSettings):
     ledger_days: int = Field(
         default=400,
         ge=1,
-        description="how long an application id keeps its decision (its outcome, ~0.3 KB): a"
+        description="how long an application id keeps its decision (its outcome, ~0.8 KB): a"
         " retry with the same content gets it again, other content is a conflict",
     )
-    ledger_retry_hours: float = Field(
-        default=24,
-        gt=0,
-        description="how long scoring keeps a published decision whole (~5 KB), so that a retry"
-        " gets it exactly as first told and publishes it again; later retries get its outcome",
+    ledger_retry_minutes: float = Field(
+        default=0,
+        ge=0,
+        description="how long scoring keeps a decision whole (~6 KB in Redis) once the broker has"
+        " it, so that a retry asking for the FULL view gets it whole; otherwise (0: deleted at"
+        " once) a retry gets its outcome (~0.8 KB), which is all the gateway asks for. A decision"
+        " the broker never acknowledged stays whole for ledger_days, so a retry however late"
+        " publishes it. Expired copies leave Redis only as its sampling finds them",
     )

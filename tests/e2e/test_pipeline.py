@@ -29,7 +29,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from infra import supervisor
+from infra import local, supervisor
 from services.audit.reader import AuditedEvent, AuditReader
 from services.audit.settings import AuditSettings
 from services.common.envelope import decode, wrap
@@ -468,6 +468,18 @@ def test_the_synchronous_path_runs_ahead_of_the_services_off_it(system: System) 
     assert off_path >= {"explanation", "audit", "drift", "outcomes", "feature_store"}
     for name in off_path:
         assert seen[name] == {min(own + supervisor.OFF_PATH_NICE, 19)}, name
+    # PostgreSQL serves only those services: the postmaster and every backend below too
+    [postgres] = [s for s in local.servers() if isinstance(s, local.Postgres)]
+    postmaster = postgres.pid()
+    assert postmaster is not None
+    backends = [
+        int(stat.parent.name)
+        for stat in Path("/proc").glob("[0-9]*/stat")
+        if stat.read_text().rpartition(")")[2].split()[1] == str(postmaster)
+    ]
+    assert backends  # the services' connections are open
+    for pid in [postmaster, *backends]:
+        assert _thread_nices(pid) == {min(own + local.OFF_PATH_NICE, 19)}, pid
 
 
 async def test_an_undecodable_event_is_dead_lettered_and_the_pipeline_goes_on(

@@ -104,3 +104,24 @@ async def test_a_published_decision_keeps_its_outcome_after_the_retry_window(
         assert await ledger.lookup(["/P1"]) == [late]
     finally:
         await ledger.close()
+
+
+async def test_without_a_retry_window_a_published_decision_is_left_as_its_outcome_at_once(
+    infra: InfraSettings,
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    prefix, whole = f"{KEY_PREFIX}it-{tag}:", f"{WHOLE_PREFIX}it-{tag}:"
+    ledger = RedisLedger(
+        create_redis(infra), ttl_seconds=600, retry_seconds=0, prefix=prefix, whole_prefix=whole
+    )
+    try:
+        [p] = await ledger.claim([_heavy("Q1")])
+        await ledger.settle(["/Q1"])
+        # deleted, not left for Redis's sampling of expired keys to find
+        assert await ledger.redis.exists(whole + "/Q1") == 0
+        [late] = await ledger.lookup(["/Q1"])
+        assert late is not None and late.recorded
+        assert late.decision.decision_id == p.decision.decision_id
+        assert not late.decision.features
+    finally:
+        await ledger.close()

@@ -687,6 +687,15 @@ def test_the_synchronous_path_gets_the_larger_cpu_share() -> None:
     """As the supervisor's nice: gateway and scoring at Docker's default weight (1024), the
     services that work from Kafka below it, so a burst of their work cannot starve a reply."""
     services = compose()["services"]
-    assert "cpu_shares" not in services["gateway"] and "cpu_shares" not in services["scoring"]
-    for name in ("feature-store", "explanation", "audit", "drift", "outcomes", "console"):
+    for name in ("gateway", "scoring", "kafka", "redis"):  # what a reply waits on
+        assert "cpu_shares" not in services[name], name
+    for name in (
+        "feature-store",
+        "explanation",
+        "audit",
+        "drift",
+        "outcomes",
+        "console",
+        "postgres",
+    ):
         assert services[name]["cpu_shares"] < 1024, name

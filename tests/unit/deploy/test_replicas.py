@@ -66,3 +66,36 @@ def test_replicas_run_at_their_services_priority() -> None:
             f"services.{name}",
         ]
     assert replica("audit", 2).command == BY_NAME["audit"].command
+
+
+def test_a_server_off_the_synchronous_path_and_its_children_run_at_the_lower_priority() -> None:
+    import os
+    import subprocess
+    import time
+    from pathlib import Path
+
+    from infra.local import lower_priority
+
+    # a "postmaster" with a "backend" it forked before being reniced
+    parent = subprocess.Popen(["sh", "-c", "sleep 30 & wait"])
+    children: list[int] = []
+    try:
+        for _ in range(100):
+            children = [
+                int(stat.parent.name)
+                for stat in Path("/proc").glob("[0-9]*/stat")
+                if stat.read_text().rpartition(")")[2].split()[1] == str(parent.pid)
+            ]
+            if children:
+                break
+            time.sleep(0.02)
+        assert children
+        lower_priority(parent.pid)
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        for pid in [parent.pid, *children]:
+            assert os.getpriority(os.PRIO_PROCESS, pid) == min(own + OFF_PATH_NICE, 19), pid
+    finally:
+        for pid in children:
+            os.kill(pid, 9)
+        parent.kill()
+        parent.wait()
