@@ -35,14 +35,41 @@ PLAIN_PORT, CONTROLLER_PORT, SCRAM_PORT = 19092 + OFFSET, 19093 + OFFSET, 19094 
 USER = "alama-it"
 PASSWORD = "it-scram-" + uuid.uuid4().hex
 
+#: started, ready on PLAINTEXT (what `infra.local up` waits for), and then answering a metadata
+#: request over SCRAM too: under make test's load the SCRAM listener once refused the test's
+#: first connection although the PLAINTEXT probe had passed
 START = """
-import sys, time
+import asyncio, sys, time
+from aiokafka import AIOKafkaClient
 from infra.local import KAFKA_SCRAM_PORT, Kafka, InfraError, _wait, run_dir
+from services.common.kafka_security import client_options
+from services.common.settings import InfraSettings
 assert KAFKA_SCRAM_PORT == int(sys.argv[1]), KAFKA_SCRAM_PORT
+scram = InfraSettings(
+    kafka_bootstrap=f"127.0.0.1:{KAFKA_SCRAM_PORT}",
+    kafka_security_protocol="SASL_PLAINTEXT",
+    kafka_sasl_mechanism="SCRAM-SHA-512",
+)
+
+async def over_scram() -> bool:
+    client = AIOKafkaClient(**client_options(scram), request_timeout_ms=3000)
+    try:
+        await client.bootstrap()
+        return bool(client.cluster.brokers())
+    except Exception:
+        return False
+    finally:
+        await client.close()
+
 kafka = Kafka(run_dir())
 kafka.start()
+deadline = time.monotonic() + 180
 try:
-    _wait(kafka, time.monotonic() + 180)
+    _wait(kafka, deadline)
+    while not asyncio.run(over_scram()):
+        if time.monotonic() > deadline:
+            raise InfraError("the SCRAM listener never answered")
+        time.sleep(0.5)
 except InfraError as exc:
     kafka.stop()
     sys.exit(str(exc))
