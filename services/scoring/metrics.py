@@ -61,6 +61,6 @@ UNDELIVERED = Counter(
 )
 LEDGER_SETTLE_FAILURES = Counter(
     "alama_scoring_ledger_settle_failures_total",
-    "Rounds of published decisions whose whole copies the ledger could not shorten to the"
-    " retry window (they stay as long as the standing entries)",
+    "Rounds of published decisions whose whole copies the ledger could not let go (delete, or"
+    " shorten to the retry window); they stay as long as the standing entries",
 )

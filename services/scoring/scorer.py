@@ -351,7 +351,8 @@ class Scorer:
             except Exception as exc:
                 LEDGER_SETTLE_FAILURES.inc()
                 log.warning(
-                    "the ledger kept whole decisions past their window", extra={"error": str(exc)}
+                    "the ledger could not let published whole decisions go",
+                    extra={"error": str(exc)},
                 )
 
     def close(self) -> None:

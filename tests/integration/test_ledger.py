@@ -68,14 +68,23 @@ def _heavy(app_id: str) -> tuple[LoanApplicationSubmitted, CreditDecision]:
     return application, decision
 
 
+def _scratch_ledger(infra: InfraSettings, *, retry_seconds: int) -> RedisLedger:
+    """A ledger in namespaces of its own, outcomes kept ten minutes."""
+    tag = uuid.uuid4().hex[:8]
+    return RedisLedger(
+        create_redis(infra),
+        ttl_seconds=600,
+        retry_seconds=retry_seconds,
+        prefix=f"{KEY_PREFIX}it-{tag}:",
+        whole_prefix=f"{WHOLE_PREFIX}it-{tag}:",
+    )
+
+
 async def test_a_published_decision_keeps_its_outcome_after_the_retry_window(
     infra: InfraSettings,
 ) -> None:
-    tag = uuid.uuid4().hex[:8]
-    prefix, whole = f"{KEY_PREFIX}it-{tag}:", f"{WHOLE_PREFIX}it-{tag}:"
-    ledger = RedisLedger(
-        create_redis(infra), ttl_seconds=600, retry_seconds=1, prefix=prefix, whole_prefix=whole
-    )
+    ledger = _scratch_ledger(infra, retry_seconds=1)
+    prefix, whole = ledger.prefix, ledger.whole_prefix
     try:
         published, unpublished = _heavy("P1"), _heavy("U1")
         [p, u] = await ledger.claim([published, unpublished])
@@ -109,11 +118,8 @@ async def test_a_published_decision_keeps_its_outcome_after_the_retry_window(
 async def test_without_a_retry_window_a_published_decision_is_left_as_its_outcome_at_once(
     infra: InfraSettings,
 ) -> None:
-    tag = uuid.uuid4().hex[:8]
-    prefix, whole = f"{KEY_PREFIX}it-{tag}:", f"{WHOLE_PREFIX}it-{tag}:"
-    ledger = RedisLedger(
-        create_redis(infra), ttl_seconds=600, retry_seconds=0, prefix=prefix, whole_prefix=whole
-    )
+    ledger = _scratch_ledger(infra, retry_seconds=0)
+    whole = ledger.whole_prefix
     try:
         [p] = await ledger.claim([_heavy("Q1")])
         await ledger.settle(["/Q1"])
