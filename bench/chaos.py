@@ -378,9 +378,9 @@ async def _audit_rows(system: System, prefix: str) -> list[AuditedEvent]:
         return await audit.events(prefix)
 
 
-def _expected_topics(synchronous: bool) -> set[str]:
-    decided = {CREDIT_DECISIONS, CREDIT_EXPLANATIONS}
-    return decided if synchronous else decided | {LOAN_APPLICATIONS}
+#: What every application's audit trail holds, whichever path decided it (scoring records a
+#: synchronously decided application on loan.applications beside its decision).
+TRAIL_TOPICS = frozenset({LOAN_APPLICATIONS, CREDIT_DECISIONS, CREDIT_EXPLANATIONS})
 
 
 @dataclass
@@ -397,9 +397,7 @@ def trails(rows: Sequence[AuditedEvent], taken: Mapping[str, bool]) -> Trails:
     per_app: dict[str, Counter[str]] = defaultdict(Counter)
     for row in rows:
         per_app[row.application_id][row.topic] += 1
-    complete = sum(
-        1 for app, sync in taken.items() if _expected_topics(sync) <= set(per_app.get(app, {}))
-    )
+    complete = sum(1 for app in taken if TRAIL_TOPICS <= set(per_app.get(app, {})))
     duplicated = sum(
         1
         for counts in per_app.values()

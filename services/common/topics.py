@@ -297,7 +297,8 @@ SERVICE_ACCESS: tuple[ServiceAccess, ...] = (
     ServiceAccess(
         "scoring",
         consumes=(LOAN_APPLICATIONS,),
-        produces=(CREDIT_DECISIONS, SHADOW_DECISIONS),
+        # loan.applications: the applications it decided synchronously, recorded after
+        produces=(CREDIT_DECISIONS, SHADOW_DECISIONS, LOAN_APPLICATIONS),
         # every replica reads the registry's changes to reload at once (it polls as well)
         reads=(MODEL_REGISTRY,),
         group="scoring",

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import uuid
 
+from services.common import applications as application_events
 from services.common.appeals import appeal_lodged
+from services.common.applications import EVENT_NAMESPACE
 from services.common.envelope import wrap
 from services.common.members import member_key
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
@@ -19,7 +21,6 @@ from services.gateway.security import normalise_national_id, normalise_phone, ps
 from services.gateway.settings import GatewaySettings
 
 PRODUCER = "gateway"
-EVENT_NAMESPACE = uuid.UUID("0b7c3d52-9f4e-5a61-8e2d-6a1f0c9b4e17")
 
 
 def application_message(
@@ -40,13 +41,8 @@ def application_message(
 def application_envelope(
     settings: GatewaySettings, application: Application, tenant: str
 ) -> EventEnvelope:
-    message = application_message(settings, application, tenant)
-    return wrap(
-        message,
-        producer=PRODUCER,
-        subject=message.member_id,
-        event_id=str(uuid.uuid5(EVENT_NAMESPACE, f"application/{tenant}/{message.application_id}")),
-        # submitted now, whatever applied_at says: the pipeline's latency is measured from here
+    return application_events.application_envelope(
+        application_message(settings, application, tenant), producer=PRODUCER
     )
 
 

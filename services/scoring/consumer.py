@@ -3,7 +3,9 @@
 Handlers only validate and buffer; the shared consumer's `on_batch` hook scores the polled batch
 in one call and awaits every delivery before the offsets are committed, so a crash replays the
 batch and the deterministic decision id (the event id) lets consumers downstream deduplicate.
-Invalid applications and unknown members go to the dead-letter topic with their reason.
+Invalid applications and unknown members go to the dead-letter topic with their reason. An
+application scoring decided synchronously and recorded on the topic (it carries its decision's id)
+is not decided again.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from services.common.errors import InvalidEvent
 from services.common.kafka import EventConsumer, Route
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.scoring.applications import RejectionCode, invalid_reasons
+from services.scoring.metrics import ALREADY_DECIDED
 from services.scoring.publisher import DecisionPublisher
 from services.scoring.scorer import Scorer
 from services.scoring.settings import ScoringSettings
@@ -49,6 +52,9 @@ class DecisionPipeline:
 
     async def handle(self, event: Event[Any], record: ConsumerRecord) -> None:
         application: LoanApplicationSubmitted = event.payload
+        if application.decision_id:  # decided synchronously; its decision is on the broker
+            ALREADY_DECIDED.inc()
+            return
         problems = invalid_reasons(application)
         if problems:
             raise InvalidEvent(RejectionCode.INVALID_APPLICATION.value, "; ".join(problems))

@@ -55,6 +55,11 @@ SHADOW_BANDS = Counter(
     "Shadowed decisions by the champion's band and the challenger's (agreement on the diagonal)",
     ["champion_band", "challenger_band"],
 )
+ALREADY_DECIDED = Counter(
+    "alama_scoring_already_decided_applications_total",
+    "Applications on loan.applications that scoring had decided synchronously and recorded"
+    " there: not decided again by the consumer",
+)
 UNDELIVERED = Counter(
     "alama_scoring_undelivered_decisions_total",
     "Synchronous decisions whose event the broker did not accept",

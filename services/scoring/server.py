@@ -2,8 +2,9 @@
 
 Trace context arrives in the call metadata (W3C traceparent), so a gateway's trace continues
 here; errors about one application go in its result, never fail the whole batch. Every decision
-is on `credit.decisions` (acknowledged by the broker) before the caller is told it, so it is
-explained and audited even if this process dies right after replying; when the broker cannot
+is on `credit.decisions` (acknowledged by the broker, its application recorded on
+`loan.applications` beside it) before the caller is told it, so it is explained and audited even
+if this process dies right after replying; when the broker cannot
 take it the caller gets UNAVAILABLE and retries into the same decision.
 """
 
@@ -147,7 +148,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             return
         try:
             await self.publisher.publish_durably(
-                o.to_publish for o in outcomes if o.to_publish is not None
+                (o.application, o.to_publish) for o in outcomes if o.to_publish is not None
             )
         except NotRecorded as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))

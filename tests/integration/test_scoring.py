@@ -21,7 +21,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry import trace
+from prometheus_client import REGISTRY
 
+from services.common.applications import application_event_id
 from services.common.envelope import decode, wrap
 from services.common.kafka import create_producer, publish
 from services.common.members import DEV_TENANT, member_key, split_member_key
@@ -334,6 +336,113 @@ async def test_kafka_decisions_equal_grpc_decisions(
     assert reasons == {
         "scoring-test-unknown": "unknown_member",
         "scoring-test-invalid": "invalid_application",
+    }
+
+
+async def test_a_synchronous_decision_records_its_application_once_and_is_not_decided_again(
+    world: World,
+    scorer: Scorer,
+    settings: ScoringSettings,
+    infra: InfraSettings,
+    scratch_topic: TopicSpec,
+) -> None:
+    """What the console's fairness tables, the audit chain, outcomes and the retrainer read from
+    loan.applications holds the applications loan officers scored synchronously too."""
+    decisions_spec = TopicSpec(
+        f"test.decisions.{uuid.uuid4().hex[:12]}", partitions=3, retention_days=1
+    )
+    await ensure_topics(infra.kafka_bootstrap, [decisions_spec])
+    apps = [
+        LoanApplicationSubmitted(
+            application_id=f"sync-{uuid.uuid4().hex[:8]}", **_content(a), attributes=attributes
+        )
+        for a, attributes in zip(
+            applications(world)[:3],
+            [{"gender": "female", "age_band": "25-34"}, {"gender": "male"}, {}],
+            strict=True,
+        )
+    ]
+    sync_settings = settings.model_copy(
+        update={
+            "applications_topic": scratch_topic.name,
+            "decisions_topic": decisions_spec.name,
+            "consumer_group": f"scoring-test-{uuid.uuid4().hex[:8]}",
+        }
+    )
+    publisher = DecisionPublisher(sync_settings)
+    await publisher.start()
+    server = await start_server(scorer, host="127.0.0.1", port=0, publisher=publisher)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    consumer = build_consumer(sync_settings, scorer, publisher)
+    try:
+        stub = scoring_pb2_grpc.ScoringServiceStub(channel)
+        one = await stub.Score(scoring_pb2.ScoreRequest(application=apps[0]))
+        rest = await stub.ScoreBatch(scoring_pb2.ScoreBatchRequest(applications=apps[1:]))
+        keys = [ledger_key(a) for a in apps]
+        for _ in range(100):  # the broker has them: the ledger keeps only their outcomes
+            if all(e is not None and e.recorded for e in await scorer.ledger.lookup(keys)):
+                break
+            await asyncio.sleep(0.1)
+        # a retry after that is answered from the outcome and publishes nothing again
+        again = await stub.Score(scoring_pb2.ScoreRequest(application=apps[0]))
+        decided = [one.decision, *(r.decision for r in rest.results)]
+        assert again.decision.decision_id == one.decision.decision_id
+        # the scoring consumer reads the recorded applications and decides none of them again
+        skipped_before = already_decided()
+        await consumer.start()
+        running = asyncio.create_task(consumer.run())
+        try:
+            recorded = await read_topic(infra, scratch_topic.name, len(apps), within=30)
+            with pytest.raises(AssertionError, match=f"got {len(apps)} of {len(apps) + 1}"):
+                await read_topic(infra, scratch_topic.name, len(apps) + 1, within=3)
+            for _ in range(100):  # the consumer's poll
+                if already_decided() >= skipped_before + len(apps):
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await consumer.stop()
+            await asyncio.wait_for(running, timeout=30)
+    finally:
+        await channel.close()
+        await server.stop(None)
+        await publisher.stop()
+
+    assert already_decided() == skipped_before + len(apps)
+    events = [decode(r.value, LoanApplicationSubmitted) for r in recorded]
+    by_id = {e.payload.application_id: e for e in events}
+    assert sorted(by_id) == sorted(a.application_id for a in apps)
+    for application, decision in zip(apps, decided, strict=True):
+        event = by_id[application.application_id]
+        assert event.payload.decision_id == decision.decision_id
+        assert event.envelope.producer == "scoring"
+        # the gateway's id for the same application: both paths deduplicate as one event
+        assert event.event_id == application_event_id(DEV_TENANT, application.application_id)
+        assert event.envelope.subject == application.member_id
+        copy = LoanApplicationSubmitted()
+        copy.CopyFrom(event.payload)
+        copy.ClearField("decision_id")
+        assert copy == application  # attributes (the groups fairness is measured by) included
+    published = await read_topic(infra, decisions_spec.name, len(apps), within=10)
+    assert sorted(decode(r.value, CreditDecision).payload.decision_id for r in published) == sorted(
+        d.decision_id for d in decided
+    )
+    with pytest.raises(AssertionError, match=f"got {len(apps)} of {len(apps) + 1} records"):
+        await read_topic(infra, decisions_spec.name, len(apps) + 1, within=3)
+
+
+def already_decided() -> float:
+    name = "alama_scoring_already_decided_applications_total"
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+def _content(a: LoanApplicationSubmitted) -> dict[str, object]:
+    return {
+        "tenant_id": a.tenant_id,
+        "member_id": a.member_id,
+        "sacco_id": a.sacco_id,
+        "product": a.product,
+        "amount_kes": a.amount_kes,
+        "term_months": a.term_months,
     }
 
 

@@ -109,6 +109,7 @@ def test_acls_grant_exactly_what_a_service_uses() -> None:
         [
             AclGrant(TOPIC, LOAN_APPLICATIONS, READ),
             AclGrant(TOPIC, LOAN_APPLICATIONS, DESCRIBE),
+            AclGrant(TOPIC, LOAN_APPLICATIONS, WRITE),  # what it decided synchronously
             AclGrant(TOPIC, CREDIT_DECISIONS, WRITE),
             AclGrant(TOPIC, CREDIT_DECISIONS, DESCRIBE),
             AclGrant(TOPIC, SHADOW_DECISIONS, WRITE),  # the challenger's, in shadow

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import grpc
 import pytest
+from prometheus_client import REGISTRY
 
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
@@ -110,13 +111,17 @@ class RecordingPublisher:
         self.fail = fail
         self.delay = delay
         self.acknowledged: list[str] = []
+        self.applications: list[LoanApplicationSubmitted] = []
 
-    async def publish_durably(self, decisions: Iterable[CreditDecision]) -> None:
-        batch = list(decisions)
+    async def publish_durably(
+        self, decided: Iterable[tuple[LoanApplicationSubmitted, CreditDecision]]
+    ) -> None:
+        batch = list(decided)
         await asyncio.sleep(self.delay)
         if self.fail:
             raise NotRecorded("the decision could not be recorded; retry")
-        self.acknowledged.extend(d.decision_id for d in batch)
+        self.acknowledged.extend(d.decision_id for _, d in batch)
+        self.applications.extend(a for a, _ in batch)
 
 
 @pytest.fixture
@@ -146,6 +151,8 @@ async def test_a_reply_comes_only_after_the_broker_has_the_decision(serving) -> 
     assert publisher.acknowledged == [reply.decision.decision_id]
     batch = await client.ScoreBatch(scoring_pb2.ScoreBatchRequest(applications=[app("C2")]))
     assert publisher.acknowledged[-1] == batch.results[0].decision.decision_id
+    # each decision goes with the application it decided (recorded on loan.applications)
+    assert publisher.applications == [app("C1"), app("C2")]
 
 
 async def test_no_broker_means_unavailable_and_the_retry_gets_the_same_decision(serving) -> None:  # type: ignore[no-untyped-def]
@@ -242,6 +249,32 @@ async def test_the_kafka_path_republishes_a_whole_copy_but_not_a_standing_outcom
         scorer.close()
     assert [d.decision_id for d in publisher.published] == first + first[:1]
     assert scorer.calls == 1
+
+
+def decided_count() -> float:
+    return REGISTRY.get_sample_value("alama_scoring_already_decided_applications_total") or 0.0
+
+
+async def test_the_kafka_path_does_not_decide_an_application_recorded_as_decided() -> None:
+    from services.common.envelope import Event, wrap
+    from services.scoring.consumer import DecisionPipeline
+    from services.scoring.settings import ScoringSettings
+
+    scorer, publisher = DriftingScorer(), QueuingPublisher()
+    pipeline = DecisionPipeline(ScoringSettings(), scorer, publisher)  # type: ignore[arg-type]
+    pipeline.consumer = object()  # type: ignore[assignment]  # no dead letters in this test
+    recorded, fresh = app("R1"), app("R2")
+    recorded.decision_id = "decided-synchronously"
+    before = decided_count()
+    try:
+        for application in (recorded, fresh):
+            event = Event(envelope=wrap(application, producer="test"), payload=application)
+            await pipeline.handle(event, record=None)  # type: ignore[arg-type]
+        await pipeline.flush()
+    finally:
+        scorer.close()
+    assert [d.application_id for d in publisher.published] == ["R2"]
+    assert decided_count() == before + 1
 
 
 async def test_application_ids_are_each_tenants_own() -> None:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"alama/events/v1/applications.proto\x12\x0f\x61lama.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde\x03\n\x18LoanApplicationSubmitted\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x10\n\x08sacco_id\x18\x03 \x01(\t\x12-\n\x07product\x18\x04 \x01(\x0e\x32\x1c.alama.events.v1.LoanProduct\x12\x12\n\namount_kes\x18\x05 \x01(\x01\x12\x13\n\x0bterm_months\x18\x06 \x01(\r\x12.\n\napplied_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x07\x63hannel\x18\x08 \x01(\x0e\x32\x18.alama.events.v1.Channel\x12#\n\x1b\x64\x65\x63lared_monthly_income_kes\x18\t \x01(\x01\x12\x18\n\x10national_id_hash\x18\n \x01(\t\x12M\n\nattributes\x18\x0b \x03(\x0b\x32\x39.alama.events.v1.LoanApplicationSubmitted.AttributesEntry\x12\x11\n\ttenant_id\x18\x0c \x01(\t\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xb6\x01\n\x0bLoanProduct\x12\x1c\n\x18LOAN_PRODUCT_UNSPECIFIED\x10\x00\x12\x1c\n\x18LOAN_PRODUCT_DEVELOPMENT\x10\x01\x12\x1a\n\x16LOAN_PRODUCT_EMERGENCY\x10\x02\x12\x1c\n\x18LOAN_PRODUCT_SCHOOL_FEES\x10\x03\x12\x19\n\x15LOAN_PRODUCT_BUSINESS\x10\x04\x12\x16\n\x12LOAN_PRODUCT_ASSET\x10\x05*y\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43HANNEL_BRANCH\x10\x01\x12\x16\n\x12\x43HANNEL_MOBILE_APP\x10\x02\x12\x10\n\x0c\x43HANNEL_USSD\x10\x03\x12\x17\n\x13\x43HANNEL_PARTNER_API\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"alama/events/v1/applications.proto\x12\x0f\x61lama.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf3\x03\n\x18LoanApplicationSubmitted\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x10\n\x08sacco_id\x18\x03 \x01(\t\x12-\n\x07product\x18\x04 \x01(\x0e\x32\x1c.alama.events.v1.LoanProduct\x12\x12\n\namount_kes\x18\x05 \x01(\x01\x12\x13\n\x0bterm_months\x18\x06 \x01(\r\x12.\n\napplied_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x07\x63hannel\x18\x08 \x01(\x0e\x32\x18.alama.events.v1.Channel\x12#\n\x1b\x64\x65\x63lared_monthly_income_kes\x18\t \x01(\x01\x12\x18\n\x10national_id_hash\x18\n \x01(\t\x12M\n\nattributes\x18\x0b \x03(\x0b\x32\x39.alama.events.v1.LoanApplicationSubmitted.AttributesEntry\x12\x11\n\ttenant_id\x18\x0c \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\r \x01(\t\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xb6\x01\n\x0bLoanProduct\x12\x1c\n\x18LOAN_PRODUCT_UNSPECIFIED\x10\x00\x12\x1c\n\x18LOAN_PRODUCT_DEVELOPMENT\x10\x01\x12\x1a\n\x16LOAN_PRODUCT_EMERGENCY\x10\x02\x12\x1c\n\x18LOAN_PRODUCT_SCHOOL_FEES\x10\x03\x12\x19\n\x15LOAN_PRODUCT_BUSINESS\x10\x04\x12\x16\n\x12LOAN_PRODUCT_ASSET\x10\x05*y\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43HANNEL_BRANCH\x10\x01\x12\x16\n\x12\x43HANNEL_MOBILE_APP\x10\x02\x12\x10\n\x0c\x43HANNEL_USSD\x10\x03\x12\x17\n\x13\x43HANNEL_PARTNER_API\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,12 +34,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LOANAPPLICATIONSUBMITTED_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_LOANAPPLICATIONSUBMITTED_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_LOANPRODUCT']._serialized_start=570
-  _globals['_LOANPRODUCT']._serialized_end=752
-  _globals['_CHANNEL']._serialized_start=754
-  _globals['_CHANNEL']._serialized_end=875
+  _globals['_LOANPRODUCT']._serialized_start=591
+  _globals['_LOANPRODUCT']._serialized_end=773
+  _globals['_CHANNEL']._serialized_start=775
+  _globals['_CHANNEL']._serialized_end=896
   _globals['_LOANAPPLICATIONSUBMITTED']._serialized_start=89
-  _globals['_LOANAPPLICATIONSUBMITTED']._serialized_end=567
-  _globals['_LOANAPPLICATIONSUBMITTED_ATTRIBUTESENTRY']._serialized_start=518
-  _globals['_LOANAPPLICATIONSUBMITTED_ATTRIBUTESENTRY']._serialized_end=567
+  _globals['_LOANAPPLICATIONSUBMITTED']._serialized_end=588
+  _globals['_LOANAPPLICATIONSUBMITTED_ATTRIBUTESENTRY']._serialized_start=539
+  _globals['_LOANAPPLICATIONSUBMITTED_ATTRIBUTESENTRY']._serialized_end=588
 # @@protoc_insertion_point(module_scope)

@@ -39,7 +39,7 @@ CHANNEL_USSD: Channel
 CHANNEL_PARTNER_API: Channel
 
 class LoanApplicationSubmitted(_message.Message):
-    __slots__ = ("application_id", "member_id", "sacco_id", "product", "amount_kes", "term_months", "applied_at", "channel", "declared_monthly_income_kes", "national_id_hash", "attributes", "tenant_id")
+    __slots__ = ("application_id", "member_id", "sacco_id", "product", "amount_kes", "term_months", "applied_at", "channel", "declared_monthly_income_kes", "national_id_hash", "attributes", "tenant_id", "decision_id")
     class AttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +59,7 @@ class LoanApplicationSubmitted(_message.Message):
     NATIONAL_ID_HASH_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     application_id: str
     member_id: str
     sacco_id: str
@@ -71,4 +72,5 @@ class LoanApplicationSubmitted(_message.Message):
     national_id_hash: str
     attributes: _containers.ScalarMap[str, str]
     tenant_id: str
-    def __init__(self, application_id: _Optional[str] = ..., member_id: _Optional[str] = ..., sacco_id: _Optional[str] = ..., product: _Optional[_Union[LoanProduct, str]] = ..., amount_kes: _Optional[float] = ..., term_months: _Optional[int] = ..., applied_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., channel: _Optional[_Union[Channel, str]] = ..., declared_monthly_income_kes: _Optional[float] = ..., national_id_hash: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., tenant_id: _Optional[str] = ...) -> None: ...
+    decision_id: str
+    def __init__(self, application_id: _Optional[str] = ..., member_id: _Optional[str] = ..., sacco_id: _Optional[str] = ..., product: _Optional[_Union[LoanProduct, str]] = ..., amount_kes: _Optional[float] = ..., term_months: _Optional[int] = ..., applied_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., channel: _Optional[_Union[Channel, str]] = ..., declared_monthly_income_kes: _Optional[float] = ..., national_id_hash: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., tenant_id: _Optional[str] = ..., decision_id: _Optional[str] = ...) -> None: ...
