@@ -25,3 +25,9 @@ REVIEW_ACTIONS = Counter(
 SIGN_INS = Counter(
     "alama_console_sign_ins_total", "Sign-in attempts by result (ok, refused, locked)", ["result"]
 )
+SIGN_OUTS = Counter(
+    "alama_console_sign_outs_total",
+    "Sign-outs by how they ended: console (a password session), idp (sent on to the identity"
+    " provider's sign-out), idp_open (the identity provider offers none or did not answer)",
+    ["result"],
+)

@@ -205,11 +205,18 @@ class People:
             raise AccountRefused("There is no such account.", status=404)
         return target
 
-    async def sign_in_oidc(self, tenant: str, subject: str, claims: Mapping[str, object]) -> SignIn:
+    async def sign_in_oidc(
+        self,
+        tenant: str,
+        subject: str,
+        claims: Mapping[str, object],
+        id_token: str | None = None,
+    ) -> SignIn:
         """Sign in a person the identity provider vouched for (the ID token already verified):
         their account in `tenant`, keyed by the IdP subject, made at the first sign-in and
         given the role the claims map to at every one. Nothing is made or changed when no
-        role maps."""
+        role maps. The session keeps `id_token` (the token as received), the hint of the
+        sign-out at the IdP."""
         role = role_from_claims(claims, self.settings.oidc_role_claim, self.settings.oidc_roles)
         if role is None:
             return SignIn(
@@ -243,7 +250,7 @@ class People:
                 account.account_id, role=str(role), display_name=name or account.display_name
             )
         await self.store.record_login(account.account_id)
-        return await self._open_session(account)
+        return await self._open_session(account, id_token)
 
     async def sign_in(self, tenant: str, username: str, password: str) -> SignIn:
         account = await self.store.account(tenant, username)
@@ -270,13 +277,14 @@ class People:
             await self.store.set_password(account.account_id, _hasher.hash(password))
         return await self._open_session(account)
 
-    async def _open_session(self, account: Account) -> SignIn:
+    async def _open_session(self, account: Account, id_token: str | None = None) -> SignIn:
         token = secrets.token_urlsafe(32)
         await self.store.create_session(
             token_hash(token),
             account.account_id,
             secrets.token_urlsafe(32),
             datetime.now(UTC) + timedelta(hours=self.settings.session_max_hours),
+            id_token,
         )
         return SignIn(token=token, account=account)
 
@@ -285,9 +293,11 @@ class People:
             return None
         return await self.store.touch_session(token_hash(token), self.idle)
 
-    async def sign_out(self, token: str | None) -> None:
-        if token:
-            await self.store.end_session(token_hash(token))
+    async def sign_out(self, token: str | None) -> str | None:
+        """Ends the session; the ID token of an identity-provider sign-in, to sign out there."""
+        if not token:
+            return None
+        return await self.store.end_session(token_hash(token))
 
 
 def _locked_message(settings: ConsoleSettings) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -126,6 +127,12 @@ class ConsoleSettings(ConsumerSettings):
         description="the callback URL registered at the IdP; empty: derived from the request"
         " (set it behind a proxy that terminates TLS)",
     )
+    oidc_post_logout_redirect_url: str = Field(
+        default="",
+        description="where the IdP sends the browser back after signing the person out there"
+        " (post_logout_redirect_uri: register it at the IdP); empty: the console's /login,"
+        " derived from the request (set it behind a proxy that terminates TLS)",
+    )
     oidc_scope: str = Field(default="openid profile email", description="scopes asked for")
     oidc_state_secret: SecretStr | None = Field(
         default=None,
@@ -199,6 +206,13 @@ class ConsoleSettings(ConsumerSettings):
             )
         if not self.oidc_issuer.startswith("https://") and not self.dev_mode:
             raise ValueError("ALAMA_CONSOLE_OIDC_ISSUER must be https:// outside development mode")
+        back = urlsplit(self.oidc_post_logout_redirect_url)
+        schemes = ("https", "http") if self.dev_mode else ("https",)
+        if self.oidc_post_logout_redirect_url and (back.scheme not in schemes or not back.netloc):
+            raise ValueError(
+                "ALAMA_CONSOLE_OIDC_POST_LOGOUT_REDIRECT_URL must be an absolute https:// URL"
+                " (http:// too in development mode)"
+            )
         return self
 
     def four_eyes_amount(self, tenant: str) -> float:

@@ -63,6 +63,8 @@ CREATE TABLE IF NOT EXISTS {s}.sessions (
     last_seen timestamptz NOT NULL,
     expires_at timestamptz NOT NULL
 );
+-- an identity-provider sign-in's ID token, the id_token_hint of the sign-out at the IdP
+ALTER TABLE {s}.sessions ADD COLUMN IF NOT EXISTS id_token text;
 CREATE TABLE IF NOT EXISTS {s}.applications (
     tenant_id text NOT NULL,
     application_id text NOT NULL,
@@ -477,18 +479,25 @@ class ConsoleStore:
             )  # a new password signs out every session
 
     async def create_session(
-        self, token_hash: bytes, account_id: uuid.UUID, csrf_token: str, expires_at: datetime
+        self,
+        token_hash: bytes,
+        account_id: uuid.UUID,
+        csrf_token: str,
+        expires_at: datetime,
+        id_token: str | None = None,
     ) -> None:
+        """`id_token`: the ID token of an identity-provider sign-in (None for a password one)."""
         now = datetime.now(UTC)
         await self.pool.execute(
             f"INSERT INTO {self.s}.sessions"
-            " (token_hash, account_id, csrf_token, created_at, last_seen, expires_at)"
-            " VALUES ($1, $2, $3, $4, $4, $5)",
+            " (token_hash, account_id, csrf_token, created_at, last_seen, expires_at, id_token)"
+            " VALUES ($1, $2, $3, $4, $4, $5, $6)",
             token_hash,
             account_id,
             csrf_token,
             now,
             expires_at,
+            id_token,
         )
 
     async def touch_session(self, token_hash: bytes, idle: timedelta) -> Session | None:
@@ -506,8 +515,12 @@ class ConsoleStore:
             return None
         return Session(_account(row), row["csrf_token"], row["expires_at"])
 
-    async def end_session(self, token_hash: bytes) -> None:
-        await self.pool.execute(f"DELETE FROM {self.s}.sessions WHERE token_hash = $1", token_hash)
+    async def end_session(self, token_hash: bytes) -> str | None:
+        """Ends the session; the ID token it was opened with, if an identity provider's."""
+        id_token: str | None = await self.pool.fetchval(
+            f"DELETE FROM {self.s}.sessions WHERE token_hash = $1 RETURNING id_token", token_hash
+        )
+        return id_token
 
     async def purge_sessions(self, idle: timedelta) -> int:
         done = await self.pool.execute(

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from services.common.vocabulary import BANDS, CHANNELS, PRODUCTS, REVIEW_KINDS
@@ -127,6 +127,26 @@ def page(
         {"session": session, "account": session.account if session else None} | context,
         status_code=status,
     )
+
+
+def signed_in(response: Response, token: str, max_age_s: int, secure: bool) -> Response:
+    """The session cookie: HttpOnly, SameSite=Strict, Secure outside development."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=max_age_s,
+        httponly=True,
+        secure=secure,
+        samesite="strict",
+        path="/",
+    )
+    return response
+
+
+def signed_out(response: Response) -> Response:
+    """The session cookie removed (the session itself is ended in the store)."""
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
 
 
 def back(decision_id: str, done: str) -> RedirectResponse:

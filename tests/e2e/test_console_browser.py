@@ -1,6 +1,8 @@
 """The console in a real browser (Debian's chromium driven by Playwright): sign in, the queue,
 an item with its charts, claim and settle by mouse and by keyboard alone, four eyes across two
-people, a narrow laptop screen, and no serious axe-core violations.
+people, a narrow laptop screen, the administrators' accounts page, sign-in and sign-out through
+an identity provider (the small OpenID provider of `tests/oidc_provider.py`), and no serious
+axe-core violations.
 
 The console runs as the service does (its app and lifespan under uvicorn, its own consumer
 filling the queue from the topics, outcomes published to the broker); the topics and the
@@ -10,6 +12,7 @@ schema are this test's own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -17,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -37,10 +41,11 @@ from services.common.protos.alama.events.v1.reviews_pb2 import AppealLodged, Rev
 from services.common.settings import InfraSettings
 from services.common.topics import TopicSpec, ensure_topics
 from services.console.app import create_app
-from services.console.people import People, Role
+from services.console.people import SESSION_COOKIE, People, Role
 from services.console.settings import ConsoleSettings
 from services.console.wiring import open_store
 from tests.integration.kafka_helpers import read_topic
+from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, FakeIdp, serving_idp
 
 pytestmark = pytest.mark.e2e
 
@@ -79,6 +84,37 @@ def _free_port() -> int:
 
 @pytest.fixture
 async def site(infra: InfraSettings) -> AsyncIterator[Site]:
+    async with _running_console(infra) as running:
+        yield running
+
+
+@pytest.fixture
+async def idp() -> AsyncIterator[FakeIdp]:
+    async with serving_idp(FakeIdp(role_claim="groups")) as provider:
+        yield provider
+
+
+@pytest.fixture
+async def idp_site(infra: InfraSettings, idp: FakeIdp) -> AsyncIterator[Site]:
+    """The console with sign-in through `idp`: its people belong to TENANT, their role comes
+    from the IdP's groups."""
+    async with _running_console(
+        infra,
+        oidc_issuer=idp.url,
+        oidc_client_id=CLIENT_ID,
+        oidc_client_secret=CLIENT_SECRET,
+        oidc_tenant=TENANT,
+        oidc_role_claim="groups",
+        oidc_roles={"alama-reviewers": "risk_officer"},
+        oidc_state_secret="t" * 40,
+    ) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def _running_console(infra: InfraSettings, **overrides: Any) -> AsyncIterator[Site]:
+    """The console served by uvicorn on its own topics and schema, with `overrides` of its
+    settings, its people added and the topics fed."""
     run = uuid.uuid4().hex[:10]
     names = ("apps", "dec", "rev", "appeals", "erase", "erased", "export", "parts", "outcomes")
     topics = [TopicSpec(f"test.console.{name}.{run}", 3, 1) for name in names]
@@ -101,6 +137,7 @@ async def site(infra: InfraSettings) -> AsyncIterator[Site]:
         outcomes_metrics_url="http://127.0.0.1:1/metrics",
         four_eyes_amount_kes=100_000,
         port=_free_port(),
+        **overrides,
     )
     store = await open_store(settings)
     people = People(store, settings)
@@ -108,6 +145,7 @@ async def site(infra: InfraSettings) -> AsyncIterator[Site]:
         ("alice", Role.RISK_OFFICER),
         ("bob", Role.CREDIT_MANAGER),
         ("carol", Role.LOAN_OFFICER),
+        ("ada", Role.ADMIN),
     ):
         await people.add(
             tenant=TENANT,
@@ -290,6 +328,18 @@ async def _shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
+async def _serious_axe_violations(page) -> list[str]:  # type: ignore[no-untyped-def]
+    """axe-core's serious and critical findings on the page (its context must bypass CSP: the
+    script goes in inline)."""
+    await page.add_script_tag(path=str(AXE))
+    found: list[str] = await page.evaluate(
+        "async () => (await axe.run()).violations"
+        ".filter(v => v.impact === 'serious' || v.impact === 'critical')"
+        ".map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))"
+    )
+    return found
+
+
 async def _wait_for_queue(page, site: Site, rows: int) -> None:  # type: ignore[no-untyped-def]
     async with asyncio.timeout(60):
         while True:
@@ -433,13 +483,7 @@ async def test_the_console_works_by_keyboard_on_a_narrow_screen_without_serious_
                 "document.documentElement.scrollWidth - document.documentElement.clientWidth"
             )
             assert overflow <= 0, f"{path} scrolls sideways on an 800 px screen"
-            await page.add_script_tag(path=str(AXE))
-            found = await page.evaluate(
-                "async () => (await axe.run()).violations"
-                ".filter(v => v.impact === 'serious' || v.impact === 'critical')"
-                ".map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))"
-            )
-            violations[path] = found
+            violations[path] = await _serious_axe_violations(page)
         assert violations == {"/queue": [], "/items/d-app-small": [], "/oversight": []}
 
         # reach the item and claim it with the keyboard only
@@ -498,3 +542,188 @@ async def test_a_declined_members_notice_and_appeal_from_the_console(site: Site)
         "carol",
         "console",
     )
+
+
+async def test_an_admin_manages_accounts_and_nobody_else_opens_the_page(site: Site) -> None:
+    playwright, browser = await _browser()
+    try:
+        # a loan officer has no link to the accounts page and is refused it
+        clerk = await (await browser.new_context()).new_page()
+        await _sign_in(clerk, site, "carol")
+        await clerk.wait_for_url(f"{site.url}/queue")
+        assert await clerk.get_by_role("link", name="Accounts").count() == 0
+        refused = await clerk.goto(f"{site.url}/admin")
+        assert refused is not None and refused.status == 403
+        assert "Your role may not do this." in await clerk.inner_text("main")
+
+        page = await (await browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
+        await _sign_in(page, site, "ada")
+        await page.wait_for_url(f"{site.url}/queue")
+        await page.get_by_role("link", name="Accounts").click()
+        await page.wait_for_url(f"{site.url}/admin")
+        assert await page.inner_text("h1") == f"Accounts of {TENANT}"
+        everyone = ["ada", "alice", "bob", "carol"]
+        assert await _usernames(page) == everyone
+
+        # too short a password: the browser itself does not send the form
+        await page.fill("#new-username", "erin")
+        await page.fill("#new-display-name", "Erin Achieng")
+        await page.select_option("#new-role", "auditor")
+        await page.fill("#new-password", "short")
+        await page.click("#add-account button[type=submit]")
+        assert await page.eval_on_selector("#new-password", "e => e.validity.tooShort")
+        assert page.url == f"{site.url}/admin"
+        # a taken user name: the console says why, keeps what was typed, adds nobody
+        await page.fill("#new-username", "alice")
+        await page.fill("#new-password", PASSWORD)
+        await page.click("#add-account button[type=submit]")
+        await page.wait_for_selector("#admin-error")
+        assert await page.inner_text("#admin-error") == "There is an account 'alice' already."
+        assert await page.input_value("#new-display-name") == "Erin Achieng"
+        assert await page.input_value("#new-role") == "auditor"
+        assert await page.input_value("#new-password") == ""  # a password is never sent back
+        assert await _usernames(page) == everyone
+        assert await page.locator("#account-log").count() == 0  # no change logged
+        await _shot(page, "admin-refused-input")
+
+        # added with the role chosen
+        await page.fill("#new-username", "erin")
+        await page.fill("#new-password", PASSWORD)
+        await page.click("#add-account button[type=submit]")
+        await page.wait_for_url(f"{site.url}/admin?done=add")
+        assert await page.inner_text("#admin-notice") == "The account was added."
+        assert await _usernames(page) == ["ada", "alice", "bob", "carol", "erin"]
+        erin_row = page.locator("#account-erin")
+        assert await erin_row.locator("select").input_value() == "auditor"
+        assert await erin_row.locator("td").nth(0).inner_text() == "Erin Achieng"
+
+        # erin mistypes her password until the account locks; ada unlocks it
+        erin = await (await browser.new_context()).new_page()
+        for _ in range(site.settings.lockout_failures):
+            await erin.goto(f"{site.url}/login")
+            await erin.fill("#tenant", TENANT)
+            await erin.fill("#username", "erin")
+            await erin.fill("#password", "not her password")
+            await erin.click("button[type=submit]")
+        assert "locked" in await erin.inner_text("#login-error")
+        await page.goto(f"{site.url}/admin")
+        await erin_row.get_by_role("button", name="Unlock").click()
+        await page.wait_for_url(f"{site.url}/admin?done=unlock")
+        assert await page.inner_text("#admin-notice") == "The account was unlocked."
+        assert await erin_row.get_by_role("button", name="Unlock").count() == 0
+        await _sign_in(erin, site, "erin")
+        await erin.wait_for_url(f"{site.url}/queue")
+        assert "Erin Achieng · Auditor" in await erin.inner_text(".who")
+
+        # disabled: her open session ends at once and she cannot sign in; enabled: she can
+        await erin_row.get_by_role("button", name="Disable").click()
+        await page.wait_for_url(f"{site.url}/admin?done=disable")
+        assert "sessions have ended" in await page.inner_text("#admin-notice")
+        assert await erin_row.locator("td").nth(5).inner_text() == "disabled"
+        await erin.goto(f"{site.url}/queue")
+        assert erin.url.startswith(f"{site.url}/login")
+        await _sign_in(erin, site, "erin")
+        assert "Wrong tenant, user name or password" in await erin.inner_text("#login-error")
+        await erin_row.get_by_role("button", name="Enable").click()
+        await page.wait_for_url(f"{site.url}/admin?done=enable")
+        assert await erin_row.locator("td").nth(5).inner_text() == "active"
+        await _sign_in(erin, site, "erin")
+        await erin.wait_for_url(f"{site.url}/queue")
+
+        log = await page.locator("#account-log tbody tr").all_inner_texts()
+        assert [row.split("\t")[1:] for row in log] == [
+            ["ada", "erin", "enable"],
+            ["ada", "erin", "disable"],
+            ["ada", "erin", "unlock"],
+            ["ada", "erin", "add: Auditor"],
+        ]
+        await _shot(page, "admin")
+
+        # axe on the page as it is now and with a refusal shown, wide and on a narrow screen
+        checked = await (
+            await browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+        ).new_page()
+        await _sign_in(checked, site, "ada")
+        await checked.wait_for_url(f"{site.url}/queue")
+        await checked.goto(f"{site.url}/admin?done=enable")
+        violations = {"wide": await _serious_axe_violations(checked)}
+        await checked.fill("#new-username", "bob")
+        await checked.fill("#new-password", PASSWORD)
+        await checked.click("#add-account button[type=submit]")
+        await checked.wait_for_selector("#admin-error")
+        violations["refused"] = await _serious_axe_violations(checked)
+        await checked.set_viewport_size({"width": 800, "height": 700})
+        await checked.goto(f"{site.url}/admin")
+        overflow = await checked.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, "/admin scrolls sideways on an 800 px screen"
+        await _shot(checked, "admin-narrow")
+        violations["narrow"] = await _serious_axe_violations(checked)
+        assert violations == {"wide": [], "refused": [], "narrow": []}
+    finally:
+        await browser.close()
+        await playwright.stop()
+
+
+async def _usernames(page) -> list[str]:  # type: ignore[no-untyped-def]
+    names: list[str] = await page.locator("#accounts tbody th").all_inner_texts()
+    return names
+
+
+async def test_a_person_signs_in_and_out_through_the_identity_provider(
+    idp_site: Site, idp: FakeIdp
+) -> None:
+    site = idp_site
+    playwright, browser = await _browser()
+    try:
+        # CSP enforced as in production: the sign-out's way to the IdP must pass it
+        page = await (await browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
+        await page.goto(f"{site.url}/queue")
+        assert page.url.startswith(f"{site.url}/login")
+        await _shot(page, "login-oidc")
+        await page.click("#oidc-sign-in")  # to the IdP and back, signed in
+        await page.wait_for_url(f"{site.url}/queue")
+        who = await page.inner_text(".who")
+        assert f"Jane Wanjiru · Risk officer · {TENANT}" in who  # the role from the IdP's groups
+        await _wait_for_queue(page, site, 2)
+        await _shot(page, "oidc-queue")
+        cookies = {c["name"]: c for c in await page.context.cookies()}
+        old_session = cookies[SESSION_COOKIE]
+        assert old_session["httpOnly"] and old_session["sameSite"] == "Strict"
+
+        # signing out goes through the IdP's end_session and back to the console's sign-in
+        await page.get_by_role("button", name="Sign out").click()
+        await page.wait_for_url(f"{site.url}/login")
+        assert idp.sign_outs == [
+            {
+                "id_token_hint": idp.issued[-1],
+                "post_logout_redirect_uri": f"{site.url}/login",
+                "client_id": CLIENT_ID,
+            }
+        ]
+        assert SESSION_COOKIE not in {c["name"] for c in await page.context.cookies()}
+        assert await page.locator("#login-notice").count() == 0
+        replay = await (await browser.new_context()).new_page()
+        await replay.context.add_cookies([old_session])  # type: ignore[list-item]
+        await replay.goto(f"{site.url}/queue")
+        assert replay.url.startswith(f"{site.url}/login"), "the old session still opens /queue"
+
+        # an IdP that offers no sign-out: the console's session ends and the page says the
+        # IdP's may still be open
+        idp.end_session = False
+        await page.click("#oidc-sign-in")
+        await page.wait_for_url(f"{site.url}/queue")
+        await page.get_by_role("button", name="Sign out").click()
+        await page.wait_for_url(f"{site.url}/login?signed_out=idp-open")
+        assert "may still be open" in await page.inner_text("#login-notice")
+        assert len(idp.sign_outs) == 1
+        await _shot(page, "oidc-idp-session-open")
+        await page.goto(f"{site.url}/queue")
+        assert page.url.startswith(f"{site.url}/login")
+        checked = await (await browser.new_context(bypass_csp=True)).new_page()
+        await checked.goto(f"{site.url}/login?signed_out=idp-open")
+        assert await _serious_axe_violations(checked) == []
+    finally:
+        await browser.close()
+        await playwright.stop()

@@ -1,167 +1,46 @@
-"""Sign-in through an identity provider, against a real one in the test: a small OpenID
-provider (discovery, JWKS, authorize, token with PKCE) served by uvicorn on a free port, its RSA
-key made here. The console runs on the real PostgreSQL; the test is the browser, following each
-redirect by hand between the console and the provider."""
+"""Sign-in and sign-out through an identity provider, against a real one in the test: the small
+OpenID provider of `tests/oidc_provider.py` (discovery, JWKS, authorize, token with PKCE,
+end_session) served by uvicorn on a free port. The console runs on the real PostgreSQL; the
+test is the browser, following each redirect by hand between the console and the provider."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import hashlib
-import secrets
-import socket
-import time
+import html
+import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from urllib.parse import urlencode
 
 import httpx
 import pytest
-import uvicorn
-from joserfc import jwt
-from joserfc.jwk import KeySet, RSAKey
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from joserfc.jwk import RSAKey
 
-from services.console.people import OIDC_USERNAME_PREFIX, Role
+from services.console.people import OIDC_USERNAME_PREFIX, SESSION_COOKIE, Role
+from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, FakeIdp, serving_idp
 
-from .conftest import ConsoleSite, OpenConsole
+from .conftest import CONSOLE_URL, ConsoleSite, OpenConsole, csrf_of
 
 pytestmark = pytest.mark.integration
 
 TENANT = "sacco-idp"
-CLIENT_ID = "alama-console"
-CLIENT_SECRET = "s" * 40
 ROLES = {"alama-reviewers": "risk_officer", "alama-managers": "credit_manager"}
-
-
-@dataclass
-class Person:
-    sub: str = "idp-subject-0001"
-    preferred_username: str = "jane"
-    name: str = "Jane Wanjiru"
-    roles: list[str] = field(default_factory=lambda: ["staff", "alama-reviewers"])
-
-
-@dataclass
-class FakeIdp:
-    """An OpenID provider for one test: who signs in next, and what it may get wrong."""
-
-    url: str = ""
-    key: RSAKey = field(default_factory=lambda: RSAKey.generate_key(2048, parameters={"kid": "k1"}))
-    person: Person = field(default_factory=Person)
-    signing_key: RSAKey | None = None  # another key under the same kid: a forged token
-    nonce_override: str | None = None
-    codes: dict[str, dict[str, str]] = field(default_factory=dict)
-
-    def app(self) -> Starlette:
-        async def discovery(_request: Request) -> Response:
-            return JSONResponse(
-                {
-                    "issuer": self.url,
-                    "authorization_endpoint": f"{self.url}/authorize",
-                    "token_endpoint": f"{self.url}/token",
-                    "jwks_uri": f"{self.url}/jwks",
-                    "response_types_supported": ["code"],
-                    "subject_types_supported": ["public"],
-                    "id_token_signing_alg_values_supported": ["RS256"],
-                    "code_challenge_methods_supported": ["S256"],
-                }
-            )
-
-        async def jwks(_request: Request) -> Response:
-            return JSONResponse(KeySet([self.key]).as_dict(private=False))
-
-        async def authorize(request: Request) -> Response:
-            q = request.query_params
-            assert q["client_id"] == CLIENT_ID and q["response_type"] == "code"
-            assert q["code_challenge_method"] == "S256" and "openid" in q["scope"].split()
-            code = secrets.token_urlsafe(16)
-            self.codes[code] = dict(q)
-            back = urlencode({"code": code, "state": q["state"]})
-            return RedirectResponse(f"{q['redirect_uri']}?{back}", status_code=302)
-
-        async def token(request: Request) -> Response:
-            form = await request.form()
-            asked = self.codes.pop(str(form["code"]), None)
-            basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
-            if asked is None or request.headers.get("authorization") != f"Basic {basic}":
-                return JSONResponse({"error": "invalid_grant"}, status_code=400)
-            challenge = base64.urlsafe_b64encode(
-                hashlib.sha256(str(form["code_verifier"]).encode()).digest()
-            ).rstrip(b"=")
-            if challenge.decode() != asked["code_challenge"]:
-                return JSONResponse({"error": "invalid_grant"}, status_code=400)
-            assert form["redirect_uri"] == asked["redirect_uri"]
-            now = int(time.time())
-            claims = {
-                "iss": self.url,
-                "sub": self.person.sub,
-                "aud": CLIENT_ID,
-                "iat": now,
-                "exp": now + 300,
-                "nonce": self.nonce_override or asked["nonce"],
-                "name": self.person.name,
-                "preferred_username": self.person.preferred_username,
-                "roles": self.person.roles,
-            }
-            signed = jwt.encode({"alg": "RS256", "kid": "k1"}, claims, self.signing_key or self.key)
-            return JSONResponse(
-                {
-                    "access_token": secrets.token_urlsafe(16),
-                    "token_type": "Bearer",
-                    "expires_in": 300,
-                    "id_token": signed,
-                }
-            )
-
-        return Starlette(
-            routes=[
-                Route("/.well-known/openid-configuration", discovery),
-                Route("/jwks", jwks),
-                Route("/authorize", authorize),
-                Route("/token", token, methods=["POST"]),
-            ]
-        )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+PASSWORD = "a long enough password 1"
+OIDC = {
+    "oidc_client_id": CLIENT_ID,
+    "oidc_client_secret": CLIENT_SECRET,
+    "oidc_tenant": TENANT,
+    "oidc_roles": ROLES,
+    "oidc_state_secret": "t" * 40,
+}
 
 
 @pytest.fixture
 async def idp() -> AsyncIterator[FakeIdp]:
-    provider = FakeIdp()
-    port = _free_port()
-    provider.url = f"http://127.0.0.1:{port}"
-    server = uvicorn.Server(
-        uvicorn.Config(provider.app(), host="127.0.0.1", port=port, log_config=None)
-    )
-    serving = asyncio.create_task(server.serve())
-    async with asyncio.timeout(30):
-        while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
-            await asyncio.sleep(0.02)
-    try:
+    async with serving_idp() as provider:
         yield provider
-    finally:
-        server.should_exit = True
-        await serving
 
 
 @pytest.fixture
 async def site(open_console: OpenConsole, idp: FakeIdp) -> AsyncIterator[ConsoleSite]:
-    async with open_console(
-        oidc_issuer=idp.url,
-        oidc_client_id=CLIENT_ID,
-        oidc_client_secret=CLIENT_SECRET,
-        oidc_tenant=TENANT,
-        oidc_roles=ROLES,
-        oidc_state_secret="t" * 40,
-    ) as opened:
+    async with open_console(oidc_issuer=idp.url, **OIDC) as opened:
         yield opened
 
 
@@ -286,3 +165,120 @@ async def test_without_an_issuer_there_is_no_idp_sign_in(open_console: OpenConso
     async with open_console() as plain, plain.browser() as browser:
         assert 'id="oidc-sign-in"' not in (await browser.get("/login")).text
         assert (await browser.get("/oidc/login")).status_code == 404
+
+
+def _idp_sign_out_target(page: httpx.Response) -> httpx.URL:
+    """Where the sign-out page sends the browser on to (its meta refresh and its link)."""
+    found = re.search(r'<a id="continue" href="([^"]+)"', page.text)
+    assert found, page.text
+    target = html.unescape(found.group(1))
+    assert f'content="0;url={found.group(1)}"' in page.text
+    return httpx.URL(target)
+
+
+async def _sign_out(browser: httpx.AsyncClient) -> httpx.Response:
+    csrf = csrf_of(await browser.get("/queue"))
+    return await browser.post("/logout", data={"csrf_token": csrf})
+
+
+async def test_signing_out_ends_the_session_and_signs_out_at_the_idp(
+    site: ConsoleSite, idp: FakeIdp
+) -> None:
+    async with site.browser() as browser:
+        assert (await _through_idp(browser)).status_code == 200
+        session_token = browser.cookies[SESSION_COOKIE]
+        # a state-changing POST like every other: without the session's CSRF token, refused
+        assert (await browser.post("/logout", data={"csrf_token": "x"})).status_code == 403
+        assert (await browser.get("/logout")).status_code == 405
+        assert (await browser.get("/queue")).status_code == 200  # still signed in
+
+        out = await _sign_out(browser)
+        assert out.status_code == 200, out.text
+        assert SESSION_COOKIE not in browser.cookies
+        target = _idp_sign_out_target(out)
+        assert str(target.copy_with(query=None)) == f"{idp.url}/end_session"
+        assert dict(target.params) == {
+            "id_token_hint": idp.issued[-1],  # the ID token this sign-in received
+            "post_logout_redirect_uri": f"{CONSOLE_URL}/login",
+            "client_id": CLIENT_ID,
+        }
+        async with httpx.AsyncClient() as at_idp:
+            back = await at_idp.get(target)
+        assert back.status_code == 302
+        assert back.headers["location"] == f"{CONSOLE_URL}/login"
+        assert idp.sign_outs == [dict(target.params)]
+        landed = await browser.get("/login")
+        assert landed.status_code == 200 and 'id="login-notice"' not in landed.text
+
+    # the old cookie opens nothing: the session is gone from the store
+    async with site.browser() as replay:
+        replay.cookies.set(SESSION_COOKIE, session_token)
+        assert (await replay.get("/queue")).status_code == 303
+    async with site.console.store.pool.acquire() as conn:
+        left = await conn.fetchval(f"SELECT count(*) FROM {site.settings.db_schema}.sessions")
+    assert left == 0
+
+
+async def test_the_post_logout_redirect_can_be_set(open_console: OpenConsole, idp: FakeIdp) -> None:
+    back = "https://console.sacco.example/login"
+    async with (
+        open_console(oidc_issuer=idp.url, oidc_post_logout_redirect_url=back, **OIDC) as site,
+        site.browser() as browser,
+    ):
+        assert (await _through_idp(browser)).status_code == 200
+        target = _idp_sign_out_target(await _sign_out(browser))
+        assert target.params["post_logout_redirect_uri"] == back
+
+
+async def test_a_password_sign_out_does_not_go_to_the_idp(site: ConsoleSite, idp: FakeIdp) -> None:
+    await site.console.people.add(
+        tenant=TENANT, username="petra", display_name="Petra", role=Role.AUDITOR, password=PASSWORD
+    )
+    async with site.browser() as browser:
+        signed_in = await browser.post(
+            "/login", data={"tenant": TENANT, "username": "petra", "password": PASSWORD}
+        )
+        assert signed_in.status_code == 303
+        out = await _sign_out(browser)
+        assert out.status_code == 303 and out.headers["location"] == "/login"
+        assert SESSION_COOKIE not in browser.cookies
+        assert (await browser.get("/queue")).status_code == 303
+    assert idp.sign_outs == []
+
+
+async def test_an_idp_without_end_session_leaves_its_session_open_and_says_so(
+    site: ConsoleSite, idp: FakeIdp
+) -> None:
+    idp.end_session = False
+    async with site.browser() as browser:
+        assert (await _through_idp(browser)).status_code == 200
+        session_token = browser.cookies[SESSION_COOKIE]
+        out = await _sign_out(browser)
+        assert out.status_code == 303
+        assert out.headers["location"] == "/login?signed_out=idp-open"
+        assert SESSION_COOKIE not in browser.cookies
+        landed = await browser.get(out.headers["location"])
+        assert landed.status_code == 200
+        assert 'id="login-notice"' in landed.text and "may still be open" in landed.text
+    async with site.browser() as replay:
+        replay.cookies.set(SESSION_COOKIE, session_token)
+        assert (await replay.get("/queue")).status_code == 303
+    assert idp.sign_outs == []
+
+
+async def test_an_idp_that_cannot_be_reached_still_ends_the_console_session(
+    site: ConsoleSite, idp: FakeIdp, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with site.browser() as browser:
+        assert (await _through_idp(browser)).status_code == 200
+        session_token = browser.cookies[SESSION_COOKIE]
+        csrf = csrf_of(await browser.get("/queue"))
+        await idp.stop()
+        out = await browser.post("/logout", data={"csrf_token": csrf})
+        assert out.status_code == 303
+        assert out.headers["location"] == "/login?signed_out=idp-open"
+        assert SESSION_COOKIE not in browser.cookies
+    assert "cannot be reached to sign out" in caplog.text
+    async with site.browser() as replay:
+        replay.cookies.set(SESSION_COOKIE, session_token)
+        assert (await replay.get("/queue")).status_code == 303

@@ -4,7 +4,9 @@ authlib reads the IdP's discovery document and JWKS and checks the ID token (sig
 audience, expiry, nonce); nothing here parses a JWT. Between the two legs the sign-in's state,
 nonce and PKCE verifier live in a short-lived signed cookie of `/oidc` only, so the rest of the
 console keeps its own cookies as they are (no app-wide session middleware). The end is the same
-server-side session as a password sign-in.
+server-side session as a password sign-in, which keeps the ID token as the hint of the sign-out
+at the IdP (RP-initiated logout): signing out of the console sends the browser on to the IdP's
+`end_session_endpoint` when its discovery document names one.
 """
 
 from __future__ import annotations
@@ -12,21 +14,22 @@ from __future__ import annotations
 import logging
 import secrets
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from authlib.common.errors import AuthlibBaseError
+from authlib.common.urls import add_params_to_uri
 from authlib.integrations.base_client import MismatchingStateError
 from authlib.integrations.starlette_client import OAuth, StarletteOAuth2App
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from joserfc.errors import JoseError
 
-from services.console.metrics import SIGN_INS
+from services.console.metrics import SIGN_INS, SIGN_OUTS
 from services.console.review import ReviewRefused
-from services.console.routes.signin import signed_in
 from services.console.settings import ConsoleSettings
-from services.console.web import console_of, local, page
+from services.console.web import console_of, local, page, signed_in
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -34,6 +37,9 @@ router = APIRouter()
 STATE_COOKIE = "alama_console_oidc"
 STATE_MAX_AGE_S = 600  # long enough to type a password and a second factor at the IdP
 DISCOVERY_PATH = "/.well-known/openid-configuration"
+END_SESSION_TIMEOUT_S = 5.0  # a person signing out waits for the discovery document this long
+#: `/login?signed_out=` this when the IdP's session could not be ended (the page says so)
+IDP_SESSION_OPEN = "idp-open"
 _IDP = "idp"
 
 
@@ -45,6 +51,8 @@ class _Oidc:
         issuer = settings.oidc_issuer.rstrip("/")
         discovery = issuer if issuer.endswith(DISCOVERY_PATH) else issuer + DISCOVERY_PATH
         self.issuer = None if issuer.endswith(DISCOVERY_PATH) else issuer
+        self.discovery = discovery
+        self.schemes = ("https", "http") if settings.dev_mode else ("https",)
         secret = settings.oidc_client_secret
         client_kwargs: dict[str, Any] = {
             "scope": settings.oidc_scope,
@@ -75,6 +83,26 @@ class _Oidc:
         metadata = await self.app.load_server_metadata()
         if self.issuer is not None and str(metadata.get("issuer", "")).rstrip("/") != self.issuer:
             raise AuthlibBaseError(description="the discovery document names another issuer")
+
+    async def end_session_endpoint(self) -> str | None:
+        """The IdP's `end_session_endpoint` as its discovery document names it now (None: it
+        names none). Read afresh at each sign-out, not from authlib's cache: sign-outs are rare,
+        and an IdP that does not answer is then known before the browser is sent there."""
+        async with httpx.AsyncClient(timeout=END_SESSION_TIMEOUT_S) as client:
+            answer = await client.get(self.discovery)
+            answer.raise_for_status()
+            metadata = answer.json()
+        if not isinstance(metadata, dict):
+            raise ValueError("the discovery document is not a JSON object")
+        if self.issuer is not None and str(metadata.get("issuer", "")).rstrip("/") != self.issuer:
+            raise AuthlibBaseError(description="the discovery document names another issuer")
+        endpoint = metadata.get("end_session_endpoint")
+        if not endpoint:
+            return None
+        parts = urlsplit(str(endpoint))
+        if parts.scheme not in self.schemes or not parts.netloc:
+            raise ValueError(f"the end_session_endpoint {endpoint!r} is not an https:// URL")
+        return str(endpoint)
 
 
 def _oidc(request: Request) -> _Oidc:
@@ -163,7 +191,13 @@ async def oidc_callback(request: Request) -> Response:
     subject = claims.get("sub") if claims else None
     if not claims or not isinstance(subject, str) or not subject:
         return _refused(request, "The identity provider sent no ID token.", next_)
-    result = await console.people.sign_in_oidc(console.settings.oidc_tenant, subject, claims)
+    id_token = token.get("id_token")
+    result = await console.people.sign_in_oidc(
+        console.settings.oidc_tenant,
+        subject,
+        claims,
+        id_token if isinstance(id_token, str) else None,
+    )
     if result.token is None:
         return _refused(request, result.refused or "Sign-in refused.", next_)
     SIGN_INS.labels("ok").inc()
@@ -178,3 +212,33 @@ async def oidc_callback(request: Request) -> Response:
         int(console.settings.session_max_hours * 3600),
         console.settings.cookie_secure,
     )
+
+
+async def sign_out_at_idp(request: Request, id_token: str) -> Response:
+    """After the console's session has ended: on to the IdP's end_session_endpoint with the ID
+    token as `id_token_hint`, the `post_logout_redirect_uri` (the console's sign-in page unless
+    set) and the `client_id`. An IdP that names no such endpoint or does not answer cannot end
+    its session from here: the sign-in page then says it may still be open."""
+    settings = console_of(request).settings
+    endpoint = None
+    if settings.oidc_issuer:  # else OIDC was turned off since this session began
+        try:
+            endpoint = await _oidc(request).end_session_endpoint()
+        except (AuthlibBaseError, httpx.HTTPError, ValueError) as exc:
+            log.warning("the identity provider cannot be reached to sign out: %s", exc)
+    if endpoint is None:
+        SIGN_OUTS.labels("idp_open").inc()
+        return RedirectResponse(f"/login?signed_out={IDP_SESSION_OPEN}", status_code=303)
+    back = settings.oidc_post_logout_redirect_url or str(request.url_for("login_form"))
+    target = add_params_to_uri(
+        endpoint,
+        [
+            ("id_token_hint", id_token),
+            ("post_logout_redirect_uri", back),
+            ("client_id", settings.oidc_client_id),
+        ],
+    )
+    SIGN_OUTS.labels("idp").inc()
+    # a page that moves on by itself rather than a redirect: the sign-out is a form, and CSP
+    # form-action 'self' also governs where a form's redirects may go (the IdP is elsewhere)
+    return page(request, "oidc_sign_out.html", None, target=target)

@@ -1,34 +1,30 @@
-"""Sign-in and sign-out with a password (accounts in the console's own store)."""
+"""Sign-in and sign-out with a password (accounts in the console's own store); the sign-out of
+a person who signed in through the identity provider goes on to sign them out there."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from services.console.metrics import SIGN_INS
+from services.console.metrics import SIGN_INS, SIGN_OUTS
 from services.console.people import SESSION_COOKIE
-from services.console.web import checked, console_of, local, page
+from services.console.routes.oidc import IDP_SESSION_OPEN, sign_out_at_idp
+from services.console.web import checked, console_of, local, page, signed_in, signed_out
 
 router = APIRouter()
-
-
-def signed_in(response: Response, token: str, max_age_s: int, secure: bool) -> Response:
-    """The session cookie: HttpOnly, SameSite=Strict, Secure outside development."""
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=max_age_s,
-        httponly=True,
-        secure=secure,
-        samesite="strict",
-        path="/",
-    )
-    return response
+#: what the sign-in page says after a sign-out (`?signed_out=`)
+SIGNED_OUT = {
+    IDP_SESSION_OPEN: "You are signed out of the console, but your identity provider could not be"
+    " reached or offers no sign-out, so your session there may still be open. Sign out at the"
+    " identity provider too, or close the browser, before you leave a shared computer.",
+}
 
 
 @router.get("/login", response_class=HTMLResponse)
-async def login_form(request: Request, next: str = "/queue") -> HTMLResponse:
-    return page(request, "login.html", None, next=local(next))
+async def login_form(
+    request: Request, next: str = "/queue", after: str = Query("", alias="signed_out")
+) -> HTMLResponse:
+    return page(request, "login.html", None, next=local(next), notice=SIGNED_OUT.get(after))
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -64,8 +60,11 @@ async def login(
 
 @router.post("/logout")
 async def logout(request: Request, csrf_token: str | None = Form(None)) -> Response:
+    """Ends the console's session; someone who signed in through the identity provider is then
+    sent to sign out there (OpenID Connect RP-initiated logout)."""
     await checked(request, csrf_token)
-    await console_of(request).people.sign_out(request.cookies.get(SESSION_COOKIE))
-    response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
-    return response
+    id_token = await console_of(request).people.sign_out(request.cookies.get(SESSION_COOKIE))
+    if id_token is None:  # a password sign-in
+        SIGN_OUTS.labels("console").inc()
+        return signed_out(RedirectResponse("/login", status_code=303))
+    return signed_out(await sign_out_at_idp(request, id_token))

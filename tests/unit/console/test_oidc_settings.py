@@ -3,6 +3,8 @@ identity provider outside development mode, and the IdP roles a person's claims 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import SecretStr, ValidationError
 
@@ -80,3 +82,31 @@ def test_the_first_mapped_idp_role_a_person_holds_is_their_console_role(
 ) -> None:
     mapping = {"admins": "admin", "managers": "credit_manager", "reviewers": "risk_officer"}
     assert role_from_claims(claims, claim, mapping) == expected
+
+
+def _oidc_settings(**changes: Any) -> ConsoleSettings:
+    """With OIDC on, in development mode unless `changes` say otherwise."""
+    values: dict[str, Any] = {**OIDC, "dev_mode": True, **changes}
+    return ConsoleSettings(**values)
+
+
+def test_the_post_logout_redirect_is_the_login_page_unless_set_and_then_absolute() -> None:
+    assert _oidc_settings().oidc_post_logout_redirect_url == ""  # the console's own /login
+    back = "https://console.sacco.example/login"
+    assert _oidc_settings(oidc_post_logout_redirect_url=back).oidc_post_logout_redirect_url == back
+    with pytest.raises(ValidationError, match="POST_LOGOUT_REDIRECT_URL"):
+        _oidc_settings(oidc_post_logout_redirect_url="/login")
+    with pytest.raises(ValidationError, match="POST_LOGOUT_REDIRECT_URL"):  # https outside dev
+        _oidc_settings(
+            **STRONG,
+            oidc_client_secret=SecretStr("c" * 40),
+            oidc_state_secret=SecretStr("s" * 40),
+            oidc_post_logout_redirect_url="http://console.sacco.example/login",
+        )
+
+
+def test_the_post_logout_redirect_reads_its_environment_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ALAMA_CONSOLE_OIDC_POST_LOGOUT_REDIRECT_URL", "http://localhost:8090/login")
+    assert _oidc_settings().oidc_post_logout_redirect_url == "http://localhost:8090/login"
