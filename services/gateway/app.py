@@ -65,6 +65,7 @@ from services.gateway.model_inputs import ServingModel
 from services.gateway.rate_limits import RateLimitHeaders
 from services.gateway.routes import admin, applications, decisions, health, scores, webhooks
 from services.gateway.schemas import WebhookDelivery
+from services.gateway.security import VerifiedTokens
 from services.gateway.settings import GatewaySettings
 from services.gateway.shedding import BodyLimit, InFlightLimit
 
@@ -314,6 +315,7 @@ def create_app(
     )
     app.state.settings = settings or GatewaySettings()
     app.state.backends = backends
+    app.state.verified_tokens = VerifiedTokens(app.state.settings)
     app.state.serving_model = ServingModel(app.state.settings.model_inputs_seconds)
     for router in (
         scores.router,

@@ -20,6 +20,7 @@ from services.gateway.rate_limits import admit
 from services.gateway.security import (
     SCOPES,
     Principal,
+    VerifiedTokens,
     authenticate_api_key,
     decode_token,
 )
@@ -74,7 +75,12 @@ async def authenticate(
     revoked token is refused like an invalid one, a tenant over its rate with 429."""
     backends: Backends | None = getattr(request.app.state, "backends", None)
     if bearer is not None:
-        principal = decode_token(settings, bearer.credentials)
+        verified: VerifiedTokens | None = getattr(request.app.state, "verified_tokens", None)
+        principal = (
+            verified.principal(settings, bearer.credentials)
+            if verified is not None
+            else decode_token(settings, bearer.credentials)
+        )
         revocations = backends.revocations if backends is not None else None
         if (
             principal.token_id is not None

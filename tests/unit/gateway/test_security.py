@@ -187,3 +187,50 @@ def test_webhook_headers_must_be_ascii(settings: GatewaySettings) -> None:
         verify_webhook(settings, timestamp=digits, signature=signed, body=body, now=now)
     with pytest.raises(BadSignature, match="ASCII"):  # compare_digest raised TypeError here
         verify_webhook(settings, timestamp="1", signature="sha256=\u00e9", body=body, now=now)
+
+
+def test_a_verified_token_is_remembered_until_it_expires_and_only_under_its_settings(
+    settings: GatewaySettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from services.gateway import security
+
+    verified = security.VerifiedTokens(settings, size=2)
+    calls: list[str] = []
+    real = security.decode_token
+
+    def counting(s: GatewaySettings, token: str) -> security.Principal:
+        calls.append(token)
+        return real(s, token)
+
+    monkeypatch.setattr(security, "decode_token", counting)
+    token = issue_token(
+        settings, "officer-1", [SCORE_WRITE], timedelta(seconds=2), tenant="sacco-a"
+    )
+    first = verified.principal(settings, token)
+    assert verified.principal(settings, token) == first and calls == [token]  # checked once
+    time.sleep(2.1)  # past its exp it is checked again, and refused as expired
+    with pytest.raises(NotAuthenticated, match="expired"):
+        verified.principal(settings, token)
+    assert calls == [token, token]
+    token = issue_token(settings, "officer-1", [SCORE_WRITE], tenant="sacco-a")
+    verified.principal(settings, token)
+    # another configuration (a rotated secret) verifies for itself: nothing carries over
+    other = settings.model_copy(
+        update={"jwt_secret": SecretStr("another-secret-of-at-least-32-bytes")}
+    )
+    with pytest.raises(NotAuthenticated, match="signature"):
+        verified.principal(other, token)
+    # a token that does not verify is refused every time, never remembered
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    for _ in range(2):
+        with pytest.raises(NotAuthenticated):
+            verified.principal(settings, forged)
+    # at most `size` are held: the least recently used goes first
+    tokens = [
+        issue_token(settings, f"officer-{i}", [SCORE_WRITE], tenant="sacco-a") for i in range(3)
+    ]
+    for t in tokens:
+        verified.principal(settings, t)
+    assert list(verified._principals) == tokens[1:]
