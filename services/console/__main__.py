@@ -20,7 +20,7 @@ from services.common.cli import service_cli
 from services.common.logs import configure_logging
 from services.common.members import TENANT_PATTERN
 from services.common.runtime import freeze_startup_heap
-from services.common.telemetry import setup_tracing
+from services.common.telemetry import setup_tracing, start_metrics
 from services.console.app import create_app
 from services.console.people import AccountRefused, People, Role, WeakPassword
 from services.console.settings import ConsoleSettings
@@ -35,6 +35,7 @@ def run() -> None:
     settings = ConsoleSettings()
     configure_logging(settings.service_name, settings.log_level)
     setup_tracing(settings)
+    start_metrics(settings)
     app = create_app(settings)
     freeze_startup_heap()
     uvicorn.run(

@@ -32,6 +32,8 @@ class ConsoleSettings(ConsumerSettings):
     service_name: str = "console"
     host: str = "127.0.0.1"
     port: int = service_port(8090)
+    #: Prometheus on a port of its own, never beside the pages staff reach (0 leaves it off)
+    metrics_port: int = service_port(9109)
     consumer_group: str = "console"
     max_batch: int = Field(default=256, ge=1)
     # off the synchronous path: a fetch waits for a batch (at most 200 ms), so each decision does

@@ -62,6 +62,8 @@ async def _account(site: ConsoleSite, username: str, tenant: str = TENANT) -> Ac
 async def test_only_an_admin_sees_the_accounts_of_their_own_sacco(site: ConsoleSite) -> None:
     async with site.browser() as nobody:
         assert (await nobody.get("/admin")).headers["location"].startswith("/login")
+        # nor are its metrics on the port staff reach (Prometheus has a port of its own)
+        assert (await nobody.get("/metrics")).status_code == 404
     async with (
         _signed_in(site, "rita") as rita,
         _signed_in(site, "ada") as ada,

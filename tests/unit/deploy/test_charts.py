@@ -50,12 +50,12 @@ METRICS_PORTS = {
     "feature-store": 9102,
     "audit": 9105,
     "drift": 9106,
-    "console": 8090,  # its http port: the console serves /metrics beside its pages
+    "console": 9109,  # a port of its own, off the pages staff reach
     "outcomes": 9107,
     "retrainer": 9108,
 }
 #: the services whose metrics are on a service port, not a port named "metrics" of their own
-METRICS_PORT_NAMES = {"console": "http"}
+METRICS_PORT_NAMES: dict[str, str] = {}
 #: who may call each gRPC service
 GRPC_CALLERS = {
     "scoring": ["gateway", "console"],  # the console's model page
@@ -290,9 +290,10 @@ def test_ports_and_services(manifests: list[Manifest]) -> None:
     config = of_kind(manifests, "ConfigMap")["gateway"]["data"]
     assert config["ALAMA_GATEWAY_METRICS_PORT"] == "9101", "the app listens where the chart says"
     console = {p["name"]: p["port"] for p in services["console"]["spec"]["ports"]}
-    assert console == {"http": 8090}, "pages, /healthz and /metrics on one port"
+    assert console == {"http": 8090, "metrics": 9109}, "the pages and /metrics apart"
     config = of_kind(manifests, "ConfigMap")["console"]["data"]
     assert config["ALAMA_CONSOLE_PORT"] == "8090", "the app listens where the chart says"
+    assert config["ALAMA_CONSOLE_METRICS_PORT"] == "9109"
 
 
 def test_gateway_reaches_the_grpc_services_by_their_service_names(
@@ -461,11 +462,12 @@ def test_network_policies(manifests: list[Manifest]) -> None:
     assert "from" in operator, "metrics and the API docs only for the monitoring namespace"
     for name in ("feature-store", "drift", "outcomes", "retrainer"):
         assert len(policies[name]["spec"]["ingress"]) == 1, f"{name}: only metrics comes in"
-    # the console: staff's browsers (through the office network's proxy) on its one http port,
-    # which also serves /metrics to the monitoring namespace
+    # the console: staff's browsers (through the office network's proxy) on its http port, and
+    # the monitoring namespace alone on its metrics port
     staff, monitoring = policies["console"]["spec"]["ingress"]
     assert "from" not in staff and staff["ports"] == [{"port": "http", "protocol": "TCP"}]
-    assert monitoring["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert "from" in monitoring
+    assert monitoring["ports"] == [{"port": "metrics", "protocol": "TCP"}]
 
 
 def test_network_policies_can_be_turned_off(helm: Helm) -> None:
