@@ -51,6 +51,8 @@ METRICS = {
     "audit": f"http://127.0.0.1:{service_port(9105)}/metrics",
     "drift": f"http://127.0.0.1:{service_port(9106)}/metrics",
     "outcomes": f"http://127.0.0.1:{service_port(9107)}/metrics",  # live AUC and ECE
+    # the console's metrics are on a port of their own, off the pages staff reach
+    "console": f"http://127.0.0.1:{service_port(9109)}/metrics",
 }
 AUDIT_SCHEMA = "audit"
 BANDS = vocabulary.BANDS.names

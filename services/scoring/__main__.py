@@ -1,4 +1,5 @@
-"""Scoring: `python -m services.scoring` (or `... run`) serves gRPC and consumes applications.
+"""Scoring: `python -m services.scoring` (or `... run`) serves gRPC and consumes applications;
+`compact-ledger` strips the inputs from ledger entries that earlier versions kept whole.
 
 Which model serves: in registry mode (the default) MLflow's `champion` alias, followed as it
 moves, with the `challenger` in shadow (`aliases.py`, `shadow.py`); in link mode whatever
@@ -14,6 +15,8 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
+
+import typer
 
 from services.common.bundle import ServedBundle, load_served_bundle
 from services.common.cli import service_cli
@@ -181,6 +184,27 @@ def run() -> None:
 
 
 app = service_cli(run, help=__doc__)
+
+
+@app.command("compact-ledger")
+def compact_ledger() -> None:
+    """Rewrite the standing ledger entries that versions before the two copies kept whole
+    (~5 KB of inputs each, for `ledger_days`) without their inputs, keeping their expiry; once
+    after upgrading, beside running replicas if need be. Prints what it found and freed."""
+
+    async def compact() -> None:
+        ledger = build_ledger(ScoringSettings())
+        try:
+            done = await ledger.compact()
+        finally:
+            await ledger.close()
+        typer.echo(
+            f"{done.entries:,} standing entries, {done.rewritten:,} rewritten without their"
+            f" inputs, {done.freed_bytes / 2**20:,.1f} MiB of values freed"
+        )
+
+    asyncio.run(compact())
+
 
 if __name__ == "__main__":
     app()

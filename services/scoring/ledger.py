@@ -153,8 +153,49 @@ class RedisLedger:
                     pipe.delete(self.whole_prefix + key)
             await pipe.execute()
 
+    async def compact(self, *, count: int = 500) -> Compacted:
+        """Strip the inputs from standing entries that versions before the two copies wrote
+        whole (each kept its ~5 KB of inputs for `ledger_days`), keeping their TTL: a one-off
+        step after upgrading. Safe beside running replicas, which never rewrite a standing
+        entry (SET NX); a key that expired meanwhile is not made again (XX)."""
+        found = rewritten = freed = 0
+        batch: list[bytes] = []
+        async for key in self.redis.scan_iter(match=f"{self.prefix}*", count=count):
+            batch.append(key)
+            if len(batch) >= count:
+                n, b = await self._compact(batch)
+                found, rewritten, freed = found + len(batch), rewritten + n, freed + b
+                batch = []
+        if batch:
+            n, b = await self._compact(batch)
+            found, rewritten, freed = found + len(batch), rewritten + n, freed + b
+        return Compacted(found, rewritten, freed)
+
+    async def _compact(self, keys: list[bytes]) -> tuple[int, int]:
+        rewritten = freed = 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key, raw in zip(keys, await self.redis.mget(keys), strict=True):
+                if raw is None:
+                    continue
+                slim = Entry.decode(raw).standing().encode()
+                if len(slim) < len(raw):
+                    pipe.set(key, slim, xx=True, keepttl=True)
+                    rewritten, freed = rewritten + 1, freed + len(raw) - len(slim)
+            await pipe.execute()
+        return rewritten, freed
+
     async def close(self) -> None:
         await self.redis.aclose()
+
+
+@dataclass(frozen=True)
+class Compacted:
+    """What `RedisLedger.compact` did: standing entries seen, rewritten without their inputs,
+    and the bytes of values that freed."""
+
+    entries: int
+    rewritten: int
+    freed_bytes: int
 
 
 def _entry(whole: bytes | None, standing: bytes | None) -> Entry | None:

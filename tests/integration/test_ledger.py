@@ -12,7 +12,7 @@ from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.redis_store import create_redis
 from services.common.settings import InfraSettings
 from services.scoring.decisions import content_digest
-from services.scoring.ledger import KEY_PREFIX, WHOLE_PREFIX, RedisLedger
+from services.scoring.ledger import KEY_PREFIX, WHOLE_PREFIX, Entry, RedisLedger, ledger_key
 
 
 def _pair(
@@ -130,4 +130,42 @@ async def test_without_a_retry_window_a_published_decision_is_left_as_its_outcom
         assert late.decision.decision_id == p.decision.decision_id
         assert not late.decision.features
     finally:
+        await ledger.close()
+
+
+async def test_compaction_strips_the_inputs_older_versions_kept_and_keeps_each_expiry(
+    infra: InfraSettings,
+) -> None:
+    """An upgrade's one-off step: a standing entry an earlier version wrote whole becomes the
+    outcome alone, with the same digest, decision and expiry; new entries are left as they are."""
+    ledger = _scratch_ledger(infra, retry_seconds=0)
+    prefix = ledger.prefix
+    try:
+        old_application, old_decision = _heavy("OLD1")
+        old = Entry(content_digest(old_application), old_decision)
+        await ledger.redis.set(prefix + ledger_key(old_application), old.encode(), ex=500)
+        [new] = await ledger.claim([_heavy("NEW1")])
+        new_raw = await ledger.redis.get(prefix + ledger_key(_heavy("NEW1")[0]))
+
+        done = await ledger.compact(count=1)  # one key per batch: the batching is exercised
+
+        assert (done.entries, done.rewritten) == (2, 1)
+        assert done.freed_bytes == len(old.encode()) - len(old.standing().encode()) > 0
+        [found] = await ledger.lookup([ledger_key(old_application)])
+        assert found is not None and found.recorded and found.digest == old.digest
+        assert found.decision == old.standing().decision
+        assert not found.decision.features and not found.decision.contributions
+        assert 490 < await ledger.redis.ttl(prefix + ledger_key(old_application)) <= 500
+        assert await ledger.redis.get(prefix + ledger_key(_heavy("NEW1")[0])) == new_raw
+        again = await ledger.compact()
+        assert (again.entries, again.rewritten, again.freed_bytes) == (2, 0, 0)
+        # the same content still gets the same decision; other content is still a conflict
+        [same] = await ledger.claim([(old_application, _heavy("OLD1")[1])])
+        assert same.decision.decision_id == old_decision.decision_id
+        assert new.decision.decision_id == _heavy("NEW1")[1].decision_id
+    finally:
+        keys = [k async for k in ledger.redis.scan_iter(match=f"{prefix}*")]
+        keys += [k async for k in ledger.redis.scan_iter(match=f"{ledger.whole_prefix}*")]
+        if keys:
+            await ledger.redis.delete(*keys)
         await ledger.close()
