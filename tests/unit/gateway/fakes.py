@@ -164,6 +164,7 @@ class FakeExplanationServicer(explanation_pb2_grpc.ExplanationServiceServicer):
             found = None  # another tenant's: exactly as if it did not exist
         if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such decision")
+            raise AssertionError("abort raises")  # for the type checker: found is set below
         return explanation_pb2.GetDecisionResponse(
             decision=found, review=self.reviews.get(found.decision_id)
         )
