@@ -30,7 +30,7 @@ different payload under the same id).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -159,17 +159,21 @@ class RedisLedger:
         step after upgrading. Safe beside running replicas, which never rewrite a standing
         entry (SET NX); a key that expired meanwhile is not made again (XX)."""
         found = rewritten = freed = 0
+        async for batch in self._standing_keys(count):
+            n, b = await self._compact(batch)
+            found, rewritten, freed = found + len(batch), rewritten + n, freed + b
+        return Compacted(found, rewritten, freed)
+
+    async def _standing_keys(self, count: int) -> AsyncIterator[list[bytes]]:
+        """Every standing entry's key, `count` at a time (SCAN: never all in memory at once)."""
         batch: list[bytes] = []
         async for key in self.redis.scan_iter(match=f"{self.prefix}*", count=count):
             batch.append(key)
             if len(batch) >= count:
-                n, b = await self._compact(batch)
-                found, rewritten, freed = found + len(batch), rewritten + n, freed + b
+                yield batch
                 batch = []
         if batch:
-            n, b = await self._compact(batch)
-            found, rewritten, freed = found + len(batch), rewritten + n, freed + b
-        return Compacted(found, rewritten, freed)
+            yield batch
 
     async def _compact(self, keys: list[bytes]) -> tuple[int, int]:
         rewritten = freed = 0

@@ -246,10 +246,6 @@ async def test_kafka_decisions_equal_grpc_decisions(
     scratch_topic: TopicSpec,
     spans: InMemorySpanExporter,
 ) -> None:
-    decisions_spec = TopicSpec(
-        f"test.decisions.{uuid.uuid4().hex[:12]}", partitions=3, retention_days=1
-    )
-    await ensure_topics(infra.kafka_bootstrap, [decisions_spec])
     apps = applications(world)
     invalid = LoanApplicationSubmitted(
         application_id="scoring-test-invalid", member_id=apps[0].member_id, amount_kes=-1.0
@@ -267,20 +263,14 @@ async def test_kafka_decisions_equal_grpc_decisions(
     finally:
         await producer.stop()
 
-    kafka_settings = settings.model_copy(
-        update={
-            "applications_topic": scratch_topic.name,
-            "decisions_topic": decisions_spec.name,
-            "consumer_group": f"scoring-test-{uuid.uuid4().hex[:8]}",
-        }
-    )
+    kafka_settings = await scratch_settings(settings, infra, scratch_topic)
     publisher = DecisionPublisher(kafka_settings)
     await publisher.start()
     consumer = build_consumer(kafka_settings, scorer, publisher)
     await consumer.start()
     running = asyncio.create_task(consumer.run())
     try:
-        records = await read_topic(infra, decisions_spec.name, len(apps), within=60)
+        records = await read_topic(infra, kafka_settings.decisions_topic, len(apps), within=60)
         letters = await read_topic(infra, dead_letter_topic(scratch_topic.name), 2, within=30)
     finally:
         await consumer.stop()
@@ -301,17 +291,7 @@ async def test_kafka_decisions_equal_grpc_decisions(
 
     # once the broker has them, the ledger keeps only their outcomes, and the synchronous path
     # answers the same applications with the same decisions without publishing them again
-    keys = [ledger_key(a) for a in apps]
-
-    async def settled() -> bool:
-        return all(e is not None and e.recorded for e in await scorer.ledger.lookup(keys))
-
-    for _ in range(100):
-        if await settled():
-            break
-        await asyncio.sleep(0.1)
-    else:
-        raise AssertionError("scoring never told the ledger that the broker has the decisions")
+    await until_settled(scorer, apps)
     server = await start_server(scorer, host="127.0.0.1", port=0, publisher=publisher)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
@@ -326,7 +306,7 @@ async def test_kafka_decisions_equal_grpc_decisions(
         assert_same(result.decision, by_application[result.decision.application_id][0].payload)
         assert not result.decision.features  # the outcome: its inputs are on the topic
     with pytest.raises(AssertionError, match=f"got {len(apps)} of {len(apps) + 1} records"):
-        await read_topic(infra, decisions_spec.name, len(apps) + 1, within=5)
+        await read_topic(infra, kafka_settings.decisions_topic, len(apps) + 1, within=5)
 
     reasons = {}
     for record in letters:
@@ -348,10 +328,6 @@ async def test_a_synchronous_decision_records_its_application_once_and_is_not_de
 ) -> None:
     """What the console's fairness tables, the audit chain, outcomes and the retrainer read from
     loan.applications holds the applications loan officers scored synchronously too."""
-    decisions_spec = TopicSpec(
-        f"test.decisions.{uuid.uuid4().hex[:12]}", partitions=3, retention_days=1
-    )
-    await ensure_topics(infra.kafka_bootstrap, [decisions_spec])
     apps = [
         LoanApplicationSubmitted(
             application_id=f"sync-{uuid.uuid4().hex[:8]}", **_content(a), attributes=attributes
@@ -362,13 +338,7 @@ async def test_a_synchronous_decision_records_its_application_once_and_is_not_de
             strict=True,
         )
     ]
-    sync_settings = settings.model_copy(
-        update={
-            "applications_topic": scratch_topic.name,
-            "decisions_topic": decisions_spec.name,
-            "consumer_group": f"scoring-test-{uuid.uuid4().hex[:8]}",
-        }
-    )
+    sync_settings = await scratch_settings(settings, infra, scratch_topic)
     publisher = DecisionPublisher(sync_settings)
     await publisher.start()
     server = await start_server(scorer, host="127.0.0.1", port=0, publisher=publisher)
@@ -378,11 +348,7 @@ async def test_a_synchronous_decision_records_its_application_once_and_is_not_de
         stub = scoring_pb2_grpc.ScoringServiceStub(channel)
         one = await stub.Score(scoring_pb2.ScoreRequest(application=apps[0]))
         rest = await stub.ScoreBatch(scoring_pb2.ScoreBatchRequest(applications=apps[1:]))
-        keys = [ledger_key(a) for a in apps]
-        for _ in range(100):  # the broker has them: the ledger keeps only their outcomes
-            if all(e is not None and e.recorded for e in await scorer.ledger.lookup(keys)):
-                break
-            await asyncio.sleep(0.1)
+        await until_settled(scorer, apps)  # the ledger keeps only their outcomes
         # a retry after that is answered from the outcome and publishes nothing again
         again = await stub.Score(scoring_pb2.ScoreRequest(application=apps[0]))
         decided = [one.decision, *(r.decision for r in rest.results)]
@@ -422,12 +388,37 @@ async def test_a_synchronous_decision_records_its_application_once_and_is_not_de
         copy.CopyFrom(event.payload)
         copy.ClearField("decision_id")
         assert copy == application  # attributes (the groups fairness is measured by) included
-    published = await read_topic(infra, decisions_spec.name, len(apps), within=10)
+    published = await read_topic(infra, sync_settings.decisions_topic, len(apps), within=10)
     assert sorted(decode(r.value, CreditDecision).payload.decision_id for r in published) == sorted(
         d.decision_id for d in decided
     )
     with pytest.raises(AssertionError, match=f"got {len(apps)} of {len(apps) + 1} records"):
-        await read_topic(infra, decisions_spec.name, len(apps) + 1, within=3)
+        await read_topic(infra, sync_settings.decisions_topic, len(apps) + 1, within=3)
+
+
+async def scratch_settings(
+    settings: ScoringSettings, infra: InfraSettings, applications: TopicSpec
+) -> ScoringSettings:
+    """Scoring on this test's own applications and decisions topics, in a group of its own."""
+    decisions = TopicSpec(f"test.decisions.{uuid.uuid4().hex[:12]}", partitions=3, retention_days=1)
+    await ensure_topics(infra.kafka_bootstrap, [decisions])
+    return settings.model_copy(
+        update={
+            "applications_topic": applications.name,
+            "decisions_topic": decisions.name,
+            "consumer_group": f"scoring-test-{uuid.uuid4().hex[:8]}",
+        }
+    )
+
+
+async def until_settled(scorer: Scorer, apps: list[LoanApplicationSubmitted]) -> None:
+    """Wait until the ledger keeps only these applications' outcomes: the broker has them."""
+    keys = [ledger_key(a) for a in apps]
+    for _ in range(100):
+        if all(e is not None and e.recorded for e in await scorer.ledger.lookup(keys)):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("scoring never told the ledger that the broker has the decisions")
 
 
 def already_decided() -> float:

@@ -204,7 +204,14 @@ async def oidc_callback(request: Request) -> Response:
     # a page that moves on by itself rather than a redirect: the session cookie is
     # SameSite=Strict, and a browser withholds it on a redirect chain that a cross-site
     # navigation (the IdP's) began; a navigation this page starts is same-site
-    response = page(request, "oidc_continue.html", None, target=next_)
+    response = page(
+        request,
+        "forward.html",
+        None,
+        target=next_,
+        heading="Signed in",
+        link_text="Continue to the console",
+    )
     response.delete_cookie(STATE_COOKIE, path="/oidc")
     return signed_in(
         response,
@@ -241,4 +248,12 @@ async def sign_out_at_idp(request: Request, id_token: str) -> Response:
     SIGN_OUTS.labels("idp").inc()
     # a page that moves on by itself rather than a redirect: the sign-out is a form, and CSP
     # form-action 'self' also governs where a form's redirects may go (the IdP is elsewhere)
-    return page(request, "oidc_sign_out.html", None, target=target)
+    return page(
+        request,
+        "forward.html",
+        None,
+        target=target,
+        heading="Signed out of the console",
+        message="Now signing you out at your SACCO's identity provider.",
+        link_text="Continue to the identity provider",
+    )
