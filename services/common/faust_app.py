@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import faust
 from faust.auth import SASLCredentials, SSLCredentials
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import EventT
 from faust.types.auth import CredentialsT
 from google.protobuf.message import Message
@@ -65,10 +66,52 @@ def _faust_data() -> Path:
     return folder
 
 
-def create_faust_app(settings: ServiceSettings, *, app_id: str, **overrides: Any) -> faust.App:
-    """The app authenticates like every aiokafka client (`faust_credentials`) and
-    creates its changelog and repartition topics with the configured replication factor; their
-    ``min.insync.replicas`` is the broker's default (set it to 2 on a cluster)."""
+class _BatchingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, its fetches shaped like the aiokafka consumers' (see
+    `FaustApp`): Faust builds its aiokafka consumer with a 1-byte minimum, so the broker
+    answered every record (or two) alone, each answer hopping between Faust's threads."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        fetch = getattr(self.app, "fetch_options", None)
+        if fetch is None:
+            return consumer
+        min_bytes, max_wait_ms = fetch
+        # aiokafka keeps them here until start() hands them to its fetcher (the pinned
+        # version's attributes: `tests/unit/common/test_faust_app.py` fails if they move)
+        if not hasattr(consumer, "_fetch_min_bytes") or not hasattr(consumer, "_fetch_max_wait_ms"):
+            raise RuntimeError("aiokafka's consumer no longer keeps its fetch options")
+        consumer._fetch_min_bytes = min_bytes
+        consumer._fetch_max_wait_ms = max_wait_ms
+        return consumer
+
+
+class _BatchingConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _BatchingConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _BatchingTransport(faust_aiokafka.Transport):
+    Consumer = _BatchingConsumer
+
+
+class FaustApp(faust.App):
+    """A Faust app whose consumer fetches as the service's settings say
+    (`consumer_fetch_min_bytes`, `consumer_fetch_max_wait_ms`): the broker holds a fetch until
+    that much has arrived or that long has passed, so a stream off the synchronous path takes
+    its records in batches, like the aiokafka consumers (`kafka.EventConsumer`)."""
+
+    fetch_options: tuple[int, int] | None = None
+
+    def _new_transport(self) -> Any:
+        return _BatchingTransport(self.conf.broker_consumer, self)
+
+
+def create_faust_app(settings: ServiceSettings, *, app_id: str, **overrides: Any) -> FaustApp:
+    """The app authenticates like every aiokafka client (`faust_credentials`), fetches as the
+    settings say (`FaustApp`) and creates its changelog and repartition topics with the
+    configured replication factor; their ``min.insync.replicas`` is the broker's default (set
+    it to 2 on a cluster)."""
     infra = settings.infra
     options: dict[str, Any] = {
         "broker": f"kafka://{infra.kafka_bootstrap}",
@@ -95,7 +138,9 @@ def create_faust_app(settings: ServiceSettings, *, app_id: str, **overrides: Any
         # other data (.run/ or ALAMA_RUN_DIR), not one folder per consumer group in the cwd
         "datadir": str(_faust_data() / "{conf.name}"),
     }
-    return faust.App(app_id, **(options | overrides))
+    app = FaustApp(app_id, **(options | overrides))
+    app.fetch_options = (settings.consumer_fetch_min_bytes, settings.consumer_fetch_max_wait_ms)
+    return app
 
 
 #: a compacted changelog keeps each key's latest value whatever its retention; this only fills the

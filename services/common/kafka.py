@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -225,6 +226,37 @@ async def publish_traced(
         },
     ):
         return await publish(producer, topic, envelope)
+
+
+async def publish_many(
+    producer: AIOKafkaProducer, topic: str, envelopes: Sequence[EventEnvelope]
+) -> list[asyncio.Future[RecordMetadata]]:
+    """Queue the envelopes of one piece of work (one call's decisions) under one PRODUCER span,
+    its trace context computed once for all of them: `publish_traced` per envelope made a
+    ScoreBatch of 1,000 open 2,000 spans. Await each result for its delivery."""
+    if not envelopes:
+        return []
+    with tracer.start_as_current_span(
+        f"{topic} publish",
+        kind=SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.destination.name": topic,
+            "messaging.batch.message_count": len(envelopes),
+        },
+    ):
+        trace_headers = inject_kafka_headers()
+        deliveries = []
+        for envelope in envelopes:
+            headers = [*trace_headers, ("alama-payload-type", envelope.payload_type.encode())]
+            deliveries.append(
+                await producer.send(
+                    topic, encode(envelope), key=envelope.subject.encode() or None, headers=headers
+                )
+            )
+    for producer_name, count in Counter(e.producer for e in envelopes).items():
+        EVENTS_PUBLISHED.labels(producer_name, topic).inc(count)
+    return deliveries
 
 
 async def publish_acknowledged(

@@ -34,5 +34,9 @@ class DriftSettings(StreamWorkerSettings):
         default=100, ge=1, description="decisions between PSI checks once the window is full"
     )
     consumer_group: str = "alama-drift"
+    # off the synchronous path, and its windows hold a thousand decisions: a fetch waits for
+    # 64 KiB (about a dozen decisions) or half a second, never one record at a time
+    consumer_fetch_min_bytes: int = Field(default=65536, ge=1)
+    consumer_fetch_max_wait_ms: int = Field(default=500, ge=0, le=10_000)
     decisions_topic: str = CREDIT_DECISIONS
     alerts_topic: str = DRIFT_ALERTS

@@ -35,6 +35,10 @@ class FeatureStoreSettings(StreamWorkerSettings):
     service_name: str = "feature_store"
     metrics_port: int = service_port(9102)
     consumer_group: str = "feature_store"
+    # freshness first: a member's new transaction is fetched as soon as it lands (what Faust
+    # itself asks for), and a busy stream fills each fetch anyway; an idle one asks every 1.5 s
+    consumer_fetch_min_bytes: int = Field(default=1, ge=1)
+    consumer_fetch_max_wait_ms: int = Field(default=1500, ge=0, le=10_000)
     mobile_money_topic: str = MOBILE_MONEY_TRANSACTIONS
     repayments_topic: str = REPAYMENTS
     erasures_topic: str = MEMBER_ERASURES_VOUCHED

@@ -23,9 +23,10 @@ from aiokafka.structs import RecordMetadata
 
 from services.common.applications import application_envelope
 from services.common.envelope import wrap
-from services.common.kafka import create_producer, publish_traced
+from services.common.kafka import create_producer, publish_many, publish_traced
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
+from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 from services.scoring.metrics import UNDELIVERED
 from services.scoring.settings import ScoringSettings
 
@@ -51,31 +52,32 @@ class DecisionPublisher:
         """Deliver everything queued, then close."""
         await self.producer.stop()
 
-    async def publish(
-        self, decision: CreditDecision, *, topic: str | None = None
-    ) -> asyncio.Future[RecordMetadata]:
-        """Queue one decision under the current trace; await the result for its delivery."""
-        envelope = wrap(
+    def _envelope(self, decision: CreditDecision) -> EventEnvelope:
+        return wrap(
             decision,
             producer=self.settings.service_name,
             subject=decision.member_id,
             event_id=decision.decision_id,
         )
-        return await publish_traced(self.producer, topic or self.topic, envelope)
+
+    def _recorded(
+        self, application: LoanApplicationSubmitted, decision: CreditDecision
+    ) -> EventEnvelope:
+        """The application as decided synchronously: marked with its decision's id."""
+        recorded = LoanApplicationSubmitted()
+        recorded.CopyFrom(application)
+        recorded.decision_id = decision.decision_id
+        return application_envelope(recorded, producer=self.settings.service_name)
+
+    async def publish(
+        self, decision: CreditDecision, *, topic: str | None = None
+    ) -> asyncio.Future[RecordMetadata]:
+        """Queue one decision under the current trace; await the result for its delivery."""
+        return await publish_traced(self.producer, topic or self.topic, self._envelope(decision))
 
     async def publish_shadow(self, decision: CreditDecision) -> asyncio.Future[RecordMetadata]:
         """Queue one of the challenger's decisions on the shadow topic (nothing acts on it)."""
         return await self.publish(decision, topic=self.shadow_topic)
-
-    async def record_application(
-        self, application: LoanApplicationSubmitted, decision: CreditDecision
-    ) -> asyncio.Future[RecordMetadata]:
-        """Queue a synchronously decided application on loan.applications, marked decided."""
-        recorded = LoanApplicationSubmitted()
-        recorded.CopyFrom(application)
-        recorded.decision_id = decision.decision_id
-        envelope = application_envelope(recorded, producer=self.settings.service_name)
-        return await publish_traced(self.producer, self.applications_topic, envelope)
 
     async def publish_durably(
         self, decided: Iterable[tuple[LoanApplicationSubmitted, CreditDecision]]
@@ -83,17 +85,23 @@ class DecisionPublisher:
         """Return once the broker has acknowledged every decision and its application (both
         queued at once, so the wait is one round trip); raise `NotRecorded` when it has not
         within `publish_timeout_seconds` (the caller must not be told them)."""
-        deliveries = []
-        for application, decision in decided:
-            deliveries.append(await self.publish(decision))
-            deliveries.append(await self.record_application(application, decision))
-        if not deliveries:
+        pairs = list(decided)
+        if not pairs:
             return
+        # one span per topic for the call's decisions, not one per record (publish_many)
+        deliveries = await publish_many(
+            self.producer, self.topic, [self._envelope(d) for _, d in pairs]
+        )
+        deliveries += await publish_many(
+            self.producer,
+            self.applications_topic,
+            [self._recorded(application, decision) for application, decision in pairs],
+        )
         try:
             async with asyncio.timeout(self.settings.publish_timeout_seconds):
                 await asyncio.gather(*deliveries)
         except Exception as exc:
-            UNDELIVERED.inc(len(deliveries) // 2)
+            UNDELIVERED.inc(len(pairs))
             log.warning("decisions not acknowledged by the broker", exc_info=exc)
             raise NotRecorded(
                 "the decision could not be recorded; retry (the same application and content"

@@ -47,6 +47,22 @@ async def test_agent_reads_envelopes_in_test_context() -> None:
     assert seen == [txn]
 
 
+async def test_the_faust_consumer_fetches_as_the_settings_say() -> None:
+    """Faust builds its aiokafka consumer with a 1-byte minimum (the broker answers every
+    record alone); the app's consumer waits for the service's batch instead."""
+    settings = ServiceSettings(
+        service_name="t", consumer_fetch_min_bytes=65536, consumer_fetch_max_wait_ms=150
+    )
+    app = create_faust_app(settings, app_id="alama-unit-faust-fetch")
+    thread = app.consumer._thread
+    kafka_consumer = thread._create_worker_consumer(app.transport)
+    try:
+        assert kafka_consumer._fetch_min_bytes == 65536
+        assert kafka_consumer._fetch_max_wait_ms == 150
+    finally:
+        await kafka_consumer.stop()
+
+
 def test_factory_points_at_the_configured_broker() -> None:
     settings = ServiceSettings(service_name="t")
     app = create_faust_app(settings, app_id="alama-unit-faust-2")
