@@ -69,7 +69,13 @@ CREATE TABLE IF NOT EXISTS {s}.events (
     row_mac text NOT NULL DEFAULT ''
 );
 ALTER TABLE {s}.events ADD COLUMN IF NOT EXISTS row_mac text NOT NULL DEFAULT '';
-CREATE INDEX IF NOT EXISTS events_application_id ON {s}.events (application_id);
+-- pattern ops: the readers' "applications whose id starts with" (a demo's or bench's run) is an
+-- index range under any collation, not a scan of the whole chain; equality uses it too. The
+-- plain index it replaces could not serve LIKE outside the C collation (one progress poll of the
+-- bench read 3.5 million rows, 1.4 s of three processes' CPU)
+CREATE INDEX IF NOT EXISTS events_application_prefix ON {s}.events
+    (application_id text_pattern_ops);
+DROP INDEX IF EXISTS {s}.events_application_id;
 CREATE INDEX IF NOT EXISTS events_recorded_at ON {s}.events (recorded_at);
 CREATE INDEX IF NOT EXISTS events_maintenance ON {s}.events (seq)
     WHERE payload_type IN ({maintenance});

@@ -72,6 +72,13 @@ class InfraSettings(BaseSettings):
     kafka_bootstrap: str = f"127.0.0.1:{KAFKA_PORT}"
     redis_url: str = f"redis://127.0.0.1:{REDIS_PORT}/0"
     postgres_dsn: str = f"postgresql://alama:alama@127.0.0.1:{POSTGRES_PORT}/alama"
+    postgres_toast_compression: str = Field(
+        default="lz4",
+        pattern=r"^[a-z0-9]{1,16}$",
+        description="how PostgreSQL compresses the large values the services write (decision"
+        " payloads, the audit chain's JSON); lz4 took half pglz's CPU per audit row here."
+        " `server`: the server's own default. A server that lacks it keeps its default (warned)",
+    )
     otlp_endpoint: str | None = Field(
         default=None, description="OTLP/gRPC collector address; spans are not exported when unset"
     )

@@ -853,6 +853,25 @@ async def test_the_reader_answers_about_a_run_with_the_shared_login(
 # ------------------------------------------------------------------ the trail contract (gRPC)
 
 
+async def test_a_runs_applications_are_found_through_an_index_not_a_scan_of_the_chain(
+    audit: AuditFixture,
+) -> None:
+    """The readers pick a run's applications by the prefix of their ids; outside the C
+    collation a plain index cannot serve LIKE, and one progress poll of the bench scanned a
+    3.5-million-row chain. With sequential scans off the planner must find an index it can use
+    for the prefix (and for one application's trail)."""
+    events = audit.settings.db_schema + ".events"
+    async with audit.owner_pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        for where in ("application_id LIKE 'run-1234-%'", "application_id = 'run-1234-7'"):
+            plan = await conn.fetchval(
+                f"EXPLAIN (FORMAT JSON) SELECT count(*) FROM {events}"
+                f" WHERE topic = 'credit.decisions' AND {where}"
+            )
+            text = json.dumps(plan)
+            assert "events_application_prefix" in text and "Seq Scan" not in text, text
+
+
 async def test_the_trail_contract_serves_an_application_verified_within_its_tenant_only(
     audit: AuditFixture,
 ) -> None:

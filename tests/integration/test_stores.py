@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import asyncpg
 import pytest
 
 from services.common.postgres import create_pool
@@ -48,4 +49,43 @@ async def test_postgres_round_trip(infra: InfraSettings) -> None:
     finally:
         async with pool.acquire() as conn:
             await conn.execute(f"DROP TABLE IF EXISTS {table}")
+        await pool.close()
+
+
+async def _stored_compression(pool: object, value: str) -> tuple[str, str | None]:
+    """Store `value` in a temporary table through the pool, after a borrower's RESET ALL;
+    (the session's default, how PostgreSQL compressed the stored value)."""
+    async with pool.acquire() as conn:  # type: ignore[attr-defined]
+        await conn.execute("SET application_name = 'borrowed'")  # reset on release
+    async with pool.acquire() as conn:  # type: ignore[attr-defined]
+        async with conn.transaction():
+            await conn.execute("CREATE TEMP TABLE squeeze (v text) ON COMMIT DROP")
+            await conn.execute("INSERT INTO squeeze VALUES ($1)", value)
+            method = await conn.fetchval("SELECT pg_column_compression(v) FROM squeeze")
+        default = await conn.fetchval("SHOW default_toast_compression")
+    return default, method
+
+
+async def test_large_values_are_compressed_with_lz4(infra: InfraSettings) -> None:
+    """pglz spent half an audit row's server CPU; the pool's sessions use lz4, also after the
+    pool resets a session between borrowers."""
+    pool = await create_pool(infra, max_size=1)
+    try:
+        value = "decision features " * 1000  # 18 KB, compressible
+        assert await _stored_compression(pool, value) == ("lz4", "lz4")
+    finally:
+        await pool.close()
+
+
+async def test_an_unknown_compression_keeps_the_servers_default(infra: InfraSettings) -> None:
+    pool = await create_pool(
+        infra.model_copy(update={"postgres_toast_compression": "zstd"}), max_size=1
+    )
+    plain = await asyncpg.connect(infra.postgres_dsn)
+    try:
+        servers = await plain.fetchval("SHOW default_toast_compression")
+        default, method = await _stored_compression(pool, "x" * 20_000)
+        assert default == method == servers != "zstd"
+    finally:
+        await plain.close()
         await pool.close()
