@@ -202,13 +202,22 @@ async def publish(
     headers: list[tuple[str, bytes]] | None = None,
 ) -> asyncio.Future[RecordMetadata]:
     """Queue one envelope with the current trace context; await the result for delivery."""
-    carrier = inject_kafka_headers(headers)
-    carrier.append(("alama-payload-type", envelope.payload_type.encode()))
-    future = await producer.send(
-        topic, encode(envelope), key=envelope.subject.encode() or None, headers=carrier
-    )
+    future = await _send(producer, topic, envelope, inject_kafka_headers(headers))
     EVENTS_PUBLISHED.labels(envelope.producer, topic).inc()
     return future
+
+
+async def _send(
+    producer: AIOKafkaProducer,
+    topic: str,
+    envelope: EventEnvelope,
+    headers: Sequence[tuple[str, bytes]],
+) -> asyncio.Future[RecordMetadata]:
+    """The record of one envelope: keyed by its subject, its payload type in a header."""
+    carrier = [*headers, ("alama-payload-type", envelope.payload_type.encode())]
+    return await producer.send(
+        topic, encode(envelope), key=envelope.subject.encode() or None, headers=carrier
+    )
 
 
 async def publish_traced(
@@ -246,14 +255,7 @@ async def publish_many(
         },
     ):
         trace_headers = inject_kafka_headers()
-        deliveries = []
-        for envelope in envelopes:
-            headers = [*trace_headers, ("alama-payload-type", envelope.payload_type.encode())]
-            deliveries.append(
-                await producer.send(
-                    topic, encode(envelope), key=envelope.subject.encode() or None, headers=headers
-                )
-            )
+        deliveries = [await _send(producer, topic, e, trace_headers) for e in envelopes]
     for producer_name, count in Counter(e.producer for e in envelopes).items():
         EVENTS_PUBLISHED.labels(producer_name, topic).inc(count)
     return deliveries
