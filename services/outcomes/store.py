@@ -33,6 +33,8 @@ from services.common.vocabulary import BANDS
 from services.outcomes.rules import Instalment, Known
 from services.outcomes.shadow import ShadowPair
 
+DECLINE = int(DecisionBand.DECISION_BAND_DECLINE)
+
 SCHEMA_SQL = """
 CREATE SCHEMA IF NOT EXISTS {s};
 CREATE TABLE IF NOT EXISTS {s}.decisions (
@@ -47,6 +49,11 @@ CREATE TABLE IF NOT EXISTS {s}.decisions (
     decided_at timestamptz NOT NULL,
     PRIMARY KEY (tenant_id, application_id)
 );
+-- the declines that never became a loan are counted every refresh: from this index alone (about
+-- a tenth of the decisions), not a parallel scan of every decision ever made (1.4 s of three
+-- processes a minute on 1.6 million)
+CREATE INDEX IF NOT EXISTS decisions_declined ON {s}.decisions (tenant_id, model_version,
+    application_id) WHERE coalesce(final_band, band) = {decline};
 CREATE TABLE IF NOT EXISTS {s}.loans (
     tenant_id text NOT NULL,
     loan_id text NOT NULL,
@@ -210,7 +217,7 @@ class OutcomesStore:
 
     async def create_schema(self) -> None:
         async with self.pool.acquire() as conn:
-            await conn.execute(SCHEMA_SQL.format(s=self.s))
+            await conn.execute(SCHEMA_SQL.format(s=self.s, decline=DECLINE))
 
     async def add_decisions(self, decisions: Sequence[DecisionRow]) -> None:
         """The latest decision per application stands (a re-score by another bundle replaces
@@ -411,9 +418,8 @@ class OutcomesStore:
         rows = await self.pool.fetch(
             f"SELECT d.tenant_id, d.model_version, count(*) AS n FROM {self.s}.decisions d"
             f" LEFT JOIN {self.s}.loans l USING (tenant_id, application_id)"
-            " WHERE l.loan_id IS NULL AND coalesce(d.final_band, d.band) = $1"
-            " GROUP BY d.tenant_id, d.model_version",
-            int(DecisionBand.DECISION_BAND_DECLINE),
+            f" WHERE l.loan_id IS NULL AND coalesce(d.final_band, d.band) = {DECLINE}"
+            " GROUP BY d.tenant_id, d.model_version"  # the literal matches decisions_declined's
         )
         return [(r["tenant_id"], r["model_version"], r["n"]) for r in rows]
 

@@ -5,6 +5,7 @@ outcome published once, by the data contract's default; live performance from wh
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from services.common.settings import InfraSettings
 from services.common.topics import TopicSpec, ensure_topics
 from services.outcomes.live import refresh
 from services.outcomes.settings import OutcomesSettings
+from services.outcomes.store import DECLINE
 from services.outcomes.wiring import open_store, serve
 
 from .kafka_helpers import read_topic
@@ -207,5 +209,15 @@ async def test_loans_are_judged_once_by_the_contracts_default_in_any_order(
         # the defaulter's PD (0.10) is above two of the three performers' (0.05, 0.08; not 0.2)
         assert month.auc.value == pytest.approx(2 / 3)
         assert await store.declined_without_loan() == [(TENANT, "v-out", 1)]
+        # counted every refresh: from the declines' own index, never a scan of every decision
+        async with store.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SET LOCAL enable_seqscan = off")
+            plan = await conn.fetchval(
+                "EXPLAIN (FORMAT JSON) SELECT d.tenant_id, d.model_version, count(*)"
+                f" FROM {settings.db_schema}.decisions d"
+                f" WHERE coalesce(d.final_band, d.band) = {DECLINE}"
+                " GROUP BY d.tenant_id, d.model_version"
+            )
+        assert "decisions_declined" in json.dumps(plan)
     finally:
         await store.pool.close()
