@@ -29,7 +29,7 @@ from bench.floor import run_floor
 from bench.load import load_session, score_loop
 from bench.mixed import TARGET_INGEST_PER_S, TARGET_LAG_ZERO_S, ingestion, mixed_load
 from bench.pipeline import run_pipeline
-from bench.procs import Alone, ProcessMeter, system_meter
+from bench.procs import Alone, ProcessMeter, python_speed_s, system_meter
 from infra import local, supervisor
 from infra.demo import BUNDLE, ensure_model
 from services.common import topics
@@ -288,9 +288,16 @@ def pipeline_applications(world: World, n: int, prefix: str) -> list[LoanApplica
 
 def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
+    speed = m.get("python_speed_s")
+    pace = (
+        f" ten million Python additions in {speed[0]} s before the run and {speed[1]} s after"
+        " (one core's speed, which varies from hour to hour),"
+        if speed
+        else ""
+    )
     lines = [
         f"Measured {result['measured_at']} on {m['cores']} cores ({m['cpu']}), "
-        f"{m['memory_gib']} GiB, model `{result['model_version']}`.",
+        f"{m['memory_gib']} GiB,{pace} model `{result['model_version']}`.",
         "",
         "| measurement | p50 | p95 | p99 | throughput | errors |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -456,6 +463,7 @@ def main(
     out: Annotated[Path, typer.Option(help="result file")] = RESULTS / "latest.json",
 ) -> None:
     infra = InfraSettings()
+    speed_before = python_speed_s()
     console.rule("bench: servers, model, services")
     manifest = start_system()
     world = world_of(manifest)
@@ -539,7 +547,7 @@ def main(
     ratios = mlserver_ratios(api, side)
     result = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": machine() | {"python_speed_s": [speed_before, python_speed_s()]},
         "model_version": manifest["version"],
         "api": api,
         "knee_per_s": knee_rate,

@@ -12,11 +12,23 @@ regression shows up by service. On a 2-core machine the sum over processes is al
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def python_speed_s() -> float:
+    """Seconds for ten million additions in a Python loop: how fast one core is now. This
+    project's machines, and one machine from hour to hour, differ by a third and more, so every
+    benchmark records it beside its numbers."""
+    began = time.perf_counter()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    return round(time.perf_counter() - began, 2)
 
 
 def cpu_seconds(pid: int, *, reaped_children: bool = True) -> float | None:

@@ -30,20 +30,11 @@ import typer
 from rich.console import Console
 
 from bench.load import RateResult, load_session, score_loop
-from bench.procs import system_meter
+from bench.procs import python_speed_s, system_meter
 
 app = typer.Typer(add_completion=False, help=__doc__)
 console = Console()
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def python_speed_s() -> float:
-    """Seconds for ten million additions in a Python loop: how fast one core is here."""
-    began = time.perf_counter()
-    total = 0
-    for i in range(10_000_000):
-        total += i
-    return round(time.perf_counter() - began, 2)
 
 
 async def _rates(rates: list[float], seconds: float) -> list[dict[str, Any]]:

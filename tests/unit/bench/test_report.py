@@ -33,7 +33,7 @@ def test_the_knee_is_the_lowest_rate_whose_p99_passes_100_ms() -> None:
 def test_the_report_states_every_target_with_its_verdict() -> None:
     result = {
         "measured_at": "2026-11-29T00:00:00+00:00",
-        "machine": {"cores": 2, "cpu": "test", "memory_gib": 23.5},
+        "machine": {"cores": 2, "cpu": "test", "memory_gib": 23.5, "python_speed_s": [0.3, 0.47]},
         "model_version": "quick-test",
         "api": [_rate(200, 9.0), _rate(500, 30.0, {"deadline": 3})],
         "knee_per_s": None,
@@ -74,6 +74,7 @@ def test_the_report_states_every_target_with_its_verdict() -> None:
     assert "beyond every measured rate" in text
     assert "200 requests/s — met" in text and "no errors — not met" in text
     assert "in at most 50 ms — not met" in text
+    assert "ten million Python additions in 0.3 s before the run and 0.47 s after" in text
 
 
 def test_the_report_shows_cpu_per_request_by_process_where_it_was_measured() -> None:
