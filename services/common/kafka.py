@@ -225,16 +225,18 @@ async def publish_traced(
 ) -> asyncio.Future[RecordMetadata]:
     """`publish` under its own PRODUCER span, a child of the current one (a service emitting an
     event as part of its work, so the trace shows the hop); await the result for delivery."""
-    with tracer.start_as_current_span(
+    with _producer_span(topic, {"messaging.message.id": envelope.event_id}):
+        return await publish(producer, topic, envelope)
+
+
+def _producer_span(topic: str, attributes: Mapping[str, str | int]) -> Any:
+    """The PRODUCER span of publishing to `topic`, a child of the current one."""
+    return tracer.start_as_current_span(
         f"{topic} publish",
         kind=SpanKind.PRODUCER,
-        attributes={
-            "messaging.system": "kafka",
-            "messaging.destination.name": topic,
-            "messaging.message.id": envelope.event_id,
-        },
-    ):
-        return await publish(producer, topic, envelope)
+        attributes={"messaging.system": "kafka", "messaging.destination.name": topic}
+        | dict(attributes),
+    )
 
 
 async def publish_many(
@@ -245,15 +247,7 @@ async def publish_many(
     ScoreBatch of 1,000 open 2,000 spans. Await each result for its delivery."""
     if not envelopes:
         return []
-    with tracer.start_as_current_span(
-        f"{topic} publish",
-        kind=SpanKind.PRODUCER,
-        attributes={
-            "messaging.system": "kafka",
-            "messaging.destination.name": topic,
-            "messaging.batch.message_count": len(envelopes),
-        },
-    ):
+    with _producer_span(topic, {"messaging.batch.message_count": len(envelopes)}):
         trace_headers = inject_kafka_headers()
         deliveries = [await _send(producer, topic, e, trace_headers) for e in envelopes]
     for producer_name, count in Counter(e.producer for e in envelopes).items():
