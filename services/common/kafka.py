@@ -240,16 +240,27 @@ def _producer_span(topic: str, attributes: Mapping[str, str | int]) -> Any:
 
 
 async def publish_many(
-    producer: AIOKafkaProducer, topic: str, envelopes: Sequence[EventEnvelope]
+    producer: AIOKafkaProducer,
+    topic: str,
+    envelopes: Sequence[EventEnvelope],
+    *,
+    headers: Sequence[Sequence[tuple[str, bytes]]] | None = None,
 ) -> list[asyncio.Future[RecordMetadata]]:
     """Queue the envelopes of one piece of work (one call's decisions) under one PRODUCER span,
     its trace context computed once for all of them: `publish_traced` per envelope made a
-    ScoreBatch of 1,000 open 2,000 spans. Await each result for its delivery."""
+    ScoreBatch of 1,000 open 2,000 spans. `headers`, when given, are each envelope's own (in
+    order) beside the trace's. Await each result for its delivery."""
     if not envelopes:
         return []
+    own = headers if headers is not None else [()] * len(envelopes)
+    if len(own) != len(envelopes):
+        raise ValueError(f"{len(own)} header lists for {len(envelopes)} envelopes")
     with _producer_span(topic, {"messaging.batch.message_count": len(envelopes)}):
         trace_headers = inject_kafka_headers()
-        deliveries = [await _send(producer, topic, e, trace_headers) for e in envelopes]
+        deliveries = [
+            await _send(producer, topic, e, [*trace_headers, *h])
+            for e, h in zip(envelopes, own, strict=True)
+        ]
     for producer_name, count in Counter(e.producer for e in envelopes).items():
         EVENTS_PUBLISHED.labels(producer_name, topic).inc(count)
     return deliveries
@@ -523,10 +534,14 @@ Handler = Callable[[Event[Any], ConsumerRecord], Awaitable[None]]
 
 @dataclass(frozen=True)
 class Route:
-    """What a topic may carry and who handles it."""
+    """What a topic may carry and who handles it. `skip` names the records this group has no
+    work for, from their headers alone: they are committed with their batch and counted
+    (outcome `skipped`) without being decoded or given a span, which is most of a record's cost
+    to a consumer that would only drop it."""
 
     payload_types: tuple[type[Message], ...]
     handler: Handler
+    skip: Callable[[Sequence[tuple[str, bytes]]], bool] | None = None
 
 
 class EventConsumer:
@@ -618,7 +633,14 @@ class EventConsumer:
     async def _buffer(self, records: list[ConsumerRecord]) -> list[ConsumerRecord]:
         """Handle records (handlers of a micro-batching consumer buffer them); the ones not
         dead-lettered are returned."""
-        return [r for r in records if not (await self.handle(r)).dead_lettered]
+        kept = []
+        for record in records:
+            skip = self.routes[record.topic].skip
+            if skip is not None and skip(record.headers):
+                EVENTS_CONSUMED.labels(self.service, record.topic, "skipped").inc()
+            elif not (await self.handle(record)).dead_lettered:
+                kept.append(record)
+        return kept
 
     async def _flush(self, buffered: list[ConsumerRecord]) -> None:
         assert self.on_batch is not None

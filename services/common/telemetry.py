@@ -25,7 +25,7 @@ KafkaHeaders = list[tuple[str, bytes]]
 
 EVENTS_CONSUMED = Counter(
     "alama_events_consumed_total",
-    "Kafka records handled by a consumer, by outcome (processed, dead_lettered)",
+    "Kafka records handled by a consumer, by outcome (processed, dead_lettered, skipped)",
     ["service", "topic", "outcome"],
 )
 EVENTS_PUBLISHED = Counter(

@@ -5,11 +5,12 @@ in one call and awaits every delivery before the offsets are committed, so a cra
 batch and the deterministic decision id (the event id) lets consumers downstream deduplicate.
 Invalid applications and unknown members go to the dead-letter topic with their reason. An
 application scoring decided synchronously and recorded on the topic (it carries its decision's id)
-is not decided again.
+is not decided again: its record's header says so, so the consumer drops it without decoding it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 
+from services.common.applications import decided_header
 from services.common.envelope import Event
 from services.common.errors import InvalidEvent
 from services.common.kafka import EventConsumer, Route
@@ -50,9 +52,18 @@ class DecisionPipeline:
         self.pending: list[Pending] = []
         self.consumer: EventConsumer | None = None
 
+    @staticmethod
+    def decided_elsewhere(headers: Sequence[tuple[str, bytes]]) -> bool:
+        """An application scoring decided synchronously, known from its record's header: the
+        consumer commits it unread (counted here)."""
+        if decided_header(headers):
+            ALREADY_DECIDED.inc()
+            return True
+        return False
+
     async def handle(self, event: Event[Any], record: ConsumerRecord) -> None:
         application: LoanApplicationSubmitted = event.payload
-        if application.decision_id:  # decided synchronously; its decision is on the broker
+        if application.decision_id:  # decided synchronously (recorded without the header)
             ALREADY_DECIDED.inc()
             return
         problems = invalid_reasons(application)
@@ -98,7 +109,11 @@ def build_consumer(
     consumer = EventConsumer(
         settings,
         group_id=settings.consumer_group,
-        routes={settings.applications_topic: Route((LoanApplicationSubmitted,), pipeline.handle)},
+        routes={
+            settings.applications_topic: Route(
+                (LoanApplicationSubmitted,), pipeline.handle, skip=pipeline.decided_elsewhere
+            )
+        },
         consumer_options={"max_poll_records": settings.max_batch},
         on_batch=pipeline.flush,
     )

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 from aiokafka.structs import RecordMetadata
 
-from services.common.applications import application_envelope
+from services.common.applications import DECIDED_HEADER, application_envelope
 from services.common.envelope import wrap
 from services.common.kafka import create_producer, publish_many, publish_traced
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
@@ -96,6 +96,8 @@ class DecisionPublisher:
             self.producer,
             self.applications_topic,
             [self._recorded(application, decision) for application, decision in pairs],
+            # the scoring consumer drops these unread (it has nothing to decide)
+            headers=[[(DECIDED_HEADER, d.decision_id.encode())] for _, d in pairs],
         )
         try:
             async with asyncio.timeout(self.settings.publish_timeout_seconds):

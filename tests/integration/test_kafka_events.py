@@ -15,9 +15,17 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY
 
+from services.common.applications import DECIDED_HEADER, decided_header
 from services.common.envelope import Event, decode, wrap
 from services.common.errors import InvalidEvent
-from services.common.kafka import REASON_HEADER, EventConsumer, Route, create_producer, publish
+from services.common.kafka import (
+    REASON_HEADER,
+    EventConsumer,
+    Route,
+    create_producer,
+    publish,
+    publish_many,
+)
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.envelope_pb2 import DeadLetter, EventEnvelope
 from services.common.retries import RetryPolicy, is_transient
@@ -284,6 +292,65 @@ async def test_a_handler_failing_on_an_outage_is_retried_and_loses_nothing(
     assert await _committed_to_the_end(service_settings, scratch_topic.name, group)
     dead = dead_letter_topic(scratch_topic.name)
     assert await _end_offsets(service_settings, dead) == 0
+
+
+async def test_records_a_route_skips_by_header_are_committed_unread(
+    service_settings: ServiceSettings, scratch_topic: TopicSpec
+) -> None:
+    """Scoring's consumer drops the applications it decided synchronously by their header: not
+    decoded (so not even a malformed one is dead-lettered here), not handled, committed."""
+    producer = create_producer(service_settings.infra, client_id="test-producer")
+    await producer.start()
+    decided = [(DECIDED_HEADER, b"decision-1")]
+    try:
+        for envelope, headers in [
+            (wrap(application(0), producer="t", subject="k"), []),
+            (wrap(application(1), producer="t", subject="k"), decided),
+            (wrap(application(3), producer="t", subject="k"), []),
+        ]:
+            await asyncio.gather(
+                *await publish_many(producer, scratch_topic.name, [envelope], headers=[headers])
+            )
+        await producer.send_and_wait(
+            scratch_topic.name, b"\xff not an envelope", key=b"k", headers=decided
+        )
+        await asyncio.gather(
+            *await publish_many(
+                producer, scratch_topic.name, [wrap(application(4), producer="t", subject="k")]
+            )
+        )
+    finally:
+        await producer.stop()
+    handled: list[str] = []
+
+    async def handle(event: Event[Any], record: ConsumerRecord) -> None:
+        handled.append(event.payload.application_id)
+
+    def skipped() -> float:
+        labels = {"service": service_settings.service_name, "topic": scratch_topic.name}
+        return (
+            REGISTRY.get_sample_value(
+                "alama_events_consumed_total", labels | {"outcome": "skipped"}
+            )
+            or 0.0
+        )
+
+    before = skipped()
+    group = f"group-{uuid.uuid4().hex}"
+    consumer = EventConsumer(
+        service_settings,
+        group_id=group,
+        routes={
+            scratch_topic.name: Route((LoanApplicationSubmitted,), handle, skip=decided_header)
+        },
+        retry=FAST,
+    )
+    await _run_until(consumer, lambda: len(handled) >= 3)
+
+    assert handled == ["app-0", "app-3", "app-4"]
+    assert skipped() == before + 2
+    assert await _committed_to_the_end(service_settings, scratch_topic.name, group)
+    assert await _end_offsets(service_settings, dead_letter_topic(scratch_topic.name)) == 0
 
 
 class Buffering:

@@ -3,6 +3,7 @@
 import asyncio
 from typing import Any
 
+import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -59,3 +60,22 @@ async def test_nothing_to_publish_opens_no_span(spans: InMemorySpanExporter) -> 
     assert await publish_many(_Producer(), "t", []) == []  # type: ignore[arg-type]
     trace.get_tracer_provider().force_flush()  # type: ignore[attr-defined]
     assert spans.get_finished_spans() == ()
+
+
+async def test_each_envelope_carries_its_own_headers_beside_the_trace() -> None:
+    producer = _Producer()
+    envelopes = [_envelope(n) for n in range(3)]
+    own = [[("alama-decided", f"d-{n}".encode())] for n in range(3)]
+    with trace.get_tracer("unit").start_as_current_span("the call"):
+        await publish_many(producer, "loan.applications", envelopes, headers=own)  # type: ignore[arg-type]
+    for sent, mine in zip(producer.sent, own, strict=True):
+        assert mine[0] in sent["headers"]
+        assert [h for h in sent["headers"] if h[0] == "alama-decided"] == mine  # not the others'
+        assert any(key == "traceparent" for key, _ in sent["headers"])  # the trace still travels
+
+
+async def test_headers_that_do_not_match_the_envelopes_are_refused() -> None:
+    producer = _Producer()
+    with pytest.raises(ValueError, match="2 header lists for 3 envelopes"):
+        await publish_many(producer, "t", [_envelope(n) for n in range(3)], headers=[[], []])  # type: ignore[arg-type]
+    assert producer.sent == []
