@@ -4,12 +4,19 @@ sessions with idle and absolute expiry, and a CSRF token per session.
 A session token is 32 random bytes in an HttpOnly, SameSite=Strict cookie; the database keeps
 only its SHA-256, so a copy of the table signs nobody in. Every form and htmx request carries the
 session's CSRF token, compared in constant time.
+
+An identity-provider sign-in's ID token (the `id_token_hint` of the sign-out at the IdP) is kept
+sealed with a key derived from the session token (`seal_id_token`): the database holds only the
+token's hash, so it cannot open what it stores either, and a copy of the table hands no one a
+person's signed identity.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import uuid
@@ -20,11 +27,19 @@ from enum import StrEnum
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from services.console.settings import ConsoleSettings
 from services.console.store import Account, ConsoleStore, Session
 
+log = logging.getLogger(__name__)
+
 SESSION_COOKIE = "alama_console_session"
+#: the prefix of a sealed ID token as the sessions table stores it (the version of the sealing)
+SEALED_PREFIX = "sealed-v1:"
 MIN_PASSWORD_CHARS = 12
 #: password accounts' user names; ":" is left out so none can look like an IdP account's
 USERNAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}"
@@ -117,6 +132,39 @@ def password_matches(password_hash: str, password: str) -> bool:
 
 def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
+
+
+def _id_token_key(token: str) -> AESGCM:
+    """The key that seals a session's ID token: from the session token itself, which only the
+    browser holds (its 256 random bits need no stretching)."""
+    derived = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"alama console session id_token"
+    ).derive(token.encode())
+    return AESGCM(derived)
+
+
+def seal_id_token(token: str, id_token: str) -> str:
+    """`id_token` encrypted and authenticated under the session `token`, bound to that
+    session's hash (a sealed token moved to another row does not open)."""
+    nonce = secrets.token_bytes(12)
+    sealed = _id_token_key(token).encrypt(nonce, id_token.encode(), token_hash(token))
+    return SEALED_PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+
+
+def open_id_token(token: str, stored: str | None) -> str | None:
+    """The ID token `seal_id_token` stored for this session; None when there is none or it
+    does not open (the sign-out then goes on without the IdP's hint)."""
+    if not stored:
+        return None
+    if not stored.startswith(SEALED_PREFIX):
+        return None  # not written by this console: never handed on as a hint
+    try:
+        raw = base64.urlsafe_b64decode(stored.removeprefix(SEALED_PREFIX).encode("ascii"))
+        opened = _id_token_key(token).decrypt(raw[:12], raw[12:], token_hash(token))
+    except (InvalidTag, ValueError):
+        log.warning("a session's sealed ID token did not open; signing out without the hint")
+        return None
+    return opened.decode()
 
 
 def csrf_ok(session: Session, presented: str | None) -> bool:
@@ -215,8 +263,8 @@ class People:
         """Sign in a person the identity provider vouched for (the ID token already verified):
         their account in `tenant`, keyed by the IdP subject, made at the first sign-in and
         given the role the claims map to at every one. Nothing is made or changed when no
-        role maps. The session keeps `id_token` (the token as received), the hint of the
-        sign-out at the IdP."""
+        role maps. The session keeps `id_token` (the token as received) sealed under the session
+        token, the hint of the sign-out at the IdP."""
         role = role_from_claims(claims, self.settings.oidc_role_claim, self.settings.oidc_roles)
         if role is None:
             return SignIn(
@@ -284,7 +332,7 @@ class People:
             account.account_id,
             secrets.token_urlsafe(32),
             datetime.now(UTC) + timedelta(hours=self.settings.session_max_hours),
-            id_token,
+            None if id_token is None else seal_id_token(token, id_token),
         )
         return SignIn(token=token, account=account)
 
@@ -297,7 +345,7 @@ class People:
         """Ends the session; the ID token of an identity-provider sign-in, to sign out there."""
         if not token:
             return None
-        return await self.store.end_session(token_hash(token))
+        return open_id_token(token, await self.store.end_session(token_hash(token)))
 
 
 def _locked_message(settings: ConsoleSettings) -> str:

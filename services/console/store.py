@@ -63,8 +63,12 @@ CREATE TABLE IF NOT EXISTS {s}.sessions (
     last_seen timestamptz NOT NULL,
     expires_at timestamptz NOT NULL
 );
--- an identity-provider sign-in's ID token, the id_token_hint of the sign-out at the IdP
+-- an identity-provider sign-in's ID token, the id_token_hint of the sign-out at the IdP, sealed
+-- under the session token (people.seal_id_token): this table cannot open it
 ALTER TABLE {s}.sessions ADD COLUMN IF NOT EXISTS id_token text;
+-- what versions before the sealing stored in plain text is dropped (only the IdP's hint is lost)
+UPDATE {s}.sessions SET id_token = NULL
+    WHERE id_token IS NOT NULL AND id_token NOT LIKE 'sealed-v1:%';
 CREATE TABLE IF NOT EXISTS {s}.applications (
     tenant_id text NOT NULL,
     application_id text NOT NULL,
@@ -486,7 +490,8 @@ class ConsoleStore:
         expires_at: datetime,
         id_token: str | None = None,
     ) -> None:
-        """`id_token`: the ID token of an identity-provider sign-in (None for a password one)."""
+        """`id_token`: the sealed ID token of an identity-provider sign-in (None for a password
+        one)."""
         now = datetime.now(UTC)
         await self.pool.execute(
             f"INSERT INTO {self.s}.sessions"
@@ -516,7 +521,7 @@ class ConsoleStore:
         return Session(_account(row), row["csrf_token"], row["expires_at"])
 
     async def end_session(self, token_hash: bytes) -> str | None:
-        """Ends the session; the ID token it was opened with, if an identity provider's."""
+        """Ends the session; the sealed ID token it was opened with, if an identity provider's."""
         id_token: str | None = await self.pool.fetchval(
             f"DELETE FROM {self.s}.sessions WHERE token_hash = $1 RETURNING id_token", token_hash
         )

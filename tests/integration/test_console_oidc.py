@@ -13,7 +13,13 @@ import httpx
 import pytest
 from joserfc.jwk import RSAKey
 
-from services.console.people import OIDC_USERNAME_PREFIX, SESSION_COOKIE, Role
+from services.console.people import (
+    OIDC_USERNAME_PREFIX,
+    SEALED_PREFIX,
+    SESSION_COOKIE,
+    Role,
+    token_hash,
+)
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, FakeIdp, serving_idp
 
 from .conftest import CONSOLE_URL, ConsoleSite, OpenConsole, csrf_of
@@ -191,6 +197,14 @@ async def test_signing_out_ends_the_session_and_signs_out_at_the_idp(
         assert (await browser.post("/logout", data={"csrf_token": "x"})).status_code == 403
         assert (await browser.get("/logout")).status_code == 405
         assert (await browser.get("/queue")).status_code == 200  # still signed in
+        # the table keeps the ID token sealed: no part of it readable there
+        async with site.console.store.pool.acquire() as conn:
+            stored = await conn.fetchval(
+                f"SELECT id_token FROM {site.settings.db_schema}.sessions WHERE token_hash = $1",
+                token_hash(session_token),
+            )
+        assert stored.startswith(SEALED_PREFIX)
+        assert not any(part in stored for part in idp.issued[-1].split("."))
 
         out = await _sign_out(browser)
         assert out.status_code == 200, out.text
@@ -282,3 +296,37 @@ async def test_an_idp_that_cannot_be_reached_still_ends_the_console_session(
     async with site.browser() as replay:
         replay.cookies.set(SESSION_COOKIE, session_token)
         assert (await replay.get("/queue")).status_code == 303
+
+
+async def test_plain_id_tokens_left_by_earlier_versions_are_dropped_at_start(
+    site: ConsoleSite, idp: FakeIdp
+) -> None:
+    """Versions before the sealing stored the ID token as received: the schema step at start
+    clears those, and leaves sealed ones as they are."""
+    schema = site.settings.db_schema
+    tokens = []
+    for _ in range(2):
+        async with site.browser() as browser:
+            assert (await _through_idp(browser)).status_code == 200
+            tokens.append(token_hash(browser.cookies[SESSION_COOKIE]))
+    old, new = tokens
+    async with site.console.store.pool.acquire() as conn:
+        await conn.execute(
+            f"UPDATE {schema}.sessions SET id_token = $1 WHERE token_hash = $2",
+            idp.issued[-1],
+            old,
+        )
+        sealed = await conn.fetchval(
+            f"SELECT id_token FROM {schema}.sessions WHERE token_hash = $1", new
+        )
+    await site.console.store.create_schema()
+    async with site.console.store.pool.acquire() as conn:
+        after = dict(
+            await conn.fetch(
+                f"SELECT token_hash, id_token FROM {schema}.sessions"
+                " WHERE token_hash = ANY($1::bytea[])",
+                tokens,
+            )
+        )
+    assert after == {old: None, new: sealed}
+    assert sealed.startswith(SEALED_PREFIX)
