@@ -33,13 +33,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from services.console.settings import ConsoleSettings
-from services.console.store import Account, ConsoleStore, Session
+from services.console.store import SEALED_PREFIX, Account, ConsoleStore, Session
 
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "alama_console_session"
-#: the prefix of a sealed ID token as the sessions table stores it (the version of the sealing)
-SEALED_PREFIX = "sealed-v1:"
 MIN_PASSWORD_CHARS = 12
 #: password accounts' user names; ":" is left out so none can look like an IdP account's
 USERNAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}"

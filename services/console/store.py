@@ -23,6 +23,10 @@ from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision,
 from services.common.protos.alama.events.v1.loans_pb2 import LoanOutcome
 from services.common.protos.alama.events.v1.reviews_pb2 import ReviewKind
 
+#: the prefix of a sealed ID token as the sessions table stores it (the version of the sealing,
+#: `people.seal_id_token`); the schema step clears any other value
+SEALED_PREFIX = "sealed-v1:"
+
 SCHEMA_SQL = """
 CREATE SCHEMA IF NOT EXISTS {s};
 CREATE TABLE IF NOT EXISTS {s}.accounts (
@@ -68,7 +72,7 @@ CREATE TABLE IF NOT EXISTS {s}.sessions (
 ALTER TABLE {s}.sessions ADD COLUMN IF NOT EXISTS id_token text;
 -- what versions before the sealing stored in plain text is dropped (only the IdP's hint is lost)
 UPDATE {s}.sessions SET id_token = NULL
-    WHERE id_token IS NOT NULL AND id_token NOT LIKE 'sealed-v1:%';
+    WHERE id_token IS NOT NULL AND id_token NOT LIKE '{sealed}%';
 CREATE TABLE IF NOT EXISTS {s}.applications (
     tenant_id text NOT NULL,
     application_id text NOT NULL,
@@ -264,7 +268,7 @@ class ConsoleStore:
 
     async def create_schema(self) -> None:
         async with self.pool.acquire() as conn:
-            await conn.execute(SCHEMA_SQL.format(s=self.s))
+            await conn.execute(SCHEMA_SQL.format(s=self.s, sealed=SEALED_PREFIX))
 
     # --- people ------------------------------------------------------------------------------
 
