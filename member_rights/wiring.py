@@ -5,9 +5,10 @@ purpose: the CLI answers synchronously with every store's data, in one process. 
 exports and erases through events instead: each service answers for its own stores, see
 `services.common.member_exports`.) Each store's holder stays in its own service folder
 (`explanation.member_data`, `audit.member_data`, `feature_store.member_data`,
-`console.member_data`, `retrainer.member_data`); this module only opens them with each service's
-settings (`ALAMA_EXPLANATION_DB_SCHEMA`, `ALAMA_AUDIT_*`, `ALAMA_FEATURE_STORE_CONSUMER_GROUP`,
-`ALAMA_CONSOLE_DB_SCHEMA`, `ALAMA_RETRAINER_DB_SCHEMA`) and hands them to
+`console.member_data`, `outcomes.member_data`, `retrainer.member_data`); this module only opens
+them with each service's settings (`ALAMA_EXPLANATION_DB_SCHEMA`, `ALAMA_AUDIT_*`,
+`ALAMA_FEATURE_STORE_CONSUMER_GROUP`, `ALAMA_CONSOLE_DB_SCHEMA`, `ALAMA_OUTCOMES_DB_SCHEMA`,
+`ALAMA_RETRAINER_DB_SCHEMA`) and hands them to
 `services.common.member_rights`. It lives beside the services, not in one (a service imports
 only itself and the shared library, and its image holds nothing else), and it holds the audit
 owner's login and the audit MAC key, which no public-facing process should: the CLI
@@ -35,6 +36,8 @@ from services.console.store import ConsoleStore
 from services.explanation.member_data import DecisionsHolder
 from services.explanation.store import DecisionStore
 from services.feature_store.member_data import ActivityTableMemberData, FeastMemberData
+from services.outcomes.member_data import OutcomesHolder
+from services.outcomes.store import OutcomesStore
 from services.retrainer.member_data import RetrainerHolder
 from services.retrainer.store import RetrainerStore
 
@@ -47,6 +50,7 @@ async def open_member_rights(
     explanation_schema: str | None = None,
     feature_store_group: str | None = None,
     console_schema: str | None = None,
+    outcomes_schema: str | None = None,
     retrainer_schema: str | None = None,
 ) -> MemberRightsBackend:
     """Open every member store; the audit with its owner's login (erasure deletes its
@@ -54,6 +58,7 @@ async def open_member_rights(
     audit = audit or AuditSettings(infra=infra)
     schema = explanation_schema or os.environ.get("ALAMA_EXPLANATION_DB_SCHEMA", "explanation")
     console = console_schema or os.environ.get("ALAMA_CONSOLE_DB_SCHEMA", "console")
+    outcomes = outcomes_schema or os.environ.get("ALAMA_OUTCOMES_DB_SCHEMA", "outcomes")
     retrainer = retrainer_schema or os.environ.get("ALAMA_RETRAINER_DB_SCHEMA", "retrainer")
     group = feature_store_group or os.environ.get(
         "ALAMA_FEATURE_STORE_CONSUMER_GROUP", "feature_store"
@@ -70,11 +75,14 @@ async def open_member_rights(
     await console_store.create_schema()  # idempotent; a console never started holds nothing
     retrainer_store = RetrainerStore(shared, retrainer, member_ref)
     await retrainer_store.create_schema()  # likewise: the retrainer runs on demand
+    outcomes_store = OutcomesStore(shared, outcomes, member_ref)
+    await outcomes_store.create_schema()
     stores: list[MemberDataHolder] = [
         FeastMemberData(infra),
         ActivityTableMemberData(infra, app_id=group),
         DecisionsHolder(DecisionStore(shared, schema)),
         ConsoleHolder(console_store),
+        OutcomesHolder(outcomes_store),
         RetrainerHolder(retrainer_store),
     ]
     audit_holder = AuditHolder(AuditStore(owner, audit.db_schema, mac_key=audit.mac_key_bytes))

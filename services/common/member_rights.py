@@ -5,7 +5,8 @@ records for, and any other member id is `MemberNotFound` (a 404 that confirms no
 
 Each store that keeps a member's data implements `MemberDataHolder` in its own service folder
 (decisions and explanations, the audit chain, Feast, the Faust tables, the console's and the
-retrainer's copies of applications); `MemberRights` runs them in
+retrainer's copies of applications, the outcomes service's loans and their outcomes);
+`MemberRights` runs them in
 one order for both rights, so an export and an erasure can never disagree about what "everything"
 is. Feast and the Faust tables are keyed by `MemberRef.key` (tenant and member id), and are only
 touched once a holder of the tenant's decisions has vouched that the member is the tenant's.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -35,6 +37,7 @@ from services.common.protos.alama.events.v1.members_pb2 import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 PSEUDONYM_PREFIX = "mbr_"
 LAW = "Kenya Data Protection Act 2019"
@@ -195,8 +198,9 @@ class ErasureReceipt:
 #: What an erasure cannot reach, stated in every receipt.
 KEPT_AFTER_ERASURE = (
     "Kafka topics keep the original events (loan.applications, credit.decisions,"
-    " credit.explanations, mobile_money.transactions, core.repayments) until their retention"
-    " period expires; they cannot be rewritten",
+    " credit.decisions.shadow, credit.explanations, mobile_money.transactions, core.loans,"
+    " core.repayments, credit.loan_outcomes) until their retention period expires; they cannot"
+    " be rewritten",
     "the audit chain keeps each event's hashes, salted commitments, scores, bands and reasons,"
     " no longer linkable to the member (the salts and raw values are erased)",
 )
@@ -300,7 +304,15 @@ class MemberRightsBackend:
 #: Every store that answers an erasure request with a `MemberErasureCompleted`, the status
 #: endpoint's list: the tenant-scoped ones first (they vouch), then the others. The retrainer
 #: runs on demand: until it has run and answered, a request is pending (never completed).
-ERASURE_STORES = ("decisions", "audit", "feast", "faust_tables", "console", "retrainer")
+ERASURE_STORES = (
+    "decisions",
+    "audit",
+    "feast",
+    "faust_tables",
+    "console",
+    "outcomes",
+    "retrainer",
+)
 TENANT_SCOPED_STORES = ("decisions", "audit")
 
 
@@ -387,3 +399,96 @@ def completion_envelope(
         subject=request.request_id,
         event_id=completion_event_id(request.request_id, store),
     )
+
+
+class ErasableStore(Protocol):
+    """A service's own store of members' data, as its erasure answer uses it (a dated store's
+    `erase_member` also takes `erased_at`)."""
+
+    async def holds_member(self, tenant: str, member_id: str) -> bool: ...
+
+    async def erase_member(self, tenant: str, member_id: str) -> int: ...
+
+
+class MemberStore(ErasableStore, Protocol):
+    """A service's own tenant-scoped store of members' data, as the member-rights holder reads
+    it."""
+
+    async def member_data(self, tenant: str, member_id: str) -> Any: ...
+
+
+class StoreHolder:
+    """The `MemberDataHolder` of a service's own tenant-scoped store (the CLI's direct path and
+    the answer to an export event): erasing through it erases everything now."""
+
+    name: str = ""
+    tenant_scoped = True
+
+    def __init__(self, store: MemberStore) -> None:
+        if not self.name:
+            raise TypeError("a store's holder names its store (name)")
+        self.store = store
+
+    async def holds(self, member: MemberRef) -> bool:
+        return await self.store.holds_member(member.tenant, member.member_id)
+
+    async def export(self, member: MemberRef) -> Any:
+        return await self.store.member_data(member.tenant, member.member_id)
+
+    async def erase(self, member: MemberRef) -> int:
+        return await self.store.erase_member(member.tenant, member.member_id)
+
+
+class StoreErasures:
+    """A service's answer to `MemberErasureRequested` for one store it owns: erase, then publish
+    the store's `MemberErasureCompleted` (its event id derived from the request, so a redelivery
+    publishes the same event) before the request's offset commits. Nothing logs the raw id.
+
+    `dated` stores erase what the member had sent by the time of the request (`erased_at`), not
+    by the time this store got to it: a store that answers late (a backlog, a service started on
+    demand) keeps what the member sent after asking, whatever order its topics are read in.
+    """
+
+    store_name: str = ""
+    dated: bool = True
+
+    def __init__(
+        self,
+        store: ErasableStore,
+        send: Callable[[str, EventEnvelope], Awaitable[None]],
+        topic: str,
+        service: str,
+    ) -> None:
+        if not self.store_name:
+            raise TypeError("a store's erasure answer names its store (store_name)")
+        self.store = store
+        self.send = send
+        self.topic = topic
+        self.service = service
+
+    async def handle(self, event: Any, _record: object = None) -> None:
+        """`event` is the request's decoded `Event`; a request naming no valid member raises
+        `InvalidMember` (the consumer dead-letters it with its reason)."""
+        message: MemberErasureRequested = event.payload
+        request = erasure_request_of(message)
+        member = request.member
+        held = await self.store.holds_member(member.tenant, member.member_id)
+        dated: dict[str, Any] = {}
+        if self.dated:  # none when the request carries no time: now, and everything
+            dated["erased_at"] = request.requested_at if message.HasField("requested_at") else None
+        erased = await self.store.erase_member(member.tenant, member.member_id, **dated)
+        envelope = completion_envelope(
+            request, self.store_name, erased, producer=self.service, member_held=held
+        )
+        await self.send(self.topic, envelope)  # on the broker before the offset commits
+        log.info(
+            "member erased",
+            extra={
+                "store": self.store_name,
+                "request_id": request.request_id,
+                "member_ref": member.pseudonym,
+                "tenant": member.tenant,
+                "rows": erased,
+                "held": held,
+            },
+        )

@@ -348,8 +348,15 @@ SERVICE_ACCESS: tuple[ServiceAccess, ...] = (
             REPAYMENTS,
             SHADOW_DECISIONS,
             LOAN_APPLICATIONS,
+            MEMBER_ERASURES,
+            MEMBER_EXPORTS,
         ),
-        produces=(LOAN_OUTCOMES, MODEL_PERFORMANCE_ALERTS),
+        produces=(
+            LOAN_OUTCOMES,
+            MODEL_PERFORMANCE_ALERTS,
+            MEMBER_ERASURES_COMPLETED,
+            MEMBER_EXPORT_PARTS,
+        ),
         group="outcomes",
     ),
     ServiceAccess(

@@ -2,7 +2,8 @@
 
 `POST /v1/admin/members/erasures` publishes a `MemberErasureRequested` (member.erasures) and
 answers 202 with the request id; the stores that hold members' data (explanation's decisions,
-the audit chain, the feature store's Feast rows and Faust tables, the console, the retrainer) each
+the audit chain, the feature store's Feast rows and Faust tables, the console, the outcomes
+service, the retrainer) each
 erase their part and answer with a `MemberErasureCompleted` (member.erasures.completed); a store
 that has not answered (the retrainer runs on demand) is reported pending, and so is the request.
 The gateway consumes those in its own group and keeps them in Redis per tenant and request

@@ -1,6 +1,9 @@
 """Kafka wiring: decisions, reviews, disbursements and repayments in; each loan's outcome out.
 Also the challenger's decisions in shadow and each application's gender and age band, kept for
-the shadow comparison (they change no outcome).
+the shadow comparison (they change no outcome). Every row is filed under its member's keyed
+pseudonym; members' erasure and export requests are answered as they come (`member_data`): an
+erasure in a batch is done before the batch's rows are written, which the erased-members set then
+holds back.
 
 Handlers only buffer; a batch is written in one go, then every loan it touched (its own
 instalments, its disbursement, or its application's decision arriving late) is judged by the
@@ -20,12 +23,18 @@ from aiokafka import ConsumerRecord
 
 from services.common.envelope import Event, wrap
 from services.common.kafka import EventConsumer, Route
+from services.common.member_exports import ExportAnswer
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 from services.common.protos.alama.events.v1.loans_pb2 import LoanDisbursed, LoanOutcome
+from services.common.protos.alama.events.v1.members_pb2 import (
+    MemberErasureRequested,
+    MemberExportRequested,
+)
 from services.common.protos.alama.events.v1.repayments_pb2 import RepaymentRecorded
 from services.common.protos.alama.events.v1.reviews_pb2 import ReviewOutcome
+from services.outcomes.member_data import OutcomesErasures, OutcomesHolder
 from services.outcomes.metrics import OUTCOMES
 from services.outcomes.rules import outcome_of
 from services.outcomes.settings import OutcomesSettings
@@ -87,10 +96,23 @@ class OutcomeFeed:
         self.groups: list[ApplicantGroups] = []
 
     async def decision(self, event: Event[Any], _record: ConsumerRecord) -> None:
-        self.decisions.append(_decision_row(event.payload))
+        self.decisions.append(self._decision_row(event.payload))
 
     async def shadow_decision(self, event: Event[Any], _record: ConsumerRecord) -> None:
-        self.shadow.append(_decision_row(event.payload))
+        self.shadow.append(self._decision_row(event.payload))
+
+    def _decision_row(self, d: CreditDecision) -> DecisionRow:
+        return DecisionRow(
+            tenant_id=d.tenant_id,
+            application_id=d.application_id,
+            decision_id=d.decision_id,
+            model_version=d.model_version,
+            probability_of_default=d.probability_of_default,
+            band=int(d.band),
+            applied_at=d.applied_at.ToDatetime(tzinfo=UTC) if d.HasField("applied_at") else None,
+            decided_at=d.decided_at.ToDatetime(tzinfo=UTC),
+            member_ref=self.store.ref(d.tenant_id, d.member_id),
+        )
 
     async def application(self, event: Event[Any], _record: ConsumerRecord) -> None:
         """Only the protected attributes core banking sent for oversight, nothing else of the
@@ -99,7 +121,16 @@ class OutcomeFeed:
         gender = a.attributes.get("gender", "")[:32]
         age_band = a.attributes.get("age_band", "")[:32]
         if gender or age_band:
-            self.groups.append(ApplicantGroups(a.tenant_id, a.application_id, gender, age_band))
+            self.groups.append(
+                ApplicantGroups(
+                    a.tenant_id,
+                    a.application_id,
+                    gender,
+                    age_band,
+                    a.applied_at.ToDatetime(tzinfo=UTC) if a.HasField("applied_at") else None,
+                    self.store.ref(a.tenant_id, a.member_id),
+                )
+            )
 
     async def review(self, event: Event[Any], _record: ConsumerRecord) -> None:
         r: ReviewOutcome = event.payload
@@ -117,6 +148,7 @@ class OutcomeFeed:
                 term_months=int(loan.term_months),
                 principal_kes=loan.principal_kes,
                 disbursed_at=loan.disbursed_at.ToDatetime(tzinfo=UTC),
+                member_ref=self.store.ref(loan.tenant_id, loan.member_id),
             )
         )
 
@@ -129,6 +161,7 @@ class OutcomeFeed:
                 due_date=r.due_date.ToDatetime(tzinfo=UTC),
                 days_late=int(r.days_late),
                 recorded_at=r.recorded_at.ToDatetime(tzinfo=UTC),
+                member_ref=self.store.ref(r.tenant_id, r.member_id),
             )
         )
 
@@ -173,25 +206,18 @@ class OutcomeFeed:
         await self.store.mark_published([(r.tenant_id, r.loan_id) for r in rows])
 
 
-def _decision_row(d: CreditDecision) -> DecisionRow:
-    return DecisionRow(
-        tenant_id=d.tenant_id,
-        application_id=d.application_id,
-        decision_id=d.decision_id,
-        model_version=d.model_version,
-        probability_of_default=d.probability_of_default,
-        band=int(d.band),
-        applied_at=d.applied_at.ToDatetime(tzinfo=UTC) if d.HasField("applied_at") else None,
-        decided_at=d.decided_at.ToDatetime(tzinfo=UTC),
-    )
-
-
 def build_consumer(
     settings: OutcomesSettings,
     store: OutcomesStore,
     send: Callable[[str, EventEnvelope], Awaitable[None]],
 ) -> EventConsumer:
     feed = OutcomeFeed(store, send, settings.outcomes_topic)
+    erasures = OutcomesErasures(
+        store, send, settings.erasures_completed_topic, settings.service_name
+    )
+    exports = ExportAnswer(
+        [OutcomesHolder(store)], send, settings.export_parts_topic, settings.service_name
+    )
     return EventConsumer(
         settings,
         group_id=settings.consumer_group,
@@ -202,6 +228,8 @@ def build_consumer(
             settings.repayments_topic: Route((RepaymentRecorded,), feed.repayment),
             settings.shadow_topic: Route((CreditDecision,), feed.shadow_decision),
             settings.applications_topic: Route((LoanApplicationSubmitted,), feed.application),
+            settings.erasures_topic: Route((MemberErasureRequested,), erasures.handle),
+            settings.exports_topic: Route((MemberExportRequested,), exports.handle),
         },
         consumer_options={"max_poll_records": settings.max_batch},
         on_batch=feed.flush,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.common.member_rights import pseudonym_key_field
 from services.common.postgres import is_sql_identifier
 from services.common.settings import ConsumerSettings, service_port
 from services.common.topics import (
@@ -12,6 +13,10 @@ from services.common.topics import (
     LOAN_APPLICATIONS,
     LOAN_OUTCOMES,
     LOANS,
+    MEMBER_ERASURES,
+    MEMBER_ERASURES_COMPLETED,
+    MEMBER_EXPORT_PARTS,
+    MEMBER_EXPORTS,
     MODEL_PERFORMANCE_ALERTS,
     REPAYMENTS,
     REVIEW_OUTCOMES,
@@ -46,6 +51,14 @@ class OutcomesSettings(ConsumerSettings):
         description="read only for each application's gender and age band (fairness by group)",
     )
     performance_alerts_topic: str = MODEL_PERFORMANCE_ALERTS
+    # members' rights: its part of an export or an erasure (services/outcomes/member_data.py)
+    erasures_topic: str = MEMBER_ERASURES
+    erasures_completed_topic: str = MEMBER_ERASURES_COMPLETED
+    exports_topic: str = MEMBER_EXPORTS
+    export_parts_topic: str = MEMBER_EXPORT_PARTS
+    #: files each row under its member's tenant-scoped pseudonym (no raw id is stored) and keys
+    #: the erased-members set
+    member_pseudonym_key: SecretStr = pseudonym_key_field()
     alert_min_loans: int = Field(
         default=200,
         ge=1,

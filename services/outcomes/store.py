@@ -17,13 +17,20 @@ that approved it, whatever order the topics deliver them in.
   has been published: a breach that lasts is alerted once, not on every refresh.
 
 Every write is an upsert keyed by the event's own identity, so a replayed batch changes nothing.
+
+Members' rights (`services.outcomes.member_data`): every row of the first five tables, and each
+outcome, carries its member's tenant-scoped keyed pseudonym (`member_ref`, never the raw id), so
+an export or an erasure finds the member's rows; `erased_members` remembers each erasure by that
+pseudonym and its date, and no write stores again what the member had sent by then (a replay, a
+late backlog). Rows stored before the column existed carry none until the topics are replayed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
@@ -123,7 +130,47 @@ CREATE TABLE IF NOT EXISTS {s}.performance_alerts (
     published boolean NOT NULL DEFAULT false,
     PRIMARY KEY (model_version, month, metric)
 );
+ALTER TABLE {s}.decisions ADD COLUMN IF NOT EXISTS member_ref text;
+ALTER TABLE {s}.loans ADD COLUMN IF NOT EXISTS member_ref text;
+ALTER TABLE {s}.instalments ADD COLUMN IF NOT EXISTS member_ref text;
+ALTER TABLE {s}.outcomes ADD COLUMN IF NOT EXISTS member_ref text;
+ALTER TABLE {s}.shadow_decisions ADD COLUMN IF NOT EXISTS member_ref text,
+    ADD COLUMN IF NOT EXISTS applied_at timestamptz;
+ALTER TABLE {s}.applicant_groups ADD COLUMN IF NOT EXISTS member_ref text,
+    ADD COLUMN IF NOT EXISTS applied_at timestamptz;
+CREATE INDEX IF NOT EXISTS decisions_member ON {s}.decisions (member_ref)
+    WHERE member_ref IS NOT NULL;
+CREATE INDEX IF NOT EXISTS loans_member ON {s}.loans (member_ref) WHERE member_ref IS NOT NULL;
+CREATE INDEX IF NOT EXISTS instalments_member ON {s}.instalments (member_ref)
+    WHERE member_ref IS NOT NULL;
+CREATE INDEX IF NOT EXISTS outcomes_member ON {s}.outcomes (member_ref)
+    WHERE member_ref IS NOT NULL;
+CREATE INDEX IF NOT EXISTS shadow_member ON {s}.shadow_decisions (member_ref)
+    WHERE member_ref IS NOT NULL;
+CREATE INDEX IF NOT EXISTS groups_member ON {s}.applicant_groups (member_ref)
+    WHERE member_ref IS NOT NULL;
+CREATE TABLE IF NOT EXISTS {s}.erased_members (
+    member_ref text PRIMARY KEY,
+    erased_at timestamptz NOT NULL
+);
 """
+
+#: Not stored again: a row of a member erased at or after the time the row's event happened.
+_NOT_ERASED = (
+    "NOT EXISTS (SELECT 1 FROM {s}.erased_members e"
+    " WHERE e.member_ref = {ref} AND e.erased_at >= coalesce({at}, '-infinity'::timestamptz))"
+)
+
+#: Each table of members' data, with the time a row's event happened, in the order an erasure
+#: deletes them (what is derived first).
+MEMBER_TABLES = (
+    ("outcomes", "disbursed_at"),
+    ("instalments", "recorded_at"),
+    ("loans", "disbursed_at"),
+    ("shadow_decisions", "coalesce(applied_at, decided_at)"),
+    ("applicant_groups", "applied_at"),
+    ("decisions", "coalesce(applied_at, decided_at)"),
+)
 
 
 @dataclass(frozen=True)
@@ -136,6 +183,7 @@ class DecisionRow:
     band: int
     applied_at: datetime | None
     decided_at: datetime
+    member_ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +194,7 @@ class LoanRow:
     term_months: int
     principal_kes: float
     disbursed_at: datetime
+    member_ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +204,7 @@ class InstalmentRow:
     due_date: datetime
     days_late: int
     recorded_at: datetime
+    member_ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -193,6 +243,8 @@ class ApplicantGroups:
     application_id: str
     gender: str
     age_band: str
+    applied_at: datetime | None = None
+    member_ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -209,14 +261,32 @@ class PerformanceAlertRow:
 
 
 class OutcomesStore:
-    def __init__(self, pool: asyncpg.Pool, schema: str = "outcomes") -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        schema: str = "outcomes",
+        member_ref: Callable[[str, str], str] | None = None,
+    ) -> None:
+        """`member_ref` is the tenant-scoped keyed pseudonym (`member_rights.tenant_member_ref`)
+        rows are stored under; without it rows carry none and members' rights find nothing
+        (tools that only read performance)."""
         if not is_sql_identifier(schema):
             raise ValueError(f"not a schema name: {schema!r}")
         self.pool = pool
         self.s = schema
+        self.member_ref = member_ref
+
+    def ref(self, tenant: str, member_id: str) -> str | None:
+        """The pseudonym a member's rows are stored under (None without a key)."""
+        return None if self.member_ref is None else self.member_ref(tenant, member_id)
+
+    def _kept(self, ref: str, at: str) -> str:
+        return _NOT_ERASED.format(s=self.s, ref=ref, at=at)
 
     async def create_schema(self) -> None:
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction():
+            # the service and the members' rights tool may create it at once
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.s)
             await conn.execute(SCHEMA_SQL.format(s=self.s, decline=DECLINE))
 
     async def add_decisions(self, decisions: Sequence[DecisionRow]) -> None:
@@ -226,12 +296,15 @@ class OutcomesStore:
             return
         await self.pool.executemany(
             f"INSERT INTO {self.s}.decisions AS d (tenant_id, application_id, decision_id,"
-            " model_version, probability_of_default, band, applied_at, decided_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " model_version, probability_of_default, band, applied_at, decided_at, member_ref)"
+            " SELECT $1::text, $2::text, $3::text, $4::text, $5::float8, $6::smallint,"
+            " $7::timestamptz, $8::timestamptz, $9::text"
+            f" WHERE {self._kept('$9', 'coalesce($7, $8)')}"
             " ON CONFLICT (tenant_id, application_id) DO UPDATE SET"
             " decision_id = excluded.decision_id, model_version = excluded.model_version,"
             " probability_of_default = excluded.probability_of_default, band = excluded.band,"
             " applied_at = excluded.applied_at, decided_at = excluded.decided_at,"
+            " member_ref = coalesce(excluded.member_ref, d.member_ref),"
             " final_band = CASE WHEN d.decision_id = excluded.decision_id THEN d.final_band END"
             " WHERE excluded.decided_at >= d.decided_at",
             [
@@ -244,6 +317,7 @@ class OutcomesStore:
                     d.band,
                     d.applied_at,
                     d.decided_at,
+                    d.member_ref,
                 )
                 for d in decisions
             ],
@@ -263,9 +337,13 @@ class OutcomesStore:
         if not loans:
             return
         await self.pool.executemany(
-            f"INSERT INTO {self.s}.loans (tenant_id, loan_id, application_id, term_months,"
-            " principal_kes, disbursed_at) VALUES ($1, $2, $3, $4, $5, $6)"
-            " ON CONFLICT (tenant_id, loan_id) DO NOTHING",
+            f"INSERT INTO {self.s}.loans AS l (tenant_id, loan_id, application_id, term_months,"
+            " principal_kes, disbursed_at, member_ref)"
+            " SELECT $1::text, $2::text, $3::text, $4::integer, $5::float8, $6::timestamptz,"
+            f" $7::text WHERE {self._kept('$7', '$6')}"
+            # a replay fills the pseudonym of a row stored before it existed, nothing else
+            " ON CONFLICT (tenant_id, loan_id) DO UPDATE SET member_ref = excluded.member_ref"
+            " WHERE l.member_ref IS NULL AND excluded.member_ref IS NOT NULL",
             [
                 (
                     x.tenant_id,
@@ -274,6 +352,7 @@ class OutcomesStore:
                     x.term_months,
                     x.principal_kes,
                     x.disbursed_at,
+                    x.member_ref,
                 )
                 for x in loans
             ],
@@ -284,11 +363,17 @@ class OutcomesStore:
             return
         await self.pool.executemany(
             f"INSERT INTO {self.s}.instalments AS i (tenant_id, loan_id, due_date, days_late,"
-            " recorded_at) VALUES ($1, $2, $3, $4, $5)"
+            " recorded_at, member_ref)"
+            " SELECT $1::text, $2::text, $3::timestamptz, $4::integer, $5::timestamptz, $6::text"
+            f" WHERE {self._kept('$6', '$5')}"
             " ON CONFLICT (tenant_id, loan_id, due_date) DO UPDATE SET"
-            " days_late = excluded.days_late, recorded_at = excluded.recorded_at"
+            " days_late = excluded.days_late, recorded_at = excluded.recorded_at,"
+            " member_ref = coalesce(excluded.member_ref, i.member_ref)"
             " WHERE excluded.recorded_at >= i.recorded_at",
-            [(x.tenant_id, x.loan_id, x.due_date, x.days_late, x.recorded_at) for x in instalments],
+            [
+                (x.tenant_id, x.loan_id, x.due_date, x.days_late, x.recorded_at, x.member_ref)
+                for x in instalments
+            ],
         )
 
     async def pending(
@@ -346,6 +431,7 @@ class OutcomesStore:
                     r["term_months"],
                     r["principal_kes"],
                     r["disbursed_at"],
+                    r["member_ref"],
                 ),
                 decision=DecisionRow(
                     r["tenant_id"],
@@ -369,8 +455,8 @@ class OutcomesStore:
         await self.pool.execute(
             f"INSERT INTO {self.s}.outcomes (tenant_id, loan_id, application_id, decision_id,"
             " model_version, defaulted, outcome_at, max_days_late, instalments_observed,"
-            " probability_of_default, band, final_band, applied_at, disbursed_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            " probability_of_default, band, final_band, applied_at, disbursed_at, member_ref)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
             " ON CONFLICT (tenant_id, loan_id) DO NOTHING",
             loan.tenant_id,
             loan.loan_id,
@@ -386,6 +472,7 @@ class OutcomesStore:
             pending.final_band,
             d.applied_at,
             loan.disbursed_at,
+            loan.member_ref,
         )
 
     async def unpublished(self, limit: int = 10_000) -> list[OutcomeRow]:
@@ -429,12 +516,17 @@ class OutcomesStore:
             return
         await self.pool.executemany(
             f"INSERT INTO {self.s}.shadow_decisions AS x (tenant_id, application_id,"
-            " model_version, decision_id, probability_of_default, band, decided_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            " model_version, decision_id, probability_of_default, band, decided_at, applied_at,"
+            " member_ref)"
+            " SELECT $1::text, $2::text, $3::text, $4::text, $5::float8, $6::smallint,"
+            " $7::timestamptz, $8::timestamptz, $9::text"
+            f" WHERE {self._kept('$9', 'coalesce($8, $7)')}"
             " ON CONFLICT (tenant_id, application_id, model_version) DO UPDATE SET"
             " decision_id = excluded.decision_id,"
             " probability_of_default = excluded.probability_of_default, band = excluded.band,"
-            " decided_at = excluded.decided_at WHERE excluded.decided_at >= x.decided_at",
+            " decided_at = excluded.decided_at, applied_at = excluded.applied_at,"
+            " member_ref = coalesce(excluded.member_ref, x.member_ref)"
+            " WHERE excluded.decided_at >= x.decided_at",
             [
                 (
                     d.tenant_id,
@@ -444,6 +536,8 @@ class OutcomesStore:
                     d.probability_of_default,
                     d.band,
                     d.decided_at,
+                    d.applied_at,
+                    d.member_ref,
                 )
                 for d in decisions
             ],
@@ -453,10 +547,18 @@ class OutcomesStore:
         if not groups:
             return
         await self.pool.executemany(
-            f"INSERT INTO {self.s}.applicant_groups (tenant_id, application_id, gender, age_band)"
-            " VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, application_id) DO UPDATE SET"
-            " gender = excluded.gender, age_band = excluded.age_band",
-            [(g.tenant_id, g.application_id, g.gender, g.age_band) for g in groups],
+            f"INSERT INTO {self.s}.applicant_groups AS g (tenant_id, application_id, gender,"
+            " age_band, applied_at, member_ref)"
+            " SELECT $1::text, $2::text, $3::text, $4::text, $5::timestamptz, $6::text"
+            f" WHERE {self._kept('$6', '$5')}"
+            " ON CONFLICT (tenant_id, application_id) DO UPDATE SET"
+            " gender = excluded.gender, age_band = excluded.age_band,"
+            " applied_at = coalesce(excluded.applied_at, g.applied_at),"
+            " member_ref = coalesce(excluded.member_ref, g.member_ref)",
+            [
+                (g.tenant_id, g.application_id, g.gender, g.age_band, g.applied_at, g.member_ref)
+                for g in groups
+            ],
         )
 
     async def shadow_pairs(
@@ -533,6 +635,79 @@ class OutcomesStore:
                 " WHERE alert_id = ANY($1::text[])",
                 list(alert_ids),
             )
+
+    # --- members' rights (services.outcomes.member_data) ---------------------------------------
+
+    def _member(self, tenant: str, member_id: str) -> str:
+        ref = self.ref(tenant, member_id)
+        if ref is None:
+            raise RuntimeError("members' rights need the member pseudonym key (member_ref)")
+        return ref
+
+    async def holds_member(self, tenant: str, member_id: str) -> bool:
+        ref = self._member(tenant, member_id)
+        held = " UNION ALL ".join(
+            f"(SELECT 1 FROM {self.s}.{table} WHERE member_ref = $1 AND tenant_id = $2 LIMIT 1)"
+            for table, _at in MEMBER_TABLES
+        )
+        return bool(await self.pool.fetchval(f"SELECT EXISTS ({held})", ref, tenant))
+
+    async def member_data(self, tenant: str, member_id: str) -> dict[str, Any]:
+        """Every row kept on the member, by table (bands by name, times as ISO text; the
+        pseudonym rows are filed under is not part of the member's data)."""
+        ref = self._member(tenant, member_id)
+        data: dict[str, Any] = {}
+        async with self.pool.acquire() as conn:
+            for table, at in reversed(MEMBER_TABLES):
+                rows = await conn.fetch(
+                    f"SELECT * FROM {self.s}.{table} WHERE member_ref = $1 AND tenant_id = $2"
+                    f" ORDER BY {at}",
+                    ref,
+                    tenant,
+                )
+                data[table] = [_plain(dict(r)) for r in rows]
+        return data
+
+    async def erase_member(
+        self, tenant: str, member_id: str, erased_at: datetime | None = None
+    ) -> int:
+        """Delete the member's rows in the tenant whose events happened at or before
+        `erased_at` (all of them when None), in one transaction, and remember the erasure
+        (pseudonym and time) so a replay or a late backlog does not store them again. Returns
+        the rows deleted.
+
+        Dated at the request, not when this store got to it: what the member sent after asking
+        (a new application, a later repayment) is theirs to keep."""
+        ref = self._member(tenant, member_id)
+        deleted = 0
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                f"INSERT INTO {self.s}.erased_members (member_ref, erased_at) VALUES ($1, $2)"
+                " ON CONFLICT (member_ref)"
+                " DO UPDATE SET erased_at = greatest(erased_members.erased_at, $2)",
+                ref,
+                erased_at or datetime.now(UTC),
+            )
+            for table, at in MEMBER_TABLES:
+                status = await conn.execute(
+                    f"DELETE FROM {self.s}.{table} WHERE member_ref = $1 AND tenant_id = $2"
+                    f" AND ($3::timestamptz IS NULL OR {at} IS NULL OR {at} <= $3)",
+                    ref,
+                    tenant,
+                    erased_at,
+                )
+                deleted += int(status.split()[-1])
+        return deleted
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as the member's export carries it."""
+    row.pop("member_ref", None)
+    row.pop("published", None)  # the service's bookkeeping, not the member's data
+    for band in ("band", "final_band"):
+        if band in row and row[band] is not None:
+            row[band] = BANDS.name_or(row[band], "unknown")
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
 
 
 _PAIRS_SQL = """

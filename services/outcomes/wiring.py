@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from services.common.kafka import create_producer, publish_acknowledged
+from services.common.member_rights import tenant_member_ref
 from services.common.postgres import create_pool
 from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 from services.outcomes.alerts import AlertRule, raise_alerts
@@ -24,7 +25,12 @@ log = logging.getLogger(__name__)
 
 
 async def open_store(settings: OutcomesSettings) -> OutcomesStore:
-    store = OutcomesStore(await create_pool(settings.infra, max_size=4), settings.db_schema)
+    key = settings.member_pseudonym_key.get_secret_value().encode()
+    store = OutcomesStore(
+        await create_pool(settings.infra, max_size=4),
+        settings.db_schema,
+        lambda tenant, member: tenant_member_ref(key, tenant, member),
+    )
     await store.create_schema()
     return store
 

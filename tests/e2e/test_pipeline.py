@@ -34,6 +34,7 @@ from services.audit.reader import AuditedEvent, AuditReader
 from services.audit.settings import AuditSettings
 from services.common.envelope import decode, wrap
 from services.common.kafka import create_producer, publish
+from services.common.member_rights import tenant_member_ref
 from services.common.members import DEV_TENANT, member_key
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
@@ -59,6 +60,8 @@ from services.common.topics import (
 )
 from services.common.vocabulary import BANDS
 from services.console.store import ConsoleStore
+from services.outcomes.settings import OutcomesSettings
+from services.outcomes.store import OutcomesStore
 from simulator.lag import end_offsets, start_groups_at_the_end, wait_for_group
 from simulator.payloads import application_body
 from simulator.run import SimulationOptions, Summary, Via, simulate
@@ -614,9 +617,9 @@ async def test_a_members_export_and_erasure_reach_every_store_through_events(
     system: System,
 ) -> None:
     """The admin API's export and erasure as a deployment runs them. Export: 202, then
-    explanation, the audit chain, the feature store, the console and the retrainer each answer
-    with their part of the member's data on member.exports.parts, and the gateway returns the
-    whole. Erasure: 202, then each store erases its part and answers on
+    explanation, the audit chain, the feature store, the console, the outcomes service and the
+    retrainer each answer with their part of the member's data on member.exports.parts, and the
+    gateway returns the whole. Erasure: 202, then each store erases its part and answers on
     member.erasures.completed; the status reports every store, the member's decision is gone,
     its Feast online hash is gone, another member's is kept, and the chain still verifies."""
     from services.feature_store.member_data import FeastMemberData
@@ -664,12 +667,22 @@ async def test_a_members_export_and_erasure_reach_every_store_through_events(
             await asyncpg.create_pool(system.infra.postgres_dsn, min_size=1, max_size=1),
             system.env["ALAMA_CONSOLE_DB_SCHEMA"],
         )
+        key = OutcomesSettings().member_pseudonym_key.get_secret_value().encode()
+        outcomes = OutcomesStore(
+            await asyncpg.create_pool(system.infra.postgres_dsn, min_size=1, max_size=1),
+            system.env["ALAMA_OUTCOMES_DB_SCHEMA"],
+            lambda tenant, m: tenant_member_ref(key, tenant, m),
+        )
         try:
             await _until(
                 lambda: console.holds_member(DEV_TENANT, member), 120, "the console's copy"
             )
+            await _until(
+                lambda: outcomes.holds_member(DEV_TENANT, member), 120, "the outcomes' copy"
+            )
         finally:
             await console.pool.close()
+            await outcomes.pool.close()
 
         asked = await client.post(
             "/v1/admin/members/exports", json={"member_id": member}, headers=admin
@@ -696,6 +709,10 @@ async def test_a_members_export_and_erasure_reach_every_store_through_events(
         )
         assert parts["faust_tables"]["status"] == "completed"
         assert parts["retrainer"]["status"] == "completed"  # started on demand, as deployed
+        # the outcomes service files the decision under the member's keyed pseudonym
+        assert parts["outcomes"]["member_held"], parts["outcomes"]
+        outcomes_part = parts["outcomes"]["data"]
+        assert decision_id in {d["decision_id"] for d in outcomes_part["decisions"]}
         assert parts["console"]["member_held"]
         console_part = parts["console"]["data"]
         # (a synchronous score publishes its decision, not the application: the console's
@@ -721,9 +738,11 @@ async def test_a_members_export_and_erasure_reach_every_store_through_events(
             "feast",
             "faust_tables",
             "console",
+            "outcomes",
             "retrainer",
         }
         assert stores["console"]["member_held"] and stores["console"]["records_erased"] >= 1
+        assert stores["outcomes"]["member_held"] and stores["outcomes"]["records_erased"] >= 1
         assert stores["decisions"]["member_held"] and stores["decisions"]["records_erased"] >= 1
         assert stores["audit"]["member_held"] and stores["audit"]["records_erased"] >= 1
         assert stores["feast"]["records_erased"] >= 1  # at least the online hash

@@ -1,13 +1,30 @@
-"""Small waiting helpers for tests against the real broker (conditions with timeouts, no sleeps)."""
+"""Small helpers for tests against the real broker: publishing acknowledged, and reading with a
+timeout (conditions, no sleeps)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
+from services.common.kafka import create_producer, publish
+from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 from services.common.settings import InfraSettings
+
+
+async def publish_envelopes(
+    infra: InfraSettings, topic: str, envelopes: Sequence[EventEnvelope]
+) -> None:
+    """Each envelope on the topic, in order, each acknowledged by the broker before the next."""
+    producer = create_producer(infra, client_id="integration-tests")
+    await producer.start()
+    try:
+        for envelope in envelopes:
+            await (await publish(producer, topic, envelope))
+    finally:
+        await producer.stop()
 
 
 async def read_topic(

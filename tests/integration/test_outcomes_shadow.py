@@ -352,7 +352,9 @@ async def test_shadow_comparison_gate_rows_and_performance_alerts_on_the_real_br
             settings.performance_alerts_topic,
         )
         assert published == [] and sent == []  # raised once, recorded: never again
-        # only the gender and age band of an application are kept
+        # only the gender and age band of an application are kept (and, for members' rights,
+        # the member's keyed pseudonym and the application's time an erasure is dated against:
+        # never the member id)
         columns = await store.pool.fetch(
             "SELECT column_name FROM information_schema.columns"
             " WHERE table_schema = $1 AND table_name = 'applicant_groups'",
@@ -363,6 +365,8 @@ async def test_shadow_comparison_gate_rows_and_performance_alerts_on_the_real_br
             "application_id",
             "gender",
             "age_band",
+            "member_ref",
+            "applied_at",
         }
     finally:
         await store.pool.close()

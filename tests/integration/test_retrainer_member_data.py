@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from services.common.envelope import Event, decode, encode, wrap
-from services.common.kafka import create_producer, publish
 from services.common.member_exports import ExportRequest, export_request_envelope
 from services.common.member_rights import (
     ErasureRequest,
@@ -41,7 +40,7 @@ from services.retrainer.settings import RetrainerSettings
 from services.retrainer.store import ApplicationRow, OutcomeRow, RetrainerStore
 from services.retrainer.wiring import open_store, serve
 
-from .kafka_helpers import read_topic
+from .kafka_helpers import publish_envelopes, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -215,18 +214,10 @@ def _application(application_id: str, member: str, at: datetime) -> LoanApplicat
     return a
 
 
-async def _publish(infra: InfraSettings, topic: str, envelopes: Sequence[EventEnvelope]) -> None:
-    producer = create_producer(infra, client_id="retrainer-md-it")
-    await producer.start()
-    try:
-        for envelope in envelopes:
-            await (await publish(producer, topic, envelope))
-    finally:
-        await producer.stop()
-
-
 async def _applications(infra: InfraSettings, topic: str, *rows: LoanApplicationSubmitted) -> None:
-    await _publish(infra, topic, [wrap(a, producer="core", subject=a.application_id) for a in rows])
+    await publish_envelopes(
+        infra, topic, [wrap(a, producer="core", subject=a.application_id) for a in rows]
+    )
 
 
 async def _until_held(store: RetrainerStore, member: str) -> None:
@@ -251,7 +242,9 @@ async def test_the_service_answers_an_export_and_an_erasure_on_the_broker(
         await _until_held(store, "M-broker")
 
         export = ExportRequest.new(member, "jwt:dpo")
-        await _publish(infra, settings.exports_topic, [export_request_envelope(export, "gateway")])
+        await publish_envelopes(
+            infra, settings.exports_topic, [export_request_envelope(export, "gateway")]
+        )
         [record] = await read_topic(infra, settings.export_parts_topic, 1)
         part = decode(record.value, MemberExportPart).payload
         assert (part.request_id, part.store, part.member_held) == (
@@ -268,7 +261,7 @@ async def test_the_service_answers_an_export_and_an_erasure_on_the_broker(
             subject=request.request_id,
             event_id=request.request_id,
         )
-        await _publish(infra, settings.erasures_topic, [envelope])
+        await publish_envelopes(infra, settings.erasures_topic, [envelope])
         [record] = await read_topic(infra, settings.erasures_completed_topic, 1)
         completion = decode(record.value, MemberErasureCompleted).payload
         assert (completion.request_id, completion.store) == (request.request_id, "retrainer")

@@ -371,6 +371,7 @@ def test_secrets_come_only_from_secret_key_refs(manifests: list[Manifest]) -> No
         },
         "explanation": {"ALAMA_POSTGRES_DSN", "ALAMA_MEMBER_PSEUDONYM_KEY"},
         "console": {"ALAMA_POSTGRES_DSN", "ALAMA_MEMBER_PSEUDONYM_KEY"},
+        "outcomes": {"ALAMA_POSTGRES_DSN", "ALAMA_MEMBER_PSEUDONYM_KEY"},
         "scoring": {"ALAMA_POSTGRES_DSN", "ALAMA_FEAST_PG_PASSWORD"},
         "retrainer": {
             "ALAMA_POSTGRES_DSN",
