@@ -17,7 +17,11 @@ from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 from rich.console import Console
 
-from member_rights.wiring import MemberRightsBackend, open_member_rights
+from member_rights.wiring import (
+    MemberRightsBackend,
+    file_outcomes_under_members,
+    open_member_rights,
+)
 from services.common.logs import configure_logging
 from services.common.member_rights import (
     ErasureRequest,
@@ -113,6 +117,17 @@ def erase_member(
 
     receipt = _member_rights(tenant, member_id, erase)
     sys.stdout.write(json.dumps(receipt, indent=2, ensure_ascii=False) + "\n")
+
+
+@app.command("file-outcomes")
+def file_outcomes() -> None:
+    """Once after upgrading to a version whose outcomes service files rows under members'
+    pseudonyms: file the rows it stored before, so an export or erasure finds them."""
+    settings = MemberRightsSettings()
+    configure_logging(settings.service_name, settings.log_level, stream=sys.stderr)
+    key = settings.member_pseudonym_key.get_secret_value().encode()
+    filed = asyncio.run(file_outcomes_under_members(settings.infra, key))
+    err_console.print(f"filed {filed:,} rows of the outcomes service under their members")
 
 
 if __name__ == "__main__":

@@ -89,3 +89,34 @@ async def open_member_rights(
     return MemberRightsBackend(
         MemberRights(stores, audit_holder), pseudonym_key, [shared.close, owner.close]
     )
+
+
+async def file_outcomes_under_members(
+    infra: InfraSettings,
+    pseudonym_key: bytes,
+    *,
+    explanation_schema: str | None = None,
+    outcomes_schema: str | None = None,
+    page: int = 10_000,
+) -> int:
+    """File the outcomes service's rows stored before they carried pseudonyms under their
+    members', from the member id the decision store keeps per application (rows of applications
+    it no longer holds stay unfiled: nothing in Alama links them to a member any more). Run once
+    after upgrading; repeating it changes nothing. Returns the rows filed."""
+    schema = explanation_schema or os.environ.get("ALAMA_EXPLANATION_DB_SCHEMA", "explanation")
+    outcomes = outcomes_schema or os.environ.get("ALAMA_OUTCOMES_DB_SCHEMA", "outcomes")
+    pool = await create_pool(infra, max_size=2)
+    try:
+        decisions = DecisionStore(pool, schema)
+        await decisions.create_schema()  # idempotent; an explanation never started holds nothing
+        store = OutcomesStore(pool, outcomes)
+        await store.create_schema()
+        filed, after = 0, ("", "")
+        while batch := await decisions.application_members(after, page):
+            filed += await store.file_under_members(
+                [(t, a, tenant_member_ref(pseudonym_key, t, m)) for t, a, m in batch]
+            )
+            after = batch[-1][:2]
+        return filed
+    finally:
+        await pool.close()

@@ -284,6 +284,21 @@ class DecisionStore:
 
     # --- members' rights (services.common.member_rights) -------------------------------------
 
+    async def application_members(
+        self, after: tuple[str, str] = ("", ""), limit: int = 10_000
+    ) -> list[tuple[str, str, str]]:
+        """(tenant, application id, member id) of every decided application, in key order
+        after `after`: one page, for filing other stores' rows under members' pseudonyms."""
+        rows = await self.pool.fetch(
+            f"SELECT DISTINCT tenant_id, application_id, member_id FROM {self.schema}.decisions"
+            " WHERE (tenant_id, application_id) > ($1, $2)"
+            " ORDER BY tenant_id, application_id LIMIT $3",
+            after[0],
+            after[1],
+            limit,
+        )
+        return [(r["tenant_id"], r["application_id"], r["member_id"]) for r in rows]
+
     async def holds_member(self, tenant_id: str, member_id: str) -> bool:
         async with self.pool.acquire() as conn:
             return bool(

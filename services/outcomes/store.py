@@ -161,16 +161,62 @@ _NOT_ERASED = (
     " WHERE e.member_ref = {ref} AND e.erased_at >= coalesce({at}, '-infinity'::timestamptz))"
 )
 
-#: Each table of members' data, with the time a row's event happened, in the order an erasure
-#: deletes them (what is derived first).
+#: Each table of members' data, in the order an erasure deletes them (what is derived first).
 MEMBER_TABLES = (
-    ("outcomes", "disbursed_at"),
-    ("instalments", "recorded_at"),
-    ("loans", "disbursed_at"),
-    ("shadow_decisions", "coalesce(applied_at, decided_at)"),
-    ("applicant_groups", "applied_at"),
-    ("decisions", "coalesce(applied_at, decided_at)"),
+    "outcomes",
+    "instalments",
+    "loans",
+    "shadow_decisions",
+    "applicant_groups",
+    "decisions",
 )
+
+#: A member's applications made by $3 (all when NULL): those its rows name, dated by when the
+#: member applied; and its loans: those of these applications, and those its rows name, dated by
+#: disbursement or, for an instalment of a loan not yet seen, its record.
+_MEMBER_KEYS = """
+WITH apps AS (
+    SELECT application_id FROM {s}.decisions WHERE member_ref = $1 AND tenant_id = $2
+        AND ($3::timestamptz IS NULL OR coalesce(applied_at, decided_at) <= $3)
+    UNION SELECT application_id FROM {s}.shadow_decisions WHERE member_ref = $1
+        AND tenant_id = $2 AND ($3::timestamptz IS NULL OR coalesce(applied_at, decided_at) <= $3)
+    UNION SELECT application_id FROM {s}.applicant_groups WHERE member_ref = $1
+        AND tenant_id = $2 AND ($3::timestamptz IS NULL OR applied_at IS NULL OR applied_at <= $3)
+    UNION SELECT application_id FROM {s}.outcomes WHERE member_ref = $1 AND tenant_id = $2
+        AND ($3::timestamptz IS NULL OR coalesce(applied_at, disbursed_at) <= $3)
+), loans AS (
+    SELECT loan_id FROM {s}.loans WHERE tenant_id = $2 AND (application_id IN (SELECT * FROM apps)
+        OR member_ref = $1 AND ($3::timestamptz IS NULL OR disbursed_at <= $3))
+    UNION SELECT loan_id FROM {s}.outcomes WHERE tenant_id = $2
+        AND application_id IN (SELECT * FROM apps)
+    UNION SELECT loan_id FROM {s}.instalments WHERE member_ref = $1 AND tenant_id = $2
+        AND ($3::timestamptz IS NULL OR recorded_at <= $3)
+)
+SELECT (SELECT coalesce(array_agg(application_id), '{{}}') FROM apps) AS apps,
+       (SELECT coalesce(array_agg(loan_id), '{{}}') FROM loans) AS loans
+"""
+
+#: Per table, the column naming an application and the column naming a loan ("" none): how the
+#: rows of a member's applications and loans are found.
+_KEYED_BY = {
+    "outcomes": ("application_id", "loan_id"),
+    "instalments": ("", "loan_id"),
+    "loans": ("", "loan_id"),
+    "shadow_decisions": ("application_id", ""),
+    "applicant_groups": ("application_id", ""),
+    "decisions": ("application_id", ""),
+}
+
+
+def _of_member(table: str, apps: list[str], loans: list[str]) -> tuple[str, list[Any]]:
+    """The condition (after $1, the tenant) selecting a table's rows of these applications and
+    loans, and its arguments."""
+    terms, args = [], []
+    for column, keys in zip(_KEYED_BY[table], (apps, loans), strict=True):
+        if column:
+            args.append(keys)
+            terms.append(f"{column} = ANY(${len(args) + 1}::text[])")
+    return " OR ".join(terms), args
 
 
 @dataclass(frozen=True)
@@ -402,7 +448,8 @@ class OutcomesStore:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
                 f"SELECT l.*, d.decision_id, d.model_version, d.probability_of_default, d.band,"
-                f" d.final_band, d.applied_at, d.decided_at FROM {self.s}.loans l"
+                f" d.final_band, d.applied_at, d.decided_at, d.member_ref AS decision_member_ref"
+                f" FROM {self.s}.loans l"
                 f" JOIN {self.s}.decisions d USING (tenant_id, application_id)"
                 f" LEFT JOIN {self.s}.outcomes o USING (tenant_id, loan_id)"
                 f" WHERE o.loan_id IS NULL{where}",
@@ -442,6 +489,7 @@ class OutcomesStore:
                     r["band"],
                     r["applied_at"],
                     r["decided_at"],
+                    r["decision_member_ref"],
                 ),
                 final_band=r["final_band"],
                 instalments=by_loan.get((r["tenant_id"], r["loan_id"]), []),
@@ -472,7 +520,7 @@ class OutcomesStore:
             pending.final_band,
             d.applied_at,
             loan.disbursed_at,
-            loan.member_ref,
+            loan.member_ref or d.member_ref,  # a loan stored before the pseudonyms has none
         )
 
     async def unpublished(self, limit: int = 10_000) -> list[OutcomeRow]:
@@ -648,22 +696,68 @@ class OutcomesStore:
         ref = self._member(tenant, member_id)
         held = " UNION ALL ".join(
             f"(SELECT 1 FROM {self.s}.{table} WHERE member_ref = $1 AND tenant_id = $2 LIMIT 1)"
-            for table, _at in MEMBER_TABLES
+            for table in MEMBER_TABLES
         )
         return bool(await self.pool.fetchval(f"SELECT EXISTS ({held})", ref, tenant))
 
+    async def file_under_members(self, applications: Sequence[tuple[str, str, str]]) -> int:
+        """Give rows stored before rows carried pseudonyms their member's: `applications` are
+        (tenant, application id, pseudonym) triples (from a store that keeps member ids); every
+        row of those applications, their loans and the loans' instalments that has none gets
+        it. Idempotent; returns the rows filed."""
+        if not applications:
+            return 0
+        args = (
+            [t for t, _, _ in applications],
+            [a for _, a, _ in applications],
+            [r for _, _, r in applications],
+        )
+        filed = 0
+        async with self.pool.acquire() as conn, conn.transaction():
+            for table in ("decisions", "shadow_decisions", "applicant_groups", "loans", "outcomes"):
+                status = await conn.execute(
+                    f"UPDATE {self.s}.{table} x SET member_ref = m.ref"
+                    " FROM unnest($1::text[], $2::text[], $3::text[]) AS m(tenant, app, ref)"
+                    " WHERE x.tenant_id = m.tenant AND x.application_id = m.app"
+                    " AND x.member_ref IS NULL",
+                    *args,
+                )
+                filed += int(status.split()[-1])
+            status = await conn.execute(
+                f"UPDATE {self.s}.instalments i SET member_ref = l.member_ref"
+                f" FROM {self.s}.loans l"
+                " JOIN unnest($1::text[], $2::text[]) AS m(tenant, app)"
+                " ON l.tenant_id = m.tenant AND l.application_id = m.app"
+                " WHERE i.tenant_id = l.tenant_id AND i.loan_id = l.loan_id"
+                " AND i.member_ref IS NULL AND l.member_ref IS NOT NULL",
+                args[0],
+                args[1],
+            )
+            filed += int(status.split()[-1])
+        return filed
+
+    async def _member_keys(
+        self, conn: asyncpg.Connection, ref: str, tenant: str, at: datetime | None
+    ) -> tuple[list[str], list[str]]:
+        row = await conn.fetchrow(_MEMBER_KEYS.format(s=self.s), ref, tenant, at)
+        return list(row["apps"]), list(row["loans"])
+
     async def member_data(self, tenant: str, member_id: str) -> dict[str, Any]:
-        """Every row kept on the member, by table (bands by name, times as ISO text; the
-        pseudonym rows are filed under is not part of the member's data)."""
+        """Every row kept on the member, by table: its applications' and loans' (bands by name,
+        times as ISO text; the pseudonym rows are filed under is not part of the member's
+        data)."""
         ref = self._member(tenant, member_id)
         data: dict[str, Any] = {}
         async with self.pool.acquire() as conn:
-            for table, at in reversed(MEMBER_TABLES):
+            apps, loans = await self._member_keys(conn, ref, tenant, None)
+            for table in reversed(MEMBER_TABLES):
+                order = "loan_id, due_date" if table == "instalments" else "application_id"
+                where, args = _of_member(table, apps, loans)
                 rows = await conn.fetch(
-                    f"SELECT * FROM {self.s}.{table} WHERE member_ref = $1 AND tenant_id = $2"
-                    f" ORDER BY {at}",
-                    ref,
+                    f"SELECT * FROM {self.s}.{table}"
+                    f" WHERE tenant_id = $1 AND ({where}) ORDER BY {order}",
                     tenant,
+                    *args,
                 )
                 data[table] = [_plain(dict(r)) for r in rows]
         return data
@@ -671,13 +765,15 @@ class OutcomesStore:
     async def erase_member(
         self, tenant: str, member_id: str, erased_at: datetime | None = None
     ) -> int:
-        """Delete the member's rows in the tenant whose events happened at or before
-        `erased_at` (all of them when None), in one transaction, and remember the erasure
-        (pseudonym and time) so a replay or a late backlog does not store them again. Returns
-        the rows deleted.
+        """Delete, in one transaction, the member's applications in the tenant made at or
+        before `erased_at` (all of them when None) with everything derived from them (decisions,
+        shadow decisions, groups, loans, instalments, outcomes, whether or not each row carries
+        the pseudonym), and the loans and instalments filed under the member's pseudonym by then;
+        remember the erasure (pseudonym and time) so a replay or a late backlog does not store
+        them again. Returns the rows deleted.
 
         Dated at the request, not when this store got to it: what the member sent after asking
-        (a new application, a later repayment) is theirs to keep."""
+        (a new application, a loan disbursed later) is theirs to keep."""
         ref = self._member(tenant, member_id)
         deleted = 0
         async with self.pool.acquire() as conn, conn.transaction():
@@ -688,13 +784,13 @@ class OutcomesStore:
                 ref,
                 erased_at or datetime.now(UTC),
             )
-            for table, at in MEMBER_TABLES:
+            apps, loans = await self._member_keys(conn, ref, tenant, erased_at)
+            for table in MEMBER_TABLES:
+                where, args = _of_member(table, apps, loans)
                 status = await conn.execute(
-                    f"DELETE FROM {self.s}.{table} WHERE member_ref = $1 AND tenant_id = $2"
-                    f" AND ($3::timestamptz IS NULL OR {at} IS NULL OR {at} <= $3)",
-                    ref,
+                    f"DELETE FROM {self.s}.{table} WHERE tenant_id = $1 AND ({where})",
                     tenant,
-                    erased_at,
+                    *args,
                 )
                 deleted += int(status.split()[-1])
         return deleted

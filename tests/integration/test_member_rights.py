@@ -32,11 +32,16 @@ from services.audit.settings import AuditSettings
 from services.audit.store import AuditStore
 from services.common.envelope import decode, encode, wrap
 from services.common.kafka import create_producer
-from services.common.member_rights import MemberRightsBackend, member_pseudonym
+from services.common.member_rights import (
+    MemberRightsBackend,
+    member_pseudonym,
+    tenant_member_ref,
+)
 from services.common.members import member_key
 from services.common.postgres import create_pool
 from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicationSubmitted
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision, DecisionBand
+from services.common.protos.alama.events.v1.envelope_pb2 import EventEnvelope
 from services.common.protos.alama.events.v1.explanations_pb2 import (
     CreditExplanation,
     FeatureContribution,
@@ -49,6 +54,8 @@ from services.gateway.app import create_app
 from services.gateway.clients import Backends
 from services.gateway.security import issue_token
 from services.gateway.settings import GatewaySettings
+from services.outcomes.consumer import OutcomeFeed
+from services.outcomes.store import OutcomesStore
 from tests.integration.feast_projects import feast_project
 from tests.unit.gateway.fakes import (
     FakeEvents,
@@ -128,6 +135,10 @@ def _events(app: str, member: str, tenant: str) -> list[Any]:
     return [decode(encode(wrap(p, producer="test", subject=app))) for p in payloads]
 
 
+async def _unused_send(_topic: str, _envelope: EventEnvelope) -> None:
+    raise AssertionError("no loan matured here: nothing is published")
+
+
 async def _faust_state(infra: InfraSettings, app_id: str, members: list[str]) -> None:
     """What the worker's tables hold for each member (by tenant-scoped key), written as Faust
     writes its changelog."""
@@ -177,6 +188,11 @@ async def stores(infra: InfraSettings, world: World, tmp_path: Path) -> AsyncIte
         shared = await create_pool(infra, max_size=2)
         decisions = DecisionStore(shared, f"explanation_mr_{suffix}")
         await decisions.create_schema()
+        outcomes = OutcomesStore(  # the outcomes service's copy, filed by pseudonym
+            shared, f"outcomes_mr_{suffix}", lambda t, m: tenant_member_ref(KEY, t, m)
+        )
+        await outcomes.create_schema()
+        feed = OutcomeFeed(outcomes, _unused_send, "unused")
         app_id = f"fs-mr-{suffix}"
         drafts = []
         for n, (member, tenant) in enumerate(
@@ -185,6 +201,8 @@ async def stores(infra: InfraSettings, world: World, tmp_path: Path) -> AsyncIte
             events = _events(f"app-{suffix}-{n}", member, tenant)
             drafts += [draft_from_event(e, "t") for e in events]
             await decisions.save_batch([StoredDecision(events[1].payload)], [events[2].payload])
+            await feed.decision(events[1], None)  # type: ignore[arg-type]
+        await feed.flush()
         await writer.append(drafts)
         await _faust_state(
             infra,
@@ -201,6 +219,7 @@ async def stores(infra: InfraSettings, world: World, tmp_path: Path) -> AsyncIte
             audit=audit_settings,
             explanation_schema=decisions.schema,
             feature_store_group=app_id,
+            outcomes_schema=outcomes.s,
         )
         try:
             yield Stores(backend, writer, owner_pool, decisions, app_id, members)
@@ -212,6 +231,7 @@ async def stores(infra: InfraSettings, world: World, tmp_path: Path) -> AsyncIte
             await owner_pool.close()
             async with shared.acquire() as conn:
                 await conn.execute(f"DROP SCHEMA {decisions.schema} CASCADE")
+                await conn.execute(f"DROP SCHEMA {outcomes.s} CASCADE")
             await shared.close()
 
 
@@ -325,6 +345,9 @@ async def test_export_then_erase_a_member_everywhere(
             for row in rows
         )
         assert len(s["faust_tables"]) == len(ACTIVITY_TABLES)
+        assert [d["application_id"] for d in s["outcomes"]["decisions"]] == [
+            d["decision"]["application_id"] for d in s["decisions"]
+        ]
 
         # Tenant scoping: another tenant's member is a 404, both ways; bad ids a 422.
         for member, headers in ((m.erased, admin_b), (m.other, admin_a)):
@@ -348,6 +371,7 @@ async def test_export_then_erase_a_member_everywhere(
         assert receipt["erased"]["audit"] == 3
         assert receipt["erased"]["feast"] >= 2  # the online hash and offline rows
         assert receipt["erased"]["faust_tables"] == len(ACTIVITY_TABLES)
+        assert receipt["erased"]["outcomes"] == 1  # the decision the outcomes service kept
         assert receipt["audit_seq"] is not None and receipt["kept"]
 
         # Nothing readable is left in any store.
@@ -357,6 +381,7 @@ async def test_export_then_erase_a_member_everywhere(
         assert after.status_code == 200, after.text  # the erasure keeps it the tenant's
         left = after.json()["stores"]
         assert left["decisions"] == [] and left["faust_tables"] == {}
+        assert all(rows == [] for rows in left["outcomes"].values())
         assert left["feast"] == {"online": {}, "offline": {}}
         assert [r["payload_type"] for r in left["audit"]] == [ERASURE_PAYLOAD_TYPE]
 
@@ -369,6 +394,7 @@ async def test_export_then_erase_a_member_everywhere(
         assert ks["audit"][1]["payload"]["features"]["deposit_months"] == 18.0
         assert ks["feast"]["online"] and ks["feast"]["offline"]
         assert len(ks["faust_tables"]) == len(ACTIVITY_TABLES)
+        assert len(ks["outcomes"]["decisions"]) == 1
 
         # Repeating the erasure is a receipt of zeros, recorded again.
         again = await client.post(

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from google.protobuf.message import Message
 
+from member_rights.wiring import file_outcomes_under_members
 from services.common.envelope import Event, decode, encode, wrap
 from services.common.loan_terms import add_months
 from services.common.member_exports import ExportRequest, export_request_envelope
@@ -39,10 +40,18 @@ from services.common.protos.alama.events.v1.members_pb2 import (
 from services.common.protos.alama.events.v1.repayments_pb2 import RepaymentRecorded
 from services.common.settings import InfraSettings
 from services.common.topics import TopicSpec, ensure_topics
+from services.explanation.store import DecisionStore, StoredDecision
 from services.outcomes.consumer import OutcomeFeed
 from services.outcomes.member_data import OutcomesErasures, OutcomesHolder
+from services.outcomes.rules import outcome_of
 from services.outcomes.settings import OutcomesSettings
-from services.outcomes.store import MEMBER_TABLES, OutcomesStore
+from services.outcomes.store import (
+    MEMBER_TABLES,
+    DecisionRow,
+    InstalmentRow,
+    LoanRow,
+    OutcomesStore,
+)
 from services.outcomes.wiring import open_store, serve
 
 from .kafka_helpers import publish_envelopes, read_topic
@@ -164,7 +173,7 @@ async def _feed(store: OutcomesStore, *histories: dict[str, list[Any]]) -> list[
 async def _counts(store: OutcomesStore) -> dict[str, int]:
     return {
         table: await store.pool.fetchval(f"SELECT count(*) FROM {store.s}.{table}")
-        for table, _at in MEMBER_TABLES
+        for table in MEMBER_TABLES
     }
 
 
@@ -201,7 +210,7 @@ async def test_a_members_rows_are_filed_by_pseudonym_exported_erased_and_kept_ou
         "applicant_groups": 3,
         "decisions": 3,
     }
-    for table, _at in MEMBER_TABLES:  # no raw member id anywhere, each row filed by pseudonym
+    for table in MEMBER_TABLES:  # no raw member id anywhere, each row filed by pseudonym
         rows = await store.pool.fetch(f"SELECT * FROM {store.s}.{table}")
         assert all(r["member_ref"] and r["member_ref"].startswith("tmbr_") for r in rows), table
         assert not [r for r in rows if "M-outcomes" in json.dumps(dict(r), default=str)], table
@@ -253,6 +262,83 @@ async def test_a_members_rows_are_filed_by_pseudonym_exported_erased_and_kept_ou
     assert (again.records_erased, again.member_held) == (0, True)
     assert await holder.erase(ref) == 2  # the CLI's direct path: now, and everything
     assert not await holder.holds(ref)
+
+
+async def test_what_derives_from_the_members_applications_goes_with_them_pseudonym_or_not(
+    store: OutcomesStore,
+) -> None:
+    """A loan and its instalments stored before rows carried pseudonyms (or disbursed after the
+    request, for an application made before it) are the member's through the application: the
+    outcome takes the decision's pseudonym, the export shows them, the erasure takes them."""
+    member = "M-outcomes-legacy"
+    ref = store.ref(TENANT, member)
+    approve = int(DecisionBand.DECISION_BAND_APPROVE)
+    await store.add_decisions(
+        [DecisionRow(TENANT, "A9", "d-A9", "v1", 0.07, approve, BEFORE, BEFORE, ref)]
+    )
+    disbursed = ASKED + timedelta(days=1)  # after the request: still the application's loan
+    await store.add_loans([LoanRow(TENANT, "L-A9", "A9", 6, 50_000.0, disbursed)])  # no ref
+    dues = [add_months(disbursed, k) for k in range(1, 7)]
+    await store.add_instalments(
+        [InstalmentRow(TENANT, "L-A9", due, 3, due + timedelta(days=3)) for due in dues]
+    )
+    [pending] = await store.pending()
+    known = outcome_of(pending.loan.disbursed_at, pending.loan.term_months, pending.instalments)
+    assert known is not None
+    await store.record(pending, known)
+    assert await store.pool.fetchval(f"SELECT member_ref FROM {store.s}.outcomes") == ref
+    # a second loan, still young: found only through its application
+    await store.add_decisions(
+        [DecisionRow(TENANT, "A10", "d-A10", "v1", 0.07, approve, BEFORE, BEFORE, ref)]
+    )
+    await store.add_loans([LoanRow(TENANT, "L-A10", "A10", 6, 50_000.0, BEFORE)])
+    await store.add_instalments(
+        [InstalmentRow(TENANT, "L-A10", due, 0, due) for due in dues[:2]]  # no ref either
+    )
+
+    data = await store.member_data(TENANT, member)
+    assert {table: len(rows) for table, rows in data.items()} == {
+        "decisions": 2,
+        "applicant_groups": 0,
+        "shadow_decisions": 0,
+        "loans": 2,
+        "instalments": 8,
+        "outcomes": 1,
+    }
+    assert await store.erase_member(TENANT, member, erased_at=ASKED) == 2 + 2 + 8 + 1
+    assert sum((await _counts(store)).values()) == 0
+
+
+async def test_rows_stored_before_pseudonyms_are_filed_by_the_operator_tool(
+    infra: InfraSettings, store: OutcomesStore
+) -> None:
+    """An upgraded outcomes service holds rows without pseudonyms, which no export or erasure
+    finds; `python -m member_rights file-outcomes` files them under their members from the
+    decision store's member ids (once: a second run files nothing)."""
+    member, other = "M-outcomes-before", "M-outcomes-before-2"
+    legacy = OutcomesStore(store.pool, store.s)  # as before the upgrade: no pseudonym key
+    histories = [_history("A7", member, BEFORE), _history("A8", other, BEFORE, tenant=OTHER)]
+    await _feed(legacy, *histories)
+    assert not await store.holds_member(TENANT, member)  # unfindable: nothing carries its ref
+
+    decisions = DecisionStore(store.pool, f"explanation_md_{uuid.uuid4().hex[:10]}")
+    await decisions.create_schema()
+    try:
+        await decisions.save_decisions(
+            [StoredDecision(h["decision"][0]) for h in histories]  # the champion's decisions
+        )
+        filed = await file_outcomes_under_members(
+            infra, KEY, explanation_schema=decisions.schema, outcomes_schema=store.s, page=1
+        )
+        again = await file_outcomes_under_members(
+            infra, KEY, explanation_schema=decisions.schema, outcomes_schema=store.s
+        )
+    finally:
+        await store.pool.execute(f"DROP SCHEMA {decisions.schema} CASCADE")
+    assert (filed, again) == (2 * 11, 0)  # every row of both applications, once
+    assert await store.holds_member(TENANT, member) and await store.holds_member(OTHER, other)
+    assert await store.erase_member(TENANT, member) == 11
+    assert await store.holds_member(OTHER, other)
 
 
 # --- through the service, on the broker ---------------------------------------------------
