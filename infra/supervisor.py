@@ -36,7 +36,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
 from rich.table import Table
 
-from infra.local import OFF_PATH_NICE, REPO, pid_alive, run_dir
+from infra.local import (
+    OFF_PATH_NICE,
+    REPO,
+    Postgres,
+    lower_priority,
+    lower_session,
+    pid_alive,
+    run_dir,
+    servers,
+)
 from services.common.packages import ENV as WITHOUT_TRAINING_PACKAGES
 from services.common.settings import service_port
 
@@ -277,6 +286,9 @@ def start(
             )
         pid = process.pid
         _pid_path(spec.name).write_text(str(pid))
+        if spec.nice:
+            # `nice` lowers it against its own session only: the service leads a new one
+            lower_session(pid, min(os.getpriority(os.PRIO_PROCESS, 0) + spec.nice, 19))
     deadline = time.monotonic() + timeout
     reason: str | None = "not checked yet"
     while time.monotonic() < deadline:
@@ -287,12 +299,23 @@ def start(
             )
         reason = spec.probe({**overrides, **spec.env})
         if reason is None:
+            if spec.nice:
+                _lower_database()
             return pid
         time.sleep(0.5)
     raise SupervisorError(
         f"{spec.name} not ready after {timeout:.0f}s ({reason}); the end of "
         f"{log_path(spec.name)}:\n{_tail(spec.name)}"
     )
+
+
+def _lower_database() -> None:
+    """Each PostgreSQL connection a service opened while starting is a backend leading a
+    session of its own, at the default priority: lower them like the postmaster (`infra.local
+    up`). Connections a pool opens later keep the default until the next service starts."""
+    for server in servers():
+        if isinstance(server, Postgres) and (pid := server.pid()) is not None:
+            lower_priority(pid)
 
 
 def stop(name: str, *, grace: float = 30.0) -> None:

@@ -469,8 +469,21 @@ def test_the_synchronous_path_runs_ahead_of_the_services_off_it(system: System) 
     assert seen["gateway"] == seen["scoring"] == {own}
     off_path = {n for n in seen if n not in ("gateway", "scoring")}
     assert off_path >= {"explanation", "audit", "drift", "outcomes", "feature_store"}
+    lowered = min(own + supervisor.OFF_PATH_NICE, 19)
     for name in off_path:
-        assert seen[name] == {min(own + supervisor.OFF_PATH_NICE, 19)}, name
+        assert seen[name] == {lowered}, name
+    # each service leads its own session: with the kernel's autogroups on, the session's
+    # priority is what weighs against the gateway's and scoring's sessions
+    sessions = {
+        spec.name: local.session_priority(pid)
+        for spec in supervisor.SERVICES
+        if (pid := supervisor.pid_of(spec.name)) is not None
+    }
+    if local.session_priority(os.getpid()) is None:  # a kernel without autogroups
+        assert set(sessions.values()) == {None}
+    else:
+        assert sessions["gateway"] == sessions["scoring"] == 0
+        assert {sessions[name] for name in off_path} == {lowered}
     # PostgreSQL serves only those services: the postmaster and every backend below too
     [postgres] = [s for s in local.servers() if isinstance(s, local.Postgres)]
     postmaster = postgres.pid()
@@ -483,6 +496,8 @@ def test_the_synchronous_path_runs_ahead_of_the_services_off_it(system: System) 
     assert backends  # the services' connections are open
     for pid in [postmaster, *backends]:
         assert _thread_nices(pid) == {min(own + local.OFF_PATH_NICE, 19)}, pid
+    if local.session_priority(os.getpid()) is not None:
+        assert local.session_priority(postmaster) == lowered
 
 
 async def test_an_undecodable_event_is_dead_lettered_and_the_pipeline_goes_on(

@@ -99,3 +99,40 @@ def test_a_server_off_the_synchronous_path_and_its_children_run_at_the_lower_pri
             os.kill(pid, 9)
         parent.kill()
         parent.wait()
+
+
+def test_the_sessions_a_server_and_its_children_lead_are_lowered_too() -> None:
+    """PostgreSQL's backends each lead a session; with the kernel's autogroups on, a nice value
+    weighs only inside a session, so the sessions are lowered too (and left alone without)."""
+    import os
+    import subprocess
+    import time
+    from pathlib import Path
+
+    from infra.local import AUTOGROUPS, lower_priority, session_priority
+
+    parent = subprocess.Popen(["sh", "-c", "setsid sleep 30 & wait"], start_new_session=True)
+    children: list[int] = []
+    try:
+        for _ in range(100):
+            children = [
+                int(stat.parent.name)
+                for stat in Path("/proc").glob("[0-9]*/stat")
+                if stat.read_text().rpartition(")")[2].split()[1] == str(parent.pid)
+            ]
+            if children and all(os.getsid(c) == c for c in children):
+                break
+            time.sleep(0.02)
+        assert children and all(os.getsid(c) == c for c in children)
+        target = min(os.getpriority(os.PRIO_PROCESS, 0) + OFF_PATH_NICE, 19)
+        autogroups = AUTOGROUPS.exists() and AUTOGROUPS.read_text().strip() == "1"
+        if autogroups:
+            assert session_priority(parent.pid) == session_priority(children[0]) == 0
+        lower_priority(parent.pid)
+        for pid in [parent.pid, *children]:
+            assert os.getpriority(os.PRIO_PROCESS, pid) == target, pid
+            assert session_priority(pid) == (target if autogroups else None), pid
+    finally:
+        for pid in children:
+            os.kill(pid, 9)
+        parent.kill()
