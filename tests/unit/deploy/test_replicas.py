@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import pytest
 
+from infra.local import AUTOGROUPS, lower_priority, session_priority
 from infra.supervisor import (
     BY_NAME,
     OFF_PATH_NICE,
@@ -68,16 +76,11 @@ def test_replicas_run_at_their_services_priority() -> None:
     assert replica("audit", 2).command == BY_NAME["audit"].command
 
 
-def test_a_server_off_the_synchronous_path_and_its_children_run_at_the_lower_priority() -> None:
-    import os
-    import subprocess
-    import time
-    from pathlib import Path
-
-    from infra.local import lower_priority
-
-    # a "postmaster" with a "backend" it forked before being reniced
-    parent = subprocess.Popen(["sh", "-c", "sleep 30 & wait"])
+@contextmanager
+def _family(script: str, *, new_session: bool = False) -> Iterator[tuple[int, list[int]]]:
+    """A "postmaster" (`sh -c script`) and the "backends" it forked, each leading a session of
+    its own when the script starts them with `setsid`; killed afterwards."""
+    parent = subprocess.Popen(["sh", "-c", script], start_new_session=new_session)
     children: list[int] = []
     try:
         for _ in range(100):
@@ -86,14 +89,11 @@ def test_a_server_off_the_synchronous_path_and_its_children_run_at_the_lower_pri
                 for stat in Path("/proc").glob("[0-9]*/stat")
                 if stat.read_text().rpartition(")")[2].split()[1] == str(parent.pid)
             ]
-            if children:
+            if children and ("setsid" not in script or all(os.getsid(c) == c for c in children)):
                 break
             time.sleep(0.02)
         assert children
-        lower_priority(parent.pid)
-        own = os.getpriority(os.PRIO_PROCESS, 0)
-        for pid in [parent.pid, *children]:
-            assert os.getpriority(os.PRIO_PROCESS, pid) == min(own + OFF_PATH_NICE, 19), pid
+        yield parent.pid, children
     finally:
         for pid in children:
             os.kill(pid, 9)
@@ -101,38 +101,25 @@ def test_a_server_off_the_synchronous_path_and_its_children_run_at_the_lower_pri
         parent.wait()
 
 
+def test_a_server_off_the_synchronous_path_and_its_children_run_at_the_lower_priority() -> None:
+    # a "postmaster" with a "backend" it forked before being reniced
+    with _family("sleep 30 & wait") as (parent, children):
+        lower_priority(parent)
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        for pid in [parent, *children]:
+            assert os.getpriority(os.PRIO_PROCESS, pid) == min(own + OFF_PATH_NICE, 19), pid
+
+
 def test_the_sessions_a_server_and_its_children_lead_are_lowered_too() -> None:
     """PostgreSQL's backends each lead a session; with the kernel's autogroups on, a nice value
     weighs only inside a session, so the sessions are lowered too (and left alone without)."""
-    import os
-    import subprocess
-    import time
-    from pathlib import Path
-
-    from infra.local import AUTOGROUPS, lower_priority, session_priority
-
-    parent = subprocess.Popen(["sh", "-c", "setsid sleep 30 & wait"], start_new_session=True)
-    children: list[int] = []
-    try:
-        for _ in range(100):
-            children = [
-                int(stat.parent.name)
-                for stat in Path("/proc").glob("[0-9]*/stat")
-                if stat.read_text().rpartition(")")[2].split()[1] == str(parent.pid)
-            ]
-            if children and all(os.getsid(c) == c for c in children):
-                break
-            time.sleep(0.02)
-        assert children and all(os.getsid(c) == c for c in children)
+    with _family("setsid sleep 30 & wait", new_session=True) as (parent, children):
+        assert all(os.getsid(pid) == pid for pid in [parent, *children])
         target = min(os.getpriority(os.PRIO_PROCESS, 0) + OFF_PATH_NICE, 19)
         autogroups = AUTOGROUPS.exists() and AUTOGROUPS.read_text().strip() == "1"
         if autogroups:
-            assert session_priority(parent.pid) == session_priority(children[0]) == 0
-        lower_priority(parent.pid)
-        for pid in [parent.pid, *children]:
+            assert session_priority(parent) == session_priority(children[0]) == 0
+        lower_priority(parent)
+        for pid in [parent, *children]:
             assert os.getpriority(os.PRIO_PROCESS, pid) == target, pid
             assert session_priority(pid) == (target if autogroups else None), pid
-    finally:
-        for pid in children:
-            os.kill(pid, 9)
-        parent.kill()
