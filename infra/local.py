@@ -452,10 +452,15 @@ class Redis(PidFileServer):
 #: nice value counts only inside its session and every service leads its own, so both also
 #: lower the session (`lower_session`): 2026-12-02, `make bench-quick` on 2 cores, at 100/s,
 #: gave p50 1.7 s and 948 and 1,087 of 3,000 refused or late in two runs with the nice values
-#: alone, 0.9 and 1.0 s and 286 and 365 in two with the sessions lowered too. Compose gives
+#: alone, 1.0 s and 365 with the sessions lowered too (README, Benchmarks). Compose gives
 #: them a lower `cpu_shares` (on Kubernetes each pod's CPU request sets its weight, and the
 #: synchronous path scales on its own HPA).
 OFF_PATH_NICE = 10
+
+
+def lowered(by: int = OFF_PATH_NICE) -> int:
+    """The nice value `by` below this process's (19 at most)."""
+    return min(os.getpriority(os.PRIO_PROCESS, 0) + by, 19)
 
 
 def lower_priority(pid: int, by: int = OFF_PATH_NICE) -> None:
@@ -463,7 +468,7 @@ def lower_priority(pid: int, by: int = OFF_PATH_NICE) -> None:
     they lead too (`lower_session`). A PostgreSQL backend forked later inherits the postmaster's
     nice value but leads a new session at the default priority (the supervisor lowers the
     backends again whenever it has started a service)."""
-    target = min(os.getpriority(os.PRIO_PROCESS, 0) + by, 19)
+    target = lowered(by)
     family = [pid]
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -484,6 +489,13 @@ def lower_priority(pid: int, by: int = OFF_PATH_NICE) -> None:
 AUTOGROUPS = Path("/proc/sys/kernel/sched_autogroup_enabled")
 
 
+def autogroups_on() -> bool:
+    try:
+        return AUTOGROUPS.read_text().strip() == "1"
+    except OSError:  # a kernel without them
+        return False
+
+
 def lower_session(pid: int, nice: int) -> bool:
     """Give the session `pid` leads the priority `nice` against other sessions; False where
     the kernel has no autogroups or `pid` leads none (then its own nice value is what counts).
@@ -491,20 +503,22 @@ def lower_session(pid: int, nice: int) -> bool:
     Every service, Kafka, Redis and each PostgreSQL backend leads a session of its own, so with
     autogroups on (Debian's default) a niced service still got as much CPU as the gateway: the
     nice value alone lowered it against nothing."""
+    if not autogroups_on():
+        return False
     try:
-        if AUTOGROUPS.read_text().strip() != "1" or os.getsid(pid) != pid:
+        if os.getsid(pid) != pid:
             return False
         Path(f"/proc/{pid}/autogroup").write_text(f"{nice}\n")
-    except OSError:  # gone meanwhile, or a kernel without the file
+    except OSError:  # gone meanwhile
         return False
     return True
 
 
 def session_priority(pid: int) -> int | None:
     """The priority of the session (autogroup) `pid` is in; None where the kernel has none."""
+    if not autogroups_on():
+        return None
     try:
-        if AUTOGROUPS.read_text().strip() != "1":
-            return None
         # "/autogroup-96 nice 10"
         return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
     except (OSError, ValueError, IndexError):

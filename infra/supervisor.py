@@ -42,6 +42,7 @@ from infra.local import (
     Postgres,
     lower_priority,
     lower_session,
+    lowered,
     pid_alive,
     run_dir,
     servers,
@@ -288,7 +289,7 @@ def start(
         _pid_path(spec.name).write_text(str(pid))
         if spec.nice:
             # `nice` lowers it against its own session only: the service leads a new one
-            lower_session(pid, min(os.getpriority(os.PRIO_PROCESS, 0) + spec.nice, 19))
+            lower_session(pid, lowered(spec.nice))
     deadline = time.monotonic() + timeout
     reason: str | None = "not checked yet"
     while time.monotonic() < deadline:

@@ -479,7 +479,7 @@ def test_the_synchronous_path_runs_ahead_of_the_services_off_it(system: System) 
         for spec in supervisor.SERVICES
         if (pid := supervisor.pid_of(spec.name)) is not None
     }
-    if local.session_priority(os.getpid()) is None:  # a kernel without autogroups
+    if not local.autogroups_on():
         assert set(sessions.values()) == {None}
     else:
         assert sessions["gateway"] == sessions["scoring"] == 0
@@ -496,7 +496,7 @@ def test_the_synchronous_path_runs_ahead_of_the_services_off_it(system: System) 
     assert backends  # the services' connections are open
     for pid in [postmaster, *backends]:
         assert _thread_nices(pid) == {min(own + local.OFF_PATH_NICE, 19)}, pid
-    if local.session_priority(os.getpid()) is not None:
+    if local.autogroups_on():
         assert local.session_priority(postmaster) == lowered
 
 

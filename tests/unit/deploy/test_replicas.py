@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.local import AUTOGROUPS, lower_priority, session_priority
+from infra.local import autogroups_on, lower_priority, session_priority
 from infra.supervisor import (
     BY_NAME,
     OFF_PATH_NICE,
@@ -116,7 +116,7 @@ def test_the_sessions_a_server_and_its_children_lead_are_lowered_too() -> None:
     with _family("setsid sleep 30 & wait", new_session=True) as (parent, children):
         assert all(os.getsid(pid) == pid for pid in [parent, *children])
         target = min(os.getpriority(os.PRIO_PROCESS, 0) + OFF_PATH_NICE, 19)
-        autogroups = AUTOGROUPS.exists() and AUTOGROUPS.read_text().strip() == "1"
+        autogroups = autogroups_on()
         if autogroups:
             assert session_priority(parent) == session_priority(children[0]) == 0
         lower_priority(parent)
