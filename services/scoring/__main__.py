@@ -110,7 +110,6 @@ async def serve(
         max_call_applications=settings.max_call_applications,
         max_waiting=settings.max_waiting_calls,
         publisher=publisher,
-        batch_chunk=settings.batch_chunk_applications,
     )
     consumer = build_consumer(settings, scorer, publisher)
     tasks: list[asyncio.Task[None]] = []

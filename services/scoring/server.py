@@ -10,7 +10,6 @@ take it the caller gets UNAVAILABLE and retries into the same decision.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Sequence
@@ -135,7 +134,6 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         *,
         max_call_applications: int = 1000,
         max_waiting: int = 1024,
-        batch_chunk: int = 250,
     ) -> None:
         self.scorer = scorer
         self.batcher = ScoreBatcher(
@@ -143,7 +141,6 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         )
         self.publisher = publisher
         self.max_call_applications = max_call_applications
-        self.batch_chunk = max(1, batch_chunk)
 
     async def _record(self, outcomes: Sequence[Outcome], context: grpc.aio.ServicerContext) -> None:
         """Every decision acknowledged by the broker, or the call fails with UNAVAILABLE."""
@@ -156,44 +153,6 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         except NotRecorded as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         self.scorer.published(outcomes)
-
-    async def _decide_chunk(self, chunk: Sequence[LoanApplicationSubmitted]) -> list[Outcome]:
-        """Score a chunk and put its decisions on the broker (`NotRecorded` when it cannot)."""
-        outcomes = await self.scorer.score(chunk, path="grpc")
-        if self.publisher is not None:
-            await self.publisher.publish_durably(
-                (o.application, o.to_publish) for o in outcomes if o.to_publish is not None
-            )
-            self.scorer.published(outcomes)
-        return outcomes
-
-    async def _decide_batch(
-        self,
-        applications: Sequence[LoanApplicationSubmitted],
-        context: grpc.aio.ServicerContext,
-    ) -> list[Outcome]:
-        """A large call in chunks of `batch_chunk`, all in flight at once: while a worker thread
-        scores one chunk (LightGBM's and ONNX Runtime's C work, the feature read's wait), the
-        event loop claims and publishes another, where one batch did each step for all in turn.
-        Every chunk runs to its end even when one fails (nothing is cancelled half-published);
-        the call then fails as a whole, and a retry gets the same decisions from the ledger.
-        A call naming one application id twice goes whole: which of the two stands (the
-        earlier) must not depend on which chunk's claim reaches Redis first."""
-        size = self.batch_chunk
-        ids = [(a.tenant_id, a.application_id) for a in applications]
-        if len(applications) <= size or len(set(ids)) < len(ids):
-            chunks = [applications]
-        else:
-            chunks = [applications[i : i + size] for i in range(0, len(applications), size)]
-        results = await asyncio.gather(
-            *(self._decide_chunk(c) for c in chunks), return_exceptions=True
-        )
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if unrecorded := [f for f in failures if isinstance(f, NotRecorded)]:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(unrecorded[0]))
-        if failures:
-            raise failures[0]
-        return [o for r in results if not isinstance(r, BaseException) for o in r]
 
     async def Score(
         self, request: scoring_pb2.ScoreRequest, context: grpc.aio.ServicerContext
@@ -236,7 +195,8 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
                 check_batch_size(request.applications, self.max_call_applications)
             except BatchTooLarge as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            outcomes = await self._decide_batch(request.applications, context)
+            outcomes = await self.scorer.score(request.applications, path="grpc")
+            await self._record(outcomes, context)
             response = scoring_pb2.ScoreBatchResponse()
             for o in outcomes:
                 result = response.results.add()
@@ -255,15 +215,10 @@ async def start_server(
     max_call_applications: int = 1000,
     max_waiting: int = 1024,
     publisher: DecisionPublisher | None = None,
-    batch_chunk: int = 250,
 ) -> GrpcServer:
     """Start serving ScoringService and health on host:port (0 picks one)."""
     servicer = ScoringServicer(
-        scorer,
-        publisher,
-        max_call_applications=max_call_applications,
-        max_waiting=max_waiting,
-        batch_chunk=batch_chunk,
+        scorer, publisher, max_call_applications=max_call_applications, max_waiting=max_waiting
     )
     return await start_grpc_server(
         SERVICE_NAME,

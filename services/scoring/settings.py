@@ -64,12 +64,6 @@ class ScoringSettings(ConsumerSettings):
     max_call_applications: int = Field(
         default=1000, ge=1, description="most applications one ScoreBatch call may carry"
     )
-    batch_chunk_applications: int = Field(
-        default=250,
-        ge=1,
-        description="a ScoreBatch call larger than this is scored and published in chunks of"
-        " it, all in flight at once (the model's work on one overlaps another's publication)",
-    )
     max_waiting_calls: int = Field(
         default=1024, ge=1, description="synchronous calls allowed to queue; more are shed"
     )

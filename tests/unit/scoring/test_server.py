@@ -12,7 +12,6 @@ from services.common.protos.alama.events.v1.applications_pb2 import LoanApplicat
 from services.common.protos.alama.events.v1.decisions_pb2 import CreditDecision
 from services.common.protos.alama.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from services.scoring.applications import validate
-from services.scoring.publisher import NotRecorded
 from services.scoring.scorer import Outcome
 from services.scoring.server import BatchTooLarge, check_batch_size, start_server
 
@@ -103,85 +102,3 @@ async def test_score_invalid_application_is_invalid_argument(stub) -> None:  # t
         health_pb2.HealthCheckRequest(service="alama.scoring.v1.ScoringService")
     )
     assert status.status == health_pb2.HealthCheckResponse.SERVING
-
-
-class FlakyPublisher:
-    """Acknowledges every decision but those of `refuse` (an application id): its chunk is
-    not recorded."""
-
-    def __init__(self, refuse: str | None = None) -> None:
-        self.refuse = refuse
-        self.published: list[str] = []
-
-    async def publish_durably(self, decided) -> None:  # type: ignore[no-untyped-def]
-        pairs = list(decided)
-        if any(a.application_id == self.refuse for a, _d in pairs):
-            raise NotRecorded("the broker did not answer")
-        self.published += [a.application_id for a, _d in pairs]
-
-
-class PublishingScorer(ValidatingScorer):
-    def __init__(self) -> None:
-        super().__init__()
-        self.chunks: list[list[str]] = []
-        self.told: list[str] = []
-
-    async def score(
-        self, applications: Sequence[LoanApplicationSubmitted], *, path: str
-    ) -> list[Outcome]:
-        self.chunks.append([a.application_id for a in applications])
-        return await super().score(applications, path=path)
-
-    def published(self, outcomes: Sequence[Outcome]) -> None:
-        self.told += [o.application.application_id for o in outcomes]
-
-
-async def _chunked(
-    publisher: FlakyPublisher, applications: list[LoanApplicationSubmitted]
-) -> tuple[PublishingScorer, scoring_pb2.ScoreBatchResponse | grpc.aio.AioRpcError]:
-    scorer = PublishingScorer()
-    server = await start_server(
-        scorer,  # type: ignore[arg-type]
-        host="127.0.0.1",
-        port=0,
-        publisher=publisher,  # type: ignore[arg-type]
-        batch_chunk=2,
-    )
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            client = scoring_pb2_grpc.ScoringServiceStub(channel)
-            try:
-                reply = await client.ScoreBatch(
-                    scoring_pb2.ScoreBatchRequest(applications=applications)
-                )
-            except grpc.aio.AioRpcError as exc:
-                return scorer, exc
-            return scorer, reply
-    finally:
-        await server.stop(None)
-
-
-async def test_a_large_batch_is_scored_and_published_in_chunks_in_request_order() -> None:
-    publisher = FlakyPublisher()
-    scorer, reply = await _chunked(publisher, [app(i) for i in range(5)])
-    assert isinstance(reply, scoring_pb2.ScoreBatchResponse)
-    assert sorted(scorer.chunks) == [["A0", "A1"], ["A2", "A3"], ["A4"]]
-    assert [r.decision.application_id for r in reply.results] == [f"A{i}" for i in range(5)]
-    assert sorted(publisher.published) == sorted(scorer.told) == [f"A{i}" for i in range(5)]
-
-
-async def test_a_batch_naming_one_application_twice_is_scored_whole() -> None:
-    scorer, reply = await _chunked(FlakyPublisher(), [app(1), app(2), app(3), app(1)])
-    assert isinstance(reply, scoring_pb2.ScoreBatchResponse)
-    assert scorer.chunks == [["A1", "A2", "A3", "A1"]]
-
-
-async def test_a_chunk_the_broker_refuses_fails_the_call_after_every_chunk_ran() -> None:
-    publisher = FlakyPublisher(refuse="A2")
-    scorer, reply = await _chunked(publisher, [app(i) for i in range(6)])
-    assert isinstance(reply, grpc.aio.AioRpcError)
-    assert reply.code() == grpc.StatusCode.UNAVAILABLE
-    assert "did not answer" in (reply.details() or "")
-    assert len(scorer.chunks) == 3
-    # the chunks the broker took are told to the ledger; the refused one is not
-    assert sorted(publisher.published) == sorted(scorer.told) == ["A0", "A1", "A4", "A5"]
