@@ -456,6 +456,15 @@ class Redis(PidFileServer):
 #: them a lower `cpu_shares` (on Kubernetes each pod's CPU request sets its weight, and the
 #: synchronous path scales on its own HPA).
 OFF_PATH_NICE = 10
+#: The feature store's ingestion sits between the two: it is off the synchronous path, but what
+#: it is behind on is what scoring reads (a member's mobile money of the last seconds), and the
+#: issue asks its lag back to 0 within 10 s of a burst. At `OFF_PATH_NICE` it got almost no CPU
+#: while the API was saturated and then shared the catch-up with the audit's and explanation's
+#: backlogs: 2026-12-02, the bench's mixed load alone (200 and 1,000 requests/s with webhooks at
+#: 1,000 transactions/s, 2 cores) gave lag 0 13.9 and 16.9 s after the last webhook at nice 10,
+#: 2.7 and 5.7 s at nice 5, 1.1 s at 0 (the API's p99 varied more between runs of one setting
+#: than between settings).
+FRESHNESS_NICE = 5
 
 
 def lowered(by: int = OFF_PATH_NICE) -> int:

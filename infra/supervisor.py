@@ -37,6 +37,7 @@ from rich.console import Console
 from rich.table import Table
 
 from infra.local import (
+    FRESHNESS_NICE,
     OFF_PATH_NICE,
     REPO,
     Postgres,
@@ -164,6 +165,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
         "feature_store",
         _metrics_probe("ALAMA_FEATURE_STORE_METRICS_PORT", 9102),
         ports={"ALAMA_FEATURE_STORE_METRICS_PORT": 9102},
+        nice=FRESHNESS_NICE,  # behind the synchronous path, ahead of the rest (infra/local.py)
     ),
     ServiceSpec(
         "scoring",

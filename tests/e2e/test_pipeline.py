@@ -458,7 +458,8 @@ def _thread_nices(pid: int) -> set[int]:
 
 def test_the_synchronous_path_runs_ahead_of_the_services_off_it(system: System) -> None:
     """Gateway and scoring at the supervisor's priority; every thread of the services that
-    work from Kafka (explanation, audit, drift, ...) at `OFF_PATH_NICE` below it."""
+    work from Kafka (explanation, audit, drift, ...) at `OFF_PATH_NICE` below it, the feature
+    store's (what scoring reads) at `FRESHNESS_NICE`, between the two."""
     own = os.getpriority(os.PRIO_PROCESS, 0)
     seen = {}
     for spec in supervisor.SERVICES:
@@ -470,8 +471,10 @@ def test_the_synchronous_path_runs_ahead_of_the_services_off_it(system: System) 
     off_path = {n for n in seen if n not in ("gateway", "scoring")}
     assert off_path >= {"explanation", "audit", "drift", "outcomes", "feature_store"}
     lowered = min(own + supervisor.OFF_PATH_NICE, 19)
+    fresher = min(own + supervisor.FRESHNESS_NICE, 19)
+    expected = {name: fresher if name == "feature_store" else lowered for name in off_path}
     for name in off_path:
-        assert seen[name] == {lowered}, name
+        assert seen[name] == {expected[name]}, name
     # each service leads its own session: with the kernel's autogroups on, the session's
     # priority is what weighs against the gateway's and scoring's sessions
     sessions = {
@@ -483,7 +486,7 @@ def test_the_synchronous_path_runs_ahead_of_the_services_off_it(system: System) 
         assert set(sessions.values()) == {None}
     else:
         assert sessions["gateway"] == sessions["scoring"] == 0
-        assert {sessions[name] for name in off_path} == {lowered}
+        assert {name: sessions[name] for name in off_path} == expected
     # PostgreSQL serves only those services: the postmaster and every backend below too
     [postgres] = [s for s in local.servers() if isinstance(s, local.Postgres)]
     postmaster = postgres.pid()

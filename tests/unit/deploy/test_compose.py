@@ -699,3 +699,5 @@ def test_the_synchronous_path_gets_the_larger_cpu_share() -> None:
         "postgres",
     ):
         assert services[name]["cpu_shares"] < 1024, name
+    # the feature store's lag is what scoring reads stale: ahead of the rest, as locally
+    assert services["feature-store"]["cpu_shares"] > services["audit"]["cpu_shares"]

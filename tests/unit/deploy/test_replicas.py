@@ -14,6 +14,7 @@ import pytest
 from infra.local import autogroups_on, lower_priority, session_priority
 from infra.supervisor import (
     BY_NAME,
+    FRESHNESS_NICE,
     OFF_PATH_NICE,
     PYTHON,
     SCALABLE,
@@ -65,15 +66,19 @@ def test_replicas_run_at_their_services_priority() -> None:
         assert BY_NAME[name].command[:2] == [PYTHON, "-m"]
     assert replica("scoring", 2).command == [PYTHON, "-m", "services.scoring"]
     for name in ("explanation", "audit", "drift", "outcomes", "console", "feature_store"):
+        nice = FRESHNESS_NICE if name == "feature_store" else OFF_PATH_NICE
         assert BY_NAME[name].command == [
             "nice",
             "-n",
-            str(OFF_PATH_NICE),
+            str(nice),
             PYTHON,
             "-m",
             f"services.{name}",
         ]
+    # the feature store's lag is the features' staleness: it goes ahead of audit and the rest
+    assert 0 < FRESHNESS_NICE < OFF_PATH_NICE
     assert replica("audit", 2).command == BY_NAME["audit"].command
+    assert replica("feature_store", 2).command == BY_NAME["feature_store"].command
 
 
 @contextmanager
