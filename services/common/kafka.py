@@ -703,8 +703,17 @@ class EventConsumer:
             log.warning("commit refused after a rebalance; going on", extra={"error": str(exc)})
 
     def _export_lag(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
-        """Lag as of the batch just committed: the partition's end minus the next offset."""
+        """Lag as of the batch just committed: the partition's end minus the next offset.
+
+        Only for partitions still assigned: a rebalance during the batch (a replica joining)
+        may have taken some away, and aiokafka's `highwater` of a partition no longer assigned
+        raises instead of answering None; that error ended the consumer, and with it the
+        service, whenever a replica joined mid-batch (the bench's 3-replica pipeline ran on one
+        replica after the other two stopped so)."""
+        assigned = self.consumer.assignment()
         for tp, records in batches.items():
+            if tp not in assigned:
+                continue  # its new owner reports it
             end = self.consumer.highwater(tp)
             if end is not None and records:
                 export_lag(self.service, tp, partition_lag(end, records[-1].offset + 1))
