@@ -349,9 +349,11 @@ def markdown(result: dict[str, Any]) -> str:
         )
     for p in result.get("pipelines") or [result["pipeline"]]:
         replicas = p.get("scoring_replicas", 1)
+        alive = p.get("scoring_replicas_alive", replicas)
+        died = f" (only {alive} still running at its end)" if alive < replicas else ""
         lines.append(
             f"| pipeline: {p['applications']:,} applications → decision → audit row,"
-            f" {replicas} scoring replica{'s' if replicas > 1 else ''} | "
+            f" {replicas} scoring replica{'s' if replicas > 1 else ''}{died} | "
             f"{p['e2e_p50_ms']:,} ms | | {p['e2e_p99_ms']:,} ms | {p['applications_per_s']:,}/s"
             f" | {p['applications'] - p['decided']} undecided |"
         )
@@ -534,9 +536,19 @@ def main(
         )
         asyncio.run(settle(infra))
         cpu = meter.per_request(before, meter.snapshot(), pipeline)
-        console.print(piped, f"CPU ms per application {cpu}")
+        # a replica that stopped mid-run leaves a measurement of fewer replicas than asked
+        alive = sum(
+            supervisor.pid_of(name) is not None
+            for name in ["scoring", *supervisor.running_replicas("scoring")]
+        )
+        console.print(piped, f"CPU ms per application {cpu}; scoring replicas running {alive}")
         pipelines.append(
-            piped.as_dict() | {"scoring_replicas": replicas, "cpu_ms_per_application": cpu}
+            piped.as_dict()
+            | {
+                "scoring_replicas": replicas,
+                "scoring_replicas_alive": alive,
+                "cpu_ms_per_application": cpu,
+            }
         )
     supervisor.scale("scoring", 1)
     piped_best = max(pipelines, key=lambda p: p["applications_per_s"])

@@ -77,6 +77,40 @@ def test_the_report_states_every_target_with_its_verdict() -> None:
     assert "ten million Python additions in 0.3 s before the run and 0.47 s after" in text
 
 
+def test_a_pipeline_run_that_lost_replicas_says_so() -> None:
+    base = {
+        "measured_at": "2026-12-02T00:00:00+00:00",
+        "machine": {"cores": 2, "cpu": "test", "memory_gib": 23.5},
+        "model_version": "quick-test",
+        "api": [_rate(200, 9.0)],
+        "knee_per_s": None,
+        "batch": {
+            "size": 1000,
+            "repeats": 10,
+            "p50_ms": 40.0,
+            "p99_ms": 60.0,
+            "applications_per_s": 20000.0,
+            "errors": 0,
+        },
+        "floor": {
+            "single_row_p50_ms": 0.1,
+            "single_row_p99_ms": 0.2,
+            "single_rows_per_s": 9000,
+            "batch_1000_mean_ms": 20.0,
+            "batch_rows_per_s": 50000,
+        },
+        "targets": {"p99_ms_at_200": 10.0, "pipeline_per_s": 2000.0},
+    }
+    piped = {"applications": 100, "decided": 100, "e2e_p50_ms": 10, "e2e_p99_ms": 20}
+    pipelines = [
+        piped | {"applications_per_s": 400.0, "scoring_replicas": 1, "scoring_replicas_alive": 1},
+        piped | {"applications_per_s": 350.0, "scoring_replicas": 3, "scoring_replicas_alive": 1},
+    ]
+    text = markdown(base | {"pipeline": pipelines[0], "pipelines": pipelines})
+    assert "1 scoring replica |" in text
+    assert "3 scoring replicas (only 1 still running at its end) |" in text
+
+
 def test_the_report_shows_cpu_per_request_by_process_where_it_was_measured() -> None:
     api = [_rate(50, 8.0), _rate(200, 40.0)]
     api[0]["cpu_ms_per_request"] = {"gateway": 4.5, "scoring": 3.0, "total": 7.5}
