@@ -537,9 +537,8 @@ def main(
         asyncio.run(settle(infra))
         cpu = meter.per_request(before, meter.snapshot(), pipeline)
         # a replica that stopped mid-run leaves a measurement of fewer replicas than asked
-        alive = sum(
-            supervisor.pid_of(name) is not None
-            for name in ["scoring", *supervisor.running_replicas("scoring")]
+        alive = (supervisor.pid_of("scoring") is not None) + len(
+            supervisor.running_replicas("scoring")  # only those running
         )
         console.print(piped, f"CPU ms per application {cpu}; scoring replicas running {alive}")
         pipelines.append(

@@ -24,6 +24,26 @@ def _rate(rate: float, p99: float, errors: dict[str, int] | None = None) -> dict
     }
 
 
+#: a batch of 1,000 and the ONNX floor, as every report carries them
+_BATCH_AND_FLOOR: dict[str, Any] = {
+    "batch": {
+        "size": 1000,
+        "repeats": 10,
+        "p50_ms": 40.0,
+        "p99_ms": 60.0,
+        "applications_per_s": 20000.0,
+        "errors": 0,
+    },
+    "floor": {
+        "single_row_p50_ms": 0.1,
+        "single_row_p99_ms": 0.2,
+        "single_rows_per_s": 9000,
+        "batch_1000_mean_ms": 20.0,
+        "batch_rows_per_s": 50000,
+    },
+}
+
+
 def test_the_knee_is_the_lowest_rate_whose_p99_passes_100_ms() -> None:
     assert knee([_rate(50, 8.0), _rate(200, 40.0), _rate(500, 140.0), _rate(1000, 900)]) == 500
     assert knee([_rate(50, 8.0), _rate(1000, 99.0)]) is None
@@ -37,21 +57,7 @@ def test_the_report_states_every_target_with_its_verdict() -> None:
         "model_version": "quick-test",
         "api": [_rate(200, 9.0), _rate(500, 30.0, {"deadline": 3})],
         "knee_per_s": None,
-        "batch": {
-            "size": 1000,
-            "repeats": 10,
-            "p50_ms": 40.0,
-            "p99_ms": 60.0,
-            "applications_per_s": 20000.0,
-            "errors": 0,
-        },
-        "floor": {
-            "single_row_p50_ms": 0.1,
-            "single_row_p99_ms": 0.2,
-            "single_rows_per_s": 9000,
-            "batch_1000_mean_ms": 20.0,
-            "batch_rows_per_s": 50000,
-        },
+        **_BATCH_AND_FLOOR,
         "pipeline": {
             "applications": 100,
             "decided": 100,
@@ -84,21 +90,7 @@ def test_a_pipeline_run_that_lost_replicas_says_so() -> None:
         "model_version": "quick-test",
         "api": [_rate(200, 9.0)],
         "knee_per_s": None,
-        "batch": {
-            "size": 1000,
-            "repeats": 10,
-            "p50_ms": 40.0,
-            "p99_ms": 60.0,
-            "applications_per_s": 20000.0,
-            "errors": 0,
-        },
-        "floor": {
-            "single_row_p50_ms": 0.1,
-            "single_row_p99_ms": 0.2,
-            "single_rows_per_s": 9000,
-            "batch_1000_mean_ms": 20.0,
-            "batch_rows_per_s": 50000,
-        },
+        **_BATCH_AND_FLOOR,
         "targets": {"p99_ms_at_200": 10.0, "pipeline_per_s": 2000.0},
     }
     piped = {"applications": 100, "decided": 100, "e2e_p50_ms": 10, "e2e_p99_ms": 20}
