@@ -203,8 +203,11 @@ async def ensure_topics(
                     timeout_ms=timeout_ms,
                 )
             except TopicAlreadyExistsError:
-                pass  # a concurrent creator won; the checks below still hold
-            changes += [TopicChange(t.name, "created") for t in missing]
+                # a concurrent creator won, or the describe above ran before the broker's
+                # metadata showed a topic just created: nothing to report as created here
+                pass
+            else:
+                changes += [TopicChange(t.name, "created") for t in missing]
         grow = {
             t.name: NewPartitions(t.partitions)
             for t in wanted
